@@ -1,0 +1,40 @@
+# Two commands do all set-up: `make test` and `make demo`. Both create .venv and install what
+# they need (the CPU torch wheel pinned in setup.cfg, Debian's WordNet) on first use.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_DIR ?= runs/demo
+export TOKENIZERS_PARALLELISM ?= false
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: install wordnet test test-fast demo bench clean
+
+$(STAMP): setup.cfg
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test,demo]'
+	touch $(STAMP)
+
+install: $(STAMP) wordnet
+
+wordnet:
+	@test -f /usr/share/wordnet/data.noun || { $(SUDO) apt-get update -q && \
+	  $(SUDO) apt-get install -y -q wordnet-base wordnet-sense-index; }
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow" tests
+
+demo: install
+	$(PY) -m distill_train.demo --out $(DEMO_DIR)
+
+bench: install
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info
