@@ -1,0 +1,97 @@
+"""Search-space files: what a valid file becomes, and clear messages for bad ones."""
+import pytest
+
+from distill_train.space import SearchSpace, SpaceError, load_space
+
+GOOD = """
+name: demo
+params:
+  augmentation: [none, "corpus:rte-train+eda"]
+  mixup: false
+  mapping: [skip, "pairs:0-0,2-6,4-12"]
+  inter_loss: [mse, mi]
+  mi_alpha: [0.0, 0.9]
+  pred_loss: kl
+  temperature: {low: 1.0, high: 4.0}
+  w_inter: {choices: [0.5, 1.0]}
+  lr: {low: 1.0e-5, high: 1.0e-4, log: true}
+  student: [tiny-bert]
+fixed: {epochs: 2, batch_size: 8}
+grid_points: 2
+"""
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_good_space_candidates_and_train_config(tmp_path):
+    space = load_space(_write(tmp_path, GOOD))
+    assert space.names[:3] == ["augmentation", "mixup", "mapping"]
+    cands = list(space.candidates())
+    # 2 aug x 2 mapping x (mse + mi x 2 alphas = 3) x 2 temps x 2 w_inter x 2 lrs
+    assert len(cands) == 2 * 2 * 3 * 2 * 2 * 2
+    assert all(("mi_alpha" in c) == (c["inter_loss"] == "mi") for c in cands)
+    assert sorted({c["lr"] for c in cands}) == pytest.approx([1e-5, 1e-4])
+    values = {"augmentation": "corpus:rte-train+eda", "mixup": False,
+              "mapping": "pairs:0-0,2-6,4-12", "inter_loss": "mse", "mi_alpha": 0.0,
+              "pred_loss": "kl", "temperature": 2.0, "w_inter": 1.0, "lr": 3e-5,
+              "student": "tiny-bert"}
+    config = space.to_train_config(values, task="rte", cache="/c", run_dir="/r")
+    assert config["train_corpus"] == "rte-train+eda"
+    assert config["mapping"] == "explicit" and config["mapping_pairs"] == [[0, 0], [2, 6], [4, 12]]
+    assert "mi_alpha" not in config and "mixup" not in config
+    assert config["epochs"] == 2 and config["task"] == "rte" and config["dev_corpus"] == "rte-dev"
+    none = space.to_train_config({**values, "augmentation": "none"}, task="rte", cache="/c",
+                                 run_dir="/r")
+    assert none["train_corpus"] == "rte-train"
+
+
+def test_train_config_is_accepted_by_trainer_config():
+    config_mod = pytest.importorskip("distill_train.config")
+    space = SearchSpace.from_dict({"params": {"inter_loss": ["mi"], "mi_alpha": [0.5],
+                                              "mapping": ["pairs:1-2"], "student": ["s"]}})
+    values = next(space.candidates())
+    cfg = config_mod.TrainConfig.from_dict(
+        space.to_train_config(values, task="rte", cache="/c", run_dir="/r"))
+    assert cfg.mi_alpha == 0.5 and cfg.inter_loss == "mi" and cfg.mapping_pairs == ((1, 2),)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("params: {inter_loss: [mse], colour: [red]}", "unknown factor(s) ['colour']"),
+    ("params: {inter_loss: []}", "'choices' is empty"),
+    ("params: {inter_loss: {choices: []}}", "'choices' is empty"),
+    ("params: {inter_loss: [mse, l1]}", "bad value 'l1'"),
+    ("params: {temperature: {low: 4, high: 1}}", "'low' must be below 'high'"),
+    ("params: {lr: {low: 0, high: 0.1, log: true}}", "expected a number in (0.0, 1.0]"),
+    ("params: {temperature: {low: -1, high: 2}}", "bad bound -1"),
+    ("params: {temperature: {low: 1}}", "needs both 'low' and 'high'"),
+    ("params: {temperature: {low: 1, high: 2, lo: 3}}", "unknown key(s) ['lo']"),
+    ("params: {mixup: [yes, 'no']}", "expected true or false"),
+    ("params: {mi_alpha: [1.5]}", "expected a number in [0.0, 1.0]"),
+    ("params: {w_kd: ['1.0']}", "bad value '1.0' (str)"),
+    ("params: {mapping: {low: 1, high: 2}}", "is categorical"),
+    ("params: {mapping: [diagonal]}", "expected skip, last, emd"),
+    ("params: {student: [s]}\nsteps: 3", "unknown top-level key(s) ['steps']"),
+    ("params: {}", "'params' must be a non-empty mapping"),
+    ("- a\n- b", "expected a mapping"),
+    ("params: {student: [s]}\nfixed: {inter_loss: mse}", "given under 'fixed'"),
+    ("params: {student: [s]}\nfixed: {task: rte}", "set by the sweep"),
+    ("params: {student: [s]}\ngrid_points: 1", "'grid_points' must be an integer >= 2"),
+    ("params: {inter_loss: [mse, mse]}", "duplicate choices"),
+    ("params: [oops", "not valid YAML"),
+])
+def test_bad_space_files_are_rejected_with_clear_messages(tmp_path, text, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(SpaceError) as err:
+        load_space(path)
+    assert message in str(err.value)
+    assert path in str(err.value)
+
+
+def test_fixed_keys_checked_against_trainer_config(tmp_path):
+    pytest.importorskip("distill_train.config")
+    with pytest.raises(SpaceError, match=r"unknown trainer setting\(s\) \['epoch'\]"):
+        load_space(_write(tmp_path, "params: {student: [s]}\nfixed: {epoch: 3}"))
