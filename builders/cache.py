@@ -1,0 +1,318 @@
+"""TeacherCache: a directory of Parquet shards of teacher outputs plus an atomic manifest.
+
+Layout::
+
+    cache/manifest.json      spec, schema version, committed shards (rows, bytes, sha256), corpora,
+                             stats -- replaced atomically, last (it is the completion marker)
+    cache/shards/*.parquet   committed shards (plus, invisibly, uncommitted ones)
+    cache/corpora/*.jsonl    corpus indexes: which keys (and labels) make a training set
+    cache/.lock              fcntl lock serialising commits
+
+A shard is visible only once the manifest lists it, so a killed writer leaves the cache as it was
+plus whole committed shards. Commits re-read the manifest under the lock and merge, so concurrent
+writers never lose each other's shards; keys already present are skipped (stored once).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+from .errors import CacheError, ForeignDirectoryError
+from .manifest import (CORPUS_DIR, MANIFEST, SHARD_DIR, atomic_write_bytes, locked,
+                       new_manifest, read_manifest, write_manifest)
+from .shards import ShardInfo, read_shard_table, shard_name_for, write_shard_file
+from .spec import CacheSpec
+
+__all__ = ["TeacherCache", "CacheSpec", "ShardInfo", "CORPUS_FIELDS"]
+
+log = logging.getLogger(__name__)
+
+CORPUS_FIELDS = ("id", "key", "label", "parent_id", "chain", "copy")
+_CORPUS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
+
+
+class TeacherCache:
+    """Handle on one cache directory. Cheap to construct; methods re-read the manifest as needed."""
+
+    def __init__(self, path: str, manifest: Dict[str, Any]) -> None:
+        self.path = os.path.abspath(path)
+        self._manifest = manifest
+        self.spec = CacheSpec.from_dict(manifest["spec"])
+        self._shard_keys: Dict[str, List[str]] = {}   # shard name -> keys (memo; shards immutable)
+
+    # ------------------------------------------------------------------ open / create
+    @classmethod
+    def create(cls, path: str, spec: CacheSpec) -> "TeacherCache":
+        """A new empty cache; ForeignDirectoryError if `path` holds anything but an empty dir."""
+        if os.path.exists(os.path.join(path, MANIFEST)):
+            raise CacheError(f"a teacher cache already exists at {path!r}: use TeacherCache.open "
+                             "or open_or_create")
+        if os.path.isdir(path) and [n for n in os.listdir(path) if n != ".lock"]:
+            raise ForeignDirectoryError(
+                f"{path!r} is not empty and not a teacher cache ({sorted(os.listdir(path))[:5]}"
+                "...): refusing to write into it; pick a new or empty directory")
+        os.makedirs(os.path.join(path, SHARD_DIR), exist_ok=True)
+        os.makedirs(os.path.join(path, CORPUS_DIR), exist_ok=True)
+        with locked(path):
+            if os.path.exists(os.path.join(path, MANIFEST)):   # another process won the race
+                return cls.open(path, spec)
+            write_manifest(path, new_manifest(spec.to_dict()))
+        log.info("created teacher cache %s (fingerprint %s)", path, spec.fingerprint)
+        return cls(path, read_manifest(path))
+
+    @classmethod
+    def open(cls, path: str, spec: Optional[CacheSpec] = None) -> "TeacherCache":
+        """An existing cache; with `spec`, CacheSpecMismatch unless the cache stores exactly that."""
+        cache = cls(path, read_manifest(path))
+        if spec is not None:
+            cache.spec.check_compatible(spec)
+        return cache
+
+    @classmethod
+    def open_or_create(cls, path: str, spec: CacheSpec) -> "TeacherCache":
+        if os.path.exists(os.path.join(path, MANIFEST)):
+            return cls.open(path, spec)
+        return cls.create(path, spec)
+
+    def refresh(self) -> Dict[str, Any]:
+        self._manifest = read_manifest(self.path)
+        return self._manifest
+
+    @property
+    def manifest(self) -> Dict[str, Any]:
+        return self._manifest
+
+    def shard_path(self, name: str) -> str:
+        return os.path.join(self.path, SHARD_DIR, name)
+
+    def shards(self) -> List[ShardInfo]:
+        return [ShardInfo.from_manifest(s) for s in self.refresh()["shards"]]
+
+    # ------------------------------------------------------------------ keys
+    def _keys_of(self, info: ShardInfo) -> List[str]:
+        if info.name not in self._shard_keys:
+            table = read_shard_table(self.shard_path(info.name), info.name, columns=["key"])
+            keys = table.column("key").to_pylist()
+            if len(keys) != info.rows:
+                from .errors import CorruptShardError
+
+                raise CorruptShardError(f"shard {info.name!r} holds {len(keys)} rows, the manifest "
+                                        f"says {info.rows}", shard=info.name)
+            self._shard_keys[info.name] = keys
+        return self._shard_keys[info.name]
+
+    def _key_set(self, manifest: Dict[str, Any]) -> set:
+        out: set = set()
+        for s in manifest["shards"]:
+            out.update(self._keys_of(ShardInfo.from_manifest(s)))
+        return out
+
+    def keys(self) -> List[str]:
+        """Every committed key, in shard (commit) order."""
+        out: List[str] = []
+        for info in self.shards():
+            out.extend(self._keys_of(info))
+        return out
+
+    def __len__(self) -> int:
+        return sum(s["rows"] for s in self.refresh()["shards"])
+
+    def contains(self, keys: Sequence[str]) -> List[bool]:
+        present = self._key_set(self.refresh())
+        return [k in present for k in keys]
+
+    def missing(self, keys: Iterable[str]) -> List[str]:
+        """Keys (deduplicated, order kept) not yet committed: the ones still to score."""
+        present = self._key_set(self.refresh())
+        seen: set = set()
+        out = []
+        for k in keys:
+            if k not in present and k not in seen:
+                seen.add(k)
+                out.append(k)
+        return out
+
+    # ------------------------------------------------------------------ writing
+    def write_shard(self, outputs: Sequence[Dict[str, Any]], name: Optional[str] = None) -> ShardInfo:
+        """Write outputs (Teacher.score dicts) as an uncommitted, invisible shard."""
+        return write_shard_file(os.path.join(self.path, SHARD_DIR), self.spec, outputs, name)
+
+    def commit(self, shard_infos: Sequence[ShardInfo]) -> List[ShardInfo]:
+        """Make shards visible: one atomic manifest replace under the lock. Keys already present
+        (committed by anyone) are skipped; a partly duplicate shard is rewritten without them.
+        Returns the shards actually added."""
+        added: List[ShardInfo] = []
+        with locked(self.path):
+            manifest = read_manifest(self.path)
+            committed = {s["name"] for s in manifest["shards"]}
+            present = self._key_set(manifest)
+            for info in shard_infos:
+                if info.name in committed:
+                    continue                       # a retried bundle: already there
+                keys = list(info.keys) or self._keys_of(info)
+                fresh = [k for k in keys if k not in present]
+                if not fresh:
+                    self._discard(info.name)
+                    continue
+                if len(fresh) < len(keys):
+                    info = self._rewrite_without(info, set(fresh))
+                    if info.name in committed:
+                        continue
+                self._check_written(info)
+                manifest["shards"].append(info.to_manifest())
+                committed.add(info.name)
+                present.update(fresh)
+                self._shard_keys[info.name] = fresh
+                added.append(info)
+            if added:
+                manifest["stats"] = _stats(manifest)
+                write_manifest(self.path, manifest)
+        self._manifest = manifest
+        if added:
+            log.info("committed %d shard(s), %d rows to %s", len(added),
+                     sum(i.rows for i in added), self.path)
+        return added
+
+    def add(self, outputs: Sequence[Dict[str, Any]]) -> List[ShardInfo]:
+        """write_shard + commit of the outputs whose keys are not yet committed."""
+        todo = set(self.missing(o["key"] for o in outputs))
+        outputs = [o for o in outputs if o["key"] in todo]
+        if not outputs:
+            return []
+        return self.commit([self.write_shard(outputs)])
+
+    def _discard(self, name: str) -> None:
+        try:
+            os.unlink(self.shard_path(name))
+        except FileNotFoundError:
+            pass
+
+    def _check_written(self, info: ShardInfo) -> None:
+        from .shards import file_sha256
+
+        path = self.shard_path(info.name)
+        if not os.path.exists(path) or os.path.getsize(path) != info.bytes \
+                or file_sha256(path) != info.sha256:
+            raise CacheError(f"shard {info.name!r} changed or vanished between write_shard and "
+                             "commit: write it again")
+
+    def _rewrite_without(self, info: ShardInfo, keep: set) -> ShardInfo:
+        import pyarrow.compute as pc
+
+        from .shards import SPEC_METADATA_KEY, file_sha256
+
+        table = read_shard_table(self.shard_path(info.name), info.name)
+        table = table.filter(pc.is_in(table.column("key"), value_set=_pa_strings(sorted(keep))))
+        import pyarrow.parquet as pq
+
+        name = shard_name_for(table.column("key").to_pylist())
+        final = self.shard_path(name)
+        tmp = final + f".tmp-{os.getpid()}"
+        table = table.replace_schema_metadata(
+            {SPEC_METADATA_KEY: json.dumps(self.spec.to_dict(), sort_keys=True).encode()})
+        pq.write_table(table, tmp, compression="none", write_statistics=False,
+                       row_group_size=max(1, min(table.num_rows, (4 << 20) // max(
+                           1, table.nbytes // max(1, table.num_rows)))))
+        os.replace(tmp, final)
+        if name != info.name:
+            self._discard(info.name)
+        lengths = table.column("length").to_pylist()
+        return ShardInfo(name=name, rows=table.num_rows, bytes=os.path.getsize(final),
+                         sha256=file_sha256(final), tokens=int(sum(lengths)),
+                         truncated=int(sum(table.column("truncated").to_pylist())),
+                         keys=tuple(table.column("key").to_pylist()))
+
+    # ------------------------------------------------------------------ corpora
+    def write_corpus(self, name: str, rows: Sequence[Dict[str, Any]], *,
+                     allow_missing: bool = False) -> None:
+        """Atomically (re)write corpus `name`: rows {"id","key","label","parent_id","chain","copy"}.
+        Every key must be committed unless allow_missing (a corpus pointing at absent teacher
+        outputs would train on nothing silently)."""
+        if not _CORPUS_NAME.match(name or ""):
+            raise ValueError(f"corpus name {name!r} must be 1-200 characters of letters, digits "
+                             "and . _ + = - (not starting with punctuation)")
+        clean = []
+        for i, row in enumerate(rows):
+            if "id" not in row or "key" not in row:
+                raise ValueError(f"corpus row {i} lacks 'id' or 'key': {row!r}")
+            clean.append({"id": row["id"], "key": row["key"], "label": row.get("label"),
+                          "parent_id": row.get("parent_id"), "chain": row.get("chain", "original"),
+                          "copy": int(row.get("copy", 0))})
+        if not allow_missing:
+            absent = self.missing(r["key"] for r in clean)
+            if absent:
+                raise CacheError(f"corpus {name!r} refers to {len(absent)} key(s) the cache does "
+                                 f"not hold (first: {absent[0]}): commit their teacher outputs "
+                                 "first")
+        data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in clean).encode("utf-8")
+        import hashlib
+
+        fname = f"{name}.jsonl"
+        with locked(self.path):
+            atomic_write_bytes(os.path.join(self.path, CORPUS_DIR, fname), data)
+            manifest = read_manifest(self.path)
+            manifest.setdefault("corpora", {})[name] = {
+                "file": fname, "rows": len(clean), "sha256": hashlib.sha256(data).hexdigest()}
+            write_manifest(self.path, manifest)
+        self._manifest = manifest
+
+    def read_corpus(self, name: str) -> List[Dict[str, Any]]:
+        import hashlib
+
+        corpora = self.refresh().get("corpora", {})
+        if name not in corpora:
+            raise KeyError(f"cache {self.path!r} has no corpus {name!r}; it has {sorted(corpora)}")
+        entry = corpora[name]
+        with open(os.path.join(self.path, CORPUS_DIR, entry["file"]), "rb") as fh:
+            data = fh.read()
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise CacheError(f"corpus {name!r} was altered after it was written (checksum "
+                             "mismatch): write it again")
+        return [json.loads(line) for line in data.decode("utf-8").splitlines() if line]
+
+    def corpora(self) -> List[str]:
+        return sorted(self.refresh().get("corpora", {}))
+
+    # ------------------------------------------------------------------ reporting
+    def stats(self) -> Dict[str, Any]:
+        """examples, tokens, shards, bytes, bytes_per_example, truncated, plus the spec's dtype."""
+        manifest = self.refresh()
+        out = _stats(manifest)
+        out.update({"dtype": self.spec.dtype, "layers": list(self.spec.layers),
+                    "pooling": self.spec.pooling, "attentions": list(self.spec.attentions),
+                    "corpora": {k: v["rows"] for k, v in manifest.get("corpora", {}).items()}})
+        return out
+
+    def verify(self) -> List[str]:
+        from .maintenance import verify_cache
+
+        return verify_cache(self)
+
+    def merge(self, other_path: str) -> List[ShardInfo]:
+        from .maintenance import merge_into
+
+        return merge_into(self, other_path)
+
+    def satisfiable(self, requirements: Dict[str, Any]):
+        from .planning import satisfiable
+
+        return satisfiable(self.spec, requirements)
+
+
+def _stats(manifest: Dict[str, Any]) -> Dict[str, Any]:
+    shards = manifest["shards"]
+    examples = sum(s["rows"] for s in shards)
+    total = sum(s["bytes"] for s in shards)
+    return {"examples": examples, "shards": len(shards), "bytes": total,
+            "tokens": sum(s["tokens"] for s in shards),
+            "truncated": sum(s["truncated"] for s in shards),
+            "bytes_per_example": (total / examples) if examples else 0.0}
+
+
+def _pa_strings(values: List[str]):
+    import pyarrow as pa
+
+    return pa.array(values, type=pa.string())

@@ -1,0 +1,180 @@
+"""`distiller cache info|stats|verify|merge` and `distiller score` (local scoring, no Beam).
+
+Only argparse at import time: torch/transformers/pyarrow load inside the command functions.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Dict
+
+__all__ = ["add_parsers", "score_file"]
+
+
+def add_parsers(subparsers) -> None:
+    cache = subparsers.add_parser("cache", help="inspect, check and merge teacher caches")
+    csub = cache.add_subparsers(dest="cache_command", metavar="ACTION")
+    p = csub.add_parser("info", help="spec, fingerprint, shards and corpora of a cache")
+    p.add_argument("path")
+    p.set_defaults(func=_cmd_info)
+    p = csub.add_parser("stats", help="examples, tokens, bytes per example (JSON)")
+    p.add_argument("path")
+    p.set_defaults(func=_cmd_stats)
+    p = csub.add_parser("verify", help="recompute checksums and schemas; exit 1 naming bad shards")
+    p.add_argument("path")
+    p.set_defaults(func=_cmd_verify)
+    p = csub.add_parser("merge", help="merge the caches SOURCE... (same spec) into PATH")
+    p.add_argument("path")
+    p.add_argument("sources", nargs="+", metavar="SOURCE")
+    p.set_defaults(func=_cmd_merge)
+    cache.set_defaults(func=lambda args: (cache.print_help(), 2)[1])
+
+    p = subparsers.add_parser("score", help="score a corpus file with a teacher into a cache "
+                                            "(local, no Beam)")
+    p.add_argument("--input", required=True, help="TSV/CSV/JSONL/Parquet file of the task")
+    p.add_argument("--task", required=True, help="sst2, rte or stsb (column layout)")
+    p.add_argument("--teacher", required=True, help="HF model name or save_pretrained directory")
+    p.add_argument("--cache", required=True, help="cache directory (created if absent)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="only estimate the cache size from the length histogram; write nothing")
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--layers", default="all", help="'all' or comma-separated hidden-state indices")
+    p.add_argument("--pooling", default="none", choices=("none", "cls", "mean"))
+    p.add_argument("--attentions", action="store_true", help="also keep attention maps")
+    p.add_argument("--dtype", default="float16", choices=("float32", "float16", "int8"))
+    p.add_argument("--logits-topk", type=int, default=0)
+    p.add_argument("--max-tokens-per-batch", type=int, default=8192)
+    p.add_argument("--chunk", type=int, default=2048,
+                   help="records per committed shard (progress survives a kill)")
+    p.add_argument("--limit", type=int, default=None, help="read only the first N rows")
+    p.add_argument("--corpus", default=None,
+                   help="corpus name to record (default: TASK-SPLIT from the file name)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_score)
+
+
+def _cmd_info(args) -> int:
+    from .cache import TeacherCache
+
+    cache = TeacherCache.open(args.path)
+    print(json.dumps({"path": cache.path, "spec": cache.spec.to_dict(),
+                      "shards": cache.manifest["shards"], "corpora": cache.manifest["corpora"],
+                      "stats": cache.stats()}, indent=1, sort_keys=True))
+    return 0
+
+
+def _cmd_stats(args) -> int:
+    from .cache import TeacherCache
+
+    print(json.dumps(TeacherCache.open(args.path).stats(), indent=1, sort_keys=True))
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    from .cache import TeacherCache
+
+    cache = TeacherCache.open(args.path)
+    problems = cache.verify()
+    for line in problems:
+        print(f"BAD {line}")
+    if problems:
+        print(f"{len(problems)} problem(s) in {cache.path}", file=sys.stderr)
+        return 1
+    print(f"ok: {len(cache.manifest['shards'])} shard(s), {len(cache)} example(s) verified")
+    return 0
+
+
+def _cmd_merge(args) -> int:
+    from .cache import TeacherCache
+
+    cache = TeacherCache.open(args.path)
+    for src in args.sources:
+        added = cache.merge(src)
+        print(f"merged {src}: {len(added)} shard(s), {sum(a.rows for a in added)} row(s) added")
+    return 0
+
+
+def _cmd_score(args) -> int:
+    from .teacher import TeacherConfig
+
+    layers: Any = args.layers
+    if layers != "all":
+        try:
+            layers = tuple(int(x) for x in layers.split(","))
+        except ValueError:
+            raise ValueError(f"--layers must be 'all' or comma-separated integers, got "
+                             f"{args.layers!r}") from None
+    config = TeacherConfig(model=args.teacher, max_length=args.max_length, layers=layers,
+                           pooling=args.pooling, attentions=args.attentions,
+                           max_tokens_per_batch=args.max_tokens_per_batch, device=args.device)
+    summary = score_file(config, input_path=args.input, task=args.task, cache_dir=args.cache,
+                         dtype=args.dtype, logits_topk=args.logits_topk, dry_run=args.dry_run,
+                         chunk=args.chunk, limit=args.limit, corpus=args.corpus)
+    for dl in summary.pop("dead_letter_examples", []):
+        print(f"dead letter: row {dl['row']}: {dl['reason']}", file=sys.stderr)
+    print(json.dumps(summary, indent=1, sort_keys=True))
+    return 0
+
+
+def score_file(config, *, input_path: str, task: str, cache_dir: str, dtype: str = "float16",
+               logits_topk: int = 0, dry_run: bool = False, chunk: int = 2048,
+               limit: int = None, corpus: str = None) -> Dict[str, Any]:
+    """Score every good row of a task file into the cache; returns counts (the CLI prints them).
+
+    Only keys the cache lacks are scored; each chunk is committed as it finishes. Also writes the
+    corpus index TASK-SPLIT (originals: parent_id None, chain "original", copy 0).
+    """
+    import logging
+
+    from augment.records import DeadLetter, column_map_for_task, read_records
+
+    from .cache import TeacherCache
+    from .manifest import MANIFEST
+    from .planning import length_histogram, plan
+    from .teacher import Teacher
+
+    log = logging.getLogger(__name__)
+    records, dead = [], []
+    for rec in read_records(input_path, column_map_for_task(task), limit=limit):
+        (dead if isinstance(rec, DeadLetter) else records).append(rec)
+    teacher = Teacher(config).load()
+    spec = teacher.spec(dtype, logits_topk=logits_topk)
+    keys = [teacher.cache_key(r["text_a"], r["text_b"]) for r in records]
+    summary: Dict[str, Any] = {"input": input_path, "records": len(records),
+                               "dead_letters": len(dead), "fingerprint": spec.fingerprint,
+                               "dead_letter_examples": [d.to_dict() for d in dead[:20]]}
+    if dry_run:
+        toks = teacher.tokenize(records)
+        hist = length_histogram(len(t[0]) for t in toks)
+        where = cache_dir if os.path.isdir(cache_dir) else (os.path.dirname(
+            os.path.abspath(cache_dir)) or ".")
+        estimate = plan(spec, hist, where)
+        summary.update({"dry_run": True, "truncated": sum(t[2] for t in toks),
+                        "estimate": estimate})
+        if not estimate["fits"]:
+            summary["warning"] = "the cache would be larger than the free disk"
+        return summary
+    cache = (TeacherCache.open(cache_dir, spec) if os.path.exists(os.path.join(cache_dir, MANIFEST))
+             else TeacherCache.create(cache_dir, spec))
+    todo = set(cache.missing(keys))
+    pending = [r for r, k in zip(records, keys) if k in todo]
+    seen: set = set()
+    unique = []
+    for r, k in zip(pending, [teacher.cache_key(r["text_a"], r["text_b"]) for r in pending]):
+        if k not in seen:
+            seen.add(k)
+            unique.append(r)
+    scored = 0
+    for start in range(0, len(unique), chunk):
+        part = unique[start:start + chunk]
+        cache.commit([cache.write_shard(teacher.score(part))])
+        scored += len(part)
+        log.info("scored %d/%d", scored, len(unique))
+    name = corpus or f"{task}-{os.path.splitext(os.path.basename(input_path))[0]}"
+    cache.write_corpus(name, [{"id": r["id"], "key": k, "label": r["label"], "parent_id": None,
+                               "chain": "original", "copy": 0} for r, k in zip(records, keys)])
+    summary.update({"scored": scored, "reused": len(records) - len(pending),
+                    "truncated": teacher.truncated_count, "corpus": name,
+                    "cache": cache.path, "stats": cache.stats()})
+    return summary

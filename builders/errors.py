@@ -1,0 +1,43 @@
+"""Errors raised by the teacher cache. Each says what was wrong, the value found and the fix.
+
+All derive from `CacheError`, itself a `ValueError`, so the `distiller` dispatcher reports them as
+one line on stderr with a non-zero exit code instead of a traceback.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "CacheError", "CacheSpecMismatch", "ForeignDirectoryError", "CorruptShardError",
+    "MissingShardError", "FingerprintError", "UnsatisfiableRequest",
+]
+
+
+class CacheError(ValueError):
+    """Base class of every teacher-cache error."""
+
+
+class CacheSpecMismatch(CacheError):
+    """The cache on disk stores something other than what was asked for (spec or fingerprint)."""
+
+
+class ForeignDirectoryError(CacheError):
+    """The directory is not a teacher cache (no or unreadable manifest) or belongs to something else."""
+
+
+class CorruptShardError(CacheError):
+    """A committed shard is truncated, altered or unreadable; `.shard` names it."""
+
+    def __init__(self, message: str, shard: str = "") -> None:
+        super().__init__(message)
+        self.shard = shard
+
+
+class MissingShardError(CorruptShardError):
+    """The manifest lists a shard whose file is gone."""
+
+
+class FingerprintError(CacheError):
+    """Something the teacher loaded could not be fingerprinted; a random key is never used instead."""
+
+
+class UnsatisfiableRequest(CacheSpecMismatch):
+    """A reader or a loss configuration asks for layers/attentions the cache does not keep."""

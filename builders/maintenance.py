@@ -1,0 +1,121 @@
+"""verify and merge: whole-cache checks and combining two caches of one spec."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from typing import TYPE_CHECKING, List
+
+from .errors import CacheError, CorruptShardError
+from .manifest import CORPUS_DIR
+from .shards import SPEC_METADATA_KEY, ShardInfo, file_sha256, open_shard, shard_schema
+
+if TYPE_CHECKING:
+    from .cache import TeacherCache
+
+__all__ = ["verify_cache", "merge_into"]
+
+log = logging.getLogger(__name__)
+
+
+def verify_cache(cache: "TeacherCache") -> List[str]:
+    """Problems found, one line each naming the shard or corpus ([] when the cache is sound).
+
+    Recomputes every shard's sha256 and size, reads its Parquet footer, compares its schema and
+    embedded spec with the manifest's, checks row counts and that no key is stored twice.
+    """
+    import pyarrow as pa
+
+    manifest = cache.refresh()
+    problems: List[str] = []
+    expected = shard_schema(cache.spec)
+    seen: dict = {}
+    for entry in manifest["shards"]:
+        info = ShardInfo.from_manifest(entry)
+        path = cache.shard_path(info.name)
+        if not os.path.exists(path):
+            problems.append(f"{info.name}: missing (listed in the manifest, file not found)")
+            continue
+        size = os.path.getsize(path)
+        if size != info.bytes:
+            problems.append(f"{info.name}: size {size} bytes, manifest says {info.bytes} "
+                            f"({'truncated' if size < info.bytes else 'grown'})")
+            continue
+        if file_sha256(path) != info.sha256:
+            problems.append(f"{info.name}: checksum mismatch (content altered)")
+            continue
+        try:
+            pf = open_shard(path, info.name)
+            schema = pf.schema_arrow
+            if not schema.remove_metadata().equals(expected):
+                problems.append(f"{info.name}: schema differs from the spec's "
+                                f"({schema.names} vs {expected.names})")
+                continue
+            meta = (schema.metadata or {}).get(SPEC_METADATA_KEY)
+            if meta is None or json.loads(meta) != cache.spec.to_dict():
+                problems.append(f"{info.name}: embedded spec differs from the manifest's")
+                continue
+            if pf.metadata.num_rows != info.rows:
+                problems.append(f"{info.name}: {pf.metadata.num_rows} rows, manifest says "
+                                f"{info.rows}")
+                continue
+            keys = pf.read(columns=["key"]).column("key").to_pylist()
+        except (CorruptShardError, pa.ArrowException, OSError, ValueError) as exc:
+            problems.append(f"{info.name}: unreadable ({exc})")
+            continue
+        for k in keys:
+            if k in seen:
+                problems.append(f"{info.name}: key {k} also stored in {seen[k]}")
+                break
+            seen[k] = info.name
+    for name, entry in manifest.get("corpora", {}).items():
+        path = os.path.join(cache.path, CORPUS_DIR, entry["file"])
+        if not os.path.exists(path):
+            problems.append(f"corpus {name}: file {entry['file']} missing")
+            continue
+        with open(path, "rb") as fh:
+            if hashlib.sha256(fh.read()).hexdigest() != entry["sha256"]:
+                problems.append(f"corpus {name}: checksum mismatch (content altered)")
+    return problems
+
+
+def merge_into(cache: "TeacherCache", other_path: str) -> List[ShardInfo]:
+    """Copy into `cache` the shards and corpora of the cache at `other_path` (same spec).
+
+    Shards are copied (temp + rename) then committed; keys already present are skipped. A corpus
+    of the same name but different content is an error (rename one first)."""
+    from .cache import TeacherCache
+
+    other = TeacherCache.open(other_path)
+    cache.spec.check_compatible(other.spec, what="cache")
+    problems = other.verify()
+    if problems:
+        raise CorruptShardError(f"refusing to merge from {other_path!r}: it fails verify: "
+                                + "; ".join(problems))
+    infos = []
+    present = set(cache.keys())
+    for info in other.shards():
+        keys = other._keys_of(info)
+        if all(k in present for k in keys):
+            continue
+        dst = cache.shard_path(info.name)
+        if not os.path.exists(dst) or file_sha256(dst) != info.sha256:
+            tmp = dst + f".tmp-{os.getpid()}"
+            shutil.copyfile(other.shard_path(info.name), tmp)
+            os.replace(tmp, dst)
+        infos.append(ShardInfo(name=info.name, rows=info.rows, bytes=info.bytes,
+                               sha256=info.sha256, tokens=info.tokens, truncated=info.truncated,
+                               keys=tuple(keys)))
+    added = cache.commit(infos)
+    mine = cache.refresh().get("corpora", {})
+    for name, entry in other.manifest.get("corpora", {}).items():
+        if name in mine:
+            if mine[name]["sha256"] != entry["sha256"]:
+                raise CacheError(f"both caches hold a corpus {name!r} with different rows: "
+                                 "rename one before merging")
+            continue
+        cache.write_corpus(name, other.read_corpus(name))
+    log.info("merged %s into %s: %d shard(s) added", other_path, cache.path, len(added))
+    return added

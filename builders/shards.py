@@ -1,0 +1,249 @@
+"""Parquet shards of teacher outputs: schema, encoding, atomic write, checked read.
+
+One row per key. Tensors are raw little-endian bytes in the spec's dtype (int8 tensors carry a
+float32 scale per vector in a `*_scale` column), trimmed to the example's real length, for the
+spec's layers only. Shapes are implied by `length` and the spec. A shard is written to a temporary
+name and renamed to its deterministic, content-derived name; it is invisible until the manifest
+lists it (see cache.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import uuid
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from augment.seeding import stable_hash
+
+from .errors import CorruptShardError, MissingShardError
+from .quant import decode, encode
+from .spec import CacheSpec
+
+__all__ = ["ShardInfo", "shard_schema", "encode_rows", "write_shard_file", "read_shard_table",
+           "decode_row", "file_sha256", "shard_name_for", "SPEC_METADATA_KEY"]
+
+SPEC_METADATA_KEY = b"distiller.spec"
+TARGET_ROW_GROUP_BYTES = 4 << 20   # reader decodes whole row groups: keep them small
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardInfo:
+    """A shard file and what it holds. `keys` stays in memory only (not in the manifest)."""
+
+    name: str
+    rows: int
+    bytes: int
+    sha256: str
+    tokens: int
+    truncated: int
+    keys: Tuple[str, ...] = dataclasses.field(default=(), repr=False, compare=False)
+
+    def to_manifest(self) -> Dict[str, Any]:
+        return {"name": self.name, "rows": self.rows, "bytes": self.bytes, "sha256": self.sha256,
+                "tokens": self.tokens, "truncated": self.truncated}
+
+    @classmethod
+    def from_manifest(cls, d: Dict[str, Any]) -> "ShardInfo":
+        return cls(name=d["name"], rows=int(d["rows"]), bytes=int(d["bytes"]),
+                   sha256=d["sha256"], tokens=int(d["tokens"]), truncated=int(d["truncated"]))
+
+
+def tensor_columns(spec: CacheSpec) -> List[str]:
+    cols = ["logits"]
+    cols += [f"hidden_{l}" for l in spec.layers]
+    cols += [f"attn_{l}" for l in spec.attentions]
+    return cols
+
+
+def shard_schema(spec: CacheSpec):
+    """The exact Arrow schema of a shard for `spec` (verify compares against it)."""
+    import pyarrow as pa
+
+    fields = [pa.field("key", pa.string(), nullable=False),
+              pa.field("length", pa.int32(), nullable=False),
+              pa.field("truncated", pa.bool_(), nullable=False),
+              pa.field("input_ids", pa.binary(), nullable=False),
+              pa.field("token_type_ids", pa.binary(), nullable=False)]
+    if spec.logits_topk:
+        fields += [pa.field("topk_indices", pa.binary(), nullable=False),
+                   pa.field("rest_mass", pa.float32(), nullable=False)]
+    for col in tensor_columns(spec):
+        fields.append(pa.field(col, pa.binary(), nullable=False))
+        dtype = spec.logits_dtype if col == "logits" else spec.dtype
+        if dtype == "int8":
+            fields.append(pa.field(col + "_scale", pa.binary(), nullable=False))
+    return pa.schema(fields)
+
+
+def _check_output(o: Dict[str, Any], spec: CacheSpec) -> int:
+    n = len(o["input_ids"])
+    missing = [l for l in spec.layers if l not in o.get("hidden", {})]
+    if missing:
+        raise ValueError(f"output for key {o.get('key')!r} lacks hidden layers {missing} that the "
+                         f"cache spec keeps ({list(spec.layers)}): score with a matching teacher")
+    missing = [l for l in spec.attentions if l not in (o.get("attentions") or {})]
+    if missing:
+        raise ValueError(f"output for key {o.get('key')!r} lacks attentions of layers {missing}")
+    if len(o["logits"]) != spec.num_labels:
+        raise ValueError(f"output for key {o.get('key')!r} has {len(o['logits'])} logits, the "
+                         f"cache spec says {spec.num_labels}")
+    return n
+
+
+def _topk(logits: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray, float]:
+    z = logits.astype(np.float64)
+    logp = z - (np.log(np.exp(z - z.max()).sum()) + z.max())
+    k = min(k, len(z))
+    idx = np.argsort(-logp, kind="stable")[:k].astype(np.int32)
+    rest = float(max(0.0, 1.0 - np.exp(logp[idx]).sum()))
+    return idx, logp[idx].astype(np.float32), rest
+
+
+def encode_rows(outputs: Sequence[Dict[str, Any]], spec: CacheSpec) -> Dict[str, list]:
+    """Column lists for `outputs` (teacher.score dicts), keys deduplicated (first kept)."""
+    cols: Dict[str, list] = {f.name: [] for f in shard_schema(spec)}
+    seen = set()
+    for o in outputs:
+        if o["key"] in seen:
+            continue
+        seen.add(o["key"])
+        n = _check_output(o, spec)
+        cols["key"].append(o["key"])
+        cols["length"].append(n)
+        cols["truncated"].append(bool(o.get("truncated", False)))
+        cols["input_ids"].append(np.asarray(o["input_ids"], dtype="<i4").tobytes())
+        cols["token_type_ids"].append(np.asarray(o["token_type_ids"], dtype="i1").tobytes())
+        logits = np.asarray(o["logits"], dtype=np.float32)
+        if spec.logits_topk:
+            idx, vals, rest = _topk(logits, spec.logits_topk)
+            cols["topk_indices"].append(idx.tobytes())
+            cols["rest_mass"].append(rest)
+            logits = vals
+        tensors = {"logits": (logits, spec.logits_dtype)}
+        for l in spec.layers:
+            h = np.asarray(o["hidden"][l], dtype=np.float32)
+            want = (n, spec.hidden_size) if spec.pooling == "none" else (spec.hidden_size,)
+            if spec.hidden_size and h.shape != want:
+                raise ValueError(f"hidden layer {l} of key {o['key']!r} has shape {h.shape}, "
+                                 f"expected {want} (trimmed to the real length)")
+            tensors[f"hidden_{l}"] = (h, spec.dtype)
+        for l in spec.attentions:
+            tensors[f"attn_{l}"] = (np.asarray(o["attentions"][l], dtype=np.float32), spec.dtype)
+        for col, (x, dtype) in tensors.items():
+            data, scale = encode(x, dtype)
+            cols[col].append(data)
+            if scale is not None:
+                cols[col + "_scale"].append(scale)
+    return cols
+
+
+def shard_name_for(keys: Sequence[str]) -> str:
+    """Deterministic name from the shard's keys: a retried bundle rewrites the same shard."""
+    return f"shard-{stable_hash('shard', *sorted(keys), digest_size=12)}.parquet"
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_shard_file(directory: str, spec: CacheSpec, outputs: Sequence[Dict[str, Any]],
+                     name: Optional[str] = None) -> ShardInfo:
+    """Write `outputs` as a shard under `directory` (temp file, fsync, rename). Not committed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = encode_rows(outputs, spec)
+    if not cols["key"]:
+        raise ValueError("write_shard needs at least one output")
+    schema = shard_schema(spec).with_metadata(
+        {SPEC_METADATA_KEY: json.dumps(spec.to_dict(), sort_keys=True).encode()})
+    table = pa.table(cols, schema=schema)
+    name = name or shard_name_for(cols["key"])
+    if "/" in name or not name.endswith(".parquet"):
+        raise ValueError(f"shard name {name!r} must be a plain file name ending in .parquet")
+    per_row = max(1, table.nbytes // max(1, table.num_rows))
+    rows_per_group = max(1, min(table.num_rows, TARGET_ROW_GROUP_BYTES // per_row))
+    final = os.path.join(directory, name)
+    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        pq.write_table(table, tmp, row_group_size=rows_per_group, compression="none",
+                       write_statistics=False)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        digest = file_sha256(tmp)
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return ShardInfo(name=name, rows=table.num_rows, bytes=os.path.getsize(final), sha256=digest,
+                     tokens=int(sum(cols["length"])), truncated=int(sum(cols["truncated"])),
+                     keys=tuple(cols["key"]))
+
+
+def open_shard(path: str, name: str, *, memory_map: bool = True):
+    """A pyarrow ParquetFile, or a clear error naming the shard."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not os.path.exists(path):
+        raise MissingShardError(f"the manifest lists shard {name!r} but {path} does not exist: "
+                                "the cache was damaged; run `distiller cache verify` and rebuild "
+                                "the missing keys", shard=name)
+    try:
+        return pq.ParquetFile(path, memory_map=memory_map)
+    except (pa.ArrowException, OSError) as exc:
+        raise CorruptShardError(f"shard {name!r} is truncated or not a Parquet file ({exc}); "
+                                "run `distiller cache verify`", shard=name) from exc
+
+
+def read_shard_table(path: str, name: str, columns: Optional[List[str]] = None):
+    import pyarrow as pa
+
+    pf = open_shard(path, name)
+    try:
+        return pf.read(columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise CorruptShardError(f"shard {name!r} cannot be read ({exc}); run `distiller cache "
+                                "verify`", shard=name) from exc
+
+
+def decode_row(cols: Dict[str, Any], r: int, spec: CacheSpec, *, layers: Sequence[int],
+               attentions: Sequence[int]) -> Dict[str, Any]:
+    """numpy arrays of row `r` from a dict of pyarrow columns (a decoded row group)."""
+    n = cols["length"][r].as_py()
+    ids = np.frombuffer(cols["input_ids"][r].as_py(), dtype="<i4")
+    tts = np.frombuffer(cols["token_type_ids"][r].as_py(), dtype="i1")
+
+    def tensor(col: str, dtype: str, shape: Tuple[int, ...]) -> np.ndarray:
+        scale = cols[col + "_scale"][r].as_py() if dtype == "int8" else None
+        return decode(cols[col][r].as_py(), scale, dtype, shape)
+
+    out: Dict[str, Any] = {"key": cols["key"][r].as_py(), "input_ids": ids,
+                           "token_type_ids": tts, "truncated": cols["truncated"][r].as_py()}
+    if spec.logits_topk:
+        idx = np.frombuffer(cols["topk_indices"][r].as_py(), dtype="<i4")
+        vals = tensor("logits", spec.logits_dtype, (len(idx),))
+        rest = float(cols["rest_mass"][r].as_py())
+        out["topk_indices"], out["topk_logprobs"], out["rest_mass"] = idx, vals, rest
+        # Full log-probabilities with the remaining mass spread evenly over the other classes.
+        others = spec.num_labels - len(idx)
+        fill = np.log(max(rest, 1e-12) / others) if others else 0.0
+        full = np.full(spec.num_labels, fill, dtype=np.float32)
+        full[idx] = vals
+        out["logits"] = full
+    else:
+        out["logits"] = tensor("logits", spec.logits_dtype, (spec.num_labels,))
+    hshape = (n, spec.hidden_size) if spec.pooling == "none" else (spec.hidden_size,)
+    out["hidden"] = {l: tensor(f"hidden_{l}", spec.dtype, hshape) for l in layers}
+    if attentions:
+        out["attentions"] = {l: tensor(f"attn_{l}", spec.dtype, (spec.num_heads, n, n))
+                             for l in attentions}
+    return out

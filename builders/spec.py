@@ -1,0 +1,139 @@
+"""CacheSpec: what a teacher cache stores, recorded in its manifest (contract 2 of DESIGN.md).
+
+Two caches (or a cache and a request) are compatible when every field but `model` (a name or path,
+kept for humans only) is equal.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+from .errors import CacheSpecMismatch
+
+__all__ = ["CacheSpec", "SCHEMA_VERSION", "DTYPES", "POOLINGS"]
+
+SCHEMA_VERSION = 1           # bumped when the shard layout changes
+DTYPES = ("float32", "float16", "int8")
+POOLINGS = ("none", "cls", "mean")
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheSpec:
+    """Frozen description of a cache's contents.
+
+    fingerprint: teacher fingerprint (weights, config, tokenizer); layers: hidden-state indices kept
+    (0 = embeddings, i = output of transformer layer i); pooling: "none" keeps [L, H] per layer
+    trimmed to the real length, "cls"/"mean" keep [H]; attentions: transformer layers (1-based,
+    like hidden-state indices) whose attention maps [heads, L, L] are kept, empty for none;
+    dtype: storage of hidden states and attentions; logits_dtype: storage of logits (float32 by
+    default: they are tiny and the prediction loss is the most sensitive); logits_topk: 0 keeps all
+    logits, k > 0 keeps the top-k log-probabilities plus the remaining probability mass.
+    """
+
+    fingerprint: str
+    tokenization: Tuple[Tuple[str, Any], ...]
+    layers: Tuple[int, ...]
+    pooling: str = "none"
+    attentions: Tuple[int, ...] = ()
+    dtype: str = "float16"
+    logits_dtype: str = "float32"
+    logits_topk: int = 0
+    num_labels: int = 2
+    problem_type: str = "single_label_classification"
+    hidden_size: int = 0
+    num_heads: int = 0
+    num_hidden_layers: int = 0
+    max_length: int = 128
+    model: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if not self.fingerprint:
+            raise ValueError("CacheSpec.fingerprint is empty: build the spec with Teacher.spec()")
+        object.__setattr__(self, "tokenization", _as_items(self.tokenization))
+        object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
+        object.__setattr__(self, "attentions", tuple(int(i) for i in self.attentions))
+        if self.dtype not in DTYPES:
+            raise ValueError(f"CacheSpec.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.logits_dtype not in DTYPES:
+            raise ValueError(f"CacheSpec.logits_dtype must be one of {DTYPES}, "
+                             f"got {self.logits_dtype!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"CacheSpec.pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.pooling != "none" and self.attentions:
+            raise ValueError("attention maps are per token: they cannot be kept with pooling "
+                             f"{self.pooling!r}; use pooling='none' or attentions=()")
+        if len(set(self.layers)) != len(self.layers) or any(i < 0 for i in self.layers):
+            raise ValueError(f"CacheSpec.layers must be distinct indices >= 0, got {self.layers}")
+        if self.num_hidden_layers and any(i > self.num_hidden_layers for i in self.layers):
+            raise ValueError(f"CacheSpec.layers {self.layers} exceed the teacher's "
+                             f"{self.num_hidden_layers} layers (valid: 0..{self.num_hidden_layers})")
+        if any(i < 1 or (self.num_hidden_layers and i > self.num_hidden_layers)
+               for i in self.attentions):
+            raise ValueError(f"CacheSpec.attentions must be transformer layers 1.."
+                             f"{self.num_hidden_layers or 'N'}, got {self.attentions}")
+        if self.logits_topk < 0:
+            raise ValueError(f"CacheSpec.logits_topk must be >= 0, got {self.logits_topk}")
+
+    @property
+    def tokenization_settings(self) -> Dict[str, Any]:
+        return dict(self.tokenization)
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["tokenization"] = dict(self.tokenization)
+        d["layers"] = list(self.layers)
+        d["attentions"] = list(self.attentions)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CacheSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown CacheSpec fields {unknown}: written by a newer version?")
+        return cls(**dict(data))
+
+    def differences(self, other: "CacheSpec") -> Dict[str, Tuple[Any, Any]]:
+        """Fields (other than `model`) whose values differ: name -> (self, other)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name == "model":
+                continue
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if a != b:
+                out[f.name] = (a, b)
+        return out
+
+    def check_compatible(self, other: "CacheSpec", *, what: str = "cache") -> None:
+        """Raise CacheSpecMismatch naming each differing field."""
+        diff = self.differences(other)
+        if diff:
+            parts = "; ".join(f"{k}: {what} has {a!r}, requested {b!r}" for k, (a, b) in diff.items())
+            raise CacheSpecMismatch(
+                f"the {what} was built with a different spec ({parts}); use a new cache directory "
+                "for this teacher/spec, or request what the cache stores")
+
+    def with_(self, **changes: Any) -> "CacheSpec":
+        return dataclasses.replace(self, **changes)
+
+
+def _as_items(value: Any) -> Tuple[Tuple[str, Any], ...]:
+    if isinstance(value, Mapping):
+        items = value.items()
+    else:
+        items = [tuple(kv) for kv in value]
+    return tuple(sorted((str(k), v) for k, v in items))
+
+
+def default_layers(num_hidden_layers: int, layers: "str | Sequence[int]") -> Tuple[int, ...]:
+    """Resolve "all" (0..N) or an explicit list of hidden-state indices."""
+    if isinstance(layers, str):
+        if layers != "all":
+            raise ValueError(f"layers must be 'all' or a tuple of indices, got {layers!r}")
+        return tuple(range(num_hidden_layers + 1))
+    return tuple(int(i) for i in layers)
+
+
+def optional_spec(data: Optional[Mapping[str, Any]]) -> Optional[CacheSpec]:
+    return None if data is None else CacheSpec.from_dict(data)

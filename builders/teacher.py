@@ -1,0 +1,349 @@
+"""The teacher: load any Hugging Face sequence-classification/regression model, fingerprint what
+was loaded, tokenize, and run a length-bucketed batched forward that keeps what distillation needs.
+
+Outputs per example (INTERFACES.md, builders): key, input_ids int32[L], token_type_ids int8[L],
+logits float32[C], hidden {layer: float32[L, H] or [H] if pooled}, attentions {layer: [heads, L, L]}
+when kept, truncated bool. Layer 0 is the embeddings output, i the output of transformer layer i.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .batching import plan_batches
+from .keys import cache_key as _cache_key
+from .spec import POOLINGS, CacheSpec, default_layers
+
+__all__ = ["TeacherConfig", "Teacher", "as_text_pair"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherConfig:
+    """How to load and run a teacher.
+
+    model: HF model name or local directory; tokenizer: defaults to `model`.
+    max_length: tokens per input including special tokens; longer inputs are truncated (counted).
+    layers: "all" (0..N) or hidden-state indices to keep; pooling: "none" | "cls" | "mean".
+    attentions: False, True (every transformer layer) or a tuple of layers (1..N).
+    max_tokens_per_batch / max_batch_size / sort_window: length bucketing (see batching.py).
+    device: "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
+    amp: "auto" (bf16 if supported else fp16 on GPU, off on CPU), "bf16", "fp16", "off".
+    num_threads: CPU threads for torch; None = the CPUs this process may run on.
+    num_labels: override the head size (a random head for an encoder-only checkpoint).
+    """
+
+    model: str
+    max_length: int = 128
+    layers: Union[str, Tuple[int, ...]] = "all"
+    pooling: str = "none"
+    attentions: Union[bool, Tuple[int, ...]] = False
+    max_tokens_per_batch: int = 8192
+    max_batch_size: int = 256
+    sort_window: int = 4096
+    device: str = "auto"
+    amp: str = "auto"
+    num_threads: Optional[int] = None
+    tokenizer: Optional[str] = None
+    num_labels: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("TeacherConfig.model must name a model or a directory")
+        if self.max_length < 2:
+            raise ValueError(f"TeacherConfig.max_length must be >= 2, got {self.max_length}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"TeacherConfig.pooling must be one of {POOLINGS}, "
+                             f"got {self.pooling!r}")
+        if isinstance(self.layers, str):
+            if self.layers != "all":
+                raise ValueError(f"TeacherConfig.layers must be 'all' or a tuple of indices, "
+                                 f"got {self.layers!r}")
+        else:
+            object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
+        if not isinstance(self.attentions, bool):
+            object.__setattr__(self, "attentions", tuple(int(i) for i in self.attentions))
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise ValueError(f"TeacherConfig.amp must be auto, bf16, fp16 or off, got {self.amp!r}")
+        for name in ("max_tokens_per_batch", "max_batch_size", "sort_window"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TeacherConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_tokens_per_batch < self.max_length:
+            raise ValueError(f"max_tokens_per_batch ({self.max_tokens_per_batch}) must be at "
+                             f"least max_length ({self.max_length})")
+
+
+def as_text_pair(record: Any) -> Tuple[str, Optional[str]]:
+    """(text_a, text_b) from a record dict, a (a, b) tuple or a plain string."""
+    if isinstance(record, str):
+        return record, None
+    if isinstance(record, Mapping):
+        if "text_a" not in record:
+            raise ValueError(f"record has no 'text_a' field: {dict(record)!r}")
+        return record["text_a"], record.get("text_b")
+    if isinstance(record, (tuple, list)) and len(record) in (1, 2):
+        return record[0], (record[1] if len(record) == 2 else None)
+    raise TypeError(f"cannot read texts from a {type(record).__name__}: {record!r}")
+
+
+class Teacher:
+    """A loaded teacher. Construct cheaply; `load()` (idempotent) loads model and tokenizer."""
+
+    def __init__(self, config: TeacherConfig) -> None:
+        self.config = config
+        self.model = None
+        self.tokenizer = None
+        self.device = None
+        self._fingerprint: Optional[str] = None
+        self.calls = 0            # forward passes run (tests count them)
+        self.examples_scored = 0
+        self.truncated_count = 0
+
+    # ----------------------------------------------------------------- loading
+    def load(self) -> "Teacher":
+        if self.model is not None:
+            return self
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        cfg = self.config
+        want_attn = bool(cfg.attentions)
+        kwargs: Dict[str, Any] = {"dtype": torch.float32}
+        if want_attn:
+            kwargs["attn_implementation"] = "eager"  # SDPA kernels do not return attention maps
+        if cfg.num_labels is not None:
+            kwargs["num_labels"] = cfg.num_labels
+        self.tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.model)
+        model = AutoModelForSequenceClassification.from_pretrained(cfg.model, **kwargs)
+        model.eval()
+        if cfg.device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        else:
+            device = cfg.device
+        self.device = torch.device(device)
+        if self.device.type == "cpu":
+            threads = cfg.num_threads or len(os.sched_getaffinity(0))
+            torch.set_num_threads(max(1, threads))
+        self.model = model.to(self.device)
+        from .fingerprint import teacher_fingerprint
+
+        self._fingerprint = teacher_fingerprint(self.model, self.tokenizer)
+        self._layers = default_layers(self.num_hidden_layers, cfg.layers)
+        bad = [i for i in self._layers if i > self.num_hidden_layers]
+        if bad:
+            raise ValueError(f"layers {bad} do not exist: {cfg.model} has hidden states "
+                             f"0..{self.num_hidden_layers}")
+        if cfg.attentions is True:
+            self._attn_layers = tuple(range(1, self.num_hidden_layers + 1))
+        elif cfg.attentions is False:
+            self._attn_layers = ()
+        else:
+            self._attn_layers = tuple(cfg.attentions)
+        self._uses_token_types = "token_type_ids" in getattr(
+            self.tokenizer, "model_input_names", ["token_type_ids"])
+        log.info("teacher %s loaded on %s: %d layers, hidden %d, %d labels, fingerprint %s",
+                 cfg.model, self.device, self.num_hidden_layers, self.hidden_size,
+                 self.num_labels, self._fingerprint)
+        return self
+
+    def _require_loaded(self) -> None:
+        if self.model is None:
+            raise RuntimeError("Teacher.load() must be called before using the teacher")
+
+    @property
+    def fingerprint(self) -> str:
+        self._require_loaded()
+        return self._fingerprint  # type: ignore[return-value]
+
+    @property
+    def num_labels(self) -> int:
+        self._require_loaded()
+        return int(self.model.config.num_labels)
+
+    @property
+    def problem_type(self) -> str:
+        self._require_loaded()
+        pt = getattr(self.model.config, "problem_type", None)
+        if pt in ("single_label_classification", "regression", "multi_label_classification"):
+            return pt
+        return "regression" if self.num_labels == 1 else "single_label_classification"
+
+    @property
+    def num_hidden_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def num_attention_heads(self) -> int:
+        return int(self.model.config.num_attention_heads)
+
+    @property
+    def layers(self) -> Tuple[int, ...]:
+        self._require_loaded()
+        return self._layers
+
+    @property
+    def tokenization_settings(self) -> Dict[str, Any]:
+        """Settings that change the token ids; part of every cache key."""
+        return {"max_length": self.config.max_length, "truncation": "longest_first",
+                "add_special_tokens": True}
+
+    # ----------------------------------------------------------------- keys and spec
+    def cache_key(self, text_a: str, text_b: Optional[str] = None) -> str:
+        return _cache_key(self.fingerprint, self.tokenization_settings, text_a, text_b)
+
+    def spec(self, dtype: str = "float16", *, logits_dtype: str = "float32",
+             logits_topk: int = 0) -> CacheSpec:
+        """The CacheSpec of a cache that stores this teacher's outputs in `dtype`."""
+        self._require_loaded()
+        return CacheSpec(
+            fingerprint=self.fingerprint, tokenization=self.tokenization_settings,
+            layers=self._layers, pooling=self.config.pooling, attentions=self._attn_layers,
+            dtype=dtype, logits_dtype=logits_dtype, logits_topk=logits_topk,
+            num_labels=self.num_labels, problem_type=self.problem_type,
+            hidden_size=self.hidden_size, num_heads=self.num_attention_heads,
+            num_hidden_layers=self.num_hidden_layers, max_length=self.config.max_length,
+            model=self.config.model)
+
+    # ----------------------------------------------------------------- tokenization
+    def tokenize(self, records: Sequence[Any]) -> List[Tuple[np.ndarray, np.ndarray, bool]]:
+        """(input_ids int32[L], token_type_ids int8[L], truncated) per record, in order."""
+        self._require_loaded()
+        pairs = [as_text_pair(r) for r in records]
+        if not pairs:
+            return []
+        out: List[Tuple[np.ndarray, np.ndarray, bool]] = [None] * len(pairs)  # type: ignore
+        singles = [i for i, (_, b) in enumerate(pairs) if b is None]
+        doubles = [i for i, (_, b) in enumerate(pairs) if b is not None]
+        for group in (singles, doubles):
+            if not group:
+                continue
+            a = [pairs[i][0] for i in group]
+            b = [pairs[i][1] for i in group] if pairs[group[0]][1] is not None else None
+            for text in a + (b or []):
+                if not isinstance(text, str) or not text.strip():
+                    raise ValueError(f"empty or non-string text {text!r}: bad rows must be "
+                                     "dead-lettered before scoring")
+            enc = self.tokenizer(a, b, truncation="longest_first",
+                                 max_length=self.config.max_length, add_special_tokens=True,
+                                 return_token_type_ids=True, return_attention_mask=False)
+            full = self._untruncated_lengths(a, b, enc)
+            for k, i in enumerate(group):
+                ids = np.asarray(enc["input_ids"][k], dtype=np.int32)
+                tts = np.asarray(enc["token_type_ids"][k], dtype=np.int8)
+                out[i] = (ids, tts, bool(full[k] > len(ids)))
+        return out
+
+    def _untruncated_lengths(self, a, b, enc) -> List[int]:
+        encodings = getattr(enc, "encodings", None)
+        if encodings:  # fast tokenizer: truncated pieces are kept as `overflowing`
+            return [len(e.ids) + (1 if e.overflowing else 0) for e in encodings]
+        full = self.tokenizer(a, b, truncation=False, add_special_tokens=True,
+                              return_attention_mask=False, return_token_type_ids=False)
+        return [len(x) for x in full["input_ids"]]
+
+    # ----------------------------------------------------------------- scoring
+    def score(self, records: Sequence[Any]) -> List[Dict[str, Any]]:
+        """Teacher outputs for each record (dicts with text_a/text_b, tuples or strings), in order."""
+        self._require_loaded()
+        records = list(records)
+        if not records:
+            return []
+        pairs = [as_text_pair(r) for r in records]
+        keys = [self.cache_key(a, b) for a, b in pairs]
+        toks = self.tokenize(records)
+        lengths = [len(t[0]) for t in toks]
+        cfg = self.config
+        outputs: List[Dict[str, Any]] = [None] * len(records)  # type: ignore[list-item]
+        for batch in plan_batches(lengths, max_tokens=cfg.max_tokens_per_batch,
+                                  max_batch_size=cfg.max_batch_size, window=cfg.sort_window):
+            results = self.forward_batch([toks[i][0] for i in batch], [toks[i][1] for i in batch])
+            for i, res in zip(batch, results):
+                res["key"] = keys[i]
+                res["input_ids"] = toks[i][0]
+                res["token_type_ids"] = toks[i][1]
+                res["truncated"] = toks[i][2]
+                outputs[i] = res
+        self.examples_scored += len(records)
+        self.truncated_count += sum(t[2] for t in toks)
+        return outputs
+
+    def _autocast(self):
+        import torch
+
+        if self.device.type != "cuda" or self.config.amp == "off":
+            return contextlib.nullcontext()
+        amp = self.config.amp
+        if amp == "auto":
+            amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+    def forward_batch(self, ids_list: Sequence[np.ndarray], tts_list: Sequence[np.ndarray],
+                      *, inputs_embeds=None, attention_mask=None) -> List[Dict[str, Any]]:
+        """One padded forward over a batch; per example logits/hidden/attentions trimmed."""
+        import torch
+
+        bsz = len(ids_list)
+        lens = [len(x) for x in ids_list]
+        width = max(lens)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = np.full((bsz, width), pad_id, dtype=np.int64)
+        tts = np.zeros((bsz, width), dtype=np.int64)
+        mask = np.zeros((bsz, width), dtype=np.int64)
+        for r, (x, t) in enumerate(zip(ids_list, tts_list)):
+            ids[r, :len(x)] = x
+            tts[r, :len(t)] = t
+            mask[r, :len(x)] = 1
+        if attention_mask is not None:
+            mask = attention_mask
+        kwargs: Dict[str, Any] = {"attention_mask": torch.from_numpy(mask).to(self.device)}
+        if inputs_embeds is not None:
+            kwargs["inputs_embeds"] = inputs_embeds
+        else:
+            kwargs["input_ids"] = torch.from_numpy(ids).to(self.device)
+        if self._uses_token_types:
+            kwargs["token_type_ids"] = torch.from_numpy(tts).to(self.device)
+        want_hidden = bool(self._layers)
+        with torch.inference_mode(), self._autocast():
+            out = self.model(**kwargs, output_hidden_states=want_hidden,
+                             output_attentions=bool(self._attn_layers))
+        self.calls += 1
+        logits = out.logits.float().cpu().numpy()
+        hidden = None
+        if want_hidden:
+            stacked = torch.stack([out.hidden_states[i] for i in self._layers]).float()
+            if self.config.pooling == "cls":
+                stacked = stacked[:, :, 0]
+            elif self.config.pooling == "mean":
+                m = torch.as_tensor(mask, device=stacked.device, dtype=stacked.dtype)
+                stacked = (stacked * m[None, :, :, None]).sum(2) / m.sum(1)[None, :, None]
+            hidden = stacked.cpu().numpy()
+        attn = None
+        if self._attn_layers:
+            attn = torch.stack([out.attentions[i - 1] for i in self._attn_layers]).float()
+            attn = attn.cpu().numpy()
+        results = []
+        for r in range(bsz):
+            n = int(mask[r].sum()) if attention_mask is not None else lens[r]
+            res: Dict[str, Any] = {"logits": logits[r]}
+            if hidden is not None:
+                if self.config.pooling == "none":
+                    res["hidden"] = {l: hidden[k, r, :n] for k, l in enumerate(self._layers)}
+                else:
+                    res["hidden"] = {l: hidden[k, r] for k, l in enumerate(self._layers)}
+            else:
+                res["hidden"] = {}
+            if attn is not None:
+                res["attentions"] = {l: attn[k, r, :, :n, :n]
+                                     for k, l in enumerate(self._attn_layers)}
+            results.append(res)
+        return results
