@@ -21,3 +21,10 @@ def bad_tsv(tmp_path):
     ]
     path.write_bytes(b"".join(lines))
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory):
+    from pipeline_testlib import make_tiny_teacher
+
+    return make_tiny_teacher(str(tmp_path_factory.mktemp("teacher")))

@@ -1,0 +1,55 @@
+"""AugmentCorpus: records → augmented copies from an `augment.policy.AugmentationPolicy`.
+
+The policy (WordNet, MLM or translation models) is loaded once per worker process in ``setup``;
+records travel in batches (BatchElements) to its batched entry point; every copy's randomness
+comes from (base seed, record id, policy, copy index), so the output does not depend on how Beam
+cut the batches, the worker count or the runner. Originals are not emitted here (the caller
+keeps them alongside the copies).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, List
+
+import apache_beam as beam
+
+from pipelines.keying import strip_internal
+
+__all__ = ["AugmentCorpus", "AugmentBatchFn"]
+
+_STAT_COUNTERS = ("requested", "produced", "shortfall", "noop")
+
+
+class AugmentBatchFn(beam.DoFn):
+    """A batch of records → their augmented copies (provenance: parent_id, chain, copy, seed)."""
+
+    def __init__(self, policy_spec: Any, base_seed: int):
+        self.policy_spec, self.base_seed = policy_spec, base_seed
+        self.counters = {name: beam.metrics.Metrics.counter("distiller", f"augment_{name}")
+                         for name in _STAT_COUNTERS}
+
+    def setup(self):
+        from pipelines.workers import get_policy
+
+        self.policy = get_policy(self.policy_spec)
+
+    def process(self, batch: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
+        copies, stats = self.policy.augment_records([strip_internal(r) for r in batch],
+                                                    self.base_seed)
+        for name, counter in self.counters.items():
+            counter.inc(int(stats.get(name, 0)))
+        yield from copies
+
+
+class AugmentCorpus(beam.PTransform):
+    """records → augmented copies (originals not included)."""
+
+    def __init__(self, policy_spec: Any, *, base_seed: int, max_batch_size: int = 64):
+        super().__init__()
+        self.fn = AugmentBatchFn(policy_spec, base_seed)
+        self.max_batch_size = max_batch_size
+
+    def expand(self, records):
+        return (records
+                | "batch" >> beam.BatchElements(min_batch_size=1,
+                                                max_batch_size=self.max_batch_size)
+                | "augment_batch" >> beam.ParDo(self.fn))

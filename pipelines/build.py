@@ -1,0 +1,240 @@
+"""Build a distillation set: a raw corpus → augmented, deduplicated, teacher-scored, committed cache.
+
+    read → key → augment → key copies → dedupe by key → drop cached keys → score → commit → index
+
+`BuildDistillSet` is the Beam composite; `build_distill_set(BuildOptions(...))` is the Python entry
+point (what `distiller build` and the demo call): it creates or opens the cache for the teacher's
+spec, runs the pipeline on the chosen runner and returns the summary.
+
+Corpus names written to the cache (INTERFACES.md): ``f"{task}-{split}"`` for the originals and,
+with a policy, ``f"{task}-{split}+{policy.name}"`` for originals plus augmented copies.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import apache_beam as beam
+
+from augment.records import ColumnMap, column_map_for_task
+from pipelines.augmentation import AugmentCorpus
+from pipelines.dedupe import CachedKeys, DedupeByKey, DropCachedKeys
+from pipelines.finalize import CommitAndIndex
+from pipelines.keying import KeyRecords
+from pipelines.read import ReadCorpus
+from pipelines.score import ScoreWithTeacher
+
+__all__ = ["BuildOptions", "BuildDistillSet", "build_distill_set", "corpus_names"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildOptions:
+    """Everything one build needs; parsed once at the entry point and passed down."""
+
+    input: str                      # corpus file (.tsv/.csv/.jsonl/.parquet) or saved dataset dir
+    task: str                       # task name: picks the column map (sst2/rte/stsb) and names
+    teacher: str                    # HF model name or save_pretrained directory
+    cache: str                      # teacher-cache directory (created if absent)
+    augment: Optional[Any] = None   # policy spec string, YAML path or dict; None = originals only
+    split: str = "train"            # split name used in corpus names
+    runner: str = "direct"          # direct | dask | any Beam runner name
+    workers: int = 2                # worker processes (direct, local dask)
+    dask_address: Optional[str] = None  # existing dask scheduler; None starts a local cluster
+    dead_letters: Optional[str] = None  # JSONL of rejected rows; default next to the cache
+    seed: int = 0                   # base seed of every augmentation choice
+    max_length: int = 128           # teacher tokens per input (special tokens included)
+    reject_long: bool = False       # over-long texts: dead letters (True) or truncated (False)
+    fmt: Optional[str] = None       # input format; None = from the file name
+    columns: Optional[ColumnMap] = None  # None = the task's GLUE columns
+    limit: Optional[int] = None     # read only the first N rows
+    layers: Union[str, Tuple[int, ...]] = "all"  # hidden states kept (0 = embeddings)
+    pooling: str = "none"           # none | cls | mean
+    attentions: bool = False        # keep attention maps
+    dtype: str = "float16"          # stored tensor dtype (float16 | float32 | int8)
+    unit_size: int = 1024           # records per scoring work unit = per shard
+    write_shards_in_scoring: bool = True  # False: pass tensors on and write later (for measuring)
+    share_model: bool = False       # one teacher per machine across processes (large teachers)
+    beam_args: Sequence[str] = ()   # extra pipeline options, passed to Beam untouched
+    progress: bool = True           # progress bar on stderr
+
+    def __post_init__(self) -> None:
+        if not os.path.exists(self.input):
+            raise FileNotFoundError(f"--input {self.input!r} does not exist")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.max_length < 2:
+            raise ValueError(f"max_length must be >= 2, got {self.max_length}")
+        if self.limit is not None and self.limit < 0:
+            raise ValueError(f"limit must be >= 0, got {self.limit}")
+        if not self.task or not self.split:
+            raise ValueError("task and split must be non-empty: they name the corpora written")
+        object.__setattr__(self, "beam_args", tuple(self.beam_args))
+
+    @property
+    def column_map(self) -> ColumnMap:
+        return self.columns or column_map_for_task(self.task)
+
+
+def corpus_names(task: str, split: str, policy_name: Optional[str]) -> list:
+    """[originals corpus] or [originals corpus, originals + copies corpus] (INTERFACES.md)."""
+    base = f"{task}-{split}"
+    return [base] if policy_name is None else [base, f"{base}+{policy_name}"]
+
+
+def _teacher_config(opts: BuildOptions):
+    from builders.teacher import TeacherConfig
+
+    # Each local worker process gets its share of the CPUs (no oversubscription).
+    threads = max(1, len(os.sched_getaffinity(0)) // opts.workers)
+    return TeacherConfig(model=opts.teacher, max_length=opts.max_length, layers=opts.layers,
+                         pooling=opts.pooling, attentions=opts.attentions, num_threads=threads)
+
+
+class BuildDistillSet(beam.PTransform):
+    """PBegin → the build summary (one dict), with the cache committed and indexed."""
+
+    def __init__(self, opts: BuildOptions, *, teacher_config, names, dead_letter_path: str,
+                 summary_path: str, progress_dir: Optional[str] = None):
+        super().__init__()
+        self.opts, self.teacher_config, self.names = opts, teacher_config, names
+        self.dead_letter_path, self.summary_path = dead_letter_path, summary_path
+        self.progress_dir = progress_dir
+
+    def expand(self, pbegin):
+        o = self.opts
+        originals, bad_rows = pbegin | "read" >> ReadCorpus(
+            o.input, columns=o.column_map, fmt=o.fmt, limit=o.limit)
+        keyed, too_long = originals | "key_originals" >> KeyRecords(
+            self.teacher_config, reject_long=o.reject_long, source=o.input)
+        everything, dead = [keyed], [bad_rows, too_long]
+        if o.augment is not None:
+            copies = keyed | "augment" >> AugmentCorpus(o.augment, base_seed=o.seed)
+            keyed_copies, long_copies = copies | "key_copies" >> KeyRecords(
+                self.teacher_config, reject_long=o.reject_long, source=o.input)
+            everything.append(keyed_copies)
+            dead.append(long_copies)
+        records = everything | "originals_and_copies" >> beam.Flatten()
+        cached = pbegin | "cached_keys" >> CachedKeys(o.cache)
+        shards = (records
+                  | "dedupe" >> DedupeByKey()
+                  | "drop_cached" >> DropCachedKeys(cached)
+                  | "score" >> ScoreWithTeacher(
+                      self.teacher_config, cache_path=o.cache, unit_size=o.unit_size,
+                      write_shards=o.write_shards_in_scoring, share_model=o.share_model,
+                      progress_dir=self.progress_dir))
+        dead_letters = dead | "all_dead_letters" >> beam.Flatten()
+        return (shards, records, dead_letters) | "commit" >> CommitAndIndex(
+            cache_path=o.cache, corpus_names=self.names, dead_letter_path=self.dead_letter_path,
+            summary_path=self.summary_path)
+
+
+class _Progress:
+    """A tqdm bar fed from files the scoring step writes (local runners only)."""
+
+    def __init__(self, directory: Optional[str], enabled: bool):
+        self.directory, self.enabled = directory, enabled and directory is not None
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def _count(self) -> int:
+        total = 0
+        for name in os.listdir(self.directory):
+            try:
+                with open(os.path.join(self.directory, name)) as fh:
+                    total += int(fh.read() or 0)
+            except (OSError, ValueError):
+                pass
+        return total
+
+    def _run(self) -> None:
+        from tqdm import tqdm
+
+        with tqdm(desc="distiller build: teacher scored", unit=" seq", leave=True) as bar:
+            while not self._stop.wait(0.5):
+                bar.n = self._count()
+                bar.refresh()
+            bar.n = self._count()
+            bar.refresh()
+
+    def __enter__(self):
+        if self.enabled:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+
+def _beam_counters(result) -> Dict[str, int]:
+    """The pipeline's Beam counters, where the runner reports metrics (not Dask)."""
+    try:
+        metrics = result.metrics().query()
+    except (NotImplementedError, AttributeError):
+        return {}
+    out: Dict[str, int] = {}
+    for counter in metrics.get("counters", []):
+        name = counter.key.metric.name
+        value = counter.committed if counter.committed is not None else counter.attempted
+        out[name] = out.get(name, 0) + int(value or 0)
+    return dict(sorted(out.items()))
+
+
+def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
+    """Run one build; returns the summary: records_read, augmented_copies, cache_hits,
+    newly_scored, dead_letters (+ reasons), bytes_written, seconds, beam_counters, ..."""
+    from builders.cache import TeacherCache
+    from builders.teacher import Teacher
+    from pipelines.runners import is_local_runner, runner_context
+
+    start = time.monotonic()
+    teacher_config = _teacher_config(opts)
+    teacher = Teacher(teacher_config).load()
+    TeacherCache.open_or_create(opts.cache, teacher.spec(opts.dtype))  # spec mismatch: an error
+    del teacher
+    policy_name = None
+    if opts.augment is not None:
+        from augment.policy import AugmentationPolicy
+
+        policy_name = AugmentationPolicy.from_spec(opts.augment).name
+    names = corpus_names(opts.task, opts.split, policy_name)
+    dead_path = opts.dead_letters or os.path.join(
+        os.path.abspath(opts.cache).rstrip("/") + ".dead_letters", f"{names[-1]}.jsonl")
+    summary_path = dead_path + ".summary.json"
+    if os.path.exists(summary_path):
+        os.unlink(summary_path)
+    progress_dir = tempfile.mkdtemp(prefix="distiller-progress-") \
+        if is_local_runner(opts.runner) else None
+    try:
+        with runner_context(opts.runner, workers=opts.workers, dask_address=opts.dask_address,
+                            extra=opts.beam_args) as args:
+            pipeline = beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(args))
+            _ = pipeline | "build_distill_set" >> BuildDistillSet(
+                opts, teacher_config=teacher_config, names=names, dead_letter_path=dead_path,
+                summary_path=summary_path, progress_dir=progress_dir)
+            with _Progress(progress_dir, opts.progress):
+                result = pipeline.run()
+                result.wait_until_finish()
+    finally:
+        if progress_dir:
+            shutil.rmtree(progress_dir, ignore_errors=True)
+    if not os.path.exists(summary_path):
+        raise RuntimeError(f"the build finished without writing its summary {summary_path!r}: "
+                           "check the runner's logs")
+    with open(summary_path, encoding="utf-8") as fh:
+        summary = json.loads(fh.readline())
+    summary.update({"seconds": round(time.monotonic() - start, 3), "cache": opts.cache,
+                    "runner": opts.runner, "workers": opts.workers,
+                    "beam_counters": _beam_counters(result)})
+    return summary

@@ -1,0 +1,149 @@
+"""`distiller build`: a raw corpus → augmented, teacher-scored, committed cache (pipelines.build).
+
+Examples:
+    distiller build --input glue/SST-2/train.tsv --task sst2 --teacher runs/teacher \\
+        --augment "eda_swap:0.3,copies=4" --cache runs/cache --workers 2
+    distiller build ... --runner dask                      # local dask cluster (loopback)
+    distiller build ... --runner dask --dask-address tcp://scheduler:8786
+    distiller build ... --runner FlinkRunner -- --flink_master=host:8081   # options untouched
+
+Only argparse is imported here; Beam, torch and transformers load when the command runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+__all__ = ["add_parsers", "options_from_args", "run_build", "format_summary"]
+
+
+def _layers(text: str):
+    if text == "all":
+        return "all"
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--layers must be 'all' or comma-separated integers like 0,6,12, got {text!r}")
+
+
+def add_parsers(subparsers) -> None:
+    p = subparsers.add_parser(
+        "build", help="augment a corpus and cache the teacher's outputs (Apache Beam)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", required=True,
+                   help="corpus: .tsv (GLUE, header, no quoting), .csv, .jsonl, .parquet, or a "
+                        "`datasets` directory saved with save_to_disk")
+    p.add_argument("--task", required=True,
+                   help="task name (sst2, rte, stsb pick GLUE columns); names the corpora")
+    p.add_argument("--teacher", required=True, help="teacher model name or directory")
+    p.add_argument("--augment", default=None,
+                   help="augmentation policy spec (e.g. 'eda_swap:0.3,copies=4') or YAML file; "
+                        "omitted: originals only")
+    p.add_argument("--cache", required=True, help="teacher cache directory (created if absent)")
+    p.add_argument("--runner", default="direct",
+                   help="direct (default, multi-process), dask, or a Beam runner name such as "
+                        "FlinkRunner/SparkRunner/DataflowRunner (options after --)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="worker processes for direct and local dask (default: %(default)s)")
+    p.add_argument("--dask-address", default=None,
+                   help="existing dask scheduler (tcp://host:8786); default starts a local one")
+    p.add_argument("--split", default="train", help="split name used in corpus names")
+    p.add_argument("--dead-letters", default=None,
+                   help="JSONL file for rejected rows (default: <cache>.dead_letters/<corpus>.jsonl)")
+    p.add_argument("--seed", type=int, default=0, help="base seed of augmentation")
+    p.add_argument("--max-length", type=int, default=128, help="teacher tokens per input")
+    p.add_argument("--reject-long", action="store_true",
+                   help="dead-letter texts over --max-length instead of truncating them")
+    p.add_argument("--format", dest="fmt", default=None,
+                   choices=["tsv", "csv", "jsonl", "parquet", "hf"],
+                   help="input format (default: from the file name)")
+    p.add_argument("--text-a", default=None, help="column of the first text (with --label ...)")
+    p.add_argument("--text-b", default=None, help="column of the second text")
+    p.add_argument("--label", default=None, help="label column")
+    p.add_argument("--id-column", default=None, help="column with stable record ids")
+    p.add_argument("--labels", default=None,
+                   help="comma-separated allowed label values, in class order")
+    p.add_argument("--regression", action="store_true", help="float labels")
+    p.add_argument("--limit", type=int, default=None, help="read only the first N rows")
+    p.add_argument("--layers", type=_layers, default="all",
+                   help="hidden states to keep: all or e.g. 0,3,6 (default: all)")
+    p.add_argument("--pooling", default="none", choices=["none", "cls", "mean"])
+    p.add_argument("--attentions", action="store_true", help="keep attention maps")
+    p.add_argument("--dtype", default="float16", choices=["float16", "float32", "int8"])
+    p.add_argument("--unit-size", type=int, default=1024,
+                   help="records per scoring unit (= per shard)")
+    p.add_argument("--share-model", action="store_true",
+                   help="one teacher shared by the worker processes of a machine")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("beam_args", nargs=argparse.REMAINDER,
+                   help="after --: Beam pipeline options, passed through untouched")
+    p.set_defaults(func=run_build)
+
+
+def options_from_args(args):
+    from augment.records import ColumnMap
+    from pipelines.build import BuildOptions
+
+    columns = None
+    if args.text_a:
+        columns = ColumnMap(text_a=args.text_a, text_b=args.text_b, label=args.label,
+                            id=args.id_column, regression=args.regression,
+                            labels=tuple(args.labels.split(",")) if args.labels else None,
+                            label_required=args.label is not None)
+    elif any((args.text_b, args.label, args.id_column, args.labels)):
+        raise ValueError("column flags need --text-a too (or none of them, to use the task's "
+                         "GLUE columns)")
+    beam_args = list(args.beam_args or [])
+    if beam_args and beam_args[0] == "--":
+        beam_args = beam_args[1:]
+    return BuildOptions(
+        input=args.input, task=args.task, teacher=args.teacher, cache=args.cache,
+        augment=args.augment, split=args.split, runner=args.runner, workers=args.workers,
+        dask_address=args.dask_address, dead_letters=args.dead_letters, seed=args.seed,
+        max_length=args.max_length, reject_long=args.reject_long, fmt=args.fmt, columns=columns,
+        limit=args.limit, layers=args.layers, pooling=args.pooling, attentions=args.attentions,
+        dtype=args.dtype, unit_size=args.unit_size, share_model=args.share_model,
+        beam_args=beam_args, progress=args.progress)
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def format_summary(s) -> str:
+    lines = [
+        "distiller build: done",
+        f"  records read      {s['records_read']}",
+        f"  augmented copies  {s['augmented_copies']}",
+        f"  distinct keys     {s['unique_keys']}",
+        f"  cache hits        {s['cache_hits']}",
+        f"  newly scored      {s['newly_scored']}  ({s['shards_written']} shards)",
+        f"  truncated         {s['truncated']}",
+        f"  dead letters      {s['dead_letters']}"
+        + (f"  {s['dead_letter_reasons']}  -> {s['dead_letter_file']}" if s["dead_letters"]
+           else ""),
+        f"  bytes written     {_human_bytes(s['bytes_written'])}",
+        f"  corpora           {', '.join(f'{k} ({v})' for k, v in s['corpora'].items())}",
+        f"  time              {s['seconds']:.1f} s on {s['runner']} x{s['workers']}",
+    ]
+    if s.get("beam_counters"):
+        lines.append("  beam counters     " + ", ".join(
+            f"{k}={v}" for k, v in s["beam_counters"].items()))
+    return "\n".join(lines)
+
+
+def run_build(args) -> int:
+    from pipelines.build import build_distill_set
+
+    summary = build_distill_set(options_from_args(args))
+    print(json.dumps(summary, sort_keys=True) if args.json else format_summary(summary))
+    sys.stdout.flush()
+    return 0

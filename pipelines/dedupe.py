@@ -1,0 +1,97 @@
+"""DedupeByKey and DropCachedKeys: what is left to score after reuse (contract 3).
+
+Many records share a key (a duplicate sentence, an augmented copy equal to another record), and
+the cache may already hold a key from an earlier build; the teacher should see each missing key
+once. The cache's keys arrive as a PCollection and are joined with CoGroupByKey, so the join
+scales with the runner instead of loading a key set into one worker.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, Iterator, Tuple
+
+import apache_beam as beam
+
+__all__ = ["DedupeByKey", "DropCachedKeys", "CachedKeys", "pick_representative",
+           "list_cache_shards", "list_shard_keys"]
+
+
+def pick_representative(item: Tuple[str, Iterable[Dict[str, Any]]]) -> Tuple[str, Dict[str, Any]]:
+    """(key, records) → (key, the record with the smallest id): deterministic on every runner."""
+    key, records = item
+    return key, min(records, key=lambda r: r["id"])
+
+
+class DedupeByKey(beam.PTransform):
+    """keyed records → (key, one representative record) per distinct key."""
+
+    def expand(self, records):
+        return (records
+                | "by_key" >> beam.Map(lambda r: (r["key"], r))
+                | "group_by_key" >> beam.GroupByKey()
+                | "pick_one" >> beam.Map(pick_representative))
+
+
+def list_cache_shards(cache_path: str) -> Iterator[Tuple[str, str]]:
+    """(cache path, shard name) for every committed shard (nothing if there is no cache yet)."""
+    import os
+
+    from builders.cache import TeacherCache
+    from builders.manifest import MANIFEST
+
+    if not os.path.exists(os.path.join(cache_path, MANIFEST)):
+        return
+    for info in TeacherCache.open(cache_path).shards():
+        yield cache_path, info.name
+
+
+def list_shard_keys(item: Tuple[str, str]) -> Iterator[str]:
+    """Every key of one committed shard (its key column only is read)."""
+    import os
+
+    from builders.manifest import SHARD_DIR
+    from builders.shards import read_shard_table
+
+    cache_path, name = item
+    table = read_shard_table(os.path.join(cache_path, SHARD_DIR, name), name, columns=["key"])
+    yield from table.column("key").to_pylist()
+
+
+class CachedKeys(beam.PTransform):
+    """PBegin → (key, None) for every key the cache at `cache_path` holds, read shard by shard
+    on the workers (the key set is never gathered in one place)."""
+
+    def __init__(self, cache_path: str):
+        super().__init__()
+        self.cache_path = cache_path
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "cache_path" >> beam.Create([self.cache_path])
+                | "list_shards" >> beam.FlatMap(list_cache_shards)
+                | "spread_shards" >> beam.Reshuffle()
+                | "read_shard_keys" >> beam.FlatMap(list_shard_keys)
+                | "as_pairs" >> beam.Map(lambda k: (k, None)))
+
+
+def _missing_only(item) -> Iterator[Tuple[str, Dict[str, Any]]]:
+    key, groups = item
+    todo, cached = list(groups["todo"]), list(groups["cached"])
+    if not todo:
+        return
+    if cached:
+        beam.metrics.Metrics.counter("distiller", "cache_hits").inc()
+        return
+    yield key, todo[0]
+
+
+class DropCachedKeys(beam.PTransform):
+    """(key, record) → the same pairs minus the keys in `cached` (a PCollection of (key, _))."""
+
+    def __init__(self, cached):
+        super().__init__()
+        self.cached = cached
+
+    def expand(self, pairs):
+        return ({"todo": pairs, "cached": self.cached}
+                | "join_with_cache" >> beam.CoGroupByKey()
+                | "keep_missing" >> beam.FlatMap(_missing_only))
