@@ -1,1 +1,15 @@
-"""augment."""
+"""augment: text augmentation for distillation (EDA over WordNet, masked-LM substitution,
+back-translation) composed into seeded, reproducible policies.
+
+Heavy libraries (torch, transformers, nltk's WordNet) are imported only when an augmenter loads.
+"""
+from .base import Job, available, config_class, create
+from .policy import AugmentationPolicy, parse_step
+from .records import ColumnMap, DeadLetter, TASK_COLUMNS, column_map_for_task, read_records
+from .seeding import derive_seed, make_rng, make_torch_generator, stable_hash
+
+__all__ = [
+    "AugmentationPolicy", "parse_step", "Job", "available", "config_class", "create",
+    "ColumnMap", "DeadLetter", "TASK_COLUMNS", "column_map_for_task", "read_records",
+    "derive_seed", "make_rng", "make_torch_generator", "stable_hash",
+]

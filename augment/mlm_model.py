@@ -1,0 +1,171 @@
+"""A masked LM loaded once per process, with batched, length-bucketed prediction at chosen slots.
+
+Used by the contextual augmenter. ``MaskedLM.predict(rows)`` takes token-id rows and the
+positions to predict in each, runs as few forward passes as the token budget allows (rows sorted
+by length, padded per batch, fp16/bf16 autocast on a GPU), applies the LM head only at the
+requested positions, and returns float32 log-probabilities over the vocabulary on the CPU.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from typing import Dict, List, Optional, Sequence, Tuple
+
+__all__ = ["MaskedLM", "get_masked_lm"]
+
+log = logging.getLogger(__name__)
+_lock = threading.Lock()
+_LOADED: Dict[Tuple[str, str], "MaskedLM"] = {}
+
+
+def _pick_device(device: str):
+    import torch
+
+    if device != "auto":
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class MaskedLM:
+    """A Hugging Face masked LM + fast tokenizer, and the vocabulary entries that are whole words."""
+
+    def __init__(self, name: str, device: str = "auto") -> None:
+        import torch
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+        self.name = name
+        self.tokenizer = AutoTokenizer.from_pretrained(name)
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise ValueError(f"masked LM {name!r} has no fast tokenizer: character offsets are "
+                             "needed to edit only the chosen words; install `tokenizers` or use a "
+                             "model that ships tokenizer.json")
+        if self.tokenizer.mask_token_id is None:
+            raise ValueError(f"model {name!r} has no mask token: it is not a masked LM")
+        self.device = _pick_device(device)
+        self.model = AutoModelForMaskedLM.from_pretrained(name).to(self.device).eval()
+        self.counters: Counter = Counter()
+        self._head = self._find_head()
+        vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+        special = set(self.tokenizer.all_special_ids)
+        n_wordpiece = sum(t.startswith("##") for t in vocab)
+        if n_wordpiece > len(vocab) // 20:  # WordPiece: continuation pieces start with ##
+            starts = [not t.startswith("##") for t in vocab]
+            strip = ""
+        else:  # SentencePiece (U+2581) or byte-level BPE (U+0120) mark a word start
+            starts = [t[:1] in ("\u2581", "\u0120") for t in vocab]
+            strip = "\u2581\u0120"
+        words = [t.lstrip(strip) for t in vocab]
+        ok = [s and i not in special and w.isalpha() and len(w) > 0 and not
+              (w.startswith("[") or w.startswith("<"))
+              for i, (s, w) in enumerate(zip(starts, words))]
+        # Whole-word vocabulary: replacements are drawn only from these (no '##', no specials).
+        self.model_vocab = self.model.get_output_embeddings().weight.shape[0]
+        self.word_ids = torch.tensor([i for i, good in enumerate(ok) if good and i < self.model_vocab],
+                                     dtype=torch.long)
+        self.word_text = {i: words[i] for i in self.word_ids.tolist()}
+        self.allowed = torch.full((self.model_vocab,), float("-inf"))
+        self.allowed[self.word_ids] = 0.0
+        log.info("masked LM %s on %s: %d of %d vocabulary entries are whole words", name,
+                 self.device, len(self.word_ids), len(vocab))
+        self._emb_unit = None
+
+    def _find_head(self):
+        """hidden -> vocab logits at the chosen positions only, or None to run the full model."""
+        m = self.model
+        if hasattr(m, "cls") and hasattr(m.cls, "predictions"):  # BERT
+            return m.cls
+        if hasattr(m, "lm_head"):  # RoBERTa, XLM-R
+            return m.lm_head
+        if hasattr(m, "vocab_projector"):  # DistilBERT
+            import torch.nn.functional as F
+
+            def head(h):
+                h = F.gelu(m.vocab_transform(h))
+                return m.vocab_projector(m.vocab_layer_norm(h))
+            return head
+        return None
+
+    def word_embeddings_unit(self):
+        """Input embeddings of the whole-word vocabulary, L2-normalised (for kNN), [W, H]."""
+        import torch
+
+        if self._emb_unit is None:
+            emb = self.model.get_input_embeddings().weight.detach().float().cpu()
+            self._emb_unit = torch.nn.functional.normalize(emb[self.word_ids], dim=-1)
+        return self._emb_unit
+
+    def input_embeddings(self, ids: Sequence[int]):
+        """Mean input embedding of token ids, [H] float32 CPU."""
+        import torch
+
+        emb = self.model.get_input_embeddings().weight.detach()
+        return emb[torch.tensor(list(ids), device=emb.device)].float().mean(0).cpu()
+
+    def predict(self, rows: Sequence[Sequence[int]], positions: Sequence[Sequence[int]], *,
+                max_tokens: int = 8192, max_rows: int = 256) -> List:
+        """Log-probabilities [len(positions[i]), V] (float32, CPU) for each row i.
+
+        rows: token ids including special tokens; positions: indices into each row.
+        Rows are sorted by length and packed while rows*longest <= max_tokens.
+        """
+        import torch
+
+        order = sorted(range(len(rows)), key=lambda i: (len(rows[i]), i))
+        out: List[Optional[torch.Tensor]] = [None] * len(rows)
+        pad = self.tokenizer.pad_token_id or 0
+        start = 0
+        while start < len(order):
+            end = start + 1
+            first = len(rows[order[start]])
+            # length buckets: a batch grows while it fits the token budget and its rows stay
+            # within 1.25x (+4) of its shortest row, which keeps padding low
+            while (end < len(order) and end - start < max_rows
+                   and (end - start + 1) * len(rows[order[end]]) <= max_tokens
+                   and len(rows[order[end]]) <= first * 1.25 + 4):
+                end += 1
+            batch = order[start:end]
+            start = end
+            width = max(len(rows[i]) for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, i in enumerate(batch):
+                ids[r, :len(rows[i])] = torch.tensor(rows[i])
+                mask[r, :len(rows[i])] = 1
+            self.counters["forward_passes"] += 1
+            self.counters["tokens_real"] += int(mask.sum())
+            self.counters["tokens_padded"] += int(mask.numel())
+            bi = torch.tensor([r for r, i in enumerate(batch) for _ in positions[i]], dtype=torch.long)
+            pi = torch.tensor([p for i in batch for p in positions[i]], dtype=torch.long)
+            logits = self._forward(ids, mask, bi, pi)
+            logp = torch.log_softmax(logits.float().cpu(), dim=-1)
+            offset = 0
+            for i in batch:
+                n = len(positions[i])
+                out[i] = logp[offset:offset + n]
+                offset += n
+        return out
+
+    def _forward(self, ids, mask, bi, pi):
+        import torch
+
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        dtype = None
+        if self.device.type == "cuda":
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype,
+                                                    enabled=dtype is not None):
+            if self._head is not None:
+                hidden = self.model.base_model(input_ids=ids, attention_mask=mask)[0]
+                return self._head(hidden[bi.to(self.device), pi.to(self.device)])
+            return self.model(input_ids=ids, attention_mask=mask).logits[
+                bi.to(self.device), pi.to(self.device)]
+
+
+def get_masked_lm(name: str, device: str = "auto") -> MaskedLM:
+    """The process-wide MaskedLM for (name, device), loaded on first use."""
+    key = (name, device)
+    with _lock:
+        if key not in _LOADED:
+            _LOADED[key] = MaskedLM(name, device)
+        return _LOADED[key]

@@ -1,0 +1,68 @@
+"""The loop behind AugmentationPolicy.augment_records: candidate rounds, chains, dedupe."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Dict, List, Sequence, Tuple
+
+from .base import Job
+from .seeding import derive_seed
+
+__all__ = ["run_policy"]
+
+
+def run_policy(policy, records: Sequence[Dict[str, Any]], base_seed: int
+               ) -> Tuple[List[Dict[str, Any]], Dict[str, int]]:
+    """Make policy.copies unique copies per record in up to policy.max_rounds rounds.
+
+    Candidate c of record r (c = round * copies + slot) is pushed through every step, both
+    sides; its seeds depend only on (base_seed, record id, policy name, c, step, side).
+    """
+    augs = policy.augmenters()
+    name = policy.name
+    n = policy.copies
+    stats: Counter = Counter(records=len(records), requested=n * len(records))
+    ids = [str(r["id"]) for r in records]
+    if len(set(ids)) != len(ids):
+        raise ValueError("records passed to augment_records must have unique ids; got "
+                         f"{len(ids) - len(set(ids))} duplicate(s)")
+    accepted: List[List[Tuple[int, str, Any]]] = [[] for _ in records]
+    for rnd in range(policy.max_rounds):
+        todo = [(r, c) for r in range(len(records)) if len(accepted[r]) < n
+                for c in range(rnd * n, (rnd + 1) * n)]
+        if not todo:
+            break
+        stats["candidates"] += len(todo)
+        texts = {(r, c, side): records[r][side] for r, c in todo
+                 for side in ("text_a", "text_b") if records[r].get(side) is not None}
+        keys = sorted(texts, key=lambda k: (k[0], k[1], k[2]))
+        for step, aug in enumerate(augs):
+            jobs = [Job(text=texts[(r, c, side)],
+                        seed=derive_seed(base_seed, ids[r], name, c, step, aug.name, side),
+                        record_seed=derive_seed(base_seed, ids[r], name, step, side),
+                        copy=c, copies=n) for r, c, side in keys]
+            outs, counters = aug.augment(jobs)
+            for key, text in zip(keys, outs):
+                texts[key] = text
+            for k, v in counters.items():
+                stats[f"{step}:{aug.name}:{k}"] += v
+        for r, c in todo:
+            if len(accepted[r]) >= n:
+                continue
+            rec = records[r]
+            new = (texts.get((r, c, "text_a")), texts.get((r, c, "text_b")))
+            if new == (rec.get("text_a"), rec.get("text_b")):
+                stats["noop"] += 1
+            elif any(new == (a, b) for _, a, b in accepted[r]):
+                stats["duplicate"] += 1
+            else:
+                accepted[r].append((c, new[0], new[1]))
+    copies = []
+    for r, rec in enumerate(records):
+        for k, (c, a, b) in enumerate(accepted[r]):
+            copies.append({"id": f"{ids[r]}#{name}#{k}", "text_a": a, "text_b": b,
+                           "label": rec.get("label"), "parent_id": ids[r], "chain": name,
+                           "copy": k, "seed": derive_seed(base_seed, ids[r], name, c)})
+    stats["produced"] = len(copies)
+    stats["shortfall"] = stats["requested"] - len(copies)
+    stats.setdefault("noop", 0)
+    return copies, dict(stats)

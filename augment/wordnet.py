@@ -1,0 +1,149 @@
+"""Real WordNet 3.0 through nltk's reader, loaded once per process, with memoised synonyms.
+
+Where nltk's own ``wordnet`` corpus is installed it is used. Otherwise the Debian packages
+``wordnet-base`` and ``wordnet-sense-index`` (database under /usr/share/wordnet) are made readable
+by nltk: a directory ``<cache>/nltk_data/corpora/wordnet`` is built once, atomically (a temporary
+directory renamed into place), holding copies of the Debian files (nltk
+>= 3.10 refuses symlinks leaving the corpus root and hard links) plus the ``lexnames`` table of
+lexnames(5WN), which Debian does not ship as a file. ``<cache>`` is ``$DISTILLER_CACHE`` or
+``~/.cache/distiller``. The same code runs inside Beam worker processes (it is idempotent).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+from typing import Dict, Optional, Tuple
+
+__all__ = ["WordNetMissing", "load_wordnet", "synonyms", "WORDNET_DIR", "INSTALL_HINT"]
+
+log = logging.getLogger(__name__)
+
+WORDNET_DIR = os.environ.get("DISTILLER_WORDNET_DIR", "/usr/share/wordnet")
+INSTALL_HINT = "apt-get install wordnet-base wordnet-sense-index"
+
+# lexnames(5WN): file number, lexicographer file name, syntactic category (1 n, 2 v, 3 adj, 4 adv).
+_LEXNAMES = (
+    ["adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact",
+     "noun.attribute", "noun.body", "noun.cognition", "noun.communication", "noun.event",
+     "noun.feeling", "noun.food", "noun.group", "noun.location", "noun.motive", "noun.object",
+     "noun.person", "noun.phenomenon", "noun.plant", "noun.possession", "noun.process",
+     "noun.quantity", "noun.relation", "noun.shape", "noun.state", "noun.substance", "noun.time",
+     "verb.body", "verb.change", "verb.cognition", "verb.communication", "verb.competition",
+     "verb.consumption", "verb.contact", "verb.creation", "verb.emotion", "verb.motion",
+     "verb.perception", "verb.possession", "verb.social", "verb.stative", "verb.weather",
+     "adj.ppl"])
+_CATEGORY = {"adj": 3, "adv": 4, "noun": 1, "verb": 2}
+_REQUIRED = ("data.noun", "data.verb", "data.adj", "data.adv", "index.noun", "index.verb",
+             "index.adj", "index.adv", "index.sense", "noun.exc", "verb.exc", "adj.exc",
+             "adv.exc")
+
+_lock = threading.Lock()
+_wordnet = None
+_memo: Dict[Tuple[str, Optional[str]], Tuple[str, ...]] = {}
+
+
+class WordNetMissing(RuntimeError):
+    """WordNet 3.0 is neither in nltk's data nor installed from Debian packages."""
+
+
+def lexnames_text() -> str:
+    """The 45-line lexnames file: "NN\\tname\\tcategory" per line."""
+    return "".join(f"{i:02d}\t{name}\t{_CATEGORY[name.split('.')[0]]}\n"
+                   for i, name in enumerate(_LEXNAMES))
+
+
+def _cache_root() -> str:
+    root = os.environ.get("DISTILLER_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "distiller")
+    return os.path.join(root, "nltk_data")
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    # nltk >= 3.10's path hardening refuses both symlinks leaving the corpus root and
+    # multiply-linked files (st_nlink > 1), so the 36 MB of database files are copied.
+    shutil.copyfile(src, dst)
+
+
+def _build_nltk_dir(source: str, nltk_root: str) -> None:
+    """Create nltk_root/corpora/wordnet (symlinks + lexnames) atomically if absent."""
+    target = os.path.join(nltk_root, "corpora", "wordnet")
+    if os.path.isfile(os.path.join(target, "lexnames")):
+        return
+    missing = [f for f in _REQUIRED if not os.path.isfile(os.path.join(source, f))]
+    if missing:
+        raise WordNetMissing(
+            f"WordNet 3.0 not found: {source!r} lacks {missing[:4]}; install it with "
+            f"`{INSTALL_HINT}` (or nltk.download('wordnet'))")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".wordnet-", dir=os.path.dirname(target))
+    os.chmod(tmp, 0o755)
+    for name in sorted(os.listdir(source)):
+        path = os.path.join(source, name)
+        if os.path.isfile(path):
+            _link_or_copy(path, os.path.join(tmp, name))
+    with open(os.path.join(tmp, "lexnames"), "w", encoding="ascii") as fh:
+        fh.write(lexnames_text())
+    try:
+        os.rename(tmp, target)  # atomic; another process may have won the race
+    except OSError:
+        if not os.path.isfile(os.path.join(target, "lexnames")):
+            raise
+        for name in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, name))
+        os.rmdir(tmp)
+
+
+def load_wordnet():
+    """nltk's WordNet corpus reader, loaded once per process; WordNetMissing if unavailable."""
+    global _wordnet
+    if _wordnet is not None:
+        return _wordnet
+    with _lock:
+        if _wordnet is not None:
+            return _wordnet
+        import nltk
+        from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+        try:
+            root = nltk.data.find("corpora/wordnet")
+            source = "nltk_data"
+        except LookupError:
+            nltk_root = _cache_root()
+            _build_nltk_dir(WORDNET_DIR, nltk_root)
+            if nltk_root not in nltk.data.path:
+                nltk.data.path.append(nltk_root)
+            root = nltk.data.find("corpora/wordnet")
+            source = WORDNET_DIR
+        with warnings.catch_warnings():  # "multilingual functions are not available": no OMW
+            warnings.simplefilter("ignore", UserWarning)
+            reader = WordNetCorpusReader(root, None)
+        reader.synsets("dog")  # fail here, not in the middle of a run
+        log.info("WordNet %s loaded from %s", reader.get_version(), source)
+        _wordnet = reader
+        return _wordnet
+
+
+def synonyms(word: str, pos: Optional[str] = None) -> Tuple[str, ...]:
+    """Sorted WordNet synonyms of `word` (lower-cased lemma names, '_' -> ' '), memoised.
+
+    pos: None for all parts of speech, else one of 'n', 'v', 'a', 'r'. The word itself is
+    excluded. The tuple is sorted so sampling from it never depends on set iteration order.
+    """
+    key = (word.lower(), pos)
+    hit = _memo.get(key)
+    if hit is not None:
+        return hit
+    wn = load_wordnet()
+    found = set()
+    for synset in wn.synsets(key[0], pos=pos):
+        for lemma in synset.lemma_names():
+            name = lemma.replace("_", " ").replace("-", " ").lower()
+            if name != key[0] and all(c.isalpha() or c in " '" for c in name):
+                found.add(name)
+    result = tuple(sorted(found))
+    _memo[key] = result
+    return result
