@@ -1,0 +1,171 @@
+"""Assembling a run from a TrainConfig: the student, the batches and the objective.
+
+Kept apart from the loop (train.py) so the loop reads top to bottom. `RunParts` is what the loop
+needs; `assemble` builds it either from a teacher cache (distill) or from raw text files
+(finetune, gold labels only, the student's own tokenizer).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from torch import nn
+
+from .data import Batches, cache_fetcher, text_examples, text_fetcher
+from .objective import DistillObjective
+from .student import build_student, check_vocab
+
+__all__ = ["RunParts", "assemble", "teacher_shape", "open_cache"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class RunParts:
+    model: nn.Module
+    tokenizer: Any
+    objective: DistillObjective
+    train: Batches
+    dev: Optional[Batches]
+    dev_labels: Optional[List[Any]] = None
+
+
+def teacher_shape(provider, sample: Optional[Mapping] = None) -> Dict[str, Any]:
+    """{num_hidden_layers, hidden_size, layers, attentions} of the teacher behind a provider:
+    from its CacheSpec when it has one, else its attributes, else a sample output."""
+    spec = getattr(provider, "spec", None)
+    if spec is not None:
+        return {"num_hidden_layers": spec.num_hidden_layers, "hidden_size": spec.hidden_size,
+                "layers": tuple(spec.layers), "attentions": tuple(spec.attentions),
+                "pooling": getattr(spec, "pooling", "none")}
+    layers = tuple(sorted(sample["hidden"])) if sample is not None else ()
+    width = int(sample["hidden"][layers[-1]].shape[-1]) if layers else 0
+    return {"num_hidden_layers": getattr(provider, "num_hidden_layers", None)
+            or (max(layers) if layers else 0),
+            "hidden_size": getattr(provider, "hidden_size", width), "layers": layers,
+            "attentions": tuple(sorted(sample.get("attentions") or {})) if sample else (),
+            "pooling": "none"}
+
+
+def open_cache(path: str, *, layers=None, attentions: bool = False):
+    """(CacheReader, TeacherCache) of a cache directory (builders' reader memory-maps shards)."""
+    from builders.cache import TeacherCache
+    from builders.reader import CacheReader
+
+    cache = TeacherCache.open(path)
+    return CacheReader(path, layers=layers, attentions=attentions), cache
+
+
+def _pad_id(tokenizer) -> int:
+    if tokenizer is not None and tokenizer.pad_token_id is not None:
+        return int(tokenizer.pad_token_id)
+    return 0
+
+
+def _objective_for(config, model, shape) -> DistillObjective:
+    mcfg = model.config
+    return DistillObjective(config, n_student=mcfg.num_hidden_layers,
+                            n_teacher=int(shape["num_hidden_layers"]),
+                            student_width=mcfg.hidden_size,
+                            teacher_width=int(shape["hidden_size"]))
+
+
+def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] = None,
+             dev_rows: Optional[Sequence[Mapping]] = None) -> RunParts:
+    """Build student, objective and batches. Tests and benchmarks may inject a `provider`
+    (anything with get_many) and corpus rows instead of opening `config.cache`."""
+    model, tokenizer = build_student(config)
+    pad_id = _pad_id(tokenizer)
+    if config.mode == "finetune":
+        return _assemble_finetune(config, model, tokenizer, pad_id)
+    cache = None
+    if provider is None:
+        reader, cache = open_cache(config.cache)
+        provider = reader
+    if train_rows is None:
+        cache = cache or open_cache(config.cache)[1]
+        train_rows = cache.read_corpus(config.train_corpus)
+    if dev_rows is None and config.dev_corpus:
+        cache = cache or open_cache(config.cache)[1]
+        dev_rows = cache.read_corpus(config.dev_corpus)
+    if config.limit_train:
+        train_rows = list(train_rows)[:config.limit_train]
+    sample = provider.get_many([train_rows[0]["key"]])[0]
+    shape = teacher_shape(provider, sample)
+    if shape["pooling"] != "none" and config.inter_loss not in ("none", "pkd", "mi"):
+        raise ValueError(f"the cache keeps pooled hidden states ({shape['pooling']}); inter_loss "
+                         f"{config.inter_loss!r} needs per-token states: build a cache with "
+                         "pooling 'none'")
+    objective = _objective_for(config, model, shape)
+    layers = objective.teacher_layers if not objective.needs_attentions else []
+    attn_layers = objective.teacher_layers if objective.needs_attentions else []
+    missing = [l for l in layers if l not in shape["layers"]]
+    if missing:
+        raise ValueError(f"the cache holds teacher layers {list(shape['layers'])} but the "
+                         f"{config.inter_loss!r} loss with mapping {config.mapping!r} needs "
+                         f"{missing}: rebuild the cache with those layers or change the mapping")
+    missing = [l for l in attn_layers if l not in shape["attentions"]]
+    if missing:
+        raise ValueError(f"inter_loss {config.inter_loss!r} needs the teacher's attention maps of "
+                         f"layers {missing}, the cache holds {list(shape['attentions'])}: build "
+                         "the cache with attentions")
+    if objective.needs_attentions:
+        heads = getattr(getattr(provider, "spec", None), "num_heads", None)
+        if heads and heads != model.config.num_attention_heads:
+            raise ValueError(f"attention-map losses need the student's heads "
+                             f"({model.config.num_attention_heads}) to equal the teacher's "
+                             f"({heads})")
+    check_vocab(model, tokenizer, max_token_id=int(max(sample["input_ids"])))
+    fetch = cache_fetcher(provider, pad_id=pad_id, layers=layers, attn_layers=attn_layers)
+    train = Batches(train_rows, fetch, batch_size=config.batch_size, shuffle=True,
+                    seed=config.seed)
+    dev = None
+    if dev_rows:
+        dev = Batches(dev_rows, cache_fetcher(provider, pad_id=pad_id),
+                      batch_size=config.eval_batch_size, shuffle=False)
+    log.info("distill: %d training rows, %d dev rows, teacher %s layers x %s wide, pairs %s",
+             len(train_rows), len(dev_rows or []), shape["num_hidden_layers"],
+             shape["hidden_size"], objective.pairs)
+    return RunParts(model, tokenizer, objective, train, dev)
+
+
+def read_text_records(path: str, task: str, limit: Optional[int] = None) -> List[Dict]:
+    """Records of a TSV/CSV/JSONL file for a task; dead letters are counted and logged."""
+    from augment.records import DeadLetter, column_map_for_task, read_records
+
+    records, dead = [], 0
+    for rec in read_records(path, column_map_for_task(task), limit=limit):
+        if isinstance(rec, DeadLetter):
+            dead += 1
+        else:
+            records.append(rec)
+    if dead:
+        log.warning("%s: %d rows dead-lettered (bad or missing text/label)", path, dead)
+    if not records:
+        raise ValueError(f"{path!r} holds no usable records for task {task!r}")
+    return records
+
+
+def _assemble_finetune(config, model, tokenizer, pad_id: int) -> RunParts:
+    if tokenizer is None:
+        raise ValueError(f"fine-tuning on raw text needs a tokenizer, and {config.student!r} has "
+                         "none: save one next to the model")
+    train_rows = text_examples(read_text_records(config.train_file, config.task,
+                                                 config.limit_train), tokenizer, config.max_length)
+    dev = None
+    if config.dev_file:
+        dev_rows = text_examples(read_text_records(config.dev_file, config.task), tokenizer,
+                                 config.max_length)
+        dev = Batches(dev_rows, text_fetcher(pad_id), batch_size=config.eval_batch_size,
+                      shuffle=False)
+    # Gold labels only: no teacher, no prediction or intermediate loss.
+    gold_only = config.replace(mode="finetune", pred_loss="none", inter_loss="none",
+                               w_kd=0.0, w_inter=0.0, w_gold=1.0)
+    objective = DistillObjective(gold_only, n_student=model.config.num_hidden_layers,
+                                 n_teacher=model.config.num_hidden_layers,
+                                 student_width=model.config.hidden_size,
+                                 teacher_width=model.config.hidden_size)
+    train = Batches(train_rows, text_fetcher(pad_id), batch_size=config.batch_size, shuffle=True,
+                    seed=config.seed)
+    return RunParts(model, tokenizer, objective, train, dev)

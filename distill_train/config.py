@@ -1,0 +1,232 @@
+"""TrainConfig: every choice of a training run in one frozen, validated object.
+
+A run is either ``mode="distill"`` (student learns from a teacher cache; the teacher never runs)
+or ``mode="finetune"`` (plain training on gold labels over raw text files; makes the teacher and
+the no-KD baseline). YAML files and CLI flags are parsed once, at the entry point, into this
+object (`from_yaml`, `from_dict`); unknown keys and bad values are rejected with a message that
+names the key, the value that arrived and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+__all__ = ["TrainConfig", "TASKS", "task_info"]
+
+# task -> (number of labels, problem type, primary metric). Regression tasks have 1 "label".
+TASKS: Dict[str, Tuple[int, str, str]] = {
+    "sst2": (2, "single_label_classification", "accuracy"),
+    "rte": (2, "single_label_classification", "accuracy"),
+    "qnli": (2, "single_label_classification", "accuracy"),
+    "mnli": (3, "single_label_classification", "accuracy"),
+    "wnli": (2, "single_label_classification", "accuracy"),
+    "boolq": (2, "single_label_classification", "accuracy"),
+    "mrpc": (2, "single_label_classification", "f1"),
+    "qqp": (2, "single_label_classification", "f1"),
+    "cola": (2, "single_label_classification", "matthews"),
+    "stsb": (1, "regression", "pearson"),
+}
+_ALIASES = {"sst-2": "sst2", "sst_2": "sst2", "sts-b": "stsb", "sts_b": "stsb"}
+
+_CHOICES = {
+    "mode": ("distill", "finetune"),
+    "student_init": ("pretrained", "truncate", "config"),
+    "pred_loss": ("kl", "soft_ce", "mse", "none"),
+    "inter_loss": ("none", "ce", "mse", "cosine", "pkd", "att_mse", "att_kl", "mi"),
+    "mapping": ("skip", "last", "emd", "explicit"),
+    "critic": ("transformer", "mlp"),
+    "amp": ("auto", "off", "fp16", "bf16"),
+}
+
+
+def task_info(task: str) -> Tuple[str, int, str, str]:
+    """(canonical name, num_labels, problem_type, primary metric) of a task; clear error if unknown."""
+    name = _ALIASES.get(task.lower(), task.lower())
+    if name not in TASKS:
+        raise ValueError(f"unknown task {task!r}: known tasks are {sorted(TASKS)}")
+    return (name, *TASKS[name])
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Defaults follow the study's recipe (METHOD.md section 5)."""
+
+    task: str                                # GLUE-style task name: picks labels and metric
+    mode: str = "distill"                    # "distill" (from a cache) or "finetune" (gold labels)
+    run_dir: str = "runs/default"            # outputs: config, metrics.jsonl, checkpoints, model
+    # --- data -----------------------------------------------------------------------------
+    cache: Optional[str] = None              # teacher cache directory (distill)
+    train_corpus: Optional[str] = None       # corpus name in the cache, e.g. "sst2-train"
+    dev_corpus: Optional[str] = None         # corpus name in the cache, e.g. "sst2-dev"
+    train_file: Optional[str] = None         # TSV/CSV/JSONL for finetune (and evaluate)
+    dev_file: Optional[str] = None
+    max_length: int = 128                    # tokenisation length for raw text (finetune)
+    limit_train: Optional[int] = None        # use only the first N training examples
+    # --- student --------------------------------------------------------------------------
+    student: Optional[str] = None            # HF name/path: the model (pretrained), the teacher
+    #                                          to cut down (truncate) or the base config (config)
+    student_init: str = "pretrained"         # "pretrained" | "truncate" | "config"
+    student_layers: Optional[Tuple[int, ...]] = None  # truncate: teacher layers kept (1-based)
+    student_num_layers: Optional[int] = None  # truncate (skip-chosen layers) / config
+    student_hidden: Optional[int] = None     # config: hidden size
+    student_heads: Optional[int] = None      # config: attention heads
+    student_intermediate: Optional[int] = None  # config: feed-forward size (default 4*hidden)
+    # --- objective (METHOD.md sections 2-4) -----------------------------------------------
+    pred_loss: str = "kl"                    # "kl" | "soft_ce" | "mse" | "none"; regression: mse
+    temperature: float = 1.0                 # tau of the soft targets
+    scale_by_t2: bool = True                 # multiply the soft loss by tau^2 (Hinton)
+    inter_loss: str = "none"                 # intermediate objective over mapped layer pairs
+    mapping: str = "skip"                    # "skip" | "last" | "emd" | "explicit"
+    mapping_pairs: Optional[Tuple[Tuple[int, int], ...]] = None  # explicit (student, teacher)
+    mi_alpha: float = 0.9                    # MI-alpha interpolation, in [0, 1]
+    critic: str = "transformer"              # MI-alpha critic: "transformer" | "mlp" (on [CLS])
+    critic_dim: int = 16                     # size of the L2-normalised critic head
+    critic_layers: int = 2
+    critic_heads: int = 8
+    critic_ff: int = 512
+    w_kd: float = 1.0                        # total = w_kd*L_pred + w_inter*sum L_inter
+    w_inter: float = 1.0                     #         + w_gold*L_gold
+    w_gold: float = 0.0
+    # --- optimisation ---------------------------------------------------------------------
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    lr: float = 5e-5
+    weight_decay: float = 0.1                # none on bias and LayerNorm weights
+    warmup_ratio: float = 0.1                # linear warm-up share of all steps, then decay
+    grad_accum: int = 1                      # micro-batches per optimizer step
+    max_grad_norm: Optional[float] = 1.0     # clip; None = no clipping
+    amp: str = "auto"                        # "auto" (fp16 on CUDA, off on CPU) | off | fp16 | bf16
+    seed: int = 42
+    device: str = "auto"                     # "auto" | "cpu" | "cuda" | "cuda:1" ...
+    early_stopping_patience: Optional[int] = None  # epochs without improvement before stopping
+    save_every_steps: Optional[int] = None   # also checkpoint mid-epoch every N optimizer steps
+    resume: bool = True                      # continue from run_dir's checkpoint when present
+    log_every: int = 10                      # optimizer steps between JSONL loss lines
+    tensorboard: bool = False                # also write TensorBoard scalars (if installed)
+    progress: bool = True                    # tqdm progress bar
+
+    def __post_init__(self) -> None:
+        def bad(key: str, value: Any, allowed: str) -> ValueError:
+            return ValueError(f"config key {key!r}: got {value!r}; {allowed}")
+
+        name, num_labels, problem, _ = task_info(self.task)
+        object.__setattr__(self, "task", name)
+        for key, allowed in _CHOICES.items():
+            value = getattr(self, key)
+            if value not in allowed:
+                raise bad(key, value, f"expected one of {list(allowed)}")
+        if self.student_layers is not None:
+            object.__setattr__(self, "student_layers", tuple(int(x) for x in self.student_layers))
+        if self.mapping_pairs is not None:
+            pairs = tuple(tuple(int(v) for v in p) for p in self.mapping_pairs)
+            if not pairs or any(len(p) != 2 or min(p) < 0 for p in pairs):
+                raise bad("mapping_pairs", self.mapping_pairs,
+                          "expected a non-empty list of [student_layer, teacher_layer] pairs >= 0")
+            object.__setattr__(self, "mapping_pairs", pairs)
+        if self.mapping == "explicit" and self.mapping_pairs is None:
+            raise bad("mapping_pairs", None, "mapping 'explicit' needs mapping_pairs")
+        if self.mode == "distill":
+            for key in ("cache", "train_corpus"):
+                if not getattr(self, key):
+                    raise bad(key, getattr(self, key), "mode 'distill' needs it (a cache "
+                              "directory and the corpus name to train on)")
+        else:
+            if not self.train_file:
+                raise bad("train_file", self.train_file, "mode 'finetune' needs a training file")
+        if self.student is None:
+            raise bad("student", None, "give a HF model name or path (the student, the teacher "
+                      "to truncate, or the base config)")
+        if self.student_init == "config" and not (self.student_num_layers or self.student_hidden
+                                                  or self.student_heads):
+            raise bad("student_init", "config", "needs student_num_layers/student_hidden/"
+                      "student_heads to change the base config")
+        if problem == "regression" and self.pred_loss in ("kl", "soft_ce"):
+            # Soft targets over one output make no sense: regression always uses logit MSE.
+            object.__setattr__(self, "pred_loss", "mse")
+        if not 0.0 <= self.mi_alpha <= 1.0:
+            raise bad("mi_alpha", self.mi_alpha, "expected a number in [0, 1]")
+        for key in ("temperature", "lr"):
+            if not getattr(self, key) > 0:
+                raise bad(key, getattr(self, key), "expected a positive number")
+        for key in ("w_kd", "w_inter", "w_gold", "weight_decay"):
+            if getattr(self, key) < 0:
+                raise bad(key, getattr(self, key), "expected a number >= 0")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise bad("warmup_ratio", self.warmup_ratio, "expected a number in [0, 1)")
+        for key in ("epochs", "batch_size", "eval_batch_size", "grad_accum", "max_length",
+                    "log_every", "critic_dim", "critic_layers", "critic_heads", "critic_ff"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise bad(key, value, "expected a positive integer")
+        for key in ("early_stopping_patience", "save_every_steps", "limit_train",
+                    "student_num_layers", "student_hidden", "student_heads",
+                    "student_intermediate"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise bad(key, value, "expected a positive integer or null")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise bad("max_grad_norm", self.max_grad_norm, "expected a positive number or null")
+        if self.mode == "distill" and self.pred_loss == "none" and self.inter_loss == "none" \
+                and self.w_gold == 0:
+            raise ValueError("config: pred_loss 'none', inter_loss 'none' and w_gold 0 leave "
+                             "nothing to learn from; set one of them")
+
+    # --- derived ----------------------------------------------------------------------------
+    @property
+    def num_labels(self) -> int:
+        return task_info(self.task)[1]
+
+    @property
+    def problem_type(self) -> str:
+        return task_info(self.task)[2]
+
+    @property
+    def metric_name(self) -> str:
+        return task_info(self.task)[3]
+
+    # --- (de)serialisation ------------------------------------------------------------------
+    @classmethod
+    def keys(cls) -> Tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], **overrides: Any) -> "TrainConfig":
+        """Build from a mapping (e.g. parsed YAML); `overrides` (not None) win over `data`."""
+        merged = dict(data or {})
+        merged.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = sorted(set(merged) - set(cls.keys()))
+        if unknown:
+            import difflib
+
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, cls.keys(), n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ValueError(f"unknown config keys: {', '.join(hints)}; allowed keys are "
+                             f"{list(cls.keys())}")
+        if "task" not in merged:
+            raise ValueError("config key 'task' is required (e.g. sst2, rte, stsb)")
+        return cls(**merged)
+
+    @classmethod
+    def from_yaml(cls, path: str, **overrides: Any) -> "TrainConfig":
+        import yaml
+
+        with open(path, "r", encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"config file {path!r} must hold a mapping of keys, got "
+                             f"{type(data).__name__}")
+        return cls.from_dict(data, **overrides)
+
+    def to_dict(self) -> Dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for key in ("student_layers", "mapping_pairs"):
+            if out[key] is not None:
+                out[key] = json.loads(json.dumps(out[key]))  # tuples -> lists
+        return out
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)

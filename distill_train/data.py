@@ -1,0 +1,204 @@
+"""The data layer: teacher-output providers, examples, and per-batch padded batches.
+
+A *provider* is anything with ``get_many(keys) -> list of dicts`` (builders.reader.CacheReader,
+`InMemoryProvider`, `OnlineTeacherProvider`), each dict holding ``input_ids`` [L],
+``token_type_ids`` [L], ``logits`` [C], ``hidden`` {layer: [L, H]} and optionally
+``attentions`` {layer: [heads, L, L]}. A training *row* is a corpus row of the cache:
+``{"id", "key", "label", ...}``; a mixup row also has ``mix_key_a``, ``mix_key_b`` (the
+parents' keys), ``mix_lam`` and ``mix_label_b`` and its ``key`` names the teacher's outputs on
+the interpolated input (INTERFACES.md, mixup). Batches are padded to their longest example.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+from augment.seeding import derive_seed
+
+__all__ = ["InMemoryProvider", "OnlineTeacherProvider", "Batches", "collate", "cache_fetcher",
+           "text_examples", "text_fetcher"]
+
+
+def _t(x, dtype=None) -> torch.Tensor:
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
+    return t.to(dtype) if dtype is not None else t
+
+
+class InMemoryProvider:
+    """Teacher outputs held in a dict key -> outputs (tests, small experiments)."""
+
+    def __init__(self, outputs: Mapping[str, Mapping[str, Any]]):
+        self.outputs = dict(outputs)
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+    def get_many(self, keys: Sequence[str]) -> List[Mapping[str, Any]]:
+        missing = [k for k in keys if k not in self.outputs]
+        if missing:
+            raise KeyError(f"{len(missing)} keys are not in the provider, e.g. {missing[0]!r}")
+        return [self.outputs[k] for k in keys]
+
+
+class OnlineTeacherProvider:
+    """Runs the teacher on each requested batch (the study's online setting): the baseline of the
+    cache parity test and of the benchmark. `texts` maps key -> (text_a, text_b)."""
+
+    def __init__(self, model, tokenizer, texts: Mapping[str, Tuple[str, Optional[str]]], *,
+                 max_length: int = 128, layers: Optional[Sequence[int]] = None,
+                 attentions: bool = False, device: str = "cpu"):
+        self.model = model.eval().to(device)
+        self.tokenizer, self.texts, self.max_length = tokenizer, texts, max_length
+        self.layers, self.attentions, self.device = layers, attentions, device
+
+    @torch.no_grad()
+    def get_many(self, keys: Sequence[str]) -> List[Dict[str, Any]]:
+        pairs = [self.texts[k] for k in keys]
+        a = [p[0] for p in pairs]
+        b = [p[1] for p in pairs] if pairs and pairs[0][1] is not None else None
+        enc = self.tokenizer(a, b, truncation=True, max_length=self.max_length, padding=True,
+                             return_tensors="pt")
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        out = self.model(**enc, output_hidden_states=True, output_attentions=self.attentions)
+        layers = range(len(out.hidden_states)) if self.layers is None else self.layers
+        result = []
+        for i, n in enumerate(enc["attention_mask"].sum(1).tolist()):
+            item = {"input_ids": enc["input_ids"][i, :n].cpu(),
+                    "token_type_ids": enc.get("token_type_ids",
+                                              torch.zeros_like(enc["input_ids"]))[i, :n].cpu(),
+                    "logits": out.logits[i].float().cpu(),
+                    "hidden": {j: out.hidden_states[j][i, :n].float().cpu() for j in layers}}
+            if self.attentions:
+                item["attentions"] = {j: out.attentions[j - 1][i, :, :n, :n].float().cpu()
+                                      for j in layers if j > 0}
+            result.append(item)
+        return result
+
+
+def _pad(seqs: Sequence[torch.Tensor], length: int, value=0) -> torch.Tensor:
+    out = torch.full((len(seqs), length) + tuple(seqs[0].shape[1:]), value, dtype=seqs[0].dtype)
+    for i, s in enumerate(seqs):
+        out[i, :s.shape[0]] = s
+    return out
+
+
+def collate(items: Sequence[Mapping[str, Any]], *, pad_id: int = 0,
+            layers: Sequence[int] = (), attn_layers: Sequence[int] = ()) -> Dict[str, Any]:
+    """Pad a list of examples to their longest one.
+
+    Each item: input_ids [L], token_type_ids [L], label; optionally logits [C], hidden {l: [L,H]},
+    attentions {l: [h,L,L]}, and for mixup mix_ids_b [L_b], mix_lam, mix_label_b.
+    Returns input_ids/attention_mask/token_type_ids [B, Lb] (Long), labels [B], and when present
+    teacher_logits [B, C], teacher_hidden {l: [B, Lb, H]}, teacher_attn {l: [B, h, Lb, Lb]},
+    mix_ids_b [B, Lb], mix_mask_b [B, Lb], mix_lam [B], mix_label_b [B].
+    """
+    ids = [_t(it["input_ids"], torch.long) for it in items]
+    lens_b = [len(it["mix_ids_b"]) for it in items if it.get("mix_ids_b") is not None]
+    length = max([len(x) for x in ids] + lens_b)
+    batch: Dict[str, Any] = {
+        "input_ids": _pad(ids, length, pad_id),
+        "attention_mask": _pad([torch.ones(len(x), dtype=torch.long) for x in ids], length),
+        "token_type_ids": _pad([_t(it["token_type_ids"], torch.long) for it in items], length),
+    }
+    labels = [it["label"] for it in items]
+    if any(isinstance(y, float) for y in labels):  # regression
+        batch["labels"] = torch.tensor([float("nan") if y is None else float(y) for y in labels])
+    else:
+        batch["labels"] = torch.tensor([-100 if y is None else int(y) for y in labels])
+    if "logits" in items[0]:
+        batch["teacher_logits"] = torch.stack([_t(it["logits"], torch.float32) for it in items])
+    if layers:
+        batch["teacher_hidden"] = {l: _pad([_t(it["hidden"][l], torch.float32) for it in items],
+                                           length, 0.0) for l in layers}
+    if attn_layers:
+        batch["teacher_attn"] = {}
+        for l in attn_layers:
+            maps = [_t(it["attentions"][l], torch.float32) for it in items]
+            out = torch.zeros(len(maps), maps[0].shape[0], length, length)
+            for i, m in enumerate(maps):
+                out[i, :, :m.shape[1], :m.shape[2]] = m
+            batch["teacher_attn"][l] = out
+    if lens_b:
+        # Rows without a partner mix with themselves at lam = 1 (an exact no-op).
+        ids_b = [_t(it["mix_ids_b"], torch.long) if it.get("mix_ids_b") is not None else ids[i]
+                 for i, it in enumerate(items)]
+        tt_b = [_t(it["mix_tt_b"], torch.long) if it.get("mix_ids_b") is not None
+                else _t(it["token_type_ids"], torch.long) for it in items]
+        batch["mix_ids_b"] = _pad(ids_b, length, pad_id)
+        mask_b = _pad([torch.ones(len(x), dtype=torch.long) for x in ids_b], length)
+        tt_b = _pad(tt_b, length)
+        mask_a = batch["attention_mask"]
+        batch["token_type_ids"] = torch.where(mask_a.bool(), batch["token_type_ids"], tt_b)
+        batch["attention_mask"] = torch.maximum(mask_a, mask_b)
+        batch["mix_lam"] = torch.tensor([float(it.get("mix_lam", 1.0)) for it in items])
+        batch["mix_label_b"] = torch.tensor(
+            [it["mix_label_b"] if it.get("mix_ids_b") is not None else it["label"]
+             for it in items], dtype=batch["labels"].dtype)
+    return batch
+
+
+def cache_fetcher(provider, *, pad_id: int = 0, layers: Sequence[int] = (),
+                  attn_layers: Sequence[int] = ()) -> Callable[[Sequence[Mapping]], Dict[str, Any]]:
+    """rows -> padded batch, reading teacher outputs (and mixup parents' ids) from `provider`."""
+    def fetch(rows: Sequence[Mapping]) -> Dict[str, Any]:
+        outputs = provider.get_many([r["key"] for r in rows])
+        mixed = [i for i, r in enumerate(rows) if r.get("mix_key_a")]
+        parents: Dict[str, Mapping] = {}
+        if mixed:
+            need = sorted({rows[i][k] for i in mixed for k in ("mix_key_a", "mix_key_b")})
+            parents = dict(zip(need, provider.get_many(need)))
+        items = []
+        for i, (row, out) in enumerate(zip(rows, outputs)):
+            item = dict(out, label=row.get("label"))
+            if row.get("mix_key_a"):
+                pa, pb = parents[row["mix_key_a"]], parents[row["mix_key_b"]]
+                item.update(input_ids=pa["input_ids"], token_type_ids=pa["token_type_ids"],
+                            mix_ids_b=pb["input_ids"], mix_tt_b=pb["token_type_ids"],
+                            mix_lam=float(row["mix_lam"]), mix_label_b=row["mix_label_b"])
+            items.append(item)
+        return collate(items, pad_id=pad_id, layers=layers, attn_layers=attn_layers)
+    return fetch
+
+
+def text_examples(records: Sequence[Mapping], tokenizer, max_length: int) -> List[Dict[str, Any]]:
+    """Tokenise records (text_a, text_b, label) once: rows for `Batches` without a teacher."""
+    out = []
+    for r in records:
+        enc = tokenizer(r["text_a"], r.get("text_b"), truncation=True, max_length=max_length)
+        out.append({"id": r["id"], "label": r["label"], "input_ids": enc["input_ids"],
+                    "token_type_ids": enc.get("token_type_ids", [0] * len(enc["input_ids"]))})
+    return out
+
+
+class Batches:
+    """Iterates rows in batches: shuffled per epoch from (seed, epoch) only, so an epoch's order is
+    the same after a resume; `fetch` turns a list of rows into a padded batch."""
+
+    def __init__(self, rows: Sequence[Mapping], fetch: Callable[[Sequence[Mapping]], Dict],
+                 *, batch_size: int, shuffle: bool, seed: int = 0):
+        if not rows:
+            raise ValueError("no examples to iterate over (empty corpus?)")
+        self.rows, self.fetch = list(rows), fetch
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+
+    def __len__(self) -> int:
+        return (len(self.rows) + self.batch_size - 1) // self.batch_size
+
+    def order(self, epoch: int) -> List[int]:
+        if not self.shuffle:
+            return list(range(len(self.rows)))
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, "order", epoch))
+        return torch.randperm(len(self.rows), generator=gen).tolist()
+
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Tuple[List[Mapping], Dict[str, Any]]]:
+        """(rows, batch) pairs of one epoch, skipping the first `skip` batches (resume)."""
+        order = self.order(epoch)
+        for start in range(skip * self.batch_size, len(order), self.batch_size):
+            rows = [self.rows[i] for i in order[start:start + self.batch_size]]
+            yield rows, self.fetch(rows)
+
+
+def text_fetcher(pad_id: int = 0) -> Callable[[Sequence[Mapping]], Dict[str, Any]]:
+    """rows from `text_examples` -> padded batch (no teacher outputs)."""
+    return lambda rows: collate(rows, pad_id=pad_id)

@@ -1,0 +1,78 @@
+"""The student's forward pass over a batch (plain or mixup) and dev-set evaluation."""
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .metrics import compute_metrics
+
+__all__ = ["student_forward", "mixed_embeddings", "mixed_targets", "evaluate", "to_device"]
+
+
+def to_device(batch: Mapping[str, Any], device) -> Dict[str, Any]:
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            out[k] = v.to(device, non_blocking=True)
+        elif isinstance(v, dict):
+            out[k] = {kk: vv.to(device, non_blocking=True) for kk, vv in v.items()}
+        else:
+            out[k] = v
+    return out
+
+
+def mixed_embeddings(model, ids_a: torch.Tensor, ids_b: torch.Tensor, lam: torch.Tensor
+                     ) -> torch.Tensor:
+    """lam * E(ids_a) + (1 - lam) * E(ids_b): word embeddings only (the model adds position and
+    token-type embeddings itself), as the teacher's mixup scoring does. ids [B, L], lam [B]."""
+    emb = model.get_input_embeddings()
+    lam = lam.to(emb.weight.dtype)[:, None, None]
+    return lam * emb(ids_a) + (1.0 - lam) * emb(ids_b)
+
+
+def mixed_targets(labels: torch.Tensor, labels_b: torch.Tensor, lam: torch.Tensor,
+                  num_labels: int) -> torch.Tensor:
+    """Mixed gold targets: lam * onehot(y_a) + (1 - lam) * onehot(y_b) [B, C] for classification,
+    lam * y_a + (1 - lam) * y_b [B] for regression (num_labels == 1)."""
+    if num_labels == 1:
+        return lam * labels.float() + (1 - lam) * labels_b.float()
+    one_a = torch.nn.functional.one_hot(labels.long(), num_labels).float()
+    one_b = torch.nn.functional.one_hot(labels_b.long(), num_labels).float()
+    return lam[:, None] * one_a + (1 - lam[:, None]) * one_b
+
+
+def student_forward(model, batch: Mapping[str, Any], *, hidden: bool = False,
+                    attentions: bool = False):
+    """HF outputs of the student on a padded batch; mixup rows get interpolated embeddings."""
+    kwargs = dict(attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"],
+                  output_hidden_states=hidden, output_attentions=attentions)
+    if "mix_ids_b" in batch:
+        embeds = mixed_embeddings(model, batch["input_ids"], batch["mix_ids_b"], batch["mix_lam"])
+        return model(inputs_embeds=embeds, **kwargs)
+    return model(input_ids=batch["input_ids"], **kwargs)
+
+
+@torch.no_grad()
+def evaluate(model, batches, metric: str, device, *, autocast=None
+             ) -> Tuple[Dict[str, float], Optional[Dict[str, float]]]:
+    """(student metrics, teacher metrics or None) over a dev `Batches`; teacher metrics come
+    from cached teacher logits when the batches carry them."""
+    was_training = model.training
+    model.eval()
+    logits, teacher, labels = [], [], []
+    for _, batch in batches.epoch(0):
+        labels.append(batch["labels"].numpy())
+        if "teacher_logits" in batch:
+            teacher.append(batch["teacher_logits"].numpy())
+        batch = to_device(batch, device)
+        ctx = autocast() if autocast else torch.autocast("cpu", enabled=False)
+        with ctx:
+            out = student_forward(model, batch)
+        logits.append(out.logits.float().cpu().numpy())
+    model.train(was_training)
+    gold = np.concatenate(labels)
+    student = compute_metrics(metric, np.concatenate(logits), gold)
+    teacher_m = compute_metrics(metric, np.concatenate(teacher), gold) if teacher else None
+    return student, teacher_m

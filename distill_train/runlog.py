@@ -1,0 +1,76 @@
+"""Run outputs: the JSONL metrics log (plus optional TensorBoard) and atomic checkpoints."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+
+__all__ = ["RunLog", "save_checkpoint", "load_checkpoint"]
+
+log = logging.getLogger(__name__)
+
+
+class RunLog:
+    """Appends one JSON object per line to run_dir/metrics.jsonl; mirrors scalars to TensorBoard
+    (run_dir/tb) when asked and installed."""
+
+    def __init__(self, run_dir: str, *, tensorboard: bool = False):
+        self.path = os.path.join(run_dir, "metrics.jsonl")
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(os.path.join(run_dir, "tb"))
+            except ImportError as exc:
+                log.warning("tensorboard requested but not usable (%s): pip install tensorboard",
+                            exc)
+
+    def event(self, record: Dict[str, Any]) -> None:
+        record = dict(record, time=round(time.time(), 3))
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True, default=float) + "\n")
+        if self.tb is not None and record.get("event") == "epoch":
+            for name, value in (record.get("dev") or {}).items():
+                self.tb.add_scalar(f"dev/{name}", value, record["global_step"])
+
+    def scalars(self, step: int, values: Dict[str, float]) -> None:
+        self.event(dict(values, event="step", global_step=step))
+        if self.tb is not None:
+            for name, value in values.items():
+                self.tb.add_scalar(f"train/{name}", value, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def save_checkpoint(path: str, *, state: Dict[str, Any], model, objective, optimizer, scheduler,
+                    scaler) -> None:
+    """Everything a resumed run needs, written to a temporary file and renamed (atomic)."""
+    payload = {
+        "state": state, "model": model.state_dict(), "objective": objective.state_dict(),
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": {"cpu": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+    }
+    tmp = path + ".tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str, *, model, objective, optimizer, scheduler, scaler
+                    ) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+    """Restore in place; returns (loop state, RNG state)."""
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(payload["model"])
+    objective.load_state_dict(payload["objective"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    scaler.load_state_dict(payload["scaler"])
+    return payload["state"], payload.get("rng")

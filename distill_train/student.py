@@ -1,0 +1,143 @@
+"""Student construction: a HF encoder by name/path, a truncated copy of the teacher, or a fresh
+model from a (modified) config; plus the check that its vocabulary matches the cache's token ids.
+
+The cache stores token ids made by the teacher's tokenizer and the trainer feeds those ids to the
+student as they are, so the student must share the teacher's vocabulary. A mismatch is an error;
+the cache's texts are never re-tokenised (the cache does not keep texts).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+from typing import Any, Optional, Sequence, Tuple
+
+from torch import nn
+
+from .mapping import skip_mapping
+
+__all__ = ["build_student", "truncate_layers", "vocab_fingerprint", "check_vocab"]
+
+log = logging.getLogger(__name__)
+
+
+def _load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        log.warning("no tokenizer at %s (%s); token ids come from the cache only", path, exc)
+        return None
+
+
+def _layer_list(model: nn.Module) -> Tuple[nn.Module, str]:
+    """(parent module, attribute) of the encoder's ModuleList of transformer layers."""
+    for path in ("bert.encoder.layer", "roberta.encoder.layer", "electra.encoder.layer",
+                 "distilbert.transformer.layer", "deberta.encoder.layer", "encoder.layer",
+                 "transformer.layer"):
+        parent = model
+        parts = path.split(".")
+        try:
+            for part in parts[:-1]:
+                parent = getattr(parent, part)
+            if isinstance(getattr(parent, parts[-1]), nn.ModuleList):
+                return parent, parts[-1]
+        except AttributeError:
+            continue
+    raise ValueError(f"cannot find the transformer layers of {type(model).__name__} to truncate; "
+                     "use student_init 'config' or 'pretrained' for this architecture")
+
+
+def truncate_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
+    """A copy of `model` keeping transformer layers `keep` (1-based, in order), DistilBERT style."""
+    parent, attr = _layer_list(model)
+    layers = getattr(parent, attr)
+    n = len(layers)
+    if not keep or any(not 1 <= k <= n for k in keep) or list(keep) != sorted(set(keep)):
+        raise ValueError(f"layers to keep must be increasing, distinct and within 1..{n}, "
+                         f"got {list(keep)}")
+    out = copy.deepcopy(model)
+    parent, attr = _layer_list(out)
+    old = getattr(parent, attr)
+    setattr(parent, attr, nn.ModuleList([old[k - 1] for k in keep]))
+    for name in ("num_hidden_layers", "n_layers"):
+        if hasattr(out.config, name):
+            setattr(out.config, name, len(keep))
+    for i, layer in enumerate(getattr(parent, attr)):  # keep per-layer indices consistent
+        attn = getattr(layer, "attention", None)
+        inner = getattr(attn, "self", attn)
+        if inner is not None and hasattr(inner, "layer_idx"):
+            inner.layer_idx = i
+    return out
+
+
+def build_student(config) -> Tuple[nn.Module, Any]:
+    """(model, tokenizer or None) for a TrainConfig; the model is a ...ForSequenceClassification
+    with the task's labels, attention implementation "eager" (so attention maps can be read)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    kwargs = dict(num_labels=config.num_labels, problem_type=config.problem_type,
+                  attn_implementation="eager")
+    tokenizer = _load_tokenizer(config.student)
+    if config.student_init == "pretrained":
+        model = AutoModelForSequenceClassification.from_pretrained(
+            config.student, ignore_mismatched_sizes=True, **kwargs)
+    elif config.student_init == "truncate":
+        teacher = AutoModelForSequenceClassification.from_pretrained(
+            config.student, ignore_mismatched_sizes=True, **kwargs)
+        n_teacher = teacher.config.num_hidden_layers
+        keep = config.student_layers
+        if keep is None:
+            if not config.student_num_layers:
+                raise ValueError("student_init 'truncate' needs student_layers (teacher layers to "
+                                 "keep, 1-based) or student_num_layers (kept by skip mapping)")
+            keep = [t for _, t in skip_mapping(config.student_num_layers, n_teacher)[1:]]
+        model = truncate_layers(teacher, keep)
+        log.info("student: teacher %s truncated to layers %s", config.student, list(keep))
+    else:
+        base = AutoConfig.from_pretrained(config.student)
+        changes = {"num_hidden_layers": config.student_num_layers,
+                   "hidden_size": config.student_hidden,
+                   "num_attention_heads": config.student_heads,
+                   "intermediate_size": config.student_intermediate
+                   or (4 * config.student_hidden if config.student_hidden else None)}
+        for key, value in changes.items():
+            if value is not None:
+                setattr(base, key, value)
+        if base.hidden_size % base.num_attention_heads:
+            raise ValueError(f"student hidden size {base.hidden_size} is not divisible by "
+                             f"{base.num_attention_heads} heads")
+        base.num_labels, base.problem_type = config.num_labels, config.problem_type
+        base._attn_implementation = "eager"
+        model = AutoModelForSequenceClassification.from_config(base, attn_implementation="eager")
+    model.config.problem_type = config.problem_type
+    return model, tokenizer
+
+
+def vocab_fingerprint(tokenizer) -> str:
+    """Hash of a tokenizer's vocabulary (token -> id), to compare with the cache's."""
+    items = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    h = hashlib.sha256()
+    for token, idx in items:
+        h.update(f"{idx}\t{token}\n".encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
+def check_vocab(model: nn.Module, tokenizer, *, max_token_id: Optional[int] = None,
+                cache_vocab: Optional[str] = None, cache_vocab_size: Optional[int] = None,
+                what: str = "the cache") -> None:
+    """Raise a clear error when the student cannot read `what`'s token ids."""
+    size = model.get_input_embeddings().weight.shape[0]
+    if max_token_id is not None and max_token_id >= size:
+        raise ValueError(f"{what} holds token id {max_token_id} but the student's vocabulary has "
+                         f"{size} entries: the student must use the teacher's tokenizer")
+    if cache_vocab_size is not None and tokenizer is not None and len(tokenizer) != cache_vocab_size:
+        raise ValueError(f"{what} was tokenised with a vocabulary of {cache_vocab_size} tokens, "
+                         f"the student's tokenizer has {len(tokenizer)}: the student must use "
+                         f"the teacher's tokenizer")
+    if cache_vocab is not None and tokenizer is not None and vocab_fingerprint(tokenizer) \
+            != cache_vocab:
+        raise ValueError(f"{what} was tokenised with vocabulary {cache_vocab}, the student's "
+                         f"tokenizer has {vocab_fingerprint(tokenizer)}: the student must use "
+                         f"the teacher's tokenizer")

@@ -1,0 +1,83 @@
+"""Shared fixtures: a WordPiece tokenizer trained on real SST-2 sentences, a tiny random BERT
+teacher saved as a HF directory, a few SST-2 records and the teacher's outputs on them."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+SST2 = "/work/shared/data/glue/SST-2"
+
+
+def sst2_records(split: str, n: int):
+    from augment.records import column_map_for_task, read_records
+
+    path = os.path.join(SST2, f"{split}.tsv")
+    return [r for r in read_records(path, column_map_for_task("sst2"), limit=n)
+            if isinstance(r, dict)]
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory):
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import BertTokenizerFast
+
+    texts = [r["text_a"] for r in sst2_records("train", 3000)]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(
+        vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    path = str(tmp_path_factory.mktemp("tok"))
+    tok.save(os.path.join(path, "tokenizer.json"))
+    fast = BertTokenizerFast(tokenizer_file=os.path.join(path, "tokenizer.json"))
+    fast.save_pretrained(path)
+    return path
+
+
+def make_bert(path: str, tokenizer_dir: str, *, layers=4, hidden=32, heads=4, num_labels=2,
+              seed=0):
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers,
+                     num_attention_heads=heads, intermediate_size=2 * hidden,
+                     max_position_embeddings=128, num_labels=num_labels,
+                     attn_implementation="eager")
+    model = BertForSequenceClassification(cfg).eval()
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(tmp_path_factory, tokenizer_dir):
+    return make_bert(str(tmp_path_factory.mktemp("teacher")), tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def sst2_small():
+    return sst2_records("train", 48), sst2_records("dev", 24)
+
+
+@pytest.fixture(scope="session")
+def teacher_outputs(teacher_dir, sst2_small):
+    """(provider over all layers + attentions, train rows, dev rows) from the tiny teacher."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from distill_train.data import InMemoryProvider, OnlineTeacherProvider
+
+    train, dev = sst2_small
+    texts = {r["id"]: (r["text_a"], r["text_b"]) for r in train + dev}
+    model = AutoModelForSequenceClassification.from_pretrained(teacher_dir,
+                                                               attn_implementation="eager")
+    online = OnlineTeacherProvider(model, AutoTokenizer.from_pretrained(teacher_dir), texts,
+                                   max_length=64, attentions=True)
+    keys = list(texts)
+    outputs = {}
+    for i in range(0, len(keys), 16):
+        outputs.update(zip(keys[i:i + 16], online.get_many(keys[i:i + 16])))
+    rows = lambda recs: [{"id": r["id"], "key": r["id"], "label": r["label"]} for r in recs]
+    return InMemoryProvider(outputs), rows(train), rows(dev)
