@@ -12,6 +12,7 @@ from typing import Any, Dict, Iterator, List
 
 import apache_beam as beam
 
+from pipelines.batching import BatchRecords
 from pipelines.keying import strip_internal
 
 __all__ = ["AugmentCorpus", "AugmentBatchFn"]
@@ -43,13 +44,15 @@ class AugmentBatchFn(beam.DoFn):
 class AugmentCorpus(beam.PTransform):
     """records → augmented copies (originals not included)."""
 
-    def __init__(self, policy_spec: Any, *, base_seed: int, max_batch_size: int = 64):
+    def __init__(self, policy_spec: Any, *, base_seed: int, max_batch_size: int = 64,
+                 batch_by_shuffle: bool = False):
         super().__init__()
         self.fn = AugmentBatchFn(policy_spec, base_seed)
-        self.max_batch_size = max_batch_size
+        self.max_batch_size, self.batch_by_shuffle = max_batch_size, batch_by_shuffle
 
     def expand(self, records):
         return (records
-                | "batch" >> beam.BatchElements(min_batch_size=1,
-                                                max_batch_size=self.max_batch_size)
+                | "batch" >> BatchRecords(min_batch_size=min(8, self.max_batch_size),
+                                          max_batch_size=self.max_batch_size,
+                                          by_shuffle=self.batch_by_shuffle)
                 | "augment_batch" >> beam.ParDo(self.fn))

@@ -103,8 +103,10 @@ class BuildDistillSet(beam.PTransform):
     """PBegin → the build summary (one dict), with the cache committed and indexed."""
 
     def __init__(self, opts: BuildOptions, *, teacher_config, names, dead_letter_path: str,
-                 summary_path: str, progress_dir: Optional[str] = None):
+                 summary_path: str, progress_dir: Optional[str] = None,
+                 batch_by_shuffle: bool = False):
         super().__init__()
+        self.batch_by_shuffle = batch_by_shuffle
         self.opts, self.teacher_config, self.names = opts, teacher_config, names
         self.dead_letter_path, self.summary_path = dead_letter_path, summary_path
         self.progress_dir = progress_dir
@@ -114,12 +116,15 @@ class BuildDistillSet(beam.PTransform):
         originals, bad_rows = pbegin | "read" >> ReadCorpus(
             o.input, columns=o.column_map, fmt=o.fmt, limit=o.limit)
         keyed, too_long = originals | "key_originals" >> KeyRecords(
-            self.teacher_config, reject_long=o.reject_long, source=o.input)
+            self.teacher_config, reject_long=o.reject_long, source=o.input,
+            batch_by_shuffle=self.batch_by_shuffle)
         everything, dead = [keyed], [bad_rows, too_long]
         if o.augment is not None:
-            copies = keyed | "augment" >> AugmentCorpus(o.augment, base_seed=o.seed)
+            copies = keyed | "augment" >> AugmentCorpus(
+                o.augment, base_seed=o.seed, batch_by_shuffle=self.batch_by_shuffle)
             keyed_copies, long_copies = copies | "key_copies" >> KeyRecords(
-                self.teacher_config, reject_long=o.reject_long, source=o.input)
+                self.teacher_config, reject_long=o.reject_long, source=o.input,
+                batch_by_shuffle=self.batch_by_shuffle)
             everything.append(keyed_copies)
             dead.append(long_copies)
         records = everything | "originals_and_copies" >> beam.Flatten()
@@ -196,6 +201,7 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     newly_scored, dead_letters (+ reasons), bytes_written, seconds, beam_counters, ..."""
     from builders.cache import TeacherCache
     from builders.teacher import Teacher
+    from pipelines.batching import uses_shuffle_batching
     from pipelines.runners import is_local_runner, runner_context
 
     start = time.monotonic()
@@ -222,10 +228,16 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
             pipeline = beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(args))
             _ = pipeline | "build_distill_set" >> BuildDistillSet(
                 opts, teacher_config=teacher_config, names=names, dead_letter_path=dead_path,
-                summary_path=summary_path, progress_dir=progress_dir)
+                summary_path=summary_path, progress_dir=progress_dir,
+                batch_by_shuffle=uses_shuffle_batching(args))
             with _Progress(progress_dir, opts.progress):
                 result = pipeline.run()
-                result.wait_until_finish()
+                try:
+                    result.wait_until_finish()
+                finally:
+                    client = getattr(result, "client", None)  # the Dask runner's client
+                    if client is not None:
+                        client.close()
     finally:
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)

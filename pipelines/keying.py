@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterator, List
 import apache_beam as beam
 
 from augment.records import DeadLetter
+from pipelines.batching import BatchRecords
 
 __all__ = ["KeyRecords", "KeyRecordsFn", "INTERNAL_FIELDS", "strip_internal"]
 
@@ -68,15 +69,16 @@ class KeyRecords(beam.PTransform):
     """records → (keyed records, dead letters for over-long texts when ``reject_long``)."""
 
     def __init__(self, teacher_config, *, reject_long: bool = False, source: str = "",
-                 batch_size: int = 256):
+                 batch_size: int = 256, batch_by_shuffle: bool = False):
         super().__init__()
         self.fn = KeyRecordsFn(teacher_config, reject_long=reject_long, source=source)
-        self.batch_size = batch_size
+        self.batch_size, self.batch_by_shuffle = batch_size, batch_by_shuffle
 
     def expand(self, records):
         tagged = (records
-                  | "batch" >> beam.BatchElements(min_batch_size=min(32, self.batch_size),
-                                                    max_batch_size=self.batch_size)
+                  | "batch" >> BatchRecords(min_batch_size=min(32, self.batch_size),
+                                            max_batch_size=self.batch_size,
+                                            by_shuffle=self.batch_by_shuffle)
                   | "tokenize_and_key" >> beam.ParDo(self.fn))
         keyed = tagged | "keyed" >> beam.Filter(lambda t: t[0] == "record") | "untag" >> beam.Map(
             lambda t: t[1])

@@ -65,7 +65,8 @@ def pipeline_args(runner: str, *, workers: int, dask_address: Optional[str] = No
         if not dask_address:
             raise ValueError("the Dask runner needs a scheduler address: use runner_context(), "
                              "which starts a local cluster, or pass --dask-address")
-        args = ["--runner=DaskRunner", f"--dask_client_address={dask_address}"]
+        args = ["--runner=apache_beam.runners.dask.dask_runner.DaskRunner",
+                f"--dask_client_address={dask_address}"]
     else:
         args = [f"--runner={name}"]
     return args + list(extra)
