@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 from .errors import CacheError, ForeignDirectoryError
 from .manifest import (CORPUS_DIR, MANIFEST, SHARD_DIR, atomic_write_bytes, locked,
                        new_manifest, read_manifest, write_manifest)
-from .shards import ShardInfo, read_shard_table, shard_name_for, write_shard_file
+from .shards import ShardInfo, read_shard_table, write_shard_file, write_table_file
 from .spec import CacheSpec
 
 __all__ = ["TeacherCache", "CacheSpec", "ShardInfo", "CORPUS_FIELDS"]
@@ -200,30 +200,15 @@ class TeacherCache:
                              "commit: write it again")
 
     def _rewrite_without(self, info: ShardInfo, keep: set) -> ShardInfo:
+        """A new shard holding only the rows of `info` whose keys are in `keep`."""
         import pyarrow.compute as pc
-
-        from .shards import SPEC_METADATA_KEY, file_sha256
 
         table = read_shard_table(self.shard_path(info.name), info.name)
         table = table.filter(pc.is_in(table.column("key"), value_set=_pa_strings(sorted(keep))))
-        import pyarrow.parquet as pq
-
-        name = shard_name_for(table.column("key").to_pylist())
-        final = self.shard_path(name)
-        tmp = final + f".tmp-{os.getpid()}"
-        table = table.replace_schema_metadata(
-            {SPEC_METADATA_KEY: json.dumps(self.spec.to_dict(), sort_keys=True).encode()})
-        pq.write_table(table, tmp, compression="none", write_statistics=False,
-                       row_group_size=max(1, min(table.num_rows, (4 << 20) // max(
-                           1, table.nbytes // max(1, table.num_rows)))))
-        os.replace(tmp, final)
-        if name != info.name:
+        new = write_table_file(os.path.join(self.path, SHARD_DIR), self.spec, table)
+        if new.name != info.name:
             self._discard(info.name)
-        lengths = table.column("length").to_pylist()
-        return ShardInfo(name=name, rows=table.num_rows, bytes=os.path.getsize(final),
-                         sha256=file_sha256(final), tokens=int(sum(lengths)),
-                         truncated=int(sum(table.column("truncated").to_pylist())),
-                         keys=tuple(table.column("key").to_pylist()))
+        return new
 
     # ------------------------------------------------------------------ corpora
     def write_corpus(self, name: str, rows: Sequence[Dict[str, Any]], *,

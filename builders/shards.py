@@ -24,7 +24,7 @@ from .quant import decode, encode
 from .spec import CacheSpec
 
 __all__ = ["ShardInfo", "shard_schema", "encode_rows", "write_shard_file", "read_shard_table",
-           "decode_row", "file_sha256", "shard_name_for", "SPEC_METADATA_KEY"]
+           "decode_row", "file_sha256", "shard_name_for", "SPEC_METADATA_KEY", "write_table_file"]
 
 SPEC_METADATA_KEY = b"distiller.spec"
 TARGET_ROW_GROUP_BYTES = 4 << 20   # reader decodes whole row groups: keep them small
@@ -104,13 +104,13 @@ def _topk(logits: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray, float]:
 
 
 def encode_rows(outputs: Sequence[Dict[str, Any]], spec: CacheSpec) -> Dict[str, list]:
-    """Column lists for `outputs` (teacher.score dicts), keys deduplicated (first kept)."""
+    """Column lists for `outputs` (teacher.score dicts): keys deduplicated (first kept) and rows
+    sorted by key, so the same set of outputs always gives byte-identical shards."""
     cols: Dict[str, list] = {f.name: [] for f in shard_schema(spec)}
-    seen = set()
+    unique: Dict[str, Dict[str, Any]] = {}
     for o in outputs:
-        if o["key"] in seen:
-            continue
-        seen.add(o["key"])
+        unique.setdefault(o["key"], o)
+    for _, o in sorted(unique.items()):
         n = _check_output(o, spec)
         cols["key"].append(o["key"])
         cols["length"].append(n)
@@ -158,15 +158,22 @@ def write_shard_file(directory: str, spec: CacheSpec, outputs: Sequence[Dict[str
                      name: Optional[str] = None) -> ShardInfo:
     """Write `outputs` as a shard under `directory` (temp file, fsync, rename). Not committed."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     cols = encode_rows(outputs, spec)
     if not cols["key"]:
         raise ValueError("write_shard needs at least one output")
-    schema = shard_schema(spec).with_metadata(
+    return write_table_file(directory, spec, pa.table(cols, schema=shard_schema(spec)), name)
+
+
+def write_table_file(directory: str, spec: CacheSpec, table, name: Optional[str] = None
+                     ) -> ShardInfo:
+    """Write an Arrow table of shard rows (temp name, fsync, rename to the deterministic name)."""
+    import pyarrow.parquet as pq
+
+    keys = table.column("key").to_pylist()
+    table = table.replace_schema_metadata(
         {SPEC_METADATA_KEY: json.dumps(spec.to_dict(), sort_keys=True).encode()})
-    table = pa.table(cols, schema=schema)
-    name = name or shard_name_for(cols["key"])
+    name = name or shard_name_for(keys)
     if "/" in name or not name.endswith(".parquet"):
         raise ValueError(f"shard name {name!r} must be a plain file name ending in .parquet")
     per_row = max(1, table.nbytes // max(1, table.num_rows))
@@ -175,7 +182,7 @@ def write_shard_file(directory: str, spec: CacheSpec, outputs: Sequence[Dict[str
     tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         pq.write_table(table, tmp, row_group_size=rows_per_group, compression="none",
-                       write_statistics=False)
+                       write_statistics=False, write_page_checksum=True)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         digest = file_sha256(tmp)
@@ -184,8 +191,8 @@ def write_shard_file(directory: str, spec: CacheSpec, outputs: Sequence[Dict[str
         if os.path.exists(tmp):
             os.unlink(tmp)
     return ShardInfo(name=name, rows=table.num_rows, bytes=os.path.getsize(final), sha256=digest,
-                     tokens=int(sum(cols["length"])), truncated=int(sum(cols["truncated"])),
-                     keys=tuple(cols["key"]))
+                     tokens=int(sum(table.column("length").to_pylist())),
+                     truncated=int(sum(table.column("truncated").to_pylist())), keys=tuple(keys))
 
 
 def open_shard(path: str, name: str, *, memory_map: bool = True):
@@ -198,7 +205,8 @@ def open_shard(path: str, name: str, *, memory_map: bool = True):
                                 "the cache was damaged; run `distiller cache verify` and rebuild "
                                 "the missing keys", shard=name)
     try:
-        return pq.ParquetFile(path, memory_map=memory_map)
+        # Page CRCs make a reader notice altered bytes without hashing the whole shard.
+        return pq.ParquetFile(path, memory_map=memory_map, page_checksum_verification=True)
     except (pa.ArrowException, OSError) as exc:
         raise CorruptShardError(f"shard {name!r} is truncated or not a Parquet file ({exc}); "
                                 "run `distiller cache verify`", shard=name) from exc

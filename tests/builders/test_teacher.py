@@ -1,0 +1,153 @@
+"""Teacher: fingerprints, keys, truncation, bucketing, pooling."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from builders import FingerprintError, Teacher, TeacherConfig, cache_key
+from builders.batching import plan_batches
+from builders.fingerprint import teacher_fingerprint
+
+from conftest import make_tiny_teacher
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _load(path, **kw):
+    kw.setdefault("max_length", 64)
+    return Teacher(TeacherConfig(model=path, device="cpu", num_threads=1, **kw)).load()
+
+
+def test_fingerprint_and_key_stable_across_processes(tiny_teacher, tiny_teacher_dir):
+    code = ("import sys, json; sys.path.insert(0, %r)\n"
+            "from builders import Teacher, TeacherConfig\n"
+            "t = Teacher(TeacherConfig(model=%r, max_length=64, device='cpu')).load()\n"
+            "print(json.dumps([t.fingerprint, t.cache_key('a film', None), "
+            "t.cache_key('a', 'b')]))") % (REPO, tiny_teacher_dir)
+    env = dict(os.environ, PYTHONHASHSEED="123")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True, cwd=REPO).stdout.strip().splitlines()[-1]
+    fp, k1, k2 = json.loads(out)
+    assert fp == tiny_teacher.fingerprint
+    assert k1 == tiny_teacher.cache_key("a film", None)
+    assert k2 == tiny_teacher.cache_key("a", "b")
+    assert k2 != tiny_teacher.cache_key("a b", None) != tiny_teacher.cache_key("ab", None)
+
+
+def test_fingerprint_ignores_path_but_not_weights(tmp_path, tiny_teacher, tiny_teacher_dir):
+    import shutil
+
+    import torch
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_teacher_dir, copy)
+    same = _load(str(copy))
+    assert same.fingerprint == tiny_teacher.fingerprint          # path is not identity
+    with torch.no_grad():
+        same.model.classifier.bias[0] += 1e-3                     # one weight changes
+    changed = teacher_fingerprint(same.model, same.tokenizer)
+    assert changed != tiny_teacher.fingerprint
+    same.model.save_pretrained(copy)
+    reloaded = _load(str(copy))
+    assert reloaded.fingerprint == changed
+    assert reloaded.cache_key("x", None) != tiny_teacher.cache_key("x", None)
+
+
+def test_key_changes_with_tokenization(tmp_path, tiny_teacher, tiny_teacher_dir, sst2_rows):
+    shorter = _load(tiny_teacher_dir, max_length=32)
+    assert shorter.fingerprint == tiny_teacher.fingerprint
+    assert shorter.cache_key("x", None) != tiny_teacher.cache_key("x", None)
+    # Same weights, different vocabulary -> different fingerprint.
+    other = make_tiny_teacher(tmp_path / "v", [r["text_a"] for r in sst2_rows], vocab_size=300)
+    assert _load(other).fingerprint != tiny_teacher.fingerprint
+    assert cache_key("f", {"max_length": 1}, "a") != cache_key("f", {"max_length": 2}, "a")
+
+
+def test_unfingerprintable_teacher_is_an_error(tiny_teacher):
+    class NoState:
+        config = tiny_teacher.model.config
+
+        def state_dict(self):
+            raise RuntimeError("weights are offloaded")
+
+    with pytest.raises(FingerprintError, match="state_dict"):
+        teacher_fingerprint(NoState(), tiny_teacher.tokenizer)
+
+    class BadTok:
+        init_kwargs = {}
+
+        def get_vocab(self):
+            raise NotImplementedError
+
+    with pytest.raises(FingerprintError, match="cannot fingerprint"):
+        teacher_fingerprint(tiny_teacher.model, BadTok())
+    with pytest.raises(FingerprintError):
+        cache_key("", {}, "a")
+    with pytest.raises(FingerprintError):
+        cache_key("abc", {"x": object()}, "a")
+
+
+def test_truncation_counted_exactly(tiny_teacher_dir, rte_rows, sst2_rows):
+    teacher = _load(tiny_teacher_dir, max_length=100)
+    rows = rte_rows + sst2_rows[:20]
+    toks = teacher.tokenize(rows)
+    full = [teacher.tokenizer(r["text_a"], r["text_b"], truncation=False)["input_ids"]
+            for r in rows]
+    expected = [len(f) > 100 for f in full]
+    assert [t[2] for t in toks] == expected
+    assert any(expected) and not all(expected)      # real RTE rows: some long, some not
+    assert all(len(t[0]) <= 100 for t in toks)
+    teacher.score(rows)
+    assert teacher.truncated_count == sum(expected)
+
+
+def test_plan_batches_covers_everything_within_caps():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 120, size=500).tolist()
+    batches = plan_batches(lengths, max_tokens=1000, max_batch_size=16, window=128)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(500))
+    for b in batches:
+        assert len(b) <= 16 and len(b) * max(lengths[i] for i in b) <= 1000
+        assert len({i // 128 for i in b}) == 1               # never crosses a window
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    naive = sum(16 * max(lengths[i:i + 16]) for i in range(0, 500, 16))
+    assert padded < 0.75 * naive                              # bucketing saves padding
+    assert plan_batches([500], max_tokens=100, max_batch_size=4, window=8) == [[0]]
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_pooling(tiny_teacher, tiny_teacher_dir, sst2_rows, pooling):
+    pooled = _load(tiny_teacher_dir, pooling=pooling, layers=(0, 2))
+    rows = sst2_rows[:6]
+    full = tiny_teacher.score(rows)
+    for f, p in zip(full, pooled.score(rows)):
+        assert set(p["hidden"]) == {0, 2}
+        for l in (0, 2):
+            ref = f["hidden"][l][0] if pooling == "cls" else f["hidden"][l].mean(0)
+            np.testing.assert_allclose(p["hidden"][l], ref, atol=1e-4)
+
+
+def test_attentions_and_layer_selection(tiny_teacher_dir, sst2_rows):
+    t = _load(tiny_teacher_dir, layers=(2,), attentions=(1,))
+    o = t.score(sst2_rows[:3])[0]
+    n = len(o["input_ids"])
+    assert list(o["hidden"]) == [2] and list(o["attentions"]) == [1]
+    assert o["attentions"][1].shape == (2, n, n)
+    np.testing.assert_allclose(o["attentions"][1].sum(-1), 1.0, atol=1e-4)
+    with pytest.raises(ValueError, match="do not exist"):
+        _load(tiny_teacher_dir, layers=(7,))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="pooling"):
+        TeacherConfig(model="x", pooling="max")
+    with pytest.raises(ValueError, match="max_tokens_per_batch"):
+        TeacherConfig(model="x", max_length=128, max_tokens_per_batch=64)
+    with pytest.raises(ValueError, match="layers"):
+        TeacherConfig(model="x", layers="some")
