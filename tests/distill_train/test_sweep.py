@@ -1,0 +1,179 @@
+"""Sweeps end to end through the real argv of the CLI, with a fake trainer standing in for
+distill_train.train.train (same signature style: config -> result, per-epoch callback)."""
+import dataclasses
+import json
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from distill_train.ledger import COLUMNS, Ledger
+from distill_train.sweep_cli import main
+
+GLUE = "/work/shared/data/glue"
+SPACE = """
+name: tiny
+params:
+  augmentation: [none, "corpus:rte-train+eda"]
+  inter_loss: [mse, mi]
+  mi_alpha: [0.1, 0.9]
+  temperature: {low: 1.0, high: 4.0}
+  lr: {low: 1.0e-5, high: 1.0e-3, log: true}
+  student: [tiny-student]
+fixed: {epochs: 3, batch_size: 8}
+"""
+CALLS = []
+
+
+@dataclasses.dataclass
+class FakeResult:
+    best_metric: float
+    metric_name: str
+    best_epoch: int
+    history: list
+    run_dir: str
+    wall_time_s: float
+    teacher_metric: float = 0.8
+
+
+def fake_train(config, *, on_epoch=None):
+    """Checks the config is one the real trainer accepts; the metric grows with lr."""
+    from distill_train.config import TrainConfig
+
+    cfg = TrainConfig.from_dict(config)
+    CALLS.append(cfg)
+    if os.environ.get("FAKE_TRAIN_FAIL"):
+        raise RuntimeError("CUDA out of memory (simulated)")
+    history = []
+    for epoch in range(cfg.epochs):
+        value = 0.5 + 0.2 * (np.log10(cfg.lr) + 5) / 2 + 0.01 * epoch
+        value += 0.02 * (cfg.inter_loss == "mi")
+        entry = {"epoch": epoch, "dev": {"accuracy": value}}
+        history.append(entry)
+        if on_epoch is not None:
+            on_epoch(epoch, entry)
+    best = max(h["dev"]["accuracy"] for h in history)
+    return FakeResult(best, "accuracy", cfg.epochs - 1, history, cfg.run_dir, 0.25)
+
+
+@pytest.fixture()
+def task_data(tmp_path):
+    """A small real RTE directory: the first rows of GLUE RTE train and dev."""
+    out = tmp_path / "rte"
+    out.mkdir()
+    for split, n in (("train", 60), ("dev", 30)):
+        with open(f"{GLUE}/RTE/{split}.tsv", encoding="utf-8") as fh:
+            lines = [next(fh) for _ in range(n + 1)]
+        (out / f"{split}.tsv").write_text("".join(lines), encoding="utf-8")
+    return str(out)
+
+
+def sweep_argv(tmp_path, task_data, trials, *extra):
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    (tmp_path / "cache").mkdir(exist_ok=True)
+    return ["sweep", "--space", str(space), "--task", "rte", "--cache", str(tmp_path / "cache"),
+            "--task-data", task_data, "--trials", str(trials), "--out", str(tmp_path / "out"),
+            "--teacher", "minilm-rte", "--teacher-fingerprint", "fp0123",
+            "--trainer", f"{__name__}:fake_train", "--encoder", "hashing",
+            "--feature-cache", str(tmp_path / "emb"), *extra]
+
+
+def test_three_trials_end_to_end_then_resume(tmp_path, task_data, capsys):
+    CALLS.clear()
+    assert main(sweep_argv(tmp_path, task_data, 3)) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["trials_before"] == 0 and summary["trials_total"] == 3
+    df = Ledger(str(tmp_path / "out" / "ledger")).read()
+    assert len(df) == 3 == len(CALLS)
+    assert list(df.columns) == list(COLUMNS)
+    assert sorted(df["trial"]) == [0, 1, 2]
+    for _, row in df.iterrows():
+        assert row["status"] == "complete" and row["task"] == "rte"
+        assert row["teacher_fingerprint"] == "fp0123" and row["student"] == "tiny-student"
+        assert row["ratio"] == pytest.approx(row["dev_metric"] / 0.8)
+        assert row["n_examples"] == 60 and row["n_labels"] == 2 and not row["is_regression"]
+        assert 0.0 <= row["difficulty_prior"] <= 1.0 and len(row["embedding"]) == 16
+        assert row["corpus"] in ("rte-train", "rte-train+eda")
+        assert 1e-5 <= row["lr"] <= 1e-3 and row["epochs_run"] == 3
+        assert np.isnan(row["mi_alpha"]) == (row["inter_loss"] != "mi")
+        config = json.loads(row["config_json"])
+        assert config["run_dir"].endswith(f"trials/{row['trial']:04d}")
+        assert config["train_corpus"] == row["corpus"] and config["epochs"] == 3
+    before = df.sort_values("trial").reset_index(drop=True)
+
+    # resume: the study and the ledger grow, nothing is lost or repeated
+    assert main(sweep_argv(tmp_path, task_data, 2)) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["trials_before"] == 3 and summary["trials_total"] == 5
+    after = Ledger(str(tmp_path / "out" / "ledger")).read().sort_values("trial")
+    assert sorted(after["trial"]) == [0, 1, 2, 3, 4]
+    assert set(after["status"]) <= {"complete", "pruned"}
+    assert after["run_id"].is_unique
+    pd.testing.assert_frame_equal(after.head(3).reset_index(drop=True), before)
+    import optuna
+
+    study = optuna.load_study(study_name="tiny-rte",
+                              storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}")
+    assert len(study.trials) == 5
+    lrs = [t.params["lr"] for t in study.trials]
+    assert len(set(lrs)) == 5  # the resumed sampler does not replay the first trials
+
+    # the report reads the same ledger
+    assert main(["sweep-report", "--ledger", str(tmp_path / "out" / "ledger"),
+                 "--out", str(tmp_path / "report")]) == 0
+    for name in ("table.csv", "report.md", "best_configs.png", "factor_effects.png"):
+        assert os.path.getsize(tmp_path / "report" / name) > 0
+    table = pd.read_csv(tmp_path / "report" / "table.csv")
+    assert len(table) == (after["status"] == "complete").sum() >= 3  # later ones may be pruned
+    assert table["dev_metric"].is_monotonic_decreasing
+
+
+def test_bad_epochs_are_pruned_and_recorded(tmp_path, task_data):
+    from distill_train.features import HashingEncoder, compute_features, load_task_records
+    from distill_train.space import load_space
+    from distill_train.sweep import SweepOptions, run_sweep
+
+    argv = sweep_argv(tmp_path, task_data, 1)
+    train, dev, _ = load_task_records(task_data, "rte")
+    feats = compute_features(train, dev, encoder=HashingEncoder())
+    opts = SweepOptions(space=load_space(argv[2]), task="rte", cache=str(tmp_path / "cache"),
+                        out_dir=str(tmp_path / "out"), trials=8, features=feats.to_row(),
+                        teacher="t", teacher_fingerprint="fp", trainer=f"{__name__}:fake_train",
+                        startup_trials=8, seed=3)
+    summary = run_sweep(opts)
+    assert summary["trials_total"] == 8
+    df = Ledger(opts.ledger_path).read()
+    pruned = df[df["status"] == "pruned"]
+    assert summary["states"].get("pruned", 0) == len(pruned) >= 1
+    assert (pruned["epochs_run"] < 3).all() and pruned["dev_metric"].notna().all()
+    assert pruned["dev_metric"].max() < df.loc[df["status"] == "complete", "dev_metric"].max()
+
+
+def test_failed_trials_are_ledger_rows_and_exit_nonzero(tmp_path, task_data, monkeypatch,
+                                                        capsys):
+    monkeypatch.setenv("FAKE_TRAIN_FAIL", "1")
+    assert main(sweep_argv(tmp_path, task_data, 2)) == 1
+    df = Ledger(str(tmp_path / "out" / "ledger")).read()
+    assert list(df["status"]) == ["failed", "failed"]
+    assert df["dev_metric"].isna().all() and df["ratio"].isna().all()
+
+
+def test_parallel_workers_share_the_study(tmp_path, task_data, capsys):
+    assert main(sweep_argv(tmp_path, task_data, 2, "--jobs", "2")) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["trials_total"] >= 2
+    df = Ledger(str(tmp_path / "out" / "ledger")).read()
+    assert len(df) == summary["trials_total"] and df["trial"].is_unique
+
+
+def test_bad_space_file_is_a_clear_cli_error(tmp_path, task_data, capsys):
+    argv = sweep_argv(tmp_path, task_data, 1)
+    (tmp_path / "space.yaml").write_text("params: {inter_loss: [l1]}\n")
+    shutil.copy(tmp_path / "space.yaml", tmp_path / "bad.yaml")
+    argv[2] = str(tmp_path / "bad.yaml")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "distiller sweep: error:" in err and "bad value 'l1'" in err
