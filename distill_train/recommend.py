@@ -181,7 +181,7 @@ def candidate_frame(space: SearchSpace, features: Mapping[str, Any], *, teacher:
         config = space.to_train_config(values, task="new", cache="", run_dir="",
                                        corpus_resolver=lambda aug, task, split: aug)
         rows.append({**config_columns(values, config), **dict(features),
-                     "student": str(config.get("student", "")), "teacher": teacher,
+                     "student": space.student_label(values), "teacher": teacher,
                      "params": dict(values)})
     if not rows:
         raise ValueError(f"search space {space.name!r} has no candidate configurations")

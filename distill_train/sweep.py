@@ -249,7 +249,8 @@ class TrialRunner:
         ratio = (metric / teacher_metric if metric is not None and teacher_metric else None)
         row = {
             "run_id": f"{opts.name}/{number:04d}", "study": opts.name, "trial": number,
-            "task": opts.task, "student": str(config["student"]), "teacher": opts.teacher,
+            "task": opts.task, "student": opts.space.student_label(values),
+            "teacher": opts.teacher,
             "teacher_fingerprint": opts.teacher_fingerprint, "teacher_metric": teacher_metric,
             **config_columns(values, config), **dict(opts.features),
             "metric_name": metric_name or "", "dev_metric": metric, "ratio": ratio,
