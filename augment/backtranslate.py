@@ -144,6 +144,9 @@ class BackTranslation:
 
         c = self.config
         tok, model, dev = _load(model_name, c.device)
+        # max length guards: the configured limit, and what the model's positions allow
+        limit = min(c.max_length, getattr(model.config, "max_position_embeddings", None)
+                    or c.max_length)
         results: List[List[str]] = [[] for _ in groups]
         by_width: Dict[int, List[int]] = defaultdict(list)
         for g, (_, seeds) in enumerate(groups):
@@ -153,11 +156,12 @@ class BackTranslation:
             members.sort(key=lambda g: (lengths[g], g))
             for start in range(0, len(members), c.batch_size):
                 chunk = members[start:start + c.batch_size]
-                stats["truncated"] += sum(lengths[g] > c.max_length for g in chunk)
+                stats["truncated"] += sum(lengths[g] > limit for g in chunk)
                 enc = tok([groups[g][0] for g in chunk], return_tensors="pt", padding=True,
-                          truncation=True, max_length=c.max_length).to(dev)
-                longest = min(c.max_length, max(lengths[g] for g in chunk))
-                kwargs = dict(max_new_tokens=int(longest * 1.5) + 10,
+                          truncation=True, max_length=limit).to(dev)
+                longest = min(limit, max(lengths[g] for g in chunk))
+                # decoder length guard (max_length counts the decoder start token)
+                kwargs = dict(max_length=min(int(longest * 1.5) + 10, limit - 1) + 1,
                               num_return_sequences=width)
                 if c.mode == "sample":
                     gens = [make_torch_generator(seed, "backtranslate", model_name)

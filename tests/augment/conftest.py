@@ -15,6 +15,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """The test machine has 2 shared cores: one intra-op thread avoids oversubscription."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def sst2_sentences(path: str = SST2_DEV, n: int = 200):
     with open(path, encoding="utf-8") as fh:
         next(fh)
