@@ -29,13 +29,16 @@ class CacheReader:
     UnsatisfiableRequest naming it. attentions: False, True (all kept) or layer indices.
     expect_fingerprint: the teacher fingerprint the caller trained against (CacheSpecMismatch if
     it differs). verify_checksums: recompute every shard's sha256 at open (slow for big caches;
-    sizes are always checked). max_row_groups: decoded row groups kept in memory.
+    sizes are always checked). max_row_groups: decoded row groups kept in memory (each at most
+    ~512 KB of stored rows). memory_map: map shard files instead of reading row groups with
+    positioned reads; mapped pages count towards RSS as they are touched, so the default (False)
+    keeps resident memory bounded by the LRU whatever the cache size.
     """
 
     def __init__(self, path: str, layers: Optional[Sequence[int]] = None,
                  attentions: Union[bool, Sequence[int]] = False,
                  expect_fingerprint: Optional[str] = None, *, verify_checksums: bool = False,
-                 max_row_groups: int = 8) -> None:
+                 max_row_groups: int = 8, memory_map: bool = False) -> None:
         self.path = os.path.abspath(path)
         manifest = read_manifest(self.path)
         self.spec = CacheSpec.from_dict(manifest["spec"])
@@ -74,7 +77,7 @@ class CacheReader:
         for entry in manifest["shards"]:
             info = ShardInfo.from_manifest(entry)
             spath = os.path.join(self.path, SHARD_DIR, info.name)
-            pf = open_shard(spath, info.name)
+            pf = open_shard(spath, info.name, memory_map=memory_map)
             size = os.path.getsize(spath)
             if size != info.bytes:
                 raise CorruptShardError(f"shard {info.name!r} is {size} bytes, the manifest says "
@@ -152,7 +155,12 @@ class CacheReader:
         return self.get_row(row)
 
     def get_many(self, keys: Sequence[str]) -> List[Dict[str, Any]]:
-        return [self.get(k) for k in keys]
+        """Rows of `keys`, in that order; rows sharing a row group are decoded together."""
+        rows = [self.row_of(k) for k in keys]
+        out: List[Optional[Dict[str, Any]]] = [None] * len(rows)
+        for i in sorted(range(len(rows)), key=lambda i: rows[i]):
+            out[i] = self.get_row(rows[i])
+        return out  # type: ignore[return-value]
 
     def get_row(self, row: int) -> Dict[str, Any]:
         """torch tensors of one row: input_ids/token_type_ids Long[L], logits Float[C],

@@ -27,7 +27,7 @@ __all__ = ["ShardInfo", "shard_schema", "encode_rows", "write_shard_file", "read
            "decode_row", "file_sha256", "shard_name_for", "SPEC_METADATA_KEY", "write_table_file"]
 
 SPEC_METADATA_KEY = b"distiller.spec"
-TARGET_ROW_GROUP_BYTES = 4 << 20   # reader decodes whole row groups: keep them small
+TARGET_ROW_GROUP_BYTES = 512 << 10  # the reader decodes whole row groups: keep them small
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +195,7 @@ def write_table_file(directory: str, spec: CacheSpec, table, name: Optional[str]
                      truncated=int(sum(table.column("truncated").to_pylist())), keys=tuple(keys))
 
 
-def open_shard(path: str, name: str, *, memory_map: bool = True):
+def open_shard(path: str, name: str, *, memory_map: bool = False):
     """A pyarrow ParquetFile, or a clear error naming the shard."""
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -50,6 +50,7 @@ class CacheSpec:
     def __post_init__(self) -> None:
         if not self.fingerprint:
             raise ValueError("CacheSpec.fingerprint is empty: build the spec with Teacher.spec()")
+        object.__setattr__(self, "model", str(self.model))
         object.__setattr__(self, "tokenization", _as_items(self.tokenization))
         object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
         object.__setattr__(self, "attentions", tuple(int(i) for i in self.attentions))

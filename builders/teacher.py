@@ -56,6 +56,9 @@ class TeacherConfig:
     def __post_init__(self) -> None:
         if not self.model:
             raise ValueError("TeacherConfig.model must name a model or a directory")
+        object.__setattr__(self, "model", os.fspath(self.model))   # accept pathlib paths
+        if self.tokenizer is not None:
+            object.__setattr__(self, "tokenizer", os.fspath(self.tokenizer))
         if self.max_length < 2:
             raise ValueError(f"TeacherConfig.max_length must be >= 2, got {self.max_length}")
         if self.pooling not in POOLINGS:

