@@ -17,10 +17,7 @@ def test_lexnames_table_has_45_lines_in_man_page_format():
     assert lines[44] == "44\tadj.ppl\t3"
 
 
-def test_build_dir_in_a_fresh_cache_and_read_it(tmp_path, monkeypatch):
-    import nltk
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
-
+def test_build_dir_in_a_fresh_cache(tmp_path):
     root = tmp_path / "nltk_data"
     wordnet._build_nltk_dir(wordnet.WORDNET_DIR, str(root))
     target = root / "corpora" / "wordnet"
@@ -29,10 +26,13 @@ def test_build_dir_in_a_fresh_cache_and_read_it(tmp_path, monkeypatch):
         os.path.join(wordnet.WORDNET_DIR, "data.noun"))
     wordnet._build_nltk_dir(wordnet.WORDNET_DIR, str(root))  # idempotent
     assert not [p for p in os.listdir(root / "corpora") if p.startswith(".wordnet-")]
-    monkeypatch.setattr(nltk.data, "path", nltk.data.path + [str(root)])  # as load_wordnet does
-    reader = WordNetCorpusReader(str(target), None)
-    assert reader.get_version() == "3.0"
-    assert "travel" in {l.name() for s in reader.synsets("journey") for l in s.lemmas()}
+    assert not (target / "data.noun").is_symlink()  # nltk's path hardening refuses links
+
+
+def test_load_wordnet_reads_the_real_database():
+    wn = wordnet.load_wordnet()
+    assert wn.get_version() == "3.0" and wordnet.load_wordnet() is wn  # once per process
+    assert "travel" in {lemma.name() for s in wn.synsets("journey") for lemma in s.lemmas()}
 
 
 def test_missing_wordnet_names_the_install_command(tmp_path):
