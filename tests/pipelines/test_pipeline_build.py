@@ -1,0 +1,171 @@
+"""`distiller build` end to end through its real argv, on real SST-2 and RTE rows, tiny teacher."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from builders.cache import TeacherCache
+from pipelines.cli import main
+from pipeline_testlib import glue_path, head_tsv
+
+pytestmark = pytest.mark.slow
+
+SWAP = "eda_swap:0.3,copies=2"
+SYNONYM = "eda_synonym:0.2,copies=1"
+
+
+def build(capsys, *args):
+    """Run `distiller build ... --json` and return the summary it printed."""
+    rc = main(["build", "--no-progress", "--json", *args])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def content_by_key(cache_path):
+    """key -> the full stored row (every column, as Python values) of a committed cache."""
+    cache = TeacherCache.open(cache_path)
+    rows = {}
+    for info in cache.shards():
+        for row in pq.read_table(cache.shard_path(info.name)).to_pylist():
+            assert row["key"] not in rows, f"duplicate key {row['key']}"
+            rows[row["key"]] = row
+    return rows
+
+
+def test_build_twice_then_a_second_policy_shares_the_originals(tmp_path, tiny_teacher, capsys):
+    data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 300)
+    cache = str(tmp_path / "cache")
+    common = ["--input", data, "--task", "sst2", "--teacher", tiny_teacher, "--cache", cache,
+              "--workers", "2", "--max-length", "64"]
+    first = build(capsys, *common, "--augment", SWAP)
+    assert first["records_read"] == 300 and first["dead_letters"] == 0
+    assert 300 < first["augmented_copies"] <= 600
+    assert first["newly_scored"] == first["unique_keys"] > 300 and first["cache_hits"] == 0
+    assert first["bytes_written"] > 0 and first["beam_counters"]["newly_scored"] == \
+        first["newly_scored"]
+    opened = TeacherCache.open(cache)
+    assert opened.verify() == []
+    names = opened.corpora()
+    assert names[0] == "sst2-train" and names[1].startswith("sst2-train+eda_swap-p0.3-n2-")
+    originals = opened.read_corpus("sst2-train")
+    assert [r["id"] for r in originals] == sorted(f"train.tsv:{i}" for i in range(300))
+    assert {r["chain"] for r in originals} == {"original"}
+    augmented = opened.read_corpus(names[1])
+    assert len(augmented) == 300 + first["augmented_copies"]
+    assert {r["parent_id"] for r in augmented if r["chain"] != "original"} <= {
+        r["id"] for r in originals}
+
+    again = build(capsys, *common, "--augment", SWAP)
+    assert again["newly_scored"] == 0 and again["shards_written"] == 0
+    assert again["cache_hits"] == first["unique_keys"]
+    assert TeacherCache.open(cache).read_corpus(names[1]) == augmented
+
+    other = build(capsys, *common, "--augment", SYNONYM, "--workers", "1")
+    syn_name = [n for n in TeacherCache.open(cache).corpora() if "eda_synonym" in n][0]
+    syn = TeacherCache.open(cache).read_corpus(syn_name)
+    original_keys = {r["key"] for r in originals}
+    assert {r["key"] for r in syn if r["chain"] == "original"} == original_keys
+    # the originals were cache hits: only (new) synonym copies were scored
+    assert other["cache_hits"] >= len(original_keys)
+    assert other["newly_scored"] == len({r["key"] for r in syn} - set(content_by_key(cache))) + \
+        other["newly_scored"] and other["newly_scored"] <= other["augmented_copies"]
+    assert TeacherCache.open(cache).verify() == []
+    assert set(content_by_key(cache)) >= {r["key"] for r in syn} | {r["key"] for r in augmented}
+
+
+def test_rte_pairs_build_through_the_cli(tmp_path, tiny_teacher, capsys):
+    data = head_tsv(glue_path("RTE"), str(tmp_path / "rte.tsv"), 120)
+    cache = str(tmp_path / "cache")
+    s = build(capsys, "--input", data, "--task", "rte", "--teacher", tiny_teacher, "--cache",
+              cache, "--augment", "eda_swap:0.1,copies=1", "--workers", "2")
+    assert s["records_read"] == 120 and s["augmented_copies"] > 100
+    opened = TeacherCache.open(cache)
+    assert opened.verify() == [] and opened.corpora()[0] == "rte-train"
+    rows = opened.read_corpus("rte-train")
+    assert rows[0]["id"].startswith("rte.tsv:idx=")
+    # long RTE premises are truncated to max_length (128) and counted, not dropped
+    assert s["truncated"] > 0 and s["dead_letters"] == 0
+
+
+def test_same_bytes_with_one_and_two_workers_and_on_dask(tmp_path, tiny_teacher, capsys):
+    data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 150)
+    contents, corpora = [], []
+    for name, extra in (("w1", ["--workers", "1"]), ("w2", ["--workers", "2"]),
+                        ("dask", ["--workers", "2", "--runner", "dask"])):
+        cache = str(tmp_path / name)
+        s = build(capsys, "--input", data, "--task", "sst2", "--teacher", tiny_teacher,
+                  "--cache", cache, "--augment", SWAP, "--unit-size", "64", *extra)
+        assert s["records_read"] == 150, name
+        contents.append(content_by_key(cache))
+        opened = TeacherCache.open(cache)
+        corpora.append({n: opened.read_corpus(n) for n in opened.corpora()})
+    assert len(contents[0]) == s["unique_keys"] > 150
+    assert contents[0] == contents[1] == contents[2]
+    assert corpora[0] == corpora[1] == corpora[2]
+
+
+def test_bad_rows_end_as_dead_letters_with_reasons(tmp_path, tiny_teacher, capsys, bad_tsv):
+    long_row = "a " + "very " * 80 + "long review\t1\n"
+    with open(bad_tsv, "a", encoding="utf-8") as fh:
+        fh.write(long_row)                                   # row 10: over --max-length 32
+    dead_file = str(tmp_path / "dead.jsonl")
+    common = ["--input", bad_tsv, "--task", "sst2", "--teacher", tiny_teacher,
+              "--max-length", "32", "--workers", "1", "--dead-letters", dead_file]
+    s = build(capsys, *common, "--cache", str(tmp_path / "c1"), "--reject-long")
+    assert s["records_read"] == 4 and s["unique_keys"] == 3   # row 8 repeats row 0
+    assert s["dead_letters"] == 7
+    assert s["dead_letter_reasons"] == {"empty text": 1, "malformed row": 2, "missing label": 1,
+                                        "text too long": 1, "undecodable bytes": 1,
+                                        "unknown label": 1}
+    with open(dead_file, encoding="utf-8") as fh:
+        dead = [json.loads(line) for line in fh]
+    assert [(d["row"], d["reason"].split(":")[0].split(" in ")[0]) for d in dead] == [
+        (1, "malformed row"), (2, "empty text"), (3, "undecodable bytes"),
+        (4, "missing label"), (5, "unknown label '7' (expected one of ['0', '1'])"),
+        (7, "malformed row"), (10, "text over the length limit")]
+    assert dead[2]["raw"].startswith("caf")
+    # without --reject-long the long row is truncated and counted instead
+    s = build(capsys, *common, "--cache", str(tmp_path / "c2"))
+    assert s["records_read"] == 5 and s["truncated"] == 1 and s["dead_letters"] == 6
+
+
+def test_a_build_killed_mid_run_then_rerun_leaves_a_verified_complete_cache(tmp_path,
+                                                                            tiny_teacher):
+    data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 600)
+    cache = str(tmp_path / "cache")
+    argv = [sys.executable, "-m", "pipelines", "build", "--no-progress", "--json", "--input",
+            data, "--task", "sst2", "--teacher", tiny_teacher, "--cache", cache, "--augment",
+            SWAP, "--workers", "2", "--unit-size", "16"]
+    # a first, complete build of the originals, so the killed one has a cache to damage
+    subprocess.run(argv[:-6] + ["--workers", "1", "--limit", "100"], check=True,
+                   capture_output=True, cwd=os.getcwd())
+    before = content_by_key(cache)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    shard_dir = os.path.join(cache, "shards")
+    deadline = time.monotonic() + 120
+    committed = {s.name for s in TeacherCache.open(cache).shards()}
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(set(os.listdir(shard_dir)) - committed) >= 3:   # mid-scoring: uncommitted shards
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the build finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)                        # the launcher and its workers
+    proc.wait()
+    assert TeacherCache.open(cache).verify() == []
+    assert content_by_key(cache) == before                     # invisible until committed
+
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    opened = TeacherCache.open(cache)
+    assert opened.verify() == []
+    after = content_by_key(cache)                              # asserts no duplicate keys
+    expected = {r["key"] for n in opened.corpora() for r in opened.read_corpus(n)}
+    assert summary["records_read"] == 600 and set(after) == expected
+    assert {k: after[k] for k in before} == before
