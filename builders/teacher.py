@@ -280,6 +280,12 @@ class Teacher:
         self.truncated_count += sum(t[2] for t in toks)
         return outputs
 
+    def score_mixed(self, pairs: Sequence[Tuple[Any, Any, float]]) -> List[Dict[str, Any]]:
+        """Outputs on mixup inputs (record_i, record_j, lam); see builders/mixup.py."""
+        from .mixup import score_mixed
+
+        return score_mixed(self, pairs)
+
     def _autocast(self):
         import torch
 
