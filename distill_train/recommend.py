@@ -52,9 +52,9 @@ def _design(df):
     out["log_lr"] = np.log10(df["lr"].astype(float))
     out["log_n_examples"] = np.log10(df["n_examples"].astype(float).clip(lower=1))
     emb = np.stack([np.asarray(e, dtype=np.float32) for e in df["embedding"]])
-    for i in range(emb.shape[1]):
-        out[f"emb_{i}"] = emb[:, i]
-    return out
+    emb_frame = pd.DataFrame(emb, index=df.index,
+                             columns=[f"emb_{i}" for i in range(emb.shape[1])])
+    return pd.concat([out, emb_frame], axis=1)
 
 
 @dataclasses.dataclass

@@ -230,8 +230,13 @@ class TrialRunner:
             raise
         history = list(getattr(result, "history", None) or [])
         if self.callback_param is None and report is not None:
-            for epoch, entry in enumerate(history):  # after the fact: the pruner sees curves
-                report(epoch, _metric_value(entry, result.metric_name))
+            # after the fact, so the pruner sees this curve when judging later trials; a
+            # finished run is kept whatever the pruner says about it now
+            for epoch, entry in enumerate(history):
+                try:
+                    report(epoch, _metric_value(entry, result.metric_name))
+                except pruned:
+                    break
         return self._record(
             **row, status="complete", metric=float(result.best_metric),
             metric_name=result.metric_name,

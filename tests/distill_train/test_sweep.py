@@ -177,3 +177,30 @@ def test_bad_space_file_is_a_clear_cli_error(tmp_path, task_data, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "distiller sweep: error:" in err and "bad value 'l1'" in err
+
+
+def fake_train_no_hook(config):
+    """A trainer with no per-epoch hook (like distill_train.train.train today)."""
+    return fake_train(config)
+
+
+def test_trainer_without_epoch_hook_reports_afterwards_and_never_prunes_finished(tmp_path,
+                                                                                 task_data):
+    import optuna
+
+    from distill_train.features import HashingEncoder, compute_features, load_task_records
+    from distill_train.space import load_space
+    from distill_train.sweep import SweepOptions, run_sweep
+
+    argv = sweep_argv(tmp_path, task_data, 1)
+    train, dev, _ = load_task_records(task_data, "rte")
+    opts = SweepOptions(space=load_space(argv[2]), task="rte", cache=str(tmp_path / "cache"),
+                        out_dir=str(tmp_path / "out"), trials=6,
+                        features=compute_features(train, dev, encoder=HashingEncoder()).to_row(),
+                        trainer=f"{__name__}:fake_train_no_hook", startup_trials=6, seed=3)
+    summary = run_sweep(opts)
+    assert summary["states"] == {"complete": 6}
+    df = Ledger(opts.ledger_path).read()
+    assert (df["status"] == "complete").all() and (df["epochs_run"] == 3).all()
+    study = optuna.load_study(study_name=opts.name, storage=f"sqlite:///{opts.db_path}")
+    assert all(sorted(t.intermediate_values) == [0, 1, 2] for t in study.trials)

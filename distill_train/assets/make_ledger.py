@@ -1,0 +1,111 @@
+"""How the shipped ledger and recommender were made: tiny real sweeps on GLUE SST-2, RTE, STS-B.
+
+For each task: sample the training set (seeded) and the dev set, fine-tune all-MiniLM-L6-v2 into a
+teacher, build a teacher cache (originals + one EDA random-swap copy, and the dev set) through the
+Beam pipeline, then run `distiller sweep` over assets/space.yaml with 2-layer students. Finally
+the per-task ledgers are exported into one Parquet file and the recommender is fitted on it.
+
+    .venv/bin/python -m distill_train.assets.make_ledger --out runs/ledger-build \
+        --trials 8 --install        # --install copies ledger + model into distill_train/assets
+
+Everything it runs is the project's own code (trainer, builder, sweep CLI); nothing is invented.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from typing import List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+GLUE = os.path.join(os.path.dirname(REPO), "shared", "data", "glue")
+TASKS = {"sst2": ("SST-2", 64), "rte": ("RTE", 128), "stsb": ("STS-B", 128)}
+
+
+def prepare_task(task: str, out: str, *, train_size: int, dev_size: int, seed: int,
+                 teacher_epochs: int, workers: int, policy: str) -> dict:
+    from distill_train.config import TrainConfig
+    from distill_train.demo import minilm_path, sample_tsv
+    from distill_train.train import train
+    from pipelines.build import BuildOptions, build_distill_set
+
+    folder, max_length = TASKS[task]
+    data = os.path.join(out, task, "data")
+    train_file, dev_file = os.path.join(data, "train.tsv"), os.path.join(data, "dev.tsv")
+    sample_tsv(os.path.join(GLUE, folder, "train.tsv"), train_file, train_size, seed)
+    sample_tsv(os.path.join(GLUE, folder, "dev.tsv"), dev_file, dev_size, seed)
+    teacher_run = os.path.join(out, task, "teacher")
+    result_path = os.path.join(teacher_run, "result.json")
+    if not os.path.exists(result_path):
+        train(TrainConfig(task=task, mode="finetune", run_dir=teacher_run, student=minilm_path(),
+                          train_file=train_file, dev_file=dev_file, max_length=max_length,
+                          epochs=teacher_epochs, lr=5e-5, seed=seed, progress=False))
+    with open(result_path, encoding="utf-8") as fh:
+        teacher = json.load(fh)
+    cache = os.path.join(out, task, "cache")
+    common = dict(task=task, teacher=os.path.join(teacher_run, "best_model"), cache=cache,
+                  runner="direct", workers=workers, seed=seed, max_length=max_length,
+                  progress=False)
+    build_distill_set(BuildOptions(input=train_file, split="train", augment=policy, **common))
+    build_distill_set(BuildOptions(input=dev_file, split="dev", **common))
+    return {"data": data, "cache": cache, "teacher_metric": teacher["best_metric"]}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m distill_train.assets.make_ledger",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/ledger-build")
+    parser.add_argument("--tasks", default="sst2,rte,stsb")
+    parser.add_argument("--train-size", type=int, default=1000)
+    parser.add_argument("--dev-size", type=int, default=400)
+    parser.add_argument("--teacher-epochs", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--policy", default="eda_swap:0.3")
+    parser.add_argument("--space", default=os.path.join(HERE, "space.yaml"))
+    parser.add_argument("--install", action="store_true",
+                        help="copy ledger.parquet and autodistiller.joblib into the assets")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    from distill_train.ledger import Ledger
+    from distill_train.sweep_cli import main as sweep_main
+
+    ledger_dir = os.path.join(args.out, "ledger")
+    for task in args.tasks.split(","):
+        start = time.time()
+        prep = prepare_task(task, args.out, train_size=args.train_size, dev_size=args.dev_size,
+                            seed=args.seed, teacher_epochs=args.teacher_epochs,
+                            workers=args.workers, policy=args.policy)
+        print(f"[{task}] teacher dev metric {prep['teacher_metric']:.4f}; cache {prep['cache']} "
+              f"({time.time() - start:.0f} s)", flush=True)
+        rc = sweep_main(["sweep", "--space", args.space, "--task", task, "--cache",
+                         prep["cache"], "--task-data", prep["data"], "--trials",
+                         str(args.trials), "--out", os.path.join(args.out, task, "sweep"),
+                         "--ledger", ledger_dir, "--teacher", "minilm-l6-finetuned",
+                         "--teacher-metric", str(prep["teacher_metric"]),
+                         "--feature-cache", os.path.join(args.out, "embeddings"),
+                         "--seed", str(args.seed)])
+        print(f"[{task}] sweep exit {rc} ({time.time() - start:.0f} s)", flush=True)
+    shipped = os.path.join(args.out, "ledger.parquet")
+    n = Ledger(ledger_dir).export(shipped)
+    model = os.path.join(args.out, "autodistiller.joblib")
+    sweep_main(["recommend-fit", "--ledger", shipped, "--out", model, "--evaluate"])
+    sweep_main(["sweep-report", "--ledger", shipped, "--out", os.path.join(args.out, "report")])
+    print(f"{n} ledger rows in {shipped}")
+    if args.install:
+        shutil.copy(shipped, os.path.join(HERE, "ledger.parquet"))
+        shutil.copy(model, os.path.join(HERE, "autodistiller.joblib"))
+        print(f"installed into {HERE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
