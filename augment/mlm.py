@@ -147,32 +147,22 @@ class Contextual:
         return row, positions
 
     # ---- sampling -----------------------------------------------------------------------
-    def _filtered(self, logp, original: str):
-        """Log-probs restricted to whole words other than the original word."""
+    def _sample(self, vals, ids, original: str, gen) -> Optional[int]:
+        """Draw a replacement from the best whole words (vals: log-probs, best first): the
+        original word is excluded, then temperature, top-k and top-p (nucleus) filtering."""
         import torch
 
-        scores = logp / self.config.temperature + self.lm.allowed
         low = original.lower()
-        top = torch.topk(scores, min(self.config.top_k + 5, scores.numel())).indices.tolist()
-        for i in top:  # the original word (any case) is not a replacement
-            if self.lm.word_text.get(i, "").lower() == low:
-                scores[i] = float("-inf")
-        return scores
-
-    def _sample(self, scores, gen) -> Optional[int]:
-        import torch
-
-        k = min(self.config.top_k, scores.numel())
-        vals, idx = torch.topk(scores, k)
-        keep = torch.isfinite(vals)
-        if not bool(keep.any()):
+        keep = [j for j, (v, i) in enumerate(zip(vals.tolist(), ids.tolist()))
+                if v != float("-inf") and self.lm.word_text.get(i, "").lower() != low]
+        keep = keep[:self.config.top_k]
+        if not keep:
             return None
-        vals, idx = vals[keep], idx[keep]
-        probs = torch.softmax(vals, dim=-1)
-        cum = torch.cumsum(probs, dim=-1)
-        n = int((cum < self.config.top_p).sum()) + 1  # smallest prefix reaching top_p
+        probs = torch.softmax(vals[keep] / self.config.temperature, dim=-1)
+        n = int((torch.cumsum(probs, dim=-1) < self.config.top_p).sum()) + 1
+        n = min(n, len(keep))
         probs = probs[:n] / probs[:n].sum()
-        return int(idx[torch.multinomial(probs, 1, generator=gen)])
+        return int(ids[keep[int(torch.multinomial(probs, 1, generator=gen))]])
 
     def augment(self, jobs: Sequence[Job]):
         self.load()
@@ -195,15 +185,16 @@ class Contextual:
             positions.append(pos)
         todo = [i for i, pick in enumerate(chosen) if pick]
         preds = self.lm.predict([rows[i] for i in todo], [positions[i] for i in todo],
-                                max_tokens=c.max_tokens_per_batch)
+                                top=c.top_k + 1, max_tokens=c.max_tokens_per_batch)
         out = [j.text for j in jobs]
         for i, logp in zip(todo, preds):
             job, p = jobs[i], parsed[jobs[i].text]
             gen = make_torch_generator(job.seed, "contextual-sample")
             edits = []
-            for slot, row_logp in zip(chosen[i], logp):
+            vals, ids = logp
+            for slot, v, t in zip(chosen[i], vals, ids):
                 w = p.words[slot]
-                tid = self._sample(self._filtered(row_logp, w.text), gen)
+                tid = self._sample(v, t, w.text, gen)
                 if tid is not None:
                     edits.append((w.start, w.end, match_case(w.text, self.lm.word_text[tid])))
             out[i] = apply_edits(job.text, edits)
@@ -233,10 +224,13 @@ class Contextual:
                     scores = torch.full((self.lm.model_vocab,), float("-inf"))
                     scores[self.lm.word_ids] = sims
                     candidates[(text, slot)] = self._top(scores, p.words[slot].text)
-        for (text, slot), logp in zip(owners, self.lm.predict(
-                rows, positions, max_tokens=c.max_tokens_per_batch)):
-            scores = logp[0] + self.lm.allowed
-            candidates[(text, slot)] = self._top(scores, parsed[text].words[slot].text)
+        for (text, slot), (vals, ids) in zip(owners, self.lm.predict(
+                rows, positions, top=c.top_k + 1, max_tokens=c.max_tokens_per_batch)):
+            low = parsed[text].words[slot].text.lower()
+            candidates[(text, slot)] = [
+                int(i) for v, i in zip(vals[0].tolist(), ids[0].tolist())
+                if v != float("-inf") and self.lm.word_text.get(int(i), "").lower() != low
+            ][:c.top_k]
         out = []
         for job in jobs:
             p = parsed[job.text]

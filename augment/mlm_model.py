@@ -103,10 +103,12 @@ class MaskedLM:
         return emb[torch.tensor(list(ids), device=emb.device)].float().mean(0).cpu()
 
     def predict(self, rows: Sequence[Sequence[int]], positions: Sequence[Sequence[int]], *,
-                max_tokens: int = 8192, max_rows: int = 256) -> List:
-        """Log-probabilities [len(positions[i]), V] (float32, CPU) for each row i.
+                top: int, max_tokens: int = 8192, max_rows: int = 256) -> List:
+        """The `top` best whole-word predictions at each requested position of each row.
 
         rows: token ids including special tokens; positions: indices into each row.
+        Returns, per row i, (log_probs [len(positions[i]), top] float32 CPU, best first;
+        token_ids [len(positions[i]), top]); sub-word pieces and special tokens are excluded.
         Rows are sorted by length and packed while rows*longest <= max_tokens.
         """
         import torch
@@ -119,10 +121,10 @@ class MaskedLM:
             end = start + 1
             first = len(rows[order[start]])
             # length buckets: a batch grows while it fits the token budget and its rows stay
-            # within 1.25x (+4) of its shortest row, which keeps padding low
+            # within 1.15x (+2) of its shortest row, which keeps padding low
             while (end < len(order) and end - start < max_rows
                    and (end - start + 1) * len(rows[order[end]]) <= max_tokens
-                   and len(rows[order[end]]) <= first * 1.25 + 4):
+                   and len(rows[order[end]]) <= first * 1.15 + 2):
                 end += 1
             batch = order[start:end]
             start = end
@@ -138,11 +140,12 @@ class MaskedLM:
             bi = torch.tensor([r for r, i in enumerate(batch) for _ in positions[i]], dtype=torch.long)
             pi = torch.tensor([p for i in batch for p in positions[i]], dtype=torch.long)
             logits = self._forward(ids, mask, bi, pi)
-            logp = torch.log_softmax(logits.float().cpu(), dim=-1)
+            logp = torch.log_softmax(logits.float().cpu(), dim=-1) + self.allowed
+            vals, idx = torch.topk(logp, min(top, logp.shape[-1]), dim=-1)
             offset = 0
             for i in batch:
                 n = len(positions[i])
-                out[i] = logp[offset:offset + n]
+                out[i] = (vals[offset:offset + n], idx[offset:offset + n])
                 offset += n
         return out
 
