@@ -236,7 +236,7 @@ class TrialRunner:
                 try:
                     report(epoch, _metric_value(entry, result.metric_name))
                 except pruned:
-                    break
+                    continue
         return self._record(
             **row, status="complete", metric=float(result.best_metric),
             metric_name=result.metric_name,
