@@ -16,7 +16,7 @@ from .data import Batches, cache_fetcher, text_examples, text_fetcher
 from .objective import DistillObjective
 from .student import build_student, check_vocab
 
-__all__ = ["RunParts", "assemble", "teacher_shape", "open_cache"]
+__all__ = ["RunParts", "assemble", "teacher_shape", "read_text_records"]
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +48,6 @@ def teacher_shape(provider, sample: Optional[Mapping] = None) -> Dict[str, Any]:
             "pooling": "none"}
 
 
-def open_cache(path: str, *, layers=None, attentions: bool = False):
-    """(CacheReader, TeacherCache) of a cache directory (builders' reader memory-maps shards)."""
-    from builders.cache import TeacherCache
-    from builders.reader import CacheReader
-
-    cache = TeacherCache.open(path)
-    return CacheReader(path, layers=layers, attentions=attentions), cache
-
-
 def _pad_id(tokenizer) -> int:
     if tokenizer is not None and tokenizer.pad_token_id is not None:
         return int(tokenizer.pad_token_id)
@@ -80,23 +71,27 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
     if config.mode == "finetune":
         return _assemble_finetune(config, model, tokenizer, pad_id)
     cache = None
-    if provider is None:
-        reader, cache = open_cache(config.cache)
-        provider = reader
+    if provider is None or train_rows is None or (dev_rows is None and config.dev_corpus):
+        from builders.cache import TeacherCache
+
+        cache = TeacherCache.open(config.cache)
+        if getattr(cache.spec, "logits_topk", 0):
+            raise ValueError(f"cache {config.cache!r} keeps only the top-{cache.spec.logits_topk} "
+                             "logits; distillation needs full logits: build with logits_topk 0")
     if train_rows is None:
-        cache = cache or open_cache(config.cache)[1]
         train_rows = cache.read_corpus(config.train_corpus)
     if dev_rows is None and config.dev_corpus:
-        cache = cache or open_cache(config.cache)[1]
         dev_rows = cache.read_corpus(config.dev_corpus)
     if config.limit_train:
         train_rows = list(train_rows)[:config.limit_train]
-    sample = provider.get_many([train_rows[0]["key"]])[0]
-    shape = teacher_shape(provider, sample)
-    if shape["pooling"] != "none" and config.inter_loss not in ("none", "pkd", "mi"):
+    if not train_rows:
+        raise ValueError(f"training corpus {config.train_corpus!r} is empty")
+    sample = provider.get_many([train_rows[0]["key"]])[0] if provider is not None else None
+    shape = teacher_shape(provider if provider is not None else cache, sample)
+    if shape["pooling"] != "none" and config.inter_loss != "none":
         raise ValueError(f"the cache keeps pooled hidden states ({shape['pooling']}); inter_loss "
                          f"{config.inter_loss!r} needs per-token states: build a cache with "
-                         "pooling 'none'")
+                         "pooling 'none' (or use inter_loss 'none')")
     objective = _objective_for(config, model, shape)
     layers = objective.teacher_layers if not objective.needs_attentions else []
     attn_layers = objective.teacher_layers if objective.needs_attentions else []
@@ -116,13 +111,20 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
             raise ValueError(f"attention-map losses need the student's heads "
                              f"({model.config.num_attention_heads}) to equal the teacher's "
                              f"({heads})")
+    dev_provider = provider
+    if provider is None:
+        from builders.reader import CacheReader
+
+        provider = CacheReader(config.cache, layers=layers, attentions=list(attn_layers) or False)
+        dev_provider = CacheReader(config.cache, layers=[], attentions=False)
+        sample = provider.get_many([train_rows[0]["key"]])[0]
     check_vocab(model, tokenizer, max_token_id=int(max(sample["input_ids"])))
     fetch = cache_fetcher(provider, pad_id=pad_id, layers=layers, attn_layers=attn_layers)
     train = Batches(train_rows, fetch, batch_size=config.batch_size, shuffle=True,
                     seed=config.seed)
     dev = None
     if dev_rows:
-        dev = Batches(dev_rows, cache_fetcher(provider, pad_id=pad_id),
+        dev = Batches(dev_rows, cache_fetcher(dev_provider, pad_id=pad_id),
                       batch_size=config.eval_batch_size, shuffle=False)
     log.info("distill: %d training rows, %d dev rows, teacher %s layers x %s wide, pairs %s",
              len(train_rows), len(dev_rows or []), shape["num_hidden_layers"],

@@ -26,12 +26,16 @@ __all__ = ["interpolated_bound", "MIAlphaLoss", "TransformerCritic", "MLPCritic"
 
 
 def _log_loo_mean_exp(scores: torch.Tensor) -> torch.Tensor:
-    """out[i, j] = log( mean_{k != j} exp scores[i, k] ) for scores [B, B], B >= 2."""
+    """out[i, j] = log( mean_{k != j} exp scores[i, k] ) for scores [B, B], B >= 2.
+
+    Exact and O(B^2): the log-sum-exp of the entries before j (exclusive prefix) combined with
+    that of the entries after j (exclusive suffix), so no subtraction cancels.
+    """
     b = scores.shape[1]
-    eye = torch.eye(b, dtype=torch.bool, device=scores.device)
-    # Row i, column j: scores[i, :] with entry j masked out.
-    expanded = scores[:, None, :].expand(b, b, b).masked_fill(eye[None], float("-inf"))
-    return torch.logsumexp(expanded, dim=-1) - math.log(b - 1)
+    pad = scores.new_full((scores.shape[0], 1), float("-inf"))
+    prefix = torch.cat([pad, torch.logcumsumexp(scores, 1)[:, :-1]], 1)
+    suffix = torch.cat([torch.logcumsumexp(scores.flip(1), 1)[:, :-1].flip(1), pad], 1)
+    return torch.logaddexp(prefix, suffix) - math.log(b - 1)
 
 
 def _log_interpolate(log_a: torch.Tensor, log_b: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -55,10 +59,12 @@ def interpolated_bound(scores: torch.Tensor, log_baseline: torch.Tensor, alpha: 
     scores = scores.float()
     log_q = log_baseline.float()[:, None].expand(b, b)
     log_d = _log_interpolate(_log_loo_mean_exp(scores), log_q, alpha)         # [B, B]
-    off = ~torch.eye(b, dtype=torch.bool, device=scores.device)
-    joint = (scores.diagonal()[:, None] - log_d)[off].mean()
+    eye = torch.eye(b, dtype=torch.bool, device=scores.device)
+    joint_all = scores.diagonal()[:, None] - log_d
+    joint = (joint_all.sum() - joint_all.diagonal().sum()) / (b * (b - 1))
     log_d_pos = log_d.diagonal()[:, None]                                       # leaves out x_i
-    marginal = torch.exp(torch.logsumexp((scores - log_d_pos)[off], 0) - math.log(b * (b - 1)))
+    marg = (scores - log_d_pos).masked_fill(eye, float("-inf"))
+    marginal = torch.exp(torch.logsumexp(marg.reshape(-1), 0) - math.log(b * (b - 1)))
     return 1.0 + joint - marginal
 
 

@@ -9,6 +9,18 @@ import pytest
 SST2 = "/work/shared/data/glue/SST-2"
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread avoids OpenMP spin contention
+    (measured 100x slower steps with 2 threads under load). Restored after each test."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def sst2_records(split: str, n: int):
     from augment.records import column_map_for_task, read_records
 
@@ -81,3 +93,26 @@ def teacher_outputs(teacher_dir, sst2_small):
         outputs.update(zip(keys[i:i + 16], online.get_many(keys[i:i + 16])))
     rows = lambda recs: [{"id": r["id"], "key": r["id"], "label": r["label"]} for r in recs]
     return InMemoryProvider(outputs), rows(train), rows(dev)
+
+
+def build_cache(path, teacher_dir, train, dev, *, dtype="float32", attentions=True, task="sst2"):
+    """Score records with builders' Teacher into a real cache with corpora f"{task}-train/dev"."""
+    from builders.cache import TeacherCache
+    from builders.teacher import Teacher, TeacherConfig
+
+    teacher = Teacher(TeacherConfig(model=teacher_dir, max_length=64, device="cpu",
+                                    attentions=attentions, num_threads=1,
+                                    max_tokens_per_batch=512)).load()
+    cache = TeacherCache.create(str(path), teacher.spec(dtype))
+    cache.add(teacher.score(train + dev))
+    for split, recs in (("train", train), ("dev", dev)):
+        cache.write_corpus(f"{task}-{split}", [
+            {"id": r["id"], "key": teacher.cache_key(r["text_a"], r["text_b"]),
+             "label": r["label"]} for r in recs])
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def cache_f32(tmp_path_factory, teacher_dir, sst2_small):
+    train, dev = sst2_small
+    return build_cache(tmp_path_factory.mktemp("cache") / "c32", teacher_dir, train, dev)

@@ -1,0 +1,131 @@
+"""`distiller train`, `distiller evaluate`, `distiller finetune`.
+
+Options are parsed here once into a TrainConfig (a YAML file via --config, then the flags, then
+any --set key=value, later winning); torch and transformers are imported only when a command runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Dict
+
+__all__ = ["add_parsers"]
+
+# flag -> config key, for the common knobs (every key is reachable through --set key=value).
+_TRAIN_FLAGS = {
+    "--run-dir": ("run_dir", str), "--epochs": ("epochs", int), "--batch-size": ("batch_size", int),
+    "--lr": ("lr", float), "--seed": ("seed", int), "--device": ("device", str),
+    "--student-init": ("student_init", str), "--student-num-layers": ("student_num_layers", int),
+    "--pred-loss": ("pred_loss", str), "--temperature": ("temperature", float),
+    "--inter-loss": ("inter_loss", str), "--mapping": ("mapping", str),
+    "--mi-alpha": ("mi_alpha", float), "--critic": ("critic", str),
+    "--w-kd": ("w_kd", float), "--w-inter": ("w_inter", float), "--w-gold": ("w_gold", float),
+    "--max-length": ("max_length", int), "--limit-train": ("limit_train", int),
+}
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file of TrainConfig keys (flags override it)")
+    p.add_argument("--task", help="task name: sst2, rte, stsb, cola, mrpc, qnli, qqp, mnli, ...")
+    for flag, (key, typ) in _TRAIN_FLAGS.items():
+        p.add_argument(flag, dest=key, type=typ, default=None, help=f"config key {key}")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="set any config key (value parsed as YAML); repeatable")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also write TensorBoard scalars to RUN_DIR/tb")
+
+
+def add_parsers(subparsers) -> None:
+    p = subparsers.add_parser("train", help="distill a student from a teacher cache",
+                              description="Train a student from a teacher cache (the teacher "
+                              "never runs).")
+    p.add_argument("--cache", help="teacher cache directory")
+    p.add_argument("--train-corpus", dest="train_corpus", help="training corpus name in the cache")
+    p.add_argument("--dev-corpus", dest="dev_corpus", help="dev corpus name in the cache")
+    p.add_argument("--student", help="HF model name/path (student, teacher to truncate, or base "
+                   "config)")
+    _add_common(p)
+    p.set_defaults(func=_run_train, mode="distill")
+
+    p = subparsers.add_parser("finetune", help="fine-tune a model on gold labels (raw text)",
+                              description="Plain fine-tuning on gold labels over a TSV/CSV/JSONL "
+                              "file: makes the teacher and the no-KD baseline; the best model "
+                              "is saved with save_pretrained in OUT/best_model.")
+    p.add_argument("--train", dest="train_file", required=True, help="training file")
+    p.add_argument("--dev", dest="dev_file", help="dev file (metric each epoch)")
+    p.add_argument("--model", dest="student", required=True, help="HF model name or path")
+    p.add_argument("--out", dest="out", required=True, help="output run directory")
+    _add_common(p)
+    p.set_defaults(func=_run_finetune, mode="finetune")
+
+    p = subparsers.add_parser("evaluate", help="evaluate a saved model on a dev set",
+                              description="Task metric of a saved model on a cache corpus "
+                              "(--cache/--corpus) or a raw text file (--file).")
+    p.add_argument("--model", required=True, help="saved model directory (e.g. RUN/best_model)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--cache", help="teacher cache directory")
+    p.add_argument("--corpus", help="corpus name in the cache")
+    p.add_argument("--file", help="TSV/CSV/JSONL file instead of a cache corpus")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _config_from_args(args, keys) -> Any:
+    import yaml
+
+    from .config import TrainConfig
+
+    data: Dict[str, Any] = {}
+    if args.config:
+        with open(args.config, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"--config {args.config!r} must hold a mapping of config keys")
+    overrides = {k: getattr(args, k, None) for k in keys}
+    overrides.update({k: getattr(args, k) for k, _ in _TRAIN_FLAGS.values()})
+    if args.no_progress:
+        overrides["progress"] = False
+    for item in args.sets:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = yaml.safe_load(value)
+    return TrainConfig.from_dict(data, **overrides)
+
+
+def _run_train(args) -> int:
+    from .train import train
+
+    config = _config_from_args(args, ["task", "cache", "train_corpus", "dev_corpus", "student",
+                                      "tensorboard", "mode"])
+    result = train(config)
+    print(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+def _run_finetune(args) -> int:
+    from .train import train
+
+    args.run_dir = args.run_dir or args.out
+    config = _config_from_args(args, ["task", "train_file", "dev_file", "student",
+                                      "tensorboard", "mode"])
+    result = train(config)
+    print(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+def _run_evaluate(args) -> int:
+    from .evaluate import evaluate_saved
+
+    if bool(args.file) == bool(args.cache and args.corpus):
+        raise ValueError("evaluate needs either --cache DIR --corpus NAME or --file PATH")
+    metrics = evaluate_saved(args.model, args.task, cache=args.cache, corpus=args.corpus,
+                             file=args.file, batch_size=args.batch_size,
+                             max_length=args.max_length, device=args.device)
+    json.dump(metrics, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
