@@ -151,3 +151,20 @@ def test_config_validation():
         TeacherConfig(model="x", max_length=128, max_tokens_per_batch=64)
     with pytest.raises(ValueError, match="layers"):
         TeacherConfig(model="x", layers="some")
+
+
+def test_regression_teacher_on_stsb_pairs(tmp_path, sst2_rows):
+    from builders import CacheReader, TeacherCache
+    from conftest import GLUE, read_tsv
+
+    rows = read_tsv(os.path.join(GLUE, "STS-B", "dev.tsv"), 12)
+    path = make_tiny_teacher(tmp_path / "reg", [r["text_a"] for r in sst2_rows], num_labels=1)
+    t = _load(path)
+    assert t.problem_type == "regression" and t.num_labels == 1
+    out = t.score(rows)
+    assert all(o["logits"].shape == (1,) and o["token_type_ids"].max() == 1 for o in out)
+    cache = TeacherCache.create(str(tmp_path / "c"), t.spec())
+    cache.add(out)
+    assert cache.spec.problem_type == "regression"
+    got = CacheReader(cache.path).get(out[0]["key"])
+    np.testing.assert_allclose(got["logits"].numpy(), out[0]["logits"], atol=0)
