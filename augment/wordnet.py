@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -44,6 +45,8 @@ _REQUIRED = ("data.noun", "data.verb", "data.adj", "data.adv", "index.noun", "in
 _lock = threading.Lock()
 _wordnet = None
 _memo: Dict[Tuple[str, Optional[str]], Tuple[str, ...]] = {}
+_index = None
+_ADJ_MARKER = re.compile(r"\((a|p|ip)\)$")
 
 
 class WordNetMissing(RuntimeError):
@@ -127,23 +130,62 @@ def load_wordnet():
         return _wordnet
 
 
-def synonyms(word: str, pos: Optional[str] = None) -> Tuple[str, ...]:
-    """Sorted WordNet synonyms of `word` (lower-cased lemma names, '_' -> ' '), memoised.
+def _synonym_index():
+    """{pos: {lemma: [synset index]}} and [synset words] parsed from the data.* files once.
 
-    pos: None for all parts of speech, else one of 'n', 'v', 'a', 'r'. The word itself is
-    excluded. The tuple is sorted so sampling from it never depends on set iteration order.
+    nltk builds a Synset object (and parses its pointers) for every lookup, about 2 ms a word;
+    reading the synset word lists once makes a lookup a dictionary access after nltk's morphy.
+    """
+    global _index
+    if _index is not None:
+        return _index
+    wn = load_wordnet()
+    with _lock:
+        if _index is None:
+            by_pos: Dict[str, Dict[str, list]] = {p: {} for p in "nvar"}
+            words: list = []
+            for pos, fileid in (("n", "data.noun"), ("v", "data.verb"), ("a", "data.adj"),
+                                ("r", "data.adv")):
+                raw = wn.open(fileid).read()
+                lemmas = by_pos[pos]
+                for line in (raw.decode("utf-8") if isinstance(raw, bytes) else raw).splitlines():
+                    if not line or line[0] == " ":
+                        continue  # licence header
+                    fields = line.split(" ", 4 + 2 * 255)
+                    n = int(fields[3], 16)
+                    names = tuple(_ADJ_MARKER.sub("", fields[4 + 2 * i]) for i in range(n))
+                    idx = len(words)
+                    words.append(names)
+                    for name in names:
+                        lemmas.setdefault(name.lower(), []).append(idx)
+            _index = (by_pos, words)
+            log.info("WordNet synonym index: %d synsets", len(words))
+    return _index
+
+
+def synonyms(word: str, pos: Optional[str] = None) -> Tuple[str, ...]:
+    """Sorted WordNet synonyms of `word` (lower-cased lemma names, '_'/'-' -> ' '), memoised.
+
+    pos: None for all parts of speech, else one of 'n', 'v', 'a', 'r'. Inflected forms are
+    lemmatised with WordNet's morphy, as nltk's ``synsets`` does. The word itself is excluded.
+    The tuple is sorted so sampling from it never depends on set iteration order.
     """
     key = (word.lower(), pos)
     hit = _memo.get(key)
     if hit is not None:
         return hit
+    if pos is not None and pos not in "nvar":
+        raise ValueError(f"pos must be None or one of 'n', 'v', 'a', 'r', got {pos!r}")
+    by_pos, words = _synonym_index()
     wn = load_wordnet()
     found = set()
-    for synset in wn.synsets(key[0], pos=pos):
-        for lemma in synset.lemma_names():
-            name = lemma.replace("_", " ").replace("-", " ").lower()
-            if name != key[0] and all(c.isalpha() or c in " '" for c in name):
-                found.add(name)
+    for p in ([pos] if pos else "nvar"):
+        for form in wn._morphy(key[0], p):
+            for idx in by_pos[p].get(form, ()):
+                for lemma in words[idx]:
+                    name = lemma.replace("_", " ").replace("-", " ").lower()
+                    if name != key[0] and all(c.isalpha() or c in " '" for c in name):
+                        found.add(name)
     result = tuple(sorted(found))
     _memo[key] = result
     return result
