@@ -36,3 +36,117 @@ def test_each_objective_trains(tmp_path, teacher_dir, teacher_outputs, inter, ma
     assert res.metric_name == "accuracy" and 0 <= res.best_metric <= 100
     assert res.teacher_metric is not None
     assert os.path.exists(os.path.join(res.run_dir, "best_model", "config.json"))
+
+
+class _Kill(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kill_at,save_every", [(6, None), (5, 2)])
+def test_killed_and_resumed_equals_uninterrupted(tmp_path, teacher_dir, teacher_outputs,
+                                                 kill_at, save_every):
+    provider, train_rows, dev_rows = teacher_outputs
+    kw = dict(inter_loss="mse", w_gold=0.3, epochs=3, grad_accum=2, save_every_steps=save_every)
+    full_steps = []
+    full = train(_cfg(tmp_path / "a", teacher_dir, **kw), provider=provider,
+                 train_rows=train_rows, dev_rows=dev_rows,
+                 on_step=lambda s, p: full_steps.append((s, p["loss"])))
+
+    cfg = _cfg(tmp_path / "b", teacher_dir, **kw)
+
+    def kill(step, parts):
+        if step == kill_at:
+            raise _Kill()
+
+    with pytest.raises(_Kill):
+        train(cfg, provider=provider, train_rows=train_rows, dev_rows=dev_rows, on_step=kill)
+    resumed_steps = []
+    resumed = train(cfg, provider=provider, train_rows=train_rows, dev_rows=dev_rows,
+                    on_step=lambda s, p: resumed_steps.append((s, p["loss"])))
+    # The resumed run redoes only the steps after its last checkpoint, with the same losses.
+    first = resumed_steps[0][0]
+    assert first == (5 if save_every else 4)  # mid-epoch checkpoint at 4, epoch end at 3
+    assert resumed_steps == full_steps[first - 1:]
+    assert resumed.best_metric == full.best_metric and resumed.best_epoch == full.best_epoch
+    for a, b in zip(resumed.history, full.history):
+        assert a["dev"] == b["dev"]
+        assert a["train"] == pytest.approx(b["train"], rel=1e-9)
+    events = [json.loads(l)["event"] for l in open(os.path.join(cfg.run_dir, "metrics.jsonl"))]
+    assert "resume" in events and events.count("epoch") == 3
+
+
+def test_resume_refuses_a_different_config(tmp_path, teacher_dir, teacher_outputs):
+    provider, train_rows, dev_rows = teacher_outputs
+    cfg = _cfg(tmp_path, teacher_dir, epochs=1)
+    train(cfg, provider=provider, train_rows=train_rows, dev_rows=dev_rows)
+    with pytest.raises(ValueError, match="different config.*'lr'"):
+        train(cfg.replace(lr=5e-4), provider=provider, train_rows=train_rows, dev_rows=dev_rows)
+
+
+def test_same_seed_same_run_and_early_stopping(tmp_path, teacher_dir, teacher_outputs):
+    provider, train_rows, dev_rows = teacher_outputs
+    runs = []
+    for name in ("x", "y"):
+        steps = []
+        cfg = _cfg(tmp_path / name, teacher_dir, epochs=1, inter_loss="cosine")
+        train(cfg, provider=provider, train_rows=train_rows, dev_rows=dev_rows,
+              on_step=lambda s, p: steps.append(p))
+        runs.append(steps)
+    assert runs[0] == runs[1]
+    # lr 0 never improves after the first epoch: patience 1 stops after epoch 2 of 5.
+    res = train(_cfg(tmp_path / "es", teacher_dir, epochs=5, lr=1e-12, early_stopping_patience=1),
+                provider=provider, train_rows=train_rows, dev_rows=dev_rows)
+    assert len(res.history) == 2 and res.best_epoch == 0
+
+
+def test_student_from_config_and_mixup_rows(tmp_path, teacher_dir, teacher_outputs):
+    """A config-built student (other width: learned projection) and rows that are mixup pairs."""
+    import torch
+
+    from distill_train.data import InMemoryProvider
+
+    provider, train_rows, dev_rows = teacher_outputs
+    outputs = dict(provider.outputs)
+    mixed_rows = []
+    for i in range(0, 16, 2):
+        a, b = train_rows[i], train_rows[i + 1]
+        oa, ob = outputs[a["key"]], outputs[b["key"]]
+        n = max(len(oa["input_ids"]), len(ob["input_ids"]))
+        key = f"mix-{i}"
+        # Stand-in teacher outputs for the interpolated input (only shapes matter here).
+        outputs[key] = {"input_ids": oa["input_ids"], "token_type_ids": oa["token_type_ids"],
+                        "logits": 0.3 * oa["logits"] + 0.7 * ob["logits"],
+                        "hidden": {l: torch.zeros(n, h.shape[-1]) for l, h in oa["hidden"].items()}}
+        mixed_rows.append({"id": key, "key": key, "label": a["label"], "mix_key_a": a["key"],
+                           "mix_key_b": b["key"], "mix_lam": 0.3, "mix_label_b": b["label"]})
+    cfg = _cfg(tmp_path, teacher_dir, student_init="config", student_num_layers=2,
+               student_hidden=16, student_heads=2, inter_loss="mse", w_gold=1.0, epochs=1)
+    steps = []
+    res = train(cfg, provider=InMemoryProvider(outputs), train_rows=train_rows + mixed_rows,
+                dev_rows=dev_rows, on_step=lambda s, p: steps.append(p))
+    assert len(steps) == math.ceil((len(train_rows) + 8) / 8)
+    assert all(math.isfinite(p["loss"]) for p in steps)
+    from transformers import AutoConfig
+
+    saved = AutoConfig.from_pretrained(os.path.join(res.run_dir, "best_model"))
+    assert (saved.num_hidden_layers, saved.hidden_size) == (2, 16)
+
+
+def test_finetune_from_raw_text(tmp_path, teacher_dir):
+    from conftest import SST2
+
+    cfg = TrainConfig(task="sst2", mode="finetune", train_file=os.path.join(SST2, "train.tsv"),
+                      dev_file=os.path.join(SST2, "dev.tsv"), student=teacher_dir,
+                      limit_train=40, epochs=1, batch_size=16, max_length=32, progress=False,
+                      run_dir=str(tmp_path / "ft"))
+    res = train(cfg)
+    assert res.teacher_metric is None and res.metric_name == "accuracy"
+    assert "dev" in res.history[0] and set(res.history[0]["train"]) == {"loss", "gold"}
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(os.path.join(res.run_dir,
+                                                                            "best_model"))
+    AutoTokenizer.from_pretrained(os.path.join(res.run_dir, "best_model"))
+    assert model.config.num_hidden_layers == 4
+    saved = json.load(open(os.path.join(res.run_dir, "config.json")))
+    assert saved["mode"] == "finetune" and saved["limit_train"] == 40
