@@ -50,7 +50,7 @@ class TeacherCache:
         if os.path.exists(os.path.join(path, MANIFEST)):
             raise CacheError(f"a teacher cache already exists at {path!r}: use TeacherCache.open "
                              "or open_or_create")
-        if os.path.isdir(path) and [n for n in os.listdir(path) if n != ".lock"]:
+        if os.path.isdir(path) and _foreign_entries(path):
             raise ForeignDirectoryError(
                 f"{path!r} is not empty and not a teacher cache ({sorted(os.listdir(path))[:5]}"
                 "...): refusing to write into it; pick a new or empty directory")
@@ -65,7 +65,7 @@ class TeacherCache:
 
     @classmethod
     def open(cls, path: str, spec: Optional[CacheSpec] = None) -> "TeacherCache":
-        """An existing cache; with `spec`, CacheSpecMismatch unless the cache stores exactly that."""
+        """An existing cache; with `spec`, CacheSpecMismatch unless it stores exactly that."""
         cache = cls(path, read_manifest(path))
         if spec is not None:
             cache.spec.check_compatible(spec)
@@ -136,7 +136,8 @@ class TeacherCache:
         return out
 
     # ------------------------------------------------------------------ writing
-    def write_shard(self, outputs: Sequence[Dict[str, Any]], name: Optional[str] = None) -> ShardInfo:
+    def write_shard(self, outputs: Sequence[Dict[str, Any]],
+                    name: Optional[str] = None) -> ShardInfo:
         """Write outputs (Teacher.score dicts) as an uncommitted, invisible shard."""
         return write_shard_file(os.path.join(self.path, SHARD_DIR), self.spec, outputs, name)
 
@@ -293,6 +294,18 @@ def _stats(manifest: Dict[str, Any]) -> Dict[str, Any]:
             "tokens": sum(s["tokens"] for s in shards),
             "truncated": sum(s["truncated"] for s in shards),
             "bytes_per_example": (total / examples) if examples else 0.0}
+
+
+def _foreign_entries(path: str) -> List[str]:
+    """Entries of `path` other than what an interrupted `create` leaves (lock, empty subdirs)."""
+    out = []
+    for name in os.listdir(path):
+        full = os.path.join(path, name)
+        if name == ".lock" or (name in (SHARD_DIR, CORPUS_DIR) and os.path.isdir(full)
+                                and not os.listdir(full)):
+            continue
+        out.append(name)
+    return out
 
 
 def _pa_strings(values: List[str]):

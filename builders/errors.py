@@ -20,7 +20,7 @@ class CacheSpecMismatch(CacheError):
 
 
 class ForeignDirectoryError(CacheError):
-    """The directory is not a teacher cache (no or unreadable manifest) or belongs to something else."""
+    """The directory is not a teacher cache (no or unreadable manifest) or is someone else's."""
 
 
 class CorruptShardError(CacheError):
@@ -36,7 +36,7 @@ class MissingShardError(CorruptShardError):
 
 
 class FingerprintError(CacheError):
-    """Something the teacher loaded could not be fingerprinted; a random key is never used instead."""
+    """Something the teacher loaded cannot be fingerprinted (a random key is never used)."""
 
 
 class UnsatisfiableRequest(CacheSpecMismatch):

@@ -43,9 +43,9 @@ def read_manifest(path: str) -> Dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ForeignDirectoryError(f"{mpath} is not a readable teacher-cache manifest: {exc}")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else None
         raise ForeignDirectoryError(
-            f"{mpath} belongs to something else (format {data.get('format') if isinstance(data, dict) else None!r}, "
-            f"expected {FORMAT!r})")
+            f"{mpath} belongs to something else (format {found!r}, expected {FORMAT!r})")
     if data.get("schema_version") != SCHEMA_VERSION:
         raise ForeignDirectoryError(
             f"{path!r} has cache schema version {data.get('schema_version')!r}, this code reads "

@@ -36,7 +36,8 @@ def mix_inputs(ids_i: np.ndarray, tts_i: np.ndarray, ids_j: np.ndarray, tts_j: n
     return a, b, tts, mask
 
 
-def score_mixed(teacher: "Teacher", pairs: Sequence[Tuple[Any, Any, float]]) -> List[Dict[str, Any]]:
+def score_mixed(teacher: "Teacher",
+                pairs: Sequence[Tuple[Any, Any, float]]) -> List[Dict[str, Any]]:
     """Teacher outputs of mixed pairs, in order. Each dict is storable in a cache of the
     teacher's spec (key = mixup key; input_ids = ids of i padded to L; hidden trimmed to L) and
     carries "mix": {"key_i", "key_j", "lam", "input_ids_j"} for the student side."""

@@ -68,6 +68,7 @@ class CacheReader:
                     f"attention maps of layer(s) {absent} requested but cache {path!r} keeps "
                     f"{list(self.spec.attentions)}")
         self._columns = self._needed_columns()
+        self._memory_map = memory_map
         self._files: List[Any] = []
         self._names: List[str] = []
         self._group_starts: List[List[int]] = []   # per shard: first row of each row group
@@ -105,6 +106,19 @@ class CacheReader:
         self._lru: "collections.OrderedDict[Tuple[int, int], Dict[str, Any]]" = \
             collections.OrderedDict()
         self._max_groups = max(1, int(max_row_groups))
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # Open files and decoded row groups stay behind (DataLoader workers): reopened lazily.
+        state = dict(self.__dict__)
+        state["_files"] = [None] * len(self._files)
+        state["_lru"] = collections.OrderedDict()
+        return state
+
+    def _file(self, s: int):
+        if self._files[s] is None:
+            self._files[s] = open_shard(os.path.join(self.path, SHARD_DIR, self._names[s]),
+                                        self._names[s], memory_map=self._memory_map)
+        return self._files[s]
 
     def _needed_columns(self) -> List[str]:
         spec = self.spec
@@ -199,7 +213,7 @@ class CacheReader:
         if hit is not None:
             self._lru.move_to_end((s, g))
             return hit
-        cols = self._read(self._files[s], self._names[s], g, self._columns)
+        cols = self._read(self._file(s), self._names[s], g, self._columns)
         self._lru[(s, g)] = cols
         while len(self._lru) > self._max_groups:
             self._lru.popitem(last=False)

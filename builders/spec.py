@@ -68,7 +68,8 @@ class CacheSpec:
             raise ValueError(f"CacheSpec.layers must be distinct indices >= 0, got {self.layers}")
         if self.num_hidden_layers and any(i > self.num_hidden_layers for i in self.layers):
             raise ValueError(f"CacheSpec.layers {self.layers} exceed the teacher's "
-                             f"{self.num_hidden_layers} layers (valid: 0..{self.num_hidden_layers})")
+                             f"{self.num_hidden_layers} layers "
+                             f"(valid: 0..{self.num_hidden_layers})")
         if any(i < 1 or (self.num_hidden_layers and i > self.num_hidden_layers)
                for i in self.attentions):
             raise ValueError(f"CacheSpec.attentions must be transformer layers 1.."
@@ -110,7 +111,8 @@ class CacheSpec:
         """Raise CacheSpecMismatch naming each differing field."""
         diff = self.differences(other)
         if diff:
-            parts = "; ".join(f"{k}: {what} has {a!r}, requested {b!r}" for k, (a, b) in diff.items())
+            parts = "; ".join(f"{k}: {what} has {a!r}, requested {b!r}"
+                              for k, (a, b) in diff.items())
             raise CacheSpecMismatch(
                 f"the {what} was built with a different spec ({parts}); use a new cache directory "
                 "for this teacher/spec, or request what the cache stores")

@@ -256,7 +256,7 @@ class Teacher:
 
     # ----------------------------------------------------------------- scoring
     def score(self, records: Sequence[Any]) -> List[Dict[str, Any]]:
-        """Teacher outputs for each record (dicts with text_a/text_b, tuples or strings), in order."""
+        """Teacher outputs per record (dicts with text_a/text_b, tuples or strings), in order."""
         self._require_loaded()
         records = list(records)
         if not records:

@@ -314,3 +314,22 @@ def test_reader_random_access_by_row_and_key(cache):
     assert len(reader._lru) <= 2
     with pytest.raises(KeyError, match="not in cache"):
         reader.get("nope")
+
+
+def test_reader_pickles_for_worker_processes(cache):
+    import pickle
+
+    cache.add(make_outputs(["a", "b"]))
+    reader = CacheReader(cache.path)
+    reader.get("a")
+    clone = pickle.loads(pickle.dumps(reader))
+    np.testing.assert_array_equal(clone.get("b")["hidden"][2].numpy(),
+                                  reader.get("b")["hidden"][2].numpy())
+
+
+def test_create_after_interrupted_create(tmp_path):
+    path = tmp_path / "half"
+    (path / "shards").mkdir(parents=True)
+    (path / "corpora").mkdir()
+    (path / ".lock").write_text("")
+    assert len(TeacherCache.create(str(path), make_spec())) == 0
