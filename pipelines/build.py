@@ -28,6 +28,7 @@ from pipelines.augmentation import AugmentCorpus
 from pipelines.dedupe import CachedKeys, DedupeByKey, DropCachedKeys
 from pipelines.finalize import CommitAndIndex
 from pipelines.keying import KeyRecords
+from pipelines.mixup import MixupPairs
 from pipelines.read import ReadCorpus
 from pipelines.score import ScoreWithTeacher
 
@@ -65,6 +66,8 @@ class BuildOptions:
     share_model: bool = False       # one teacher per machine across processes (large teachers)
     beam_args: Sequence[str] = ()   # extra pipeline options, passed to Beam untouched
     progress: bool = True           # progress bar on stderr
+    mixup: int = 0                  # mixup pairs per corpus record (0 = no mixup)
+    mixup_alpha: float = 0.4        # λ ~ Beta(alpha, alpha)
 
     def __post_init__(self) -> None:
         if not os.path.exists(self.input):
@@ -75,6 +78,9 @@ class BuildOptions:
             raise ValueError(f"max_length must be >= 2, got {self.max_length}")
         if self.limit is not None and self.limit < 0:
             raise ValueError(f"limit must be >= 0, got {self.limit}")
+        if self.mixup < 0 or self.mixup_alpha <= 0:
+            raise ValueError(f"mixup must be >= 0 and mixup_alpha > 0, got {self.mixup} and "
+                             f"{self.mixup_alpha}")
         if not self.task or not self.split:
             raise ValueError("task and split must be non-empty: they name the corpora written")
         object.__setattr__(self, "beam_args", tuple(self.beam_args))
@@ -84,10 +90,15 @@ class BuildOptions:
         return self.columns or column_map_for_task(self.task)
 
 
-def corpus_names(task: str, split: str, policy_name: Optional[str]) -> list:
-    """[originals corpus] or [originals corpus, originals + copies corpus] (INTERFACES.md)."""
+def corpus_names(task: str, split: str, policy_name: Optional[str], *, mixup: int = 0,
+                 mixup_alpha: float = 0.4) -> list:
+    """[originals corpus] or [originals corpus, originals + copies corpus] (INTERFACES.md),
+    then, with mixup, the last of those plus mixup pairs: ``<last>+mixup-n<N>-a<alpha>``."""
     base = f"{task}-{split}"
-    return [base] if policy_name is None else [base, f"{base}+{policy_name}"]
+    names = [base] if policy_name is None else [base, f"{base}+{policy_name}"]
+    if mixup:
+        names.append(f"{names[-1]}+mixup-n{mixup}-a{mixup_alpha:g}")
+    return names
 
 
 def _teacher_config(opts: BuildOptions):
@@ -136,10 +147,22 @@ class BuildDistillSet(beam.PTransform):
                       self.teacher_config, cache_path=o.cache, unit_size=o.unit_size,
                       write_shards=o.write_shards_in_scoring, share_model=o.share_model,
                       progress_dir=self.progress_dir))
+        pairs = records.pipeline | "no_mixup" >> beam.Create([])
+        if o.mixup:
+            pairs = records | "mixup_pairs" >> MixupPairs(
+                pairs_per_example=o.mixup, alpha=o.mixup_alpha, seed=o.seed)
+            mixed_shards = (pairs
+                            | "dedupe_mixup" >> DedupeByKey()
+                            | "drop_cached_mixup" >> DropCachedKeys(cached)
+                            | "score_mixup" >> ScoreWithTeacher(
+                                self.teacher_config, cache_path=o.cache, unit_size=o.unit_size,
+                                share_model=o.share_model, progress_dir=self.progress_dir,
+                                mixup=True))
+            shards = (shards, mixed_shards) | "all_shards" >> beam.Flatten()
         dead_letters = dead | "all_dead_letters" >> beam.Flatten()
-        return (shards, records, dead_letters) | "commit" >> CommitAndIndex(
+        return (shards, records, dead_letters, pairs) | "commit" >> CommitAndIndex(
             cache_path=o.cache, corpus_names=self.names, dead_letter_path=self.dead_letter_path,
-            summary_path=self.summary_path)
+            summary_path=self.summary_path, mixup=bool(o.mixup))
 
 
 class _Progress:
@@ -214,9 +237,11 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
         from augment.policy import AugmentationPolicy
 
         policy_name = AugmentationPolicy.from_spec(opts.augment).name
-    names = corpus_names(opts.task, opts.split, policy_name)
+    names = corpus_names(opts.task, opts.split, policy_name, mixup=opts.mixup,
+                         mixup_alpha=opts.mixup_alpha)
     dead_path = opts.dead_letters or os.path.join(
-        os.path.abspath(opts.cache).rstrip("/") + ".dead_letters", f"{names[-1]}.jsonl")
+        os.path.abspath(opts.cache).rstrip("/") + ".dead_letters",
+        f"{names[1 if len(names) > 1 and policy_name else 0]}.jsonl")
     summary_path = dead_path + ".summary.json"
     if os.path.exists(summary_path):
         os.unlink(summary_path)

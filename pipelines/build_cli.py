@@ -77,6 +77,9 @@ def add_parsers(subparsers) -> None:
                    help="records per scoring unit (= per shard)")
     p.add_argument("--share-model", action="store_true",
                    help="one teacher shared by the worker processes of a machine")
+    p.add_argument("--mixup", type=int, default=0, metavar="N",
+                   help="mixup pairs per record, scored offline on interpolated embeddings")
+    p.add_argument("--mixup-alpha", type=float, default=0.4, help="λ ~ Beta(alpha, alpha)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("beam_args", nargs=argparse.REMAINDER,
@@ -107,7 +110,8 @@ def options_from_args(args):
         max_length=args.max_length, reject_long=args.reject_long, fmt=args.fmt, columns=columns,
         limit=args.limit, layers=args.layers, pooling=args.pooling, attentions=args.attentions,
         dtype=args.dtype, unit_size=args.unit_size, share_model=args.share_model,
-        beam_args=beam_args, progress=args.progress)
+        beam_args=beam_args, progress=args.progress, mixup=args.mixup,
+        mixup_alpha=args.mixup_alpha)
 
 
 def _human_bytes(n: int) -> str:
@@ -127,6 +131,7 @@ def format_summary(s) -> str:
         f"  cache hits        {s['cache_hits']}",
         f"  newly scored      {s['newly_scored']}  ({s['shards_written']} shards)",
         f"  truncated         {s['truncated']}",
+        f"  mixup pairs       {s.get('mixup_pairs', 0)}",
         f"  dead letters      {s['dead_letters']}"
         + (f"  {s['dead_letter_reasons']}  -> {s['dead_letter_file']}" if s["dead_letters"]
            else ""),

@@ -17,6 +17,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import apache_beam as beam
 
+from pipelines.mixup import mixup_corpus_row
+
 __all__ = ["CommitAndIndex", "corpus_row", "reason_category", "finalize_build"]
 
 _REASON_CATEGORIES = (
@@ -53,16 +55,30 @@ def _write_jsonl_atomic(path: str, rows: Iterable[Dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
+def _write_mixup_corpus(cache, name: str, rows: List[Dict[str, Any]]) -> None:
+    """Write the mixup corpus and check its pairing fields survived (a mixup row read back
+    without them would train as a plain row on the wrong targets: fail loudly instead)."""
+    cache.write_corpus(name, rows)
+    back = [r for r in cache.read_corpus(name) if r.get("chain") == "mixup"]
+    if back and "mix_key_a" not in back[0]:
+        raise ValueError(
+            f"the cache dropped the mixup fields (mix_key_a, mix_key_b, mix_lam, mix_label_b) of "
+            f"corpus {name!r}: builders.TeacherCache.write_corpus must keep them (INTERFACES.md, "
+            "mixup); the teacher outputs are committed, re-run once the cache keeps them")
+
+
 def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str],
-                   dead_letter_path: str, summary_path: str) -> Dict[str, Any]:
+                   dead_letter_path: str, summary_path: str, mixup: bool = False
+                   ) -> Dict[str, Any]:
     """Commit, index, write dead letters and the summary; returns the summary dict.
 
-    corpus_names: [originals-only name] or [originals-only name, originals+copies name].
+    corpus_names: [originals-only name] or [originals-only name, originals+copies name], then
+    with ``mixup`` the name of the corpus that adds the mixup pair rows.
     """
     from builders.cache import TeacherCache
 
     _, items = item
-    infos, rows, dead = [], [], []
+    infos, rows, dead, mixed = [], [], [], []
     truncated = 0
     for kind, value, *extra in items:
         if kind == "shard":
@@ -72,14 +88,20 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str],
             truncated += int(bool(extra and extra[0]))
         elif kind == "dead":
             dead.append(value)
+        elif kind == "mix":
+            mixed.append(value)
     cache = TeacherCache.open(cache_path)
     infos.sort(key=lambda i: i.name)
     added = cache.commit(infos)
     rows.sort(key=lambda r: r["id"])
     originals = [r for r in rows if r["parent_id"] is None]
-    cache.write_corpus(corpus_names[0], originals)
-    if len(corpus_names) > 1:
-        cache.write_corpus(corpus_names[1], rows)
+    plain_names = corpus_names[:-1] if mixup else corpus_names
+    cache.write_corpus(plain_names[0], originals)
+    if len(plain_names) > 1:
+        cache.write_corpus(plain_names[1], rows)
+    if mixup:
+        mixed.sort(key=lambda r: r["id"])
+        _write_mixup_corpus(cache, corpus_names[-1], rows + mixed)
     dead.sort(key=lambda d: (d.source, d.row, d.reason))
     _write_jsonl_atomic(dead_letter_path, (d.to_dict() for d in dead))
     reasons: Dict[str, int] = {}
@@ -99,8 +121,10 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str],
         "truncated": truncated,
         "dead_letters": len(dead),
         "dead_letter_reasons": dict(sorted(reasons.items())),
-        "corpora": {name: (len(originals) if n == 0 else len(rows))
-                    for n, name in enumerate(corpus_names)},
+        "mixup_pairs": len(mixed),
+        "corpora": {name: (len(originals) if n == 0 else len(rows) + (
+            len(mixed) if mixup and n == len(corpus_names) - 1 else 0))
+            for n, name in enumerate(corpus_names)},
         "dead_letter_file": dead_letter_path,
     }
     _write_jsonl_atomic(summary_path, [summary])
@@ -111,17 +135,19 @@ class CommitAndIndex(beam.PTransform):
     """(ShardInfos, keyed records, dead letters) → one summary dict, after commit and indexing."""
 
     def __init__(self, *, cache_path: str, corpus_names: Sequence[str], dead_letter_path: str,
-                 summary_path: str):
+                 summary_path: str, mixup: bool = False):
         super().__init__()
         self.kwargs = dict(cache_path=cache_path, corpus_names=list(corpus_names),
-                           dead_letter_path=dead_letter_path, summary_path=summary_path)
+                           dead_letter_path=dead_letter_path, summary_path=summary_path,
+                           mixup=mixup)
 
     def expand(self, inputs):
-        shard_infos, records, dead_letters = inputs
+        shard_infos, records, dead_letters, pairs = inputs
         tagged = (
             shard_infos | "tag_shards" >> beam.Map(lambda i: ("shard", i)),
             records | "tag_rows" >> beam.Map(lambda r: ("row", corpus_row(r), r["truncated"])),
             dead_letters | "tag_dead" >> beam.Map(lambda d: ("dead", d)),
+            pairs | "tag_pairs" >> beam.Map(lambda p: ("mix", mixup_corpus_row(p))),
             # one element always present, so an empty corpus still gets its summary
             shard_infos.pipeline | "always_one" >> beam.Create([("start", None)]),
         )

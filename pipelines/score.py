@@ -64,9 +64,10 @@ class TeacherModelHandler(ModelHandler):
     """ModelHandler[unit of records → ShardInfo | (unit id, output)] for a `TeacherConfig`."""
 
     def __init__(self, teacher_config, *, cache_path: str, write_shards: bool = True,
-                 share_model: bool = False, progress_dir: Optional[str] = None):
+                 share_model: bool = False, progress_dir: Optional[str] = None,
+                 mixup: bool = False):
         super().__init__(large_model=share_model)
-        self.teacher_config, self.cache_path = teacher_config, cache_path
+        self.teacher_config, self.cache_path, self.mixup = teacher_config, cache_path, mixup
         self.write_shards, self.progress_dir = write_shards, progress_dir
 
     def load_model(self):
@@ -77,7 +78,12 @@ class TeacherModelHandler(ModelHandler):
     def run_inference(self, batch: Sequence[Dict[str, Any]], model,
                       inference_args: Optional[Dict[str, Any]] = None) -> Iterable[Any]:
         unit = list(batch)
-        outputs = model.score([strip_internal(r) for r in unit])
+        if self.mixup:  # pair rows (pipelines.mixup): interpolated word embeddings
+            outputs = model.score_mixed([(r["a"], r["b"], r["mix_lam"]) for r in unit])
+            for out in outputs:
+                out.pop("mix", None)  # the pairing lives in the corpus rows, not in the cache
+        else:
+            outputs = model.score([strip_internal(r) for r in unit])
         beam.metrics.Metrics.counter("distiller", "newly_scored").inc(len(outputs))
         unit_id = unit[0]["key"]
         _report_progress(self.progress_dir, unit_id, len(outputs))
@@ -86,7 +92,12 @@ class TeacherModelHandler(ModelHandler):
         return [(unit_id, out) for out in outputs]
 
     def get_num_bytes(self, batch: Sequence[Dict[str, Any]]) -> int:
-        return sum(len(r["text_a"]) + len(r.get("text_b") or "") for r in batch)
+        def chars(r):
+            return len(r["text_a"]) + len(r.get("text_b") or "")
+
+        if self.mixup:
+            return sum(chars(r["a"]) + chars(r["b"]) for r in batch)
+        return sum(chars(r) for r in batch)
 
     def get_metrics_namespace(self) -> str:
         return "distiller_teacher"
@@ -107,17 +118,20 @@ def _write_grouped(item, cache_path: str):
 
 
 class ScoreWithTeacher(beam.PTransform):
-    """(key, record) pairs to score → ShardInfo per written shard (uncommitted)."""
+    """(key, record) pairs to score → ShardInfo per written shard (uncommitted).
+
+    With ``mixup=True`` the records are mixup pair rows (pipelines.mixup) scored on their
+    interpolated embeddings."""
 
     def __init__(self, teacher_config, *, cache_path: str, unit_size: int = 1024,
                  write_shards: bool = True, share_model: bool = False,
-                 progress_dir: Optional[str] = None):
+                 progress_dir: Optional[str] = None, mixup: bool = False):
         super().__init__()
         if unit_size < 1:
             raise ValueError(f"unit_size must be >= 1, got {unit_size}")
         self.handler = TeacherModelHandler(teacher_config, cache_path=cache_path,
                                            write_shards=write_shards, share_model=share_model,
-                                           progress_dir=progress_dir)
+                                           progress_dir=progress_dir, mixup=mixup)
         self.cache_path, self.unit_size, self.write_shards = cache_path, unit_size, write_shards
 
     def expand(self, pairs):
