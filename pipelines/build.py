@@ -103,9 +103,13 @@ def corpus_names(task: str, split: str, policy_name: Optional[str], *, mixup: in
 
 def _teacher_config(opts: BuildOptions):
     from builders.teacher import TeacherConfig
+    from pipelines.runners import is_local_runner
 
-    # Each local worker process gets its share of the CPUs (no oversubscription).
-    threads = max(1, len(os.sched_getaffinity(0)) // opts.workers)
+    # Each local worker process gets its share of this machine's CPUs (no oversubscription);
+    # on a remote runner (or a remote dask scheduler) workers use the CPUs they have.
+    threads = None
+    if is_local_runner(opts.runner) and not opts.dask_address:
+        threads = max(1, len(os.sched_getaffinity(0)) // opts.workers)
     return TeacherConfig(model=opts.teacher, max_length=opts.max_length, layers=opts.layers,
                          pooling=opts.pooling, attentions=opts.attentions, num_threads=threads)
 

@@ -1,0 +1,63 @@
+"""`distiller build` flags → BuildOptions and Beam pipeline options (no pipeline is run)."""
+import argparse
+
+import pytest
+
+from pipelines.build import BuildOptions, corpus_names
+from pipelines.build_cli import add_parsers, options_from_args
+from pipelines.runners import pipeline_args
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    add_parsers(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+def test_flags_become_one_options_object_and_runner_options_pass_through(tmp_path):
+    data = tmp_path / "x.jsonl"
+    data.write_text('{"t": "hi", "y": "1"}\n')
+    args = parse(["build", "--input", str(data), "--task", "mine", "--teacher", "t", "--cache",
+                  "c", "--text-a", "t", "--label", "y", "--labels", "0,1", "--max-length", "64",
+                  "--reject-long", "--seed", "5", "--layers", "0,2", "--runner", "FlinkRunner",
+                  "--", "--flink_master=host:8081", "--environment_type=LOOPBACK"])
+    opts = options_from_args(args)
+    assert isinstance(opts, BuildOptions)
+    assert (opts.max_length, opts.reject_long, opts.seed, opts.layers) == (64, True, 5, (0, 2))
+    assert opts.column_map.labels == ("0", "1") and opts.column_map.text_a == "t"
+    assert opts.beam_args == ("--flink_master=host:8081", "--environment_type=LOOPBACK")
+    assert pipeline_args(opts.runner, workers=2, extra=opts.beam_args) == [
+        "--runner=FlinkRunner", "--flink_master=host:8081", "--environment_type=LOOPBACK"]
+
+
+def test_direct_runner_is_multi_process_and_dask_needs_an_address():
+    args = pipeline_args("direct", workers=3)
+    assert "--direct_running_mode=multi_processing" in args
+    assert "--direct_num_workers=3" in args
+    assert pipeline_args("dask", workers=2, dask_address="tcp://127.0.0.1:8786")[:2] == [
+        "--runner=apache_beam.runners.dask.dask_runner.DaskRunner",
+        "--dask_client_address=tcp://127.0.0.1:8786"]
+    with pytest.raises(ValueError, match="scheduler address"):
+        pipeline_args("dask", workers=2)
+    with pytest.raises(ValueError, match="workers"):
+        pipeline_args("direct", workers=0)
+
+
+def test_bad_options_fail_with_the_value_and_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        BuildOptions(input=str(tmp_path / "nope.tsv"), task="sst2", teacher="t", cache="c")
+    data = tmp_path / "a.tsv"
+    data.write_text("sentence\tlabel\n")
+    with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
+        BuildOptions(input=str(data), task="sst2", teacher="t", cache="c", workers=0)
+    with pytest.raises(ValueError, match="need --text-a"):
+        options_from_args(parse(["build", "--input", str(data), "--task", "sst2", "--teacher",
+                                 "t", "--cache", "c", "--label", "y"]))
+
+
+def test_corpus_names_follow_the_contract():
+    assert corpus_names("sst2", "train", None) == ["sst2-train"]
+    assert corpus_names("rte", "dev", "eda_swap-p0.3-n1-ab") == [
+        "rte-dev", "rte-dev+eda_swap-p0.3-n1-ab"]
+    assert corpus_names("rte", "dev", None, mixup=2, mixup_alpha=0.4)[-1] == \
+        "rte-dev+mixup-n2-a0.4"
