@@ -82,8 +82,10 @@ def _swap_edits(text: str, words: List[Word], k: int, rng) -> list:
     order = list(range(len(words)))
     if len(words) < 2:
         return []
+    n = len(words)
     for _ in range(k):
-        i, j = rng.sample(range(len(words)), 2)
+        i = rng.randrange(n)
+        j = (i + 1 + rng.randrange(n - 1)) % n  # a different position, uniformly
         order[i], order[j] = order[j], order[i]
     return [(w.start, w.end, words[order[i]].text) for i, w in enumerate(words) if order[i] != i]
 
@@ -112,9 +114,11 @@ _EDITS = {"synonym": _synonym_edits, "insert": _insert_edits, "swap": _swap_edit
           "delete": _delete_edits}
 
 
-def apply_op(op: str, text: str, k: int, rng) -> str:
+def apply_op(op: str, text: str, k: int, rng, words: Optional[List[Word]] = None) -> str:
     """Apply EDA operation `op` k times (k words) to text with span edits."""
-    words = [w for w in split_words(text) if not is_clitic(text, w)]
+    if words is None:
+        words = split_words(text)
+    words = [w for w in words if not is_clitic(text, w)]
     if not words or k <= 0:
         return text
     edits = _EDITS[op](text, words, k, rng)
@@ -146,9 +150,9 @@ class EdaOp:
         out, stats = [], Counter()
         for job in jobs:
             rng = make_rng(job.seed, self.name)
-            n = len(split_words(job.text))
-            k = n_to_change(c.aug_p, n, c.aug_min, c.aug_max)
-            new = apply_op(c.op, job.text, k, rng)
+            words = split_words(job.text)
+            k = n_to_change(c.aug_p, len(words), c.aug_min, c.aug_max)
+            new = apply_op(c.op, job.text, k, rng, words)
             stats["noop" if new == job.text else "changed"] += 1
             out.append(new)
         return out, stats

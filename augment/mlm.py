@@ -73,11 +73,14 @@ class ContextualConfig:
 
 
 class _Parsed:
-    """A text's words, and for each word the token ids of its pieces (None if truncated away)."""
+    """A text's words; per word the token ids of its pieces (None if truncated away) and their
+    positions in token_ids (the text's tokens without specials, cut to the MLM's window)."""
 
     def __init__(self, text: str, words: List[Word], pieces: List[Optional[List[int]]],
-                 truncated: bool, skip_stop_words: bool) -> None:
+                 piece_pos: List[List[int]], token_ids: List[int], truncated: bool,
+                 skip_stop_words: bool) -> None:
         self.text, self.words, self.pieces, self.truncated = text, words, pieces, truncated
+        self.piece_pos, self.token_ids = piece_pos, token_ids
         self.slots = [i for i, w in enumerate(words) if pieces[i] and editable(
             text, w, skip_stop_words=skip_stop_words)]
         self.n_editable = sum(editable(text, w, skip_stop_words=skip_stop_words) for w in words)
@@ -122,10 +125,9 @@ class Contextual:
             # a word is editable only when all its pieces fit in the MLM's window
             clean: List[Optional[List[int]]] = [
                 [tid for _, tid in f] if f and f[-1][0] < budget else None for f in found]
-            parsed[text] = _Parsed(text, words, clean, len(ids) > budget,
+            parsed[text] = _Parsed(text, words, clean, [[t for t, _ in f] for f in found],
+                                   list(ids[:budget]), len(ids) > budget,
                                    self.config.skip_stop_words)
-            parsed[text].token_ids = ids[:budget]
-            parsed[text].piece_pos = [[t for t, _ in f] for f in found]
         return parsed
 
     def _row(self, p: _Parsed, masked: Sequence[int]):

@@ -57,3 +57,12 @@ def test_bad_params_rejected(tiny_marian):
         _aug(tiny_marian, num_beams=2, num_return_sequences=5)
     with pytest.raises(ValueError, match="max_length_ratio must be a number >= 1"):
         _aug(tiny_marian, max_length_ratio=0.5)
+
+
+def test_edge_inputs(tiny_marian):
+    aug = _aug(tiny_marian, mode="beam", max_length_ratio=100.0)
+    texts = ["", "   ", "word", "Ünïcödé café — naïve résumé!", "good . " * 200]
+    outs, stats = aug.augment([Job(t, seed=i) for i, t in enumerate(texts)])
+    assert outs[0] == "" and outs[1] == "   " and len(outs) == 5
+    assert all(isinstance(o, str) for o in outs)
+    assert stats["sentences"] == 1 + 1 + 200  # empty and blank texts are not translated
