@@ -205,7 +205,8 @@ class BackTranslation:
             new_sents = [pieces[j].get(s, sent) for s, sent in enumerate(sents)]
             new = "".join(x + (seps[i] if i < len(seps) else "") for i, x in enumerate(new_sents))
             n_src, n_new = len(job.text.split()), len(new.split())
-            if not n_new or n_new > n_src * c.max_length_ratio or n_src > n_new * c.max_length_ratio:
+            ratio = c.max_length_ratio
+            if not n_new or n_new > n_src * ratio or n_src > n_new * ratio:
                 stats["length_filtered"] += 1
                 new = job.text
             stats["noop" if new == job.text else "changed"] += 1

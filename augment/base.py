@@ -13,7 +13,8 @@ import difflib
 from collections import Counter
 from typing import Any, Callable, Dict, List, NamedTuple, Tuple, Type
 
-__all__ = ["Job", "register", "create", "create_from_config", "available", "config_class", "check_fraction",
+__all__ = ["Job", "register", "create", "create_from_config", "available", "config_class",
+           "check_fraction",
            "check_positive", "check_choice", "AugmentResult"]
 
 

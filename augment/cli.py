@@ -30,7 +30,10 @@ def add_parsers(subparsers) -> None:
     cols.add_argument("--task", help="a GLUE task whose columns to use: sst2, rte, stsb")
     cols.add_argument("--text-a", help="column holding the (first) text")
     p.add_argument("--text-b", help="column holding the second text of a pair")
-    p.add_argument("--label", help="label column (kept as is; integers or numbers)")
+    p.add_argument("--label", help="label column (integer class ids, or numbers with "
+                                   "--regression)")
+    p.add_argument("--regression", action="store_true",
+                   help="the --label column holds real numbers (e.g. STS-B scores)")
     p.add_argument("--id-column", help="column holding a stable record id")
     p.add_argument("--policy", required=True,
                    help="policy spec, e.g. 'eda_swap:0.3' or 'eda_synonym:0.1+eda_swap:0.1', "
@@ -55,12 +58,13 @@ def _column_map(args):
     from .records import ColumnMap, column_map_for_task
 
     if args.task:
-        if args.text_b or args.label or args.id_column:
+        if args.text_b or args.label or args.id_column or args.regression:
             raise ValueError("--task fixes the columns; do not combine it with --text-b/--label/"
-                             "--id-column")
+                             "--id-column/--regression")
         return column_map_for_task(args.task)
     return ColumnMap(text_a=args.text_a, text_b=args.text_b, label=args.label,
-                     id=args.id_column, label_required=args.label is not None)
+                     id=args.id_column, regression=args.regression,
+                     label_required=args.label is not None)
 
 
 def run_augment(args) -> int:

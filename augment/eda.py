@@ -13,8 +13,8 @@ Two ways to use them:
   in EDA's code; with ``text="preserve"`` (default) the same counts/allocation are applied with our
   span-preserving edits.
 
-Differences from EDA's code, on purpose: stop words are never replaced or used as insertion
-sources (EDA inserts synonyms of any word); candidate lists are sorted before sampling; every
+Differences from EDA's code, on purpose: stop words and names (capitalised words inside a
+sentence) are never replaced or used as insertion sources (EDA inserts synonyms of any word); candidate lists are sorted before sampling; every
 choice comes from a per-job generator rather than the global ``random`` state.
 """
 from __future__ import annotations
@@ -27,7 +27,8 @@ from typing import List, Optional, Sequence
 from .base import Job, check_choice, check_fraction, check_positive, register
 from .seeding import make_rng
 from .wordnet import synonyms
-from .words import Word, apply_edits, editable, is_clitic, match_case, n_to_change, split_words
+from .words import (STOP_WORDS, Word, apply_edits, editable, is_clitic, looks_like_name,
+                    match_case, n_to_change, split_words)
 
 __all__ = ["EdaOpConfig", "EdaOp", "EdaConfig", "Eda", "OPS", "apply_op"]
 
@@ -52,8 +53,8 @@ class EdaOpConfig:
 
 
 def _synonym_edits(text: str, words: List[Word], k: int, rng) -> list:
-    slots = [i for i, w in enumerate(words)
-             if editable(text, w, skip_stop_words=True) and synonyms(w.text)]
+    slots = [i for i, w in enumerate(words) if editable(text, w, skip_stop_words=True)
+             and not looks_like_name(text, w) and synonyms(w.text)]
     edits = []
     for i in sorted(rng.sample(slots, min(k, len(slots)))):
         w = words[i]
@@ -62,7 +63,8 @@ def _synonym_edits(text: str, words: List[Word], k: int, rng) -> list:
 
 
 def _insert_edits(text: str, words: List[Word], k: int, rng) -> list:
-    sources = [w for w in words if editable(text, w, skip_stop_words=True) and synonyms(w.text)]
+    sources = [w for w in words if editable(text, w, skip_stop_words=True)
+               and not looks_like_name(text, w) and synonyms(w.text)]
     if not sources:
         return []
     edits = []
@@ -261,7 +263,7 @@ def _delete_spans(text: str, words: List[Word], indices: List[int]) -> list:
 
 def _replace_all_occurrences(text: str, words: List[Word], k: int, rng) -> str:
     """EDA's synonym_replacement: up to k distinct words, every occurrence replaced."""
-    distinct = sorted({w.text for w in words if w.text not in _stop_words()})
+    distinct = sorted({w.text for w in words if w.text not in STOP_WORDS})
     rng.shuffle(distinct)
     chosen, replaced = {}, 0
     for word in distinct:
@@ -273,11 +275,6 @@ def _replace_all_occurrences(text: str, words: List[Word], k: int, rng) -> str:
             break
     return apply_edits(text, [(w.start, w.end, chosen[w.text]) for w in words
                               if w.text in chosen])
-
-
-def _stop_words():
-    from .words import STOP_WORDS
-    return STOP_WORDS
 
 
 def _op_factory(op: str):

@@ -28,7 +28,7 @@ def _pick_device(device: str):
 
 
 class MaskedLM:
-    """A Hugging Face masked LM + fast tokenizer, and the vocabulary entries that are whole words."""
+    """A Hugging Face masked LM, its fast tokenizer, and its whole-word vocabulary entries."""
 
     def __init__(self, name: str, device: str = "auto") -> None:
         import torch
@@ -61,8 +61,8 @@ class MaskedLM:
               for i, (s, w) in enumerate(zip(starts, words))]
         # Whole-word vocabulary: replacements are drawn only from these (no '##', no specials).
         self.model_vocab = self.model.get_output_embeddings().weight.shape[0]
-        self.word_ids = torch.tensor([i for i, good in enumerate(ok) if good and i < self.model_vocab],
-                                     dtype=torch.long)
+        self.word_ids = torch.tensor(
+            [i for i, good in enumerate(ok) if good and i < self.model_vocab], dtype=torch.long)
         self.word_text = {i: words[i] for i in self.word_ids.tolist()}
         self.allowed = torch.full((self.model_vocab,), float("-inf"))
         self.allowed[self.word_ids] = 0.0
@@ -137,7 +137,8 @@ class MaskedLM:
             self.counters["forward_passes"] += 1
             self.counters["tokens_real"] += int(mask.sum())
             self.counters["tokens_padded"] += int(mask.numel())
-            bi = torch.tensor([r for r, i in enumerate(batch) for _ in positions[i]], dtype=torch.long)
+            bi = torch.tensor([r for r, i in enumerate(batch) for _ in positions[i]],
+                              dtype=torch.long)
             pi = torch.tensor([p for i in batch for p in positions[i]], dtype=torch.long)
             logits = self._forward(ids, mask, bi, pi)
             logp = torch.log_softmax(logits.float().cpu(), dim=-1) + self.allowed

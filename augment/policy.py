@@ -25,11 +25,10 @@ import json
 import logging
 import os
 import re
-from collections import Counter
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import base
-from .seeding import derive_seed, stable_hash
+from .seeding import stable_hash
 
 __all__ = ["AugmentationPolicy", "parse_step", "POLICY_VERSION"]
 

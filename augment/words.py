@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from typing import List, NamedTuple, Sequence, Tuple
 
-__all__ = ["Word", "split_words", "editable", "is_clitic", "apply_edits", "match_case", "n_to_change",
+__all__ = ["Word", "split_words", "editable", "is_clitic", "looks_like_name", "apply_edits", "match_case",
+           "n_to_change",
            "STOP_WORDS"]
 
 # A word: letters/digits, optionally joined by an apostrophe or hyphen ("don't", "well-made").
@@ -43,6 +44,15 @@ def split_words(text: str) -> List[Word]:
 def is_clitic(text: str, word: Word) -> bool:
     """A piece split off by an apostrophe, like the "s" of "it 's": never moved or replaced."""
     return word.start > 0 and text[word.start - 1] in _APOSTROPHES
+
+
+def looks_like_name(text: str, word: Word) -> bool:
+    """Capitalised but not at the start of a sentence ("Reeve", "Paris"): WordNet synonyms of a
+    name are mostly wrong senses ("Christopher" -> "saint"), so EDA leaves names alone."""
+    if not word.text[:1].isupper():
+        return False
+    before = text[:word.start].rstrip(" \t\"'(\u201c")
+    return bool(before) and before[-1] not in ".!?\n"
 
 
 def editable(text: str, word: Word, *, skip_stop_words: bool = False) -> bool:

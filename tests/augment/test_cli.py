@@ -1,7 +1,7 @@
 """`distiller augment` driven through its real argv on real SST-2 and RTE rows."""
 import json
 
-from augment_testlib import RTE_DEV, SST2_DEV
+from augment_testlib import GLUE, RTE_DEV, SST2_DEV
 from pipelines.cli import main
 
 
@@ -76,3 +76,18 @@ def test_errors_exit_2_with_a_message(tmp_path, capsys):
     assert main(["augment", "--input", SST2_DEV, "--task", "cola", "--policy", "eda_swap",
                  "--output", out]) == 2
     assert "unknown task 'cola'" in capsys.readouterr().err
+
+
+def test_augment_stsb_keeps_float_labels_and_explicit_columns(tmp_path):
+    import os
+
+    src = os.path.join(GLUE, "STS-B", "dev.tsv")
+    out = tmp_path / "stsb.jsonl"
+    assert main(["augment", "--input", src, "--text-a", "sentence1", "--text-b", "sentence2",
+                 "--label", "score", "--regression", "--policy", "eda_swap:0.3", "--copies", "2", "--output",
+                 str(out), "--limit", "4", "--no-progress"]) == 0
+    rows = _lines(out)
+    assert len(rows) == 8 and all(r["text_b"] and isinstance(r["label"], float) for r in rows)
+    assert main(["augment", "--input", src, "--task", "stsb", "--policy", "eda_swap:0.3",
+                 "--output", str(out), "--limit", "3", "--no-progress"]) == 0
+    assert all(isinstance(r["label"], float) for r in _lines(out))

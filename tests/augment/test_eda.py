@@ -89,3 +89,11 @@ def test_bad_params_are_rejected_clearly():
         EdaConfig(alpha_sr=0, alpha_ri=0, alpha_rs=0, p_rd=0)
     with pytest.raises(ValueError, match=r"unknown augmenter 'eda_swp' \(did you mean eda_swap"):
         create("eda_swp")
+
+
+def test_synonym_replacement_leaves_names_alone():
+    text = "Dana Reeve, the widow of the actor Christopher Reeve, has died of lung cancer."
+    outs, _ = create("eda_synonym", aug_p=0.5).augment([Job(text, seed=s) for s in range(20)])
+    for out in outs:
+        assert out.count("Reeve") == 2 and "Christopher" in out
+    assert len(set(outs)) > 5

@@ -73,7 +73,8 @@ def test_case_and_edge_inputs(sample_aug):
 
 def test_tinybert_mode_candidates_and_copies(tiny_mlm, sentences):
     aug = create("contextual", model=tiny_mlm, mode="tinybert", top_k=15, p_t=0.4)
-    jobs = [Job(t, seed=50 * i + c, copy=c) for i, t in enumerate(sentences[:20]) for c in range(20)]
+    jobs = [Job(t, seed=50 * i + c, copy=c)
+            for i, t in enumerate(sentences[:20]) for c in range(20)]
     outs, stats = aug.augment(jobs)
     assert not any(SPECIAL.search(o) for o in outs)
     for i, src in enumerate(sentences[:20]):

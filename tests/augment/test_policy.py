@@ -77,7 +77,8 @@ def test_copies_provenance_labels_and_no_originals(sst2):
     p = AugmentationPolicy.from_spec("eda_synonym:0.1+eda_swap:0.1,copies=4")
     copies, stats = p.augment_records(sst2, base_seed=13)
     assert stats["requested"] == 4 * len(sst2)
-    assert stats["produced"] == len(copies) and stats["shortfall"] == stats["requested"] - len(copies)
+    assert stats["produced"] == len(copies)
+    assert stats["shortfall"] == stats["requested"] - len(copies)
     by_id = {r["id"]: r for r in sst2}
     seen = set()
     for c in copies:

@@ -68,3 +68,12 @@ def test_apply_edits_and_case():
     assert match_case("good", "fine") == "fine"
     assert [n_to_change(0.3, n) for n in (0, 1, 3, 10, 11)] == [0, 1, 1, 3, 3]
     assert n_to_change(0.5, 40, aug_max=10) == 10
+
+
+def test_names_are_recognised_only_inside_sentences():
+    from augment.words import looks_like_name
+
+    text = 'Dana Reeve, the widow of Christopher Reeve. "Good" film; Paris is nice'
+    flags = {w.text: looks_like_name(text, w) for w in split_words(text)}
+    assert flags["Reeve"] and flags["Christopher"] and flags["Paris"]
+    assert not flags["Dana"] and not flags["Good"] and not flags["widow"]
