@@ -133,6 +133,10 @@ class Teacher:
         if self.device.type == "cpu":
             threads = cfg.num_threads or len(os.sched_getaffinity(0))
             torch.set_num_threads(max(1, threads))
+        limit = getattr(model.config, "max_position_embeddings", None)
+        if limit is not None and cfg.max_length > limit:
+            raise ValueError(f"max_length {cfg.max_length} exceeds what {cfg.model} can embed "
+                             f"({limit} positions): lower max_length")
         self.model = model.to(self.device)
         from .fingerprint import teacher_fingerprint
 

@@ -142,6 +142,8 @@ def test_attentions_and_layer_selection(tiny_teacher_dir, sst2_rows):
     np.testing.assert_allclose(o["attentions"][1].sum(-1), 1.0, atol=1e-4)
     with pytest.raises(ValueError, match="do not exist"):
         _load(tiny_teacher_dir, layers=(7,))
+    with pytest.raises(ValueError, match="128 positions"):
+        _load(tiny_teacher_dir, max_length=256, max_tokens_per_batch=512)
 
 
 def test_config_validation():
