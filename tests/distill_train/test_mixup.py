@@ -22,7 +22,7 @@ def mixed_cache(tmp_path_factory, teacher_dir, sst2_small):
     path = tmp_path_factory.mktemp("mix") / "cache"
     cache = TeacherCache.create(str(path), teacher.spec("float32"))
     recs = train[:8]
-    # Partners chosen so that pair 0 has a shorter partner (for the lam = 1 check).
+    # Pair 2 (lam = 1) has a partner no longer than itself (checked in the lam = 1 test).
     pairs = [(recs[i], recs[i + 1], lam) for i, lam in zip(range(0, 8, 2), (0.3, 0.8, 1.0, 0.0))]
     mixed = score_mixed(teacher, pairs)
     cache.add(teacher.score(recs))
