@@ -108,10 +108,13 @@ def _check_resumable(run_dir: str, config: TrainConfig) -> None:
 
 def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[Mapping]] = None,
           dev_rows: Optional[Sequence[Mapping]] = None,
-          on_step: Optional[Callable[[int, Dict[str, float]], None]] = None) -> TrainResult:
+          on_step: Optional[Callable[[int, Dict[str, float]], None]] = None,
+          on_epoch: Optional[Callable[[int, Dict[str, Any]], None]] = None) -> TrainResult:
     """Train a student as `config` says. `provider`/`train_rows`/`dev_rows` replace the cache
     (tests, the online-teacher baseline); `on_step(global_step, loss_parts)` runs after each
-    optimizer step (raising in it stops the run, as a kill would)."""
+    optimizer step and `on_epoch(epoch, entry)` after each epoch's evaluation and checkpoint
+    (entry = {"epoch", "global_step", "train": {...}, "dev": {metric: value}}); raising in either
+    stops the run, as a kill would (a sweep prunes a trial this way)."""
     start = time.time()
     run_dir = config.run_dir
     os.makedirs(run_dir, exist_ok=True)
@@ -249,6 +252,8 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
             state["epoch"] = config.epochs  # a resumed run must not train on
             log.info("early stopping: no improvement in %d epochs", state["bad_epochs"])
         checkpoint()
+        if on_epoch is not None:
+            on_epoch(epoch, dict(entry))
         if stop:
             break
 

@@ -150,3 +150,21 @@ def test_finetune_from_raw_text(tmp_path, teacher_dir):
     assert model.config.num_hidden_layers == 4
     saved = json.load(open(os.path.join(res.run_dir, "config.json")))
     assert saved["mode"] == "finetune" and saved["limit_train"] == 40
+
+
+def test_on_epoch_reports_dev_metric_and_can_stop_the_run(tmp_path, teacher_dir, teacher_outputs):
+    provider, train_rows, dev_rows = teacher_outputs
+    cfg = _cfg(tmp_path, teacher_dir, epochs=2)
+    seen = []
+
+    def prune(epoch, entry):
+        seen.append((epoch, entry["dev"]["accuracy"]))
+        raise _Kill()
+
+    with pytest.raises(_Kill):
+        train(cfg, provider=provider, train_rows=train_rows, dev_rows=dev_rows, on_epoch=prune)
+    assert len(seen) == 1 and seen[0][0] == 0
+    rest = train(cfg, provider=provider, train_rows=train_rows, dev_rows=dev_rows,
+                 on_epoch=lambda e, entry: seen.append((e, entry["dev"]["accuracy"])))
+    assert [e for e, _ in seen] == [0, 1] and len(rest.history) == 2
+    assert rest.history[0]["dev"]["accuracy"] == seen[0][1]
