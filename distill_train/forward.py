@@ -46,8 +46,10 @@ def mixed_targets(labels: torch.Tensor, labels_b: torch.Tensor, lam: torch.Tenso
 def student_forward(model, batch: Mapping[str, Any], *, hidden: bool = False,
                     attentions: bool = False):
     """HF outputs of the student on a padded batch; mixup rows get interpolated embeddings."""
-    kwargs = dict(attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"],
-                  output_hidden_states=hidden, output_attentions=attentions)
+    kwargs = dict(attention_mask=batch["attention_mask"], output_hidden_states=hidden,
+                  output_attentions=attentions)
+    if getattr(model.config, "type_vocab_size", 0):  # DistilBERT-style models take none
+        kwargs["token_type_ids"] = batch["token_type_ids"]
     if "mix_ids_b" in batch:
         embeds = mixed_embeddings(model, batch["input_ids"], batch["mix_ids_b"], batch["mix_lam"])
         return model(inputs_embeds=embeds, **kwargs)

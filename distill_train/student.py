@@ -74,11 +74,13 @@ def truncate_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
 
 def build_student(config) -> Tuple[nn.Module, Any]:
     """(model, tokenizer or None) for a TrainConfig; the model is a ...ForSequenceClassification
-    with the task's labels, attention implementation "eager" (so attention maps can be read)."""
+    with the task's labels (eager attention when attention maps are distilled, else SDPA)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    # Eager attention only when attention maps are distilled (SDPA kernels return none).
+    attn = "eager" if config.inter_loss.startswith("att_") else "sdpa"
     kwargs = dict(num_labels=config.num_labels, problem_type=config.problem_type,
-                  attn_implementation="eager")
+                  attn_implementation=attn)
     tokenizer = _load_tokenizer(config.student)
     if config.student_init == "pretrained":
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -109,8 +111,7 @@ def build_student(config) -> Tuple[nn.Module, Any]:
             raise ValueError(f"student hidden size {base.hidden_size} is not divisible by "
                              f"{base.num_attention_heads} heads")
         base.num_labels, base.problem_type = config.num_labels, config.problem_type
-        base._attn_implementation = "eager"
-        model = AutoModelForSequenceClassification.from_config(base, attn_implementation="eager")
+        model = AutoModelForSequenceClassification.from_config(base, attn_implementation=attn)
     model.config.problem_type = config.problem_type
     return model, tokenizer
 
