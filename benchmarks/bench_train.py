@@ -79,7 +79,6 @@ def build_cache(path, teacher_dir, records, layers, threads, num_labels=2):
 def online_provider(teacher_dir, cache, records, layers):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from builders.teacher import Teacher  # noqa: F401  (same tokenizer settings as the cache)
     from distill_train.data import OnlineTeacherProvider
 
     rows = cache.read_corpus("sst2-train")

@@ -42,7 +42,8 @@ _CHOICES = {
 
 
 def task_info(task: str) -> Tuple[str, int, str, str]:
-    """(canonical name, num_labels, problem_type, primary metric) of a task; clear error if unknown."""
+    """(canonical name, num_labels, problem_type, primary metric) of a task; clear error if
+    unknown."""
     name = _ALIASES.get(task.lower(), task.lower())
     if name not in TASKS:
         raise ValueError(f"unknown task {task!r}: known tasks are {sorted(TASKS)}")

@@ -57,7 +57,8 @@ class CosineLoss(nn.Module):
 
 
 class PKDLoss(nn.Module):
-    """Patient KD: squared distance between L2-normalised [CLS] (position 0) vectors, mean over B."""
+    """Patient KD: squared distance between L2-normalised [CLS] (position 0) vectors, mean
+    over B."""
 
     def forward(self, student, teacher, mask):
         _check(student, teacher, mask)
@@ -71,7 +72,8 @@ class AttentionLoss(nn.Module):
 
     student, teacher: [B, heads, L, L] (rows: queries, columns: keys); mask [B, L].
     "mse": squared error over real (query, key) cells, averaged over heads and cells;
-    "kl": KL(teacher row || student row) summed over real keys, averaged over heads and real queries.
+    "kl": KL(teacher row || student row) summed over real keys, averaged over heads and real
+    queries.
     """
 
     def __init__(self, kind: str = "mse"):
@@ -82,8 +84,8 @@ class AttentionLoss(nn.Module):
 
     def forward(self, student, teacher, mask):
         if student.shape != teacher.shape or student.dim() != 4:
-            raise ValueError(f"attention maps must both be [B, heads, L, L] with the same number of "
-                             f"heads; got student {tuple(student.shape)}, teacher "
+            raise ValueError(f"attention maps must both be [B, heads, L, L] with the same "
+                             f"number of heads; got student {tuple(student.shape)}, teacher "
                              f"{tuple(teacher.shape)} (pick a student with the teacher's heads)")
         m = mask.float()
         cell = m[:, None, :, None] * m[:, None, None, :]           # [B, 1, L, L]

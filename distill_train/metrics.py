@@ -9,7 +9,8 @@ __all__ = ["compute_metrics"]
 
 
 def compute_metrics(task_metric: str, logits: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
-    """Metrics for predictions `logits` [N, C] (or [N] / [N, 1] for regression) against `labels` [N].
+    """Metrics for predictions `logits` [N, C] (or [N] / [N, 1] for regression) against
+    `labels` [N].
 
     `task_metric` is the task's primary metric name (see config.TASKS); the result holds it plus
     its usual companions (F1 tasks also report accuracy; Pearson also Spearman), in percent for

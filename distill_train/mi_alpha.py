@@ -93,7 +93,8 @@ class _SeparableCritic(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor):
-        """x: [B, L, Hs] student, y: [B, L, Ht] teacher, mask [B, L] -> (scores [B, B], log q [B])."""
+        """x: [B, L, Hs] student, y: [B, L, Ht] teacher, mask [B, L]
+        -> (scores [B, B], log q [B])."""
         zx, pooled_x = self.encode(x.float(), mask, "student")
         zy, pooled_y = self.encode(y.float(), mask, "teacher")
         scores = self.log_scale.exp() * zy @ zx.t()

@@ -5,7 +5,6 @@ per-example weight (1 = real example); all losses return a scalar mean over the 
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 import torch.nn.functional as F

@@ -133,7 +133,8 @@ def check_vocab(model: nn.Module, tokenizer, *, max_token_id: Optional[int] = No
     if max_token_id is not None and max_token_id >= size:
         raise ValueError(f"{what} holds token id {max_token_id} but the student's vocabulary has "
                          f"{size} entries: the student must use the teacher's tokenizer")
-    if cache_vocab_size is not None and tokenizer is not None and len(tokenizer) != cache_vocab_size:
+    if cache_vocab_size is not None and tokenizer is not None \
+            and len(tokenizer) != cache_vocab_size:
         raise ValueError(f"{what} was tokenised with a vocabulary of {cache_vocab_size} tokens, "
                          f"the student's tokenizer has {len(tokenizer)}: the student must use "
                          f"the teacher's tokenizer")

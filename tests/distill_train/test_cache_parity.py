@@ -2,7 +2,6 @@
 with the teacher run online on the same batches, step by step."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from distill_train.config import TrainConfig
@@ -53,13 +52,12 @@ def test_cache_equals_online_teacher_step_by_step(tmp_path, teacher_dir, cache_f
 
 
 def test_cache_missing_layers_and_vocab_mismatch_are_clear_errors(tmp_path, teacher_dir,
-                                                                  tokenizer_dir, sst2_small):
-    from conftest import build_cache
-
-    train_recs, dev_recs = sst2_small
-    path = tmp_path / "nolayers"
+                                                                  sst2_small):
     from builders.cache import TeacherCache
     from builders.teacher import Teacher, TeacherConfig
+
+    train_recs, _ = sst2_small
+    path = tmp_path / "nolayers"
 
     teacher = Teacher(TeacherConfig(model=teacher_dir, max_length=64, device="cpu",
                                     layers=(4,), num_threads=1)).load()

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from distill_train.mapping import emd_flow, explicit_mapping, last_mapping, layer_pairs, skip_mapping
+from distill_train.mapping import (emd_flow, explicit_mapping, last_mapping, layer_pairs,
+                                   skip_mapping)
 
 
 def test_skip_4_from_12():

@@ -11,7 +11,8 @@ from distill_train.mi_alpha import (MIAlphaLoss, MLPCritic, TransformerCritic, i
 
 
 def _reference(scores, log_q, alpha):
-    """Direct loops over Poole et al.'s I_alpha with in-batch negatives (scores[i, j] = f(x_j, y_i))."""
+    """Direct loops over Poole et al.'s I_alpha with in-batch negatives
+    (scores[i, j] = f(x_j, y_i))."""
     f = scores.double().numpy()
     q = np.exp(log_q.double().numpy())
     b = f.shape[0]
