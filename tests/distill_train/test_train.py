@@ -168,3 +168,33 @@ def test_on_epoch_reports_dev_metric_and_can_stop_the_run(tmp_path, teacher_dir,
                  on_epoch=lambda e, entry: seen.append((e, entry["dev"]["accuracy"])))
     assert [e for e, _ in seen] == [0, 1] and len(rest.history) == 2
     assert rest.history[0]["dev"]["accuracy"] == seen[0][1]
+
+
+def test_regression_task_on_sentence_pairs(tmp_path, tokenizer_dir):
+    """STS-B: a 1-output teacher, logit MSE forced, Pearson/Spearman on dev, pairs typed."""
+    from augment.records import column_map_for_task, read_records
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from conftest import make_bert
+    from distill_train.data import InMemoryProvider, OnlineTeacherProvider
+
+    stsb = "/work/shared/data/glue/STS-B"
+    recs = {split: [r for r in read_records(os.path.join(stsb, f"{split}.tsv"),
+                                            column_map_for_task("stsb"), limit=n)
+                    if isinstance(r, dict)] for split, n in (("train", 32), ("dev", 16))}
+    tdir = make_bert(str(tmp_path / "teacher"), tokenizer_dir, layers=2, num_labels=1)
+    texts = {r["id"]: (r["text_a"], r["text_b"]) for rs in recs.values() for r in rs}
+    online = OnlineTeacherProvider(AutoModelForSequenceClassification.from_pretrained(tdir),
+                                   AutoTokenizer.from_pretrained(tdir), texts, max_length=64)
+    provider = InMemoryProvider(dict(zip(texts, online.get_many(list(texts)))))
+    assert any(1 in o["token_type_ids"].tolist() for o in provider.outputs.values())
+    rows = {k: [{"id": r["id"], "key": r["id"], "label": r["label"]} for r in v]
+            for k, v in recs.items()}
+    cfg = TrainConfig(task="stsb", cache="unused", train_corpus="t", student=tdir,
+                      student_init="truncate", student_num_layers=1, inter_loss="mse",
+                      w_gold=1.0, epochs=1, batch_size=8, progress=False,
+                      run_dir=str(tmp_path / "run"))
+    assert cfg.pred_loss == "mse"
+    res = train(cfg, provider=provider, train_rows=rows["train"], dev_rows=rows["dev"])
+    assert res.metric_name == "pearson" and set(res.history[0]["dev"]) == {"pearson", "spearman"}
+    assert -100 <= res.best_metric <= 100 and res.teacher_metric is not None
