@@ -42,8 +42,8 @@ def test_build_twice_then_a_second_policy_shares_the_originals(tmp_path, tiny_te
     data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 300)
     cache = str(tmp_path / "cache")
     common = ["--input", data, "--task", "sst2", "--teacher", tiny_teacher, "--cache", cache,
-              "--workers", "2", "--max-length", "64"]
-    first = build(capsys, *common, "--augment", SWAP)
+              "--max-length", "64"]
+    first = build(capsys, *common, "--augment", SWAP, "--workers", "2")
     assert first["records_read"] == 300 and first["dead_letters"] == 0
     assert 300 < first["augmented_copies"] <= 600
     assert first["newly_scored"] == first["unique_keys"] > 300 and first["cache_hits"] == 0
@@ -61,7 +61,7 @@ def test_build_twice_then_a_second_policy_shares_the_originals(tmp_path, tiny_te
     assert {r["parent_id"] for r in augmented if r["chain"] != "original"} <= {
         r["id"] for r in originals}
 
-    again = build(capsys, *common, "--augment", SWAP)
+    again = build(capsys, *common, "--augment", SWAP, "--workers", "1")
     assert again["newly_scored"] == 0 and again["shards_written"] == 0
     assert again["cache_hits"] == first["unique_keys"]
     assert TeacherCache.open(cache).read_corpus(names[1]) == augmented
@@ -84,7 +84,7 @@ def test_rte_pairs_build_through_the_cli(tmp_path, tiny_teacher, capsys):
     data = head_tsv(glue_path("RTE"), str(tmp_path / "rte.tsv"), 120)
     cache = str(tmp_path / "cache")
     s = build(capsys, "--input", data, "--task", "rte", "--teacher", tiny_teacher, "--cache",
-              cache, "--augment", "eda_swap:0.1,copies=1", "--workers", "2")
+              cache, "--augment", "eda_swap:0.1,copies=1", "--workers", "1")
     assert s["records_read"] == 120 and s["augmented_copies"] > 100
     opened = TeacherCache.open(cache)
     assert opened.verify() == [] and opened.corpora()[0] == "rte-train"
@@ -141,7 +141,7 @@ def test_a_build_killed_mid_run_then_rerun_leaves_a_verified_complete_cache(tmp_
     cache = str(tmp_path / "cache")
     argv = [sys.executable, "-m", "pipelines", "build", "--no-progress", "--json", "--input",
             data, "--task", "sst2", "--teacher", tiny_teacher, "--cache", cache, "--augment",
-            SWAP, "--workers", "2", "--unit-size", "16"]
+            SWAP, "--workers", "1", "--unit-size", "16"]
     # a first, complete build of some originals, so the killed one has a cache to damage
     assert main(argv[3:-6] + ["--workers", "1", "--limit", "100"]) == 0
     before = content_by_key(cache)
