@@ -136,8 +136,8 @@ class BackTranslation:
         _load(self.config.forward_model, self.config.device)
         _load(self.config.backward_model, self.config.device)
 
-    def _translate(self, model_name: str, groups: List[Tuple[str, List[int]]], n_return: int,
-                   stats: Counter) -> List[List[str]]:
+    def _translate(self, model_name: str, stage: str, groups: List[Tuple[str, List[int]]],
+                   n_return: int, stats: Counter) -> List[List[str]]:
         """For each (source, seeds) group: one decode of the source giving len(seeds) outputs
         (sample mode, row r drawn with seeds[r]) or n_return beams (beam mode)."""
         import torch
@@ -164,7 +164,7 @@ class BackTranslation:
                 kwargs = dict(max_length=min(int(longest * 1.5) + 10, limit - 1) + 1,
                               num_return_sequences=width)
                 if c.mode == "sample":
-                    gens = [make_torch_generator(seed, "backtranslate", model_name)
+                    gens = [make_torch_generator(seed, "backtranslate", stage)
                             for g in chunk for seed in groups[g][1]]
                     kwargs.update(do_sample=True, num_beams=1, top_k=0, top_p=1.0,
                                   temperature=1.0, logits_processor=[_row_sampler(
@@ -221,7 +221,7 @@ class BackTranslation:
         keys = sorted(groups)
         seeds = [[jobs[units[u][0]].seed * 1000003 + units[u][1] for u in groups[k]]
                  for k in keys]
-        decoded = self._translate(model_name, list(zip(keys, seeds)), n_return, stats)
+        decoded = self._translate(model_name, stage, list(zip(keys, seeds)), n_return, stats)
         result = [""] * len(units)
         for k, outs in zip(keys, decoded):
             for r, u in enumerate(groups[k]):

@@ -43,12 +43,12 @@ def nlpaug_worker(args) -> None:
     torch.set_num_threads(args.threads)
     nltk.data.path.insert(0, args.nltk_data)
     import nlpaug.augmenter.word as naw
-    import nlpaug.model.word_dict.wordnet as nwn
+    import nlpaug.model.word_dict as nmw
 
     sents = json.load(open(args.sentences))
     out = {}
     # No tagger data offline: no POS tags, i.e. synonyms from all parts of speech (as ours).
-    nwn.WordNet.pos_tag = lambda self, tokens: [(t, "") for t in tokens]
+    nmw.WordNet.pos_tag = classmethod(lambda cls, tokens: [(t, "") for t in tokens])
     syn = naw.SynonymAug(aug_src="wordnet", aug_p=AUG_P)
     swap = naw.RandomWordAug(action="swap", aug_p=AUG_P)
     syn.augment(sents[:5])
