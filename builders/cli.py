@@ -132,6 +132,7 @@ def score_file(config, *, input_path: str, task: str, cache_dir: str, dtype: str
     from .cache import TeacherCache
     from .manifest import MANIFEST
     from .planning import length_histogram, plan
+    from .scoring import score_into_cache
     from .teacher import Teacher
 
     log = logging.getLogger(__name__)
@@ -157,24 +158,12 @@ def score_file(config, *, input_path: str, task: str, cache_dir: str, dtype: str
         return summary
     cache = (TeacherCache.open(cache_dir, spec) if os.path.exists(os.path.join(cache_dir, MANIFEST))
              else TeacherCache.create(cache_dir, spec))
-    todo = set(cache.missing(keys))
-    pending = [r for r, k in zip(records, keys) if k in todo]
-    seen: set = set()
-    unique = []
-    for r, k in zip(pending, [teacher.cache_key(r["text_a"], r["text_b"]) for r in pending]):
-        if k not in seen:
-            seen.add(k)
-            unique.append(r)
-    scored = 0
-    for start in range(0, len(unique), chunk):
-        part = unique[start:start + chunk]
-        cache.commit([cache.write_shard(teacher.score(part))])
-        scored += len(part)
-        log.info("scored %d/%d", scored, len(unique))
+    result = score_into_cache(teacher, cache, records, chunk=chunk)
     name = corpus or f"{task}-{os.path.splitext(os.path.basename(input_path))[0]}"
     cache.write_corpus(name, [{"id": r["id"], "key": k, "label": r["label"], "parent_id": None,
                                "chain": "original", "copy": 0} for r, k in zip(records, keys)])
-    summary.update({"scored": scored, "reused": len(records) - len(pending),
+    summary.update({"scored": result["scored"], "reused": result["reused"],
+                    "duplicates": result["duplicates"],
                     "truncated": teacher.truncated_count, "corpus": name,
                     "cache": cache.path, "stats": cache.stats()})
     return summary

@@ -37,7 +37,8 @@ def test_score_then_cache_commands(tmp_path, tiny_teacher_dir, sst2_file, capsys
 
     assert main(base + ["--chunk", "8"]) == 0
     first = _json(capsys)
-    assert first["scored"] == 30 and first["reused"] == 0 and first["corpus"] == "sst2-dev"
+    assert first["scored"] == 30 and first["reused"] == 0 and first["duplicates"] == 1
+    assert first["corpus"] == "sst2-dev"
     assert first["stats"]["examples"] == 30
     assert main(base) == 0
     second = _json(capsys)
