@@ -182,3 +182,25 @@ def test_recommend_cli_fit_rank_and_run(tmp_path, capsys):
     assert first["corpus"] == "aug" and first["inter_loss"] == "mi" and first["mapping"] == "last"
     assert first["ratio"] == pytest.approx(true_ratio(PLANTED, 0.0))
     assert "ledger rows appended" in out
+
+
+def test_shipped_assets_rank_the_shipped_space():
+    """The shipped model and ledger (distill_train/assets) load and agree with each other."""
+    from distill_train.recommend import ASSET_LEDGER, ASSET_MODEL
+    from distill_train.space import load_space
+    from distill_train.sweep_cli import DEFAULT_SPACE
+
+    import os
+
+    if not (os.path.exists(ASSET_MODEL) and os.path.exists(ASSET_LEDGER)):
+        pytest.skip("this build ships no fitted recommender (see distill_train/assets/README.md)")
+    ledger = Ledger(ASSET_LEDGER).read()
+    model = AutoDistiller.load(ASSET_MODEL)
+    done = ledger[ledger["status"] == "complete"]
+    assert model.n_rows == len(done) and model.tasks == sorted(done["task"].unique())
+    space = load_space(DEFAULT_SPACE)
+    features = done.iloc[0][["n_examples", "n_labels", "is_regression", "mean_length",
+                             "difficulty_prior", "embedding"]].to_dict()
+    ranked = model.rank(space, features, teacher=done.iloc[0]["teacher"], k=5)
+    assert len(ranked) == 5 and ranked["predicted_ratio"].is_monotonic_decreasing
+    assert np.isfinite(ranked["predicted_ratio"]).all()
