@@ -19,11 +19,11 @@ class CountingEncoder(HashingEncoder):
 
 
 def test_classification_features_and_embedding_cache(tmp_path):
-    train, dev, regression = load_task_records(f"{GLUE}/SST-2", "sst2", limit=3000)
-    assert not regression and len(train) == 3000
+    train, dev, regression = load_task_records(f"{GLUE}/SST-2", "sst2", limit=1500)
+    assert not regression and len(train) == 1500
     enc = CountingEncoder()
     feats = compute_features(train, dev, encoder=enc, sample_size=64, cache_dir=str(tmp_path))
-    assert feats.n_examples == 3000 and feats.n_labels == 2 and not feats.is_regression
+    assert feats.n_examples == 1500 and feats.n_labels == 2 and not feats.is_regression
     assert 5 < feats.mean_length < 15  # SST-2 phrases are short
     majority = max(np.mean([r["label"] for r in dev]), 1 - np.mean([r["label"] for r in dev]))
     assert feats.difficulty_prior > majority + 0.1  # bag of words does learn sentiment
