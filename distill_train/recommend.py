@@ -71,6 +71,7 @@ class AutoDistiller:
     n_rows: int = 0
     embedding_dim: int = 0
     sklearn_version: str = ""
+    note: str = ""                      # what the training ledger was (printed by `recommend`)
 
     def fit(self, ledger) -> "AutoDistiller":
         """Fit on the ledger's completed rows that have a finite ratio."""

@@ -77,6 +77,7 @@ def add_parsers(subparsers) -> None:
                    help="also run leave-one-task-out: top-k recommended vs k random")
     f.add_argument("--k", type=int, default=5)
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--note", default="", help="what the ledger is; printed with every ranking")
     f.set_defaults(func=_cmd_fit)
 
 
@@ -230,6 +231,8 @@ def _cmd_recommend(args) -> int:
     ranked = model.rank(space, features.to_row(), teacher=args.teacher, k=args.k)
     print(f"top {len(ranked)} of {len(list(space.candidates()))} configurations for {task} "
           f"(recommender fitted on {model.n_rows} runs of {model.tasks}):")
+    if model.note:
+        print(f"note on the recommender: {model.note}")
     for i, row in ranked.iterrows():
         print(f"{i + 1:2d}. predicted ratio {row['predicted_ratio']:.4f}  "
               f"{json.dumps(row['params'], sort_keys=True)}")
@@ -258,7 +261,7 @@ def _cmd_fit(args) -> int:
     from distill_train.recommend import AutoDistiller, leave_one_task_out
 
     df = Ledger(args.ledger).read()
-    model = AutoDistiller(seed=args.seed).fit(df)
+    model = AutoDistiller(seed=args.seed, note=args.note).fit(df)
     model.save(args.out)
     print(f"fitted on {model.n_rows} runs of tasks {model.tasks}; wrote {args.out}")
     if args.evaluate:

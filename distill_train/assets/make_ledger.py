@@ -69,6 +69,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--policy", default="eda_swap:0.3")
     parser.add_argument("--space", default=os.path.join(HERE, "space.yaml"))
+    parser.add_argument("--note", default="tiny real CPU sweeps (see distill_train/assets/"
+                        "README.md): too small to trust its rankings")
     parser.add_argument("--install", action="store_true",
                         help="copy ledger.parquet and autodistiller.joblib into the assets")
     args = parser.parse_args(argv)
@@ -97,7 +99,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     shipped = os.path.join(args.out, "ledger.parquet")
     n = Ledger(ledger_dir).export(shipped)
     model = os.path.join(args.out, "autodistiller.joblib")
-    sweep_main(["recommend-fit", "--ledger", shipped, "--out", model, "--evaluate"])
+    sweep_main(["recommend-fit", "--ledger", shipped, "--out", model, "--evaluate",
+                "--note", args.note])
     sweep_main(["sweep-report", "--ledger", shipped, "--out", os.path.join(args.out, "report")])
     print(f"{n} ledger rows in {shipped}")
     if args.install:

@@ -145,7 +145,7 @@ def test_recommend_cli_fit_rank_and_run(tmp_path, capsys):
     synthetic_ledger(str(tmp_path / "ledger"))
     model = str(tmp_path / "model.joblib")
     assert main(["recommend-fit", "--ledger", str(tmp_path / "ledger"), "--out", model,
-                 "--evaluate", "--k", "5"]) == 0
+                 "--evaluate", "--k", "5", "--note", "synthetic ledger"]) == 0
     out = capsys.readouterr().out
     assert "fitted on" in out and "recommended_mean" in out and "random_mean" in out
 
@@ -159,7 +159,9 @@ def test_recommend_cli_fit_rank_and_run(tmp_path, capsys):
     argv = ["recommend", "--task-data", str(data), "--task", "rte", "--space", str(space),
             "--model", model, "--teacher", "minilm", "--k", "3", "--encoder", "hashing"]
     assert main(argv) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if "predicted ratio" in line]
+    printed = capsys.readouterr().out
+    assert "note on the recommender: synthetic ledger" in printed
+    lines = [line for line in printed.splitlines() if "predicted ratio" in line]
     assert len(lines) == 3
     assert json.loads(lines[0].split("  ", 1)[1]) == PLANTED
 
