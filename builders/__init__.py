@@ -8,6 +8,7 @@ from .errors import (CacheError, CacheSpecMismatch, CorruptShardError, Fingerpri
 from .keys import cache_key, mixup_key
 from .planning import Satisfiability, estimate, plan, satisfiable
 from .reader import CacheReader
+from .scoring import score_into_cache
 from .shards import ShardInfo
 from .spec import CacheSpec
 from .teacher import Teacher, TeacherConfig
@@ -17,4 +18,5 @@ __all__ = [
     "CorruptShardError", "FingerprintError", "ForeignDirectoryError", "MissingShardError",
     "Satisfiability", "ShardInfo", "Teacher", "TeacherCache", "TeacherConfig",
     "UnsatisfiableRequest", "cache_key", "estimate", "mixup_key", "plan", "satisfiable",
+    "score_into_cache",
 ]
