@@ -1,0 +1,218 @@
+"""The results table of the end-to-end issue: does this toolkit reproduce the study's findings?
+
+    .venv/bin/python benchmarks/results.py --out runs/results [--tasks sst2,rte,stsb] [--seeds 3]
+
+For each task (SST-2 sample, RTE, STS-B from ../shared/data): fine-tune the MiniLM-L6 teacher,
+build the teacher cache with the Beam pipeline (originals and an EDA-augmented variant), then
+train a 2-layer student (the first MiniLM layers) several ways, each with `--seeds` seeds:
+
+  nokd          fine-tuned on gold labels, no teacher
+  pred          prediction-layer KD only (KL at tau; MSE for STS-B), from the cache
+  pred+mse      + intermediate MSE over skip-mapped layers
+  pred+cos      + intermediate cosine
+  pred+pkd      + PKD on [CLS]
+  pred+mi       + MI-alpha (alpha 0.9, transformer critic)
+  pred+mse+aug  pred+mse on the EDA-augmented corpus
+  online        pred+mse with the teacher run online on every batch (same metric, time saved)
+
+Writes results.json (every run), results.md (mean +- std per configuration) and results.png
+(dev metric per configuration). Finished runs are kept, so an interrupted run continues.
+Not run in CI: it trains dozens of students (about an hour on 2 CPU cores with the defaults).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Dict, List
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from distill_train.demo import DEFAULT_DATA, minilm_path, sample_tsv  # noqa: E402
+
+TASK_FILES = {"sst2": "SST-2", "rte": "RTE", "stsb": "STS-B"}
+CONFIGS = {
+    "pred": dict(pred_loss="kl", inter_loss="none"),
+    "pred+mse": dict(pred_loss="kl", inter_loss="mse"),
+    "pred+cos": dict(pred_loss="kl", inter_loss="cosine"),
+    "pred+pkd": dict(pred_loss="kl", inter_loss="pkd"),
+    "pred+mi": dict(pred_loss="kl", inter_loss="mi", mi_alpha=0.9),
+    "pred+mse+aug": dict(pred_loss="kl", inter_loss="mse", corpus="aug"),
+}
+
+
+def prepare_task(task: str, args) -> Dict[str, str]:
+    """Teacher and caches for one task; returns paths and corpus names."""
+    from distill_train.config import TrainConfig
+    from distill_train.train import train
+    from pipelines.build import BuildOptions, build_distill_set
+
+    root = os.path.join(args.out, task)
+    src = os.path.join(args.data, TASK_FILES[task])
+    train_file = os.path.join(src, "train.tsv")
+    if task == "sst2":
+        train_file = os.path.join(root, "data", f"train-{args.sst2_size}.tsv")
+        if not os.path.exists(train_file):
+            sample_tsv(os.path.join(src, "train.tsv"), train_file, args.sst2_size, 0)
+    dev_file = os.path.join(src, "dev.tsv")
+    max_len = 64 if task == "sst2" else 128
+    teacher_run = os.path.join(root, "teacher")
+    if not os.path.exists(os.path.join(teacher_run, "result.json")):
+        train(TrainConfig(task=task, mode="finetune", run_dir=teacher_run, student=minilm_path(),
+                          train_file=train_file, dev_file=dev_file, max_length=max_len,
+                          epochs=args.teacher_epochs, lr=args.teacher_lr, seed=0, progress=False))
+    teacher = os.path.join(teacher_run, "best_model")
+    cache = os.path.join(root, "cache")
+    common = dict(task=task, teacher=teacher, cache=cache, workers=2, max_length=max_len,
+                  progress=False)
+    tr = build_distill_set(BuildOptions(input=train_file, split="train", augment=args.policy,
+                                        **common))
+    dv = build_distill_set(BuildOptions(input=dev_file, split="dev", **common))
+    names = list(tr["corpora"])
+    return {"root": root, "cache": cache, "teacher": teacher, "train_file": train_file,
+            "dev_file": dev_file, "plain": names[0], "aug": names[-1],
+            "dev": next(iter(dv["corpora"])), "max_length": str(max_len)}
+
+
+def run_one(task: str, name: str, seed: int, paths: Dict[str, str], args) -> Dict:
+    from distill_train.config import TrainConfig
+    from distill_train.train import train
+
+    run_dir = os.path.join(paths["root"], "runs", f"{name}-s{seed}")
+    done = os.path.join(run_dir, "result.json")
+    if os.path.exists(done):
+        with open(done, encoding="utf-8") as fh:
+            return json.load(fh)
+    student = dict(student=minilm_path(), student_init="truncate", student_num_layers=2,
+                   epochs=args.epochs, lr=args.lr, seed=seed, run_dir=run_dir, progress=False)
+    if name == "nokd":
+        cfg = TrainConfig(task=task, mode="finetune", train_file=paths["train_file"],
+                          dev_file=paths["dev_file"], max_length=int(paths["max_length"]),
+                          **student)
+        return train(cfg).to_dict()
+    if name == "online":
+        return run_online(task, seed, paths, student)
+    spec = dict(CONFIGS[name])
+    corpus = paths[spec.pop("corpus", "plain")]
+    cfg = TrainConfig(task=task, mode="distill", cache=paths["cache"], train_corpus=corpus,
+                      dev_corpus=paths["dev"], mapping="skip", temperature=args.temperature,
+                      **spec, **student)
+    return train(cfg).to_dict()
+
+
+def run_online(task: str, seed: int, paths: Dict[str, str], student: Dict) -> Dict:
+    """pred+mse with the teacher run on every batch instead of read from the cache."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from builders.cache import TeacherCache
+    from distill_train.config import TrainConfig
+    from distill_train.data import OnlineTeacherProvider
+    from distill_train.train import train
+
+    cache = TeacherCache.open(paths["cache"])
+    rows = cache.read_corpus(paths["plain"])
+    dev = cache.read_corpus(paths["dev"])
+    from augment.records import column_map_for_task, read_records
+
+    texts = {}
+    for path, corpus in ((paths["train_file"], rows), (paths["dev_file"], dev)):
+        by_id = {r["id"]: r for r in read_records(path, column_map_for_task(task))
+                 if isinstance(r, dict)}
+        for row in corpus:
+            rec = by_id[row["id"]]
+            texts[row["key"]] = (rec["text_a"], rec["text_b"])
+    model = AutoModelForSequenceClassification.from_pretrained(paths["teacher"])
+    tok = AutoTokenizer.from_pretrained(paths["teacher"])
+    provider = OnlineTeacherProvider(model, tok, texts, max_length=int(paths["max_length"]))
+    cfg = TrainConfig(task=task, mode="distill", cache=paths["cache"], train_corpus=paths["plain"],
+                      dev_corpus=paths["dev"], pred_loss="kl", inter_loss="mse", mapping="skip",
+                      **student)
+    return train(cfg, provider=provider, train_rows=rows, dev_rows=dev).to_dict()
+
+
+def summarise(results: Dict[str, Dict[str, List[Dict]]]) -> str:
+    lines = ["| task | configuration | dev metric (mean ± std) | seeds | train time s (mean) |",
+             "|---|---|---|---|---|"]
+    for task, by_cfg in results.items():
+        for name, runs in by_cfg.items():
+            vals = [r["best_metric"] for r in runs]
+            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            secs = statistics.mean(r["wall_time_s"] for r in runs)
+            lines.append(f"| {task} ({runs[0]['metric_name']}) | {name} | "
+                         f"{statistics.mean(vals):.2f} ± {sd:.2f} | {len(vals)} | {secs:.0f} |")
+        teacher = next((r.get("teacher_metric") for runs in by_cfg.values() for r in runs
+                        if r.get("teacher_metric") is not None), None)
+        if teacher is not None:
+            lines.append(f"| {task} | teacher (MiniLM-L6) | {teacher:.2f} | 1 | |")
+    return "\n".join(lines)
+
+
+def plot(results: Dict[str, Dict[str, List[Dict]]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4), squeeze=False)
+    for ax, (task, by_cfg) in zip(axes[0], results.items()):
+        names = list(by_cfg)
+        means = [statistics.mean(r["best_metric"] for r in by_cfg[n]) for n in names]
+        sds = [statistics.stdev([r["best_metric"] for r in by_cfg[n]]) if len(by_cfg[n]) > 1
+               else 0.0 for n in names]
+        ax.bar(range(len(names)), means, yerr=sds, capsize=3)
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+        ax.set_title(task)
+        ax.set_ylim(min(means) - 5, max(means) + 5)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/results")
+    p.add_argument("--data", default=DEFAULT_DATA)
+    p.add_argument("--tasks", default="sst2,rte,stsb")
+    p.add_argument("--configs", default="nokd,pred,pred+mse,pred+cos,pred+pkd,pred+mi,"
+                   "pred+mse+aug,online")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--sst2-size", type=int, default=2000)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--teacher-epochs", type=int, default=3)
+    p.add_argument("--teacher-lr", type=float, default=5e-5)
+    p.add_argument("--policy", default="eda_synonym:0.1+eda_swap:0.1,copies=2")
+    args = p.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    os.makedirs(args.out, exist_ok=True)
+    results: Dict[str, Dict[str, List[Dict]]] = {}
+    start = time.time()
+    for task in args.tasks.split(","):
+        paths = prepare_task(task, args)
+        results[task] = {}
+        for name in args.configs.split(","):
+            for seed in range(args.seeds):
+                res = run_one(task, name, seed, paths, args)
+                results[task].setdefault(name, []).append(res)
+                print(f"{task} {name} seed {seed}: {res['best_metric']:.2f} "
+                      f"({res['wall_time_s']:.0f} s)", flush=True)
+    table = summarise(results)
+    with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as fh:
+        json.dump(results, fh, indent=1)
+    with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as fh:
+        fh.write(table + "\n")
+    plot(results, os.path.join(args.out, "results.png"))
+    print(table)
+    print(f"total {time.time() - start:.0f} s; {args.out}/results.{{json,md,png}}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
