@@ -18,8 +18,10 @@ class RunLog:
     """Appends one JSON object per line to run_dir/metrics.jsonl; mirrors scalars to TensorBoard
     (run_dir/tb) when asked and installed."""
 
-    def __init__(self, run_dir: str, *, tensorboard: bool = False):
+    def __init__(self, run_dir: str, *, tensorboard: bool = False, fresh: bool = False):
         self.path = os.path.join(run_dir, "metrics.jsonl")
+        if fresh and os.path.exists(self.path):  # a new run, not a resumed one: start over
+            os.remove(self.path)
         self.tb = None
         if tensorboard:
             try:

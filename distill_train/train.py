@@ -156,7 +156,7 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
                                            scaler=scaler)
         log.info("resumed from %s at epoch %d, step %d", ckpt_path, state["epoch"],
                  state["global_step"])
-    runlog = RunLog(run_dir, tensorboard=config.tensorboard)
+    runlog = RunLog(run_dir, tensorboard=config.tensorboard, fresh=not resuming)
     runlog.event({"event": "resume" if resuming else "start", "global_step": state["global_step"]})
     metric = config.metric_name
 

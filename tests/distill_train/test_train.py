@@ -81,6 +81,12 @@ def test_resume_refuses_a_different_config(tmp_path, teacher_dir, teacher_output
     train(cfg, provider=provider, train_rows=train_rows, dev_rows=dev_rows)
     with pytest.raises(ValueError, match="different config.*'lr'"):
         train(cfg.replace(lr=5e-4), provider=provider, train_rows=train_rows, dev_rows=dev_rows)
+    # resume=False starts over in the same run_dir: fresh log, the new config saved.
+    train(cfg.replace(lr=5e-4, resume=False), provider=provider, train_rows=train_rows,
+          dev_rows=dev_rows)
+    events = [json.loads(l)["event"] for l in open(os.path.join(cfg.run_dir, "metrics.jsonl"))]
+    assert events.count("start") == 1 and events.count("epoch") == 1
+    assert json.load(open(os.path.join(cfg.run_dir, "config.json")))["lr"] == 5e-4
 
 
 def test_same_seed_same_run_and_early_stopping(tmp_path, teacher_dir, teacher_outputs):
