@@ -1,4 +1,4 @@
-"""Build a distillation set: a raw corpus → augmented, deduplicated, teacher-scored, committed cache.
+"""Build a distillation set: a raw corpus → augmented, deduplicated, teacher-scored cache.
 
     read → key → augment → key copies → dedupe by key → drop cached keys → score → commit → index
 
@@ -151,22 +151,27 @@ class BuildDistillSet(beam.PTransform):
                       self.teacher_config, cache_path=o.cache, unit_size=o.unit_size,
                       write_shards=o.write_shards_in_scoring, share_model=o.share_model,
                       progress_dir=self.progress_dir))
-        pairs = records.pipeline | "no_mixup" >> beam.Create([])
-        if o.mixup:
-            pairs = records | "mixup_pairs" >> MixupPairs(
-                pairs_per_example=o.mixup, alpha=o.mixup_alpha, seed=o.seed)
-            mixed_shards = (pairs
-                            | "dedupe_mixup" >> DedupeByKey()
-                            | "drop_cached_mixup" >> DropCachedKeys(cached)
-                            | "score_mixup" >> ScoreWithTeacher(
-                                self.teacher_config, cache_path=o.cache, unit_size=o.unit_size,
-                                share_model=o.share_model, progress_dir=self.progress_dir,
-                                mixup=True))
-            shards = (shards, mixed_shards) | "all_shards" >> beam.Flatten()
+        pairs, shards = self._mixup(records, cached, shards)
         dead_letters = dead | "all_dead_letters" >> beam.Flatten()
         return (shards, records, dead_letters, pairs) | "commit" >> CommitAndIndex(
             cache_path=o.cache, corpus_names=self.names, dead_letter_path=self.dead_letter_path,
             summary_path=self.summary_path, mixup=bool(o.mixup))
+
+    def _mixup(self, records, cached, shards):
+        """(mixup pair rows, all shards): pairs drawn and scored when mixup is on."""
+        o = self.opts
+        if not o.mixup:
+            return records.pipeline | "no_mixup" >> beam.Create([]), shards
+        pairs = records | "mixup_pairs" >> MixupPairs(
+            pairs_per_example=o.mixup, alpha=o.mixup_alpha, seed=o.seed)
+        mixed_shards = (pairs
+                        | "dedupe_mixup" >> DedupeByKey()
+                        | "drop_cached_mixup" >> DropCachedKeys(cached)
+                        | "score_mixup" >> ScoreWithTeacher(
+                            self.teacher_config, cache_path=o.cache, unit_size=o.unit_size,
+                            share_model=o.share_model, progress_dir=self.progress_dir,
+                            mixup=True))
+        return pairs, (shards, mixed_shards) | "all_shards" >> beam.Flatten()
 
 
 class _Progress:

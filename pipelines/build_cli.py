@@ -52,7 +52,8 @@ def add_parsers(subparsers) -> None:
                    help="existing dask scheduler (tcp://host:8786); default starts a local one")
     p.add_argument("--split", default="train", help="split name used in corpus names")
     p.add_argument("--dead-letters", default=None,
-                   help="JSONL file for rejected rows (default: <cache>.dead_letters/<corpus>.jsonl)")
+                   help="JSONL file for rejected rows "
+                        "(default: <cache>.dead_letters/<corpus>.jsonl)")
     p.add_argument("--seed", type=int, default=0, help="base seed of augmentation")
     p.add_argument("--max-length", type=int, default=128, help="teacher tokens per input")
     p.add_argument("--reject-long", action="store_true",

@@ -5,7 +5,6 @@ import os
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 
 TestPipeline.__test__ = False  # a Beam class, not a test case

@@ -4,7 +4,6 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from augment.records import DeadLetter
 from builders.cache import TeacherCache
 from builders.teacher import Teacher, TeacherConfig
 from pipelines.augmentation import AugmentCorpus
