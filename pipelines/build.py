@@ -32,9 +32,19 @@ from pipelines.mixup import MixupPairs
 from pipelines.read import ReadCorpus
 from pipelines.score import ScoreWithTeacher
 
-__all__ = ["BuildOptions", "BuildDistillSet", "build_distill_set", "corpus_names"]
+__all__ = ["BuildOptions", "BuildDistillSet", "BuildError", "build_distill_set", "corpus_names"]
 
 log = logging.getLogger(__name__)
+
+
+class BuildError(RuntimeError):
+    """The pipeline failed on a worker; the message is the worker's last error line."""
+
+
+def _last_error_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    errors = [line for line in lines if "Error:" in line or "Exception:" in line]
+    return (errors or lines or [repr(exc)])[-1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,13 +275,16 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
                 summary_path=summary_path, progress_dir=progress_dir,
                 batch_by_shuffle=uses_shuffle_batching(args))
             with _Progress(progress_dir, opts.progress):
-                result = pipeline.run()
                 try:
-                    result.wait_until_finish()
-                finally:
-                    client = getattr(result, "client", None)  # the Dask runner's client
-                    if client is not None:
-                        client.close()
+                    result = pipeline.run()
+                    try:
+                        result.wait_until_finish()
+                    finally:
+                        client = getattr(result, "client", None)  # the Dask runner's client
+                        if client is not None:
+                            client.close()
+                except Exception as exc:  # a worker's error arrives wrapped by the runner
+                    raise BuildError(f"the build failed: {_last_error_line(exc)}") from exc
     finally:
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)

@@ -147,9 +147,13 @@ def format_summary(s) -> str:
 
 
 def run_build(args) -> int:
-    from pipelines.build import build_distill_set
+    from pipelines.build import BuildError, build_distill_set
 
-    summary = build_distill_set(options_from_args(args))
+    try:
+        summary = build_distill_set(options_from_args(args))
+    except BuildError as exc:
+        print(f"distiller build: error: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(summary, sort_keys=True) if args.json else format_summary(summary))
     sys.stdout.flush()
     return 0

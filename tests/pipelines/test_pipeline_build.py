@@ -169,3 +169,29 @@ def test_a_build_killed_mid_run_then_rerun_leaves_a_verified_complete_cache(tmp_
     expected = {r["key"] for n in opened.corpora() for r in opened.read_corpus(n)}
     assert summary["records_read"] == 600 and set(after) == expected
     assert {k: after[k] for k in before} == before
+
+
+def test_mixup_outputs_are_scored_and_cached_and_the_corpus_keeps_the_pairing(
+        tmp_path, tiny_teacher, capsys):
+    """`--mixup 1`: one pair per record, teacher outputs cached under the mixup keys. The corpus
+    needs builders' write_corpus to keep the mix_* fields; until it does, the build says so
+    clearly (exit 1) and writes no misleading mixup corpus."""
+    from builders import cache as cache_module
+
+    data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 60)
+    cache = str(tmp_path / "cache")
+    rc = main(["build", "--no-progress", "--json", "--input", data, "--task", "sst2", "--teacher",
+               tiny_teacher, "--cache", cache, "--mixup", "1", "--workers", "1"])
+    captured = capsys.readouterr()
+    opened = TeacherCache.open(cache)
+    originals = opened.read_corpus("sst2-train")
+    assert len(originals) == 60
+    assert len(opened) > len({r["key"] for r in originals})   # mixup outputs were committed
+    if "mix_key_a" in getattr(cache_module, "CORPUS_FIELDS", ()):
+        assert rc == 0
+        mixed = [r for r in opened.read_corpus("sst2-train+mixup-n1-a0.4")
+                 if r["chain"] == "mixup"]
+        assert len(mixed) == 60 and all(r["mix_key_a"] != r["mix_key_b"] for r in mixed)
+    else:
+        assert rc == 1 and "mixup fields" in captured.err
+        assert opened.corpora() == ["sst2-train"]
