@@ -31,6 +31,9 @@ __all__ = ["TeacherCache", "CacheSpec", "ShardInfo", "CORPUS_FIELDS"]
 log = logging.getLogger(__name__)
 
 CORPUS_FIELDS = ("id", "key", "label", "parent_id", "chain", "copy")
+# Mixup rows (issue 8) also carry their parents' keys, lambda and the partner's label: the trainer
+# interpolates the student's own embeddings of both parents with the same lambda.
+MIXUP_FIELDS = ("mix_key_a", "mix_key_b", "mix_lam", "mix_label_b")
 _CORPUS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
 
 
@@ -222,9 +225,16 @@ class TeacherCache:
         for i, row in enumerate(rows):
             if "id" not in row or "key" not in row:
                 raise ValueError(f"corpus row {i} lacks 'id' or 'key': {row!r}")
-            clean.append({"id": row["id"], "key": row["key"], "label": row.get("label"),
-                          "parent_id": row.get("parent_id"), "chain": row.get("chain", "original"),
-                          "copy": int(row.get("copy", 0))})
+            item = {"id": row["id"], "key": row["key"], "label": row.get("label"),
+                    "parent_id": row.get("parent_id"), "chain": row.get("chain", "original"),
+                    "copy": int(row.get("copy", 0))}
+            if row.get("mix_key_a") is not None:
+                missing_fields = [f for f in MIXUP_FIELDS if f not in row]
+                if missing_fields:
+                    raise ValueError(f"mixup corpus row {i} lacks {missing_fields}: {row!r}")
+                item.update({f: row[f] for f in MIXUP_FIELDS})
+                item["mix_lam"] = float(item["mix_lam"])
+            clean.append(item)
         if not allow_missing:
             absent = self.missing(r["key"] for r in clean)
             if absent:

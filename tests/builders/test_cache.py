@@ -362,3 +362,14 @@ def test_score_into_cache_overlaps_and_surfaces_write_errors(tmp_path, tiny_teac
     with pytest.raises(OSError, match="disk full"):
         score_into_cache(tiny_teacher, other, sst2_rows[:30], chunk=10)
     assert len(TeacherCache.open(other.path)) == 10 and other.verify() == []
+
+
+def test_mixup_corpus_rows_keep_their_pairing(tmp_path):
+    cache = TeacherCache.create(str(tmp_path / "m"), make_spec())
+    cache.add(make_outputs(["x", "y", "xy"]))
+    row = {"id": "f:0#mixup#0", "key": "xy", "label": 1, "parent_id": "f:0", "chain": "mixup",
+           "copy": 0, "mix_key_a": "x", "mix_key_b": "y", "mix_lam": 0.25, "mix_label_b": 0}
+    cache.write_corpus("sst2-train+mixup", [row])
+    assert cache.read_corpus("sst2-train+mixup") == [row]
+    with pytest.raises(ValueError, match=r"lacks \['mix_lam', 'mix_label_b'\]"):
+        cache.write_corpus("bad", [{"id": "1", "key": "xy", "mix_key_a": "x", "mix_key_b": "y"}])
