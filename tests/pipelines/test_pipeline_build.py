@@ -174,10 +174,7 @@ def test_a_build_killed_mid_run_then_rerun_leaves_a_verified_complete_cache(tmp_
 def test_mixup_outputs_are_scored_and_cached_and_the_corpus_keeps_the_pairing(
         tmp_path, tiny_teacher, capsys):
     """`--mixup 1`: one pair per record, teacher outputs cached under the mixup keys. The corpus
-    needs builders' write_corpus to keep the mix_* fields; until it does, the build says so
-    clearly (exit 1) and writes no misleading mixup corpus."""
-    from builders import cache as cache_module
-
+    keeps the pairing (both parents' keys, lambda, the partner's label)."""
     data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 60)
     cache = str(tmp_path / "cache")
     rc = main(["build", "--no-progress", "--json", "--input", data, "--task", "sst2", "--teacher",
@@ -187,11 +184,25 @@ def test_mixup_outputs_are_scored_and_cached_and_the_corpus_keeps_the_pairing(
     originals = opened.read_corpus("sst2-train")
     assert len(originals) == 60
     assert len(opened) > len({r["key"] for r in originals})   # mixup outputs were committed
-    if "mix_key_a" in getattr(cache_module, "CORPUS_FIELDS", ()):
-        assert rc == 0
-        mixed = [r for r in opened.read_corpus("sst2-train+mixup-n1-a0.4")
-                 if r["chain"] == "mixup"]
-        assert len(mixed) == 60 and all(r["mix_key_a"] != r["mix_key_b"] for r in mixed)
-    else:
-        assert rc == 1 and "mixup fields" in captured.err
-        assert opened.corpora() == ["sst2-train"]
+    assert rc == 0, captured.err
+    mixed = [r for r in opened.read_corpus("sst2-train+mixup-n1-a0.4") if r["chain"] == "mixup"]
+    assert len(mixed) == 60 and all(r["mix_key_a"] != r["mix_key_b"] for r in mixed)
+    assert all(0.0 <= r["mix_lam"] <= 1.0 and r["mix_label_b"] in (0, 1) for r in mixed)
+    assert not opened.missing([r["mix_key_a"] for r in mixed] + [r["mix_key_b"] for r in mixed])
+
+
+def test_a_student_trains_on_the_mixup_corpus_from_the_cache_alone(tmp_path, tiny_teacher):
+    """Issue 8 end to end: build with --mixup, then `distiller train` on the mixup corpus."""
+    data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 40)
+    cache = str(tmp_path / "cache")
+    assert main(["build", "--no-progress", "--input", data, "--task", "sst2", "--teacher",
+                 tiny_teacher, "--cache", cache, "--mixup", "1", "--workers", "1"]) == 0
+    run = str(tmp_path / "run")
+    assert main(["train", "--cache", cache, "--task", "sst2", "--train-corpus",
+                 "sst2-train+mixup-n1-a0.4", "--dev-corpus", "sst2-train", "--student",
+                 tiny_teacher, "--student-init", "truncate", "--student-num-layers", "1",
+                 "--epochs", "1", "--batch-size", "16", "--run-dir", run, "--no-progress",
+                 "--set", "w_gold=0.5"]) == 0
+    with open(os.path.join(run, "result.json")) as fh:
+        result = json.load(fh)
+    assert result["history"] and result["history"][0]["train"]["loss"] > 0
