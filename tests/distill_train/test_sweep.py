@@ -204,3 +204,41 @@ def test_trainer_without_epoch_hook_reports_afterwards_and_never_prunes_finished
     assert (df["status"] == "complete").all() and (df["epochs_run"] == 3).all()
     study = optuna.load_study(study_name=opts.name, storage=f"sqlite:///{opts.db_path}")
     assert all(sorted(t.intermediate_values) == [0, 1, 2] for t in study.trials)
+
+
+def test_three_trials_with_the_real_trainer_and_a_real_cache(tmp_path, cache_f32, teacher_dir):
+    """`distiller sweep` through argv with distill_train.train.train on a real teacher cache
+    (tiny random BERT teacher, 48 SST-2 rows): every trial trains, every row is complete."""
+    from builders.cache import TeacherCache
+
+    data = tmp_path / "sst2"
+    data.mkdir()
+    for split, n in (("train", 48), ("dev", 24)):
+        with open(f"{GLUE}/SST-2/{split}.tsv", encoding="utf-8") as fh:
+            (data / f"{split}.tsv").write_text("".join(next(fh) for _ in range(n + 1)))
+    space = tmp_path / "space.yaml"
+    space.write_text(f"""
+name: real
+params:
+  mapping: [skip, last]
+  inter_loss: [none, mse]
+  lr: {{low: 1.0e-4, high: 1.0e-3, log: true}}
+  student: ["{teacher_dir}"]
+fixed: {{student_init: truncate, student_num_layers: 2, epochs: 2, batch_size: 16,
+        progress: false, device: cpu}}
+""")
+    out = tmp_path / "out"
+    assert main(["sweep", "--space", str(space), "--task", "sst2", "--cache", cache_f32,
+                 "--task-data", str(data), "--trials", "3", "--out", str(out),
+                 "--encoder", "hashing"]) == 0
+    df = Ledger(str(out / "ledger")).read()
+    assert len(df) == 3 and list(df.columns) == list(COLUMNS)
+    assert set(df["status"]) <= {"complete", "pruned"} and (df["status"] == "complete").sum() >= 2
+    assert (df["teacher_fingerprint"] == TeacherCache.open(cache_f32).spec.fingerprint).all()
+    done = df[df["status"] == "complete"]
+    assert done["teacher_metric"].notna().all()
+    assert np.allclose(done["ratio"], done["dev_metric"] / done["teacher_metric"])
+    assert (done["epochs_run"] == 2).all() and (done["metric_name"] == "accuracy").all()
+    for _, row in df.iterrows():
+        assert os.path.exists(os.path.join(json.loads(row["config_json"])["run_dir"],
+                                           "config.json"))
