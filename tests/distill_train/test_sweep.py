@@ -242,3 +242,13 @@ fixed: {{student_init: truncate, student_num_layers: 2, epochs: 2, batch_size: 1
     for _, row in df.iterrows():
         assert os.path.exists(os.path.join(json.loads(row["config_json"])["run_dir"],
                                            "config.json"))
+
+
+def test_the_distiller_command_reaches_the_sweep_commands(tmp_path, task_data, capsys):
+    """`distiller sweep` (pipelines.cli.main) knows the commands, wherever they are registered."""
+    from pipelines.cli import main as distiller
+
+    argv = sweep_argv(tmp_path, task_data, 1)
+    (tmp_path / "space.yaml").write_text("params: {student: [s]}\nfixed: {epoch: 3}\n")
+    assert distiller(argv) == 2
+    assert "unknown trainer setting(s) ['epoch']" in capsys.readouterr().err
