@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from augment_testlib import build_tiny_marian, build_tiny_mlm, sst2_sentences
+from .augment_testlib import build_tiny_marian, build_tiny_mlm, sst2_sentences
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,7 +1,7 @@
 """`distiller augment` driven through its real argv on real SST-2 and RTE rows."""
 import json
 
-from augment_testlib import GLUE, RTE_DEV, SST2_DEV
+from .augment_testlib import GLUE, RTE_DEV, SST2_DEV
 from pipelines.cli import main
 
 

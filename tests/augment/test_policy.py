@@ -12,7 +12,7 @@ from augment import AugmentationPolicy, parse_step
 from augment import eda as eda_module
 from augment.records import column_map_for_task, read_records
 
-from augment_testlib import RTE_DEV, SST2_DEV
+from .augment_testlib import RTE_DEV, SST2_DEV
 
 
 def _records(path, task, n):

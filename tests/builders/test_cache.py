@@ -15,7 +15,7 @@ from builders import (CacheError, CacheReader, CacheSpecMismatch, CorruptShardEr
                       ForeignDirectoryError, MissingShardError, TeacherCache,
                       UnsatisfiableRequest)
 
-from synthetic import make_outputs, make_spec
+from .synthetic import make_outputs, make_spec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -8,7 +8,7 @@ import pytest
 
 from pipelines.cli import main
 
-from conftest import GLUE
+from .conftest import GLUE
 
 
 @pytest.fixture(scope="module")

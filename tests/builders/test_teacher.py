@@ -13,7 +13,7 @@ from builders import FingerprintError, Teacher, TeacherConfig, cache_key
 from builders.batching import plan_batches
 from builders.fingerprint import teacher_fingerprint
 
-from conftest import make_tiny_teacher
+from .conftest import make_tiny_teacher
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -157,7 +157,7 @@ def test_config_validation():
 
 def test_regression_teacher_on_stsb_pairs(tmp_path, sst2_rows):
     from builders import CacheReader, TeacherCache
-    from conftest import GLUE, read_tsv
+    from .conftest import GLUE, read_tsv
 
     rows = read_tsv(os.path.join(GLUE, "STS-B", "dev.tsv"), 12)
     path = make_tiny_teacher(tmp_path / "reg", [r["text_a"] for r in sst2_rows], num_labels=1)

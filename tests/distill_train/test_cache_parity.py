@@ -13,7 +13,7 @@ def _online(teacher_dir, cache_path, corpora):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from distill_train.data import OnlineTeacherProvider
-    from conftest import sst2_records
+    from .conftest import sst2_records
 
     cache = TeacherCache.open(cache_path)
     rows = {name: cache.read_corpus(name) for name in corpora}
@@ -87,7 +87,7 @@ def test_cache_missing_layers_and_vocab_mismatch_are_clear_errors(tmp_path, teac
 def test_float16_cache_tracks_the_online_run(tmp_path, teacher_dir, cache_f32, sst2_small):
     """A float16 cache stores hidden states to ~1e-3: losses stay within 1% step by step and the
     final dev metric is the float32 (= online) run's within one dev example."""
-    from conftest import build_cache
+    from .conftest import build_cache
 
     train_recs, dev_recs = sst2_small
     cache_f16 = build_cache(tmp_path / "c16", teacher_dir, train_recs, dev_recs,

@@ -46,7 +46,7 @@ def test_unknown_keys_suggest_the_right_one_and_overrides_win(tmp_path):
 def test_cli_train_evaluate_finetune_through_real_argv(tmp_path, teacher_dir, cache_f32, capsys):
     from pipelines.cli import main
 
-    from conftest import SST2
+    from .conftest import SST2
 
     kd = tmp_path / "kd.yaml"
     kd.write_text("inter_loss: mse\nmapping: skip\nstudent_init: truncate\n"

@@ -139,7 +139,7 @@ def test_student_from_config_and_mixup_rows(tmp_path, teacher_dir, teacher_outpu
 
 
 def test_finetune_from_raw_text(tmp_path, teacher_dir):
-    from conftest import SST2
+    from .conftest import SST2
 
     cfg = TrainConfig(task="sst2", mode="finetune", train_file=os.path.join(SST2, "train.tsv"),
                       dev_file=os.path.join(SST2, "dev.tsv"), student=teacher_dir,
@@ -181,7 +181,7 @@ def test_regression_task_on_sentence_pairs(tmp_path, tokenizer_dir):
     from augment.records import column_map_for_task, read_records
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from conftest import make_bert
+    from .conftest import make_bert
     from distill_train.data import InMemoryProvider, OnlineTeacherProvider
 
     stsb = "/work/shared/data/glue/STS-B"

@@ -25,6 +25,6 @@ def bad_tsv(tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_teacher(tmp_path_factory):
-    from pipeline_testlib import make_tiny_teacher
+    from .pipeline_testlib import make_tiny_teacher
 
     return make_tiny_teacher(str(tmp_path_factory.mktemp("teacher")))

@@ -11,7 +11,7 @@ import pytest
 
 from builders.cache import TeacherCache
 from pipelines.cli import main
-from pipeline_testlib import glue_path, head_tsv
+from .pipeline_testlib import glue_path, head_tsv
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from builders.reader import CacheReader
 from builders.teacher import Teacher, TeacherConfig
 from pipelines.mixup import MixupPairs, draw_pairs
 from pipelines.score import ScoreWithTeacher
-from pipeline_testlib import sst2_sentences
+from .pipeline_testlib import sst2_sentences
 
 TestPipeline.__test__ = False  # a Beam class, not a test case
 

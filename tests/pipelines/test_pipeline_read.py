@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from augment.records import ColumnMap, DeadLetter, column_map_for_task, read_records
 from pipelines.read import ReadCorpus, plan_splits
-from pipeline_testlib import glue_path, head_tsv
+from .pipeline_testlib import glue_path, head_tsv
 
 SST2 = column_map_for_task("sst2")
 
