@@ -271,17 +271,10 @@ def _cmd_fit(args) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run one of this module's commands from argv (as `distiller` would)."""
-    parser = argparse.ArgumentParser(prog="distiller")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
-    add_parsers(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2))
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"distiller {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    """Run a `distiller` command from argv (this module's commands are registered there too)."""
+    from pipelines.cli import main as distiller_main
+
+    return distiller_main(argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,44 @@
+"""Tiny random models for tests: a WordPiece tokenizer trained here on real text and a small
+BertForSequenceClassification, saved with save_pretrained (what a real teacher directory holds)."""
+from __future__ import annotations
+
+from typing import Iterable
+
+
+def wordpiece_tokenizer(texts: Iterable[str], vocab_size: int):
+    """A BERT-style fast tokenizer ([CLS] a [SEP] b [SEP], token types) trained on `texts`."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(list(texts), trainers.WordPieceTrainer(vocab_size=vocab_size,
+                                                                   special_tokens=specials))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+                                   model_input_names=["input_ids", "token_type_ids",
+                                                      "attention_mask"])
+
+
+def tiny_bert_classifier(directory, texts: Iterable[str], *, vocab_size: int = 400,
+                         num_labels: int = 2, seed: int = 0) -> str:
+    """A random 2-layer, 32-wide BertForSequenceClassification plus a tokenizer trained on
+    `texts`, both saved to `directory`; returns the directory as a string."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    fast = wordpiece_tokenizer(texts, vocab_size)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(fast), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                        num_labels=num_labels)
+    model = BertForSequenceClassification(config).eval()
+    model.save_pretrained(directory)
+    fast.save_pretrained(directory)
+    return str(directory)
