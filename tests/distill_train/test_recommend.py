@@ -1,15 +1,14 @@
 """AutoDistiller on a synthetic ledger with a planted best configuration."""
-import dataclasses
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from distill_train.features import DatasetFeatures
 from distill_train.ledger import Ledger
 from distill_train.recommend import AutoDistiller, leave_one_task_out
 from distill_train.space import SearchSpace
+from distill_train.train import TrainResult
 
 SPACE_DICT = {
     "name": "planted",
@@ -113,17 +112,6 @@ def test_errors_are_clear(tmp_path):
         AutoDistiller.load(str(tmp_path / "none.joblib"))
 
 
-@dataclasses.dataclass
-class FakeResult:
-    best_metric: float
-    metric_name: str
-    best_epoch: int
-    history: list
-    run_dir: str
-    wall_time_s: float
-    teacher_metric: float = 0.9
-
-
 def fake_train(config, *, on_epoch=None):
     """Stands in for distill_train.train.train: real TrainConfig check, planted metric."""
     from distill_train.config import TrainConfig
@@ -133,8 +121,8 @@ def fake_train(config, *, on_epoch=None):
               "mapping": cfg.mapping, "inter_loss": cfg.inter_loss, "mi_alpha": cfg.mi_alpha,
               "temperature": cfg.temperature, "lr": cfg.lr}
     metric = 0.9 * true_ratio(values, 0.0)
-    return FakeResult(metric, "accuracy", 0, [{"epoch": 0, "dev": {"accuracy": metric}}],
-                      cfg.run_dir, 0.1)
+    return TrainResult(metric, "accuracy", 0, [{"epoch": 0, "dev": {"accuracy": metric}}],
+                       cfg.run_dir, 0.1, teacher_metric=0.9)
 
 
 def test_recommend_cli_fit_rank_and_run(tmp_path, capsys):

@@ -1,6 +1,5 @@
 """Sweeps end to end through the real argv of the CLI, with a fake trainer standing in for
 distill_train.train.train (same signature style: config -> result, per-epoch callback)."""
-import dataclasses
 import json
 import os
 import shutil
@@ -11,6 +10,7 @@ import pytest
 
 from distill_train.ledger import COLUMNS, Ledger
 from distill_train.sweep_cli import main
+from distill_train.train import TrainResult
 
 GLUE = "/work/shared/data/glue"
 SPACE = """
@@ -25,17 +25,6 @@ params:
 fixed: {epochs: 3, batch_size: 8}
 """
 CALLS = []
-
-
-@dataclasses.dataclass
-class FakeResult:
-    best_metric: float
-    metric_name: str
-    best_epoch: int
-    history: list
-    run_dir: str
-    wall_time_s: float
-    teacher_metric: float = 0.8
 
 
 def fake_train(config, *, on_epoch=None):
@@ -55,7 +44,8 @@ def fake_train(config, *, on_epoch=None):
         if on_epoch is not None:
             on_epoch(epoch, entry)
     best = max(h["dev"]["accuracy"] for h in history)
-    return FakeResult(best, "accuracy", cfg.epochs - 1, history, cfg.run_dir, 0.25)
+    return TrainResult(best, "accuracy", cfg.epochs - 1, history, cfg.run_dir, 0.25,
+                       teacher_metric=0.8)
 
 
 @pytest.fixture()
