@@ -13,19 +13,17 @@ students, so it costs only student training. ``--fresh`` starts over.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import os
-import platform
 import random
 import shutil
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, Optional
 
-__all__ = ["DemoOptions", "run_demo", "main"]
+__all__ = ["DemoOptions", "run_demo", "minilm_path", "sample_tsv"]
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +83,14 @@ def _tty() -> bool:
     return sys.stderr.isatty()
 
 
-def _stage(title: str) -> float:
-    print(f"\n== {title}", flush=True)
+def _stage(say: Callable[[str], None], title: str) -> float:
+    say(f"\n== {title}")
     return time.time()
 
 
-def _done(start: float, what: str) -> float:
+def _done(say: Callable[[str], None], start: float, what: str) -> float:
     took = time.time() - start
-    print(f"   {what} ({took:.0f} s)", flush=True)
+    say(f"   {what} ({took:.0f} s)")
     return took
 
 
@@ -104,8 +102,9 @@ def _finished(run_dir: str) -> Optional[Dict]:
     return None
 
 
-def run_demo(opts: DemoOptions) -> Dict[str, object]:
-    """Run every stage; return the figures printed in the final table."""
+def run_demo(opts: DemoOptions, say: Callable[[str], None] = log.info) -> Dict[str, object]:
+    """Run every stage, reporting progress lines through `say`; return the figures of the final
+    table (distill_train.demo_cli prints them)."""
     from distill_train.config import TrainConfig
     from distill_train.train import train
     from pipelines.build import BuildOptions, build_distill_set
@@ -119,12 +118,13 @@ def run_demo(opts: DemoOptions) -> Dict[str, object]:
     train_file = os.path.join(opts.out, "data", f"sst2-train-{opts.train_size}.tsv")
     cache_dir = os.path.join(opts.out, "cache")
 
-    t = _stage(f"1/5 data: {opts.train_size} SST-2 training rows (seed {opts.seed}), full dev set")
+    t = _stage(say, f"1/5 data: {opts.train_size} SST-2 training rows (seed {opts.seed}), "
+               "full dev set")
     n = sample_tsv(os.path.join(opts.data, "SST-2", "train.tsv"), train_file,
                    opts.train_size, opts.seed)
-    print(f"   {train_file}: {n} rows; {dev_file}")
+    say(f"   {train_file}: {n} rows; {dev_file}")
 
-    t = _stage(f"2/5 teacher: fine-tune MiniLM-L6 ({base})")
+    t = _stage(say, f"2/5 teacher: fine-tune MiniLM-L6 ({base})")
     teacher_run = os.path.join(opts.out, "teacher")
     teacher_cfg = TrainConfig(task="sst2", mode="finetune", run_dir=teacher_run, student=base,
                               student_init="pretrained", train_file=train_file,
@@ -134,28 +134,29 @@ def run_demo(opts: DemoOptions) -> Dict[str, object]:
     teacher_res = _finished(teacher_run)
     if teacher_res is None:
         teacher_res = train(teacher_cfg).to_dict()
-        timings["teacher"] = _done(t, f"teacher dev accuracy {teacher_res['best_metric']:.2f}")
+        timings["teacher"] = _done(say, t, f"teacher dev accuracy {teacher_res['best_metric']:.2f}")
     else:
         timings["teacher"] = 0.0
-        print(f"   reused the teacher in {teacher_run} (dev accuracy "
-              f"{teacher_res['best_metric']:.2f})")
+        say(f"   reused the teacher in {teacher_run} (dev accuracy "
+            f"{teacher_res['best_metric']:.2f})")
     teacher_dir = os.path.join(teacher_run, "best_model")
 
-    t = _stage(f"3/5 build: augment ({opts.policy}) and score into {cache_dir} with Beam")
+    t = _stage(say, f"3/5 build: augment ({opts.policy}) and score into {cache_dir} with Beam")
     common = dict(task="sst2", teacher=teacher_dir, cache=cache_dir, runner="direct",
                   workers=opts.workers, seed=opts.seed, max_length=opts.max_length,
                   progress=False)
     train_sum = build_distill_set(BuildOptions(input=train_file, split="train",
                                                augment=opts.policy, **common))
     dev_sum = build_distill_set(BuildOptions(input=dev_file, split="dev", **common))
-    timings["build"] = _done(t, "cache committed")
+    timings["build"] = _done(say, t, "cache committed")
     for name, s in (("train", train_sum), ("dev", dev_sum)):
-        print(f"   {name}: {_summary_line(s)}")
+        say(f"   {name}: {_summary_line(s)}")
     train_corpus = [c for c in train_sum["corpora"] if "+" in c][0]
     dev_corpus = next(iter(dev_sum["corpora"]))
 
     results: Dict[str, Dict] = {}
-    t = _stage(f"4/5 student without KD: first {opts.student_layers} MiniLM layers, gold labels")
+    t = _stage(say, f"4/5 student without KD: first {opts.student_layers} MiniLM layers, "
+               "gold labels")
     nokd = TrainConfig(task="sst2", mode="finetune", run_dir=os.path.join(opts.out, "student-nokd"),
                        student=base, student_init="truncate",
                        student_num_layers=opts.student_layers, train_file=train_file,
@@ -163,9 +164,10 @@ def run_demo(opts: DemoOptions) -> Dict[str, object]:
                        epochs=opts.student_epochs, lr=1e-4, seed=opts.seed, resume=False,
                        progress=_tty())
     results["nokd"] = train(nokd).to_dict()
-    timings["student_nokd"] = _done(t, f"dev accuracy {results['nokd']['best_metric']:.2f}")
+    timings["student_nokd"] = _done(say, t, f"dev accuracy {results['nokd']['best_metric']:.2f}")
 
-    t = _stage(f"5/5 student with KD from the cache ({train_corpus}); the teacher is not loaded")
+    t = _stage(say, f"5/5 student with KD from the cache ({train_corpus}); "
+               "the teacher is not loaded")
     kd = TrainConfig(task="sst2", mode="distill", run_dir=os.path.join(opts.out, "student-kd"),
                      cache=cache_dir, train_corpus=train_corpus, dev_corpus=dev_corpus,
                      student=base, student_init="truncate",
@@ -173,7 +175,7 @@ def run_demo(opts: DemoOptions) -> Dict[str, object]:
                      inter_loss="mse", mapping="skip", epochs=opts.student_epochs, lr=1e-4,
                      seed=opts.seed, resume=False, progress=_tty())
     results["kd"] = train(kd).to_dict()
-    timings["student_kd"] = _done(t, f"dev accuracy {results['kd']['best_metric']:.2f}")
+    timings["student_kd"] = _done(say, t, f"dev accuracy {results['kd']['best_metric']:.2f}")
 
     teacher_dev = results["kd"].get("teacher_metric") or teacher_res["best_metric"]
     return {"teacher": teacher_dev, "nokd": results["nokd"]["best_metric"],
@@ -187,59 +189,3 @@ def run_demo(opts: DemoOptions) -> Dict[str, object]:
 def _summary_line(s: Dict) -> str:
     keys = ("records_read", "augmented_copies", "cache_hits", "newly_scored", "dead_letters")
     return ", ".join(f"{k.replace('_', ' ')} {s.get(k, '?')}" for k in keys)
-
-
-def print_report(res: Dict, opts: DemoOptions, total_s: float) -> None:
-    rows = [("teacher (MiniLM-L6, fine-tuned)", res["teacher"]),
-            (f"student {opts.student_layers}L, no KD", res["nokd"]),
-            (f"student {opts.student_layers}L, KD from cache", res["kd"])]
-    print("\nSST-2 dev accuracy, % (872 sentences)")
-    print("| model | accuracy |\n|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value:.2f} |")
-    t = res["timings"]
-    print("\ntime (s): " + ", ".join(f"{k} {v:.0f}" for k, v in t.items())
-          + f", total {total_s:.0f}")
-    hits = res["train_summary"].get("cache_hits", 0) + res["dev_summary"].get("cache_hits", 0)
-    new = res["train_summary"].get("newly_scored", 0) + res["dev_summary"].get("newly_scored", 0)
-    print(f"teacher cache: {hits} texts reused, {new} newly scored")
-    print("artifacts:")
-    for k, v in res["paths"].items():
-        print(f"  {k}: {v}")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
-          f"Python {platform.python_version()}")
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m distill_train.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = DemoOptions.__dataclass_fields__
-    for f in dataclasses.fields(DemoOptions):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type == "bool":
-            parser.add_argument(flag, action="store_true")
-        else:
-            parser.add_argument(flag, type=type(defaults[f.name].default), default=f.default)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import transformers
-
-    transformers.logging.set_verbosity_error()  # load reports of the classifier head are expected
-    transformers.logging.disable_progress_bar()
-    try:
-        opts = DemoOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DemoOptions)})
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
-        return 2
-    start = time.time()
-    res = run_demo(opts)
-    print_report(res, opts, time.time() - start)
-    with open(os.path.join(opts.out, "demo_result.json"), "w", encoding="utf-8") as fh:
-        json.dump({k: v for k, v in res.items()}, fh, indent=2, default=str)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
 import time
 from typing import List, Optional
+
+log = logging.getLogger("distill_train.assets.make_ledger")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -74,6 +77,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--install", action="store_true",
                         help="copy ledger.parquet and autodistiller.joblib into the assets")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -86,8 +90,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         prep = prepare_task(task, args.out, train_size=args.train_size, dev_size=args.dev_size,
                             seed=args.seed, teacher_epochs=args.teacher_epochs,
                             workers=args.workers, policy=args.policy)
-        print(f"[{task}] teacher dev metric {prep['teacher_metric']:.4f}; cache {prep['cache']} "
-              f"({time.time() - start:.0f} s)", flush=True)
+        log.info("[%s] teacher dev metric %.4f; cache %s (%.0f s)", task,
+                 prep["teacher_metric"], prep["cache"], time.time() - start)
         rc = sweep_main(["sweep", "--space", args.space, "--task", task, "--cache",
                          prep["cache"], "--task-data", prep["data"], "--trials",
                          str(args.trials), "--out", os.path.join(args.out, task, "sweep"),
@@ -95,18 +99,18 @@ def main(argv: Optional[List[str]] = None) -> int:
                          "--teacher-metric", str(prep["teacher_metric"]),
                          "--feature-cache", os.path.join(args.out, "embeddings"),
                          "--seed", str(args.seed)])
-        print(f"[{task}] sweep exit {rc} ({time.time() - start:.0f} s)", flush=True)
+        log.info("[%s] sweep exit %s (%.0f s)", task, rc, time.time() - start)
     shipped = os.path.join(args.out, "ledger.parquet")
     n = Ledger(ledger_dir).export(shipped)
     model = os.path.join(args.out, "autodistiller.joblib")
     sweep_main(["recommend-fit", "--ledger", shipped, "--out", model, "--evaluate",
                 "--note", args.note])
     sweep_main(["sweep-report", "--ledger", shipped, "--out", os.path.join(args.out, "report")])
-    print(f"{n} ledger rows in {shipped}")
+    log.info("%d ledger rows in %s", n, shipped)
     if args.install:
         shutil.copy(shipped, os.path.join(HERE, "ledger.parquet"))
         shutil.copy(model, os.path.join(HERE, "autodistiller.joblib"))
-        print(f"installed into {HERE}")
+        log.info("installed into %s", HERE)
     return 0
 
 
