@@ -2,8 +2,15 @@
 
 Used by the contextual augmenter. ``MaskedLM.predict(rows)`` takes token-id rows and the
 positions to predict in each, runs as few forward passes as the token budget allows (rows sorted
-by length, padded per batch, fp16/bf16 autocast on a GPU), applies the LM head only at the
-requested positions, and returns float32 log-probabilities over the vocabulary on the CPU.
+by length, fp16/bf16 autocast on a GPU), applies the LM head only at the requested positions,
+and returns float32 log-probabilities over the vocabulary on the CPU.
+
+Batch-independent numbers: every row is padded to its own *canonical width* (its length rounded
+up to a multiple of ``WIDTH_STEP``) and a batch only holds rows of one width. A row's scores then
+do not depend on which rows share its batch: padding to a different width changes the reduction
+order in attention and moves scores in the last float bits, which is enough to flip a sampled
+word now and then. On the CPU the scores are bit-identical whether a row is scored alone or in
+any batch (tests/augment/test_mlm.py checks this); GPU kernels give no such promise.
 """
 from __future__ import annotations
 
@@ -17,6 +24,13 @@ __all__ = ["MaskedLM", "get_masked_lm"]
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _LOADED: Dict[Tuple[str, str], "MaskedLM"] = {}
+WIDTH_STEP = 8
+HEAD_ROWS = 32
+
+
+def canonical_width(length: int) -> int:
+    """The padded width of a row of `length` tokens, whatever batch it lands in."""
+    return -(-length // WIDTH_STEP) * WIDTH_STEP
 
 
 def _pick_device(device: str):
@@ -109,26 +123,24 @@ class MaskedLM:
         rows: token ids including special tokens; positions: indices into each row.
         Returns, per row i, (log_probs [len(positions[i]), top] float32 CPU, best first;
         token_ids [len(positions[i]), top]); sub-word pieces and special tokens are excluded.
-        Rows are sorted by length and packed while rows*longest <= max_tokens.
+        Rows are grouped by canonical width (module docstring), sorted by length, and packed
+        while rows*width <= max_tokens.
         """
         import torch
 
-        order = sorted(range(len(rows)), key=lambda i: (len(rows[i]), i))
+        order = sorted(range(len(rows)), key=lambda i: (canonical_width(len(rows[i])), i))
         out: List[Optional[torch.Tensor]] = [None] * len(rows)
         pad = self.tokenizer.pad_token_id or 0
         start = 0
         while start < len(order):
+            width = canonical_width(len(rows[order[start]]))
             end = start + 1
-            first = len(rows[order[start]])
-            # length buckets: a batch grows while it fits the token budget and its rows stay
-            # within 1.15x (+2) of its shortest row, which keeps padding low
             while (end < len(order) and end - start < max_rows
-                   and (end - start + 1) * len(rows[order[end]]) <= max_tokens
-                   and len(rows[order[end]]) <= first * 1.15 + 2):
+                   and (end - start + 1) * width <= max_tokens
+                   and canonical_width(len(rows[order[end]])) == width):
                 end += 1
             batch = order[start:end]
             start = end
-            width = max(len(rows[i]) for i in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
             for r, i in enumerate(batch):
@@ -161,7 +173,15 @@ class MaskedLM:
                                                     enabled=dtype is not None):
             if self._head is not None:
                 hidden = self.model.base_model(input_ids=ids, attention_mask=mask)[0]
-                return self._head(hidden[bi.to(self.device), pi.to(self.device)])
+                picked = hidden[bi.to(self.device), pi.to(self.device)]
+                # The head runs on blocks of exactly HEAD_ROWS rows (the last one zero-padded):
+                # a matmul over fewer rows takes another kernel whose sums differ in the last
+                # bits, so a row's scores would depend on how many positions share its batch.
+                n = picked.shape[0]
+                blocks = -(-n // HEAD_ROWS)
+                padded = picked.new_zeros((blocks * HEAD_ROWS, picked.shape[1]))
+                padded[:n] = picked
+                return torch.cat([self._head(b) for b in padded.split(HEAD_ROWS)])[:n]
             return self.model(input_ids=ids, attention_mask=mask).logits[
                 bi.to(self.device), pi.to(self.device)]
 
