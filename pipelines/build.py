@@ -25,7 +25,7 @@ import apache_beam as beam
 
 from augment.records import ColumnMap, column_map_for_task
 from pipelines.augmentation import AugmentCorpus
-from pipelines.dedupe import CachedKeys, DedupeByKey, DropCachedKeys
+from pipelines.dedupe import CachedKeys, MissingKeys
 from pipelines.finalize import CommitAndIndex
 from pipelines.keying import KeyRecords
 from pipelines.mixup import MixupPairs
@@ -59,6 +59,7 @@ class BuildOptions:
     split: str = "train"            # split name used in corpus names
     runner: str = "direct"          # direct | dask | any Beam runner name
     workers: int = 2                # worker processes (direct, local dask)
+    threads_per_worker: Optional[int] = None  # torch threads per local worker; None = CPUs//workers
     dask_address: Optional[str] = None  # existing dask scheduler; None starts a local cluster
     dead_letters: Optional[str] = None  # JSONL of rejected rows; default next to the cache
     seed: int = 0                   # base seed of every augmentation choice
@@ -84,6 +85,8 @@ class BuildOptions:
             raise FileNotFoundError(f"--input {self.input!r} does not exist")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.threads_per_worker is not None and self.threads_per_worker < 1:
+            raise ValueError(f"threads_per_worker must be >= 1, got {self.threads_per_worker}")
         if self.max_length < 2:
             raise ValueError(f"max_length must be >= 2, got {self.max_length}")
         if self.limit is not None and self.limit < 0:
@@ -117,8 +120,8 @@ def _teacher_config(opts: BuildOptions):
 
     # Each local worker process gets its share of this machine's CPUs (no oversubscription);
     # on a remote runner (or a remote dask scheduler) workers use the CPUs they have.
-    threads = None
-    if is_local_runner(opts.runner) and not opts.dask_address:
+    threads = opts.threads_per_worker
+    if threads is None and is_local_runner(opts.runner) and not opts.dask_address:
         threads = max(1, len(os.sched_getaffinity(0)) // opts.workers)
     return TeacherConfig(model=opts.teacher, max_length=opts.max_length, layers=opts.layers,
                          pooling=opts.pooling, attentions=opts.attentions, num_threads=threads)
@@ -155,8 +158,7 @@ class BuildDistillSet(beam.PTransform):
         records = everything | "originals_and_copies" >> beam.Flatten()
         cached = pbegin | "cached_keys" >> CachedKeys(o.cache)
         shards = (records
-                  | "dedupe" >> DedupeByKey()
-                  | "drop_cached" >> DropCachedKeys(cached)
+                  | "missing_keys" >> MissingKeys(cached)
                   | "score" >> ScoreWithTeacher(
                       self.teacher_config, cache_path=o.cache, unit_size=o.unit_size,
                       write_shards=o.write_shards_in_scoring, share_model=o.share_model,
@@ -175,8 +177,7 @@ class BuildDistillSet(beam.PTransform):
         pairs = records | "mixup_pairs" >> MixupPairs(
             pairs_per_example=o.mixup, alpha=o.mixup_alpha, seed=o.seed)
         mixed_shards = (pairs
-                        | "dedupe_mixup" >> DedupeByKey()
-                        | "drop_cached_mixup" >> DropCachedKeys(cached)
+                        | "missing_mixup_keys" >> MissingKeys(cached)
                         | "score_mixup" >> ScoreWithTeacher(
                             self.teacher_config, cache_path=o.cache, unit_size=o.unit_size,
                             share_model=o.share_model, progress_dir=self.progress_dir,

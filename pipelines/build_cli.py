@@ -48,6 +48,9 @@ def add_parsers(subparsers) -> None:
                         "FlinkRunner/SparkRunner/DataflowRunner (options after --)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="worker processes for direct and local dask (default: %(default)s)")
+    p.add_argument("--threads-per-worker", type=int, default=None,
+                   help="torch threads per worker process (default: this machine's CPUs / "
+                        "--workers for local runners, the worker's own CPUs on a cluster)")
     p.add_argument("--dask-address", default=None,
                    help="existing dask scheduler (tcp://host:8786); default starts a local one")
     p.add_argument("--split", default="train", help="split name used in corpus names")
@@ -107,7 +110,8 @@ def options_from_args(args):
     return BuildOptions(
         input=args.input, task=args.task, teacher=args.teacher, cache=args.cache,
         augment=args.augment, split=args.split, runner=args.runner, workers=args.workers,
-        dask_address=args.dask_address, dead_letters=args.dead_letters, seed=args.seed,
+        threads_per_worker=args.threads_per_worker, dask_address=args.dask_address,
+        dead_letters=args.dead_letters, seed=args.seed,
         max_length=args.max_length, reject_long=args.reject_long, fmt=args.fmt, columns=columns,
         limit=args.limit, layers=args.layers, pooling=args.pooling, attentions=args.attentions,
         dtype=args.dtype, unit_size=args.unit_size, share_model=args.share_model,

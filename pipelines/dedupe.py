@@ -4,6 +4,9 @@ Many records share a key (a duplicate sentence, an augmented copy equal to anoth
 the cache may already hold a key from an earlier build; the teacher should see each missing key
 once. The cache's keys arrive as a PCollection and are joined with CoGroupByKey, so the join
 scales with the runner instead of loading a key set into one worker.
+
+`MissingKeys` does both in one shuffle (the build uses it); `DedupeByKey` then `DropCachedKeys`
+give the same pairs with one shuffle more.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import Any, Dict, Iterable, Iterator, Tuple
 
 import apache_beam as beam
 
-__all__ = ["DedupeByKey", "DropCachedKeys", "CachedKeys", "pick_representative",
+__all__ = ["DedupeByKey", "DropCachedKeys", "MissingKeys", "CachedKeys", "pick_representative",
            "list_cache_shards", "list_shard_keys"]
 
 
@@ -95,3 +98,29 @@ class DropCachedKeys(beam.PTransform):
         return ({"todo": pairs, "cached": self.cached}
                 | "join_with_cache" >> beam.CoGroupByKey()
                 | "keep_missing" >> beam.FlatMap(_missing_only))
+
+
+def _missing_representative(item) -> Iterator[Tuple[str, Dict[str, Any]]]:
+    key, groups = item
+    todo = list(groups["todo"])
+    if not todo:
+        return
+    if any(True for _ in groups["cached"]):
+        beam.metrics.Metrics.counter("distiller", "cache_hits").inc()
+        return
+    yield pick_representative((key, todo))
+
+
+class MissingKeys(beam.PTransform):
+    """keyed records → (key, the record with the smallest id) per distinct key that `cached`
+    (a PCollection of (key, _)) lacks: DedupeByKey and DropCachedKeys in a single shuffle."""
+
+    def __init__(self, cached):
+        super().__init__()
+        self.cached = cached
+
+    def expand(self, records):
+        return ({"todo": records | "by_key" >> beam.Map(lambda r: (r["key"], r)),
+                 "cached": self.cached}
+                | "join_with_cache" >> beam.CoGroupByKey()
+                | "keep_missing" >> beam.FlatMap(_missing_representative))

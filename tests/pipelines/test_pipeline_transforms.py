@@ -8,7 +8,7 @@ from builders.cache import TeacherCache
 from builders.teacher import Teacher, TeacherConfig
 from pipelines.augmentation import AugmentCorpus
 from pipelines.batching import BatchRecords
-from pipelines.dedupe import CachedKeys, DedupeByKey, DropCachedKeys
+from pipelines.dedupe import CachedKeys, DedupeByKey, DropCachedKeys, MissingKeys
 from pipelines.keying import KeyRecords
 from pipelines.score import ScoreWithTeacher, cut_units
 
@@ -80,10 +80,13 @@ def test_dedupe_and_join_against_a_real_cache_drop_exactly_the_cached_keys(teach
              for r in RECORDS]
     with TestPipeline() as p:
         cached = p | "cached" >> CachedKeys(cache_path)
-        todo = p | beam.Create(keyed) | DedupeByKey() | DropCachedKeys(cached)
+        rows = p | beam.Create(keyed)
+        todo = rows | DedupeByKey() | DropCachedKeys(cached)
+        fused = rows | "fused" >> MissingKeys(cached)  # the same in one shuffle
+        expected = [(keyed[0]["key"], keyed[0]), (keyed[3]["key"], keyed[3])]
         assert_that(cached, equal_to([(keyed[1]["key"], None)]), label="cached")
-        assert_that(todo, equal_to([(keyed[0]["key"], keyed[0]), (keyed[3]["key"], keyed[3])]),
-                    label="todo")
+        assert_that(todo, equal_to(expected), label="todo")
+        assert_that(fused, equal_to(expected), label="fused")
 
 
 def test_units_are_sorted_by_key_balanced_and_cover_everything():
