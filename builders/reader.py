@@ -10,6 +10,7 @@ import bisect
 import collections
 import logging
 import os
+import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import CacheSpecMismatch, CorruptShardError, UnsatisfiableRequest
@@ -33,7 +34,10 @@ class CacheReader:
     ~512 KB of stored rows). memory_map: map shard files instead of reading row groups with
     positioned reads; mapped pages count towards RSS as they are touched, so the default (False)
     keeps resident memory bounded by the LRU whatever the cache size.
+    Thread-safe; the trainer prefetches batches from it on a background thread (prefetch_safe).
     """
+
+    prefetch_safe = True  # reads and decodes (GIL released): fit for Batches(prefetch=True)
 
     def __init__(self, path: str, layers: Optional[Sequence[int]] = None,
                  attentions: Union[bool, Sequence[int]] = False,
@@ -106,13 +110,19 @@ class CacheReader:
         self._lru: "collections.OrderedDict[Tuple[int, int], Dict[str, Any]]" = \
             collections.OrderedDict()
         self._max_groups = max(1, int(max_row_groups))
+        self._lock = threading.RLock()
 
     def __getstate__(self) -> Dict[str, Any]:
         # Open files and decoded row groups stay behind (DataLoader workers): reopened lazily.
         state = dict(self.__dict__)
         state["_files"] = [None] * len(self._files)
         state["_lru"] = collections.OrderedDict()
+        del state["_lock"]
         return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     def _file(self, s: int):
         if self._files[s] is None:
@@ -169,7 +179,8 @@ class CacheReader:
         return self.get_row(row)
 
     def get_many(self, keys: Sequence[str]) -> List[Dict[str, Any]]:
-        """Rows of `keys`, in that order; rows sharing a row group are decoded together."""
+        """Rows of `keys`, in that order; rows sharing a row group are decoded together.
+        Safe to call from several threads (the trainer prefetches on one)."""
         rows = [self.row_of(k) for k in keys]
         out: List[Optional[Dict[str, Any]]] = [None] * len(rows)
         for i in sorted(range(len(rows)), key=lambda i: rows[i]):
@@ -186,7 +197,8 @@ class CacheReader:
         s = bisect.bisect_right(self._shard_starts, row) - 1
         local = row - self._shard_starts[s]
         g = bisect.bisect_right(self._group_starts[s], local) - 1
-        cols = self._group(s, g)
+        with self._lock:  # the row-group LRU and the open files are shared between threads
+            cols = self._group(s, g)
         try:
             ex = decode_row(cols, local - self._group_starts[s][g], self.spec, layers=self.layers,
                             attentions=self.attentions)

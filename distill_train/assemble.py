@@ -121,7 +121,7 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
     check_vocab(model, tokenizer, max_token_id=int(max(sample["input_ids"])))
     fetch = cache_fetcher(provider, pad_id=pad_id, layers=layers, attn_layers=attn_layers)
     train = Batches(train_rows, fetch, batch_size=config.batch_size, shuffle=True,
-                    seed=config.seed)
+                    seed=config.seed, prefetch=bool(getattr(provider, "prefetch_safe", False)))
     dev = None
     if dev_rows:
         dev = Batches(dev_rows, cache_fetcher(dev_provider, pad_id=pad_id),

@@ -173,14 +173,20 @@ def text_examples(records: Sequence[Mapping], tokenizer, max_length: int) -> Lis
 
 class Batches:
     """Iterates rows in batches: shuffled per epoch from (seed, epoch) only, so an epoch's order is
-    the same after a resume; `fetch` turns a list of rows into a padded batch."""
+    the same after a resume; `fetch` turns a list of rows into a padded batch.
+
+    prefetch: fetch the next batch on a background thread while the caller trains on this one.
+    Only for fetchers that read and decode (the cache reader: pyarrow and torch copies release
+    the GIL); a fetcher that computes (an online teacher) would only fight the training step for
+    the same cores. Batches and their order are the same either way."""
 
     def __init__(self, rows: Sequence[Mapping], fetch: Callable[[Sequence[Mapping]], Dict],
-                 *, batch_size: int, shuffle: bool, seed: int = 0):
+                 *, batch_size: int, shuffle: bool, seed: int = 0, prefetch: bool = False):
         if not rows:
             raise ValueError("no examples to iterate over (empty corpus?)")
         self.rows, self.fetch = list(rows), fetch
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.prefetch = prefetch
 
     def __len__(self) -> int:
         return (len(self.rows) + self.batch_size - 1) // self.batch_size
@@ -194,9 +200,25 @@ class Batches:
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[Tuple[List[Mapping], Dict[str, Any]]]:
         """(rows, batch) pairs of one epoch, skipping the first `skip` batches (resume)."""
         order = self.order(epoch)
-        for start in range(skip * self.batch_size, len(order), self.batch_size):
-            rows = [self.rows[i] for i in order[start:start + self.batch_size]]
-            yield rows, self.fetch(rows)
+        chunks = ([self.rows[i] for i in order[start:start + self.batch_size]]
+                  for start in range(skip * self.batch_size, len(order), self.batch_size))
+        if not self.prefetch:
+            for rows in chunks:
+                yield rows, self.fetch(rows)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        # One fetch in flight at most; leaving the loop early waits for it (pool shutdown), so
+        # no fetch outlives the epoch.
+        with ThreadPoolExecutor(1, thread_name_prefix="distiller-prefetch") as pool:
+            pending = None
+            for rows in chunks:
+                future = pool.submit(self.fetch, rows)
+                if pending is not None:
+                    yield pending[0], pending[1].result()
+                pending = (rows, future)
+            if pending is not None:
+                yield pending[0], pending[1].result()
 
 
 def text_fetcher(pad_id: int = 0) -> Callable[[Sequence[Mapping]], Dict[str, Any]]:

@@ -204,3 +204,25 @@ def test_regression_task_on_sentence_pairs(tmp_path, tokenizer_dir):
     res = train(cfg, provider=provider, train_rows=rows["train"], dev_rows=rows["dev"])
     assert res.metric_name == "pearson" and set(res.history[0]["dev"]) == {"pearson", "spearman"}
     assert -100 <= res.best_metric <= 100 and res.teacher_metric is not None
+
+
+def test_prefetched_batches_equal_plain_ones_and_no_fetch_outlives_the_loop():
+    import threading
+
+    from distill_train.data import Batches
+
+    rows = [{"i": i} for i in range(23)]
+    calls = []
+
+    def fetch(chunk):
+        calls.append(threading.current_thread().name)
+        return [r["i"] for r in chunk]
+
+    plain = Batches(rows, fetch, batch_size=5, shuffle=True, seed=1)
+    ahead = Batches(rows, fetch, batch_size=5, shuffle=True, seed=1, prefetch=True)
+    assert list(ahead.epoch(2, skip=1)) == list(plain.epoch(2, skip=1))
+    assert any(name.startswith("distiller-prefetch") for name in calls)
+    it = ahead.epoch(0)
+    next(it)
+    it.close()  # leaving early: the pool is shut down, its thread gone
+    assert not any(t.name.startswith("distiller-prefetch") for t in threading.enumerate())
