@@ -2,11 +2,12 @@
 
     .venv/bin/python benchmarks/results.py --out runs/results [--tasks sst2,rte,stsb] [--seeds 3]
 
-For each task (SST-2, RTE, STS-B from ../shared/data): fine-tune the MiniLM-L6 teacher (on
-the whole RTE / STS-B train sets, on the SST-2 sample), build the teacher cache of a seeded
+For each task (SST-2, RTE, STS-B from ../shared/data): fine-tune the MiniLM-L6 teacher (on the
+whole RTE / STS-B train sets, on a 2,000-sentence SST-2 sample), build the teacher cache of a seeded
 training sample (--train-size) with the Beam pipeline (originals, an EDA-augmented variant and,
 for --mixup-tasks, offline mixup pairs), then train a 2-layer student (the first MiniLM layers)
-several ways on that sample, each with `--seeds` seeds:
+several ways on that sample, each with `--seeds` seeds (every configuration on --full-tasks,
+--other-configs elsewhere):
 
   nokd          fine-tuned on gold labels, no teacher
   pred          prediction-layer KD only (KL at tau; MSE for STS-B), from the cache
@@ -38,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from distill_train.demo import DEFAULT_DATA, minilm_path, sample_tsv  # noqa: E402
 
 TASK_FILES = {"sst2": "SST-2", "rte": "RTE", "stsb": "STS-B"}
+TEACHER_SAMPLE = {"sst2": 2000}  # the teacher's training sample (whole train set elsewhere)
 MAX_LENGTH = {"sst2": 64, "rte": 128, "stsb": 64}  # pairs over: STS-B 3.4% at 64, RTE 12.8% at 128
 CONFIGS = {
     "pred": dict(pred_loss="kl", inter_loss="none"),
@@ -65,7 +67,11 @@ def prepare_task(task: str, args) -> Dict[str, str]:
         train_file = os.path.join(root, "data", f"train-{sizes[task]}.tsv")
         if not os.path.exists(train_file):
             sample_tsv(full_train, train_file, int(sizes[task]), 0)
-    teacher_file = train_file if task == "sst2" else full_train
+    teacher_file = full_train
+    if task in TEACHER_SAMPLE:
+        teacher_file = os.path.join(root, "data", f"teacher-train-{TEACHER_SAMPLE[task]}.tsv")
+        if not os.path.exists(teacher_file):
+            sample_tsv(full_train, teacher_file, TEACHER_SAMPLE[task], 0)
     dev_file = os.path.join(src, "dev.tsv")
     max_len = MAX_LENGTH[task]
     teacher_run = os.path.join(root, "teacher")
@@ -81,7 +87,8 @@ def prepare_task(task: str, args) -> Dict[str, str]:
                                         **common))
     dv = build_distill_set(BuildOptions(input=dev_file, split="dev", **common))
     names = list(tr["corpora"])
-    paths = {"root": root, "cache": cache, "teacher": teacher, "train_file": train_file,
+    runs = os.path.join(root, f"runs-{os.path.basename(train_file)[:-4]}")  # one per sample
+    paths = {"root": root, "runs": runs, "cache": cache, "teacher": teacher, "train_file": train_file,
              "dev_file": dev_file, "plain": names[0], "aug": names[-1],
              "dev": next(iter(dv["corpora"])), "max_length": str(max_len)}
     if task in args.mixup_tasks.split(","):
@@ -94,7 +101,7 @@ def run_one(task: str, name: str, seed: int, paths: Dict[str, str], args) -> Dic
     from distill_train.config import TrainConfig
     from distill_train.train import train
 
-    run_dir = os.path.join(paths["root"], "runs", f"{name}-s{seed}")
+    run_dir = os.path.join(paths["runs"], f"{name}-s{seed}")
     done = os.path.join(run_dir, "result.json")
     if os.path.exists(done):
         with open(done, encoding="utf-8") as fh:
@@ -196,10 +203,14 @@ def main(argv=None) -> int:
     p.add_argument("--mixup-tasks", default="rte,stsb",
                    help="tasks whose build adds offline mixup pairs (the pred+mixup rows)")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--train-size", default="sst2=2000,rte=600,stsb=1500",
-                   help="seeded training samples per task (a task not named: its whole train "
-                        "set); the teacher is fine-tuned on the whole RTE/STS-B train set and "
-                        "on the SST-2 sample")
+    p.add_argument("--train-size", default="sst2=1000,rte=400,stsb=800",
+                   help="the students' seeded training sample per task (a task not named: its "
+                        "whole train set); the teacher is fine-tuned on the whole RTE/STS-B train "
+                        "set and on a 2,000-sentence SST-2 sample")
+    p.add_argument("--full-tasks", default="sst2",
+                   help="tasks that run every configuration in --configs; the others run "
+                        "--other-configs (to fit the time: see README)")
+    p.add_argument("--other-configs", default="nokd,pred,pred+mse,pred+mixup")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--temperature", type=float, default=2.0)
@@ -217,7 +228,8 @@ def main(argv=None) -> int:
     for task in args.tasks.split(","):
         paths = prepare_task(task, args)
         results[task] = {}
-        for name in args.configs.split(","):
+        configs = args.configs if task in args.full_tasks.split(",") else args.other_configs
+        for name in configs.split(","):
             for seed in range(args.seeds):
                 res = run_one(task, name, seed, paths, args)
                 if res is None:
