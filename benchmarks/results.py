@@ -88,8 +88,8 @@ def prepare_task(task: str, args) -> Dict[str, str]:
     dv = build_distill_set(BuildOptions(input=dev_file, split="dev", **common))
     names = list(tr["corpora"])
     runs = os.path.join(root, f"runs-{os.path.basename(train_file)[:-4]}")  # one per sample
-    paths = {"root": root, "runs": runs, "cache": cache, "teacher": teacher, "train_file": train_file,
-             "dev_file": dev_file, "plain": names[0], "aug": names[-1],
+    paths = {"root": root, "runs": runs, "cache": cache, "teacher": teacher,
+             "train_file": train_file, "dev_file": dev_file, "plain": names[0], "aug": names[-1],
              "dev": next(iter(dv["corpora"])), "max_length": str(max_len)}
     if task in args.mixup_tasks.split(","):
         mx = build_distill_set(BuildOptions(input=train_file, split="train", mixup=1, **common))
