@@ -191,7 +191,7 @@ def compute_features(train: Sequence[Dict[str, Any]], dev: Sequence[Dict[str, An
         difficulty_prior=prior, embedding=tuple(float(x) for x in emb), encoder=encoder.name)
 
 
-def _find_split(data_dir: str, split: str) -> str:
+def find_split(data_dir: str, split: str) -> str:
     for ext in (".tsv", ".csv", ".jsonl", ".json", ".parquet"):
         path = os.path.join(data_dir, split + ext)
         if os.path.exists(path):
@@ -207,7 +207,7 @@ def load_task_records(data_dir: str, task: str, *, limit: Optional[int] = None):
     columns = column_map_for_task(task)
     splits = []
     for split in ("train", "dev"):
-        path = _find_split(data_dir, split)
+        path = find_split(data_dir, split)
         rows = list(read_records(path, columns, limit=limit))
         dead = [r for r in rows if isinstance(r, DeadLetter)]
         if dead:

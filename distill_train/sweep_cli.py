@@ -45,6 +45,11 @@ def add_parsers(subparsers) -> None:
                    help="teacher dev metric (default: from the trainer's result)")
     p.add_argument("--trainer", default="distill_train.train:train",
                    help="trainer as module:function (default %(default)s)")
+    p.add_argument("--no-build", dest="build", action="store_false",
+                   help="do not build the corpus variants the space needs and the cache lacks "
+                        "(default: build them through the pipeline from TASK_DATA/train.*)")
+    p.add_argument("--build-workers", type=int, default=1,
+                   help="pipeline worker processes for those builds")
     _encoder_args(p)
     p.set_defaults(func=_cmd_sweep)
 
@@ -103,6 +108,16 @@ def _cmd_sweep(args) -> int:
     from distill_train.sweep import SweepOptions, run_sweep, teacher_info
 
     space = load_space(args.space)
+    if args.build:
+        from distill_train.features import find_split
+        from distill_train.sweep import build_missing_corpora
+
+        for s in build_missing_corpora(space, task=args.task, cache=args.cache,
+                                       train_file=find_split(args.task_data, "train"),
+                                       teacher=teacher_info(args.cache)["model"],
+                                       workers=args.build_workers):
+            log.info("built %s: %d newly scored, %d cache hits", list(s["corpora"]),
+                     s["newly_scored"], s["cache_hits"])
     teacher, fingerprint = args.teacher, args.teacher_fingerprint
     if teacher is None or fingerprint is None:
         info = teacher_info(args.cache)

@@ -101,13 +101,14 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str],
     for d in dead:
         reasons[reason_category(d.reason)] = reasons.get(reason_category(d.reason), 0) + 1
     unique_keys = len({r["key"] for r in rows})
-    scored = sum(i.rows for i in infos)
+    mixup_keys = len({r["key"] for r in mixed})
+    scored = sum(i.rows for i in infos)  # records' and mixup pairs' outputs alike
     summary = {
         "records_read": len(originals),
         "augmented_copies": len(rows) - len(originals),
         "unique_keys": unique_keys,
         "newly_scored": scored,
-        "cache_hits": unique_keys - scored,
+        "cache_hits": unique_keys + mixup_keys - scored,  # of records' and pairs' keys
         "committed_rows": sum(i.rows for i in added),
         "shards_written": len(infos),
         "bytes_written": sum(i.bytes for i in infos),
@@ -115,6 +116,7 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str],
         "dead_letters": len(dead),
         "dead_letter_reasons": dict(sorted(reasons.items())),
         "mixup_pairs": len(mixed),
+        "mixup_unique_keys": mixup_keys,
         "corpora": {name: (len(originals) if n == 0 else len(rows) + (
             len(mixed) if mixup and n == len(corpus_names) - 1 else 0))
             for n, name in enumerate(corpus_names)},

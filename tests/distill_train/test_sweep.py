@@ -68,7 +68,7 @@ def sweep_argv(tmp_path, task_data, trials, *extra):
             "--task-data", task_data, "--trials", str(trials), "--out", str(tmp_path / "out"),
             "--teacher", "minilm-rte", "--teacher-fingerprint", "fp0123",
             "--trainer", f"{__name__}:fake_train", "--encoder", "hashing",
-            "--feature-cache", str(tmp_path / "emb"), *extra]
+            "--feature-cache", str(tmp_path / "emb"), "--no-build", *extra]
 
 
 def test_three_trials_end_to_end_then_resume(tmp_path, task_data, capsys):
@@ -242,3 +242,35 @@ def test_the_distiller_command_reaches_the_sweep_commands(tmp_path, task_data, c
     (tmp_path / "space.yaml").write_text("params: {student: [s]}\nfixed: {epoch: 3}\n")
     assert distiller(argv) == 2
     assert "unknown trainer setting(s) ['epoch']" in capsys.readouterr().err
+
+
+def test_sweep_builds_the_corpus_variants_its_space_needs(tmp_path, task_data, teacher_dir):
+    """augmentation x mixup choices the cache lacks are built through the pipeline, scoring
+    only new texts; a second call finds nothing missing."""
+    from distill_train.space import SearchSpace
+    from distill_train.sweep import build_missing_corpora, needed_corpora
+    from pipelines.build import BuildOptions, build_distill_set
+    from builders.cache import TeacherCache
+
+    cache = str(tmp_path / "cache")
+    train = os.path.join(task_data, "train.tsv")
+    first = build_distill_set(BuildOptions(input=train, task="rte", teacher=teacher_dir,
+                                           cache=cache, max_length=64, workers=1,
+                                           progress=False))
+    space = SearchSpace.from_dict({"params": {"augmentation": ["none", "eda_swap:0.3"],
+                                              "mixup": [False, True]}})
+    wanted = [c for _, _, c in needed_corpora(space, "rte")]
+    assert wanted[0] == "rte-train" and len(set(wanted)) == 4
+    built = build_missing_corpora(space, task="rte", cache=cache, train_file=train,
+                                  teacher=teacher_dir)
+    assert len(built) == 2  # one build per augmentation choice, with its mixup pairs
+    assert set(wanted) <= set(TeacherCache.open(cache).corpora())
+    assert all(b["cache_hits"] >= first["unique_keys"] for b in built)
+    assert built[0]["newly_scored"] == (built[0]["unique_keys"] - first["unique_keys"]
+                                        + built[0]["mixup_unique_keys"])
+    assert build_missing_corpora(space, task="rte", cache=cache, train_file=train,
+                                 teacher=teacher_dir) == []
+    named = SearchSpace.from_dict({"params": {"augmentation": ["corpus:nowhere"]}})
+    with pytest.raises(ValueError, match="nowhere"):
+        build_missing_corpora(named, task="rte", cache=cache, train_file=train,
+                              teacher=teacher_dir)
