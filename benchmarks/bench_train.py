@@ -9,7 +9,11 @@ Ratios are measured in one run on the same machine and threads:
   C. KD-from-cache epoch (prediction + MSE intermediate, student of B) / plain fine-tuning epoch
      of the same student on gold labels                         (target <= 1.15x)
      and, separately, the MI-alpha (Transformer critic) epoch / fine-tuning epoch.
-Also the data-loading share (time inside the cache reader's get_many / epoch) of the cache epochs.
+  D. Peak RSS of a training process (MiniLM -> 2 layers, KL + MSE, one epoch) reading a cache of
+     >= --big-cache-gb GB (real outputs of all 7 layers under copied keys; the corpus samples
+     --big-cache-rows rows across every shard), next to the same process on the small cache.
+Also the data-loading share (time inside the cache reader's get_many / epoch) of the cache epochs;
+the trainer prefetches the next batch on a background thread, so that time overlaps training.
 Each epoch time is the best of --repeats runs (MI-alpha: one run), measured from the
 optimizer-step timestamps (setup and evaluation excluded). The default (256 sentences, best of 2)
 takes about 10 minutes on a busy 2-core machine; --examples 512 gives steadier ratios. The teacher's one-off scoring time for the cache is reported.
@@ -36,6 +40,7 @@ class TimedProvider:
 
     def __init__(self, inner):
         self.inner, self.seconds = inner, 0.0
+        self.prefetch_safe = getattr(inner, "prefetch_safe", False)
         self.spec = getattr(inner, "spec", None)
         if self.spec is None:
             del self.spec
@@ -120,12 +125,77 @@ def scenario(name, teacher_dir, records, student_kw, work, args):
     return t_online, t_cache, min(shares), scoring, cache, cfg
 
 
+TRAIN_CHILD = r"""
+import json, sys, time
+sys.path.insert(0, %(repo)r)
+import torch
+torch.set_num_threads(%(threads)d)
+from distill_train.config import TrainConfig
+from distill_train.train import train
+t = time.perf_counter()
+train(TrainConfig(task="sst2", cache=%(cache)r, train_corpus=%(corpus)r, student=%(student)r,
+                  student_init="truncate", student_num_layers=2, inter_loss="mse",
+                  mapping="skip", epochs=1, batch_size=32, progress=False, log_every=1000,
+                  resume=False, run_dir=%(run_dir)r))
+hwm = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
+print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": hwm}))
+"""
+
+
+def train_child(cache, corpus, student, run_dir, threads):
+    """{"seconds", "peak_rss_mb"} of one training epoch in a fresh process."""
+    import subprocess
+
+    code = TRAIN_CHILD % {"repo": os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "threads": threads, "cache": cache, "corpus": corpus,
+                          "student": str(student), "run_dir": run_dir}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"the training child failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def big_cache_rss(teacher_dir, records, work, args):
+    """D: peak RSS training from a >= args.big_cache_gb GB cache vs from a small one."""
+    import random
+
+    from builders.cache import TeacherCache
+    from builders.teacher import Teacher, TeacherConfig
+
+    teacher = Teacher(TeacherConfig(model=teacher_dir, max_length=64,
+                                    num_threads=args.threads, num_labels=2)).load()
+    outputs = teacher.score(records)
+    path = os.path.join(work, "cache-big")
+    cache = TeacherCache.create(path, teacher.spec("float16"))
+    size, copy, rows = 0, 0, []
+    while size < args.big_cache_gb * 1e9:
+        batch = [dict(o, key=f"{o['key']}~{copy}") for o in outputs]
+        size += sum(i.bytes for i in cache.add(batch))
+        rows += [{"id": f"{r['id']}~{copy}", "key": b["key"], "label": r["label"]}
+                 for r, b in zip(records, batch)]
+        copy += 1
+    sample = sorted(random.Random(0).sample(rows, min(len(rows), args.big_cache_rows)),
+                    key=lambda r: r["id"])
+    cache.write_corpus("sst2-big", sample)
+    cache.write_corpus("sst2-small", rows[:len(records)])
+    small = train_child(path, "sst2-small", teacher_dir, os.path.join(work, "run-small"),
+                        args.threads)
+    big = train_child(path, "sst2-big", teacher_dir, os.path.join(work, "run-big"), args.threads)
+    return {"cache_gb": size / 1e9, "cache_rows": len(rows), "corpus_rows": len(sample),
+            "small_corpus_rows": len(records), "small_peak_rss_mb": small["peak_rss_mb"],
+            "big_peak_rss_mb": big["peak_rss_mb"], "big_epoch_s": big["seconds"]}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=256, help="SST-2 training sentences")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--repeats", type=int, default=2, help="best of N epochs per setting")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--big-cache-gb", type=float, default=2.0,
+                        help="size of the cache of scenario D (0 skips D)")
+    parser.add_argument("--big-cache-rows", type=int, default=1024,
+                        help="training rows sampled across the big cache")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     import torch
@@ -191,6 +261,13 @@ def main(argv=None):
         print(f"C KD from cache (KL + MSE) {ca:.2f}s vs fine-tuning {t_ft:.2f}s per epoch: "
               f"{ca / t_ft:.2f}x (target <= 1.15); MI-alpha (Transformer critics) {t_mi:.2f}s: "
               f"{t_mi / t_ft:.2f}x", flush=True)
+        if args.big_cache_gb > 0:
+            d = big_cache_rss(minilm, records, work, args)
+            out.update({f"D_{k}": v for k, v in d.items()})
+            print(f"D training from a {d['cache_gb']:.2f} GB cache ({d['cache_rows']} rows; "
+                  f"{d['corpus_rows']} sampled across it): peak RSS {d['big_peak_rss_mb']:.0f} MB"
+                  f" vs {d['small_peak_rss_mb']:.0f} MB on {d['small_corpus_rows']} rows of it",
+                  flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(out, fh, indent=2)
