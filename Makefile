@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install wordnet test test-fast demo bench clean
+.PHONY: install wordnet lint test test-fast demo bench clean
 
 $(STAMP): setup.cfg
 	python3 -m venv $(VENV)
@@ -24,7 +24,10 @@ wordnet:
 	@test -f /usr/share/wordnet/data.noun || { $(SUDO) apt-get update -q && \
 	  $(SUDO) apt-get install -y -q wordnet-base wordnet-sense-index; }
 
-test: install
+lint: install
+	$(PY) -m flake8
+
+test: install lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 test-fast: install

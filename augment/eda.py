@@ -14,8 +14,9 @@ Two ways to use them:
   span-preserving edits.
 
 Differences from EDA's code, on purpose: stop words and names (capitalised words inside a
-sentence) are never replaced or used as insertion sources (EDA inserts synonyms of any word); candidate lists are sorted before sampling; every
-choice comes from a per-job generator rather than the global ``random`` state.
+sentence) are never replaced or used as insertion sources (EDA inserts synonyms of any word);
+candidate lists are sorted before sampling; every choice comes from a per-job generator rather
+than the global ``random`` state.
 """
 from __future__ import annotations
 

@@ -80,8 +80,6 @@ def record_id(source: str, row: int) -> str:
     return f"{os.path.basename(source)}:{row}"
 
 
-
-
 def parse_row(row: Dict[str, Any], *, columns: ColumnMap, source: str, index: int,
               raw: Optional[str] = None) -> Union[Dict[str, Any], DeadLetter]:
     """Turn one source row (column -> value) into a record, or a DeadLetter with the reason."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from typing import List, NamedTuple, Sequence, Tuple
 
-__all__ = ["Word", "split_words", "editable", "is_clitic", "looks_like_name", "apply_edits", "match_case",
+__all__ = ["Word", "split_words", "editable", "is_clitic", "looks_like_name", "apply_edits",
+           "match_case",
            "n_to_change",
            "STOP_WORDS"]
 

@@ -16,7 +16,8 @@ Also the data-loading share (time inside the cache reader's get_many / epoch) of
 the trainer prefetches the next batch on a background thread, so that time overlaps training.
 Each epoch time is the best of --repeats runs (MI-alpha: one run), measured from the
 optimizer-step timestamps (setup and evaluation excluded). The default (256 sentences, best of 2)
-takes about 10 minutes on a busy 2-core machine; --examples 512 gives steadier ratios. The teacher's one-off scoring time for the cache is reported.
+takes about 10 minutes on a busy 2-core machine; --examples 512 gives steadier ratios. The
+teacher's one-off scoring time for the cache is reported.
 
     .venv/bin/python benchmarks/bench_train.py [--examples 256] [--threads 1] [--json out.json]
 """

@@ -125,7 +125,6 @@ def score_file(config, *, input_path: str, task: str, cache_dir: str, dtype: str
     Only keys the cache lacks are scored; each chunk is committed as it finishes. Also writes the
     corpus index TASK-SPLIT (originals: parent_id None, chain "original", copy 0).
     """
-    import logging
 
     from augment.records import DeadLetter, column_map_for_task, read_records
 
@@ -135,7 +134,6 @@ def score_file(config, *, input_path: str, task: str, cache_dir: str, dtype: str
     from .scoring import score_into_cache
     from .teacher import Teacher
 
-    log = logging.getLogger(__name__)
     records, dead = [], []
     for rec in read_records(input_path, column_map_for_task(task), limit=limit):
         (dead if isinstance(rec, DeadLetter) else records).append(rec)

@@ -88,7 +88,7 @@ class TrainConfig:
     critic_heads: int = 8
     critic_ff: int = 512
     w_kd: float = 1.0                        # total = w_kd*L_pred + w_inter*sum L_inter
-    w_inter: float = 1.0                     #         + w_gold*L_gold
+    w_inter: float = 1.0                     # ... + w_gold*L_gold
     w_gold: float = 0.0
     # --- optimisation ---------------------------------------------------------------------
     epochs: int = 3

@@ -22,9 +22,9 @@ trainer's default; ``fixed`` passes further trainer settings through unchanged):
 
 Factor names are the trainer's own `TrainConfig` keys (distill_train/config.py) except
 ``augmentation`` (which becomes ``train_corpus``) and ``mixup``; ``fixed`` keys must be
-`TrainConfig` keys too. A factor is a scalar (fixed), a list (choices), ``{choices: [...]}`` or a numeric range
-``{low, high, log?, step?, type?: float|int}``. ``augmentation`` choices are ``none`` (the
-originals), an augmentation-policy spec (``eda_swap:0.3``; the corpus is
+`TrainConfig` keys too. A factor is a scalar (fixed), a list (choices), ``{choices: [...]}`` or a
+numeric range ``{low, high, log?, step?, type?: float|int}``. ``augmentation`` choices are
+``none`` (the originals), an augmentation-policy spec (``eda_swap:0.3``; the corpus is
 ``{task}-{split}+{policy.name}``) or ``corpus:NAME`` naming a cache corpus directly.
 """
 from __future__ import annotations

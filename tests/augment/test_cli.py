@@ -84,8 +84,8 @@ def test_augment_stsb_keeps_float_labels_and_explicit_columns(tmp_path):
     src = os.path.join(GLUE, "STS-B", "dev.tsv")
     out = tmp_path / "stsb.jsonl"
     assert main(["augment", "--input", src, "--text-a", "sentence1", "--text-b", "sentence2",
-                 "--label", "score", "--regression", "--policy", "eda_swap:0.3", "--copies", "2", "--output",
-                 str(out), "--limit", "4", "--no-progress"]) == 0
+                 "--label", "score", "--regression", "--policy", "eda_swap:0.3", "--copies", "2",
+                 "--output", str(out), "--limit", "4", "--no-progress"]) == 0
     rows = _lines(out)
     assert len(rows) == 8 and all(r["text_b"] and isinstance(r["label"], float) for r in rows)
     assert main(["augment", "--input", src, "--task", "stsb", "--policy", "eda_swap:0.3",

@@ -91,7 +91,10 @@ def teacher_outputs(teacher_dir, sst2_small):
     outputs = {}
     for i in range(0, len(keys), 16):
         outputs.update(zip(keys[i:i + 16], online.get_many(keys[i:i + 16])))
-    rows = lambda recs: [{"id": r["id"], "key": r["id"], "label": r["label"]} for r in recs]
+
+    def rows(recs):
+        return [{"id": r["id"], "key": r["id"], "label": r["label"]} for r in recs]
+
     return InMemoryProvider(outputs), rows(train), rows(dev)
 
 

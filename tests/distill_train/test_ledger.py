@@ -67,5 +67,6 @@ def test_bad_rows_are_refused(tmp_path, change, message):
 def test_missing_and_unknown_columns_are_named(tmp_path):
     bad = row(colour="red")
     del bad["lr"]
-    with pytest.raises(LedgerError, match=r"missing columns \['lr'\], unknown columns \['colour'\]"):
+    with pytest.raises(LedgerError,
+                       match=r"missing columns \['lr'\], unknown columns \['colour'\]"):
         Ledger(str(tmp_path / "l")).append([bad])

@@ -111,7 +111,7 @@ def test_attention_losses(kind, hidden):
     g = torch.Generator().manual_seed(2)
     s = torch.randn(3, 2, 5, 5, generator=g).softmax(-1)
     t = torch.randn(3, 2, 5, 5, generator=g).softmax(-1)
-    vals, rows = [], 0
+    vals = []
     for b in range(3):
         n = int(mask[b].sum())
         for h in range(2):

@@ -51,7 +51,10 @@ def test_emd_objective_gradient_flows_through_cost_only(teacher_dir):
     teacher = {j: torch.randn(2, 3, 4, generator=g) for j in range(4)}
     mask = torch.ones(2, 3)
     emb, layers = obj.intermediate(student, teacher, mask)
-    mse = lambda a, b: ((a - b) ** 2).mean().item()
+
+    def mse(a, b):
+        return ((a - b) ** 2).mean().item()
+
     assert emb.item() == pytest.approx(mse(student[0], teacher[0]), rel=1e-5)
     cost = np.array([[mse(student[i], teacher[j]) for j in range(1, 4)] for i in (1, 2)])
     assert layers.item() == pytest.approx((emd_flow(cost) * cost).sum(), rel=1e-5)

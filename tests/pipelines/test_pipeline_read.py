@@ -6,13 +6,14 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.testing.test_pipeline import TestPipeline
-
-TestPipeline.__test__ = False  # a Beam class, not a test case
 from apache_beam.testing.util import assert_that, equal_to
 
 from augment.records import ColumnMap, DeadLetter, column_map_for_task, read_records
 from pipelines.read import ReadCorpus, plan_splits
+
 from .pipeline_testlib import glue_path, head_tsv
+
+TestPipeline.__test__ = False  # a Beam class, not a test case
 
 SST2 = column_map_for_task("sst2")
 
