@@ -50,6 +50,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         # Library errors carry a message saying what was wrong and how to fix it.
         print(f"distiller {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ndistiller {args.command}: interrupted. Nothing half-written is visible: a cache "
+              "holds only committed shards and a training run resumes from its last checkpoint. "
+              "Run the same command again to continue.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
