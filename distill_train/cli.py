@@ -111,9 +111,20 @@ def _run_train(args) -> int:
 
     config = _config_from_args(args, ["task", "cache", "train_corpus", "dev_corpus", "student",
                                       "tensorboard", "mode"])
+    _say_if_resuming(config, "train")
     result = train(config)
     print(json.dumps(result.to_dict(), indent=2))
     return 0
+
+
+def _say_if_resuming(config, command: str) -> None:
+    """One stderr line when the run directory holds a checkpoint this run will continue from."""
+    import os
+
+    ckpt = os.path.join(config.run_dir, "checkpoint.pt") if config.run_dir else None
+    if config.resume and ckpt and os.path.exists(ckpt):
+        print(f"distiller {command}: resuming from {ckpt} (same config required; "
+              "--set resume=false starts over)", file=sys.stderr)
 
 
 def _run_finetune(args) -> int:
@@ -122,6 +133,7 @@ def _run_finetune(args) -> int:
     args.run_dir = args.run_dir or args.out
     config = _config_from_args(args, ["task", "train_file", "dev_file", "student",
                                       "tensorboard", "mode"])
+    _say_if_resuming(config, "finetune")
     result = train(config)
     print(json.dumps(result.to_dict(), indent=2))
     return 0
