@@ -225,7 +225,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reader-gb", type=float, default=1.0)
     ap.add_argument("--reader-seconds", type=float, default=20.0)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    ap.add_argument("--max-tokens-per-batch", type=int, default=4096)
+    ap.add_argument("--max-tokens-per-batch", type=int, default=2048)
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     args = ap.parse_args(argv)

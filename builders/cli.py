@@ -44,7 +44,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--attentions", action="store_true", help="also keep attention maps")
     p.add_argument("--dtype", default="float16", choices=("float32", "float16", "int8"))
     p.add_argument("--logits-topk", type=int, default=0)
-    p.add_argument("--max-tokens-per-batch", type=int, default=4096)
+    p.add_argument("--max-tokens-per-batch", type=int, default=2048)
     p.add_argument("--chunk", type=int, default=2048,
                    help="records per committed shard (progress survives a kill)")
     p.add_argument("--limit", type=int, default=None, help="read only the first N rows")

@@ -44,7 +44,7 @@ class TeacherConfig:
     layers: Union[str, Tuple[int, ...]] = "all"
     pooling: str = "none"
     attentions: Union[bool, Tuple[int, ...]] = False
-    max_tokens_per_batch: int = 4096
+    max_tokens_per_batch: int = 2048
     max_batch_size: int = 256
     sort_window: int = 4096
     device: str = "auto"
