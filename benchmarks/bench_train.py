@@ -187,6 +187,16 @@ def big_cache_rss(teacher_dir, records, work, args):
             "big_peak_rss_mb": big["peak_rss_mb"], "big_epoch_s": big["seconds"]}
 
 
+def report_speedup(out, tag, name, label, target, on, ca, share, scoring):
+    """Record and print one online-vs-cache scenario (A or B)."""
+    out[f"{tag}_{name}_online_epoch_s"], out[f"{tag}_{name}_cache_epoch_s"] = on, ca
+    out[f"{tag}_speedup"], out[f"{tag}_loading_share"], out[f"{tag}_scoring_s"] = (
+        on / ca, share, scoring)
+    print(f"{tag} {label}: online {on:.2f}s, cache {ca:.2f}s per epoch: {on / ca:.2f}x "
+          f"(target >= {target}); loading share {share:.1%}; teacher scoring once "
+          f"{scoring:.1f}s", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=256, help="SST-2 training sentences")
@@ -218,11 +228,7 @@ def main(argv=None):
         on, ca, share, scoring, _, _ = scenario(
             "minilm", minilm, records, dict(student_init="truncate", student_num_layers=2),
             work, args)
-        out["A_minilm_online_epoch_s"], out["A_minilm_cache_epoch_s"] = on, ca
-        out["A_speedup"], out["A_loading_share"], out["A_scoring_s"] = on / ca, share, scoring
-        print(f"A MiniLM-L6 -> 2 layers: online {on:.2f}s, cache {ca:.2f}s per epoch: "
-              f"{on / ca:.2f}x (target >= 2); loading share {share:.1%}; teacher scoring once "
-              f"{scoring:.1f}s", flush=True)
+        report_speedup(out, "A", "minilm", "MiniLM-L6 -> 2 layers", 2, on, ca, share, scoring)
 
         # B. BERT-base-shaped random teacher -> 4 x 312 student.
         bert_dir = os.path.join(work, "bert-base-random")
@@ -233,11 +239,7 @@ def main(argv=None):
                        student_heads=12, student_intermediate=1200)
         on, ca, share, scoring, cache, cfg = scenario("bert", bert_dir, records, student, work,
                                                       args)
-        out["B_bert_online_epoch_s"], out["B_bert_cache_epoch_s"] = on, ca
-        out["B_speedup"], out["B_loading_share"], out["B_scoring_s"] = on / ca, share, scoring
-        print(f"B BERT-base shape -> 4x312: online {on:.2f}s, cache {ca:.2f}s per epoch: "
-              f"{on / ca:.2f}x (target >= 3); loading share {share:.1%}; teacher scoring once "
-              f"{scoring:.1f}s", flush=True)
+        report_speedup(out, "B", "bert", "BERT-base shape -> 4x312", 3, on, ca, share, scoring)
 
         # C. The floor: KD from the cache vs plain fine-tuning of the same student.
         tsv = os.path.join(work, "train.tsv")
