@@ -1,8 +1,8 @@
 """A masked LM loaded once per process, with batched, length-bucketed prediction at chosen slots.
 
 Used by the contextual augmenter. ``MaskedLM.predict(rows)`` takes token-id rows and the
-positions to predict in each, runs as few forward passes as the token budget allows (rows sorted
-by length, fp16/bf16 autocast on a GPU), applies the LM head only at the requested positions,
+positions to predict in each, runs as few forward passes as the token budget allows (rows grouped
+by padded width, fp16/bf16 autocast on a GPU), applies the LM head only at the requested positions,
 and returns float32 log-probabilities over the vocabulary on the CPU.
 
 Batch-independent numbers: every row is padded to its own *canonical width* (its length rounded
@@ -123,8 +123,8 @@ class MaskedLM:
         rows: token ids including special tokens; positions: indices into each row.
         Returns, per row i, (log_probs [len(positions[i]), top] float32 CPU, best first;
         token_ids [len(positions[i]), top]); sub-word pieces and special tokens are excluded.
-        Rows are grouped by canonical width (module docstring), sorted by length, and packed
-        while rows*width <= max_tokens.
+        Rows are grouped by canonical width (module docstring), in input order within a width,
+        and packed while rows*width <= max_tokens.
         """
         import torch
 

@@ -121,8 +121,8 @@ def _say_if_resuming(config, command: str) -> None:
     """One stderr line when the run directory holds a checkpoint this run will continue from."""
     import os
 
-    ckpt = os.path.join(config.run_dir, "checkpoint.pt") if config.run_dir else None
-    if config.resume and ckpt and os.path.exists(ckpt):
+    ckpt = os.path.join(config.run_dir, "checkpoint.pt")
+    if config.resume and os.path.exists(ckpt):
         print(f"distiller {command}: resuming from {ckpt} (same config required; "
               "--set resume=false starts over)", file=sys.stderr)
 

@@ -333,9 +333,7 @@ def needed_corpora(space: SearchSpace, task: str,
 
 
 def build_missing_corpora(space: SearchSpace, *, task: str, cache: str, train_file: str,
-                          teacher: str, workers: int = 1,
-                          build: Optional[Callable[..., Dict[str, Any]]] = None,
-                          ) -> List[Dict[str, Any]]:
+                          teacher: str, workers: int = 1) -> List[Dict[str, Any]]:
     """Build, through the pipeline, every corpus variant the space needs that `cache` lacks:
     one `build_distill_set` per augmentation choice (with mixup pairs when a missing variant
     needs them), with the cache's own spec; returns the build summaries (empty if none was
@@ -361,7 +359,7 @@ def build_missing_corpora(space: SearchSpace, *, task: str, cache: str, train_fi
                             max_length=spec.max_length, layers=tuple(spec.layers),
                             pooling=spec.pooling, attentions=bool(spec.attentions),
                             dtype=spec.dtype, workers=workers, progress=False)
-        summaries.append((build or build_distill_set)(opts))
+        summaries.append(build_distill_set(opts))
     still = [c for _, _, c in missing if c not in set(TeacherCache.open(cache).corpora())]
     if still:
         raise RuntimeError(f"the builds finished but cache {cache!r} still lacks {still}")

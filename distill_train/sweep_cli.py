@@ -108,19 +108,18 @@ def _cmd_sweep(args) -> int:
     from distill_train.sweep import SweepOptions, run_sweep, teacher_info
 
     space = load_space(args.space)
+    teacher, fingerprint = args.teacher, args.teacher_fingerprint
+    info = teacher_info(args.cache) if args.build or None in (teacher, fingerprint) else {}
     if args.build:
         from distill_train.features import find_split
         from distill_train.sweep import build_missing_corpora
 
         for s in build_missing_corpora(space, task=args.task, cache=args.cache,
                                        train_file=find_split(args.task_data, "train"),
-                                       teacher=teacher_info(args.cache)["model"],
-                                       workers=args.build_workers):
+                                       teacher=info["model"], workers=args.build_workers):
             log.info("built %s: %d newly scored, %d cache hits", list(s["corpora"]),
                      s["newly_scored"], s["cache_hits"])
-    teacher, fingerprint = args.teacher, args.teacher_fingerprint
     if teacher is None or fingerprint is None:
-        info = teacher_info(args.cache)
         teacher = info["model"] if teacher is None else teacher
         fingerprint = info["fingerprint"] if fingerprint is None else fingerprint
     out = args.out or os.path.join("runs", "sweeps", args.task)

@@ -3,26 +3,23 @@
 
 Public API (imported lazily, so `distiller --help` does not pay for Beam or torch):
 - build: `BuildOptions`, `build_distill_set`, `BuildDistillSet`, `corpus_names`;
-- transforms: `ReadCorpus`, `KeyRecords`, `AugmentCorpus`, `DedupeByKey`, `CachedKeys`,
-  `DropCachedKeys`, `MissingKeys`, `ScoreWithTeacher`, `TeacherModelHandler`, `CommitAndIndex`,
-  `MixupPairs`;
+- transforms: `ReadCorpus`, `KeyRecords`, `AugmentCorpus`, `CachedKeys`, `MissingKeys`,
+  `ScoreWithTeacher`, `TeacherModelHandler`, `CommitAndIndex`, `MixupPairs`;
 - runners: `pipeline_args`, `runner_context`.
 """
 import importlib
 
 __all__ = ["BuildOptions", "build_distill_set", "BuildDistillSet", "corpus_names", "ReadCorpus",
-           "KeyRecords", "AugmentCorpus", "DedupeByKey", "CachedKeys", "DropCachedKeys",
-           "MissingKeys", "ScoreWithTeacher", "TeacherModelHandler", "CommitAndIndex", "MixupPairs",
-           "pipeline_args", "runner_context"]
+           "KeyRecords", "AugmentCorpus", "CachedKeys", "MissingKeys", "ScoreWithTeacher",
+           "TeacherModelHandler", "CommitAndIndex", "MixupPairs", "pipeline_args",
+           "runner_context"]
 
 _HOME = {
     "BuildOptions": "build", "build_distill_set": "build", "BuildDistillSet": "build",
     "corpus_names": "build", "ReadCorpus": "read", "KeyRecords": "keying",
-    "AugmentCorpus": "augmentation", "DedupeByKey": "dedupe", "CachedKeys": "dedupe",
-    "DropCachedKeys": "dedupe", "MissingKeys": "dedupe", "ScoreWithTeacher": "score",
-    "TeacherModelHandler": "score",
-    "CommitAndIndex": "finalize", "MixupPairs": "mixup", "pipeline_args": "runners",
-    "runner_context": "runners",
+    "AugmentCorpus": "augmentation", "CachedKeys": "dedupe", "MissingKeys": "dedupe",
+    "ScoreWithTeacher": "score", "TeacherModelHandler": "score", "CommitAndIndex": "finalize",
+    "MixupPairs": "mixup", "pipeline_args": "runners", "runner_context": "runners",
 }
 
 

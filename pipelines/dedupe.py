@@ -1,12 +1,10 @@
-"""DedupeByKey and DropCachedKeys: what is left to score after reuse (contract 3).
+"""MissingKeys: what is left to score after reuse (contract 3).
 
 Many records share a key (a duplicate sentence, an augmented copy equal to another record), and
 the cache may already hold a key from an earlier build; the teacher should see each missing key
 once. The cache's keys arrive as a PCollection and are joined with CoGroupByKey, so the join
-scales with the runner instead of loading a key set into one worker.
-
-`MissingKeys` does both in one shuffle (the build uses it); `DedupeByKey` then `DropCachedKeys`
-give the same pairs with one shuffle more.
+scales with the runner instead of loading a key set into one worker; deduplication happens in
+the same shuffle.
 """
 from __future__ import annotations
 
@@ -14,24 +12,14 @@ from typing import Any, Dict, Iterable, Iterator, Tuple
 
 import apache_beam as beam
 
-__all__ = ["DedupeByKey", "DropCachedKeys", "MissingKeys", "CachedKeys", "pick_representative",
-           "list_cache_shards", "list_shard_keys"]
+__all__ = ["MissingKeys", "CachedKeys", "pick_representative", "list_cache_shards",
+           "list_shard_keys"]
 
 
 def pick_representative(item: Tuple[str, Iterable[Dict[str, Any]]]) -> Tuple[str, Dict[str, Any]]:
     """(key, records) → (key, the record with the smallest id): deterministic on every runner."""
     key, records = item
     return key, min(records, key=lambda r: r["id"])
-
-
-class DedupeByKey(beam.PTransform):
-    """keyed records → (key, one representative record) per distinct key."""
-
-    def expand(self, records):
-        return (records
-                | "by_key" >> beam.Map(lambda r: (r["key"], r))
-                | "group_by_key" >> beam.GroupByKey()
-                | "pick_one" >> beam.Map(pick_representative))
 
 
 def list_cache_shards(cache_path: str) -> Iterator[Tuple[str, str]]:
@@ -76,30 +64,6 @@ class CachedKeys(beam.PTransform):
                 | "as_pairs" >> beam.Map(lambda k: (k, None)))
 
 
-def _missing_only(item) -> Iterator[Tuple[str, Dict[str, Any]]]:
-    key, groups = item
-    todo, cached = list(groups["todo"]), list(groups["cached"])
-    if not todo:
-        return
-    if cached:
-        beam.metrics.Metrics.counter("distiller", "cache_hits").inc()
-        return
-    yield key, todo[0]
-
-
-class DropCachedKeys(beam.PTransform):
-    """(key, record) → the same pairs minus the keys in `cached` (a PCollection of (key, _))."""
-
-    def __init__(self, cached):
-        super().__init__()
-        self.cached = cached
-
-    def expand(self, pairs):
-        return ({"todo": pairs, "cached": self.cached}
-                | "join_with_cache" >> beam.CoGroupByKey()
-                | "keep_missing" >> beam.FlatMap(_missing_only))
-
-
 def _missing_representative(item) -> Iterator[Tuple[str, Dict[str, Any]]]:
     key, groups = item
     todo = list(groups["todo"])
@@ -113,7 +77,7 @@ def _missing_representative(item) -> Iterator[Tuple[str, Dict[str, Any]]]:
 
 class MissingKeys(beam.PTransform):
     """keyed records → (key, the record with the smallest id) per distinct key that `cached`
-    (a PCollection of (key, _)) lacks: DedupeByKey and DropCachedKeys in a single shuffle."""
+    (a PCollection of (key, _)) lacks, in a single shuffle."""
 
     def __init__(self, cached):
         super().__init__()
