@@ -14,7 +14,8 @@ several ways on that sample, each with `--seeds` seeds (every configuration on -
   pred+mse      + intermediate MSE over skip-mapped layers
   pred+cos      + intermediate cosine
   pred+pkd      + PKD on [CLS]
-  pred+mi       + MI-alpha (alpha 0.9, transformer critic)
+  pred+mi       + MI-alpha (alpha 0.9, transformer critic, w_inter 0.1: at 1 its gradients
+                drown the prediction loss's, see distill_train/objective.py)
   pred+mse+aug  pred+mse on the EDA-augmented corpus
   pred+mixup    pred on the originals plus one offline mixup pair per record (teacher scored the
                 interpolated embeddings in the build; RTE and STS-B only, see --mixup-tasks)
@@ -46,7 +47,7 @@ CONFIGS = {
     "pred+mse": dict(pred_loss="kl", inter_loss="mse"),
     "pred+cos": dict(pred_loss="kl", inter_loss="cosine"),
     "pred+pkd": dict(pred_loss="kl", inter_loss="pkd"),
-    "pred+mi": dict(pred_loss="kl", inter_loss="mi", mi_alpha=0.9),
+    "pred+mi": dict(pred_loss="kl", inter_loss="mi", mi_alpha=0.9, w_inter=0.1),
     "pred+mse+aug": dict(pred_loss="kl", inter_loss="mse", corpus="aug"),
     "pred+mixup": dict(pred_loss="kl", inter_loss="none", corpus="mixup"),
 }

@@ -58,6 +58,24 @@ def prepare_task(task: str, out: str, *, train_size: int, dev_size: int, seed: i
     return {"data": data, "cache": cache, "teacher_metric": teacher["best_metric"]}
 
 
+def reuse_results(task: str, out: str, results: str) -> dict:
+    """Teacher and cache of a `benchmarks/results.py` run (--out RESULTS): its fine-tuned teacher,
+    its cache (originals, the EDA variant, dev) and its seeded training sample as the task data."""
+    folder, _ = TASKS[task]
+    root = os.path.join(results, task)
+    with open(os.path.join(root, "teacher", "result.json"), encoding="utf-8") as fh:
+        teacher = json.load(fh)
+    samples = sorted(f for f in os.listdir(os.path.join(root, "data")) if f.startswith("train-"))
+    if not samples:
+        raise SystemExit(f"{root}/data has no train-N.tsv sample: run benchmarks/results.py first")
+    data = os.path.join(out, task, "data")
+    os.makedirs(data, exist_ok=True)
+    shutil.copy(os.path.join(root, "data", samples[0]), os.path.join(data, "train.tsv"))
+    shutil.copy(os.path.join(GLUE, folder, "dev.tsv"), os.path.join(data, "dev.tsv"))
+    return {"data": data, "cache": os.path.join(root, "cache"),
+            "teacher_metric": teacher["best_metric"]}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m distill_train.assets.make_ledger",
                                      description=__doc__,
@@ -74,6 +92,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--space", default=os.path.join(HERE, "space.yaml"))
     parser.add_argument("--note", default="tiny real CPU sweeps (see distill_train/assets/"
                         "README.md): too small to trust its rankings")
+    parser.add_argument("--from-results", default=None, metavar="DIR",
+                        help="reuse the teachers, caches and training samples of a "
+                        "benchmarks/results.py run (its --out) instead of making new ones")
     parser.add_argument("--install", action="store_true",
                         help="copy ledger.parquet and autodistiller.joblib into the assets")
     args = parser.parse_args(argv)
@@ -87,9 +108,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     ledger_dir = os.path.join(args.out, "ledger")
     for task in args.tasks.split(","):
         start = time.time()
-        prep = prepare_task(task, args.out, train_size=args.train_size, dev_size=args.dev_size,
-                            seed=args.seed, teacher_epochs=args.teacher_epochs,
-                            workers=args.workers, policy=args.policy)
+        if args.from_results:
+            prep = reuse_results(task, args.out, args.from_results)
+        else:
+            prep = prepare_task(task, args.out, train_size=args.train_size,
+                                dev_size=args.dev_size, seed=args.seed,
+                                teacher_epochs=args.teacher_epochs, workers=args.workers,
+                                policy=args.policy)
         log.info("[%s] teacher dev metric %.4f; cache %s (%.0f s)", task,
                  prep["teacher_metric"], prep["cache"], time.time() - start)
         rc = sweep_main(["sweep", "--space", args.space, "--task", task, "--cache",

@@ -226,3 +226,22 @@ def test_prefetched_batches_equal_plain_ones_and_no_fetch_outlives_the_loop():
     next(it)
     it.close()  # leaving early: the pool is shut down, its thread gone
     assert not any(t.name.startswith("distiller-prefetch") for t in threading.enumerate())
+
+
+def test_objective_gradients_are_clipped_apart_from_the_students():
+    """A critic with huge gradients must not shrink the student's step (the MI-alpha collapse)."""
+    import torch
+
+    from distill_train.train import clip_apart
+
+    student, critic = torch.nn.Linear(4, 2), torch.nn.Linear(4, 2)
+    for p in student.parameters():
+        p.grad = torch.full_like(p, 0.1)   # norm 0.1 * sqrt(10) < 1: left as it is
+    for p in critic.parameters():
+        p.grad = torch.full_like(p, 50.0)  # far over 1
+    before = [p.grad.clone() for p in student.parameters()]
+    clip_apart((list(student.parameters()), list(critic.parameters())), 1.0)
+    assert all(torch.equal(a, p.grad) for a, p in zip(before, student.parameters()))
+    norm = torch.sqrt(sum((p.grad ** 2).sum() for p in critic.parameters()))
+    assert abs(float(norm) - 1.0) < 1e-4
+    clip_apart(([torch.nn.Parameter(torch.zeros(2))], []), 1.0)  # no gradients, empty group: fine
