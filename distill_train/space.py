@@ -13,7 +13,7 @@ trainer's default; ``fixed`` passes further trainer settings through unchanged):
       pred_loss: [kl, mse]                      # prediction-layer objective
       temperature: {low: 1.0, high: 8.0}
       w_kd: 1.0                                 # a scalar is a fixed value
-      w_inter: {choices: [0.5, 1.0, 2.0]}
+      w_inter: {choices: [0.5, 1.0, 2.0]}        # sampled only when inter_loss is not none
       w_gold: {low: 0.0, high: 1.0, step: 0.5}
       lr: {low: 1.0e-5, high: 1.0e-4, log: true}
       student: [prajjwal1/bert-mini]
@@ -103,7 +103,12 @@ FACTORS: Dict[str, Tuple[Callable[[Any], Optional[str]], bool]] = {
     "lr": (_number(0.0, 1.0, open_low=True), True),
     "student": (_student, False),
 }
-_CONDITIONS = {"mi_alpha": ("inter_loss", "mi")}
+# factor -> (the factor it depends on, the test its value must pass for it to be sampled);
+# each depends on a factor sampled before it (FACTORS order).
+_CONDITIONS: Dict[str, Tuple[str, Callable[[Any], bool]]] = {
+    "mi_alpha": ("inter_loss", lambda v: v == "mi"),
+    "w_inter": ("inter_loss", lambda v: v != "none"),
+}
 _TOP_KEYS = ("name", "params", "fixed", "grid_points")
 _SPEC_KEYS = ("choices", "low", "high", "log", "step", "type")
 
@@ -203,7 +208,7 @@ class SearchSpace:
 
     def _active(self, spec: ParamSpec, values: Mapping[str, Any]) -> bool:
         cond = _CONDITIONS.get(spec.name)
-        return cond is None or cond[0] not in self.names or values.get(cond[0]) == cond[1]
+        return cond is None or cond[0] not in self.names or cond[1](values.get(cond[0]))
 
     def suggest(self, trial: Any) -> Dict[str, Any]:
         """Sample one configuration (factor -> value) from an Optuna trial."""
@@ -231,7 +236,8 @@ class SearchSpace:
 
         Fixed settings come first; the factors override them. ``augmentation`` becomes
         ``train_corpus``; ``mapping: "pairs:0-0,2-6"`` becomes ``mapping: explicit`` with
-        ``mapping_pairs``; ``mi_alpha`` is dropped unless the objective is MI-α; ``mixup: true``
+        ``mapping_pairs``; ``mi_alpha`` is dropped unless the objective is MI-α and ``w_inter``
+        when there is no intermediate objective; ``mixup: true``
         trains on the mixup corpus of the chosen augmentation (``...+mixup-n1-a0.4``, built by
         ``distiller build --mixup 1``).
         """
@@ -242,8 +248,9 @@ class SearchSpace:
         for key, value in values.items():
             if key == "augmentation":
                 config["train_corpus"] = (corpus_resolver or corpus_name)(value, task, split)
-            elif key == "mi_alpha" and values.get("inter_loss", config.get("inter_loss")) != "mi":
-                continue
+            elif key in _CONDITIONS and not _CONDITIONS[key][1](
+                    values.get(_CONDITIONS[key][0], config.get(_CONDITIONS[key][0]))):
+                continue  # e.g. mi_alpha without MI-alpha: not the trainer's to see
             elif key == "mapping" and value.startswith("pairs:"):
                 config["mapping"] = "explicit"
                 config["mapping_pairs"] = [[int(x) for x in pair.split("-")]
