@@ -7,6 +7,8 @@
    bare length-sorted forward loop (what extraction and writing cost).
    Every rate is also given per CPU-second of this process: on a shared machine the wall-clock
    figures move with the other tenants' load (printed as load_avg).
+   The same scoring with the teacher autocast to bfloat16 (--amp bf16): speed vs the naive loop,
+   GFLOP/s vs the float32 and the bfloat16 matmul rates, and its error against float32.
 3. Bytes per example vs naive storage (float32, padded to 128, all layers), and reconstruction
    error of float16 and int8 on logits and hidden states.
 4. CacheReader random-access batches/s and peak RSS on a cache of >= --reader-gb GB.
@@ -59,12 +61,13 @@ def sst2_sample(n: int, seed: int = 0):
     return out
 
 
-def matmul_gflops(threads: int, size: int = 1536, seconds: float = 3.0):
-    """(best wall-clock GFLOP/s, GFLOP per CPU-second) of a float32 matmul on `threads` threads."""
+def matmul_gflops(threads: int, size: int = 1536, seconds: float = 3.0, dtype: str = "float32"):
+    """(best wall-clock GFLOP/s, GFLOP per CPU-second) of a `dtype` matmul on `threads` threads."""
     import torch
 
     torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    a = torch.randn(size, size).to(getattr(torch, dtype))
+    b = torch.randn(size, size).to(getattr(torch, dtype))
     torch.mm(a, b)
     best, flops = 0.0, 0.0
     end = time.perf_counter() + seconds
@@ -286,6 +289,43 @@ def main(argv=None) -> int:
           f"{fig['gflops_ratio']:.2f} of matmul (per CPU-second {fig['gflops_ratio_cpu']:.2f})",
           flush=True)
 
+    # The same scoring with the teacher autocast to bfloat16 (--amp bf16): speed, and how far
+    # its outputs are from float32 ones.
+    fast = Teacher(TeacherConfig(model=model_path, num_labels=2, max_length=128,
+                                 max_tokens_per_batch=args.max_tokens_per_batch,
+                                 num_threads=args.threads, device="cpu", amp="bf16")).load()
+    fast.model.load_state_dict(teacher.model.state_dict())  # the same random head
+    cache16 = TeacherCache.create(os.path.join(workdir, "cache-bf16"), fast.spec("float16"))
+    t, cpu = time.perf_counter(), time.process_time()
+    score_into_cache(fast, cache16, rows, chunk=512)
+    bf_s, bf_cpu = time.perf_counter() - t, time.process_time() - cpu
+    fig["bf16_sentences_per_s"] = len(rows) / bf_s
+    fig["bf16_speedup_vs_naive"] = fig["bf16_sentences_per_s"] / fig["naive_sentences_per_s"]
+    fig["bf16_speedup_vs_naive_cpu"] = (len(rows) / bf_cpu) / fig["naive_sentences_per_cpu_s"]
+    fig["bf16_vs_float32"] = fig["bf16_sentences_per_s"] / fig["ours_sentences_per_s"]
+    fig["matmul_gflops_bf16"], _ = matmul_gflops(args.threads, dtype="bfloat16")
+    fig["bf16_gflops"] = flops / bf_s / 1e9
+    fig["bf16_gflops_ratio_vs_float32_peak"] = fig["bf16_gflops"] / peak
+    fig["bf16_gflops_ratio_vs_bf16_peak"] = fig["bf16_gflops"] / fig["matmul_gflops_bf16"]
+    ref, low = teacher.score(rows[:args.error_sample]), fast.score(rows[:args.error_sample])
+    fig["bf16_errors"] = {
+        "logits_max_abs": float(max(np.abs(a["logits"] - b["logits"]).max()
+                                    for a, b in zip(ref, low))),
+        "hidden_rel_rms": float(np.mean([
+            np.sqrt(np.mean((a["hidden"][k] - b["hidden"][k]) ** 2)
+                    / np.mean(a["hidden"][k] ** 2))
+            for a, b in zip(ref, low) for k in a["hidden"]])),
+        "argmax_agreement": float(np.mean([a["logits"].argmax() == b["logits"].argmax()
+                                           for a, b in zip(ref, low)]))}
+    print(f"ours at bf16: {fig['bf16_sentences_per_s']:.1f} sentences/s "
+          f"({fig['bf16_speedup_vs_naive']:.1f}x naive, {fig['bf16_vs_float32']:.2f}x float32 "
+          f"ours); {fig['bf16_gflops']:.1f} GFLOP/s = "
+          f"{fig['bf16_gflops_ratio_vs_float32_peak']:.2f} of the float32 matmul, "
+          f"{fig['bf16_gflops_ratio_vs_bf16_peak']:.2f} of the bf16 one "
+          f"({fig['matmul_gflops_bf16']:.1f}); errors vs float32 {json.dumps(fig['bf16_errors'])}",
+          flush=True)
+    del fast
+
     bare_rows = rows[:args.bare_sentences]
     fig["bare_sentences_per_s"], fig["bare_sentences_per_cpu_s"] = bare_sorted_loop(teacher,
                                                                                    bare_rows)
@@ -329,6 +369,10 @@ def main(argv=None) -> int:
         "gflops_ratio (target >= 0.8)": round(fig["gflops_ratio"], 3),
         "gflops_ratio_cpu_time": round(fig["gflops_ratio_cpu"], 3),
         "ours_vs_bare_sorted_loop": round(fig["ours_vs_bare"], 3),
+        "bf16_speedup_vs_naive": round(fig["bf16_speedup_vs_naive"], 2),
+        "bf16_gflops_ratio_vs_float32_peak": round(fig["bf16_gflops_ratio_vs_float32_peak"], 3),
+        "bf16_gflops_ratio_vs_bf16_peak": round(fig["bf16_gflops_ratio_vs_bf16_peak"], 3),
+        "bf16_hidden_rel_rms": round(fig["bf16_errors"]["hidden_rel_rms"], 5),
         "bytes_ratio_f16 (target <= 0.25)": round(fig["bytes_ratio_f16"], 4),
         "bytes_ratio_int8": round(fig["bytes_ratio_int8"], 4),
         "reader_peak_rss_mb (target < 1536)": round(fig["reader"]["peak_rss_mb"]),

@@ -51,6 +51,8 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--corpus", default=None,
                    help="corpus name to record (default: TASK-SPLIT from the file name)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
+                   help="teacher precision: auto = float32 on a CPU, bf16/fp16 on a GPU")
     p.set_defaults(func=_cmd_score)
 
 
@@ -107,7 +109,8 @@ def _cmd_score(args) -> int:
                              f"{args.layers!r}") from None
     config = TeacherConfig(model=args.teacher, max_length=args.max_length, layers=layers,
                            pooling=args.pooling, attentions=args.attentions,
-                           max_tokens_per_batch=args.max_tokens_per_batch, device=args.device)
+                           max_tokens_per_batch=args.max_tokens_per_batch, device=args.device,
+                           amp=args.amp)
     summary = score_file(config, input_path=args.input, task=args.task, cache_dir=args.cache,
                          dtype=args.dtype, logits_topk=args.logits_topk, dry_run=args.dry_run,
                          chunk=args.chunk, limit=args.limit, corpus=args.corpus)

@@ -10,10 +10,11 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from .errors import CacheSpecMismatch
 
-__all__ = ["CacheSpec", "SCHEMA_VERSION", "DTYPES", "POOLINGS"]
+__all__ = ["CacheSpec", "SCHEMA_VERSION", "DTYPES", "COMPUTE_DTYPES", "POOLINGS"]
 
 SCHEMA_VERSION = 1           # bumped when the shard layout changes
 DTYPES = ("float32", "float16", "int8")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")  # what the teacher's forward ran at
 POOLINGS = ("none", "cls", "mean")
 
 
@@ -27,7 +28,10 @@ class CacheSpec:
     like hidden-state indices) whose attention maps [heads, L, L] are kept, empty for none;
     dtype: storage of hidden states and attentions; logits_dtype: storage of logits (float32 by
     default: they are tiny and the prediction loss is the most sensitive); logits_topk: 0 keeps all
-    logits, k > 0 keeps the top-k log-probabilities plus the remaining probability mass.
+    logits, k > 0 keeps the top-k log-probabilities plus the remaining probability mass;
+    compute: the precision the teacher's forward ran at (float32, or bfloat16 / float16 under
+    autocast): outputs of another precision differ, so a cache holds one (a manifest written
+    before this field existed holds float32).
     """
 
     fingerprint: str
@@ -38,6 +42,7 @@ class CacheSpec:
     dtype: str = "float16"
     logits_dtype: str = "float32"
     logits_topk: int = 0
+    compute: str = "float32"
     num_labels: int = 2
     problem_type: str = "single_label_classification"
     hidden_size: int = 0
@@ -59,6 +64,9 @@ class CacheSpec:
         if self.logits_dtype not in DTYPES:
             raise ValueError(f"CacheSpec.logits_dtype must be one of {DTYPES}, "
                              f"got {self.logits_dtype!r}")
+        if self.compute not in COMPUTE_DTYPES:
+            raise ValueError(f"CacheSpec.compute must be one of {COMPUTE_DTYPES}, "
+                             f"got {self.compute!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"CacheSpec.pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.pooling != "none" and self.attentions:

@@ -34,7 +34,10 @@ class TeacherConfig:
     attentions: False, True (every transformer layer) or a tuple of layers (1..N).
     max_tokens_per_batch / max_batch_size / sort_window: length bucketing (see batching.py).
     device: "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
-    amp: "auto" (bf16 if supported else fp16 on GPU, off on CPU), "bf16", "fp16", "off".
+    amp: "auto" (bf16 if supported else fp16 on GPU, off on CPU), "bf16", "fp16", "off". On a
+    CPU "bf16" autocasts to bfloat16 (faster where the CPU has AVX512-BF16 or AMX, see README;
+    hidden states within ~0.4% relative RMS of float32) and "fp16" is refused. The precision
+    is part of the cache spec (`CacheSpec.compute`).
     num_threads: CPU threads for torch; None = the CPUs this process may run on.
     num_labels: override the head size (a random head for an encoder-only checkpoint).
     """
@@ -130,6 +133,8 @@ class Teacher:
         else:
             device = cfg.device
         self.device = torch.device(device)
+        if self.device.type != "cuda" and cfg.amp == "fp16":
+            raise ValueError("amp 'fp16' is for GPUs; on a CPU use amp 'bf16' (or 'off')")
         if self.device.type == "cpu":
             threads = cfg.num_threads or len(os.sched_getaffinity(0))
             torch.set_num_threads(max(1, threads))
@@ -216,7 +221,7 @@ class Teacher:
             fingerprint=self.fingerprint, tokenization=self.tokenization_settings,
             layers=self._layers, pooling=self.config.pooling, attentions=self._attn_layers,
             dtype=dtype, logits_dtype=logits_dtype, logits_topk=logits_topk,
-            num_labels=self.num_labels, problem_type=self.problem_type,
+            compute=self.compute_dtype, num_labels=self.num_labels, problem_type=self.problem_type,
             hidden_size=self.hidden_size, num_heads=self.num_attention_heads,
             num_hidden_layers=self.num_hidden_layers, max_length=self.config.max_length,
             model=self.config.model)
@@ -290,15 +295,26 @@ class Teacher:
 
         return score_mixed(self, pairs)
 
+    @property
+    def compute_dtype(self) -> str:
+        """The precision forwards run at: float32, or bfloat16 / float16 under autocast."""
+        import torch
+
+        self._require_loaded()
+        amp = self.config.amp
+        if amp == "off" or (self.device.type != "cuda" and amp == "auto"):
+            return "float32"
+        if amp == "auto":
+            amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bfloat16" if amp == "bf16" else "float16"
+
     def _autocast(self):
         import torch
 
-        if self.device.type != "cuda" or self.config.amp == "off":
+        compute = self.compute_dtype
+        if compute == "float32":
             return contextlib.nullcontext()
-        amp = self.config.amp
-        if amp == "auto":
-            amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+        return torch.autocast(self.device.type, dtype=getattr(torch, compute))
 
     def forward_batch(self, ids_list: Sequence[np.ndarray], tts_list: Sequence[np.ndarray],
                       *, inputs_embeds=None, attention_mask=None) -> List[Dict[str, Any]]:

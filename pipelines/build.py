@@ -72,6 +72,7 @@ class BuildOptions:
     pooling: str = "none"           # none | cls | mean
     attentions: bool = False        # keep attention maps
     dtype: str = "float16"          # stored tensor dtype (float16 | float32 | int8)
+    amp: str = "auto"               # teacher precision: auto | bf16 | fp16 | off (TeacherConfig)
     unit_size: int = 1024           # records per scoring work unit = per shard
     write_shards_in_scoring: bool = True  # False: pass tensors on and write later (for measuring)
     share_model: bool = False       # one teacher per machine across processes (large teachers)
@@ -124,7 +125,8 @@ def _teacher_config(opts: BuildOptions):
     if threads is None and is_local_runner(opts.runner) and not opts.dask_address:
         threads = max(1, len(os.sched_getaffinity(0)) // opts.workers)
     return TeacherConfig(model=opts.teacher, max_length=opts.max_length, layers=opts.layers,
-                         pooling=opts.pooling, attentions=opts.attentions, num_threads=threads)
+                         pooling=opts.pooling, attentions=opts.attentions, num_threads=threads,
+                         amp=opts.amp)
 
 
 class BuildDistillSet(beam.PTransform):

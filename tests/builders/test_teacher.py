@@ -146,6 +146,32 @@ def test_attentions_and_layer_selection(tiny_teacher_dir, sst2_rows):
         _load(tiny_teacher_dir, max_length=256, max_tokens_per_batch=512)
 
 
+def test_bf16_on_cpu_is_close_recorded_in_the_spec_and_not_mixed_into_a_float32_cache(
+        tmp_path, tiny_teacher, tiny_teacher_dir, sst2_rows):
+    from builders import CacheSpecMismatch, TeacherCache
+
+    fast = _load(tiny_teacher_dir, amp="bf16")
+    assert fast.compute_dtype == "bfloat16" and tiny_teacher.compute_dtype == "float32"
+    rows = sst2_rows[:8]
+    for a, b in zip(tiny_teacher.score(rows), fast.score(rows)):
+        assert b["logits"].dtype == np.float32 and not np.array_equal(a["logits"], b["logits"])
+        np.testing.assert_allclose(b["logits"], a["logits"], atol=0.05)
+        for layer in a["hidden"]:
+            rel = np.sqrt(np.mean((a["hidden"][layer] - b["hidden"][layer]) ** 2)
+                          / np.mean(a["hidden"][layer] ** 2))
+            assert rel < 0.02
+    spec32, spec16 = tiny_teacher.spec(), fast.spec()
+    assert spec32.compute == "float32" and spec16.compute == "bfloat16"
+    TeacherCache.create(str(tmp_path / "c"), spec32)
+    with pytest.raises(CacheSpecMismatch, match="compute"):
+        TeacherCache.open(str(tmp_path / "c"), spec16)
+    old = spec32.to_dict()
+    del old["compute"]  # a manifest written before the field: float32
+    assert type(spec32).from_dict(old) == spec32
+    with pytest.raises(ValueError, match="fp16' is for GPUs"):
+        _load(tiny_teacher_dir, amp="fp16")
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="pooling"):
         TeacherConfig(model="x", pooling="max")
