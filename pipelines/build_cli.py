@@ -148,6 +148,10 @@ def format_summary(s) -> str:
         f"  corpora           {', '.join(f'{k} ({v})' for k, v in s['corpora'].items())}",
         f"  time              {s['seconds']:.1f} s on {s['runner']} x{s['workers']}",
     ]
+    for name, change in (s.get("corpora_replaced") or {}).items():
+        lines.append(f"  warning: corpus {name} replaced: it held {change['rows_before']} rows "
+                     f"from another input, now {change['rows_after']} (trainers naming it read "
+                     f"the new rows; use --split to keep both)")
     if s.get("beam_counters"):
         lines.append("  beam counters     " + ", ".join(
             f"{k}={v}" for k, v in s["beam_counters"].items()))

@@ -84,6 +84,7 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str],
         elif kind == "mix":
             mixed.append(value)
     cache = TeacherCache.open(cache_path)
+    before = {name: dict(entry) for name, entry in cache.manifest.get("corpora", {}).items()}
     infos.sort(key=lambda i: i.name)
     added = cache.commit(infos)
     rows.sort(key=lambda r: r["id"])
@@ -95,6 +96,12 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str],
     if mixup:
         mixed.sort(key=lambda r: r["id"])
         _write_mixup_corpus(cache, corpus_names[-1], rows + mixed)
+    # A corpus of the same name from another input (another sample, another file) is replaced:
+    # said in the summary, since trainers that name the corpus now read other rows.
+    after = cache.manifest.get("corpora", {})
+    replaced = {name: {"rows_before": before[name]["rows"], "rows_after": after[name]["rows"]}
+                for name in corpus_names
+                if name in before and before[name].get("sha256") != after[name].get("sha256")}
     dead.sort(key=lambda d: (d.source, d.row, d.reason))
     _write_jsonl_atomic(dead_letter_path, (d.to_dict() for d in dead))
     reasons: Dict[str, int] = {}
@@ -120,6 +127,7 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str],
         "corpora": {name: (len(originals) if n == 0 else len(rows) + (
             len(mixed) if mixup and n == len(corpus_names) - 1 else 0))
             for n, name in enumerate(corpus_names)},
+        "corpora_replaced": replaced,
         "dead_letter_file": dead_letter_path,
     }
     _write_jsonl_atomic(summary_path, [summary])

@@ -1,12 +1,15 @@
-"""How the shipped ledger and recommender were made: tiny real sweeps on GLUE SST-2, RTE, STS-B.
+"""How the shipped ledger and recommender were made: real CPU sweeps on GLUE SST-2, RTE, STS-B.
 
 For each task: sample the training set (seeded) and the dev set, fine-tune all-MiniLM-L6-v2 into a
-teacher, build a teacher cache (originals + one EDA random-swap copy, and the dev set) through the
-Beam pipeline, then run `distiller sweep` over assets/space.yaml with 2-layer students. Finally
-the per-task ledgers are exported into one Parquet file and the recommender is fitted on it.
+teacher and build its cache (originals + two EDA copies each, and the dev set) through the Beam
+pipeline -- or, with --from-results DIR, reuse the teachers, caches and samples of a
+benchmarks/results.py run -- then run `distiller sweep` over assets/space.yaml with 2-layer
+students. Finally the per-task ledgers are exported into one Parquet file and the recommender is
+fitted on it. The shipped assets:
 
-    .venv/bin/python -m distill_train.assets.make_ledger --out runs/ledger-build \
-        --trials 8 --install        # --install copies ledger + model into distill_train/assets
+    .venv/bin/python benchmarks/results.py --out runs/results        # teachers and caches
+    .venv/bin/python -m distill_train.assets.make_ledger --from-results runs/results \
+        --out runs/ledger-real --trials 10                         # then again with --trials 6
 
 Everything it runs is the project's own code (trainer, builder, sweep CLI); nothing is invented.
 """
@@ -88,10 +91,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--policy", default="eda_swap:0.3")
+    parser.add_argument("--policy", default="eda_synonym:0.1+eda_swap:0.1,copies=2")
     parser.add_argument("--space", default=os.path.join(HERE, "space.yaml"))
-    parser.add_argument("--note", default="tiny real CPU sweeps (see distill_train/assets/"
-                        "README.md): too small to trust its rankings")
+    parser.add_argument("--note", default="real CPU sweeps on 3 GLUE tasks (SST-2 1,000-row "
+                        "sample, RTE 400, STS-B 800), 2-layer MiniLM students, 3 epochs: few "
+                        "tasks and runs, so its rankings are weak evidence (see "
+                        "distill_train/assets/README.md)")
     parser.add_argument("--from-results", default=None, metavar="DIR",
                         help="reuse the teachers, caches and training samples of a "
                         "benchmarks/results.py run (its --out) instead of making new ones")

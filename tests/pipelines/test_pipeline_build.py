@@ -66,6 +66,7 @@ def test_build_twice_then_a_second_policy_shares_the_originals(tmp_path, tiny_te
     assert again["newly_scored"] == 0 and again["shards_written"] == 0
     assert again["cache_hits"] == first["unique_keys"]
     assert TeacherCache.open(cache).read_corpus(names[1]) == augmented
+    assert first["corpora_replaced"] == again["corpora_replaced"] == {}  # same rows: no notice
 
     keys_before = set(content_by_key(cache))
     other = build(capsys, *common, "--augment", SYNONYM, "--workers", "1")
@@ -78,6 +79,13 @@ def test_build_twice_then_a_second_policy_shares_the_originals(tmp_path, tiny_te
     assert other["newly_scored"] == len({r["key"] for r in syn} - keys_before) > 0
     assert other["newly_scored"] <= other["augmented_copies"]
     assert TeacherCache.open(cache).verify() == []
+
+    # the same split from a smaller file: the originals' corpus is replaced, and the build says so
+    fewer = head_tsv(glue_path("SST-2"), str(tmp_path / "fewer.tsv"), 100)
+    rc = main(["build", "--no-progress", "--input", fewer, *common[2:], "--workers", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "warning: corpus sst2-train replaced: it held 300 rows" in out
+    assert len(TeacherCache.open(cache).read_corpus("sst2-train")) == 100
     assert set(content_by_key(cache)) >= {r["key"] for r in syn} | {r["key"] for r in augmented}
 
 
