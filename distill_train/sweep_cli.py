@@ -38,6 +38,11 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--study-name", default=None, help="default SPACE_NAME-TASK")
     p.add_argument("--ledger", default=None, help="ledger directory (default OUT/ledger)")
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    p.add_argument("--prune-warmup-epochs", type=int, default=1, metavar="N",
+                   help="epochs a trial reports before the median pruner may stop it; a number "
+                   "at least the trials' epochs (or --no-prune) lets every trial finish")
+    p.add_argument("--no-prune", dest="prune_warmup_epochs", action="store_const",
+                   const=10 ** 6, help="never prune (every trial a complete ledger row)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--teacher", default=None, help="teacher name (default: from the cache)")
     p.add_argument("--teacher-fingerprint", default=None, help="default: from the cache")
@@ -129,10 +134,14 @@ def _cmd_sweep(args) -> int:
         features=features.to_row(), study_db=args.study_db, study_name=args.study_name,
         ledger=args.ledger, jobs=args.jobs, seed=args.seed, teacher=teacher,
         teacher_fingerprint=fingerprint, teacher_metric=args.teacher_metric,
-        trainer=args.trainer)
+        trainer=args.trainer, prune_warmup_epochs=args.prune_warmup_epochs)
     summary = run_sweep(options)
     print(json.dumps(summary, indent=2, default=str))
     return 0 if summary["states"].get("complete") else 1
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def sweep_report(ledger_df, out_dir: str, *, top: int = 10) -> dict:
@@ -189,9 +198,10 @@ def sweep_report(ledger_df, out_dir: str, *, top: int = 10) -> dict:
         rows = done[done["task"] == task]
         for j, factor in enumerate(shown):
             ax = axes[i, j]
-            groups = sorted(rows[factor].astype(str).unique())
-            data = [rows.loc[rows[factor].astype(str) == g, "dev_metric"].to_numpy()
-                    for g in groups]
+            # a factor a run did not sample (mi_alpha without MI) is "-", not a float NaN
+            labels = rows[factor].map(lambda v: "-" if _missing(v) else str(v))
+            groups = sorted(labels.unique())
+            data = [rows.loc[labels == g, "dev_metric"].to_numpy() for g in groups]
             ax.boxplot(data, tick_labels=groups)
             for k, d in enumerate(data, start=1):
                 ax.scatter([k] * len(d), d, s=8, alpha=0.6, color="tab:orange")

@@ -9,7 +9,7 @@ fitted on it. The shipped assets:
 
     .venv/bin/python benchmarks/results.py --out runs/results        # teachers and caches
     .venv/bin/python -m distill_train.assets.make_ledger --from-results runs/results \
-        --out runs/ledger-real --trials 10                         # then again with --trials 6
+        --out runs/ledger-real --trials 10          # then --trials 5 --no-prune: more complete runs
 
 Everything it runs is the project's own code (trainer, builder, sweep CLI); nothing is invented.
 """
@@ -100,6 +100,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--from-results", default=None, metavar="DIR",
                         help="reuse the teachers, caches and training samples of a "
                         "benchmarks/results.py run (its --out) instead of making new ones")
+    parser.add_argument("--no-prune", action="store_true",
+                        help="let every trial finish (complete runs are what leave-one-task-out "
+                        "evaluates)")
     parser.add_argument("--install", action="store_true",
                         help="copy ledger.parquet and autodistiller.joblib into the assets")
     args = parser.parse_args(argv)
@@ -128,7 +131,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                          "--ledger", ledger_dir, "--teacher", "minilm-l6-finetuned",
                          "--teacher-metric", str(prep["teacher_metric"]),
                          "--feature-cache", os.path.join(args.out, "embeddings"),
-                         "--seed", str(args.seed)])
+                         "--seed", str(args.seed)] + (["--no-prune"] if args.no_prune else []))
         log.info("[%s] sweep exit %s (%.0f s)", task, rc, time.time() - start)
     shipped = os.path.join(args.out, "ledger.parquet")
     n = Ledger(ledger_dir).export(shipped)

@@ -120,6 +120,14 @@ def test_three_trials_end_to_end_then_resume(tmp_path, task_data, capsys):
     assert len(table) == (after["status"] == "complete").sum() >= 3  # later ones may be pruned
     assert table["dev_metric"].is_monotonic_decreasing
 
+    # a factor some runs did not sample (NaN in the ledger) is its own "-" group in the plots
+    from distill_train.sweep_cli import sweep_report
+
+    mixed = after.assign(status="complete", inter_loss=["mse", "mi", "mse", "mi", "mi"],
+                         mi_alpha=[np.nan, 0.1, np.nan, 0.9, 0.1])
+    paths = sweep_report(mixed, str(tmp_path / "report-nan"))
+    assert os.path.getsize(paths["effects"]) > 0
+
 
 def test_bad_epochs_are_pruned_and_recorded(tmp_path, task_data):
     from distill_train.features import HashingEncoder, compute_features, load_task_records
