@@ -157,6 +157,7 @@ class Teacher:
             self._attn_layers = ()
         else:
             self._attn_layers = tuple(cfg.attentions)
+        self._compute = self._resolve_compute()  # once: _autocast runs on every batch
         self._uses_token_types = "token_type_ids" in getattr(
             self.tokenizer, "model_input_names", ["token_type_ids"])
         log.info("teacher %s loaded on %s: %d layers, hidden %d, %d labels, fingerprint %s",
@@ -298,9 +299,12 @@ class Teacher:
     @property
     def compute_dtype(self) -> str:
         """The precision forwards run at: float32, or bfloat16 / float16 under autocast."""
+        self._require_loaded()
+        return self._compute
+
+    def _resolve_compute(self) -> str:
         import torch
 
-        self._require_loaded()
         amp = self.config.amp
         if amp == "off" or (self.device.type != "cuda" and amp == "auto"):
             return "float32"
@@ -311,10 +315,9 @@ class Teacher:
     def _autocast(self):
         import torch
 
-        compute = self.compute_dtype
-        if compute == "float32":
+        if self._compute == "float32":
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=getattr(torch, compute))
+        return torch.autocast(self.device.type, dtype=getattr(torch, self._compute))
 
     def forward_batch(self, ids_list: Sequence[np.ndarray], tts_list: Sequence[np.ndarray],
                       *, inputs_embeds=None, attention_mask=None) -> List[Dict[str, Any]]:

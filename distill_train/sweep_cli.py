@@ -140,16 +140,13 @@ def _cmd_sweep(args) -> int:
     return 0 if summary["states"].get("complete") else 1
 
 
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
-
-
 def sweep_report(ledger_df, out_dir: str, *, top: int = 10) -> dict:
     """Write table.csv, report.md, best_configs.png and factor_effects.png; return their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import pandas as pd
 
     from distill_train.ledger import CONFIG_COLUMNS
 
@@ -199,7 +196,7 @@ def sweep_report(ledger_df, out_dir: str, *, top: int = 10) -> dict:
         for j, factor in enumerate(shown):
             ax = axes[i, j]
             # a factor a run did not sample (mi_alpha without MI) is "-", not a float NaN
-            labels = rows[factor].map(lambda v: "-" if _missing(v) else str(v))
+            labels = rows[factor].map(lambda v: "-" if pd.isna(v) else str(v))
             groups = sorted(labels.unique())
             data = [rows.loc[labels == g, "dev_metric"].to_numpy() for g in groups]
             ax.boxplot(data, tick_labels=groups)
