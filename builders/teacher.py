@@ -265,15 +265,22 @@ class Teacher:
         return [len(x) for x in full["input_ids"]]
 
     # ----------------------------------------------------------------- scoring
-    def score(self, records: Sequence[Any]) -> List[Dict[str, Any]]:
-        """Teacher outputs per record (dicts with text_a/text_b, tuples or strings), in order."""
+    def score(self, records: Sequence[Any], *,
+              tokens: Optional[Sequence[Tuple[np.ndarray, np.ndarray, bool]]] = None
+              ) -> List[Dict[str, Any]]:
+        """Teacher outputs per record (dicts with text_a/text_b, tuples or strings), in order.
+
+        tokens: what `tokenize` returned for these records, when the caller already has it (the
+        pipeline tokenizes once, to key and bucket); None tokenizes here."""
         self._require_loaded()
         records = list(records)
         if not records:
             return []
         pairs = [as_text_pair(r) for r in records]
         keys = [self.cache_key(a, b) for a, b in pairs]
-        toks = self.tokenize(records)
+        if tokens is not None and len(tokens) != len(records):
+            raise ValueError(f"score: {len(tokens)} tokenizations for {len(records)} records")
+        toks = list(tokens) if tokens is not None else self.tokenize(records)
         lengths = [len(t[0]) for t in toks]
         cfg = self.config
         outputs: List[Dict[str, Any]] = [None] * len(records)  # type: ignore[list-item]

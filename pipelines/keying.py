@@ -16,10 +16,11 @@ import apache_beam as beam
 from augment.records import DeadLetter
 from pipelines.batching import BatchRecords
 
-__all__ = ["KeyRecords", "KeyRecordsFn", "INTERNAL_FIELDS", "strip_internal"]
+__all__ = ["KeyRecords", "KeyRecordsFn", "INTERNAL_FIELDS", "strip_internal", "carried_tokens"]
 
-# Fields this package adds to records on their way through the pipeline.
-INTERNAL_FIELDS = ("key", "n_tokens", "truncated")
+# Fields this package adds to records on their way through the pipeline. The token ids (bytes of
+# int32 / int8) ride along so that the scoring step does not tokenize every text a second time.
+INTERNAL_FIELDS = ("key", "n_tokens", "truncated", "token_ids", "token_types")
 _ROW_IN_ID = re.compile(r":(\d+)$")
 
 
@@ -52,7 +53,7 @@ class KeyRecordsFn(beam.DoFn):
 
     def process(self, batch: List[Dict[str, Any]]) -> Iterator:
         tokens = self.teacher.tokenize(batch)
-        for record, (ids, _, truncated) in zip(batch, tokens):
+        for record, (ids, tts, truncated) in zip(batch, tokens):
             if truncated and self.reject_long:
                 self.rejected.inc()
                 yield ("dead", _long_dead_letter(record, self.source,
@@ -62,7 +63,20 @@ class KeyRecordsFn(beam.DoFn):
                 self.truncated.inc()
             yield ("record", dict(record, key=self.teacher.cache_key(record["text_a"],
                                                                      record.get("text_b")),
-                                  n_tokens=int(len(ids)), truncated=bool(truncated)))
+                                  n_tokens=int(len(ids)), truncated=bool(truncated),
+                                  token_ids=ids.tobytes(), token_types=tts.tobytes()))
+
+
+def carried_tokens(records: List[Dict[str, Any]]):
+    """The (ids, token types, truncated) KeyRecords left on each record, or None if any lacks
+    them: the input `builders.teacher.Teacher.score` takes instead of tokenizing again."""
+    import numpy as np
+
+    if not all("token_ids" in r and "token_types" in r for r in records):
+        return None
+    return [(np.frombuffer(r["token_ids"], dtype=np.int32),
+             np.frombuffer(r["token_types"], dtype=np.int8), bool(r["truncated"]))
+            for r in records]
 
 
 class KeyRecords(beam.PTransform):

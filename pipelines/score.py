@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
-from pipelines.keying import strip_internal
+from pipelines.keying import carried_tokens, strip_internal
 
 __all__ = ["ScoreWithTeacher", "TeacherModelHandler", "assign_unit", "cut_units",
            "LENGTH_BUCKETS", "write_unit_shard"]
@@ -83,7 +83,8 @@ class TeacherModelHandler(ModelHandler):
             for out in outputs:
                 out.pop("mix", None)  # the pairing lives in the corpus rows, not in the cache
         else:
-            outputs = model.score([strip_internal(r) for r in unit])
+            outputs = model.score([strip_internal(r) for r in unit],
+                                  tokens=carried_tokens(unit))
         beam.metrics.Metrics.counter("distiller", "newly_scored").inc(len(outputs))
         unit_id = unit[0]["key"]
         _report_progress(self.progress_dir, unit_id, len(outputs))

@@ -106,6 +106,28 @@ def test_truncation_counted_exactly(tiny_teacher_dir, rte_rows, sst2_rows):
     assert teacher.truncated_count == sum(expected)
 
 
+def test_score_with_given_tokens_skips_tokenizing_and_matches(tiny_teacher_dir, rte_rows,
+                                                              monkeypatch):
+    teacher = _load(tiny_teacher_dir, max_length=100)
+    want = teacher.score(rte_rows)
+    toks = teacher.tokenize(rte_rows)
+    carried = [(np.frombuffer(i.tobytes(), np.int32), np.frombuffer(t.tobytes(), np.int8), tr)
+               for i, t, tr in toks]  # as the pipeline carries them: read-only views of bytes
+
+    def no_tokenizing(records):
+        raise AssertionError("score tokenized although it was given the tokens")
+
+    monkeypatch.setattr(teacher, "tokenize", no_tokenizing)
+    got = teacher.score(rte_rows, tokens=carried)
+    assert len(got) == len(want) == len(rte_rows)
+    for w, g in zip(want, got):
+        assert sorted(g) == sorted(w)
+        for field in w:  # key, ids, truncated, logits, hidden states: all exactly equal
+            np.testing.assert_equal(g[field], w[field], err_msg=field)
+    with pytest.raises(ValueError, match="tokenizations for"):
+        teacher.score(rte_rows, tokens=carried[:-1])
+
+
 def test_plan_batches_covers_everything_within_caps():
     rng = np.random.default_rng(0)
     lengths = rng.integers(3, 120, size=500).tolist()

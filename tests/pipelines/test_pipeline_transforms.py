@@ -32,7 +32,9 @@ def test_key_records_truncates_and_counts_or_rejects(teacher, tiny_teacher):
     config = TeacherConfig(model=tiny_teacher, max_length=8)
     keyed = [dict(r, key=teacher.cache_key(r["text_a"]),
                   n_tokens=len(teacher.tokenize([r])[0][0]),
-                  truncated=bool(teacher.tokenize([r])[0][2])) for r in RECORDS]
+                  truncated=bool(teacher.tokenize([r])[0][2]),
+                  token_ids=teacher.tokenize([r])[0][0].tobytes(),
+                  token_types=teacher.tokenize([r])[0][1].tobytes()) for r in RECORDS]
     assert [k["truncated"] for k in keyed] == [False, False, False, True]
     assert keyed[0]["key"] == keyed[2]["key"] != keyed[1]["key"]
     with TestPipeline() as p:
@@ -93,18 +95,23 @@ def test_units_are_sorted_by_key_balanced_and_cover_everything():
     assert [r["key"] for u in units for r in u] == sorted(r["key"] for r in records)
 
 
-@pytest.mark.parametrize("write_shards", [True, False])
+@pytest.mark.parametrize("write_shards,carry", [(True, False), (False, False), (True, True)])
 def test_score_with_teacher_writes_shards_equal_to_a_direct_forward(teacher, tiny_teacher,
-                                                                     tmp_path, write_shards):
+                                                                     tmp_path, write_shards,
+                                                                     carry):
     import numpy as np
     from builders.reader import CacheReader
 
     config = TeacherConfig(model=tiny_teacher, max_length=8)
     cache_path = str(tmp_path / "cache")
     TeacherCache.create(cache_path, teacher.spec())
-    keyed = [dict(r, key=teacher.cache_key(r["text_a"]),
-                  n_tokens=len(teacher.tokenize([r])[0][0]), truncated=False)
-             for r in RECORDS[:2] + RECORDS[3:]]
+    keyed = []
+    for r in RECORDS[:2] + RECORDS[3:]:
+        ids, tts, truncated = teacher.tokenize([r])[0]
+        keyed.append(dict(r, key=teacher.cache_key(r["text_a"]), n_tokens=len(ids),
+                          truncated=truncated))
+        if carry:  # the token ids KeyRecords leaves on a record: scoring does not re-tokenize
+            keyed[-1].update(token_ids=ids.tobytes(), token_types=tts.tobytes())
     with TestPipeline() as p:
         infos = (p | beam.Create([(r["key"], r) for r in keyed])
                  | ScoreWithTeacher(config, cache_path=cache_path, unit_size=2,
