@@ -5,9 +5,10 @@
 For each task (SST-2, RTE, STS-B from ../shared/data): fine-tune the MiniLM-L6 teacher (on the
 whole RTE / STS-B train sets, on a 2,000-sentence SST-2 sample), build the teacher cache of a seeded
 training sample (--train-size) with the Beam pipeline (originals, an EDA-augmented variant and,
-for --mixup-tasks, offline mixup pairs), then train a 2-layer student (the first MiniLM layers)
-several ways on that sample, each with `--seeds` seeds (every configuration on --full-tasks,
---other-configs elsewhere):
+for --mixup-tasks, offline mixup pairs), then train a 2-layer student cut from the teacher
+(layers 3 and 6; on STS-B layers 1 and 2, over its whole train set for 2 epochs: see
+--student-layers, --train-size, --task-epochs) several ways on that sample, each with `--seeds`
+seeds (every configuration on --full-tasks, --other-configs elsewhere):
 
   nokd          fine-tuned on gold labels, no teacher
   pred          prediction-layer KD only (KL at tau; MSE for STS-B), from the cache
@@ -84,16 +85,20 @@ def prepare_task(task: str, args) -> Dict[str, str]:
     cache = os.path.join(root, "cache")
     common = dict(task=task, teacher=teacher, cache=cache, workers=2, max_length=max_len,
                   progress=False)
-    tr = build_distill_set(BuildOptions(input=train_file, split="train", augment=args.policy,
+    split = "train" if task in sizes else "train-full"  # the 800-row STS-B sample kept "train"
+    tr = build_distill_set(BuildOptions(input=train_file, split=split, augment=args.policy,
                                         **common))
     dv = build_distill_set(BuildOptions(input=dev_file, split="dev", **common))
     names = list(tr["corpora"])
-    runs = os.path.join(root, f"runs-{os.path.basename(train_file)[:-4]}")  # one per sample
+    layers = dict(part.split("=") for part in args.student_layers.split(",") if part)
+    keep = tuple(int(n) for n in layers[task].split("+")) if task in layers else None
+    tag = f"-l{layers[task]}" if keep else ""
+    runs = os.path.join(root, f"runs-{os.path.basename(train_file)[:-4]}{tag}")  # one per setup
     paths = {"root": root, "runs": runs, "cache": cache, "teacher": teacher,
              "train_file": train_file, "dev_file": dev_file, "plain": names[0], "aug": names[-1],
-             "dev": next(iter(dv["corpora"])), "max_length": str(max_len)}
+             "dev": next(iter(dv["corpora"])), "max_length": str(max_len), "keep": keep}
     if task in args.mixup_tasks.split(","):
-        mx = build_distill_set(BuildOptions(input=train_file, split="train", mixup=1, **common))
+        mx = build_distill_set(BuildOptions(input=train_file, split=split, mixup=1, **common))
         paths["mixup"] = list(mx["corpora"])[-1]
     return paths
 
@@ -107,8 +112,12 @@ def run_one(task: str, name: str, seed: int, paths: Dict[str, str], args) -> Dic
     if os.path.exists(done):
         with open(done, encoding="utf-8") as fh:
             return json.load(fh)
-    student = dict(student=minilm_path(), student_init="truncate", student_num_layers=2,
-                   epochs=args.epochs, lr=args.lr, seed=seed, run_dir=run_dir, progress=False)
+    layers = (dict(student_layers=paths["keep"]) if paths["keep"]
+              else dict(student_num_layers=2))
+    epochs = dict(part.split("=") for part in args.task_epochs.split(",") if part)
+    student = dict(student=minilm_path(), student_init="truncate",
+                   epochs=int(epochs.get(task, args.epochs)),
+                   lr=args.lr, seed=seed, run_dir=run_dir, progress=False, **layers)
     if name == "nokd":
         cfg = TrainConfig(task=task, mode="finetune", train_file=paths["train_file"],
                           dev_file=paths["dev_file"], max_length=int(paths["max_length"]),
@@ -204,15 +213,23 @@ def main(argv=None) -> int:
     p.add_argument("--mixup-tasks", default="rte,stsb",
                    help="tasks whose build adds offline mixup pairs (the pred+mixup rows)")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--train-size", default="sst2=1000,rte=400,stsb=800",
+    p.add_argument("--train-size", default="sst2=1000,rte=400",
                    help="the students' seeded training sample per task (a task not named: its "
-                        "whole train set); the teacher is fine-tuned on the whole RTE/STS-B train "
-                        "set and on a 2,000-sentence SST-2 sample")
-    p.add_argument("--full-tasks", default="sst2",
+                        "whole train set, as STS-B: a 2-layer student barely learns it from 800 "
+                        "pairs); the teacher is fine-tuned on the whole RTE/STS-B train set and "
+                        "on a 2,000-sentence SST-2 sample")
+    p.add_argument("--student-layers", default="stsb=1+2",
+                   help="per task, the teacher layers the 2-layer student is cut from, e.g. "
+                        "stsb=1+2 (a task not named: skip-chosen layers 3 and 6)")
+    p.add_argument("--seed-list", help="run only these seeds, e.g. 0,2 (to share the runs "
+                   "between processes; a last run without it writes the whole table)")
+    p.add_argument("--full-tasks", default="sst2,rte,stsb",
                    help="tasks that run every configuration in --configs; the others run "
                         "--other-configs (to fit the time: see README)")
     p.add_argument("--other-configs", default="nokd,pred,pred+mse,pred+mixup")
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--task-epochs", default="stsb=2",
+                   help="per-task epochs over --epochs (STS-B: 2 over its whole train set)")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--teacher-epochs", type=int, default=3)
@@ -225,13 +242,15 @@ def main(argv=None) -> int:
     transformers.logging.set_verbosity_error()
     os.makedirs(args.out, exist_ok=True)
     results: Dict[str, Dict[str, List[Dict]]] = {}
+    seeds = ([int(s) for s in args.seed_list.split(",")] if args.seed_list
+             else range(args.seeds))
     start = time.time()
     for task in args.tasks.split(","):
         paths = prepare_task(task, args)
         results[task] = {}
         configs = args.configs if task in args.full_tasks.split(",") else args.other_configs
         for name in configs.split(","):
-            for seed in range(args.seeds):
+            for seed in seeds:
                 res = run_one(task, name, seed, paths, args)
                 if res is None:
                     continue
