@@ -75,13 +75,10 @@ def corpus(path: str, count: int) -> str:
     return path
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (the runner's worker processes)."""
-    total = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        usage = resource.getrusage(who)
-        total += usage.ru_utime + usage.ru_stime
-    return total
+def cpu_seconds() -> tuple:
+    """(CPU time of this process, of its finished children): the runner and its workers."""
+    return tuple(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+                 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
 
 
 def run_pipeline(args, data, cache, workers, *, write_shards=True, threads=None):
@@ -163,14 +160,20 @@ def main(argv=None) -> int:
                     args, data, os.path.join(work, "c3"), 2, write_shards=False))):
             if name.endswith("pass_tensors") and args.skip_tensor_mode:
                 continue
-            cpu0 = cpu_seconds()
+            own0, children0 = cpu_seconds()
             n, seconds = fn()
-            cpu = cpu_seconds() - cpu0
+            own1, children1 = cpu_seconds()
+            own, workers = own1 - own0, children1 - children0
+            cpu = own + workers
             results[name] = {"sequences": n, "seconds": round(seconds, 2),
                              "seq_per_s": round(n / seconds, 1), "cpu_s": round(cpu, 1),
-                             "seq_per_cpu_s": round(n / cpu, 1)}
+                             "seq_per_cpu_s": round(n / cpu, 1), "main_cpu_s": round(own, 1),
+                             "worker_cpu_s": round(workers, 1)}
+            # main: this process (the plain loop, or Beam's runner: reading the splits list,
+            # every shuffle, encoding between stages); workers: the SDK worker processes
             print(f"  {name:32s} {n:7d} sequences  {seconds:8.1f} s  {n / seconds:8.1f} seq/s  "
-                  f"{cpu:8.1f} CPU s  {n / cpu:7.1f} seq/CPU s", flush=True)
+                  f"{cpu:8.1f} CPU s (main {own:.1f}, workers {workers:.1f})  "
+                  f"{n / cpu:7.1f} seq/CPU s", flush=True)
         rate = {k: v["seq_per_s"] for k, v in results.items()}
         ratios = {
             "2_workers_vs_1 (target >= 1.5)": rate["direct_2_workers"] / rate["direct_1_worker"],

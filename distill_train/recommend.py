@@ -191,11 +191,28 @@ def candidate_frame(space: SearchSpace, features: Mapping[str, Any], *, teacher:
     return frame
 
 
+def one_row_per_config(rows):
+    """The rows with every repeated configuration (same student, teacher and config columns, as
+    when two sweeps of one space draw the same configuration) merged into one, its dev metric
+    and ratio averaged: a repeat must not count twice among the top-k or the random picks."""
+    keys = ["task", "student", "teacher", *CONFIG_COLUMNS]
+    filled = rows.assign(**{c: rows[c].astype(str) for c in keys})  # NaN-safe group keys
+    groups = filled.groupby(keys, sort=False, dropna=False).indices
+    merged = []
+    for index in groups.values():
+        row = rows.iloc[index[0]].copy()
+        row["dev_metric"] = float(rows["dev_metric"].iloc[index].astype(float).mean())
+        row["ratio"] = float(rows["ratio"].iloc[index].astype(float).mean())
+        merged.append(row)
+    return type(rows)(merged).reset_index(drop=True)
+
+
 def leave_one_task_out(ledger, *, k: int = 5, draws: int = 2000, seed: int = 0,
                        **model_args: Any):
     """For each task: fit on the other tasks, pick the top-k of that task's completed runs by
     predicted ratio, and compare their real dev metric (mean, max) with k random runs (expected
-    mean and max over `draws` random draws). Returns one row per task (pandas DataFrame)."""
+    mean and max over `draws` random draws), repeated configurations counted once
+    (`one_row_per_config`). Returns one row per task (pandas DataFrame)."""
     import numpy as np
     import pandas as pd
 
@@ -207,7 +224,7 @@ def leave_one_task_out(ledger, *, k: int = 5, draws: int = 2000, seed: int = 0,
     rng = np.random.default_rng(seed)
     out = []
     for task in tasks:
-        held = rows[rows["task"] == task].reset_index(drop=True)
+        held = one_row_per_config(rows[rows["task"] == task])
         model = AutoDistiller(seed=seed, **model_args).fit(rows[rows["task"] != task])
         pred = model.predict(held)
         metric = held["dev_metric"].astype(float).to_numpy()

@@ -68,12 +68,16 @@ def reuse_results(task: str, out: str, results: str) -> dict:
     root = os.path.join(results, task)
     with open(os.path.join(root, "teacher", "result.json"), encoding="utf-8") as fh:
         teacher = json.load(fh)
-    samples = sorted(f for f in os.listdir(os.path.join(root, "data")) if f.startswith("train-"))
-    if not samples:
-        raise SystemExit(f"{root}/data has no train-N.tsv sample: run benchmarks/results.py first")
+    if not os.path.isdir(root):
+        raise SystemExit(f"{root} does not exist: run benchmarks/results.py first")
+    samples = sorted(f for f in os.listdir(os.path.join(root, "data"))
+                     if f.startswith("train-")) if os.path.isdir(os.path.join(root, "data")) else []
+    # the results run's seeded sample; a task it trained on whole (STS-B now): the train set
+    train = (os.path.join(root, "data", samples[0]) if samples
+             else os.path.join(GLUE, folder, "train.tsv"))
     data = os.path.join(out, task, "data")
     os.makedirs(data, exist_ok=True)
-    shutil.copy(os.path.join(root, "data", samples[0]), os.path.join(data, "train.tsv"))
+    shutil.copy(train, os.path.join(data, "train.tsv"))
     shutil.copy(os.path.join(GLUE, folder, "dev.tsv"), os.path.join(data, "dev.tsv"))
     return {"data": data, "cache": os.path.join(root, "cache"),
             "teacher_metric": teacher["best_metric"]}

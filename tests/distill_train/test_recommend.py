@@ -6,7 +6,7 @@ import pytest
 
 from distill_train.features import DatasetFeatures
 from distill_train.ledger import Ledger
-from distill_train.recommend import AutoDistiller, leave_one_task_out
+from distill_train.recommend import AutoDistiller, leave_one_task_out, one_row_per_config
 from distill_train.space import SearchSpace
 from distill_train.train import TrainResult
 
@@ -96,6 +96,27 @@ def test_leave_one_task_out_beats_random(tmp_path):
     assert (report["recommended_mean"] > report["random_mean"]).all()
     assert (report["recommended_max"] >= report["random_max"] - 1e-9).all()
     assert (report["recommended_max"] <= report["best_possible"] + 1e-12).all()
+
+
+def test_a_repeated_configuration_counts_once(tmp_path):
+    import pandas as pd
+
+    df = synthetic_ledger(str(tmp_path / "ledger"))
+    done = df[df["status"] == "complete"].reset_index(drop=True)
+    # a second sweep drew the best run of task "a" again (another run id, same configuration)
+    best = done[done["task"] == "a"]["dev_metric"].astype(float).idxmax()
+    repeat = done.loc[best].copy()
+    repeat["run_id"], repeat["dev_metric"] = "a/again", float(repeat["dev_metric"]) - 0.01
+    with_repeat = pd.concat([done, repeat.to_frame().T], ignore_index=True)
+    merged = one_row_per_config(with_repeat[with_repeat["task"] == "a"])
+    assert len(merged) == (done["task"] == "a").sum()
+    row = merged[merged["run_id"] == done.loc[best, "run_id"]].iloc[0]
+    assert row["dev_metric"] == pytest.approx(float(done.loc[best, "dev_metric"]) - 0.005)
+    # configurations that differ only where one of them has no value stay apart (NaN mi_alpha)
+    assert merged["mi_alpha"].isna().sum() == (done[done["task"] == "a"]["mi_alpha"]
+                                               .isna().sum())
+    a = leave_one_task_out(with_repeat, k=5, draws=200, seed=0, n_estimators=100)
+    assert a.loc[a["task"] == "a", "runs"].item() == (done["task"] == "a").sum()
 
 
 def test_errors_are_clear(tmp_path):
