@@ -104,10 +104,11 @@ FACTORS: Dict[str, Tuple[Callable[[Any], Optional[str]], bool]] = {
     "student": (_student, False),
 }
 # factor -> (the factor it depends on, the test its value must pass for it to be sampled);
-# each depends on a factor sampled before it (FACTORS order).
+# a conditional factor is sampled after every unconditional one (SearchSpace.suggest).
 _CONDITIONS: Dict[str, Tuple[str, Callable[[Any], bool]]] = {
     "mi_alpha": ("inter_loss", lambda v: v == "mi"),
     "w_inter": ("inter_loss", lambda v: v != "none"),
+    "mapping": ("inter_loss", lambda v: v != "none"),  # layer pairs only matter to those losses
 }
 _TOP_KEYS = ("name", "params", "fixed", "grid_points")
 _SPEC_KEYS = ("choices", "low", "high", "log", "step", "type")
@@ -213,10 +214,12 @@ class SearchSpace:
     def suggest(self, trial: Any) -> Dict[str, Any]:
         """Sample one configuration (factor -> value) from an Optuna trial."""
         values: Dict[str, Any] = {}
-        for spec in self.params:
+        ordered = ([p for p in self.params if p.name not in _CONDITIONS]
+                   + [p for p in self.params if p.name in _CONDITIONS])
+        for spec in ordered:
             if self._active(spec, values):
                 values[spec.name] = spec.suggest(trial)
-        return values
+        return {p.name: values[p.name] for p in self.params if p.name in values}
 
     def candidates(self) -> Iterator[Dict[str, Any]]:
         """Every configuration of the space (numeric ranges on a grid of `grid_points`)."""

@@ -34,10 +34,19 @@ def test_good_space_candidates_and_train_config(tmp_path):
     # 2 aug x 2 mapping x (mse + mi x 2 alphas = 3) x 2 temps x 2 w_inter x 2 lrs
     assert len(cands) == 2 * 2 * 3 * 2 * 2 * 2
     assert all(("mi_alpha" in c) == (c["inter_loss"] == "mi") for c in cands)
-    none = SearchSpace.from_dict({"params": {"inter_loss": ["none", "mse"], "w_inter": [0.1, 1]}})
-    assert list(none.candidates()) == [{"inter_loss": "none"},
-                                       {"inter_loss": "mse", "w_inter": 0.1},
-                                       {"inter_loss": "mse", "w_inter": 1}]
+    none = SearchSpace.from_dict({"params": {"mapping": ["skip", "last"],
+                                             "inter_loss": ["none", "mse"], "w_inter": [0.1, 1]}})
+    # the mapping and the weight of an intermediate loss are not drawn without one
+    assert list(none.candidates()) == [
+        {"inter_loss": "none"}] + [{"inter_loss": "mse", "mapping": m, "w_inter": w}
+                                   for m in ("skip", "last") for w in (0.1, 1)]
+    optuna = pytest.importorskip("optuna")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = [none.suggest(study.ask()) for _ in range(20)]
+    assert {d["inter_loss"] for d in drawn} == {"none", "mse"}
+    assert all(sorted(d) == (["inter_loss"] if d["inter_loss"] == "none"
+                             else ["inter_loss", "mapping", "w_inter"]) for d in drawn)
+    assert [list(d) for d in drawn if len(d) > 1][0] == ["mapping", "inter_loss", "w_inter"]
     assert sorted({c["lr"] for c in cands}) == pytest.approx([1e-5, 1e-4])
     values = {"augmentation": "corpus:rte-train+eda", "mixup": False,
               "mapping": "pairs:0-0,2-6,4-12", "inter_loss": "mse", "mi_alpha": 0.0,
@@ -54,6 +63,7 @@ def test_good_space_candidates_and_train_config(tmp_path):
     plain = space.to_train_config({**values, "inter_loss": "none"}, task="rte", cache="/c",
                                   run_dir="/r")
     assert "w_inter" not in plain and config["w_inter"] == 1.0  # no intermediate loss, no weight
+    assert "mapping" not in plain and "mapping_pairs" not in plain  # and no layer pairs
     mixed = space.to_train_config({**values, "mixup": True}, task="rte", cache="/c", run_dir="/r")
     assert mixed["train_corpus"] == "rte-train+eda+mixup-n1-a0.4" and "mixup" not in mixed
 
