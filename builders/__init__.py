@@ -2,6 +2,8 @@
 
 Heavy libraries (torch, transformers, pyarrow) are imported by the submodules on use.
 """
+import augment.seeding  # noqa: F401  (thread-count-independent MKL, before any torch math)
+
 from .cache import CORPUS_FIELDS, TeacherCache
 from .errors import (CacheError, CacheSpecMismatch, CorruptShardError, FingerprintError,
                      ForeignDirectoryError, MissingShardError, UnsatisfiableRequest)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import augment.seeding  # noqa: F401  (thread-count-independent MKL, before any torch math)
+
 __all__ = [
     "TrainConfig", "TrainResult", "train",
     "SoftTargetLoss", "LogitMSELoss", "GoldLoss",

@@ -9,6 +9,8 @@ Public API (imported lazily, so `distiller --help` does not pay for Beam or torc
 """
 import importlib
 
+import augment.seeding  # noqa: F401  (thread-count-independent MKL, before any torch math)
+
 __all__ = ["BuildOptions", "build_distill_set", "BuildDistillSet", "corpus_names", "ReadCorpus",
            "KeyRecords", "AugmentCorpus", "CachedKeys", "MissingKeys", "ScoreWithTeacher",
            "TeacherModelHandler", "CommitAndIndex", "MixupPairs", "pipeline_args",

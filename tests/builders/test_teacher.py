@@ -128,6 +128,31 @@ def test_score_with_given_tokens_skips_tokenizing_and_matches(tiny_teacher_dir, 
         teacher.score(rte_rows, tokens=carried[:-1])
 
 
+def test_outputs_do_not_depend_on_the_torch_thread_count(tiny_teacher_dir):
+    """1 and 2 threads give the same bytes (the worker count sets each worker's threads)."""
+    import torch
+
+    assert os.environ.get("MKL_CBWR") == "AUTO,STRICT"  # set on import, before any torch math
+    teacher = _load(tiny_teacher_dir)
+    vocab = teacher.model.config.vocab_size
+    rng = np.random.default_rng(0)
+    before = torch.get_num_threads()
+    try:
+        for rows in range(1, 25):  # small batches: without strict MKL, ~2% of rows differed
+            ids = [rng.integers(5, vocab, size=int(rng.integers(3, 40))).astype(np.int32)
+                   for _ in range(rows)]
+            tts = [np.zeros(len(x), np.int8) for x in ids]
+            outs = []
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                outs.append(teacher.forward_batch(ids, tts))
+            for one, two in zip(*outs):
+                assert one["logits"].tobytes() == two["logits"].tobytes(), rows
+                np.testing.assert_equal(one["hidden"], two["hidden"])
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_plan_batches_covers_everything_within_caps():
     rng = np.random.default_rng(0)
     lengths = rng.integers(3, 120, size=500).tolist()
