@@ -121,9 +121,18 @@ def load_wordnet():
                 nltk.data.path.append(nltk_root)
             root = nltk.data.find("corpora/wordnet")
             source = WORDNET_DIR
+
+        class EnglishWordNet(WordNetCorpusReader):
+            """nltk's reader without the map from WordNet 3.0 offsets that it builds on load for
+            multilingual (OMW) data only: about half its load time on Debian's WordNet 3.1, paid
+            by every worker process; no OMW data is loaded here."""
+
+            def map_wn(self, version="wordnet"):
+                return None
+
         with warnings.catch_warnings():  # "multilingual functions are not available": no OMW
             warnings.simplefilter("ignore", UserWarning)
-            reader = WordNetCorpusReader(root, None)
+            reader = EnglishWordNet(root, None)
         reader.synsets("dog")  # fail here, not in the middle of a run
         log.info("WordNet %s loaded from %s", reader.get_version(), source)
         _wordnet = reader
