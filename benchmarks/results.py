@@ -54,6 +54,20 @@ CONFIGS = {
 }
 
 
+def student_setup(task: str, args):
+    """(students' training file, teacher layers the student is cut from or None, runs folder)."""
+    root = os.path.join(args.out, task)
+    sizes = dict(part.split("=") for part in args.train_size.split(",") if part)
+    train_file = os.path.join(args.data, TASK_FILES[task], "train.tsv")
+    if task in sizes:  # students (and, on SST-2, the teacher) see a seeded sample
+        train_file = os.path.join(root, "data", f"train-{sizes[task]}.tsv")
+    layers = dict(part.split("=") for part in args.student_layers.split(",") if part)
+    keep = tuple(int(n) for n in layers[task].split("+")) if task in layers else None
+    tag = f"-l{layers[task]}" if keep else ""
+    runs = os.path.join(root, f"runs-{os.path.basename(train_file)[:-4]}{tag}")  # one per setup
+    return train_file, keep, runs
+
+
 def prepare_task(task: str, args) -> Dict[str, str]:
     """Teacher and caches for one task; returns paths and corpus names."""
     from distill_train.config import TrainConfig
@@ -63,12 +77,9 @@ def prepare_task(task: str, args) -> Dict[str, str]:
     root = os.path.join(args.out, task)
     src = os.path.join(args.data, TASK_FILES[task])
     full_train = os.path.join(src, "train.tsv")
-    sizes = dict(part.split("=") for part in args.train_size.split(","))
-    train_file = full_train
-    if task in sizes:  # students (and, on SST-2, the teacher) see a seeded sample
-        train_file = os.path.join(root, "data", f"train-{sizes[task]}.tsv")
-        if not os.path.exists(train_file):
-            sample_tsv(full_train, train_file, int(sizes[task]), 0)
+    train_file, keep, runs = student_setup(task, args)
+    if train_file != full_train and not os.path.exists(train_file):
+        sample_tsv(full_train, train_file, int(os.path.basename(train_file)[6:-4]), 0)
     teacher_file = full_train
     if task in TEACHER_SAMPLE:
         teacher_file = os.path.join(root, "data", f"teacher-train-{TEACHER_SAMPLE[task]}.tsv")
@@ -85,15 +96,11 @@ def prepare_task(task: str, args) -> Dict[str, str]:
     cache = os.path.join(root, "cache")
     common = dict(task=task, teacher=teacher, cache=cache, workers=2, max_length=max_len,
                   progress=False)
-    split = "train" if task in sizes else "train-full"  # the 800-row STS-B sample kept "train"
+    split = "train" if train_file != full_train else "train-full"  # STS-B's sample kept "train"
     tr = build_distill_set(BuildOptions(input=train_file, split=split, augment=args.policy,
                                         **common))
     dv = build_distill_set(BuildOptions(input=dev_file, split="dev", **common))
     names = list(tr["corpora"])
-    layers = dict(part.split("=") for part in args.student_layers.split(",") if part)
-    keep = tuple(int(n) for n in layers[task].split("+")) if task in layers else None
-    tag = f"-l{layers[task]}" if keep else ""
-    runs = os.path.join(root, f"runs-{os.path.basename(train_file)[:-4]}{tag}")  # one per setup
     paths = {"root": root, "runs": runs, "cache": cache, "teacher": teacher,
              "train_file": train_file, "dev_file": dev_file, "plain": names[0], "aug": names[-1],
              "dev": next(iter(dv["corpora"])), "max_length": str(max_len), "keep": keep}
@@ -112,6 +119,8 @@ def run_one(task: str, name: str, seed: int, paths: Dict[str, str], args) -> Dic
     if os.path.exists(done):
         with open(done, encoding="utf-8") as fh:
             return json.load(fh)
+    if args.report_only:
+        return None
     layers = (dict(student_layers=paths["keep"]) if paths["keep"]
               else dict(student_num_layers=2))
     epochs = dict(part.split("=") for part in args.task_epochs.split(",") if part)
@@ -223,6 +232,8 @@ def main(argv=None) -> int:
                         "stsb=1+2 (a task not named: skip-chosen layers 3 and 6)")
     p.add_argument("--seed-list", help="run only these seeds, e.g. 0,2 (to share the runs "
                    "between processes; a last run without it writes the whole table)")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: the table, JSON and plot of the runs already finished")
     p.add_argument("--full-tasks", default="sst2,rte,stsb",
                    help="tasks that run every configuration in --configs; the others run "
                         "--other-configs (to fit the time: see README)")
@@ -246,7 +257,8 @@ def main(argv=None) -> int:
              else range(args.seeds))
     start = time.time()
     for task in args.tasks.split(","):
-        paths = prepare_task(task, args)
+        paths = ({"runs": student_setup(task, args)[2]} if args.report_only
+                 else prepare_task(task, args))
         results[task] = {}
         configs = args.configs if task in args.full_tasks.split(",") else args.other_configs
         for name in configs.split(","):
