@@ -285,6 +285,12 @@ class TeacherCache:
 
         return verify_cache(self)
 
+    def adopt_uncommitted(self) -> List[ShardInfo]:
+        """Commit whole shards an interrupted build left uncommitted (maintenance.py)."""
+        from .maintenance import adopt_uncommitted
+
+        return adopt_uncommitted(self)
+
     def merge(self, other_path: str) -> List[ShardInfo]:
         from .maintenance import merge_into
 

@@ -9,13 +9,14 @@ import shutil
 from typing import TYPE_CHECKING, List
 
 from .errors import CacheError, CorruptShardError
-from .manifest import CORPUS_DIR
-from .shards import SPEC_METADATA_KEY, ShardInfo, file_sha256, open_shard, shard_schema
+from .manifest import CORPUS_DIR, SHARD_DIR
+from .shards import (SPEC_METADATA_KEY, ShardInfo, file_sha256, open_shard, shard_name_for,
+                     shard_schema)
 
 if TYPE_CHECKING:
     from .cache import TeacherCache
 
-__all__ = ["verify_cache", "merge_into"]
+__all__ = ["verify_cache", "merge_into", "adopt_uncommitted"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,57 @@ def verify_cache(cache: "TeacherCache") -> List[str]:
             if hashlib.sha256(fh.read()).hexdigest() != entry["sha256"]:
                 problems.append(f"corpus {name}: checksum mismatch (content altered)")
     return problems
+
+
+def _uncommitted_info(cache: "TeacherCache", name: str) -> ShardInfo:
+    """The ShardInfo of an uncommitted shard file after checking it as verify does (schema,
+    embedded spec, content-derived name, every page's CRC); ValueError says what is wrong."""
+    import pyarrow as pa
+
+    path = cache.shard_path(name)
+    try:
+        pf = open_shard(path, name)
+        schema = pf.schema_arrow
+        if not schema.remove_metadata().equals(shard_schema(cache.spec)):
+            raise ValueError("its schema differs from the cache spec's")
+        meta = (schema.metadata or {}).get(SPEC_METADATA_KEY)
+        if meta is None or json.loads(meta) != cache.spec.to_dict():
+            raise ValueError("it was written under another cache spec")
+        table = pf.read()  # reads every page: a damaged one fails its CRC here
+    except (CorruptShardError, pa.ArrowException, OSError) as exc:
+        raise ValueError(f"it cannot be read ({exc})") from exc
+    keys = table.column("key").to_pylist()
+    if shard_name_for(keys) != name:
+        raise ValueError("its name is not the one its keys give")
+    return ShardInfo(name=name, rows=table.num_rows, bytes=os.path.getsize(path),
+                     sha256=file_sha256(path), tokens=int(sum(table.column("length").to_pylist())),
+                     truncated=int(sum(table.column("truncated").to_pylist())), keys=tuple(keys))
+
+
+def adopt_uncommitted(cache: "TeacherCache") -> List[ShardInfo]:
+    """Commit the complete shards that an interrupted build wrote but never committed.
+
+    A shard file appears only whole (temp file, fsync, rename to its content-derived name), so
+    one that is present but not in the manifest holds finished teacher outputs: a build killed
+    before its last step leaves them behind, and the next build would score those texts again.
+    Each is checked like `verify` checks a committed one; one that fails is left alone (and
+    said in the log). A concurrent build's not yet committed shard may be adopted too: its own
+    commit then finds it committed and skips it. Returns the shards added."""
+    directory = os.path.join(cache.path, SHARD_DIR)
+    committed = {info.name for info in cache.shards()}
+    found = []
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        if name.startswith(".") or not name.endswith(".parquet") or name in committed:
+            continue  # hidden names are a writer's temp files
+        try:
+            found.append(_uncommitted_info(cache, name))
+        except ValueError as exc:
+            log.warning("left uncommitted shard %s alone: %s", name, exc)
+    added = cache.commit(found) if found else []
+    if added:
+        log.info("adopted %d uncommitted shard(s), %d rows, left by an interrupted build",
+                 len(added), sum(i.rows for i in added))
+    return added
 
 
 def merge_into(cache: "TeacherCache", other_path: str) -> List[ShardInfo]:

@@ -252,8 +252,11 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     start = time.monotonic()
     teacher_config = _teacher_config(opts)
     teacher = Teacher(teacher_config).load()
-    TeacherCache.open_or_create(opts.cache, teacher.spec(opts.dtype))  # spec mismatch: an error
+    # a spec mismatch is an error here, before any work
+    cache = TeacherCache.open_or_create(opts.cache, teacher.spec(opts.dtype))
     del teacher
+    # what an interrupted build scored but did not commit is committed now, not scored again
+    adopted = cache.adopt_uncommitted()
     policy_name = None
     if opts.augment is not None:
         from augment.policy import AugmentationPolicy
@@ -298,5 +301,6 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
         summary = json.loads(fh.readline())
     summary.update({"seconds": round(time.monotonic() - start, 3), "cache": opts.cache,
                     "runner": opts.runner, "workers": opts.workers,
+                    "adopted_rows": sum(i.rows for i in adopted),
                     "beam_counters": _beam_counters(result)})
     return summary

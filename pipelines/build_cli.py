@@ -137,7 +137,9 @@ def format_summary(s) -> str:
         f"  records read      {s['records_read']}",
         f"  augmented copies  {s['augmented_copies']}",
         f"  distinct keys     {s['unique_keys']}",
-        f"  cache hits        {s['cache_hits']}",
+        f"  cache hits        {s['cache_hits']}"
+        + (f"  (of them {s['adopted_rows']} scored by an interrupted build, committed now)"
+           if s.get("adopted_rows") else ""),
         f"  newly scored      {s['newly_scored']}  ({s['shards_written']} shards)",
         f"  truncated         {s['truncated']}",
         f"  mixup pairs       {s.get('mixup_pairs', 0)}",

@@ -53,6 +53,29 @@ def test_incremental_build_scores_only_missing_keys(tmp_path, tiny_teacher, sst2
         {tiny_teacher.cache_key(r["text_a"], None) for r in sst2_rows[:50]})
 
 
+def test_uncommitted_shards_of_an_interrupted_build_are_adopted_once_checked(cache, tmp_path,
+                                                                            caplog):
+    cache.add(make_outputs(["a", "b"]))
+    whole = cache.write_shard(make_outputs(["b", "c", "d"]))   # scored, never committed
+    bad = cache.write_shard(make_outputs(["e", "f"]))
+    with open(cache.shard_path(bad.name), "r+b") as fh:          # damaged on disk
+        fh.seek(bad.bytes // 2)
+        fh.write(b"\0" * 64)
+    other = TeacherCache.create(str(tmp_path / "other"), make_spec(fingerprint="e" * 32))
+    foreign = other.write_shard(make_outputs(["g"]))            # another teacher's shard
+    os.replace(other.shard_path(foreign.name), cache.shard_path(foreign.name))
+    with open(cache.shard_path(".tmp-half-written"), "wb") as fh:   # a writer's temp file
+        fh.write(b"PAR1")
+    added = cache.adopt_uncommitted()
+    assert len(added) == 1 and added[0].name != whole.name       # rewritten without "b" ...
+    assert sorted(cache.keys()) == ["a", "b", "c", "d"]          # ... so "b" is stored once
+    assert cache.verify() == []
+    assert cache.missing(["e", "f", "g"]) == ["e", "f", "g"]     # left alone, and said so
+    assert sum(bad.name in r.message for r in caplog.records) == 1
+    assert sum(foreign.name in r.message and "spec" in r.message for r in caplog.records) == 1
+    assert TeacherCache.open(cache.path).adopt_uncommitted() == []   # nothing twice
+
+
 def test_duplicates_stored_once(cache):
     outs = make_outputs(["a", "b", "a", "c"])
     cache.add(outs)

@@ -176,7 +176,8 @@ def test_a_build_killed_mid_run_then_rerun_leaves_a_verified_complete_cache(tmp_
     deadline = time.monotonic() + 120
     committed = {s.name for s in TeacherCache.open(cache).shards()}
     while time.monotonic() < deadline and proc.poll() is None:
-        if len(set(os.listdir(shard_dir)) - committed) >= 3:   # mid-scoring: uncommitted shards
+        whole = [n for n in os.listdir(shard_dir) if not n.startswith(".")]  # not temp files
+        if len(set(whole) - committed) >= 2:                   # mid-scoring: uncommitted shards
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the build finished before it could be killed"
@@ -184,6 +185,10 @@ def test_a_build_killed_mid_run_then_rerun_leaves_a_verified_complete_cache(tmp_
     proc.wait()
     assert TeacherCache.open(cache).verify() == []
     assert content_by_key(cache) == before                     # invisible until committed
+    left = [n for n in os.listdir(shard_dir)                   # whole shards, never committed
+            if n.endswith(".parquet") and not n.startswith(".") and n not in committed]
+    left_rows = sum(pq.read_metadata(os.path.join(shard_dir, n)).num_rows for n in left)
+    assert left_rows > 0
 
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
     summary = json.loads(out.strip().splitlines()[-1])
@@ -193,6 +198,9 @@ def test_a_build_killed_mid_run_then_rerun_leaves_a_verified_complete_cache(tmp_
     expected = {r["key"] for n in opened.corpora() for r in opened.read_corpus(n)}
     assert summary["records_read"] == 600 and set(after) == expected
     assert {k: after[k] for k in before} == before
+    # what the killed build had scored is committed by the re-run, not scored again
+    assert summary["adopted_rows"] == left_rows
+    assert summary["newly_scored"] == len(after) - len(before) - left_rows
 
 
 def test_mixup_outputs_are_scored_and_cached_and_the_corpus_keeps_the_pairing(
