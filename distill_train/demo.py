@@ -155,7 +155,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = log.info) -> Dict[s
     dev_corpus = next(iter(dev_sum["corpora"]))
 
     results: Dict[str, Dict] = {}
-    t = _stage(say, f"4/5 student without KD: first {opts.student_layers} MiniLM layers, "
+    t = _stage(say, f"4/5 student without KD: {opts.student_layers} MiniLM layers (skip-chosen), "
                "gold labels")
     nokd = TrainConfig(task="sst2", mode="finetune", run_dir=os.path.join(opts.out, "student-nokd"),
                        student=base, student_init="truncate",
