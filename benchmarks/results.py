@@ -133,7 +133,7 @@ def run_one(task: str, name: str, seed: int, paths: Dict[str, str], args) -> Dic
                           **student)
         return train(cfg).to_dict()
     if name == "online":
-        return run_online(task, seed, paths, student)
+        return run_online(task, seed, paths, dict(student, temperature=args.temperature))
     spec = dict(CONFIGS[name])
     corpus = paths.get(spec.pop("corpus", "plain"))
     if corpus is None:
@@ -145,7 +145,8 @@ def run_one(task: str, name: str, seed: int, paths: Dict[str, str], args) -> Dic
 
 
 def run_online(task: str, seed: int, paths: Dict[str, str], student: Dict) -> Dict:
-    """pred+mse with the teacher run on every batch instead of read from the cache."""
+    """pred+mse with the teacher run online on every batch instead of read from the cache
+    (everything else as pred+mse, the temperature included)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from builders.cache import TeacherCache
