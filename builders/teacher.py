@@ -126,7 +126,17 @@ class Teacher:
         if cfg.num_labels is not None:
             kwargs["num_labels"] = cfg.num_labels
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.model)
-        model = AutoModelForSequenceClassification.from_pretrained(cfg.model, **kwargs)
+        # Weights the checkpoint lacks (a bare encoder's classifier head) are initialised at
+        # random: from a fixed seed, so that every worker process loads the same teacher (the
+        # same fingerprint, hence the same keys) instead of one head per process.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                cfg.model, output_loading_info=True, **kwargs)
+        if info.get("missing_keys"):
+            log.warning("teacher %s: %d weight(s) not in the checkpoint were initialised from "
+                        "seed 0 (%s): is it fine-tuned?", cfg.model, len(info["missing_keys"]),
+                        ", ".join(sorted(info["missing_keys"])[:4]))
         model.eval()
         if cfg.device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"

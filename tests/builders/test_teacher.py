@@ -39,6 +39,32 @@ def test_fingerprint_and_key_stable_across_processes(tiny_teacher, tiny_teacher_
     assert k2 != tiny_teacher.cache_key("a b", None) != tiny_teacher.cache_key("ab", None)
 
 
+def test_a_headless_encoder_loads_as_the_same_teacher_every_time(tmp_path, tiny_teacher_dir,
+                                                                  caplog):
+    """A checkpoint without a classifier head (a bare encoder) gets its head from a fixed seed:
+    every worker process must load the same teacher, or their keys disagree."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, BertModel
+
+    bare = tmp_path / "bare"
+    BertModel(AutoConfig.from_pretrained(tiny_teacher_dir)).save_pretrained(bare)
+    for name in os.listdir(tiny_teacher_dir):
+        if name.startswith("tokenizer") or name.endswith(".txt"):
+            shutil.copy(os.path.join(tiny_teacher_dir, name), bare / name)
+    prints = []
+    for seed in (1, 2):                                   # whatever the caller's RNG state
+        torch.manual_seed(seed)
+        expected = torch.rand(3)
+        torch.manual_seed(seed)
+        prints.append(_load(str(bare), num_labels=2).fingerprint)
+        assert torch.equal(torch.rand(3), expected)       # and that state is left untouched
+    assert prints[0] == prints[1]
+    assert any("not in the checkpoint were initialised from seed 0" in r.message
+               for r in caplog.records)
+
+
 def test_fingerprint_ignores_path_but_not_weights(tmp_path, tiny_teacher, tiny_teacher_dir):
     import shutil
 
