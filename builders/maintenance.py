@@ -21,6 +21,17 @@ __all__ = ["verify_cache", "merge_into", "adopt_uncommitted"]
 log = logging.getLogger(__name__)
 
 
+def _spec_problem(pf, cache: "TeacherCache", expected) -> str:
+    """What makes an open shard file foreign to `cache` (schema, embedded spec), or ''."""
+    schema = pf.schema_arrow
+    if not schema.remove_metadata().equals(expected):
+        return f"schema differs from the spec's ({schema.names} vs {expected.names})"
+    meta = (schema.metadata or {}).get(SPEC_METADATA_KEY)
+    if meta is None or json.loads(meta) != cache.spec.to_dict():
+        return "embedded spec differs from the manifest's"
+    return ""
+
+
 def verify_cache(cache: "TeacherCache") -> List[str]:
     """Problems found, one line each naming the shard or corpus ([] when the cache is sound).
 
@@ -49,14 +60,9 @@ def verify_cache(cache: "TeacherCache") -> List[str]:
             continue
         try:
             pf = open_shard(path, info.name)
-            schema = pf.schema_arrow
-            if not schema.remove_metadata().equals(expected):
-                problems.append(f"{info.name}: schema differs from the spec's "
-                                f"({schema.names} vs {expected.names})")
-                continue
-            meta = (schema.metadata or {}).get(SPEC_METADATA_KEY)
-            if meta is None or json.loads(meta) != cache.spec.to_dict():
-                problems.append(f"{info.name}: embedded spec differs from the manifest's")
+            problem = _spec_problem(pf, cache, expected)
+            if problem:
+                problems.append(f"{info.name}: {problem}")
                 continue
             if pf.metadata.num_rows != info.rows:
                 problems.append(f"{info.name}: {pf.metadata.num_rows} rows, manifest says "
@@ -90,12 +96,9 @@ def _uncommitted_info(cache: "TeacherCache", name: str) -> ShardInfo:
     path = cache.shard_path(name)
     try:
         pf = open_shard(path, name)
-        schema = pf.schema_arrow
-        if not schema.remove_metadata().equals(shard_schema(cache.spec)):
-            raise ValueError("its schema differs from the cache spec's")
-        meta = (schema.metadata or {}).get(SPEC_METADATA_KEY)
-        if meta is None or json.loads(meta) != cache.spec.to_dict():
-            raise ValueError("it was written under another cache spec")
+        problem = _spec_problem(pf, cache, shard_schema(cache.spec))
+        if problem:
+            raise ValueError(f"{problem}: written under another cache spec")
         table = pf.read()  # reads every page: a damaged one fails its CRC here
     except (CorruptShardError, pa.ArrowException, OSError) as exc:
         raise ValueError(f"it cannot be read ({exc})") from exc
