@@ -54,14 +54,19 @@ CONFIGS = {
 }
 
 
+def per_task(spec: str) -> Dict[str, str]:
+    """'sst2=1000,rte=400' -> {'sst2': '1000', 'rte': '400'} (the per-task flags)."""
+    return dict(part.split("=") for part in spec.split(",") if part)
+
+
 def student_setup(task: str, args):
     """(students' training file, teacher layers the student is cut from or None, runs folder)."""
     root = os.path.join(args.out, task)
-    sizes = dict(part.split("=") for part in args.train_size.split(",") if part)
+    sizes = per_task(args.train_size)
     train_file = os.path.join(args.data, TASK_FILES[task], "train.tsv")
     if task in sizes:  # students (and, on SST-2, the teacher) see a seeded sample
         train_file = os.path.join(root, "data", f"train-{sizes[task]}.tsv")
-    layers = dict(part.split("=") for part in args.student_layers.split(",") if part)
+    layers = per_task(args.student_layers)
     keep = tuple(int(n) for n in layers[task].split("+")) if task in layers else None
     tag = f"-l{layers[task]}" if keep else ""
     runs = os.path.join(root, f"runs-{os.path.basename(train_file)[:-4]}{tag}")  # one per setup
@@ -79,7 +84,7 @@ def prepare_task(task: str, args) -> Dict[str, str]:
     full_train = os.path.join(src, "train.tsv")
     train_file, keep, runs = student_setup(task, args)
     if train_file != full_train and not os.path.exists(train_file):
-        sample_tsv(full_train, train_file, int(os.path.basename(train_file)[6:-4]), 0)
+        sample_tsv(full_train, train_file, int(per_task(args.train_size)[task]), 0)
     teacher_file = full_train
     if task in TEACHER_SAMPLE:
         teacher_file = os.path.join(root, "data", f"teacher-train-{TEACHER_SAMPLE[task]}.tsv")
@@ -123,7 +128,7 @@ def run_one(task: str, name: str, seed: int, paths: Dict[str, str], args) -> Dic
         return None
     layers = (dict(student_layers=paths["keep"]) if paths["keep"]
               else dict(student_num_layers=2))
-    epochs = dict(part.split("=") for part in args.task_epochs.split(",") if part)
+    epochs = per_task(args.task_epochs)
     student = dict(student=minilm_path(), student_init="truncate",
                    epochs=int(epochs.get(task, args.epochs)),
                    lr=args.lr, seed=seed, run_dir=run_dir, progress=False, **layers)
