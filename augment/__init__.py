@@ -5,11 +5,9 @@ Heavy libraries (torch, transformers, nltk's WordNet) are imported only when an 
 """
 from .base import Job, available, config_class, create
 from .policy import AugmentationPolicy, parse_step
-from .records import ColumnMap, DeadLetter, TASK_COLUMNS, column_map_for_task, read_records
 from .seeding import derive_seed, make_rng, make_torch_generator, stable_hash
 
 __all__ = [
     "AugmentationPolicy", "parse_step", "Job", "available", "config_class", "create",
-    "ColumnMap", "DeadLetter", "TASK_COLUMNS", "column_map_for_task", "read_records",
     "derive_seed", "make_rng", "make_torch_generator", "stable_hash",
 ]

@@ -1,11 +1,12 @@
-"""`distiller augment`: augment a local TSV/CSV/JSONL file into JSONL, without a teacher.
+"""`distiller augment`: augment any input (file, glob, dataset) into JSONL, without a teacher.
 
     distiller augment --input train.tsv --task sst2 --policy eda_swap:0.3 --copies 4 \\
         --seed 13 --output out.jsonl [--mlm-model PATH] [--bt-models FWD BWD] [--limit N]
+    distiller augment --input trec.tsv --task trec --text-a 1 --label 0 --policy ...  # own data
 
-Every output line is an augmented copy (id, text_a, text_b, label, parent_id, chain, copy, seed);
-originals are not written (add --include-originals to write them too). Rows that cannot become
-records go to OUTPUT.dead.jsonl with their reason; a summary goes to stderr.
+Every output line is an augmented copy (id, text_a, text_b, label by name, parent_id, chain, copy,
+seed); originals are not written (add --include-originals to write them too). Rows that cannot
+become records go to OUTPUT.dead.jsonl with their reason; a summary goes to stderr.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import json
 import logging
 import os
 import sys
+
+from taskdata.resolve import add_task_arguments
 
 __all__ = ["add_parsers", "run_augment"]
 
@@ -25,16 +28,8 @@ def add_parsers(subparsers) -> None:
     p = subparsers.add_parser(
         "augment", help="augment a local TSV/CSV/JSONL file into JSONL",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input", required=True, help="TSV, CSV or JSONL file")
-    cols = p.add_mutually_exclusive_group(required=True)
-    cols.add_argument("--task", help="a GLUE task whose columns to use: sst2, rte, stsb")
-    cols.add_argument("--text-a", help="column holding the (first) text")
-    p.add_argument("--text-b", help="column holding the second text of a pair")
-    p.add_argument("--label", help="label column (integer class ids, or numbers with "
-                                   "--regression)")
-    p.add_argument("--regression", action="store_true",
-                   help="the --label column holds real numbers (e.g. STS-B scores)")
-    p.add_argument("--id-column", help="column holding a stable record id")
+    p.add_argument("--input", required=True,
+                   help="file, glob, saved dataset or hf:NAME (as `distiller build --input`)")
     p.add_argument("--policy", required=True,
                    help="policy spec, e.g. 'eda_swap:0.3' or 'eda_synonym:0.1+eda_swap:0.1', "
                         "or a YAML file")
@@ -51,38 +46,31 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--include-originals", action="store_true",
                    help="also write each original record (chain 'original', copy 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_task_arguments(p, labels_optional=True)
     p.set_defaults(func=run_augment)
-
-
-def _column_map(args):
-    from .records import ColumnMap, column_map_for_task
-
-    if args.task:
-        if args.text_b or args.label or args.id_column or args.regression:
-            raise ValueError("--task fixes the columns; do not combine it with --text-b/--label/"
-                             "--id-column/--regression")
-        return column_map_for_task(args.task)
-    return ColumnMap(text_a=args.text_a, text_b=args.text_b, label=args.label,
-                     id=args.id_column, regression=args.regression,
-                     label_required=args.label is not None)
 
 
 def run_augment(args) -> int:
     """Run `distiller augment` from parsed arguments; returns the exit code."""
     from tqdm import tqdm
 
-    from .policy import AugmentationPolicy
-    from .records import DeadLetter, read_records
+    from taskdata.reader import check_input, read_records
+    from taskdata.records import DeadLetter
+    from taskdata.resolve import task_from_args
 
-    if not os.path.isfile(args.input):
-        raise FileNotFoundError(f"--input {args.input!r} does not exist")
+    from .policy import AugmentationPolicy
+
+    labelled = not args.unlabelled
+    task, notes = task_from_args(args, data=args.input if labelled else None)
+    for note in notes:
+        print(f"distiller augment: {note}", file=sys.stderr)
+    check_input(args.input, task, labelled=labelled)
     if args.copies is not None and args.copies < 1:
         raise ValueError(f"--copies must be >= 1, got {args.copies}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.batch_records < 1:
         raise ValueError(f"--batch-records must be >= 1, got {args.batch_records}")
-    columns = _column_map(args)
     policy = AugmentationPolicy.from_spec(args.policy, mlm_model=args.mlm_model,
                                           bt_models=args.bt_models)
     if args.copies is not None:
@@ -111,10 +99,10 @@ def run_augment(args) -> int:
                 by_parent.setdefault(c["parent_id"], []).append(c)
             for rec in batch:
                 if args.include_originals:
-                    out.write(json.dumps({**rec, "parent_id": None, "chain": "original",
-                                          "copy": 0, "seed": None}, ensure_ascii=False) + "\n")
+                    out.write(_line({**rec, "parent_id": None, "chain": "original", "copy": 0,
+                                     "seed": None}, task))
                 for c in by_parent.get(rec["id"], []):
-                    out.write(json.dumps(c, ensure_ascii=False) + "\n")
+                    out.write(_line(c, task))
             for key, value in stats.items():
                 if key in totals:
                     totals[key] += value
@@ -123,7 +111,7 @@ def run_augment(args) -> int:
             bar.update(len(batch))
             batch.clear()
 
-        for item in read_records(args.input, columns, limit=args.limit):
+        for item in read_records(args.input, task, limit=args.limit, labelled=labelled):
             if isinstance(item, DeadLetter):
                 dead.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
                 totals["dead_letters"] += 1
@@ -138,6 +126,13 @@ def run_augment(args) -> int:
     os.replace(tmp_out, args.output)
     os.replace(tmp_dead, dead_path)
     summary = {"output": args.output, "dead_letters_file": dead_path, "policy": policy.name,
+               "task": task.describe(),
                **totals, "dead_letter_reasons": reasons, "augmenters": extra}
     print(json.dumps(summary, indent=1, sort_keys=False), file=sys.stderr)
     return 0
+
+
+def _line(record, task) -> str:
+    """One output line; labels by name, so the file reads back with the same task."""
+    return json.dumps(dict(record, label=task.label_name(record.get("label"))),
+                      ensure_ascii=False) + "\n"

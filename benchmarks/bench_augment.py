@@ -27,8 +27,10 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SST2 = os.path.join(os.environ.get("DISTILLER_GLUE", os.path.join(ROOT, "..", "shared", "data",
-                                                                   "glue")), "SST-2", "train.tsv")
+sys.path.insert(0, ROOT)
+from taskdata.paths import shared_data  # noqa: E402
+
+SST2 = shared_data("glue", "SST-2", "train.tsv")
 VENV = os.path.join(ROOT, "runs", "bench-venv-nlpaug")
 NLPAUG_REQS = ["nlpaug==1.1.11", "transformers<5", "torch==2.13.0", "nltk"]
 AUG_P, TOP_K, AUG_MAX = 0.3, 100, 10

@@ -33,17 +33,16 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-GLUE = os.environ.get("DISTILLER_GLUE", os.path.join(os.path.dirname(REPO), "shared", "data",
-                                                     "glue"))
-if not os.path.isdir(GLUE):
-    GLUE = "/work/shared/data/glue"
+from taskdata.paths import shared_data  # noqa: E402
+
+GLUE = shared_data("glue")
 
 
 def sst2_sample(n: int, seed: int = 0):
     """n SST-2 sentences: all of dev plus a random sample of train (distinct texts)."""
-    from augment.records import column_map_for_task, read_records
+    from taskdata import builtin_task, read_records
 
-    cols = column_map_for_task("sst2")
+    cols = builtin_task("sst2")
     dev = [r for r in read_records(os.path.join(GLUE, "SST-2", "dev.tsv"), cols)
            if isinstance(r, dict)]
     train = [r for r in read_records(os.path.join(GLUE, "SST-2", "train.tsv"), cols)

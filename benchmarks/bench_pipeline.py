@@ -31,7 +31,10 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "..", "shared", "data", "glue", "SST-2", "train.tsv")
+sys.path.insert(0, ROOT)
+from taskdata.paths import shared_data  # noqa: E402
+
+DATA = shared_data("glue", "SST-2", "train.tsv")
 POLICY = "eda_synonym:0.1+eda_swap:0.1,copies=1"
 
 
@@ -98,7 +101,7 @@ def run_pipeline(args, data, cache, workers, *, write_shards=True, threads=None)
 def run_plain_loop(args, data, cache):
     """The same work with the libraries called directly in one process."""
     from augment.policy import AugmentationPolicy
-    from augment.records import column_map_for_task, read_records
+    from taskdata import builtin_task, read_records
     from builders.cache import TeacherCache
     from builders.teacher import Teacher, TeacherConfig
 
@@ -107,7 +110,7 @@ def run_plain_loop(args, data, cache):
                                     pooling="cls")).load()
     store = TeacherCache.open_or_create(cache, teacher.spec())
     policy = AugmentationPolicy.from_spec(POLICY).load()
-    records = [r for r in read_records(data, column_map_for_task("sst2")) if isinstance(r, dict)]
+    records = [r for r in read_records(data, builtin_task("sst2")) if isinstance(r, dict)]
     copies = []
     for i in range(0, len(records), 64):
         copies.extend(policy.augment_records(records[i:i + 64], 0)[0])

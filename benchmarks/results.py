@@ -162,11 +162,11 @@ def run_online(task: str, seed: int, paths: Dict[str, str], student: Dict) -> Di
     cache = TeacherCache.open(paths["cache"])
     rows = cache.read_corpus(paths["plain"])
     dev = cache.read_corpus(paths["dev"])
-    from augment.records import column_map_for_task, read_records
+    from taskdata import builtin_task, read_records
 
     texts = {}
     for path, corpus in ((paths["train_file"], rows), (paths["dev_file"], dev)):
-        by_id = {r["id"]: r for r in read_records(path, column_map_for_task(task))
+        by_id = {r["id"]: r for r in read_records(path, builtin_task(task))
                  if isinstance(r, dict)}
         for row in corpus:
             rec = by_id[row["id"]]

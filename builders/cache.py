@@ -214,10 +214,13 @@ class TeacherCache:
 
     # ------------------------------------------------------------------ corpora
     def write_corpus(self, name: str, rows: Sequence[Dict[str, Any]], *,
-                     allow_missing: bool = False) -> None:
+                     allow_missing: bool = False, task: Optional[Dict[str, Any]] = None,
+                     labelled: bool = True) -> None:
         """Atomically (re)write corpus `name`: rows {"id","key","label","parent_id","chain","copy"}.
         Every key must be committed unless allow_missing (a corpus pointing at absent teacher
-        outputs would train on nothing silently)."""
+        outputs would train on nothing silently). task: the corpus's task (a `taskdata.Task` as
+        a dict: labels, kind, metrics), recorded in the manifest so that training and evaluation
+        need no task flags; labelled False marks a corpus whose rows carry no gold label."""
         if not _CORPUS_NAME.match(name or ""):
             raise ValueError(f"corpus name {name!r} must be 1-200 characters of letters, digits "
                              "and . _ + = - (not starting with punctuation)")
@@ -248,8 +251,11 @@ class TeacherCache:
         with locked(self.path):
             atomic_write_bytes(os.path.join(self.path, CORPUS_DIR, fname), data)
             manifest = read_manifest(self.path)
-            manifest.setdefault("corpora", {})[name] = {
-                "file": fname, "rows": len(clean), "sha256": hashlib.sha256(data).hexdigest()}
+            entry = {"file": fname, "rows": len(clean),
+                     "sha256": hashlib.sha256(data).hexdigest(), "labelled": bool(labelled)}
+            if task is not None:
+                entry["task"] = dict(task)
+            manifest.setdefault("corpora", {})[name] = entry
             write_manifest(self.path, manifest)
         self._manifest = manifest
 
@@ -258,7 +264,8 @@ class TeacherCache:
 
         corpora = self.refresh().get("corpora", {})
         if name not in corpora:
-            raise KeyError(f"cache {self.path!r} has no corpus {name!r}; it has {sorted(corpora)}")
+            raise CacheError(f"cache {self.path!r} has no corpus {name!r}; it has "
+                             f"{sorted(corpora)}")
         entry = corpora[name]
         with open(os.path.join(self.path, CORPUS_DIR, entry["file"]), "rb") as fh:
             data = fh.read()
@@ -269,6 +276,23 @@ class TeacherCache:
 
     def corpora(self) -> List[str]:
         return sorted(self.refresh().get("corpora", {}))
+
+    def corpus_task(self, name: str):
+        """The `taskdata.Task` a build recorded with corpus `name` (None for a corpus written
+        without one, e.g. by an older version)."""
+        from taskdata.task import Task
+
+        corpora = self.refresh().get("corpora", {})
+        if name not in corpora:
+            raise CacheError(f"cache {self.path!r} has no corpus {name!r}; it has "
+                             f"{sorted(corpora)}")
+        task = corpora[name].get("task")
+        return Task.from_dict(task) if task else None
+
+    def corpus_labelled(self, name: str) -> bool:
+        """Whether the rows of corpus `name` carry gold labels (a build with --unlabelled: no)."""
+        entry = self.refresh().get("corpora", {}).get(name, {})
+        return bool(entry.get("labelled", True))
 
     # ------------------------------------------------------------------ reporting
     def stats(self) -> Dict[str, Any]:

@@ -9,6 +9,8 @@ import os
 import sys
 from typing import Any, Dict
 
+from taskdata.resolve import add_task_arguments
+
 __all__ = ["add_parsers", "score_file"]
 
 
@@ -32,8 +34,8 @@ def add_parsers(subparsers) -> None:
 
     p = subparsers.add_parser("score", help="score a corpus file with a teacher into a cache "
                                             "(local, no Beam)")
-    p.add_argument("--input", required=True, help="TSV/CSV/JSONL/Parquet file of the task")
-    p.add_argument("--task", required=True, help="sst2, rte or stsb (column layout)")
+    p.add_argument("--input", required=True, help="file, glob, saved dataset or hf:NAME "
+                   "(as `distiller build --input`)")
     p.add_argument("--teacher", required=True, help="HF model name or save_pretrained directory")
     p.add_argument("--cache", required=True, help="cache directory (created if absent)")
     p.add_argument("--dry-run", action="store_true",
@@ -53,6 +55,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
                    help="teacher precision: auto = float32 on a CPU, bf16/fp16 on a GPU")
+    add_task_arguments(p, labels_optional=True)
     p.set_defaults(func=_cmd_score)
 
 
@@ -98,7 +101,15 @@ def _cmd_merge(args) -> int:
 
 
 def _cmd_score(args) -> int:
+    from taskdata.resolve import task_from_args
+
+    from .taskfit import fit_teacher_to_task
     from .teacher import TeacherConfig
+
+    task, notes = task_from_args(args, data=None if args.unlabelled else args.input)
+    for note in notes:
+        print(f"distiller score: {note}", file=sys.stderr)
+    task, num_labels = fit_teacher_to_task(args.teacher, task)
 
     layers: Any = args.layers
     if layers != "all":
@@ -110,26 +121,29 @@ def _cmd_score(args) -> int:
     config = TeacherConfig(model=args.teacher, max_length=args.max_length, layers=layers,
                            pooling=args.pooling, attentions=args.attentions,
                            max_tokens_per_batch=args.max_tokens_per_batch, device=args.device,
-                           amp=args.amp)
-    summary = score_file(config, input_path=args.input, task=args.task, cache_dir=args.cache,
+                           amp=args.amp, num_labels=num_labels)
+    summary = score_file(config, input_path=args.input, task=task, cache_dir=args.cache,
                          dtype=args.dtype, logits_topk=args.logits_topk, dry_run=args.dry_run,
-                         chunk=args.chunk, limit=args.limit, corpus=args.corpus)
+                         chunk=args.chunk, limit=args.limit, corpus=args.corpus,
+                         labelled=not args.unlabelled)
     for dl in summary.pop("dead_letter_examples", []):
         print(f"dead letter: row {dl['row']}: {dl['reason']}", file=sys.stderr)
     print(json.dumps(summary, indent=1, sort_keys=True))
     return 0
 
 
-def score_file(config, *, input_path: str, task: str, cache_dir: str, dtype: str = "float16",
+def score_file(config, *, input_path: str, task, cache_dir: str, dtype: str = "float16",
                logits_topk: int = 0, dry_run: bool = False, chunk: int = 2048,
-               limit: int = None, corpus: str = None) -> Dict[str, Any]:
-    """Score every good row of a task file into the cache; returns counts (the CLI prints them).
+               limit: int = None, corpus: str = None, labelled: bool = True) -> Dict[str, Any]:
+    """Score every good row of an input into the cache; returns counts (the CLI prints them).
 
-    Only keys the cache lacks are scored; each chunk is committed as it finishes. Also writes the
-    corpus index TASK-SPLIT (originals: parent_id None, chain "original", copy 0).
+    task: a `taskdata.Task` (or a built-in name). Only keys the cache lacks are scored; each chunk
+    is committed as it finishes. Also writes the corpus index TASK-SPLIT (originals: parent_id
+    None, chain "original", copy 0) with the task recorded.
     """
-
-    from augment.records import DeadLetter, column_map_for_task, read_records
+    from taskdata.records import DeadLetter
+    from taskdata.reader import read_records
+    from taskdata.resolve import resolve_task
 
     from .cache import TeacherCache
     from .manifest import MANIFEST
@@ -137,8 +151,9 @@ def score_file(config, *, input_path: str, task: str, cache_dir: str, dtype: str
     from .scoring import score_into_cache
     from .teacher import Teacher
 
+    task = resolve_task(task)
     records, dead = [], []
-    for rec in read_records(input_path, column_map_for_task(task), limit=limit):
+    for rec in read_records(input_path, task, limit=limit, labelled=labelled):
         (dead if isinstance(rec, DeadLetter) else records).append(rec)
     teacher = Teacher(config).load()
     spec = teacher.spec(dtype, logits_topk=logits_topk)
@@ -160,9 +175,10 @@ def score_file(config, *, input_path: str, task: str, cache_dir: str, dtype: str
     cache = (TeacherCache.open(cache_dir, spec) if os.path.exists(os.path.join(cache_dir, MANIFEST))
              else TeacherCache.create(cache_dir, spec))
     result = score_into_cache(teacher, cache, records, chunk=chunk)
-    name = corpus or f"{task}-{os.path.splitext(os.path.basename(input_path))[0]}"
+    name = corpus or f"{task.name}-{os.path.splitext(os.path.basename(input_path))[0]}"
     cache.write_corpus(name, [{"id": r["id"], "key": k, "label": r["label"], "parent_id": None,
-                               "chain": "original", "copy": 0} for r, k in zip(records, keys)])
+                               "chain": "original", "copy": 0} for r, k in zip(records, keys)],
+                       task=task.to_dict(), labelled=labelled)
     summary.update({"scored": result["scored"], "reused": result["reused"],
                     "duplicates": result["duplicates"],
                     "truncated": teacher.truncated_count, "corpus": name,

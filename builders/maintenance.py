@@ -171,6 +171,7 @@ def merge_into(cache: "TeacherCache", other_path: str) -> List[ShardInfo]:
                 raise CacheError(f"both caches hold a corpus {name!r} with different rows: "
                                  "rename one before merging")
             continue
-        cache.write_corpus(name, other.read_corpus(name))
+        cache.write_corpus(name, other.read_corpus(name), task=entry.get("task"),
+                           labelled=entry.get("labelled", True))
     log.info("merged %s into %s: %d shard(s) added", other_path, cache.path, len(added))
     return added

@@ -17,7 +17,7 @@ __all__ = [
     "MIAlphaLoss", "TransformerCritic", "MLPCritic", "interpolated_bound",
     "skip_mapping", "last_mapping", "explicit_mapping", "emd_flow",
     "DistillObjective", "combine_losses", "build_student", "truncate_layers",
-    "InMemoryProvider", "OnlineTeacherProvider", "compute_metrics",
+    "InMemoryProvider", "OnlineTeacherProvider",
 ]
 
 _WHERE = {
@@ -30,7 +30,7 @@ _WHERE = {
     "skip_mapping": "mapping", "last_mapping": "mapping", "explicit_mapping": "mapping",
     "emd_flow": "mapping", "DistillObjective": "objective", "combine_losses": "objective",
     "build_student": "student", "truncate_layers": "student",
-    "InMemoryProvider": "data", "OnlineTeacherProvider": "data", "compute_metrics": "metrics",
+    "InMemoryProvider": "data", "OnlineTeacherProvider": "data",
 }
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from torch import nn
 
@@ -16,7 +17,7 @@ from .data import Batches, cache_fetcher, text_examples, text_fetcher
 from .objective import DistillObjective
 from .student import build_student, check_vocab
 
-__all__ = ["RunParts", "assemble", "teacher_shape", "read_text_records"]
+__all__ = ["RunParts", "assemble", "teacher_shape", "read_text_records", "resolve_run_task"]
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,45 @@ class RunParts:
     tokenizer: Any
     objective: DistillObjective
     train: Batches
-    dev: Optional[Batches]
-    dev_labels: Optional[List[Any]] = None
+    dev: List[Tuple[str, Batches]]   # (name, batches) per dev set; the first selects models
+
+
+def resolve_run_task(config):
+    """The config with its task resolved. Distillation reads the task the build recorded with
+    the training corpus: a task left out (or only named) comes from there, and a task given that
+    disagrees with it (other labels or kind) is an error before any work."""
+    if config.mode != "distill" or config.cache is None:
+        return config
+    from builders.cache import TeacherCache
+
+    cache = TeacherCache.open(config.cache)
+    recorded = cache.corpus_task(config.train_corpus)
+    for name in config.dev_corpora:
+        other = cache.corpus_task(name)
+        if recorded is not None and other is not None and not other.same_labels(recorded):
+            raise ValueError(f"dev corpus {name!r} was built for task {other.name} "
+                             f"({_labels(other)}), the training corpus {config.train_corpus!r} "
+                             f"for {recorded.name} ({_labels(recorded)})")
+    given = config._task
+    if recorded is None:
+        if given is None:
+            raise ValueError(f"corpus {config.train_corpus!r} records no task (built by an older "
+                             "version): pass --task")
+        return config
+    if given is None:
+        if isinstance(config.task, str) and config.task != recorded.name:
+            raise ValueError(f"task {config.task!r}: corpus {config.train_corpus!r} was built "
+                             f"for task {recorded.name!r}")
+        return config.replace(task=recorded.to_dict())
+    if not given.same_labels(recorded):
+        raise ValueError(f"task {given.name} ({_labels(given)}) disagrees with the task corpus "
+                         f"{config.train_corpus!r} was built for: {recorded.name} "
+                         f"({_labels(recorded)}); leave --task out to use the cache's")
+    return config
+
+
+def _labels(task) -> str:
+    return "regression" if task.is_regression else f"labels {list(task.labels or ())}"
 
 
 def teacher_shape(provider, sample: Optional[Mapping] = None) -> Dict[str, Any]:
@@ -80,12 +118,16 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
                              "logits; distillation needs full logits: build with logits_topk 0")
     if train_rows is None:
         train_rows = cache.read_corpus(config.train_corpus)
-    if dev_rows is None and config.dev_corpus:
-        dev_rows = cache.read_corpus(config.dev_corpus)
+    dev_sets: List[Tuple[str, Sequence[Mapping]]] = []
+    if dev_rows is not None:
+        dev_sets = [((config.dev_corpora or ("dev",))[0], dev_rows)]
+    elif config.dev_corpora:
+        dev_sets = [(name, cache.read_corpus(name)) for name in config.dev_corpora]
     if config.limit_train:
         train_rows = list(train_rows)[:config.limit_train]
     if not train_rows:
         raise ValueError(f"training corpus {config.train_corpus!r} is empty")
+    _check_labels(config, train_rows, dev_sets)
     sample = provider.get_many([train_rows[0]["key"]])[0] if provider is not None else None
     shape = teacher_shape(provider if provider is not None else cache, sample)
     if shape["pooling"] != "none" and config.inter_loss != "none":
@@ -122,30 +164,45 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
     fetch = cache_fetcher(provider, pad_id=pad_id, layers=layers, attn_layers=attn_layers)
     train = Batches(train_rows, fetch, batch_size=config.batch_size, shuffle=True,
                     seed=config.seed, prefetch=bool(getattr(provider, "prefetch_safe", False)))
-    dev = None
-    if dev_rows:
-        dev = Batches(dev_rows, cache_fetcher(dev_provider, pad_id=pad_id),
-                      batch_size=config.eval_batch_size, shuffle=False)
-    log.info("distill: %d training rows, %d dev rows, teacher %s layers x %s wide, pairs %s",
-             len(train_rows), len(dev_rows or []), shape["num_hidden_layers"],
+    dev = [(name, Batches(rows, cache_fetcher(dev_provider, pad_id=pad_id),
+                          batch_size=config.eval_batch_size, shuffle=False))
+           for name, rows in dev_sets if rows]
+    log.info("distill: %d training rows, dev sets %s, teacher %s layers x %s wide, pairs %s",
+             len(train_rows), {n: len(r) for n, r in dev_sets}, shape["num_hidden_layers"],
              shape["hidden_size"], objective.pairs)
     return RunParts(model, tokenizer, objective, train, dev)
 
 
-def read_text_records(path: str, task: str, limit: Optional[int] = None) -> List[Dict]:
-    """Records of a TSV/CSV/JSONL file for a task; dead letters are counted and logged."""
-    from augment.records import DeadLetter, column_map_for_task, read_records
+def _check_labels(config, train_rows, dev_sets) -> None:
+    """Gold labels where the run needs them: every dev set (it scores the student), and the
+    training corpus when the gold loss has weight."""
+    for name, rows in dev_sets:
+        if rows and all(r.get("label") is None for r in rows):
+            raise ValueError(f"dev corpus {name!r} has no labels (an unlabelled build): a dev "
+                             "set must be labelled to score the student")
+    if config.w_gold and all(r.get("label") is None for r in train_rows):
+        raise ValueError(f"training corpus {config.train_corpus!r} has no gold labels (an "
+                         "unlabelled build): set w_gold 0 (learn from the teacher alone)")
 
-    records, dead = [], 0
-    for rec in read_records(path, column_map_for_task(task), limit=limit):
-        if isinstance(rec, DeadLetter):
-            dead += 1
-        else:
-            records.append(rec)
+
+def read_text_records(path: str, task, limit: Optional[int] = None) -> List[Dict]:
+    """Records of any input (file, glob, dataset) for a task; dead letters are counted and
+    logged with the first reason."""
+    from taskdata.reader import read_records
+    from taskdata.records import DeadLetter
+    from taskdata.resolve import resolve_task
+
+    task = resolve_task(task)
+    records, dead = [], []
+    for rec in read_records(path, task, limit=limit):
+        (dead if isinstance(rec, DeadLetter) else records).append(rec)
     if dead:
-        log.warning("%s: %d rows dead-lettered (bad or missing text/label)", path, dead)
+        log.warning("%s: %d rows dead-lettered (first: row %d, %s)", path, len(dead), dead[0].row,
+                    dead[0].reason)
     if not records:
-        raise ValueError(f"{path!r} holds no usable records for task {task!r}")
+        raise ValueError(f"{path!r} holds no usable records for task {task.name}"
+                         + (f" (all {len(dead)} rows dead-lettered, first: {dead[0].reason})"
+                            if dead else ""))
     return records
 
 
@@ -153,14 +210,14 @@ def _assemble_finetune(config, model, tokenizer, pad_id: int) -> RunParts:
     if tokenizer is None:
         raise ValueError(f"fine-tuning on raw text needs a tokenizer, and {config.student!r} has "
                          "none: save one next to the model")
-    train_rows = text_examples(read_text_records(config.train_file, config.task,
-                                                 config.limit_train), tokenizer, config.max_length)
-    dev = None
-    if config.dev_file:
-        dev_rows = text_examples(read_text_records(config.dev_file, config.task), tokenizer,
-                                 config.max_length)
-        dev = Batches(dev_rows, text_fetcher(pad_id), batch_size=config.eval_batch_size,
-                      shuffle=False)
+    task = config.task_def
+    train_rows = text_examples(read_text_records(config.train_file, task, config.limit_train),
+                               tokenizer, config.max_length)
+    dev = []
+    for path in config.dev_files:
+        dev_rows = text_examples(read_text_records(path, task), tokenizer, config.max_length)
+        dev.append((_dev_name(path), Batches(dev_rows, text_fetcher(pad_id),
+                                             batch_size=config.eval_batch_size, shuffle=False)))
     # Gold labels only: no teacher, no prediction or intermediate loss.
     gold_only = config.replace(mode="finetune", pred_loss="none", inter_loss="none",
                                w_kd=0.0, w_inter=0.0, w_gold=1.0)
@@ -171,3 +228,8 @@ def _assemble_finetune(config, model, tokenizer, pad_id: int) -> RunParts:
     train = Batches(train_rows, text_fetcher(pad_id), batch_size=config.batch_size, shuffle=True,
                     seed=config.seed)
     return RunParts(model, tokenizer, objective, train, dev)
+
+
+def _dev_name(path: str) -> str:
+    """A dev input's name in reports: its file stem (dev_matched, dev_mismatched, ...)."""
+    return os.path.splitext(os.path.basename(path.rstrip("/")))[0] or path

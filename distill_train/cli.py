@@ -10,6 +10,8 @@ import json
 import sys
 from typing import Any, Dict
 
+from taskdata.resolve import add_task_arguments
+
 __all__ = ["add_parsers"]
 
 # flag -> config key, for the common knobs (every key is reachable through --set key=value).
@@ -27,7 +29,6 @@ _TRAIN_FLAGS = {
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file of TrainConfig keys (flags override it)")
-    p.add_argument("--task", help="task name: sst2, rte, stsb, cola, mrpc, qnli, qqp, mnli, ...")
     for flag, (key, typ) in _TRAIN_FLAGS.items():
         p.add_argument(flag, dest=key, type=typ, default=None, help=f"config key {key}")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -43,9 +44,13 @@ def add_parsers(subparsers) -> None:
                               "never runs).")
     p.add_argument("--cache", help="teacher cache directory")
     p.add_argument("--train-corpus", dest="train_corpus", help="training corpus name in the cache")
-    p.add_argument("--dev-corpus", dest="dev_corpus", help="dev corpus name in the cache")
+    p.add_argument("--dev-corpus", dest="dev_corpus", action="append",
+                   help="dev corpus name in the cache; repeat for several (the first selects "
+                   "the best epoch, all are reported)")
     p.add_argument("--student", help="HF model name/path (student, teacher to truncate, or base "
                    "config)")
+    p.add_argument("--task", help="optional: the task is read from the cache (the build recorded "
+                   "it); a name or task file given here must agree with it")
     _add_common(p)
     p.set_defaults(func=_run_train, mode="distill")
 
@@ -53,24 +58,32 @@ def add_parsers(subparsers) -> None:
                               description="Plain fine-tuning on gold labels over a TSV/CSV/JSONL "
                               "file: makes the teacher and the no-KD baseline; the best model "
                               "is saved with save_pretrained in OUT/best_model.")
-    p.add_argument("--train", dest="train_file", required=True, help="training file")
-    p.add_argument("--dev", dest="dev_file", help="dev file (metric each epoch)")
+    p.add_argument("--train", dest="train_file", required=True,
+                   help="training input: file, glob, saved dataset or hf:NAME[:CONFIG][@SPLIT]")
+    p.add_argument("--dev", dest="dev_file", action="append",
+                   help="dev input (metrics each epoch); repeat for several (MNLI: matched, "
+                   "mismatched), the first selects the best epoch")
     p.add_argument("--model", dest="student", required=True, help="HF model name or path")
     p.add_argument("--out", dest="out", required=True, help="output run directory")
     _add_common(p)
+    add_task_arguments(p)
     p.set_defaults(func=_run_finetune, mode="finetune")
 
     p = subparsers.add_parser("evaluate", help="evaluate a saved model on a dev set",
-                              description="Task metric of a saved model on a cache corpus "
-                              "(--cache/--corpus) or a raw text file (--file).")
+                              description="Every metric of the task for a saved model on a "
+                              "cache corpus (--cache/--corpus) or any input (--file). The task "
+                              "comes from the corpus, else from the model (saved beside it by "
+                              "finetune/train), else from the task flags.")
     p.add_argument("--model", required=True, help="saved model directory (e.g. RUN/best_model)")
-    p.add_argument("--task", required=True)
     p.add_argument("--cache", help="teacher cache directory")
     p.add_argument("--corpus", help="corpus name in the cache")
-    p.add_argument("--file", help="TSV/CSV/JSONL file instead of a cache corpus")
+    p.add_argument("--file", help="any input (file, glob, hf:NAME) instead of a cache corpus")
+    p.add_argument("--predictions", help="also write one JSON line per example: id, predicted "
+                   "label (by name), gold label")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--device", default="auto")
+    add_task_arguments(p)
     p.set_defaults(func=_run_evaluate)
 
     # The dispatcher imports this module only: the sweep/recommender commands live next door.
@@ -128,9 +141,15 @@ def _say_if_resuming(config, command: str) -> None:
 
 
 def _run_finetune(args) -> int:
+    from taskdata.resolve import task_from_args
+
     from .train import train
 
     args.run_dir = args.run_dir or args.out
+    task, notes = task_from_args(args, data=args.train_file, required=not args.config)
+    for note in notes:
+        print(f"distiller finetune: {note}", file=sys.stderr)
+    args.task = task.to_dict() if task is not None else None  # else: the --config file's
     config = _config_from_args(args, ["task", "train_file", "dev_file", "student",
                                       "tensorboard", "mode"])
     _say_if_resuming(config, "finetune")
@@ -140,13 +159,17 @@ def _run_finetune(args) -> int:
 
 
 def _run_evaluate(args) -> int:
+    from taskdata.resolve import task_from_args
+
     from .evaluate import evaluate_saved
 
     if bool(args.file) == bool(args.cache and args.corpus):
         raise ValueError("evaluate needs either --cache DIR --corpus NAME or --file PATH")
-    metrics = evaluate_saved(args.model, args.task, cache=args.cache, corpus=args.corpus,
+    task, _ = task_from_args(args, required=False)
+    metrics = evaluate_saved(args.model, task, cache=args.cache, corpus=args.corpus,
                              file=args.file, batch_size=args.batch_size,
-                             max_length=args.max_length, device=args.device)
+                             max_length=args.max_length, device=args.device,
+                             predictions=args.predictions)
     json.dump(metrics, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

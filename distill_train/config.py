@@ -13,22 +13,7 @@ import json
 import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-__all__ = ["TrainConfig", "TASKS", "task_info"]
-
-# task -> (number of labels, problem type, primary metric). Regression tasks have 1 "label".
-TASKS: Dict[str, Tuple[int, str, str]] = {
-    "sst2": (2, "single_label_classification", "accuracy"),
-    "rte": (2, "single_label_classification", "accuracy"),
-    "qnli": (2, "single_label_classification", "accuracy"),
-    "mnli": (3, "single_label_classification", "accuracy"),
-    "wnli": (2, "single_label_classification", "accuracy"),
-    "boolq": (2, "single_label_classification", "accuracy"),
-    "mrpc": (2, "single_label_classification", "f1"),
-    "qqp": (2, "single_label_classification", "f1"),
-    "cola": (2, "single_label_classification", "matthews"),
-    "stsb": (1, "regression", "pearson"),
-}
-_ALIASES = {"sst-2": "sst2", "sst_2": "sst2", "sts-b": "stsb", "sts_b": "stsb"}
+__all__ = ["TrainConfig"]
 
 _CHOICES = {
     "mode": ("distill", "finetune"),
@@ -41,28 +26,21 @@ _CHOICES = {
 }
 
 
-def task_info(task: str) -> Tuple[str, int, str, str]:
-    """(canonical name, num_labels, problem_type, primary metric) of a task; clear error if
-    unknown."""
-    name = _ALIASES.get(task.lower(), task.lower())
-    if name not in TASKS:
-        raise ValueError(f"unknown task {task!r}: known tasks are {sorted(TASKS)}")
-    return (name, *TASKS[name])
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """One training run. Defaults follow the study's recipe (METHOD.md section 5)."""
 
-    task: str                                # GLUE-style task name: picks labels and metric
+    task: Any = None                         # built-in name, YAML task file, Task dict; distill:
+    #                                          None (or a name) = the task the cache recorded
     mode: str = "distill"                    # "distill" (from a cache) or "finetune" (gold labels)
     run_dir: str = "runs/default"            # outputs: config, metrics.jsonl, checkpoints, model
     # --- data -----------------------------------------------------------------------------
     cache: Optional[str] = None              # teacher cache directory (distill)
     train_corpus: Optional[str] = None       # corpus name in the cache, e.g. "sst2-train"
-    dev_corpus: Optional[str] = None         # corpus name in the cache, e.g. "sst2-dev"
-    train_file: Optional[str] = None         # TSV/CSV/JSONL for finetune (and evaluate)
-    dev_file: Optional[str] = None
+    dev_corpus: Any = None                   # dev corpus name(s) in the cache, e.g. "sst2-dev";
+    #                                          several (MNLI): all reported, the first selects
+    train_file: Optional[str] = None         # finetune: any input (file, glob, hf:NAME, ...)
+    dev_file: Any = None                     # finetune: dev input(s), like dev_corpus
     max_length: int = 128                    # tokenisation length for raw text (finetune)
     limit_train: Optional[int] = None        # use only the first N training examples
     # --- student --------------------------------------------------------------------------
@@ -74,6 +52,8 @@ class TrainConfig:
     student_hidden: Optional[int] = None     # config: hidden size
     student_heads: Optional[int] = None      # config: attention heads
     student_intermediate: Optional[int] = None  # config: feed-forward size (default 4*hidden)
+    reinit_head: bool = False                # start a new head even if the checkpoint has one
+    #                                          that does not fit the task (else: an error)
     # --- objective (METHOD.md sections 2-4) -----------------------------------------------
     pred_loss: str = "kl"                    # "kl" | "soft_ce" | "mse" | "none"; regression: mse
     temperature: float = 1.0                 # tau of the soft targets
@@ -113,12 +93,13 @@ class TrainConfig:
         def bad(key: str, value: Any, allowed: str) -> ValueError:
             return ValueError(f"config key {key!r}: got {value!r}; {allowed}")
 
-        for key in ("run_dir", "cache", "train_file", "dev_file", "student"):
+        for key in ("run_dir", "cache", "train_file", "student"):
             value = getattr(self, key)
             if value is not None and not isinstance(value, str):
                 object.__setattr__(self, key, os.fspath(value))  # pathlib paths welcome
-        name, num_labels, problem, _ = task_info(self.task)
-        object.__setattr__(self, "task", name)
+        for key in ("dev_corpus", "dev_file"):
+            object.__setattr__(self, key, _names(key, getattr(self, key)))
+        self._resolve_task()
         for key, allowed in _CHOICES.items():
             value = getattr(self, key)
             if value not in allowed:
@@ -148,7 +129,7 @@ class TrainConfig:
                                                   or self.student_heads):
             raise bad("student_init", "config", "needs student_num_layers/student_hidden/"
                       "student_heads to change the base config")
-        if problem == "regression" and self.pred_loss in ("kl", "soft_ce"):
+        if self.is_regression and self.pred_loss in ("kl", "soft_ce"):
             # Soft targets over one output make no sense: regression always uses logit MSE.
             object.__setattr__(self, "pred_loss", "mse")
         if not 0.0 <= self.mi_alpha <= 1.0:
@@ -179,18 +160,64 @@ class TrainConfig:
             raise ValueError("config: pred_loss 'none', inter_loss 'none' and w_gold 0 leave "
                              "nothing to learn from; set one of them")
 
+    def _resolve_task(self) -> None:
+        """Resolve `task` into a taskdata.Task (kept apart from the fields). In distill mode a
+        task left out, or named but not built in, is read from the cache's corpus by
+        `distill_train.assemble.resolve_run_task` before training."""
+        from taskdata.resolve import resolve_task
+        from taskdata.task import Task
+
+        value = self.task
+        if isinstance(value, Task):
+            object.__setattr__(self, "task", value.to_dict())
+        try:
+            resolved = resolve_task(self.task)
+        except ValueError:
+            if self.mode != "distill" or not isinstance(value, str) or \
+                    value.endswith((".yaml", ".yml")):
+                raise
+            resolved = None   # a name the cache's corpus must confirm
+        if resolved is None and self.mode == "finetune":
+            raise ValueError("config key 'task': fine-tuning needs a task (a built-in name, a "
+                             "task file or the task flags --text-a/--label/--labels)")
+        if resolved is not None and not resolved.resolved and self.mode == "finetune":
+            raise ValueError(f"config key 'task': the labels of task {resolved.name} are not "
+                             "known: give them (--labels) or let them be inferred from the "
+                             "training file")
+        object.__setattr__(self, "_task", resolved)
+
     # --- derived ----------------------------------------------------------------------------
     @property
+    def task_def(self):
+        """The resolved taskdata.Task; an error if it is still to be read from the cache."""
+        if self._task is None:
+            raise ValueError("the task is not resolved yet: distill_train.assemble."
+                             "resolve_run_task reads it from the cache's training corpus")
+        return self._task
+
+    @property
+    def is_regression(self) -> bool:
+        return self._task is not None and self._task.is_regression
+
+    @property
     def num_labels(self) -> int:
-        return task_info(self.task)[1]
+        return self.task_def.num_labels
 
     @property
     def problem_type(self) -> str:
-        return task_info(self.task)[2]
+        return self.task_def.problem_type
 
     @property
     def metric_name(self) -> str:
-        return task_info(self.task)[3]
+        return self.task_def.primary_metric
+
+    @property
+    def dev_corpora(self) -> Tuple[str, ...]:
+        return _as_tuple(self.dev_corpus)
+
+    @property
+    def dev_files(self) -> Tuple[str, ...]:
+        return _as_tuple(self.dev_file)
 
     # --- (de)serialisation ------------------------------------------------------------------
     @classmethod
@@ -212,8 +239,6 @@ class TrainConfig:
                 hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise ValueError(f"unknown config keys: {', '.join(hints)}; allowed keys are "
                              f"{list(cls.keys())}")
-        if "task" not in merged:
-            raise ValueError("config key 'task' is required (e.g. sst2, rte, stsb)")
         return cls(**merged)
 
     @classmethod
@@ -229,10 +254,30 @@ class TrainConfig:
 
     def to_dict(self) -> Dict[str, Any]:
         out = dataclasses.asdict(self)
-        for key in ("student_layers", "mapping_pairs"):
+        for key in ("student_layers", "mapping_pairs", "dev_corpus", "dev_file", "task"):
             if out[key] is not None:
                 out[key] = json.loads(json.dumps(out[key]))  # tuples -> lists
         return out
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+
+def _names(key: str, value: Any) -> Any:
+    """One name (kept as a str) or several (a tuple); pathlib paths welcome."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        names = tuple(os.fspath(v) for v in value)
+        if not names:
+            return None
+        return names[0] if len(names) == 1 else names
+    raise ValueError(f"config key {key!r}: got {value!r}; expected a name or a list of names")
+
+
+def _as_tuple(value: Any) -> Tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)

@@ -23,12 +23,13 @@ import sys
 import time
 from typing import Callable, Dict, Optional
 
+from taskdata.paths import shared_data
+
 __all__ = ["DemoOptions", "run_demo", "minilm_path", "sample_tsv"]
 
 log = logging.getLogger(__name__)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DATA = os.path.join(os.path.dirname(REPO), "shared", "data", "glue")
+DEFAULT_DATA = shared_data("glue")
 
 
 @dataclasses.dataclass(frozen=True)

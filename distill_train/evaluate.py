@@ -1,26 +1,54 @@
-"""Evaluate a saved model (a HF directory, e.g. RUN/best_model) on a cache corpus or a file."""
+"""Evaluate a saved model (a HF directory, e.g. RUN/best_model) on a cache corpus or any input.
+
+The task (labels, metrics, columns) comes from the cache corpus, else from the model directory
+(``distiller_task.json``, saved there by finetune and train), else from the caller.
+"""
 from __future__ import annotations
 
+import json
+import os
 from typing import Dict, Optional
 
 __all__ = ["evaluate_saved"]
 
 
-def evaluate_saved(model_dir: str, task: str, *, cache: Optional[str] = None,
+def evaluate_saved(model_dir: str, task=None, *, cache: Optional[str] = None,
                    corpus: Optional[str] = None, file: Optional[str] = None,
-                   batch_size: int = 128, max_length: int = 128,
-                   device: str = "auto") -> Dict[str, object]:
-    """{"student": metrics, "teacher": metrics or None, "examples": n}."""
+                   batch_size: int = 128, max_length: int = 128, device: str = "auto",
+                   predictions: Optional[str] = None) -> Dict[str, object]:
+    """{"task", "metric", "student": metrics, "teacher": metrics or None, "examples": n};
+    with `predictions`, one JSON line per example (id, predicted and gold label by name)."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from taskdata.heads import head_problem
+    from taskdata.metrics import compute_metrics
+    from taskdata.resolve import resolve_task, task_of_model
 
     from .assemble import read_text_records
-    from .config import task_info
     from .data import Batches, cache_fetcher, text_examples, text_fetcher
-    from .forward import evaluate
+    from .forward import predict
     from .student import check_vocab
 
-    _, _, _, metric = task_info(task)
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"--model {model_dir!r} is not a saved model directory")
+    task = resolve_task(task)
+    if cache and corpus:
+        from builders.cache import TeacherCache
+
+        recorded = TeacherCache.open(cache).corpus_task(corpus)
+        if task is not None and recorded is not None and not task.same_labels(recorded):
+            raise ValueError(f"task {task.name} disagrees with the task corpus {corpus!r} was "
+                             f"built for ({recorded.name})")
+        task = recorded or task
+    task = task or task_of_model(model_dir)
+    if task is None:
+        raise ValueError(f"no task for {model_dir!r}: no task file beside the model and no "
+                         "cache corpus; give --task (and the columns of your data)")
+    problem = head_problem(AutoConfig.from_pretrained(model_dir), task, what="model",
+                           where=repr(model_dir))
+    if problem:
+        raise ValueError(problem)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(dev)
@@ -40,10 +68,37 @@ def evaluate_saved(model_dir: str, task: str, *, cache: Optional[str] = None,
         from builders.reader import CacheReader
 
         rows = TeacherCache.open(cache).read_corpus(corpus)
+        if not rows:
+            raise ValueError(f"corpus {corpus!r} is empty")
         reader = CacheReader(cache, layers=[], attentions=False)
         ids = [int(max(o["input_ids"])) for o in reader.get_many([r["key"] for r in rows[:64]])]
         check_vocab(model, tokenizer, max_token_id=max(ids))
         batches = Batches(rows, cache_fetcher(reader, pad_id=pad_id), batch_size=batch_size,
                           shuffle=False)
-    student, teacher = evaluate(model, batches, metric, dev)
-    return {"metric": metric, "student": student, "teacher": teacher, "examples": len(rows)}
+    logits, gold, teacher = predict(model, batches, dev)
+    labelled = [i for i, r in enumerate(rows) if r.get("label") is not None]
+    if not labelled:
+        raise ValueError("the examples have no gold labels (an unlabelled corpus): there is "
+                         "nothing to score the model against")
+    student = compute_metrics(task.metrics, logits[labelled], gold[labelled])
+    teacher_m = (compute_metrics(task.metrics, teacher[labelled], gold[labelled])
+                 if teacher is not None else None)
+    if predictions:
+        _write_predictions(predictions, task, rows, logits)
+    return {"task": task.name, "metric": task.primary_metric, "student": student,
+            "teacher": teacher_m, "examples": len(rows),
+            **({"predictions": predictions} if predictions else {})}
+
+
+def _write_predictions(path: str, task, rows, logits) -> None:
+    """One JSON line per example: id, prediction (label name or number), gold label."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row, out in zip(rows, logits):
+            pred = float(out.reshape(-1)[0]) if task.is_regression else \
+                task.label_name(int(out.argmax()))
+            fh.write(json.dumps({"id": row["id"], "prediction": pred,
+                                 "label": task.label_name(row.get("label"))},
+                                ensure_ascii=False) + "\n")
+    os.replace(tmp, path)

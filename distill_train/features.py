@@ -192,26 +192,30 @@ def compute_features(train: Sequence[Dict[str, Any]], dev: Sequence[Dict[str, An
 
 
 def find_split(data_dir: str, split: str) -> str:
-    for ext in (".tsv", ".csv", ".jsonl", ".json", ".parquet"):
+    for ext in (".tsv", ".csv", ".jsonl", ".json", ".parquet", ".txt"):
         path = os.path.join(data_dir, split + ext)
         if os.path.exists(path):
             return path
-    raise FileNotFoundError(f"no {split}.tsv/.csv/.jsonl/.parquet in {data_dir!r}; --task-data "
-                            "must be a directory holding the task's train and dev files")
+    raise FileNotFoundError(f"no {split}.tsv/.csv/.jsonl/.parquet/.txt in {data_dir!r}; "
+                            "--task-data must be a directory holding the task's train and dev "
+                            "files")
 
 
-def load_task_records(data_dir: str, task: str, *, limit: Optional[int] = None):
-    """(train, dev, regression) records of a task directory read with the task's column map."""
-    from augment.records import DeadLetter, column_map_for_task, read_records
+def load_task_records(data_dir: str, task, *, limit: Optional[int] = None):
+    """(train, dev, regression) records of a task directory (train.* and the task's first dev
+    split, e.g. dev.tsv), read with the task (a taskdata.Task or a built-in name)."""
+    from taskdata.reader import read_records
+    from taskdata.records import DeadLetter
+    from taskdata.resolve import resolve_task
 
-    columns = column_map_for_task(task)
+    task = resolve_task(task)
     splits = []
-    for split in ("train", "dev"):
+    for split in ("train", task.dev_splits[0]):
         path = find_split(data_dir, split)
-        rows = list(read_records(path, columns, limit=limit))
+        rows = list(read_records(path, task, limit=limit))
         dead = [r for r in rows if isinstance(r, DeadLetter)]
         if dead:
             log.warning("%s: %d rows could not be read (first: %s)", path, len(dead),
                         dead[0].reason)
         splits.append([r for r in rows if not isinstance(r, DeadLetter)])
-    return splits[0], splits[1], columns.regression
+    return splits[0], splits[1], task.is_regression

@@ -1,14 +1,15 @@
 """The student's forward pass over a batch (plain or mixup) and dev-set evaluation."""
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from .metrics import compute_metrics
+from taskdata.metrics import compute_metrics
 
-__all__ = ["student_forward", "mixed_embeddings", "mixed_targets", "evaluate", "to_device"]
+__all__ = ["student_forward", "mixed_embeddings", "mixed_targets", "evaluate", "predict",
+           "to_device"]
 
 
 def to_device(batch: Mapping[str, Any], device) -> Dict[str, Any]:
@@ -57,10 +58,10 @@ def student_forward(model, batch: Mapping[str, Any], *, hidden: bool = False,
 
 
 @torch.no_grad()
-def evaluate(model, batches, metric: str, device, *, autocast=None
-             ) -> Tuple[Dict[str, float], Optional[Dict[str, float]]]:
-    """(student metrics, teacher metrics or None) over a dev `Batches`; teacher metrics come
-    from cached teacher logits when the batches carry them."""
+def predict(model, batches, device, *, autocast=None
+            ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """(student logits [N, C], gold labels [N], cached teacher logits [N, C] or None) over a
+    `Batches`, in its order."""
     was_training = model.training
     model.eval()
     logits, teacher, labels = [], [], []
@@ -74,7 +75,15 @@ def evaluate(model, batches, metric: str, device, *, autocast=None
             out = student_forward(model, batch)
         logits.append(out.logits.float().cpu().numpy())
     model.train(was_training)
-    gold = np.concatenate(labels)
-    student = compute_metrics(metric, np.concatenate(logits), gold)
-    teacher_m = compute_metrics(metric, np.concatenate(teacher), gold) if teacher else None
-    return student, teacher_m
+    return (np.concatenate(logits), np.concatenate(labels),
+            np.concatenate(teacher) if teacher else None)
+
+
+def evaluate(model, batches, metrics: Sequence[str], device, *, autocast=None
+             ) -> Tuple[Dict[str, float], Optional[Dict[str, float]]]:
+    """(student metrics, teacher metrics or None) over a dev `Batches`: every metric in
+    `metrics` (a task's); teacher metrics come from cached teacher logits when the batches carry
+    them."""
+    logits, gold, teacher = predict(model, batches, device, autocast=autocast)
+    student = compute_metrics(metrics, logits, gold)
+    return student, (compute_metrics(metrics, teacher, gold) if teacher is not None else None)

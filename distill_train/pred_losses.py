@@ -75,9 +75,17 @@ class GoldLoss(nn.Module):
         self.problem_type = problem_type
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Rows without a gold label (-100, or NaN for regression: an unlabelled corpus) are
+        left out; a batch with none gives a zero loss, not NaN."""
         logits = logits.float()
         if self.problem_type == "regression":
-            return F.mse_loss(logits.reshape(-1), labels.float().reshape(-1))
+            pred, gold = logits.reshape(-1), labels.float().reshape(-1)
+            known = ~torch.isnan(gold)
+            if not bool(known.all()):
+                pred, gold = pred[known], gold[known]
+            return F.mse_loss(pred, gold) if gold.numel() else logits.sum() * 0.0
         if labels.dim() == 2:  # soft targets
             return _mean(-(labels.float() * F.log_softmax(logits, -1)).sum(-1))
+        if not bool((labels != -100).any()):
+            return logits.sum() * 0.0
         return F.cross_entropy(logits, labels.long())

@@ -14,6 +14,8 @@ from typing import Any, Optional, Sequence, Tuple
 
 from torch import nn
 
+from taskdata.heads import head_problem
+
 from .mapping import skip_mapping
 
 __all__ = ["build_student", "truncate_layers", "vocab_fingerprint", "check_vocab"]
@@ -74,30 +76,40 @@ def truncate_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
 
 def build_student(config) -> Tuple[nn.Module, Any]:
     """(model, tokenizer or None) for a TrainConfig; the model is a ...ForSequenceClassification
-    with the task's labels (eager attention when attention maps are distilled, else SDPA)."""
+    with the task's labels by name (eager attention when attention maps are distilled, else
+    SDPA). A checkpoint whose head does not fit the task is an error unless `reinit_head`."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    task = config.task_def
     # Eager attention only when attention maps are distilled (SDPA kernels return none).
     attn = "eager" if config.inter_loss.startswith("att_") else "sdpa"
-    kwargs = dict(num_labels=config.num_labels, problem_type=config.problem_type,
-                  attn_implementation=attn)
+    id2label = task.id2label()
+    kwargs = dict(num_labels=task.num_labels, problem_type=task.problem_type,
+                  attn_implementation=attn, id2label=id2label,
+                  label2id={name: i for i, name in id2label.items()})
     tokenizer = _load_tokenizer(config.student)
-    if config.student_init == "pretrained":
+    if config.student_init in ("pretrained", "truncate"):
+        problem = head_problem(AutoConfig.from_pretrained(config.student), task, what="model",
+                               where=repr(config.student))
+        if problem and not config.reinit_head:
+            raise ValueError(problem)
         model = AutoModelForSequenceClassification.from_pretrained(
-            config.student, ignore_mismatched_sizes=True, **kwargs)
-    elif config.student_init == "truncate":
-        teacher = AutoModelForSequenceClassification.from_pretrained(
-            config.student, ignore_mismatched_sizes=True, **kwargs)
-        n_teacher = teacher.config.num_hidden_layers
+            config.student, ignore_mismatched_sizes=bool(problem), **kwargs)
+        if problem:
+            _reinit_head(model)
+            log.warning("%s: a new %d-output head for task %s (reinit_head)", config.student,
+                        task.num_labels, task.name)
+    if config.student_init == "truncate":
+        n_teacher = model.config.num_hidden_layers
         keep = config.student_layers
         if keep is None:
             if not config.student_num_layers:
                 raise ValueError("student_init 'truncate' needs student_layers (teacher layers to "
                                  "keep, 1-based) or student_num_layers (kept by skip mapping)")
             keep = [t for _, t in skip_mapping(config.student_num_layers, n_teacher)[1:]]
-        model = truncate_layers(teacher, keep)
-        log.info("student: teacher %s truncated to layers %s", config.student, list(keep))
-    else:
+        model = truncate_layers(model, keep)
+        log.info("student: %s truncated to layers %s", config.student, list(keep))
+    elif config.student_init == "config":
         base = AutoConfig.from_pretrained(config.student)
         changes = {"num_hidden_layers": config.student_num_layers,
                    "hidden_size": config.student_hidden,
@@ -110,10 +122,20 @@ def build_student(config) -> Tuple[nn.Module, Any]:
         if base.hidden_size % base.num_attention_heads:
             raise ValueError(f"student hidden size {base.hidden_size} is not divisible by "
                              f"{base.num_attention_heads} heads")
-        base.num_labels, base.problem_type = config.num_labels, config.problem_type
+        for key, value in kwargs.items():
+            if key != "attn_implementation":
+                setattr(base, key, value)
         model = AutoModelForSequenceClassification.from_config(base, attn_implementation=attn)
-    model.config.problem_type = config.problem_type
+    model.config.problem_type = task.problem_type
     return model, tokenizer
+
+
+def _reinit_head(model: nn.Module) -> None:
+    """Fresh weights for every module outside the base encoder (the task head)."""
+    prefix = model.base_model_prefix
+    for name, module in model.named_modules():
+        if name and not name.startswith(prefix) and not list(module.children()):
+            model._init_weights(module)
 
 
 def vocab_fingerprint(tokenizer) -> str:

@@ -138,12 +138,11 @@ def _metric_value(reported: Any, metric_name: Optional[str]) -> float:
 
 
 def _task_metric(task: str) -> Optional[str]:
-    """The task's primary dev metric as the trainer names it (None if it is not importable)."""
-    try:
-        from distill_train.config import task_info
-    except ImportError:
-        return None
-    return task_info(task)[3]
+    """A built-in task's primary dev metric (None for another trainer's task names)."""
+    from taskdata.builtin import builtin_task
+
+    found = builtin_task(task)
+    return found.primary_metric if found is not None else None
 
 
 class _Objective:
@@ -199,9 +198,10 @@ class TrialRunner:
         metric_name = _task_metric(opts.task)
         train_config: Any = config
         if self.wants_config:
+            from distill_train.assemble import resolve_run_task
             from distill_train.config import TrainConfig
 
-            train_config = TrainConfig.from_dict(config)
+            train_config = resolve_run_task(TrainConfig.from_dict(config))
             metric_name = train_config.metric_name
             config = train_config.to_dict()
 
@@ -332,7 +332,7 @@ def needed_corpora(space: SearchSpace, task: str,
     return out
 
 
-def build_missing_corpora(space: SearchSpace, *, task: str, cache: str, train_file: str,
+def build_missing_corpora(space: SearchSpace, *, task: Any, cache: str, train_file: str,
                           teacher: str, workers: int = 1) -> List[Dict[str, Any]]:
     """Build, through the pipeline, every corpus variant the space needs that `cache` lacks:
     one `build_distill_set` per augmentation choice (with mixup pairs when a missing variant
@@ -341,9 +341,12 @@ def build_missing_corpora(space: SearchSpace, *, task: str, cache: str, train_fi
     from builders.cache import TeacherCache
     from pipelines.build import BuildOptions, build_distill_set
 
+    from taskdata.resolve import resolve_task
+
+    task = resolve_task(task)  # a Task or a built-in name
     opened = TeacherCache.open(cache)
     have, spec = set(opened.corpora()), opened.spec
-    missing = [(a, m, c) for a, m, c in needed_corpora(space, task) if c not in have]
+    missing = [(a, m, c) for a, m, c in needed_corpora(space, task.name) if c not in have]
     summaries = []
     for aug in sorted({a for a, _, _ in missing}):
         if aug.startswith("corpus:"):

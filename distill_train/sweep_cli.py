@@ -13,6 +13,8 @@ import os
 import sys
 from typing import List, Optional
 
+from taskdata.resolve import add_task_arguments
+
 __all__ = ["add_parsers", "main", "sweep_report"]
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,6 @@ def add_parsers(subparsers) -> None:
         description="Run --trials more trials of a (resumable) Optuna study; every finished "
                     "trial becomes a ledger row.")
     p.add_argument("--space", required=True, help="search-space YAML (see distill_train.space)")
-    p.add_argument("--task", required=True, help="task name (sst2, rte, stsb, ...)")
     p.add_argument("--cache", required=True, help="teacher cache directory")
     p.add_argument("--task-data", required=True,
                    help="directory with the task's train/dev files (dataset features)")
@@ -56,6 +57,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--build-workers", type=int, default=1,
                    help="pipeline worker processes for those builds")
     _encoder_args(p)
+    add_task_arguments(p)
     p.set_defaults(func=_cmd_sweep)
 
     r = subparsers.add_parser("sweep-report", help="table and plots of a run ledger")
@@ -67,7 +69,6 @@ def add_parsers(subparsers) -> None:
     c = subparsers.add_parser("recommend", help="rank a search space's configurations for a "
                                                 "new dataset (AutoDistiller)")
     c.add_argument("--task-data", required=True, help="directory with train/dev files")
-    c.add_argument("--task", default=None, help="task name for columns (default: dir name)")
     c.add_argument("--space", default=DEFAULT_SPACE, help="candidate space (default: shipped)")
     c.add_argument("--model", default=None, help="fitted model (default: shipped)")
     c.add_argument("--ledger", default=None, help="fit on this ledger instead of --model")
@@ -78,6 +79,7 @@ def add_parsers(subparsers) -> None:
     c.add_argument("--out", default=None, help="run dir for --run (default runs/recommend/TASK)")
     c.add_argument("--trainer", default="distill_train.train:train", help=argparse.SUPPRESS)
     _encoder_args(c)
+    add_task_arguments(c)
     c.set_defaults(func=_cmd_recommend)
 
     f = subparsers.add_parser("recommend-fit", help="fit the recommender on a ledger")
@@ -98,7 +100,34 @@ def _encoder_args(p) -> None:
     p.add_argument("--feature-sample", type=int, default=256, help="texts embedded")
 
 
-def _features(args, task: str):
+def _task(args, cache: Optional[str] = None):
+    """The task of a sweep or recommendation: from the flags (a built-in name, a task file or
+    columns, labels inferred from TASK_DATA's train file), else, for a name only, the task the
+    cache recorded under that name."""
+    from distill_train.features import find_split
+    from taskdata.resolve import task_from_args
+
+    name = args.task or os.path.basename(os.path.normpath(args.task_data))
+    try:
+        task, notes = task_from_args(args, data=find_split(args.task_data, "train"),
+                                     required=False)
+    except ValueError:
+        task, notes = None, []
+    if task is None and cache:
+        from builders.cache import TeacherCache
+
+        opened = TeacherCache.open(cache)
+        found = [t for t in (opened.corpus_task(c) for c in opened.corpora())
+                 if t is not None and t.name == name]
+        task = found[0] if found else None
+    if task is None:
+        task, notes = task_from_args(args, data=find_split(args.task_data, "train"))
+    for note in notes:
+        print(f"distiller: {note}", file=sys.stderr)
+    return task
+
+
+def _features(args, task):
     from distill_train.features import (HashingEncoder, MiniLMEncoder, compute_features,
                                         load_task_records)
 
@@ -113,13 +142,14 @@ def _cmd_sweep(args) -> int:
     from distill_train.sweep import SweepOptions, run_sweep, teacher_info
 
     space = load_space(args.space)
+    task = _task(args, args.cache)
     teacher, fingerprint = args.teacher, args.teacher_fingerprint
     info = teacher_info(args.cache) if args.build or None in (teacher, fingerprint) else {}
     if args.build:
         from distill_train.features import find_split
         from distill_train.sweep import build_missing_corpora
 
-        for s in build_missing_corpora(space, task=args.task, cache=args.cache,
+        for s in build_missing_corpora(space, task=task, cache=args.cache,
                                        train_file=find_split(args.task_data, "train"),
                                        teacher=info["model"], workers=args.build_workers):
             log.info("built %s: %d newly scored, %d cache hits", list(s["corpora"]),
@@ -127,10 +157,10 @@ def _cmd_sweep(args) -> int:
     if teacher is None or fingerprint is None:
         teacher = info["model"] if teacher is None else teacher
         fingerprint = info["fingerprint"] if fingerprint is None else fingerprint
-    out = args.out or os.path.join("runs", "sweeps", args.task)
-    features = _features(args, args.task)
+    out = args.out or os.path.join("runs", "sweeps", task.name)
+    features = _features(args, task)
     options = SweepOptions(
-        space=space, task=args.task, cache=args.cache, out_dir=out, trials=args.trials,
+        space=space, task=task.name, cache=args.cache, out_dir=out, trials=args.trials,
         features=features.to_row(), study_db=args.study_db, study_name=args.study_name,
         ledger=args.ledger, jobs=args.jobs, seed=args.seed, teacher=teacher,
         teacher_fingerprint=fingerprint, teacher_metric=args.teacher_metric,
@@ -240,7 +270,7 @@ def _cmd_recommend(args) -> int:
     from distill_train.recommend import AutoDistiller, load_default
     from distill_train.space import load_space
 
-    task = args.task or os.path.basename(os.path.normpath(args.task_data))
+    task = _task(args, args.cache)
     space = load_space(args.space)
     if args.ledger:
         model = AutoDistiller().fit(Ledger(args.ledger).read())
@@ -250,7 +280,7 @@ def _cmd_recommend(args) -> int:
         model = load_default()
     features = _features(args, task)
     ranked = model.rank(space, features.to_row(), teacher=args.teacher, k=args.k)
-    print(f"top {len(ranked)} of {len(list(space.candidates()))} configurations for {task} "
+    print(f"top {len(ranked)} of {len(list(space.candidates()))} configurations for {task.name} "
           f"(recommender fitted on {model.n_rows} runs of {model.tasks}):")
     if model.note:
         print(f"note on the recommender: {model.note}")
@@ -264,10 +294,10 @@ def _cmd_recommend(args) -> int:
     from distill_train.sweep import SweepOptions, TrialRunner, teacher_info
 
     info = teacher_info(args.cache)
-    out = args.out or os.path.join("runs", "recommend", task)
+    out = args.out or os.path.join("runs", "recommend", task.name)
     runner = TrialRunner(SweepOptions(
-        space=space, task=task, cache=args.cache, out_dir=out, trials=len(ranked),
-        features=features.to_row(), study_name=f"recommend-{task}", teacher=args.teacher
+        space=space, task=task.name, cache=args.cache, out_dir=out, trials=len(ranked),
+        features=features.to_row(), study_name=f"recommend-{task.name}", teacher=args.teacher
         or info["model"], teacher_fingerprint=info["fingerprint"], trainer=args.trainer))
     for i, row in ranked.iterrows():
         result = runner.run(row["params"], i)

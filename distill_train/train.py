@@ -25,7 +25,7 @@ import torch
 
 from augment.seeding import derive_seed
 
-from .assemble import assemble
+from .assemble import assemble, resolve_run_task
 from .config import TrainConfig
 from .forward import evaluate, student_forward, to_device
 from .runlog import RunLog, load_checkpoint, save_checkpoint
@@ -47,6 +47,8 @@ class TrainResult:
     run_dir: str
     wall_time_s: float
     teacher_metric: Optional[float] = None  # teacher's dev metric from cached logits
+    best_dev: Optional[Dict[str, float]] = None     # every dev metric at the best epoch
+    teacher_dev: Optional[Dict[str, float]] = None  # every dev metric of the teacher
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -130,6 +132,8 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
     (entry = {"epoch", "global_step", "train": {...}, "dev": {metric: value}}); raising in either
     stops the run, as a kill would (a sweep prunes a trial this way)."""
     start = time.time()
+    if provider is None or config._task is None:  # an injected provider brings its own task
+        config = resolve_run_task(config)
     run_dir = config.run_dir
     os.makedirs(run_dir, exist_ok=True)
     ckpt_path = os.path.join(run_dir, "checkpoint.pt")
@@ -164,7 +168,7 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
 
     state: Dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": None,
                              "best_epoch": None, "bad_epochs": 0, "history": [],
-                             "teacher_metric": None}
+                             "teacher_metric": None, "teacher_dev": None, "best_dev": None}
     rng_state = None
     if resuming:
         state, rng_state = load_checkpoint(ckpt_path, model=model, objective=objective,
@@ -242,19 +246,23 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
         entry: Dict[str, Any] = {"epoch": epoch, "global_step": state["global_step"],
                                  "train": {k: v / max(1, steps_per_epoch) for k, v in
                                            sorted(sums.items())}}
-        if parts.dev is not None:
-            dev, teacher = evaluate(model, parts.dev, metric, device, autocast=autocast)
+        if parts.dev:
+            dev, teacher = evaluate_sets(model, parts.dev, config.task_def.metrics, device,
+                                         autocast=autocast)
             entry["dev"] = dev
             if teacher is not None:
-                state["teacher_metric"] = teacher[metric]
+                state["teacher_metric"], state["teacher_dev"] = teacher[metric], teacher
             improved = state["best"] is None or dev[metric] > state["best"]
             if improved:
                 state["best"], state["best_epoch"], state["bad_epochs"] = dev[metric], epoch, 0
-                _save_model(model, parts.tokenizer, os.path.join(run_dir, "best_model"))
+                state["best_dev"] = dev
+                _save_model(model, parts.tokenizer, os.path.join(run_dir, "best_model"),
+                            config.task_def)
             else:
                 state["bad_epochs"] += 1
         else:
-            _save_model(model, parts.tokenizer, os.path.join(run_dir, "best_model"))
+            _save_model(model, parts.tokenizer, os.path.join(run_dir, "best_model"),
+                        config.task_def)
             state["best_epoch"] = epoch
         state["history"].append(entry)
         runlog.event(dict(entry, event="epoch"))
@@ -275,7 +283,8 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
     best = state["best"] if state["best"] is not None else float("nan")
     result = TrainResult(best_metric=best, metric_name=metric, best_epoch=state["best_epoch"],
                          history=state["history"], run_dir=run_dir,
-                         wall_time_s=time.time() - start, teacher_metric=state["teacher_metric"])
+                         wall_time_s=time.time() - start, teacher_metric=state["teacher_metric"],
+                         best_dev=state.get("best_dev"), teacher_dev=state.get("teacher_dev"))
     with open(os.path.join(run_dir, "result.json"), "w", encoding="utf-8") as fh:
         json.dump(result.to_dict(), fh, indent=2)
     return result
@@ -296,7 +305,25 @@ def _progress(config: TrainConfig, total: int, initial: int, desc: str):
     return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)
 
 
-def _save_model(model, tokenizer, path: str) -> None:
+def evaluate_sets(model, dev_sets, metrics: Sequence[str], device, *, autocast=None):
+    """(student, teacher or None) metrics over every dev set: the first set's under their own
+    names (``accuracy``), the others' prefixed with the set's name (``dev_mismatched/accuracy``)."""
+    student: Dict[str, float] = {}
+    teacher: Optional[Dict[str, float]] = None
+    for i, (name, batches) in enumerate(dev_sets):
+        prefix = "" if i == 0 else f"{name}/"
+        got, t = evaluate(model, batches, metrics, device, autocast=autocast)
+        student.update({prefix + k: v for k, v in got.items()})
+        if t is not None:
+            teacher = teacher or {}
+            teacher.update({prefix + k: v for k, v in t.items()})
+    return student, teacher
+
+
+def _save_model(model, tokenizer, path: str, task) -> None:
+    from taskdata.resolve import save_task
+
     model.save_pretrained(path)
     if tokenizer is not None:
         tokenizer.save_pretrained(path)
+    save_task(task, path)

@@ -6,8 +6,10 @@
 point (what `distiller build` and the demo call): it creates or opens the cache for the teacher's
 spec, runs the pipeline on the chosen runner and returns the summary.
 
-Corpus names written to the cache (INTERFACES.md): ``f"{task}-{split}"`` for the originals and,
-with a policy, ``f"{task}-{split}+{policy.name}"`` for originals plus augmented copies.
+Corpus names written to the cache: ``f"{task}-{split}"`` for the originals and, with a policy,
+``f"{task}-{split}+{policy.name}"`` for originals plus augmented copies (the task's own name: a
+built-in one or the user's). Each corpus records its task (labels, kind, metrics) in the cache, so
+training and evaluation read it from there.
 """
 from __future__ import annotations
 
@@ -23,7 +25,6 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 
-from augment.records import ColumnMap, column_map_for_task
 from pipelines.augmentation import AugmentCorpus
 from pipelines.dedupe import CachedKeys, MissingKeys
 from pipelines.finalize import CommitAndIndex
@@ -51,8 +52,8 @@ def _last_error_line(exc: BaseException) -> str:
 class BuildOptions:
     """Everything one build needs; parsed once at the entry point and passed down."""
 
-    input: str                      # corpus file (.tsv/.csv/.jsonl/.parquet) or saved dataset dir
-    task: str                       # task name: picks the column map (sst2/rte/stsb) and names
+    input: str                      # files, a glob, a saved dataset or hf:NAME (taskdata.sources)
+    task: Any                       # a taskdata.Task or a built-in task name: columns, labels
     teacher: str                    # HF model name or save_pretrained directory
     cache: str                      # teacher-cache directory (created if absent)
     augment: Optional[Any] = None   # policy spec string, YAML path or dict; None = originals only
@@ -65,8 +66,7 @@ class BuildOptions:
     seed: int = 0                   # base seed of every augmentation choice
     max_length: int = 128           # teacher tokens per input (special tokens included)
     reject_long: bool = False       # over-long texts: dead letters (True) or truncated (False)
-    fmt: Optional[str] = None       # input format; None = from the file name
-    columns: Optional[ColumnMap] = None  # None = the task's GLUE columns
+    labelled: bool = True           # False: an unlabelled corpus (texts only, label None)
     limit: Optional[int] = None     # read only the first N rows
     layers: Union[str, Tuple[int, ...]] = "all"  # hidden states kept (0 = embeddings)
     pooling: str = "none"           # none | cls | mean
@@ -82,8 +82,11 @@ class BuildOptions:
     mixup_alpha: float = 0.4        # λ ~ Beta(alpha, alpha)
 
     def __post_init__(self) -> None:
-        if not os.path.exists(self.input):
-            raise FileNotFoundError(f"--input {self.input!r} does not exist")
+        from taskdata.resolve import resolve_task
+
+        object.__setattr__(self, "task", resolve_task(self.task))
+        if self.task is None:
+            raise ValueError("a build needs a task (a built-in name or a taskdata.Task)")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.threads_per_worker is not None and self.threads_per_worker < 1:
@@ -95,13 +98,9 @@ class BuildOptions:
         if self.mixup < 0 or self.mixup_alpha <= 0:
             raise ValueError(f"mixup must be >= 0 and mixup_alpha > 0, got {self.mixup} and "
                              f"{self.mixup_alpha}")
-        if not self.task or not self.split:
-            raise ValueError("task and split must be non-empty: they name the corpora written")
+        if not self.split:
+            raise ValueError("split must be non-empty: it names the corpora written")
         object.__setattr__(self, "beam_args", tuple(self.beam_args))
-
-    @property
-    def column_map(self) -> ColumnMap:
-        return self.columns or column_map_for_task(self.task)
 
 
 def corpus_names(task: str, split: str, policy_name: Optional[str], *, mixup: int = 0,
@@ -115,7 +114,7 @@ def corpus_names(task: str, split: str, policy_name: Optional[str], *, mixup: in
     return names
 
 
-def _teacher_config(opts: BuildOptions):
+def _teacher_config(opts: BuildOptions, num_labels: Optional[int] = None):
     from builders.teacher import TeacherConfig
     from pipelines.runners import is_local_runner
 
@@ -126,7 +125,7 @@ def _teacher_config(opts: BuildOptions):
         threads = max(1, len(os.sched_getaffinity(0)) // opts.workers)
     return TeacherConfig(model=opts.teacher, max_length=opts.max_length, layers=opts.layers,
                          pooling=opts.pooling, attentions=opts.attentions, num_threads=threads,
-                         amp=opts.amp)
+                         amp=opts.amp, num_labels=num_labels)
 
 
 class BuildDistillSet(beam.PTransform):
@@ -144,7 +143,7 @@ class BuildDistillSet(beam.PTransform):
     def expand(self, pbegin):
         o = self.opts
         originals, bad_rows = pbegin | "read" >> ReadCorpus(
-            o.input, columns=o.column_map, fmt=o.fmt, limit=o.limit)
+            o.input, task=o.task, labelled=o.labelled, limit=o.limit)
         keyed, too_long = originals | "key_originals" >> KeyRecords(
             self.teacher_config, reject_long=o.reject_long, source=o.input,
             batch_by_shuffle=self.batch_by_shuffle)
@@ -169,7 +168,8 @@ class BuildDistillSet(beam.PTransform):
         dead_letters = dead | "all_dead_letters" >> beam.Flatten()
         return (shards, records, dead_letters, pairs) | "commit" >> CommitAndIndex(
             cache_path=o.cache, corpus_names=self.names, dead_letter_path=self.dead_letter_path,
-            summary_path=self.summary_path, mixup=bool(o.mixup))
+            summary_path=self.summary_path, mixup=bool(o.mixup), task=o.task.to_dict(),
+            labelled=o.labelled)
 
     def _mixup(self, records, cached, shards):
         """(mixup pair rows, all shards): pairs drawn and scored when mixup is on."""
@@ -249,8 +249,15 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     from pipelines.batching import uses_shuffle_batching
     from pipelines.runners import is_local_runner, runner_context
 
+    from builders.taskfit import fit_teacher_to_task
+    from taskdata.reader import check_input
+
     start = time.monotonic()
-    teacher_config = _teacher_config(opts)
+    # the input's columns and the teacher's head are checked before any work
+    check_input(opts.input, opts.task, labelled=opts.labelled)
+    task, num_labels = fit_teacher_to_task(opts.teacher, opts.task)
+    opts = dataclasses.replace(opts, task=task)
+    teacher_config = _teacher_config(opts, num_labels)
     teacher = Teacher(teacher_config).load()
     # a spec mismatch is an error here, before any work
     cache = TeacherCache.open_or_create(opts.cache, teacher.spec(opts.dtype))
@@ -262,7 +269,7 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
         from augment.policy import AugmentationPolicy
 
         policy_name = AugmentationPolicy.from_spec(opts.augment).name
-    names = corpus_names(opts.task, opts.split, policy_name, mixup=opts.mixup,
+    names = corpus_names(task.name, opts.split, policy_name, mixup=opts.mixup,
                          mixup_alpha=opts.mixup_alpha)
     dead_path = opts.dead_letters or os.path.join(
         os.path.abspath(opts.cache).rstrip("/") + ".dead_letters",
@@ -302,5 +309,6 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     summary.update({"seconds": round(time.monotonic() - start, 3), "cache": opts.cache,
                     "runner": opts.runner, "workers": opts.workers,
                     "adopted_rows": sum(i.rows for i in adopted),
+                    "task": task.describe(), "labelled": opts.labelled,
                     "beam_counters": _beam_counters(result)})
     return summary

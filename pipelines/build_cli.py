@@ -3,6 +3,8 @@
 Examples:
     distiller build --input glue/SST-2/train.tsv --task sst2 --teacher runs/teacher \\
         --augment "eda_swap:0.3,copies=4" --cache runs/cache --workers 2
+    distiller build --input subj/train.txt --task subj --text-a 1 --label 0 ...   # your own data
+    distiller build --input pool.txt --task sst2 --unlabelled ...   # texts only: the teacher labels
     distiller build ... --runner dask                      # local dask cluster (loopback)
     distiller build ... --runner dask --dask-address tcp://scheduler:8786
     distiller build ... --runner FlinkRunner -- --flink_master=host:8081   # options untouched
@@ -15,6 +17,8 @@ import argparse
 import json
 import os
 import sys
+
+from taskdata.resolve import add_task_arguments
 
 __all__ = ["add_parsers", "options_from_args", "run_build", "format_summary"]
 
@@ -34,10 +38,9 @@ def add_parsers(subparsers) -> None:
         "build", help="augment a corpus and cache the teacher's outputs (Apache Beam)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True,
-                   help="corpus: .tsv (GLUE, header, no quoting), .csv, .jsonl, .parquet, or a "
-                        "`datasets` directory saved with save_to_disk")
-    p.add_argument("--task", required=True,
-                   help="task name (sst2, rte, stsb pick GLUE columns); names the corpora")
+                   help="corpus: a file (.tsv GLUE-style, .csv, .jsonl, .parquet, .txt), a glob, "
+                        "a `datasets` directory saved with save_to_disk, or hf:NAME[:CONFIG]"
+                        "[@SPLIT]; local or any fsspec URL")
     p.add_argument("--teacher", required=True, help="teacher model name or directory")
     p.add_argument("--augment", default=None,
                    help="augmentation policy spec (e.g. 'eda_swap:0.3,copies=4') or YAML file; "
@@ -61,16 +64,6 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--max-length", type=int, default=128, help="teacher tokens per input")
     p.add_argument("--reject-long", action="store_true",
                    help="dead-letter texts over --max-length instead of truncating them")
-    p.add_argument("--format", dest="fmt", default=None,
-                   choices=["tsv", "csv", "jsonl", "parquet", "hf"],
-                   help="input format (default: from the file name)")
-    p.add_argument("--text-a", default=None, help="column of the first text (with --label ...)")
-    p.add_argument("--text-b", default=None, help="column of the second text")
-    p.add_argument("--label", default=None, help="label column")
-    p.add_argument("--id-column", default=None, help="column with stable record ids")
-    p.add_argument("--labels", default=None,
-                   help="comma-separated allowed label values, in class order")
-    p.add_argument("--regression", action="store_true", help="float labels")
     p.add_argument("--limit", type=int, default=None, help="read only the first N rows")
     p.add_argument("--layers", type=_layers, default="all",
                    help="hidden states to keep: all or e.g. 0,3,6 (default: all)")
@@ -92,31 +85,27 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("beam_args", nargs=argparse.REMAINDER,
                    help="after --: Beam pipeline options, passed through untouched")
+    add_task_arguments(p, labels_optional=True)
     p.set_defaults(func=run_build)
 
 
 def options_from_args(args):
-    from augment.records import ColumnMap
     from pipelines.build import BuildOptions
+    from taskdata.resolve import task_from_args
 
-    columns = None
-    if args.text_a:
-        columns = ColumnMap(text_a=args.text_a, text_b=args.text_b, label=args.label,
-                            id=args.id_column, regression=args.regression,
-                            labels=tuple(args.labels.split(",")) if args.labels else None,
-                            label_required=args.label is not None)
-    elif any((args.text_b, args.label, args.id_column, args.labels)):
-        raise ValueError("column flags need --text-a too (or none of them, to use the task's "
-                         "GLUE columns)")
+    # an unlabelled corpus takes its labels from the task or the teacher, not from the file
+    task, notes = task_from_args(args, data=None if args.unlabelled else args.input)
+    for note in notes:
+        print(f"distiller build: {note}", file=sys.stderr)
     beam_args = list(args.beam_args or [])
     if beam_args and beam_args[0] == "--":
         beam_args = beam_args[1:]
     return BuildOptions(
-        input=args.input, task=args.task, teacher=args.teacher, cache=args.cache,
+        input=args.input, task=task, teacher=args.teacher, cache=args.cache,
         augment=args.augment, split=args.split, runner=args.runner, workers=args.workers,
         threads_per_worker=args.threads_per_worker, dask_address=args.dask_address,
         dead_letters=args.dead_letters, seed=args.seed,
-        max_length=args.max_length, reject_long=args.reject_long, fmt=args.fmt, columns=columns,
+        max_length=args.max_length, reject_long=args.reject_long, labelled=not args.unlabelled,
         limit=args.limit, layers=args.layers, pooling=args.pooling, attentions=args.attentions,
         dtype=args.dtype, amp=args.amp, unit_size=args.unit_size, share_model=args.share_model,
         beam_args=beam_args, progress=args.progress, mixup=args.mixup,
@@ -134,6 +123,7 @@ def _human_bytes(n: int) -> str:
 def format_summary(s) -> str:
     lines = [
         "distiller build: done",
+        f"  task              {s['task']}",
         f"  records read      {s['records_read']}",
         f"  augmented copies  {s['augmented_copies']}",
         f"  distinct keys     {s['unique_keys']}",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Dict, Iterable, List, Sequence
+from typing import Any, Dict, Iterable, Optional, Sequence
 
 import apache_beam as beam
 
@@ -55,18 +55,15 @@ def _write_jsonl_atomic(path: str, rows: Iterable[Dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def _write_mixup_corpus(cache, name: str, rows: List[Dict[str, Any]]) -> None:
-    """Write the mixup corpus; builders keeps (and checks) the pairing fields of mixup rows."""
-    cache.write_corpus(name, rows)
-
-
 def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str],
-                   dead_letter_path: str, summary_path: str, mixup: bool = False
+                   dead_letter_path: str, summary_path: str, mixup: bool = False,
+                   task: Optional[Dict[str, Any]] = None, labelled: bool = True
                    ) -> Dict[str, Any]:
     """Commit, index, write dead letters and the summary; returns the summary dict.
 
     corpus_names: [originals-only name] or [originals-only name, originals+copies name], then
-    with ``mixup`` the name of the corpus that adds the mixup pair rows.
+    with ``mixup`` the name of the corpus that adds the mixup pair rows. task (a Task's dict) is
+    recorded with every corpus; labelled False marks them unlabelled.
     """
     from builders.cache import TeacherCache
 
@@ -90,12 +87,13 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str],
     rows.sort(key=lambda r: r["id"])
     originals = [r for r in rows if r["parent_id"] is None]
     plain_names = corpus_names[:-1] if mixup else corpus_names
-    cache.write_corpus(plain_names[0], originals)
+    meta = dict(task=task, labelled=labelled)
+    cache.write_corpus(plain_names[0], originals, **meta)
     if len(plain_names) > 1:
-        cache.write_corpus(plain_names[1], rows)
-    if mixup:
+        cache.write_corpus(plain_names[1], rows, **meta)
+    if mixup:  # builders keeps (and checks) the pairing fields of mixup rows
         mixed.sort(key=lambda r: r["id"])
-        _write_mixup_corpus(cache, corpus_names[-1], rows + mixed)
+        cache.write_corpus(corpus_names[-1], rows + mixed, **meta)
     # A corpus of the same name from another input (another sample, another file) is replaced:
     # said in the summary, since trainers that name the corpus now read other rows.
     after = cache.manifest.get("corpora", {})
@@ -138,11 +136,12 @@ class CommitAndIndex(beam.PTransform):
     """(ShardInfos, keyed records, dead letters) → one summary dict, after commit and indexing."""
 
     def __init__(self, *, cache_path: str, corpus_names: Sequence[str], dead_letter_path: str,
-                 summary_path: str, mixup: bool = False):
+                 summary_path: str, mixup: bool = False, task: Optional[Dict[str, Any]] = None,
+                 labelled: bool = True):
         super().__init__()
         self.kwargs = dict(cache_path=cache_path, corpus_names=list(corpus_names),
                            dead_letter_path=dead_letter_path, summary_path=summary_path,
-                           mixup=mixup)
+                           mixup=mixup, task=task, labelled=labelled)
 
     def expand(self, inputs):
         shard_infos, records, dead_letters, pairs = inputs

@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterator, List
 
 import apache_beam as beam
 
-from augment.records import DeadLetter
+from taskdata.records import DeadLetter
 from pipelines.batching import BatchRecords
 
 __all__ = ["KeyRecords", "KeyRecordsFn", "INTERNAL_FIELDS", "strip_internal", "carried_tokens"]
@@ -30,7 +30,12 @@ def strip_internal(record: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _long_dead_letter(record: Dict[str, Any], source: str, max_length: int) -> DeadLetter:
-    match = _ROW_IN_ID.search(record["id"])
+    """The dead letter of an over-long record; source and row as the reader names them (from
+    the record's id ``<source>:<row>``; an augmented copy's from its parent's)."""
+    original = record["id"].split("#", 1)[0]
+    match = _ROW_IN_ID.search(original)
+    if ":" in original:
+        source = original.rsplit(":", 1)[0]
     return DeadLetter(
         source=source, row=int(match.group(1)) if match else -1,
         reason=f"text over the length limit: more than max_length={max_length} tokens "

@@ -28,7 +28,10 @@ log = logging.getLogger("distill_train.assets.make_ledger")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-GLUE = os.path.join(os.path.dirname(REPO), "shared", "data", "glue")
+sys.path.insert(0, REPO)
+from taskdata.paths import shared_data  # noqa: E402
+
+GLUE = shared_data("glue")
 TASKS = {"sst2": ("SST-2", 64), "rte": ("RTE", 128), "stsb": ("STS-B", 128)}
 
 

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
+from taskdata.paths import shared_data
 
-GLUE = os.environ.get("DISTILLER_GLUE", "/work/shared/data/glue")
+GLUE = shared_data("glue")
 SST2_TRAIN = os.path.join(GLUE, "SST-2", "train.tsv")
 SST2_DEV = os.path.join(GLUE, "SST-2", "dev.tsv")
 RTE_DEV = os.path.join(GLUE, "RTE", "dev.tsv")

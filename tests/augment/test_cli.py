@@ -18,7 +18,8 @@ def test_augment_sst2_with_contextual_and_eda(tmp_path, tiny_mlm, capsys):
     assert rc == 0
     rows = _lines(out)
     assert len(rows) == 60 and {r["copy"] for r in rows} == {0, 1, 2}
-    assert all(r["parent_id"].startswith("dev.tsv:") and r["label"] in (0, 1) for r in rows)
+    assert all(r["parent_id"].startswith("dev.tsv:") for r in rows)
+    assert {r["label"] for r in rows} == {"negative", "positive"}  # labels by name
     assert all("##" not in r["text_a"] and "[MASK]" not in r["text_a"] for r in rows)
     err = capsys.readouterr().err
     summary = json.loads(err[err.index("{"):])
@@ -73,9 +74,13 @@ def test_errors_exit_2_with_a_message(tmp_path, capsys):
     assert main(["augment", "--input", "nope.tsv", "--task", "sst2", "--policy", "eda_swap",
                  "--output", out]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["augment", "--input", SST2_DEV, "--task", "cola", "--policy", "eda_swap",
+    assert main(["augment", "--input", SST2_DEV, "--task", "mytask", "--policy", "eda_swap",
                  "--output", out]) == 2
-    assert "unknown task 'cola'" in capsys.readouterr().err
+    assert "unknown task 'mytask'" in capsys.readouterr().err
+    assert main(["augment", "--input", SST2_DEV, "--task", "cola", "--policy", "eda_swap",
+                 "--output", out]) == 2  # CoLA's layout (no header, 4 columns) on SST-2's file
+    assert "column 3 is not there: the file has no header row and 2 columns" in \
+        capsys.readouterr().err
 
 
 def test_augment_stsb_keeps_float_labels_and_explicit_columns(tmp_path):

@@ -10,13 +10,13 @@ import pytest
 
 from augment import AugmentationPolicy, parse_step
 from augment import eda as eda_module
-from augment.records import column_map_for_task, read_records
+from taskdata import builtin_task, read_records
 
 from .augment_testlib import RTE_DEV, SST2_DEV
 
 
 def _records(path, task, n):
-    return [r for r in read_records(path, column_map_for_task(task), limit=n)
+    return [r for r in read_records(path, builtin_task(task), limit=n)
             if isinstance(r, dict)]
 
 

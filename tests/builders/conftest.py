@@ -5,19 +5,19 @@ import os
 
 import pytest
 
+from taskdata.paths import shared_data
+
 from ..tinymodels import tiny_bert_classifier
 
-GLUE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "glue")
-GLUE = os.environ.get("DISTILLER_GLUE", os.path.abspath(GLUE)
-                      if os.path.isdir(os.path.abspath(GLUE)) else "/work/shared/data/glue")
+GLUE = shared_data("glue")
 
 
 def read_tsv(path, limit):
-    from augment.records import column_map_for_task, read_records
+    from taskdata import builtin_task, read_records
 
     task = {"SST-2": "sst2", "RTE": "rte", "STS-B": "stsb"}[os.path.basename(os.path.dirname(path))]
     out = []
-    for rec in read_records(path, column_map_for_task(task), limit=limit):
+    for rec in read_records(path, builtin_task(task), limit=limit):
         if isinstance(rec, dict):
             out.append(rec)
     return out

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from taskdata.paths import shared_data
 
-SST2 = "/work/shared/data/glue/SST-2"
+SST2 = shared_data("glue", "SST-2")
 
 
 @pytest.fixture(autouse=True)
@@ -22,10 +23,10 @@ def _one_torch_thread():
 
 
 def sst2_records(split: str, n: int):
-    from augment.records import column_map_for_task, read_records
+    from taskdata import builtin_task, read_records
 
     path = os.path.join(SST2, f"{split}.tsv")
-    return [r for r in read_records(path, column_map_for_task("sst2"), limit=n)
+    return [r for r in read_records(path, builtin_task("sst2"), limit=n)
             if isinstance(r, dict)]
 
 

@@ -14,7 +14,7 @@ BASE = dict(task="sst2", cache="c", train_corpus="t", student="s")
 @pytest.mark.parametrize("change,message", [
     ({"inter_loss": "l2"}, r"'inter_loss': got 'l2'; expected one of"),
     ({"mi_alpha": 1.5}, r"'mi_alpha': got 1.5; expected a number in \[0, 1\]"),
-    ({"task": "squad9"}, "unknown task 'squad9'"),
+    ({"task": "squad9", "mode": "finetune", "train_file": "x"}, "unknown task 'squad9'"),
     ({"batch_size": 0}, "'batch_size': got 0; expected a positive integer"),
     ({"mapping": "explicit"}, "mapping 'explicit' needs mapping_pairs"),
     ({"mapping_pairs": [[1]]}, "'mapping_pairs'"),

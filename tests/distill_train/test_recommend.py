@@ -9,6 +9,7 @@ from distill_train.ledger import Ledger
 from distill_train.recommend import AutoDistiller, leave_one_task_out, one_row_per_config
 from distill_train.space import SearchSpace
 from distill_train.train import TrainResult
+from taskdata.paths import shared_data
 
 SPACE_DICT = {
     "name": "planted",
@@ -163,7 +164,7 @@ def test_recommend_cli_fit_rank_and_run(tmp_path, capsys):
     data = tmp_path / "rte"
     data.mkdir()
     for split, n in (("train", 40), ("dev", 20)):
-        with open(f"/work/shared/data/glue/RTE/{split}.tsv", encoding="utf-8") as fh:
+        with open(shared_data("glue", "RTE", f"{split}.tsv"), encoding="utf-8") as fh:
             (data / f"{split}.tsv").write_text("".join(next(fh) for _ in range(n + 1)))
     argv = ["recommend", "--task-data", str(data), "--task", "rte", "--space", str(space),
             "--model", model, "--teacher", "minilm", "--k", "3", "--encoder", "hashing"]

@@ -4,8 +4,9 @@ import pytest
 
 from distill_train.features import (HashingEncoder, MiniLMEncoder, compute_features,
                                     load_task_records)
+from taskdata.paths import shared_data
 
-GLUE = "/work/shared/data/glue"
+GLUE = shared_data("glue")
 
 
 class CountingEncoder(HashingEncoder):

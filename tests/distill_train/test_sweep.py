@@ -11,8 +11,9 @@ import pytest
 from distill_train.ledger import COLUMNS, Ledger
 from distill_train.sweep_cli import main
 from distill_train.train import TrainResult
+from taskdata.paths import shared_data
 
-GLUE = "/work/shared/data/glue"
+GLUE = shared_data("glue")
 SPACE = """
 name: tiny
 params:

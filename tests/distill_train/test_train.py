@@ -10,6 +10,8 @@ import pytest
 
 from distill_train.config import TrainConfig
 from distill_train.train import train
+from taskdata import builtin_task, read_records
+from taskdata.paths import shared_data
 
 
 def _cfg(tmp_path, teacher_dir, **kw):
@@ -178,15 +180,14 @@ def test_on_epoch_reports_dev_metric_and_can_stop_the_run(tmp_path, teacher_dir,
 
 def test_regression_task_on_sentence_pairs(tmp_path, tokenizer_dir):
     """STS-B: a 1-output teacher, logit MSE forced, Pearson/Spearman on dev, pairs typed."""
-    from augment.records import column_map_for_task, read_records
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .conftest import make_bert
     from distill_train.data import InMemoryProvider, OnlineTeacherProvider
 
-    stsb = "/work/shared/data/glue/STS-B"
+    stsb = shared_data("glue", "STS-B")
     recs = {split: [r for r in read_records(os.path.join(stsb, f"{split}.tsv"),
-                                            column_map_for_task("stsb"), limit=n)
+                                            builtin_task("stsb"), limit=n)
                     if isinstance(r, dict)] for split, n in (("train", 32), ("dev", 16))}
     tdir = make_bert(str(tmp_path / "teacher"), tokenizer_dir, layers=2, num_labels=1)
     texts = {r["id"]: (r["text_a"], r["text_b"]) for rs in recs.values() for r in rs}

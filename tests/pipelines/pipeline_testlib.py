@@ -1,8 +1,9 @@
 """Helpers for the pipeline tests (imported by name: tests/pipelines is on sys.path)."""
 import os
 
-DATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
-                                    "glue"))
+from taskdata.paths import shared_data
+
+DATA = shared_data("glue")
 
 
 def glue_path(task: str, split: str = "train") -> str:

@@ -152,7 +152,8 @@ def test_bad_rows_end_as_dead_letters_with_reasons(tmp_path, tiny_teacher, capsy
         dead = [json.loads(line) for line in fh]
     assert [(d["row"], d["reason"].split(":")[0].split(" in ")[0]) for d in dead] == [
         (1, "malformed row"), (2, "empty text"), (3, "undecodable bytes"),
-        (4, "missing label"), (5, "unknown label '7' (expected one of ['0', '1'])"),
+        (4, "missing label"),
+        (5, "unknown label '7' (expected one of ['negative', 'positive'] or a class index 0..1)"),
         (7, "malformed row"), (10, "text over the length limit")]
     assert dead[2]["raw"].startswith("caf")
     assert s["truncated"] == 0  # (truncation-and-count is checked on RTE's long premises)

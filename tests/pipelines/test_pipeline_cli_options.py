@@ -24,7 +24,8 @@ def test_flags_become_one_options_object_and_runner_options_pass_through(tmp_pat
     opts = options_from_args(args)
     assert isinstance(opts, BuildOptions)
     assert (opts.max_length, opts.reject_long, opts.seed, opts.layers) == (64, True, 5, (0, 2))
-    assert opts.column_map.labels == ("0", "1") and opts.column_map.text_a == "t"
+    assert opts.task.labels == ("0", "1") and opts.task.text_a == "t"
+    assert opts.task.name == "mine" and opts.labelled
     assert opts.beam_args == ("--flink_master=host:8081", "--environment_type=LOOPBACK")
     assert pipeline_args(opts.runner, workers=2, extra=opts.beam_args) == [
         "--runner=FlinkRunner", "--flink_master=host:8081", "--environment_type=LOOPBACK"]
@@ -44,15 +45,24 @@ def test_direct_runner_is_multi_process_and_dask_needs_an_address():
 
 
 def test_bad_options_fail_with_the_value_and_the_fix(tmp_path):
+    from pipelines.build import build_distill_set
+
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        BuildOptions(input=str(tmp_path / "nope.tsv"), task="sst2", teacher="t", cache="c")
+        build_distill_set(BuildOptions(input=str(tmp_path / "nope.tsv"), task="sst2",
+                                       teacher="t", cache="c"))
     data = tmp_path / "a.tsv"
     data.write_text("sentence\tlabel\n")
     with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
         BuildOptions(input=str(data), task="sst2", teacher="t", cache="c", workers=0)
-    with pytest.raises(ValueError, match="need --text-a"):
-        options_from_args(parse(["build", "--input", str(data), "--task", "sst2", "--teacher",
+    with pytest.raises(ValueError, match="unknown task 'mine'.*--text-a"):
+        options_from_args(parse(["build", "--input", str(data), "--task", "mine", "--teacher",
                                  "t", "--cache", "c", "--label", "y"]))
+    with pytest.raises(ValueError, match=r"label column 'y' not found \(the columns are "
+                                         r"\['sentence', 'label'\]\)"):
+        build_distill_set(options_from_args(parse([
+            "build", "--input", str(data), "--task", "sst2", "--label", "y", "--teacher", "t",
+            "--cache", str(tmp_path / "c")])))
+    assert not (tmp_path / "c").exists()  # nothing was created before the check
 
 
 def test_corpus_names_follow_the_contract():

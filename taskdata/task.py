@@ -1,0 +1,273 @@
+"""The task model (DESIGN.md contract 9): what a dataset's rows mean, in one frozen object.
+
+A `Task` says where the texts and the label are (column names, or 0-based positions when the file
+has no header row), what the labels are (names in class order, or a real-valued target), how rows
+are identified, and which metrics score a model on it (the first is the primary one, used for
+model selection). Every command reads input and scores models through it, and a build records it
+with each corpus in the cache, so training and evaluation need no task flags.
+
+Label values in a file are matched to classes by name first (exactly, then ignoring case), then,
+when no label name is itself a number, as a 0-based class index: GLUE's RTE ships
+``entailment``/``not_entailment`` in one export and ``0``/``1`` in another, and both read the same.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+__all__ = ["Task", "Column", "KINDS", "METRICS", "LabelError", "default_metrics"]
+
+Column = Union[str, int]
+KINDS = ("classification", "regression")
+# metric name -> task kinds it applies to (computed by taskdata.metrics)
+METRICS: Dict[str, Tuple[str, ...]] = {
+    "accuracy": ("classification",), "f1": ("classification",),
+    "macro_f1": ("classification",), "matthews": ("classification",),
+    "pearson": ("regression",), "spearman": ("regression",),
+}
+_FORMATS = ("tsv", "csv", "jsonl", "parquet", "text", "hf")
+
+
+class LabelError(ValueError):
+    """A label value that is not one of the task's classes (or not a number for regression)."""
+
+
+def default_metrics(kind: str, num_labels: int) -> Tuple[str, ...]:
+    """Accuracy (+ F1 for two classes, macro F1 for more); Pearson + Spearman for regression."""
+    if kind == "regression":
+        return ("pearson", "spearman")
+    return ("accuracy", "f1") if num_labels == 2 else ("accuracy", "macro_f1")
+
+
+def _column(value: Any, what: str) -> Optional[Union[Column, Tuple[str, ...]]]:
+    """A column reference: a name, a 0-based position, or (labels, ids) alternatives 'a|b'."""
+    if value is None or isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"task {what}: column position must be >= 0, got {value}")
+        return value
+    if isinstance(value, (list, tuple)):
+        names = tuple(str(v) for v in value)
+        if not names or not all(names):
+            raise ValueError(f"task {what}: alternatives must be non-empty names, got {value!r}")
+        return names if len(names) > 1 else names[0]
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise ValueError(f"task {what}: empty column name")
+        if text.isdigit():
+            return int(text)
+        return tuple(text.split("|")) if "|" in text else text
+    raise ValueError(f"task {what}: a column is a name or a 0-based position, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One task: columns, labels, metrics. Validated on construction.
+
+    name: used in corpus names and reports. kind: "classification" or "regression".
+    text_a / text_b: the text column(s) (text_b None for single-sentence tasks).
+    label: the label column (None: an unlabelled corpus); "label|answer" lists alternatives, the
+    first present in a row is used. labels: class names in class order (classification); None
+    means "not known yet" (`taskdata.resolve.infer_labels` fills it from a training file).
+    id: a column holding a stable record id (rows without one get ``file:row``).
+    header: whether line formats (TSV/CSV) start with a header row; without one, columns are
+    0-based positions. format: tsv | csv | jsonl | parquet | text | hf, None = from the path.
+    metrics: what is reported, the first one selects models. dev_splits: file stems of the dev
+    sets in a task directory (MNLI: dev_matched, dev_mismatched).
+    """
+
+    name: str
+    text_a: Column
+    text_b: Optional[Column] = None
+    label: Optional[Union[Column, Tuple[str, ...]]] = "label"
+    kind: str = "classification"
+    labels: Optional[Tuple[str, ...]] = None
+    id: Optional[Union[Column, Tuple[str, ...]]] = None
+    header: bool = True
+    format: Optional[str] = None
+    metrics: Tuple[str, ...] = ()
+    dev_splits: Tuple[str, ...] = ("dev",)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"a task needs a name, got {self.name!r}")
+        set_ = object.__setattr__
+        set_(self, "name", self.name.strip())
+        for field in ("text_a", "text_b", "label", "id"):
+            set_(self, field, _column(getattr(self, field), f"{self.name}.{field}"))
+        if self.text_a is None:
+            raise ValueError(f"task {self.name}: text_a must name the text column")
+        for field in ("text_a", "text_b"):
+            if isinstance(getattr(self, field), tuple):
+                raise ValueError(f"task {self.name}: {field} must be one column, got "
+                                 f"{getattr(self, field)!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"task {self.name}: kind must be one of {list(KINDS)}, got "
+                             f"{self.kind!r}")
+        if self.labels is not None:
+            labels = tuple(str(x) for x in self.labels)
+            if self.kind == "regression":
+                raise ValueError(f"task {self.name}: a regression task has no label names "
+                                 f"(got {list(labels)})")
+            if len(labels) < 2:
+                raise ValueError(f"task {self.name}: a classification task needs at least 2 "
+                                 f"labels, got {list(labels)}")
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"task {self.name}: label names repeat: {list(labels)}")
+            set_(self, "labels", labels)
+        if self.format is not None and self.format not in _FORMATS:
+            raise ValueError(f"task {self.name}: format must be one of {list(_FORMATS)}, got "
+                             f"{self.format!r}")
+        metrics = tuple(self.metrics) or (default_metrics(self.kind, len(self.labels or ()))
+                                          if self.kind == "regression" or self.labels else ())
+        for m in metrics:
+            if m not in METRICS:
+                raise ValueError(f"task {self.name}: unknown metric {m!r}; known metrics: "
+                                 f"{sorted(METRICS)}")
+            if self.kind not in METRICS[m]:
+                raise ValueError(f"task {self.name}: metric {m!r} does not apply to a "
+                                 f"{self.kind} task")
+        if "f1" in metrics and self.labels is not None and len(self.labels) != 2:
+            raise ValueError(f"task {self.name}: metric 'f1' is binary F1 (positive class = "
+                             f"label 1) but the task has {len(self.labels)} labels: use macro_f1")
+        set_(self, "metrics", metrics)
+        set_(self, "dev_splits", tuple(self.dev_splits) or ("dev",))
+        set_(self, "header", bool(self.header))
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def is_regression(self) -> bool:
+        return self.kind == "regression"
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the label set is known (regression, or class names given)."""
+        return self.is_regression or self.labels is not None
+
+    @property
+    def num_labels(self) -> int:
+        """Outputs of a model for this task: 1 for regression, else the number of classes."""
+        if self.is_regression:
+            return 1
+        if self.labels is None:
+            raise ValueError(f"task {self.name}: its labels are not known yet: give --labels or "
+                             "let them be inferred from the training file")
+        return len(self.labels)
+
+    @property
+    def problem_type(self) -> str:
+        """The Hugging Face `problem_type` of a model head for this task."""
+        return "regression" if self.is_regression else "single_label_classification"
+
+    @property
+    def primary_metric(self) -> str:
+        if not self.metrics:
+            raise ValueError(f"task {self.name}: no metric (labels unknown)")
+        return self.metrics[0]
+
+    @property
+    def is_pair(self) -> bool:
+        return self.text_b is not None
+
+    def id2label(self) -> Dict[int, str]:
+        """What a model's config.id2label should say (regression: {0: name})."""
+        if self.is_regression:
+            return {0: self.name}
+        return dict(enumerate(self.labels or ()))
+
+    # ------------------------------------------------------------------ labels
+    def label_index(self, value: Any) -> Union[int, float]:
+        """The class index (classification) or float target (regression) of a label value as
+        it appears in a file; LabelError says what was wrong."""
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if isinstance(value, float) and value.is_integer() and not self.is_regression:
+            value = int(value)
+        text = str(value).strip()
+        if self.is_regression:
+            try:
+                return float(text)
+            except ValueError:
+                raise LabelError(f"label {text!r} is not a number") from None
+        if self.labels is None:
+            raise LabelError(f"task {self.name}: labels are not known")
+        if text in self.labels:
+            return self.labels.index(text)
+        folded = [i for i, name in enumerate(self.labels) if name.lower() == text.lower()]
+        if len(folded) == 1:
+            return folded[0]
+        numeric_names = any(_is_int(name) for name in self.labels)
+        if not numeric_names and _is_int(text) and 0 <= int(text) < len(self.labels):
+            return int(text)
+        index = "" if numeric_names else f" or a class index 0..{len(self.labels) - 1}"
+        raise LabelError(f"unknown label {text!r} (expected one of {list(self.labels)}{index})")
+
+    def label_name(self, index: Union[int, float, None]) -> Any:
+        """Inverse of `label_index` for outputs: the class name, or the float for regression."""
+        if index is None or self.is_regression:
+            return index
+        return (self.labels or ())[int(index)]
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> Dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for key in ("labels", "metrics", "dev_splits", "label", "id"):
+            if isinstance(out[key], tuple):
+                out[key] = list(out[key])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Task":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            import difflib
+
+            hints = [repr(k) + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(
+                k, names, n=1)) else "") for k in unknown]
+            raise ValueError(f"unknown task keys: {', '.join(hints)}; task keys are "
+                             f"{sorted(names)}")
+        data = dict(data)
+        for key in ("labels", "metrics", "dev_splits"):
+            if isinstance(data.get(key), str):
+                data[key] = [x.strip() for x in data[key].split(",") if x.strip()]
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        for key in ("label", "id"):
+            if isinstance(data.get(key), list):
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> "Task":
+        return dataclasses.replace(self, **changes)
+
+    def same_labels(self, other: "Task") -> bool:
+        """Whether two tasks define the same outputs (kind and class names in order)."""
+        return self.kind == other.kind and self.labels == other.labels
+
+    def describe(self) -> str:
+        """One line for logs: name, kind, columns, labels."""
+        cols = f"text {self.text_a!r}" + (f" + {self.text_b!r}" if self.is_pair else "")
+        what = ("regression" if self.is_regression else
+                f"{len(self.labels)} labels {list(self.labels)}" if self.labels else
+                "labels not known")
+        label = f", label {self.label!r}" if self.label is not None else ", no label column"
+        header = "" if self.header else ", no header row"
+        return f"task {self.name}: {cols}{label}, {what}{header}, metrics {list(self.metrics)}"
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def names_in_class_order(values: Sequence[str]) -> Tuple[str, ...]:
+    """Distinct label values in class order: numerically when all are integers, else sorted."""
+    distinct = sorted(set(values))
+    if all(_is_int(v) for v in distinct):
+        return tuple(sorted(distinct, key=int))
+    return tuple(distinct)
