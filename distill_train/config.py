@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Any, Dict, Mapping, Optional, Tuple
+
+from .config_types import check_types, load_yaml_file
 
 __all__ = ["TrainConfig", "TASKS", "task_info"]
 
@@ -113,10 +114,7 @@ class TrainConfig:
         def bad(key: str, value: Any, allowed: str) -> ValueError:
             return ValueError(f"config key {key!r}: got {value!r}; {allowed}")
 
-        for key in ("run_dir", "cache", "train_file", "dev_file", "student"):
-            value = getattr(self, key)
-            if value is not None and not isinstance(value, str):
-                object.__setattr__(self, key, os.fspath(value))  # pathlib paths welcome
+        check_types(self, bad)  # types first (config_types.py); pathlib paths become strings
         name, num_labels, problem, _ = task_info(self.task)
         object.__setattr__(self, "task", name)
         for key, allowed in _CHOICES.items():
@@ -218,10 +216,7 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str, **overrides: Any) -> "TrainConfig":
-        import yaml
-
-        with open(path, "r", encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
+        data = load_yaml_file(path) or {}
         if not isinstance(data, dict):
             raise ValueError(f"config file {path!r} must hold a mapping of keys, got "
                              f"{type(data).__name__}")

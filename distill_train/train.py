@@ -28,7 +28,7 @@ from augment.seeding import derive_seed
 from .assemble import assemble
 from .config import TrainConfig
 from .forward import evaluate, student_forward, to_device
-from .runlog import RunLog, load_checkpoint, save_checkpoint
+from .runlog import RunLog, json_safe, load_checkpoint, save_checkpoint
 
 __all__ = ["TrainResult", "train", "param_groups", "clip_apart", "linear_schedule"]
 
@@ -49,7 +49,8 @@ class TrainResult:
     teacher_metric: Optional[float] = None  # teacher's dev metric from cached logits
 
     def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        """As a JSON-safe dict: NaN (no dev set, an undefined metric) becomes None."""
+        return json_safe(dataclasses.asdict(self))
 
 
 def param_groups(modules: Sequence[torch.nn.Module], weight_decay: float) -> List[Dict]:
@@ -277,7 +278,7 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
                          history=state["history"], run_dir=run_dir,
                          wall_time_s=time.time() - start, teacher_metric=state["teacher_metric"])
     with open(os.path.join(run_dir, "result.json"), "w", encoding="utf-8") as fh:
-        json.dump(result.to_dict(), fh, indent=2)
+        json.dump(result.to_dict(), fh, indent=2, allow_nan=False)
     return result
 
 
