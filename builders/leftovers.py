@@ -85,8 +85,17 @@ def uncommitted_shards(cache: "TeacherCache") -> List[Uncommitted]:
         try:
             out.append(Uncommitted(name, _uncommitted_info(cache, name).rows, ""))
         except ValueError as exc:
-            out.append(Uncommitted(name, 0, str(exc)))
+            out.append(Uncommitted(name, 0, _short(str(exc))))
     return out
+
+
+def _short(problem: str) -> str:
+    """The kind of problem of an unusable shard, without the reader's nested detail."""
+    if problem.startswith("it cannot be read"):
+        return "damaged: it cannot be read"
+    if "another cache spec" in problem:
+        return "written under another cache spec"
+    return problem
 
 
 def leftover_warnings(cache: "TeacherCache") -> List[str]:
@@ -101,7 +110,7 @@ def leftover_warnings(cache: "TeacherCache") -> List[str]:
             lines.append(f"uncommitted shard shards/{shard.name} is unusable ({shard.problem}): "
                          "`distiller cache clean` removes it")
         else:
-            lines.append(f"uncommitted shard shards/{shard.name} ({shard.rows} rows, left by a "
+            lines.append(f"uncommitted shard shards/{shard.name} ({shard.rows} row(s), left by a "
                          "build that did not finish): the next build commits it")
     return lines
 
@@ -133,14 +142,15 @@ def clean_cache(cache: "TeacherCache") -> Dict[str, list]:
     Returns {"temp_files": removed TempFiles, "shards": removed Uncommitted, "kept": lines for
     what stays (live writers' temp files, sound uncommitted shards the next build commits)}."""
     removed_temp = remove_dead_temp_files(cache.path)
-    removed_shards, kept = [], []
+    removed_shards, sound = [], []
     with locked(cache.path):
         for shard in uncommitted_shards(cache):
-            if shard.problem:
-                if _unlink(cache.shard_path(shard.name)):
-                    removed_shards.append(shard)
-            else:
-                kept.append(f"uncommitted shard shards/{shard.name} ({shard.rows} rows): the "
-                            "next build commits it")
-    kept += [f"{t.describe()}: left alone" for t in temp_files(cache.path) if t.alive]
+            if not shard.problem:
+                sound.append(shard)
+            elif _unlink(cache.shard_path(shard.name)):
+                removed_shards.append(shard)
+    kept = [f"{t.describe()}: left alone" for t in temp_files(cache.path) if t.alive]
+    if sound:
+        kept.append(f"{len(sound)} uncommitted shard(s) holding {sum(s.rows for s in sound)} "
+                    "row(s), whole and sound: the next build commits them")
     return {"temp_files": removed_temp, "shards": removed_shards, "kept": kept}

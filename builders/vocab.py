@@ -79,7 +79,7 @@ def cache_vocabulary(cache_path: str) -> Tuple[Optional[List[Optional[str]]], st
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise CacheError(f"the cache's vocabulary {path} was altered (checksum mismatch): "
                              "run `distiller cache verify`")
-        return json.loads(data.decode("utf-8"))["tokens"], f"{cache_path}/{entry['file']}"
+        return json.loads(data.decode("utf-8"))["tokens"], path
     model = manifest["spec"].get("model") or ""
     if model and os.path.isdir(model):
         from transformers import AutoTokenizer

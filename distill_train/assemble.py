@@ -145,7 +145,7 @@ def _check_student_vocab(config, model, tokenizer, cache, sample) -> None:
     if cache is not None:
         from builders.vocab import cache_vocabulary
 
-        expected, source = cache_vocabulary(cache.path)
+        expected, source = cache_vocabulary(config.cache)
         if expected is None:
             log.warning("%s: the student's vocabulary cannot be compared with the cache's; "
                         "token ids are checked batch by batch", source)

@@ -132,12 +132,17 @@ def check_vocab(model: nn.Module, tokenizer, expected: Optional[Sequence[Optiona
     if expected is not None:
         if tokenizer is not None:
             mine = tokenizer_tokens(tokenizer)
-            n, first = vocab_differences(expected, mine)
-            if n:
+            common = min(len(mine), len(expected))
+            n, first = vocab_differences(expected[:common], mine[:common])
+            if n or len(mine) != len(expected):
+                head = (f"the tokenizer of {student} is not the one {what} was tokenised with "
+                        f"({source}): ")
+                if not n:
+                    raise ValueError(f"{head}it has {len(mine)} tokens, {what}'s {len(expected)} "
+                                     f"(the first {common} agree): {fix}")
                 sizes = (f"{len(mine)} tokens against {len(expected)}"
                          if len(mine) != len(expected) else f"{len(expected)} tokens each")
-                raise ValueError(f"the tokenizer of {student} is not the one {what} was tokenised "
-                                 f"with ({source}): {n} id(s) differ ({sizes}); "
+                raise ValueError(f"{head}{n} of the ids both have differ ({sizes}); "
                                  f"{'; '.join(first)}: {fix}")
         else:
             log.warning("%s has no tokenizer: its vocabulary cannot be compared with %s's (%s); "

@@ -95,8 +95,8 @@ def check_outputs(*, input_path: str, fmt: Optional[str], cache: str, corpus_nam
 _WHILE_RUNNING = re.compile(r"\s*\[while running '[^']*'\]\s*$")
 _HINTS = (
     (re.compile(r"No space left on device|Disk quota exceeded"),
-     "free disk space and run the same command again: shards already written are committed "
-     "by the next build, not scored again"),
+     "free disk space where {cache} is and run the same command again: shards already written "
+     "are committed by the next build, not scored again"),
     (re.compile(r"CorruptShardError|MissingShardError|cannot be read|truncated or altered"),
      "`distiller cache verify {cache}` names every damaged shard"),
 )
@@ -113,7 +113,9 @@ def failure_message(exc: BaseException, *, cache: str = "CACHE",
     """One line: the cause (the worker's last error line), what to do, where the workers' log
     is (only when it was kept)."""
     line = _WHILE_RUNNING.sub("", _last_error_line(exc))
-    line = re.sub(r"^(?:[A-Za-z_][\w.]*\.)?(\w+(?:Error|Exception)): ", r"\1: ", line)
+    # "pkg.mod.SomeError: " -> "SomeError: "; a wrapper's name before the real one is dropped
+    line = re.sub(r"^(?:(?:[A-Za-z_][\w.]*\.)?\w+(?:Error|Exception): )*"
+                  r"(?:[A-Za-z_][\w.]*\.)?(\w+(?:Error|Exception)): ", r"\1: ", line)
     hints = [hint.format(cache=cache) for pattern, hint in _HINTS if pattern.search(line)]
     out = f"the build failed: {line}"
     if hints and "cache verify" not in line:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 from builders import TeacherCache
-from builders.tempnames import HOST, temp_owner, temp_path
 from pipelines.cli import main
 
 from .synthetic import make_outputs, make_spec
@@ -40,6 +39,8 @@ def _dead_pid() -> int:
 
 
 def test_temp_names_carry_their_writer():
+    from builders.tempnames import HOST, temp_owner, temp_path
+
     name = os.path.basename(temp_path("/c/corpora/sst2-train.jsonl"))
     assert name.startswith(".sst2-train.jsonl.tmp-")
     assert temp_owner(name) == (HOST, os.getpid())
@@ -49,6 +50,8 @@ def test_temp_names_carry_their_writer():
 
 
 def test_verify_lists_leftovers_and_clean_removes_what_nothing_can_use(tmp_path, capsys):
+    from builders.tempnames import temp_path
+
     cache = TeacherCache.create(str(tmp_path / "cache"), make_spec())
     cache.add(make_outputs(["a", "b"]))
     cache.write_corpus("t-train", [{"id": "1", "key": "a"}, {"id": "2", "key": "b"}])
@@ -77,13 +80,16 @@ def test_verify_lists_leftovers_and_clean_removes_what_nothing_can_use(tmp_path,
     assert "is gone): `distiller cache clean` or the next build removes it" in said
     assert f"process {os.getpid()} still runs): left alone while its writer may run" in said
     assert "written on host otherhost9, not checked from here" in said
-    assert f"uncommitted shard shards/{sound.name} (2 rows, left by a build that did not " \
+    assert f"uncommitted shard shards/{sound.name} (2 row(s), left by a build that did not " \
            "finish): the next build commits it" in said
-    assert f"uncommitted shard shards/{bad.name} is unusable (" in said
+    assert f"uncommitted shard shards/{bad.name} is unusable (damaged: it cannot be read): " \
+           "`distiller cache clean` removes it" in said
 
     assert main(["cache", "clean", cache.path]) == 0
     out = capsys.readouterr().out
     assert "clean: 3 file(s) removed" in out, out
+    assert "kept 1 uncommitted shard(s) holding 2 row(s), whole and sound: the next build " \
+           "commits them" in out
     for path in (killed, old_style, cache.shard_path(bad.name)):
         assert not os.path.exists(path)
     for path in (live, remote, cache.shard_path(sound.name)):
@@ -95,10 +101,6 @@ def test_verify_lists_leftovers_and_clean_removes_what_nothing_can_use(tmp_path,
 
 def test_score_records_the_vocabulary_cleans_up_and_checks_names_first(tmp_path, sst2_rows,
                                                                        tiny_teacher_dir, capsys):
-    from transformers import AutoTokenizer
-
-    from builders.vocab import cache_vocabulary, tokenizer_tokens
-
     data = tmp_path / "dev.tsv"
     data.write_text("sentence\tlabel\n" + "".join(f"{r['text_a']}\t{r['label']}\n"
                                                   for r in sst2_rows[:6]), encoding="utf-8")
@@ -114,6 +116,10 @@ def test_score_records_the_vocabulary_cleans_up_and_checks_names_first(tmp_path,
 
     assert main(base) == 0
     capsys.readouterr()
+    from transformers import AutoTokenizer
+
+    from builders.vocab import cache_vocabulary, tokenizer_tokens
+
     manifest = json.load(open(os.path.join(cache, "manifest.json")))
     assert manifest["vocab"]["size"] == len(AutoTokenizer.from_pretrained(tiny_teacher_dir))
     tokens, source = cache_vocabulary(cache)

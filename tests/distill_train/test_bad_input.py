@@ -44,19 +44,24 @@ def _tokenizer_dir(path, source, tokens):
     return str(path)
 
 
+def _tokens(tokenizer_dir):
+    """The token of each id of a saved tokenizer."""
+    from transformers import AutoTokenizer
+
+    vocab = AutoTokenizer.from_pretrained(tokenizer_dir).get_vocab()
+    return [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+
+
 @pytest.fixture(scope="module")
 def students(tmp_path_factory, tokenizer_dir, cache_f32):
     """Students that cannot read the cache's ids: `swapped` has the teacher's 600 tokens with
     ids 100 and 101 exchanged (same size); `smaller` has the teacher's first n tokens, n one
     more than the largest id of the first training row (the old check's blind spot)."""
-    from transformers import AutoTokenizer
-
     from builders.cache import TeacherCache
     from builders.reader import CacheReader
-    from builders.vocab import tokenizer_tokens
 
     root = tmp_path_factory.mktemp("students")
-    tokens = tokenizer_tokens(AutoTokenizer.from_pretrained(tokenizer_dir))
+    tokens = _tokens(tokenizer_dir)
     swapped = list(tokens)
     swapped[100], swapped[101] = swapped[101], swapped[100]
     rows = TeacherCache.open(cache_f32).read_corpus("sst2-train")
@@ -73,29 +78,42 @@ def students(tmp_path_factory, tokenizer_dir, cache_f32):
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory, teacher_dir, sst2_small, cache_f32):
-    """The same teacher outputs three ways: vocabulary recorded at build time; an older cache
-    without it (vocabulary from the teacher's tokenizer at spec.model); and an older cache whose
-    teacher directory is gone (vocabulary unknown)."""
-    from transformers import AutoTokenizer
-
-    from builders.cache import TeacherCache
-    from builders.vocab import record_vocabulary
-
+    """The same teacher outputs three ways, made on demand: "recorded" (vocabulary recorded at
+    build time), "old" (a cache without it: vocabulary from the teacher's tokenizer at
+    spec.model) and "gone" (an old cache whose teacher directory is gone: vocabulary unknown)."""
     root = tmp_path_factory.mktemp("caches")
-    recorded = shutil.copytree(cache_f32, root / "recorded")
-    assert record_vocabulary(TeacherCache.open(str(recorded)),
-                             AutoTokenizer.from_pretrained(teacher_dir))
-    gone_teacher = shutil.copytree(teacher_dir, root / "teacher-copy")
-    train, dev = sst2_small
-    gone = build_cache(root / "gone", str(gone_teacher), train, dev)
-    shutil.rmtree(gone_teacher)
-    return {"recorded": str(recorded), "old": cache_f32, "gone": gone}
+
+    def make(kind):
+        if kind == "old":
+            return cache_f32
+        if kind == "recorded":
+            from transformers import AutoTokenizer
+
+            from builders.cache import TeacherCache
+            from builders.vocab import record_vocabulary
+
+            recorded = shutil.copytree(cache_f32, root / "recorded")
+            assert record_vocabulary(TeacherCache.open(str(recorded)),
+                                     AutoTokenizer.from_pretrained(teacher_dir))
+            return str(recorded)
+        gone_teacher = shutil.copytree(teacher_dir, root / "teacher-copy")
+        gone = build_cache(root / "gone", str(gone_teacher), *sst2_small)
+        shutil.rmtree(gone_teacher)
+        return gone
+
+    made = {}
+
+    def get(kind):
+        if kind not in made:
+            made[kind] = make(kind)
+        return made[kind]
+    return get
 
 
 @pytest.mark.parametrize("kind", ["recorded", "old"])
 def test_a_student_with_another_vocabulary_is_refused_before_training(
         kind, tmp_path, caches, students, teacher_dir, capsys):
-    cache = caches[kind]
+    cache = caches(kind)
     source = "vocab.json" if kind == "recorded" else f"the tokenizer of the cache's teacher " \
                                                       f"{teacher_dir}"
     code, _, err = run(capsys, "train", "--cache", cache, "--student", students["swapped"],
@@ -105,7 +123,8 @@ def test_a_student_with_another_vocabulary_is_refused_before_training(
         f"distiller train: error: the tokenizer of {students['swapped']} is not the one the "
         "cache was tokenised with (")
     assert source in line
-    assert "): 2 id(s) differ (600 tokens each); id 100 is " in line and "id 101 is " in line
+    assert "): 2 of the ids both have differ (600 tokens each); id 100 is " in line and \
+        "id 101 is " in line
     assert line.endswith("use a student with the teacher's tokenizer (--student-init truncate of "
                          "the teacher, or a model sharing its vocabulary)")
     assert not os.path.exists(tmp_path / "swapped" / "checkpoint.pt")
@@ -113,7 +132,8 @@ def test_a_student_with_another_vocabulary_is_refused_before_training(
     code, _, err = run(capsys, "train", "--cache", cache, "--student", students["smaller"],
                        "--run-dir", str(tmp_path / "smaller"), *BASE)
     n = students["first_max_id"] + 1
-    assert code == 2 and f"({n} tokens against 600); id {n} is " in one_line(err)
+    assert code == 2 and f"): it has {n} tokens, the cache's 600 (the first {n} agree): use a " \
+                         "student with the teacher's tokenizer" in one_line(err)
 
     # the teacher cut down passes by construction (it carries the teacher's tokenizer)
     code, out, err = run(capsys, "train", "--cache", cache, "--student", teacher_dir,
@@ -124,7 +144,7 @@ def test_a_student_with_another_vocabulary_is_refused_before_training(
 
 
 def test_unknown_vocabulary_checks_the_ids_of_every_batch(tmp_path, caches, students, capsys):
-    code, _, err = run(capsys, "train", "--cache", caches["gone"], "--student",
+    code, _, err = run(capsys, "train", "--cache", caches("gone"), "--student",
                        students["smaller"], "--run-dir", str(tmp_path / "r"), *BASE)
     line = one_line(err)
     assert code == 2 and line.startswith("distiller train: error: cache row ") and \
@@ -134,8 +154,8 @@ def test_unknown_vocabulary_checks_the_ids_of_every_batch(tmp_path, caches, stud
 
 def test_evaluate_refuses_a_model_with_another_vocabulary(caches, students, capsys):
     code, _, err = run(capsys, "evaluate", "--model", students["swapped"], "--task", "sst2",
-                       "--cache", caches["recorded"], "--corpus", "sst2-dev")
-    assert code == 2 and "2 id(s) differ" in one_line(err)
+                       "--cache", caches("recorded"), "--corpus", "sst2-dev")
+    assert code == 2 and "2 of the ids both have differ" in one_line(err)
 
 
 @pytest.mark.parametrize("setting,message", [

@@ -10,9 +10,7 @@ import sys
 import pytest
 
 from builders.cache import TeacherCache
-from pipelines.buildcheck import failure_message
 from pipelines.cli import main
-from pipelines.console import error_message
 from .pipeline_testlib import glue_path, head_tsv
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -79,19 +77,22 @@ def test_summary_counts_the_rows_another_build_committed_first(tmp_path):
 
 
 def test_error_lines_name_cause_path_and_fix():
+    from pipelines.buildcheck import failure_message
+    from pipelines.console import error_message
+
     full = OSError(errno.ENOSPC, "No space left on device")
     full.filename = "/data/cache/manifest.json"
     assert error_message(full) == ("No space left on device: /data/cache/manifest.json (free "
                                    "disk space there and run the same command again)")
     assert error_message(KeyError("cache 'c' has no corpus 'x'")) == "cache 'c' has no corpus 'x'"
-    worker = RuntimeError(
+    worker = RuntimeError(  # what pyarrow's full-disk error looks like once Beam wrapped it
         "Traceback (most recent call last):\n  File \"x.py\", line 1\n"
-        "OSError: [Errno 28] No space left on device: '/c/shards/.s.parquet.tmp-h-1-abcdef12'"
-        " [while running 'build_distill_set/score/score']\n")
+        "RuntimeError: OSError: [Errno 28] Error writing bytes to file. Detail: [errno 28] No "
+        "space left on device [while running 'build_distill_set/score/score']\n")
     assert failure_message(worker, cache="/c", log_path="/tmp/w.log") == (
-        "the build failed: OSError: [Errno 28] No space left on device: "
-        "'/c/shards/.s.parquet.tmp-h-1-abcdef12' (free disk space and run the same command "
-        "again: shards already written are committed by the next build, not scored again); the "
+        "the build failed: OSError: [Errno 28] Error writing bytes to file. Detail: [errno 28] "
+        "No space left on device (free disk space where /c is and run the same command again: "
+        "shards already written are committed by the next build, not scored again); the "
         "workers' log is /tmp/w.log (-v prints it as the build runs)")
 
 
@@ -119,8 +120,8 @@ def test_builds_are_quiet_and_a_failed_build_says_one_line(tmp_path, tiny_teache
     data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 12)
     cache = str(tmp_path / "cache")
     common = ["--task", "sst2", "--teacher", bare, "--cache", cache, "--max-length", "64",
-              "--no-progress", "--workers", "2"]
-    done = _cli("build", "--input", data, *common)
+              "--no-progress"]
+    done = _cli("build", "--input", data, *common, "--workers", "2")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("distiller build: done\n")
     # only our own warning, once (from this process, not from each worker)
@@ -130,7 +131,7 @@ def test_builds_are_quiet_and_a_failed_build_says_one_line(tmp_path, tiny_teache
 
     empty = tmp_path / "empty.tsv"
     empty.write_text("sentence\tlabel\n", encoding="utf-8")
-    done = _cli("build", "--input", str(empty), "--split", "empty", *common)
+    done = _cli("build", "--input", str(empty), "--split", "empty", *common, "--workers", "1")
     assert done.returncode == 0 and "  records read      0\n" in done.stdout
     assert done.stderr.splitlines()[-1] == (f"distiller build: warning: {empty} holds no rows: "
                                             "sst2-empty is empty (is it the right file?)")
@@ -139,7 +140,7 @@ def test_builds_are_quiet_and_a_failed_build_says_one_line(tmp_path, tiny_teache
     shard = TeacherCache.open(cache).shards()[0]     # a damaged cache: its keys cannot be read
     with open(TeacherCache.open(cache).shard_path(shard.name), "r+b") as fh:
         fh.truncate(shard.bytes // 2)
-    failed = _cli("build", "--input", data, "--split", "again", *common)
+    failed = _cli("build", "--input", data, "--split", "again", *common, "--workers", "1")
     assert failed.returncode == 1 and failed.stdout == ""
     line = failed.stderr.splitlines()[-1]
     assert len(failed.stderr.splitlines()) == 2, failed.stderr
