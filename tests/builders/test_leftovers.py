@@ -138,3 +138,9 @@ def test_score_records_the_vocabulary_cleans_up_and_checks_names_first(tmp_path,
                   "corpus sst2-empty is empty\n"
     assert main(["cache", "verify", cache]) == 0
     assert "warning" not in capsys.readouterr().out
+    with open(os.path.join(cache, "vocab.json"), "r+b") as fh:   # the vocabulary is checked too
+        fh.seek(20)
+        fh.write(b"#")
+    assert main(["cache", "verify", cache]) == 1
+    assert "BAD vocabulary: vocab.json checksum mismatch (content altered)" in \
+        capsys.readouterr().out
