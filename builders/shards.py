@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import uuid
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -22,6 +21,7 @@ from augment.seeding import stable_hash
 from .errors import CorruptShardError, MissingShardError
 from .quant import decode, encode
 from .spec import CacheSpec
+from .tempnames import temp_path
 
 __all__ = ["ShardInfo", "shard_schema", "encode_rows", "write_shard_file", "read_shard_table",
            "decode_row", "file_sha256", "shard_name_for", "SPEC_METADATA_KEY", "write_table_file"]
@@ -179,7 +179,7 @@ def write_table_file(directory: str, spec: CacheSpec, table, name: Optional[str]
     per_row = max(1, table.nbytes // max(1, table.num_rows))
     rows_per_group = max(1, min(table.num_rows, TARGET_ROW_GROUP_BYTES // per_row))
     final = os.path.join(directory, name)
-    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp = temp_path(final)
     try:
         pq.write_table(table, tmp, row_group_size=rows_per_group, compression="none",
                        write_statistics=False, write_page_checksum=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import os
 import platform
 import sys
@@ -13,6 +12,7 @@ from typing import Dict, List, Optional
 
 from distill_train import demo as demo_module
 from distill_train.demo import DemoOptions, run_demo
+from pipelines.console import configure
 
 __all__ = ["main", "print_report", "plot_report"]
 
@@ -101,12 +101,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             parser.add_argument(flag, type=type(defaults[f.name].default), default=f.default)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import transformers
-
-    transformers.logging.set_verbosity_error()  # load reports of the classifier head are expected
-    transformers.logging.disable_progress_bar()
+    # quiet libraries here and in the build's worker processes: no Beam WARN lines, no LOAD
+    # REPORT tables (the classifier heads the students lack are expected), no loading bars
+    configure(0, fmt="%(levelname)s %(name)s: %(message)s")
     try:
         opts = DemoOptions(**{f.name: getattr(args, f.name)
                               for f in dataclasses.fields(DemoOptions)})
