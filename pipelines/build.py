@@ -73,6 +73,7 @@ class BuildOptions:
     attentions: bool = False        # keep attention maps
     dtype: str = "float16"          # stored tensor dtype (float16 | float32 | int8)
     amp: str = "auto"               # teacher precision: auto | bf16 | fp16 | off (TeacherConfig)
+    backend: str = "eager"          # what runs the teacher: eager | compile | onnx (TeacherConfig)
     unit_size: int = 1024           # records per scoring work unit = per shard
     write_shards_in_scoring: bool = True  # False: pass tensors on and write later (for measuring)
     share_model: bool = False       # one teacher per machine across processes (large teachers)
@@ -126,7 +127,7 @@ def _teacher_config(opts: BuildOptions):
         threads = max(1, len(os.sched_getaffinity(0)) // opts.workers)
     return TeacherConfig(model=opts.teacher, max_length=opts.max_length, layers=opts.layers,
                          pooling=opts.pooling, attentions=opts.attentions, num_threads=threads,
-                         amp=opts.amp)
+                         amp=opts.amp, backend=opts.backend)
 
 
 class BuildDistillSet(beam.PTransform):
