@@ -76,8 +76,7 @@ def score_into_cache(teacher: "Teacher", cache: "TeacherCache", records: Sequenc
                      chunk: int = 2048, queue_chunks: int = 1) -> Dict[str, Any]:
     """Score the records whose keys `cache` lacks (each distinct key once), committing one shard
     per chunk. Returns {"scored", "reused" (records whose key was already committed),
-    "duplicates" (repeats of a key within `records`), "shards", "rows_committed",
-    "write_seconds" (time the writer thread spent, overlapped with scoring)}.
+    "duplicates" (repeats of a key within `records`), "shards", "rows_committed"}.
 
     A failure in a write re-raises here; chunks committed before it stay committed.
     """
@@ -101,8 +100,8 @@ def score_into_cache(teacher: "Teacher", cache: "TeacherCache", records: Sequenc
             log.info("scored %d/%d", min(start + chunk, len(pending)), len(pending))
     finally:
         added = writer.close()
+    log.info("writer thread: %.1f s, overlapped with scoring", writer.write_seconds)
     reused = sum(1 for k in keys if k not in todo)
     return {"scored": len(pending), "reused": reused,
             "duplicates": len(records) - reused - len(pending),
-            "shards": len(added), "rows_committed": sum(i.rows for i in added),
-            "write_seconds": round(writer.write_seconds, 3)}
+            "shards": len(added), "rows_committed": sum(i.rows for i in added)}

@@ -96,6 +96,9 @@ class BuildOptions:
         if self.mixup < 0 or self.mixup_alpha <= 0:
             raise ValueError(f"mixup must be >= 0 and mixup_alpha > 0, got {self.mixup} and "
                              f"{self.mixup_alpha}")
+        if self.mixup and self.backend == "onnx":
+            raise ValueError("mixup scores interpolated embeddings, which the onnx backend does "
+                             "not take: use --backend eager or compile with --mixup")
         if not self.task or not self.split:
             raise ValueError("task and split must be non-empty: they name the corpora written")
         object.__setattr__(self, "beam_args", tuple(self.beam_args))
