@@ -352,6 +352,11 @@ class Teacher:
         import torch
 
         amp = self.config.amp
+        if amp == "auto" and self.device.type == "cpu" and _cpu_has_native_bf16():
+            # Not the default (README, "Precision policy"): a new cache would then depend on
+            # the CPU it was started on. Said once per load, for whoever wants the speed.
+            log.info("this CPU computes bfloat16 natively (AVX512-BF16/AMX): a new cache can be "
+                     "scored faster with --amp bf16 (README: Scoring speed)")
         if amp == "off" or (self.device.type != "cuda" and amp == "auto"):
             return "float32"
         if amp == "auto":
@@ -375,3 +380,13 @@ class Teacher:
 
         return run_batch(self, ids_list, tts_list, inputs_embeds=inputs_embeds,
                          attention_mask=attention_mask, store_as=store_as)
+
+
+def _cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX)."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):   # private helpers: absent in another torch
+        return False
