@@ -232,10 +232,10 @@ def _scoring_section(args, rows, model_path, workdir, fig):
     ref = teachers["float32"].score(rows[:args.error_sample])
     for name, t in teachers.items():
         bare = "bare_bf16" if name == "bf16" else "bare_float32"
-        fig[f"ours_{name}_vs_bare"] = median_ratio(res["wall"], bare, f"ours_{name}")
-        fig[f"ours_{name}_vs_bare_cpu"] = median_ratio(res["cpu"], bare, f"ours_{name}")
-        fig[f"ours_{name}_vs_ours_float32"] = median_ratio(res["wall"], "ours_float32",
-                                                           f"ours_{name}")
+        fig[f"ours_{name}_vs_bare"] = median_ratio(res["wall"], f"ours_{name}", bare)
+        fig[f"ours_{name}_vs_bare_cpu"] = median_ratio(res["cpu"], f"ours_{name}", bare)
+        fig[f"ours_{name}_vs_ours_float32"] = median_ratio(res["wall"], f"ours_{name}",
+                                                           "ours_float32")
         diff = differences(ref, t.score(rows[:args.error_sample])) if name != "float32" else {}
         fig[f"diff_{name}_vs_float32_eager"] = diff
         print(f"ours {name:8s}: {fig[f'ours_{name}_sentences_per_s']:6.1f} sentences/s; / {bare} "
