@@ -309,8 +309,8 @@ def main(argv=None) -> int:
                         "stsb=1+2 (a task not named: skip-chosen layers 3 and 6)")
     p.add_argument("--seed-list", help="run only these seeds, e.g. 0,2 (to share the runs "
                    "between processes; a last run without it writes the whole table)")
-    p.add_argument("--keep", help="an earlier results.json whose tasks this call does not run "
-                   "are kept in the table (e.g. benchmarks/results/results.json)")
+    p.add_argument("--keep", help="an earlier results.json whose tasks and configurations this "
+                   "call does not run are kept in the table (e.g. benchmarks/results/results.json)")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: the table, JSON and plot of the runs already finished")
     p.add_argument("--full-tasks", default="sst2,rte,stsb",
@@ -354,7 +354,10 @@ def main(argv=None) -> int:
     if args.keep:
         with open(args.keep, encoding="utf-8") as fh:
             earlier = json.load(fh)
-        results = {**{t: v for t, v in earlier.items() if t not in results}, **results}
+        merged = {t: dict(v) for t, v in earlier.items()}
+        for task, by_cfg in results.items():   # this call's runs replace a configuration's
+            merged.setdefault(task, {}).update(by_cfg)
+        results = merged
     table = summarise(results)
     with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as fh:
         json.dump(results, fh, indent=1)
