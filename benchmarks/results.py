@@ -8,7 +8,8 @@ build the teacher cache of a seeded training sample (--train-size) with the Beam
 (originals, an EDA-augmented variant and, for --mixup-tasks, offline mixup pairs), then train a
 2-layer student cut from the teacher
 (layers 3 and 6; on STS-B layers 1 and 2, over its whole train set for 2 epochs: see
---student-layers, --train-size, --task-epochs) several ways on that sample, each with `--seeds`
+--student-layers, --train-size, --task-epochs, --task-lr)
+several ways on that sample, each with `--seeds`
 seeds (every configuration on --full-tasks, --other-configs elsewhere):
 
   nokd          fine-tuned on gold labels, no teacher
@@ -176,7 +177,8 @@ def run_one(task: str, name: str, seed: int, paths: Dict[str, str], args) -> Dic
     epochs = per_task(args.task_epochs)
     student = dict(student=minilm_path(), student_init="truncate",
                    epochs=int(epochs.get(task, args.epochs)),
-                   lr=args.lr, seed=seed, run_dir=run_dir, progress=False, **layers)
+                   lr=float(per_task(args.task_lr).get(task, args.lr)), seed=seed,
+                   run_dir=run_dir, progress=False, **layers)
     if name == "nokd":
         cfg = TrainConfig(task=task, mode="finetune", train_file=paths["train_file"],
                           dev_file=paths["dev_file"], max_length=int(paths["max_length"]),
@@ -321,7 +323,10 @@ def main(argv=None) -> int:
                    help="per task, the other training rows (labels dropped) that join the "
                    "labelled sample in the transfer set of the 'transfer' configuration")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--task-epochs", default="stsb=2",
+    p.add_argument("--task-lr", default="cola=3e-4",
+                   help="per-task student learning rate over --lr (CoLA: at 1e-4 no 2-layer "
+                   "student left the majority class in 3 epochs; at 3e-4 one did)")
+    p.add_argument("--task-epochs", default="stsb=2,cola=5",
                    help="per-task epochs over --epochs (STS-B: 2 over its whole train set)")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--temperature", type=float, default=2.0)
