@@ -129,8 +129,24 @@ def _run_train(args) -> int:
     if args.verify:
         _verify_run_shards(config)
     result = train(config)
-    print(json.dumps(result.to_dict(), indent=2))
+    _report(result, "train")
     return 0
+
+
+def _report(result, command: str) -> None:
+    """The result JSON on stdout (for scripts); one line a reader wants on stderr."""
+    print(json.dumps(result.to_dict(), indent=2))
+    best = result.best_dev or {}
+    others = ", ".join(f"{k} {v:.2f}" for k, v in best.items()
+                       if k != result.metric_name and isinstance(v, (int, float)))
+    if result.best_epoch is None:
+        line = "no dev set: nothing was selected"
+    else:
+        line = (f"best dev {result.metric_name} {result.best_metric:.2f}"
+                + (f" ({others})" if others else "")
+                + f" at epoch {result.best_epoch + 1} of {len(result.history)}")
+    print(f"distiller {command}: {line}; {result.wall_time_s:.0f} s; model in "
+          f"{result.run_dir}/best_model", file=sys.stderr)
 
 
 def _verify_run_shards(config) -> None:
@@ -175,7 +191,7 @@ def _run_finetune(args) -> int:
                                       "tensorboard", "mode"])
     _say_if_resuming(config, "finetune")
     result = train(config)
-    print(json.dumps(result.to_dict(), indent=2))
+    _report(result, "finetune")
     return 0
 
 
