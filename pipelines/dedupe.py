@@ -24,27 +24,17 @@ def pick_representative(item: Tuple[str, Iterable[Dict[str, Any]]]) -> Tuple[str
 
 def list_cache_shards(cache_path: str) -> Iterator[Tuple[str, str]]:
     """(cache path, shard name) for every committed shard (nothing if there is no cache yet)."""
-    import os
+    from builders.cachekeys import committed_shards
 
-    from builders.cache import TeacherCache
-    from builders.manifest import MANIFEST
-
-    if not os.path.exists(os.path.join(cache_path, MANIFEST)):
-        return
-    for info in TeacherCache.open(cache_path).shards():
-        yield cache_path, info.name
+    for name in committed_shards(cache_path):
+        yield cache_path, name
 
 
 def list_shard_keys(item: Tuple[str, str]) -> Iterator[str]:
     """Every key of one committed shard (its key column only is read)."""
-    import os
+    from builders.cachekeys import shard_keys
 
-    from builders.manifest import SHARD_DIR
-    from builders.shards import read_shard_table
-
-    cache_path, name = item
-    table = read_shard_table(os.path.join(cache_path, SHARD_DIR, name), name, columns=["key"])
-    yield from table.column("key").to_pylist()
+    yield from shard_keys(*item)
 
 
 class CachedKeys(beam.PTransform):
