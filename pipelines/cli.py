@@ -17,7 +17,8 @@ from pipelines.console import configure, error_message
 __all__ = ["main", "build_parser"]
 
 # Packages whose cli module registers subcommands, in the order shown by --help.
-_COMMAND_MODULES = ("augment.cli", "pipelines.build_cli", "builders.cli", "distill_train.cli")
+_COMMAND_MODULES = ("augment.cli", "pipelines.build_cli", "builders.cli", "distill_train.cli",
+                    "autodistiller.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ students. Finally the per-task ledgers are exported into one Parquet file and th
 fitted on it. The shipped assets:
 
     .venv/bin/python benchmarks/results.py --out runs/results        # teachers and caches
-    .venv/bin/python -m distill_train.assets.make_ledger --from-results runs/results \
+    .venv/bin/python -m autodistiller.assets.make_ledger --from-results runs/results \
         --out runs/ledger-real --trials 10          # then --trials 5 --no-prune: more complete runs
 
 Everything it runs is the project's own code (trainer, builder, sweep CLI); nothing is invented.
@@ -24,7 +24,7 @@ import sys
 import time
 from typing import List, Optional
 
-log = logging.getLogger("distill_train.assets.make_ledger")
+log = logging.getLogger("autodistiller.assets.make_ledger")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -92,7 +92,7 @@ def reuse_results(task: str, out: str, results: str) -> dict:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m distill_train.assets.make_ledger",
+    parser = argparse.ArgumentParser(prog="python -m autodistiller.assets.make_ledger",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/ledger-build")
@@ -108,7 +108,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--note", default="real CPU sweeps on 3 GLUE tasks (SST-2 1,000-row "
                         "sample, RTE 400, STS-B 800), 2-layer MiniLM students, 3 epochs: few "
                         "tasks and runs, so its rankings are weak evidence (see "
-                        "distill_train/assets/README.md)")
+                        "autodistiller/assets/README.md)")
     parser.add_argument("--from-results", default=None, metavar="DIR",
                         help="reuse the teachers, caches and training samples of a "
                         "benchmarks/results.py run (its --out) instead of making new ones")
@@ -125,8 +125,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    from distill_train.ledger import Ledger
-    from distill_train.sweep_cli import main as sweep_main
+    from autodistiller.ledger import Ledger
+    from autodistiller.cli import main as sweep_main
 
     ledger_dir = os.path.join(args.out, "ledger")
     if args.with_ledger:  # a ledger directory reads every part file: the earlier rows join
