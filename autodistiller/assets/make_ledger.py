@@ -38,8 +38,8 @@ TASKS = {"sst2": ("SST-2", 64), "rte": ("RTE", 128), "stsb": ("STS-B", 128), "co
 
 def prepare_task(task: str, out: str, *, train_size: int, dev_size: int, seed: int,
                  teacher_epochs: int, workers: int, policy: str) -> dict:
+    from builders.pretrained import minilm_path
     from distill_train.config import TrainConfig
-    from distill_train.demo import minilm_path, sample_tsv
     from distill_train.train import train
     from pipelines.build import BuildOptions, build_distill_set
 
@@ -47,6 +47,7 @@ def prepare_task(task: str, out: str, *, train_size: int, dev_size: int, seed: i
     data = os.path.join(out, task, "data")
     train_file, dev_file = os.path.join(data, "train.tsv"), os.path.join(data, "dev.tsv")
     from taskdata import builtin_task
+    from taskdata.sampling import sample_tsv
 
     header = builtin_task(task).header
     sample_tsv(os.path.join(GLUE, folder, "train.tsv"), train_file, train_size, seed,
