@@ -1,8 +1,7 @@
 """`distiller sweep`, `sweep-report`, `recommend` and `recommend-fit`.
 
-Heavy libraries (optuna, sklearn, torch, matplotlib) are imported inside the command functions so
-`distiller --help` stays fast. `main(argv)` runs these commands alone
-(``python -m autodistiller.cli ...``).
+Registered by the `distiller` command (distiller.cli). Heavy libraries (optuna, sklearn, torch,
+matplotlib) are imported inside the command functions so `distiller --help` stays fast.
 """
 from __future__ import annotations
 
@@ -11,11 +10,11 @@ import json
 import logging
 import os
 import sys
-from typing import List, Optional
+from typing import Optional
 
 from taskdata.resolve import add_task_arguments
 
-__all__ = ["add_parsers", "main", "sweep_report"]
+__all__ = ["add_parsers", "sweep_report"]
 
 log = logging.getLogger(__name__)
 
@@ -319,14 +318,3 @@ def _cmd_fit(args) -> int:
         report = leave_one_task_out(df, k=args.k, seed=args.seed)
         print(report.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     return 0
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """Run a `distiller` command from argv (this module's commands are registered there too)."""
-    from pipelines.cli import main as distiller_main
-
-    return distiller_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import time
 from typing import List, Optional
@@ -92,6 +93,14 @@ def reuse_results(task: str, out: str, results: str) -> dict:
             "teacher_metric": teacher["best_metric"]}
 
 
+def distiller(argv: List[str]) -> int:
+    """Run a `distiller` command as `python -m distiller` with this checkout first on the path;
+    its output goes to this process's stdout/stderr. Returns its exit code."""
+    path = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, "-m", "distiller", *argv],
+                          env=dict(os.environ, PYTHONPATH=path)).returncode
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autodistiller.assets.make_ledger",
                                      description=__doc__,
@@ -127,7 +136,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     from autodistiller.ledger import Ledger
-    from autodistiller.cli import main as sweep_main
 
     ledger_dir = os.path.join(args.out, "ledger")
     if args.with_ledger:  # a ledger directory reads every part file: the earlier rows join
@@ -144,20 +152,22 @@ def main(argv: Optional[List[str]] = None) -> int:
                                 policy=args.policy)
         log.info("[%s] teacher dev metric %.4f; cache %s (%.0f s)", task,
                  prep["teacher_metric"], prep["cache"], time.time() - start)
-        rc = sweep_main(["sweep", "--space", args.space, "--task", task, "--cache",
-                         prep["cache"], "--task-data", prep["data"], "--trials",
-                         str(args.trials), "--out", os.path.join(args.out, task, "sweep"),
-                         "--ledger", ledger_dir, "--teacher", "minilm-l6-finetuned",
-                         "--teacher-metric", str(prep["teacher_metric"]),
-                         "--feature-cache", os.path.join(args.out, "embeddings"),
-                         "--seed", str(args.seed)] + (["--no-prune"] if args.no_prune else []))
+        rc = distiller(["sweep", "--space", args.space, "--task", task, "--cache",
+                        prep["cache"], "--task-data", prep["data"], "--trials",
+                        str(args.trials), "--out", os.path.join(args.out, task, "sweep"),
+                        "--ledger", ledger_dir, "--teacher", "minilm-l6-finetuned",
+                        "--teacher-metric", str(prep["teacher_metric"]),
+                        "--feature-cache", os.path.join(args.out, "embeddings"),
+                        "--seed", str(args.seed)] + (["--no-prune"] if args.no_prune else []))
         log.info("[%s] sweep exit %s (%.0f s)", task, rc, time.time() - start)
     shipped = os.path.join(args.out, "ledger.parquet")
     n = Ledger(ledger_dir).export(shipped)
     model = os.path.join(args.out, "autodistiller.joblib")
-    sweep_main(["recommend-fit", "--ledger", shipped, "--out", model, "--evaluate",
-                "--note", args.note])
-    sweep_main(["sweep-report", "--ledger", shipped, "--out", os.path.join(args.out, "report")])
+    for argv in (["recommend-fit", "--ledger", shipped, "--out", model, "--evaluate", "--note",
+                  args.note],
+                 ["sweep-report", "--ledger", shipped, "--out", os.path.join(args.out, "report")]):
+        if distiller(argv):
+            raise SystemExit(f"`distiller {argv[0]}` failed (its error is above)")
     log.info("%d ledger rows in %s", n, shipped)
     if args.install:
         shutil.copy(shipped, os.path.join(HERE, "ledger.parquet"))

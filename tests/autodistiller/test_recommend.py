@@ -150,7 +150,7 @@ def fake_train(config, *, on_epoch=None):
 def test_recommend_cli_fit_rank_and_run(tmp_path, capsys):
     import yaml
 
-    from autodistiller.cli import main
+    from distiller.cli import main
 
     synthetic_ledger(str(tmp_path / "ledger"))
     model = str(tmp_path / "model.joblib")

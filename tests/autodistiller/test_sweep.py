@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from autodistiller.ledger import COLUMNS, Ledger
-from autodistiller.cli import main
+from distiller.cli import main
 from distill_train.train import TrainResult
 from taskdata.paths import shared_data
 
@@ -243,14 +243,20 @@ fixed: {{student_init: truncate, student_num_layers: 2, epochs: 2, batch_size: 1
                                            "config.json"))
 
 
-def test_the_distiller_command_reaches_the_sweep_commands(tmp_path, task_data, capsys):
-    """`distiller sweep` (pipelines.cli.main) knows the commands, wherever they are registered."""
-    from pipelines.cli import main as distiller
+def test_python_m_distiller_reaches_the_sweep_commands(tmp_path, task_data):
+    """`python -m distiller sweep` (what a script or a sweep runs as a subprocess) registers
+    autodistiller's commands and reports a bad space in one line, exit 2."""
+    import subprocess
+    import sys
 
     argv = sweep_argv(tmp_path, task_data, 1)
     (tmp_path / "space.yaml").write_text("params: {student: [s]}\nfixed: {epoch: 3}\n")
-    assert distiller(argv) == 2
-    assert "unknown trainer setting(s) ['epoch']" in capsys.readouterr().err
+    proc = subprocess.run([sys.executable, "-m", "distiller", *argv], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "distiller sweep: error:" in proc.stderr
+    assert "unknown trainer setting(s) ['epoch']" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_sweep_builds_the_corpus_variants_its_space_needs(tmp_path, task_data, teacher_dir):
