@@ -268,7 +268,8 @@ class TrialRunner:
 
 def config_columns(values: Mapping[str, Any], config: Mapping[str, Any]) -> Dict[str, Any]:
     """The ledger's config columns of a run: sampled factors, else the trainer's settings,
-    else the trainer's defaults (TrainConfig's, or METHOD.md's where it is not importable)."""
+    else the trainer's defaults (TrainConfig's, or the study's recipe of docs/method.md
+    where it is not importable)."""
     defaults: Dict[str, Any] = {"mapping": "skip", "inter_loss": "none", "mi_alpha": 0.9,
                                 "pred_loss": "kl", "temperature": 1.0, "w_kd": 1.0,
                                 "w_inter": 1.0, "w_gold": 0.0, "lr": 5e-5}
