@@ -34,7 +34,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests
 
 demo: install
-	$(PY) -m distill_train.demo_cli --out $(DEMO_DIR)
+	$(PY) -m examples.demo --out $(DEMO_DIR)
 
 bench: install
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

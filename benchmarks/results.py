@@ -45,8 +45,10 @@ from typing import Dict, List
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from distill_train.demo import DEFAULT_DATA, minilm_path, sample_tsv  # noqa: E402
+from builders.pretrained import minilm_path  # noqa: E402
 from taskdata import builtin_task  # noqa: E402
+from taskdata.paths import shared_data  # noqa: E402
+from taskdata.sampling import sample_tsv  # noqa: E402
 
 TASK_FILES = {"sst2": "SST-2", "rte": "RTE", "stsb": "STS-B", "cola": "CoLA", "mrpc": "MRPC"}
 TEACHER_SAMPLE = {"sst2": 2000}  # the teacher's training sample (whole train set elsewhere)
@@ -294,7 +296,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/results")
-    p.add_argument("--data", default=DEFAULT_DATA)
+    p.add_argument("--data", default=shared_data("glue"))
     p.add_argument("--tasks", default="sst2,rte,stsb,cola,mrpc")
     p.add_argument("--configs", default="nokd,pred,pred+mse,pred+cos,pred+pkd,pred+mi,"
                    "pred+mse+aug,pred+mixup,online,transfer")

@@ -89,15 +89,6 @@ def add_parsers(subparsers) -> None:
     add_task_arguments(p)
     p.set_defaults(func=_run_evaluate)
 
-    # The dispatcher imports this module only: the sweep/recommender commands live next door.
-    try:
-        from . import sweep_cli
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.sweep_cli":
-            raise
-    else:
-        sweep_cli.add_parsers(subparsers)
-
 
 def _config_from_args(args, keys) -> Any:
     from .config import TrainConfig

@@ -29,7 +29,7 @@ _CHOICES = {
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """One training run. Defaults follow the study's recipe (METHOD.md section 5)."""
+    """One training run. Defaults follow the study's recipe (docs/method.md, "Training recipe")."""
 
     task: Any = None                         # built-in name, YAML task file, Task dict; distill:
     #                                          None (or a name) = the task the cache recorded
@@ -55,7 +55,7 @@ class TrainConfig:
     student_intermediate: Optional[int] = None  # config: feed-forward size (default 4*hidden)
     reinit_head: bool = False                # start a new head even if the checkpoint has one
     #                                          that does not fit the task (else: an error)
-    # --- objective (METHOD.md sections 2-4) -----------------------------------------------
+    # --- objective (docs/method.md, "The objective") ---------------------------------
     pred_loss: str = "kl"                    # "kl" | "soft_ce" | "mse" | "none"; regression: mse
     temperature: float = 1.0                 # tau of the soft targets
     scale_by_t2: bool = True                 # multiply the soft loss by tau^2 (Hinton)

@@ -6,7 +6,7 @@ A *provider* is anything with ``get_many(keys) -> list of dicts`` (builders.read
 ``attentions`` {layer: [heads, L, L]}. A training *row* is a corpus row of the cache:
 ``{"id", "key", "label", ...}``; a mixup row also has ``mix_key_a``, ``mix_key_b`` (the
 parents' keys), ``mix_lam`` and ``mix_label_b`` and its ``key`` names the teacher's outputs on
-the interpolated input (INTERFACES.md, mixup). Batches are padded to their longest example.
+the interpolated input (docs/cache.md, "Mixup rows"). Batches are padded to their longest example.
 """
 from __future__ import annotations
 

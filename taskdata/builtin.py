@@ -4,7 +4,7 @@ Column names and label orders follow GLUE's own TSV files (and the `datasets` ex
 data comes from): CoLA has no header row (source, label, original mark, sentence); MRPC's header
 is ``Quality  #1 ID  #2 ID  #1 String  #2 String`` after a byte-order mark; RTE and QNLI labels
 are ``entailment``/``not_entailment`` or their 0/1 class indices; MNLI has two dev sets.
-Metrics are the study's (METHOD.md section 5): the first one selects models.
+Metrics are the study's (docs/method.md, "Training recipe"): the first one selects models.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from builders.cache import TeacherCache
-from pipelines.cli import main
+from distiller.cli import main
 from .pipeline_testlib import glue_path, head_tsv
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -109,7 +109,7 @@ def _cli(*argv):
     env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     for name in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS", "GRPC_VERBOSITY"):
         env.pop(name, None)  # what a user's shell has: the command must quiet them itself
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *argv], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "distiller", *argv], capture_output=True,
                           text=True, cwd=REPO, env=env, timeout=300)
 
 

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from builders.cache import TeacherCache
-from pipelines.cli import main
+from distiller.cli import main
 from .pipeline_testlib import glue_path, head_tsv
 
 pytestmark = pytest.mark.slow
@@ -164,7 +164,7 @@ def test_a_build_killed_mid_run_then_rerun_leaves_a_verified_complete_cache(tmp_
                                                                             capsys):
     data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 600)
     cache = str(tmp_path / "cache")
-    argv = [sys.executable, "-m", "pipelines", "build", "--no-progress", "--json", "--input",
+    argv = [sys.executable, "-m", "distiller", "build", "--no-progress", "--json", "--input",
             data, "--task", "sst2", "--teacher", tiny_teacher, "--cache", cache, "--augment",
             SWAP, "--workers", "1", "--unit-size", "16"]
     # a first, complete build of some originals, so the killed one has a cache to damage

@@ -8,7 +8,7 @@ students. Finally the per-task ledgers are exported into one Parquet file and th
 fitted on it. The shipped assets:
 
     .venv/bin/python benchmarks/results.py --out runs/results        # teachers and caches
-    .venv/bin/python -m distill_train.assets.make_ledger --from-results runs/results \
+    .venv/bin/python -m autodistiller.assets.make_ledger --from-results runs/results \
         --out runs/ledger-real --trials 10          # then --trials 5 --no-prune: more complete runs
 
 Everything it runs is the project's own code (trainer, builder, sweep CLI); nothing is invented.
@@ -20,11 +20,12 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import time
 from typing import List, Optional
 
-log = logging.getLogger("distill_train.assets.make_ledger")
+log = logging.getLogger("autodistiller.assets.make_ledger")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -38,8 +39,8 @@ TASKS = {"sst2": ("SST-2", 64), "rte": ("RTE", 128), "stsb": ("STS-B", 128), "co
 
 def prepare_task(task: str, out: str, *, train_size: int, dev_size: int, seed: int,
                  teacher_epochs: int, workers: int, policy: str) -> dict:
+    from builders.pretrained import minilm_path
     from distill_train.config import TrainConfig
-    from distill_train.demo import minilm_path, sample_tsv
     from distill_train.train import train
     from pipelines.build import BuildOptions, build_distill_set
 
@@ -47,6 +48,7 @@ def prepare_task(task: str, out: str, *, train_size: int, dev_size: int, seed: i
     data = os.path.join(out, task, "data")
     train_file, dev_file = os.path.join(data, "train.tsv"), os.path.join(data, "dev.tsv")
     from taskdata import builtin_task
+    from taskdata.sampling import sample_tsv
 
     header = builtin_task(task).header
     sample_tsv(os.path.join(GLUE, folder, "train.tsv"), train_file, train_size, seed,
@@ -91,8 +93,16 @@ def reuse_results(task: str, out: str, results: str) -> dict:
             "teacher_metric": teacher["best_metric"]}
 
 
+def distiller(argv: List[str]) -> int:
+    """Run a `distiller` command as `python -m distiller` with this checkout first on the path;
+    its output goes to this process's stdout/stderr. Returns its exit code."""
+    path = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, "-m", "distiller", *argv],
+                          env=dict(os.environ, PYTHONPATH=path)).returncode
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m distill_train.assets.make_ledger",
+    parser = argparse.ArgumentParser(prog="python -m autodistiller.assets.make_ledger",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/ledger-build")
@@ -108,7 +118,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--note", default="real CPU sweeps on 3 GLUE tasks (SST-2 1,000-row "
                         "sample, RTE 400, STS-B 800), 2-layer MiniLM students, 3 epochs: few "
                         "tasks and runs, so its rankings are weak evidence (see "
-                        "distill_train/assets/README.md)")
+                        "autodistiller/assets/README.md)")
     parser.add_argument("--from-results", default=None, metavar="DIR",
                         help="reuse the teachers, caches and training samples of a "
                         "benchmarks/results.py run (its --out) instead of making new ones")
@@ -125,8 +135,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    from distill_train.ledger import Ledger
-    from distill_train.sweep_cli import main as sweep_main
+    from autodistiller.ledger import Ledger
 
     ledger_dir = os.path.join(args.out, "ledger")
     if args.with_ledger:  # a ledger directory reads every part file: the earlier rows join
@@ -143,20 +152,22 @@ def main(argv: Optional[List[str]] = None) -> int:
                                 policy=args.policy)
         log.info("[%s] teacher dev metric %.4f; cache %s (%.0f s)", task,
                  prep["teacher_metric"], prep["cache"], time.time() - start)
-        rc = sweep_main(["sweep", "--space", args.space, "--task", task, "--cache",
-                         prep["cache"], "--task-data", prep["data"], "--trials",
-                         str(args.trials), "--out", os.path.join(args.out, task, "sweep"),
-                         "--ledger", ledger_dir, "--teacher", "minilm-l6-finetuned",
-                         "--teacher-metric", str(prep["teacher_metric"]),
-                         "--feature-cache", os.path.join(args.out, "embeddings"),
-                         "--seed", str(args.seed)] + (["--no-prune"] if args.no_prune else []))
+        rc = distiller(["sweep", "--space", args.space, "--task", task, "--cache",
+                        prep["cache"], "--task-data", prep["data"], "--trials",
+                        str(args.trials), "--out", os.path.join(args.out, task, "sweep"),
+                        "--ledger", ledger_dir, "--teacher", "minilm-l6-finetuned",
+                        "--teacher-metric", str(prep["teacher_metric"]),
+                        "--feature-cache", os.path.join(args.out, "embeddings"),
+                        "--seed", str(args.seed)] + (["--no-prune"] if args.no_prune else []))
         log.info("[%s] sweep exit %s (%.0f s)", task, rc, time.time() - start)
     shipped = os.path.join(args.out, "ledger.parquet")
     n = Ledger(ledger_dir).export(shipped)
     model = os.path.join(args.out, "autodistiller.joblib")
-    sweep_main(["recommend-fit", "--ledger", shipped, "--out", model, "--evaluate",
-                "--note", args.note])
-    sweep_main(["sweep-report", "--ledger", shipped, "--out", os.path.join(args.out, "report")])
+    for argv in (["recommend-fit", "--ledger", shipped, "--out", model, "--evaluate", "--note",
+                  args.note],
+                 ["sweep-report", "--ledger", shipped, "--out", os.path.join(args.out, "report")]):
+        if distiller(argv):
+            raise SystemExit(f"`distiller {argv[0]}` failed (its error is above)")
     log.info("%d ledger rows in %s", n, shipped)
     if args.install:
         shutil.copy(shipped, os.path.join(HERE, "ledger.parquet"))

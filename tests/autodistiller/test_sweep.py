@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from distill_train.ledger import COLUMNS, Ledger
-from distill_train.sweep_cli import main
+from autodistiller.ledger import COLUMNS, Ledger
+from distiller.cli import main
 from distill_train.train import TrainResult
 from taskdata.paths import shared_data
 
@@ -122,7 +122,7 @@ def test_three_trials_end_to_end_then_resume(tmp_path, task_data, capsys):
     assert table["dev_metric"].is_monotonic_decreasing
 
     # a factor some runs did not sample (NaN in the ledger) is its own "-" group in the plots
-    from distill_train.sweep_cli import sweep_report
+    from autodistiller.cli import sweep_report
 
     mixed = after.assign(status="complete", inter_loss=["mse", "mi", "mse", "mi", "mi"],
                          mi_alpha=[np.nan, 0.1, np.nan, 0.9, 0.1])
@@ -131,9 +131,9 @@ def test_three_trials_end_to_end_then_resume(tmp_path, task_data, capsys):
 
 
 def test_bad_epochs_are_pruned_and_recorded(tmp_path, task_data):
-    from distill_train.features import HashingEncoder, compute_features, load_task_records
-    from distill_train.space import load_space
-    from distill_train.sweep import SweepOptions, run_sweep
+    from autodistiller.features import HashingEncoder, compute_features, load_task_records
+    from autodistiller.space import load_space
+    from autodistiller.sweep import SweepOptions, run_sweep
 
     argv = sweep_argv(tmp_path, task_data, 1)
     train, dev, _ = load_task_records(task_data, "rte")
@@ -187,9 +187,9 @@ def test_trainer_without_epoch_hook_reports_afterwards_and_never_prunes_finished
                                                                                  task_data):
     import optuna
 
-    from distill_train.features import HashingEncoder, compute_features, load_task_records
-    from distill_train.space import load_space
-    from distill_train.sweep import SweepOptions, run_sweep
+    from autodistiller.features import HashingEncoder, compute_features, load_task_records
+    from autodistiller.space import load_space
+    from autodistiller.sweep import SweepOptions, run_sweep
 
     argv = sweep_argv(tmp_path, task_data, 1)
     train, dev, _ = load_task_records(task_data, "rte")
@@ -243,21 +243,27 @@ fixed: {{student_init: truncate, student_num_layers: 2, epochs: 2, batch_size: 1
                                            "config.json"))
 
 
-def test_the_distiller_command_reaches_the_sweep_commands(tmp_path, task_data, capsys):
-    """`distiller sweep` (pipelines.cli.main) knows the commands, wherever they are registered."""
-    from pipelines.cli import main as distiller
+def test_python_m_distiller_reaches_the_sweep_commands(tmp_path, task_data):
+    """`python -m distiller sweep` (what a script or a sweep runs as a subprocess) registers
+    autodistiller's commands and reports a bad space in one line, exit 2."""
+    import subprocess
+    import sys
 
     argv = sweep_argv(tmp_path, task_data, 1)
     (tmp_path / "space.yaml").write_text("params: {student: [s]}\nfixed: {epoch: 3}\n")
-    assert distiller(argv) == 2
-    assert "unknown trainer setting(s) ['epoch']" in capsys.readouterr().err
+    proc = subprocess.run([sys.executable, "-m", "distiller", *argv], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "distiller sweep: error:" in proc.stderr
+    assert "unknown trainer setting(s) ['epoch']" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_sweep_builds_the_corpus_variants_its_space_needs(tmp_path, task_data, teacher_dir):
     """augmentation x mixup choices the cache lacks are built through the pipeline, scoring
     only new texts; a second call finds nothing missing."""
-    from distill_train.space import SearchSpace
-    from distill_train.sweep import build_missing_corpora, needed_corpora
+    from autodistiller.space import SearchSpace
+    from autodistiller.corpora import build_missing_corpora, needed_corpora
     from pipelines.build import BuildOptions, build_distill_set
     from builders.cache import TeacherCache
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from distill_train.ledger import COLUMNS, Ledger, LedgerError
+from autodistiller.ledger import COLUMNS, Ledger, LedgerError
 
 
 def row(**over):

@@ -1,8 +1,7 @@
 """`distiller sweep`, `sweep-report`, `recommend` and `recommend-fit`.
 
-Heavy libraries (optuna, sklearn, torch, matplotlib) are imported inside the command functions so
-`distiller --help` stays fast. `main(argv)` runs these commands alone
-(``python -m distill_train.sweep_cli ...``).
+Registered by the `distiller` command (distiller.cli). Heavy libraries (optuna, sklearn, torch,
+matplotlib) are imported inside the command functions so `distiller --help` stays fast.
 """
 from __future__ import annotations
 
@@ -11,11 +10,11 @@ import json
 import logging
 import os
 import sys
-from typing import List, Optional
+from typing import Optional
 
 from taskdata.resolve import add_task_arguments
 
-__all__ = ["add_parsers", "main", "sweep_report"]
+__all__ = ["add_parsers", "sweep_report"]
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ def add_parsers(subparsers) -> None:
         "sweep", help="Optuna search over distillation pipelines on one teacher cache",
         description="Run --trials more trials of a (resumable) Optuna study; every finished "
                     "trial becomes a ledger row.")
-    p.add_argument("--space", required=True, help="search-space YAML (see distill_train.space)")
+    p.add_argument("--space", required=True, help="search-space YAML (see autodistiller.space)")
     p.add_argument("--cache", required=True, help="teacher cache directory")
     p.add_argument("--task-data", required=True,
                    help="directory with the task's train/dev files (dataset features)")
@@ -104,7 +103,7 @@ def _task(args, cache: Optional[str] = None):
     """The task of a sweep or recommendation: from the flags (a built-in name, a task file or
     columns, labels inferred from TASK_DATA's train file), else, for a name only, the task the
     cache recorded under that name."""
-    from distill_train.features import find_split
+    from autodistiller.features import find_split
     from taskdata.resolve import task_from_args
 
     name = args.task or os.path.basename(os.path.normpath(args.task_data))
@@ -128,7 +127,7 @@ def _task(args, cache: Optional[str] = None):
 
 
 def _features(args, task):
-    from distill_train.features import (HashingEncoder, MiniLMEncoder, compute_features,
+    from autodistiller.features import (HashingEncoder, MiniLMEncoder, compute_features,
                                         load_task_records)
 
     train, dev, regression = load_task_records(args.task_data, task)
@@ -138,16 +137,16 @@ def _features(args, task):
 
 
 def _cmd_sweep(args) -> int:
-    from distill_train.space import load_space
-    from distill_train.sweep import SweepOptions, run_sweep, teacher_info
+    from autodistiller.space import load_space
+    from autodistiller.sweep import SweepOptions, run_sweep, teacher_info
 
     space = load_space(args.space)
     task = _task(args, args.cache)
     teacher, fingerprint = args.teacher, args.teacher_fingerprint
     info = teacher_info(args.cache) if args.build or None in (teacher, fingerprint) else {}
     if args.build:
-        from distill_train.features import find_split
-        from distill_train.sweep import build_missing_corpora
+        from autodistiller.features import find_split
+        from autodistiller.corpora import build_missing_corpora
 
         for s in build_missing_corpora(space, task=task, cache=args.cache,
                                        train_file=find_split(args.task_data, "train"),
@@ -178,7 +177,7 @@ def sweep_report(ledger_df, out_dir: str, *, top: int = 10) -> dict:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from distill_train.ledger import CONFIG_COLUMNS
+    from autodistiller.ledger import CONFIG_COLUMNS
 
     os.makedirs(out_dir, exist_ok=True)
     done = ledger_df[ledger_df["status"] == "complete"].copy()
@@ -253,7 +252,7 @@ def _markdown(df) -> str:
 
 
 def _cmd_report(args) -> int:
-    from distill_train.ledger import Ledger
+    from autodistiller.ledger import Ledger
 
     df = Ledger(args.ledger).read()
     if df.empty:
@@ -266,9 +265,9 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_recommend(args) -> int:
-    from distill_train.ledger import Ledger
-    from distill_train.recommend import AutoDistiller, load_default
-    from distill_train.space import load_space
+    from autodistiller.ledger import Ledger
+    from autodistiller.recommend import AutoDistiller, load_default
+    from autodistiller.space import load_space
 
     task = _task(args, args.cache)
     space = load_space(args.space)
@@ -291,7 +290,7 @@ def _cmd_recommend(args) -> int:
         return 0
     if not args.cache:
         raise ValueError("--run needs --cache, the teacher cache to train the students from")
-    from distill_train.sweep import SweepOptions, TrialRunner, teacher_info
+    from autodistiller.sweep import SweepOptions, TrialRunner, teacher_info
 
     info = teacher_info(args.cache)
     out = args.out or os.path.join("runs", "recommend", task.name)
@@ -308,8 +307,8 @@ def _cmd_recommend(args) -> int:
 
 
 def _cmd_fit(args) -> int:
-    from distill_train.ledger import Ledger
-    from distill_train.recommend import AutoDistiller, leave_one_task_out
+    from autodistiller.ledger import Ledger
+    from autodistiller.recommend import AutoDistiller, leave_one_task_out
 
     df = Ledger(args.ledger).read()
     model = AutoDistiller(seed=args.seed, note=args.note).fit(df)
@@ -319,14 +318,3 @@ def _cmd_fit(args) -> int:
         report = leave_one_task_out(df, k=args.k, seed=args.seed)
         print(report.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     return 0
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """Run a `distiller` command from argv (this module's commands are registered there too)."""
-    from pipelines.cli import main as distiller_main
-
-    return distiller_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

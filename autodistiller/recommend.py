@@ -18,8 +18,8 @@ import logging
 import os
 from typing import Any, List, Mapping, Optional
 
-from distill_train.ledger import CONFIG_COLUMNS, FEATURE_COLUMNS
-from distill_train.space import SearchSpace
+from autodistiller.ledger import CONFIG_COLUMNS, FEATURE_COLUMNS
+from autodistiller.space import SearchSpace
 
 __all__ = ["AutoDistiller", "candidate_frame", "leave_one_task_out", "ASSET_MODEL",
            "ASSET_LEDGER", "load_default"]
@@ -171,12 +171,12 @@ def candidate_frame(space: SearchSpace, features: Mapping[str, Any], *, teacher:
     columns (`features` is DatasetFeatures.to_row()) plus ``params`` (the factor values)."""
     import pandas as pd
 
-    from distill_train.sweep import config_columns
+    from autodistiller.sweep import config_columns
 
     missing = [c for c in FEATURE_COLUMNS if c not in features]
     if missing:
         raise ValueError(f"dataset features lack {missing}; compute them with "
-                         "distill_train.features.compute_features")
+                         "autodistiller.features.compute_features")
     rows = []
     for values in space.candidates():
         config = space.to_train_config(values, task="new", cache="", run_dir="",
@@ -242,10 +242,10 @@ def leave_one_task_out(ledger, *, k: int = 5, draws: int = 2000, seed: int = 0,
 
 
 def load_default():
-    """The shipped recommender (distill_train/assets), with a clear error if none is shipped."""
+    """The shipped recommender (autodistiller/assets), with a clear error if none is shipped."""
     if not os.path.exists(ASSET_MODEL):
         raise FileNotFoundError(
             f"no shipped recommender at {ASSET_MODEL}: this build ships none (see "
-            "distill_train/assets/README.md); fit one on a ledger with `distiller recommend-fit "
+            "autodistiller/assets/README.md); fit one on a ledger with `distiller recommend-fit "
             "--ledger LEDGER --out PATH` and pass --model PATH")
     return AutoDistiller.load(ASSET_MODEL)

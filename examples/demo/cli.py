@@ -1,4 +1,4 @@
-"""`make demo` entry point: `python -m distill_train.demo_cli` (see distill_train.demo)."""
+"""`make demo` entry point: `python -m examples.demo` (see examples.demo.run)."""
 from __future__ import annotations
 
 import argparse
@@ -10,8 +10,8 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from distill_train import demo as demo_module
-from distill_train.demo import DemoOptions, run_demo
+from examples.demo import run as demo_module
+from examples.demo.run import DemoOptions, run_demo
 from pipelines.console import configure
 
 __all__ = ["main", "print_report", "plot_report"]
@@ -90,7 +90,7 @@ def plot_report(res: Dict, opts: DemoOptions, path: str) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m distill_train.demo_cli",
+    parser = argparse.ArgumentParser(prog="python -m examples.demo",
                                      description=demo_module.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = DemoOptions.__dataclass_fields__

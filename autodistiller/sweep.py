@@ -22,12 +22,12 @@ import logging
 import os
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional
 
-from distill_train.space import MIXUP_SUFFIX, SearchSpace, corpus_name
+from autodistiller.space import SearchSpace
 
 __all__ = ["SweepOptions", "TrialRunner", "run_sweep", "teacher_info", "study_storage",
-           "config_columns", "needed_corpora", "build_missing_corpora"]
+           "config_columns"]
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ class TrialRunner:
 
     def _record(self, *, values, config, number, status, metric, metric_name, best_epoch,
                 epochs, wall, teacher_metric) -> Dict[str, Any]:
-        from distill_train.ledger import Ledger
+        from autodistiller.ledger import Ledger
 
         opts = self.options
         teacher_metric = opts.teacher_metric if opts.teacher_metric is not None else teacher_metric
@@ -268,7 +268,8 @@ class TrialRunner:
 
 def config_columns(values: Mapping[str, Any], config: Mapping[str, Any]) -> Dict[str, Any]:
     """The ledger's config columns of a run: sampled factors, else the trainer's settings,
-    else the trainer's defaults (TrainConfig's, or METHOD.md's where it is not importable)."""
+    else the trainer's defaults (TrainConfig's, or the study's recipe of docs/method.md
+    where it is not importable)."""
     defaults: Dict[str, Any] = {"mapping": "skip", "inter_loss": "none", "mi_alpha": 0.9,
                                 "pred_loss": "kl", "temperature": 1.0, "w_kd": 1.0,
                                 "w_inter": 1.0, "w_gold": 0.0, "lr": 5e-5}
@@ -314,59 +315,6 @@ def _pruner(options: SweepOptions):
 
     return optuna.pruners.MedianPruner(n_startup_trials=2,
                                        n_warmup_steps=max(options.prune_warmup_epochs - 1, 0))
-
-
-def needed_corpora(space: SearchSpace, task: str,
-                   split: str = "train") -> List[Tuple[str, bool, str]]:
-    """(augmentation, mixup, corpus name) for every training corpus the space's trials can ask
-    for (SearchSpace.to_train_config names them the same way)."""
-    factors = {p.name: p for p in space.params}
-    augs = list(factors["augmentation"].choices or ()) if "augmentation" in factors else [None]
-    mixes = list(factors["mixup"].choices or ()) if "mixup" in factors else [False]
-    out = []
-    for aug in augs:
-        base = (space.fixed.get("train_corpus", f"{task}-{split}") if aug is None
-                else corpus_name(aug, task, split))
-        for mix in mixes:
-            out.append((aug or "none", bool(mix), base + (MIXUP_SUFFIX if mix else "")))
-    return out
-
-
-def build_missing_corpora(space: SearchSpace, *, task: Any, cache: str, train_file: str,
-                          teacher: str, workers: int = 1) -> List[Dict[str, Any]]:
-    """Build, through the pipeline, every corpus variant the space needs that `cache` lacks:
-    one `build_distill_set` per augmentation choice (with mixup pairs when a missing variant
-    needs them), with the cache's own spec; returns the build summaries (empty if none was
-    missing). Only new texts are scored: the originals' outputs are cache hits."""
-    from builders.cache import TeacherCache
-    from pipelines.build import BuildOptions, build_distill_set
-
-    from taskdata.resolve import resolve_task
-
-    task = resolve_task(task)  # a Task or a built-in name
-    opened = TeacherCache.open(cache)
-    have, spec = set(opened.corpora()), opened.spec
-    missing = [(a, m, c) for a, m, c in needed_corpora(space, task.name) if c not in have]
-    summaries = []
-    for aug in sorted({a for a, _, _ in missing}):
-        if aug.startswith("corpus:"):
-            names = [c for a, _, c in missing if a == aug]
-            raise ValueError(f"the space trains on {names} by name, but cache {cache!r} has no "
-                             f"such corpus (it has {sorted(have)}) and no policy names how to "
-                             "build it")
-        mixup = any(m for a, m, _ in missing if a == aug)
-        log.info("building %s for the sweep from %s", [c for a, _, c in missing if a == aug],
-                 train_file)
-        opts = BuildOptions(input=train_file, task=task, teacher=teacher, cache=cache,
-                            augment=None if aug == "none" else aug, mixup=1 if mixup else 0,
-                            max_length=spec.max_length, layers=tuple(spec.layers),
-                            pooling=spec.pooling, attentions=bool(spec.attentions),
-                            dtype=spec.dtype, workers=workers, progress=False)
-        summaries.append(build_distill_set(opts))
-    still = [c for _, _, c in missing if c not in set(TeacherCache.open(cache).corpora())]
-    if still:
-        raise RuntimeError(f"the builds finished but cache {cache!r} still lacks {still}")
-    return summaries
 
 
 def run_sweep(options: SweepOptions) -> Dict[str, Any]:

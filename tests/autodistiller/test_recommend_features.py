@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from distill_train.features import (HashingEncoder, MiniLMEncoder, compute_features,
+from autodistiller.features import (HashingEncoder, MiniLMEncoder, compute_features,
                                     load_task_records)
 from taskdata.paths import shared_data
 

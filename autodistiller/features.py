@@ -1,4 +1,4 @@
-"""Dataset features for the recommender (METHOD.md section 6).
+"""Dataset features for the recommender (docs/method.md, "The search space and AutoDistiller").
 
 For a task's train and dev records: number of training examples, number of labels (0 and
 ``is_regression`` for a real-valued label), mean length in words, a difficulty prior (dev score of

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from distill_train.features import DatasetFeatures
-from distill_train.ledger import Ledger
-from distill_train.recommend import AutoDistiller, leave_one_task_out, one_row_per_config
-from distill_train.space import SearchSpace
+from autodistiller.features import DatasetFeatures
+from autodistiller.ledger import Ledger
+from autodistiller.recommend import AutoDistiller, leave_one_task_out, one_row_per_config
+from autodistiller.space import SearchSpace
 from distill_train.train import TrainResult
 from taskdata.paths import shared_data
 
@@ -40,7 +40,7 @@ def features(i):
 
 
 def synthetic_ledger(path, tasks=("a", "b", "c"), seed=0):
-    from distill_train.sweep import config_columns
+    from autodistiller.sweep import config_columns
 
     rng = np.random.default_rng(seed)
     ledger = Ledger(path)
@@ -150,7 +150,7 @@ def fake_train(config, *, on_epoch=None):
 def test_recommend_cli_fit_rank_and_run(tmp_path, capsys):
     import yaml
 
-    from distill_train.sweep_cli import main
+    from distiller.cli import main
 
     synthetic_ledger(str(tmp_path / "ledger"))
     model = str(tmp_path / "model.joblib")
@@ -197,15 +197,15 @@ def test_recommend_cli_fit_rank_and_run(tmp_path, capsys):
 
 
 def test_shipped_assets_rank_the_shipped_space():
-    """The shipped model and ledger (distill_train/assets) load and agree with each other."""
-    from distill_train.recommend import ASSET_LEDGER, ASSET_MODEL
-    from distill_train.space import load_space
-    from distill_train.sweep_cli import DEFAULT_SPACE
+    """The shipped model and ledger (autodistiller/assets) load and agree with each other."""
+    from autodistiller.recommend import ASSET_LEDGER, ASSET_MODEL
+    from autodistiller.space import load_space
+    from autodistiller.cli import DEFAULT_SPACE
 
     import os
 
     if not (os.path.exists(ASSET_MODEL) and os.path.exists(ASSET_LEDGER)):
-        pytest.skip("this build ships no fitted recommender (see distill_train/assets/README.md)")
+        pytest.skip("this build ships no fitted recommender (see autodistiller/assets/README.md)")
     ledger = Ledger(ASSET_LEDGER).read()
     model = AutoDistiller.load(ASSET_MODEL)
     done = ledger[ledger["status"] == "complete"]

@@ -1,7 +1,7 @@
 """Search-space files: what a valid file becomes, and clear messages for bad ones."""
 import pytest
 
-from distill_train.space import SearchSpace, SpaceError, load_space
+from autodistiller.space import SearchSpace, SpaceError, load_space
 
 GOOD = """
 name: demo
