@@ -146,7 +146,9 @@ class Teacher:
         if self.device.type != "cuda" and cfg.amp == "fp16":
             raise ValueError("amp 'fp16' is for GPUs; on a CPU use amp 'bf16' (or 'off')")
         if self.device.type == "cpu":
-            threads = cfg.num_threads or len(os.sched_getaffinity(0))
+            from .devices import usable_cpus
+
+            threads = cfg.num_threads or usable_cpus()
             torch.set_num_threads(max(1, threads))
         limit = getattr(model.config, "max_position_embeddings", None)
         if limit is not None and cfg.max_length > limit:

@@ -12,6 +12,7 @@ from typing import Dict, List, Optional
 
 from distill_train import demo as demo_module
 from distill_train.demo import DemoOptions, run_demo
+from builders.devices import usable_cpus
 from pipelines.console import configure
 
 __all__ = ["main", "print_report", "plot_report"]
@@ -57,7 +58,7 @@ def print_report(res: Dict, opts: DemoOptions, total_s: float) -> None:
     for k, v in res["paths"].items():
         print(f"  {k}: {v}")
     print(f"  table: {os.path.join(opts.out, 'demo.png')}")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
+    print(f"machine: {platform.machine()}, {usable_cpus()} usable CPU cores, "
           f"Python {platform.python_version()}")
 
 

@@ -57,7 +57,9 @@ class BuildOptions:
     augment: Optional[Any] = None   # policy spec string, YAML path or dict; None = originals only
     split: str = "train"            # split name used in corpus names
     runner: str = "direct"          # direct | dask | any Beam runner name
-    workers: int = 2                # worker processes (direct, local dask)
+    workers: Optional[int] = None   # worker processes (direct, local dask); None = one per GPU
+    #                                 the devices give, else 2 (at most the CPUs)
+    devices: str = "auto"           # auto | cpu | cuda | cuda:0,cuda:1,... (pipelines.devices)
     threads_per_worker: Optional[int] = None  # torch threads per local worker; None = CPUs//workers
     dask_address: Optional[str] = None  # existing dask scheduler; None starts a local cluster
     dead_letters: Optional[str] = None  # JSONL of rejected rows; default next to the cache
@@ -85,7 +87,7 @@ class BuildOptions:
         object.__setattr__(self, "task", resolve_task(self.task))
         if self.task is None:
             raise ValueError("a build needs a task (a built-in name or a taskdata.Task)")
-        if self.workers < 1:
+        if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.threads_per_worker is not None and self.threads_per_worker < 1:
             raise ValueError(f"threads_per_worker must be >= 1, got {self.threads_per_worker}")
@@ -120,7 +122,9 @@ def _teacher_config(opts: BuildOptions, num_labels: Optional[int] = None):
     # on a remote runner (or a remote dask scheduler) workers use the CPUs they have.
     threads = opts.threads_per_worker
     if threads is None and is_local_runner(opts.runner) and not opts.dask_address:
-        threads = max(1, len(os.sched_getaffinity(0)) // opts.workers)
+        from builders.devices import usable_cpus
+
+        threads = max(1, usable_cpus() // opts.workers)
     return TeacherConfig(model=opts.teacher, max_length=opts.max_length, layers=opts.layers,
                          pooling=opts.pooling, attentions=opts.attentions, num_threads=threads,
                          amp=opts.amp, num_labels=num_labels)
@@ -131,9 +135,10 @@ class BuildDistillSet(beam.PTransform):
 
     def __init__(self, opts: BuildOptions, *, teacher_config, names, dead_letter_path: str,
                  summary_path: str, progress_dir: Optional[str] = None,
-                 batch_by_shuffle: bool = False):
+                 batch_by_shuffle: bool = False, devices=None):
         super().__init__()
         self.batch_by_shuffle = batch_by_shuffle
+        self.devices = devices  # pipelines.devices.DevicePlan (None: the config's device)
         self.opts, self.teacher_config, self.names = opts, teacher_config, names
         self.dead_letter_path, self.summary_path = dead_letter_path, summary_path
         self.progress_dir = progress_dir
@@ -144,14 +149,14 @@ class BuildDistillSet(beam.PTransform):
             o.input, task=o.task, labelled=o.labelled, limit=o.limit)
         keyed, too_long = originals | "key_originals" >> KeyRecords(
             self.teacher_config, reject_long=o.reject_long, source=o.input,
-            batch_by_shuffle=self.batch_by_shuffle)
+            batch_by_shuffle=self.batch_by_shuffle, devices=self.devices)
         everything, dead = [keyed], [bad_rows, too_long]
         if o.augment is not None:
             copies = keyed | "augment" >> AugmentCorpus(
                 o.augment, base_seed=o.seed, batch_by_shuffle=self.batch_by_shuffle)
             keyed_copies, long_copies = copies | "key_copies" >> KeyRecords(
                 self.teacher_config, reject_long=o.reject_long, source=o.input,
-                batch_by_shuffle=self.batch_by_shuffle)
+                batch_by_shuffle=self.batch_by_shuffle, devices=self.devices)
             everything.append(keyed_copies)
             dead.append(long_copies)
         records = everything | "originals_and_copies" >> beam.Flatten()
@@ -161,7 +166,7 @@ class BuildDistillSet(beam.PTransform):
                   | "score" >> ScoreWithTeacher(
                       self.teacher_config, cache_path=o.cache, unit_size=o.unit_size,
                       write_shards=o.write_shards_in_scoring, share_model=o.share_model,
-                      progress_dir=self.progress_dir))
+                      progress_dir=self.progress_dir, devices=self.devices))
         pairs, shards = self._mixup(records, cached, shards)
         dead_letters = dead | "all_dead_letters" >> beam.Flatten()
         return (shards, records, dead_letters, pairs) | "commit" >> CommitAndIndex(
@@ -181,7 +186,7 @@ class BuildDistillSet(beam.PTransform):
                         | "score_mixup" >> ScoreWithTeacher(
                             self.teacher_config, cache_path=o.cache, unit_size=o.unit_size,
                             share_model=o.share_model, progress_dir=self.progress_dir,
-                            mixup=True))
+                            mixup=True, devices=self.devices))
         return pairs, (shards, mixed_shards) | "all_shards" >> beam.Flatten()
 
 
@@ -269,9 +274,11 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     newly_scored, dead_letters (+ reasons), bytes_written, seconds, beam_counters, ..."""
     from builders.cache import TeacherCache
     from builders.leftovers import remove_dead_temp_files
+    from builders.precision import COMPUTE_OF_AMP
     from builders.teacher import Teacher
     from builders.vocab import record_vocabulary
     from pipelines.batching import uses_shuffle_batching
+    from pipelines.devices import place_build
     from pipelines.runners import is_local_runner, runner_context
 
     from builders.taskfit import fit_teacher_to_task
@@ -282,6 +289,8 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     check_input(opts.input, opts.task, labelled=opts.labelled)
     task, num_labels = fit_teacher_to_task(opts.teacher, opts.task)
     opts = dataclasses.replace(opts, task=task)
+    # issue 19: one worker per device; the precision the cache records, or a clear error
+    opts, devices = place_build(opts)
     policy_name = None
     if opts.augment is not None:
         from augment.policy import AugmentationPolicy
@@ -296,9 +305,11 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     check_outputs(cache=opts.cache, corpus_names=names, dead_letter_path=dead_path)
     summary_path = dead_path + ".summary.json"
     teacher_config = _teacher_config(opts, num_labels)
-    teacher = Teacher(teacher_config).load()
+    # the driver's teacher only fingerprints: on the CPU, at the precision the workers will use
+    teacher = Teacher(dataclasses.replace(teacher_config, device="cpu", amp="off")).load()
+    spec = teacher.spec(opts.dtype).with_(compute=COMPUTE_OF_AMP[opts.amp])
     # a spec mismatch is an error here, before any work
-    cache = TeacherCache.open_or_create(opts.cache, teacher.spec(opts.dtype))
+    cache = TeacherCache.open_or_create(opts.cache, spec)
     record_vocabulary(cache, teacher.tokenizer)
     del teacher
     # under the lock: temp files of writers that are gone (a killed build) are removed, and
@@ -320,7 +331,7 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
             _ = pipeline | "build_distill_set" >> BuildDistillSet(
                 opts, teacher_config=teacher_config, names=names, dead_letter_path=dead_path,
                 summary_path=summary_path, progress_dir=progress_dir,
-                batch_by_shuffle=uses_shuffle_batching(args))
+                batch_by_shuffle=uses_shuffle_batching(args), devices=devices)
             with _Progress(progress_dir, opts.progress, stderr_fd):
                 try:
                     result = pipeline.run()
@@ -335,6 +346,7 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
                     raise BuildError(failure_message(exc, cache=opts.cache,
                                                      log_path=worker_log)) from exc
     finally:
+        devices.release()
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
         if worker_log and not failed:
@@ -347,6 +359,7 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
         summary = json.loads(fh.readline())
     summary.update({"seconds": round(time.monotonic() - start, 3), "cache": opts.cache,
                     "runner": opts.runner, "workers": opts.workers,
+                    "devices": ",".join(devices.slots) or opts.devices, "amp": opts.amp,
                     "adopted_rows": sum(i.rows for i in adopted),
                     "task": task.describe(), "labelled": opts.labelled,
                     "beam_counters": _beam_counters(result)})

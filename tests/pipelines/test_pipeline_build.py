@@ -104,8 +104,10 @@ def test_rte_pairs_build_through_the_cli(tmp_path, tiny_teacher, capsys):
 
 def _builds_by_runner(tmp_path, tiny_teacher, capsys, data, attempt):
     contents, corpora = [], []
-    for name, extra in (("w1", ["--workers", "1"]), ("w2", ["--workers", "2"]),
-                        ("dask", ["--workers", "2", "--runner", "dask"])):
+    # two CPU device slots: each worker process claims one (pipelines.devices), as on 2 GPUs
+    for name, extra in (("w1", ["--workers", "1"]),
+                        ("w2", ["--workers", "2", "--devices", "cpu,cpu"]),
+                        ("dask", ["--runner", "dask", "--devices", "cpu,cpu"])):
         cache = str(tmp_path / f"{name}-{attempt}")
         s = build(capsys, "--input", data, "--task", "sst2", "--teacher", tiny_teacher,
                   "--cache", cache, "--augment", SWAP, "--unit-size", "64", *extra)
