@@ -135,8 +135,11 @@ class BuildDistillSet(beam.PTransform):
 
     def __init__(self, opts: BuildOptions, *, teacher_config, names, dead_letter_path: str,
                  summary_path: str, progress_dir: Optional[str] = None,
-                 batch_by_shuffle: bool = False, devices=None):
+                 batch_by_shuffle: bool = False, devices=None, staging_dir: str = "",
+                 known_shards: Sequence[str] = ()):
         super().__init__()
+        # issue 19: where the workers write the corpus parts; the shards committed at the start
+        self.staging_dir, self.known_shards = staging_dir, tuple(known_shards)
         self.batch_by_shuffle = batch_by_shuffle
         self.devices = devices  # pipelines.devices.DevicePlan (None: the config's device)
         self.opts, self.teacher_config, self.names = opts, teacher_config, names
@@ -161,33 +164,36 @@ class BuildDistillSet(beam.PTransform):
             dead.append(long_copies)
         records = everything | "originals_and_copies" >> beam.Flatten()
         cached = pbegin | "cached_keys" >> CachedKeys(o.cache)
-        shards = (records
-                  | "missing_keys" >> MissingKeys(cached)
+        missing, key_counts = records | "missing_keys" >> MissingKeys(cached, count="rows")
+        shards = (missing
                   | "score" >> ScoreWithTeacher(
                       self.teacher_config, cache_path=o.cache, unit_size=o.unit_size,
                       write_shards=o.write_shards_in_scoring, share_model=o.share_model,
                       progress_dir=self.progress_dir, devices=self.devices))
-        pairs, shards = self._mixup(records, cached, shards)
+        pairs, shards, key_counts = self._mixup(records, cached, shards, key_counts)
         dead_letters = dead | "all_dead_letters" >> beam.Flatten()
-        return (shards, records, dead_letters, pairs) | "commit" >> CommitAndIndex(
+        return (shards, records, dead_letters, pairs, key_counts) | "commit" >> CommitAndIndex(
             cache_path=o.cache, corpus_names=self.names, dead_letter_path=self.dead_letter_path,
             summary_path=self.summary_path, mixup=bool(o.mixup), task=o.task.to_dict(),
-            labelled=o.labelled)
+            labelled=o.labelled, staging_dir=self.staging_dir, known_shards=self.known_shards,
+            by_shuffle=self.batch_by_shuffle)
 
-    def _mixup(self, records, cached, shards):
-        """(mixup pair rows, all shards): pairs drawn and scored when mixup is on."""
+    def _mixup(self, records, cached, shards, key_counts):
+        """(mixup pair rows, all shards, all key counts): pairs drawn and scored when mixup is
+        on."""
         o = self.opts
         if not o.mixup:
-            return records.pipeline | "no_mixup" >> beam.Create([]), shards
+            return records.pipeline | "no_mixup" >> beam.Create([]), shards, key_counts
         pairs = records | "mixup_pairs" >> MixupPairs(
             pairs_per_example=o.mixup, alpha=o.mixup_alpha, seed=o.seed)
-        mixed_shards = (pairs
-                        | "missing_mixup_keys" >> MissingKeys(cached)
+        missing, mix_counts = pairs | "missing_mixup_keys" >> MissingKeys(cached, count="mix")
+        mixed_shards = (missing
                         | "score_mixup" >> ScoreWithTeacher(
                             self.teacher_config, cache_path=o.cache, unit_size=o.unit_size,
                             share_model=o.share_model, progress_dir=self.progress_dir,
                             mixup=True, devices=self.devices))
-        return pairs, (shards, mixed_shards) | "all_shards" >> beam.Flatten()
+        return (pairs, (shards, mixed_shards) | "all_shards" >> beam.Flatten(),
+                (key_counts, mix_counts) | "all_key_counts" >> beam.Flatten())
 
 
 def _worker_log() -> str:
@@ -273,6 +279,7 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     """Run one build; returns the summary: records_read, augmented_copies, cache_hits,
     newly_scored, dead_letters (+ reasons), bytes_written, seconds, beam_counters, ..."""
     from builders.cache import TeacherCache
+    from builders.corpusparts import staging_dir
     from builders.leftovers import remove_dead_temp_files
     from builders.precision import COMPUTE_OF_AMP
     from builders.teacher import Teacher
@@ -316,6 +323,8 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     # what an interrupted build scored but did not commit is committed now, not scored again
     remove_dead_temp_files(cache.path)
     adopted = cache.adopt_uncommitted()
+    known_shards = [info.name for info in cache.shards()]  # the keys the build will exclude
+    staging = staging_dir(cache.path)  # the workers' corpus and dead-letter parts
     if os.path.exists(summary_path):
         os.unlink(summary_path)
     local = is_local_runner(opts.runner)
@@ -331,7 +340,8 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
             _ = pipeline | "build_distill_set" >> BuildDistillSet(
                 opts, teacher_config=teacher_config, names=names, dead_letter_path=dead_path,
                 summary_path=summary_path, progress_dir=progress_dir,
-                batch_by_shuffle=uses_shuffle_batching(args), devices=devices)
+                batch_by_shuffle=uses_shuffle_batching(args), devices=devices,
+                staging_dir=staging, known_shards=known_shards)
             with _Progress(progress_dir, opts.progress, stderr_fd):
                 try:
                     result = pipeline.run()
@@ -347,6 +357,7 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
                                                      log_path=worker_log)) from exc
     finally:
         devices.release()
+        shutil.rmtree(staging, ignore_errors=True)
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
         if worker_log and not failed:
