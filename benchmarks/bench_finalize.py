@@ -6,8 +6,10 @@ layer kept), once per size, each build in a fresh process, and prints per size:
 
 - the runner's (main process) peak RSS: the driver, Beam's DirectRunner (which holds the data
   between stages in this process) and, for dask, the client;
-- the largest peak RSS of a worker process (the committing one among them; it reports its own
-  peak too, at the end of the commit step);
+- the largest peak RSS of a worker process (any step: reading, keying, scoring, parts, commit);
+- the committing step's own figures: the RSS of its process when the step began and the peak
+  during the step (Linux: the peak is reset at the step's start), so its growth is the memory
+  the commit itself needed;
 - seconds and rows/s;
 
 then the ratio of each figure between the largest and the smallest size.
@@ -77,7 +79,7 @@ def child(args) -> None:
         "main_peak_rss_mb": round(_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss), 1),
         "workers_peak_rss_mb": round(_mb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss),
                                      1),
-        "commit_worker_peak_rss_mb": summary.get("commit_peak_rss_mb")}))
+        "commit_step_rss_mb": summary.get("commit_rss_mb")}))
 
 
 def main() -> None:
@@ -109,14 +111,26 @@ def main() -> None:
             print(f"{n:>8} rows: {result['seconds']:7.1f} s ({n / result['seconds']:6.0f} rows/s)"
                   f"  runner peak RSS {result['main_peak_rss_mb']:7.1f} MB"
                   f"  largest worker {result['workers_peak_rss_mb']:7.1f} MB"
-                  f"  committing worker {result['commit_worker_peak_rss_mb']} MB", flush=True)
+                  f"  commit step: RSS {_commit(result)} MB", flush=True)
     if len(results) > 1:
         small, big = results[0], results[-1]
         print(f"{big['rows']} vs {small['rows']} rows ({args.runner}, {args.workers} workers): "
               f"runner peak RSS x{big['main_peak_rss_mb'] / small['main_peak_rss_mb']:.2f}, "
               f"largest worker x{big['workers_peak_rss_mb'] / small['workers_peak_rss_mb']:.2f}"
-              + (f", committing worker x{big['commit_worker_peak_rss_mb'] / small['commit_worker_peak_rss_mb']:.2f}"  # noqa: E501
-                 if small.get("commit_worker_peak_rss_mb") else ""))
+              + (f", commit step's growth {_growth(small)} -> {_growth(big)} MB"
+                 if small.get("commit_step_rss_mb") else ""))
+
+
+def _commit(result) -> str:
+    rss = result.get("commit_step_rss_mb") or {}
+    return f"{rss.get('start')} at its start, peak {rss.get('peak')}"
+
+
+def _growth(result) -> str:
+    rss = result["commit_step_rss_mb"]
+    if rss.get("start") is None or rss.get("peak") is None:
+        return "?"
+    return f"{rss['peak'] - rss['start']:+.1f}"
 
 
 if __name__ == "__main__":

@@ -34,9 +34,36 @@ from pipelines.parts import WriteParts, add_counts, corpus_row, reason_category
 __all__ = ["CommitAndIndex", "corpus_row", "reason_category", "finalize_build"]
 
 
+def _status_mb(field: str) -> Optional[float]:
+    """A VmRSS/VmHWM figure of this process in MB (Linux), None elsewhere."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> Optional[float]:
+    """Start measuring this step's own peak RSS (Linux: VmHWM reset through clear_refs, so what
+    the worker ran before does not count); returns the RSS now."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+    return _status_mb("VmRSS")
+
+
 def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0), 1)
+    """The peak RSS since `_reset_peak_rss` (Linux), else of the whole process."""
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(rss / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0), 1)
 
 
 def _write_corpora(cache, staging: str, parts: Dict[str, List[dict]], corpus_names, mixup: bool,
@@ -81,6 +108,7 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str], dead_l
     from builders.corpusparts import merged_lines, write_text_atomic
     from builders.errors import CacheError
 
+    start_rss = _reset_peak_rss()  # the committing step's own memory (benchmarks/bench_finalize)
     _, items = item
     infos, keys = [], {"rows": (0, 0), "mix": (0, 0)}
     parts: Dict[str, List[dict]] = {"rows": [], "mix": [], "dead": []}
@@ -136,7 +164,8 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str], dead_l
         "corpora": dict(zip(corpus_names, corpus_rows)),
         "corpora_replaced": replaced,
         "dead_letter_file": dead_letter_path,
-        "commit_peak_rss_mb": _peak_rss_mb(),  # the committing worker's own peak
+        # the committing process's RSS when this step began, and its peak during the step
+        "commit_rss_mb": {"start": start_rss, "peak": _peak_rss_mb()},
     }
     write_text_atomic(summary_path, [json.dumps(summary, ensure_ascii=False, sort_keys=True)])
     shutil.rmtree(staging_dir, ignore_errors=True)
