@@ -176,11 +176,9 @@ class TeacherCache:
         (committed by anyone) are skipped; a partly duplicate shard is rewritten without them.
         Returns the shards actually added.
 
-        known: the names of the shards committed when the caller chose which keys to score (a
-        build's snapshot, whose keys it excluded): the new keys are then checked only against
-        shards committed since (usually none, so nothing is read and memory does not grow with
-        the cache), and the new shards are taken to hold distinct keys (a build scores each
-        missing key once)."""
+        known: shards committed when the caller chose the keys to score (a build's snapshot):
+        keys are then checked only against shards committed since (usually none: nothing read,
+        memory flat), the new shards taken to hold distinct keys (a build scores each once)."""
         added: List[ShardInfo] = []
         with locked(self.path):
             manifest = read_manifest(self.path)

@@ -173,10 +173,10 @@ def _placement(spec: str, amp: str, cache_dir: str):
     devices = resolve_devices(spec)
     kinds = {device_kind(d) for d in devices}
     bf16 = True
-    if kinds == {"cuda"}:
+    if kinds == {"cuda"}:  # natively (compute capability >= 8), as the build decides it
         import torch
 
-        bf16 = torch.cuda.is_bf16_supported()
+        bf16 = all(torch.cuda.get_device_capability(d)[0] >= 8 for d in devices)
     recorded = cache_compute(cache_dir) if os.path.isdir(cache_dir) else None
     return devices, resolve_amp(amp, recorded=recorded, kinds=sorted(kinds),
                                 bf16_supported=bf16, cache=f"cache {cache_dir!r}")

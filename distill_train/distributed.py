@@ -35,7 +35,7 @@ import torch
 
 __all__ = ["DistContext", "setup", "teardown", "StudentStep", "wrap", "RankBatches",
            "global_parts", "on_main", "gather_rng", "barrier", "epoch_seed", "NullLog",
-           "launch", "rank_from_env"]
+           "launch", "run_ranks", "rank_from_env", "RankFailed"]
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +311,11 @@ class NullLog:
         pass
 
 
+class RankFailed(ValueError):
+    """A rank of a `launch`ed run failed: the message names the rank and its error (a
+    ValueError so that the command prints it as its one error line; -v adds the traceback)."""
+
+
 def _rank_main(config: Dict[str, Any], verbosity: int) -> Dict[str, Any]:
     """What each process started by `launch` runs: the trainer on the config."""
     from pipelines.console import configure
@@ -322,21 +327,46 @@ def _rank_main(config: Dict[str, Any], verbosity: int) -> Dict[str, Any]:
     return train(TrainConfig.from_dict(config)).to_dict()
 
 
-def launch(config, nproc: int, *, verbosity: int = 0) -> Dict[str, Any]:
-    """Run `train(config)` as `nproc` processes on this machine with PyTorch's elastic launcher
-    (what torchrun --standalone runs: a c10d rendezvous on a free local port); returns rank 0's
-    result dict. A failing rank stops the others; the launcher's error names it."""
+def _recorded(fn: Callable, *args: Any) -> Any:
+    """fn(*args) with its error recorded for the launcher (which reports the first failure)."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    return record(fn)(*args)
+
+
+def run_ranks(fn: Callable, args: Sequence[Any], nproc: int) -> Dict[int, Any]:
+    """fn(*args) in `nproc` processes on this machine, started by PyTorch's elastic launcher as
+    `torchrun --standalone` starts them (a c10d rendezvous on a free local port, RANK,
+    WORLD_SIZE, LOCAL_RANK set); fn must be importable (spawned processes import it). Returns
+    {rank: result}; a failing rank stops the others and raises `RankFailed` naming it."""
     import uuid
 
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    spec = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex,
+                        rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
+                        monitor_interval=0.2, start_method="spawn")
+    try:
+        return elastic_launch(spec, _recorded)(fn, *args)
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        message = failure.message
+        if isinstance(message, dict):
+            message = message.get("message", "")
+        detail = message or f"exit code {failure.exitcode}"
+        raise RankFailed(f"rank {rank} of {nproc} failed: {detail}") from exc
+
+
+def launch(config, nproc: int, *, verbosity: int = 0) -> Dict[str, Any]:
+    """Run `train(config)` as `nproc` data-parallel processes (`run_ranks`); returns rank 0's
+    result dict."""
+    from .assemble import resolve_run_task
 
     if nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {nproc}")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("--nproc inside a torchrun job: torchrun already started the ranks")
+    resolve_run_task(config)  # a wrong cache, corpus or task: one error here, not one per rank
     os.makedirs(config.run_dir, exist_ok=True)
-    spec = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex,
-                        rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
-                        monitor_interval=0.2, start_method="spawn")
-    results = elastic_launch(spec, _rank_main)(config.to_dict(), verbosity)
-    return results[0]
+    return run_ranks(_rank_main, (config.to_dict(), verbosity), nproc)[0]

@@ -85,15 +85,17 @@ def place_build(opts) -> Tuple[Any, DevicePlan]:
     local = is_local_runner(opts.runner) and not opts.dask_address
     plan, workers = plan_devices(opts.devices, local=local, workers=opts.workers)
     kinds = plan.kinds()
+    bf16 = _bf16_supported(plan.slots) if kinds == ("cuda",) else True
     amp = resolve_amp(opts.amp, recorded=cache_compute(opts.cache), kinds=kinds,
-                      bf16_supported=_bf16_supported() if kinds == ("cuda",) else True,
-                      cache=f"cache {opts.cache!r}")
+                      bf16_supported=bf16, cache=f"cache {opts.cache!r}")
     if amp != opts.amp:
         log.info("teacher precision: --amp %s runs as %s", opts.amp, amp)
     return dataclasses.replace(opts, workers=workers, amp=amp), plan
 
 
-def _bf16_supported() -> bool:
+def _bf16_supported(slots: Tuple[str, ...]) -> bool:
+    """Whether every GPU slot runs bfloat16 natively (compute capability 8.0 or later: A100,
+    H100, ...); read from the device properties: no tensor is made on a GPU by the driver."""
     import torch
 
-    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return all(torch.cuda.get_device_capability(d)[0] >= 8 for d in slots)
