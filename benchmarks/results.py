@@ -8,7 +8,8 @@ build the teacher cache of a seeded training sample (--train-size) with the Beam
 (originals, an EDA-augmented variant and, for --mixup-tasks, offline mixup pairs), then train a
 2-layer student cut from the teacher
 (layers 3 and 6; on STS-B layers 1 and 2, over its whole train set for 2 epochs: see
---student-layers, --train-size, --task-epochs) several ways on that sample, each with `--seeds`
+--student-layers, --train-size, --task-epochs, --task-lr)
+several ways on that sample, each with `--seeds`
 seeds (every configuration on --full-tasks, --other-configs elsewhere):
 
   nokd          fine-tuned on gold labels, no teacher
@@ -22,6 +23,10 @@ seeds (every configuration on --full-tasks, --other-configs elsewhere):
   pred+mixup    pred on the originals plus one offline mixup pair per record (teacher scored the
                 interpolated embeddings in the build; RTE and STS-B only, see --mixup-tasks)
   online        pred+mse with the teacher run online on every batch (same metric, time saved)
+  transfer      pred+mse from the cache on a transfer set: the student's labelled sample plus a
+                pool of other training texts with their labels dropped (--transfer-pool), and
+                one EDA copy of each, scored by the teacher; 2 epochs, no gold labels (the demo's
+                story, compared with nokd on the labelled sample alone)
 
 Writes results.json (every run), results.md (mean +- std of the primary metric, the task's other
 metrics beside it) and results.png. Finished runs are kept, so an interrupted run continues;
@@ -55,7 +60,31 @@ CONFIGS = {
     "pred+mi": dict(pred_loss="kl", inter_loss="mi", mi_alpha=0.9, w_inter=0.1),
     "pred+mse+aug": dict(pred_loss="kl", inter_loss="mse", corpus="aug"),
     "pred+mixup": dict(pred_loss="kl", inter_loss="none", corpus="mixup"),
+    "transfer": dict(pred_loss="kl", inter_loss="mse", corpus="transfer", w_gold=0.0, epochs=2),
 }
+TRANSFER_POLICY = "eda_synonym:0.1+eda_swap:0.1,copies=1"
+
+
+def transfer_tsv(full_train: str, sample: str, dst: str, pool: int, *, header: bool) -> int:
+    """The transfer set: the rows of the labelled sample plus `pool` other training rows (seeded),
+    in the task's own format; a build with labelled=False reads their texts only."""
+    import random
+
+    with open(full_train, "rb") as fh:
+        rows = fh.read().splitlines(keepends=True)
+    with open(sample, "rb") as fh:
+        taken = fh.read().splitlines(keepends=True)
+    head = rows[:1] if header else []
+    rows = [r if r.endswith(b"\n") else r + b"\n" for r in rows[len(head):]]
+    taken = taken[len(head):]
+    seen = set(taken)
+    others = [r for r in rows if r not in seen]
+    extra = random.Random(1).sample(others, min(pool, len(others)))
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    with open(dst + ".tmp", "wb") as fh:
+        fh.writelines(head + taken + extra)
+    os.replace(dst + ".tmp", dst)
+    return len(taken) + len(extra)
 
 
 def per_task(spec: str) -> Dict[str, str]:
@@ -117,7 +146,19 @@ def prepare_task(task: str, args) -> Dict[str, str]:
     if task in args.mixup_tasks.split(","):
         mx = build_distill_set(BuildOptions(input=train_file, split=split, mixup=1, **common))
         paths["mixup"] = list(mx["corpora"])[-1]
+    pools = per_task(args.transfer_pool)
+    if task in pools and "transfer" in _configs_of(task, args):
+        transfer = os.path.join(root, "data", f"transfer-{pools[task]}.tsv")
+        if not os.path.exists(transfer):
+            transfer_tsv(full_train, train_file, transfer, int(pools[task]), header=header)
+        tf = build_distill_set(BuildOptions(input=transfer, split=f"transfer{pools[task]}",
+                                            augment=TRANSFER_POLICY, labelled=False, **common))
+        paths["transfer"] = list(tf["corpora"])[-1]
     return paths
+
+
+def _configs_of(task: str, args) -> List[str]:
+    return (args.configs if task in args.full_tasks.split(",") else args.other_configs).split(",")
 
 
 def run_one(task: str, name: str, seed: int, paths: Dict[str, str], args) -> Dict:
@@ -136,7 +177,8 @@ def run_one(task: str, name: str, seed: int, paths: Dict[str, str], args) -> Dic
     epochs = per_task(args.task_epochs)
     student = dict(student=minilm_path(), student_init="truncate",
                    epochs=int(epochs.get(task, args.epochs)),
-                   lr=args.lr, seed=seed, run_dir=run_dir, progress=False, **layers)
+                   lr=float(per_task(args.task_lr).get(task, args.lr)), seed=seed,
+                   run_dir=run_dir, progress=False, **layers)
     if name == "nokd":
         cfg = TrainConfig(task=task, mode="finetune", train_file=paths["train_file"],
                           dev_file=paths["dev_file"], max_length=int(paths["max_length"]),
@@ -147,7 +189,8 @@ def run_one(task: str, name: str, seed: int, paths: Dict[str, str], args) -> Dic
     spec = dict(CONFIGS[name])
     corpus = paths.get(spec.pop("corpus", "plain"))
     if corpus is None:
-        return None  # pred+mixup on a task outside --mixup-tasks
+        return None  # pred+mixup on a task outside --mixup-tasks, transfer without a pool
+    student["epochs"] = spec.pop("epochs", student["epochs"])
     cfg = TrainConfig(task=task, mode="distill", cache=paths["cache"], train_corpus=corpus,
                       dev_corpus=paths["dev"], mapping="skip", temperature=args.temperature,
                       **spec, **student)
@@ -254,7 +297,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=DEFAULT_DATA)
     p.add_argument("--tasks", default="sst2,rte,stsb,cola,mrpc")
     p.add_argument("--configs", default="nokd,pred,pred+mse,pred+cos,pred+pkd,pred+mi,"
-                   "pred+mse+aug,pred+mixup,online")
+                   "pred+mse+aug,pred+mixup,online,transfer")
     p.add_argument("--mixup-tasks", default="rte,stsb",
                    help="tasks whose build adds offline mixup pairs (the pred+mixup rows)")
     p.add_argument("--seeds", type=int, default=3)
@@ -268,16 +311,22 @@ def main(argv=None) -> int:
                         "stsb=1+2 (a task not named: skip-chosen layers 3 and 6)")
     p.add_argument("--seed-list", help="run only these seeds, e.g. 0,2 (to share the runs "
                    "between processes; a last run without it writes the whole table)")
-    p.add_argument("--keep", help="an earlier results.json whose tasks this call does not run "
-                   "are kept in the table (e.g. benchmarks/results/results.json)")
+    p.add_argument("--keep", help="an earlier results.json whose tasks and configurations this "
+                   "call does not run are kept in the table (e.g. benchmarks/results/results.json)")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: the table, JSON and plot of the runs already finished")
     p.add_argument("--full-tasks", default="sst2,rte,stsb",
                    help="tasks that run every configuration in --configs; the others run "
                         "--other-configs (to fit the time: see README)")
-    p.add_argument("--other-configs", default="nokd,pred,pred+mse,pred+mse+aug")
+    p.add_argument("--other-configs", default="nokd,pred,pred+mse,pred+mse+aug,transfer")
+    p.add_argument("--transfer-pool", default="sst2=6000,mrpc=3076",
+                   help="per task, the other training rows (labels dropped) that join the "
+                   "labelled sample in the transfer set of the 'transfer' configuration")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--task-epochs", default="stsb=2",
+    p.add_argument("--task-lr", default="cola=3e-4",
+                   help="per-task student learning rate over --lr (CoLA: at 1e-4 no 2-layer "
+                   "student left the majority class in 3 epochs; at 3e-4 one did)")
+    p.add_argument("--task-epochs", default="stsb=2,cola=5",
                    help="per-task epochs over --epochs (STS-B: 2 over its whole train set)")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--temperature", type=float, default=2.0)
@@ -298,8 +347,7 @@ def main(argv=None) -> int:
         paths = ({"runs": student_setup(task, args)[2]} if args.report_only
                  else prepare_task(task, args))
         results[task] = {}
-        configs = args.configs if task in args.full_tasks.split(",") else args.other_configs
-        for name in configs.split(","):
+        for name in _configs_of(task, args):
             for seed in seeds:
                 res = run_one(task, name, seed, paths, args)
                 if res is None:
@@ -311,7 +359,10 @@ def main(argv=None) -> int:
     if args.keep:
         with open(args.keep, encoding="utf-8") as fh:
             earlier = json.load(fh)
-        results = {**{t: v for t, v in earlier.items() if t not in results}, **results}
+        merged = {t: dict(v) for t, v in earlier.items()}
+        for task, by_cfg in results.items():   # this call's runs replace a configuration's
+            merged.setdefault(task, {}).update(by_cfg)
+        results = merged
     table = summarise(results)
     with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as fh:
         json.dump(results, fh, indent=1)

@@ -62,6 +62,10 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
                    help="teacher precision: auto = what an existing cache records, else float32 "
                    "on CPUs and bf16/fp16 on GPUs; one that disagrees with the cache is an error")
+    p.add_argument("--backend", default="eager", choices=["eager", "compile", "onnx"],
+                   help="what runs the teacher: eager PyTorch, compile = torch.compile (a warm-up "
+                   "of tens of seconds, then faster; README, Benchmarks), onnx = ONNX Runtime on "
+                   "a CPU (needs onnxruntime); recorded in the cache spec")
     add_task_arguments(p, labels_optional=True)
     p.set_defaults(func=_cmd_score)
 
@@ -149,7 +153,7 @@ def _cmd_score(args) -> int:
     config = TeacherConfig(model=args.teacher, max_length=args.max_length, layers=layers,
                            pooling=args.pooling, attentions=args.attentions,
                            max_tokens_per_batch=args.max_tokens_per_batch, device=devices[0],
-                           amp=amp, num_labels=num_labels)
+                           amp=amp, num_labels=num_labels, backend=args.backend)
     summary = score_file(config, input_path=args.input, task=task, cache_dir=args.cache,
                          dtype=args.dtype, logits_topk=args.logits_topk, dry_run=args.dry_run,
                          chunk=args.chunk, limit=args.limit, corpus=args.corpus,

@@ -3,9 +3,9 @@
 The local scorer (builders.scoring) runs one teacher. With ``--devices cuda:0,cuda:1`` the same
 chunks (cut in the same order, so the same shards) are scored by one replica per device, each on
 its own thread (a forward pass releases the GIL while its device works), and written and
-committed by one writer thread, as `score_into_cache` does. A chunk's outputs do not depend on
-which replica scored it when the replicas are of one kind (CPUs, or GPUs of one model): the cache
-is the same as with one device.
+committed in order by one writer thread (`builders.scoring.ShardWriter`), as `score_into_cache`
+does. A chunk's outputs do not depend on which replica scored it when the replicas are of one
+kind (CPUs, or GPUs of one model): the cache is the same as with one device.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def load_replicas(config: "TeacherConfig", devices: Sequence[str]) -> List["Teac
 def score_on_devices(teachers: Sequence["Teacher"], cache: "TeacherCache",
                      records: Sequence[Any], *, chunk: int = 2048) -> Dict[str, Any]:
     """`builders.scoring.score_into_cache` with one replica per device; same result dict."""
-    from .scoring import score_into_cache
+    from .scoring import ShardWriter, score_into_cache
     from .teacher import as_text_pair
 
     if len(teachers) == 1:
@@ -56,43 +56,34 @@ def score_on_devices(teachers: Sequence["Teacher"], cache: "TeacherCache",
     for r, k in zip(records, keys):
         if k in todo and k not in unique:
             unique[k] = r
-    pending = list(unique.values())
-    chunks = [pending[s:s + chunk] for s in range(0, len(pending), chunk)]
+    pending, pending_keys = list(unique.values()), list(unique)
+    starts = range(0, len(pending), chunk)
     free: "queue.Queue" = queue.Queue()
     for teacher in teachers:
         free.put(teacher)
 
-    def score(part):
+    def score(start: int):
         teacher = free.get()
         try:
-            return teacher.score(part)
+            return teacher.score(pending[start:start + chunk],
+                                 keys=pending_keys[start:start + chunk],
+                                 store_as=cache.spec.dtype)
         finally:
             free.put(teacher)
 
-    def write(outputs):
-        return cache.commit([cache.write_shard(outputs)])
-
-    added: List[Any] = []
-    with concurrent.futures.ThreadPoolExecutor(len(teachers), "teacher-replica") as scorers, \
-            concurrent.futures.ThreadPoolExecutor(1, "cache-writer") as writer:
-        scoring: List[Any] = []
-        writing = None
-
-        def hand_on(outputs) -> None:   # to the writer, at most one write waiting
-            nonlocal writing
-            if writing is not None:
-                added.extend(writing.result())
-            writing = writer.submit(write, outputs)
-
-        for i, part in enumerate(chunks):
-            scoring.append(scorers.submit(score, part))
-            if len(scoring) > len(teachers):   # one chunk queued per replica, no more
-                hand_on(scoring.pop(0).result())
-            log.info("scoring chunk %d/%d", i + 1, len(chunks))
-        for future in scoring:
-            hand_on(future.result())
-        if writing is not None:
-            added.extend(writing.result())
+    writer = ShardWriter(cache)     # chunks are written in order, as with one device
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(teachers), "teacher-replica") as scorers:
+            scoring: List[Any] = []
+            for i, start in enumerate(starts):
+                scoring.append(scorers.submit(score, start))
+                if len(scoring) > len(teachers):   # one chunk queued per replica, no more
+                    writer.put(scoring.pop(0).result())
+                log.info("scoring chunk %d/%d", i + 1, len(starts))
+            for future in scoring:
+                writer.put(future.result())
+    finally:
+        added = writer.close()
     reused = sum(1 for k in keys if k not in todo)
     return {"scored": len(pending), "reused": reused,
             "duplicates": len(records) - reused - len(pending),

@@ -73,6 +73,7 @@ class BuildOptions:
     attentions: bool = False        # keep attention maps
     dtype: str = "float16"          # stored tensor dtype (float16 | float32 | int8)
     amp: str = "auto"               # teacher precision: auto | bf16 | fp16 | off (TeacherConfig)
+    backend: str = "eager"          # what runs the teacher: eager | compile | onnx (TeacherConfig)
     unit_size: int = 1024           # records per scoring work unit = per shard
     write_shards_in_scoring: bool = True  # False: pass tensors on and write later (for measuring)
     share_model: bool = False       # one teacher per machine across processes (large teachers)
@@ -98,6 +99,9 @@ class BuildOptions:
         if self.mixup < 0 or self.mixup_alpha <= 0:
             raise ValueError(f"mixup must be >= 0 and mixup_alpha > 0, got {self.mixup} and "
                              f"{self.mixup_alpha}")
+        if self.mixup and self.backend == "onnx":
+            raise ValueError("mixup scores interpolated embeddings, which the onnx backend does "
+                             "not take: use --backend eager or compile with --mixup")
         if not self.split:
             raise ValueError("split must be non-empty: it names the corpora written")
         object.__setattr__(self, "beam_args", tuple(self.beam_args))
@@ -127,7 +131,7 @@ def _teacher_config(opts: BuildOptions, num_labels: Optional[int] = None):
         threads = max(1, usable_cpus() // opts.workers)
     return TeacherConfig(model=opts.teacher, max_length=opts.max_length, layers=opts.layers,
                          pooling=opts.pooling, attentions=opts.attentions, num_threads=threads,
-                         amp=opts.amp, num_labels=num_labels)
+                         amp=opts.amp, num_labels=num_labels, backend=opts.backend)
 
 
 class BuildDistillSet(beam.PTransform):

@@ -80,6 +80,10 @@ def add_parsers(subparsers) -> None:
                    "on CPUs and bf16/fp16 on GPUs; bf16 on a CPU with AVX512-BF16/AMX can be "
                    "faster (README, Benchmarks); recorded in the cache spec, and a value that "
                    "disagrees with the cache's is an error")
+    p.add_argument("--backend", default="eager", choices=["eager", "compile", "onnx"],
+                   help="what runs the teacher: eager PyTorch, compile = torch.compile (a warm-up "
+                   "of tens of seconds, then faster; README, Benchmarks), onnx = ONNX Runtime on "
+                   "a CPU (needs onnxruntime); recorded in the cache spec")
     p.add_argument("--unit-size", type=int, default=1024,
                    help="records per scoring unit (= per shard)")
     p.add_argument("--share-model", action="store_true",
@@ -114,7 +118,8 @@ def options_from_args(args):
         dead_letters=args.dead_letters, seed=args.seed,
         max_length=args.max_length, reject_long=args.reject_long, labelled=not args.unlabelled,
         limit=args.limit, layers=args.layers, pooling=args.pooling, attentions=args.attentions,
-        dtype=args.dtype, amp=args.amp, unit_size=args.unit_size, share_model=args.share_model,
+        dtype=args.dtype, amp=args.amp, backend=args.backend, unit_size=args.unit_size,
+        share_model=args.share_model,
         beam_args=beam_args, progress=args.progress, mixup=args.mixup,
         mixup_alpha=args.mixup_alpha)
 
