@@ -79,7 +79,8 @@ def child(args) -> None:
         "main_peak_rss_mb": round(_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss), 1),
         "workers_peak_rss_mb": round(_mb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss),
                                      1),
-        "commit_step_rss_mb": summary.get("commit_rss_mb")}))
+        "commit_step_rss_mb": summary.get("commit_rss_mb"),
+        "part_files": summary.get("part_files")}))
 
 
 def main() -> None:
@@ -111,7 +112,8 @@ def main() -> None:
             print(f"{n:>8} rows: {result['seconds']:7.1f} s ({n / result['seconds']:6.0f} rows/s)"
                   f"  runner peak RSS {result['main_peak_rss_mb']:7.1f} MB"
                   f"  largest worker {result['workers_peak_rss_mb']:7.1f} MB"
-                  f"  commit step: RSS {_commit(result)} MB", flush=True)
+                  f"  commit step: RSS {_commit(result)} MB"
+                  f"  part files merged {result.get('part_files')}", flush=True)
     if len(results) > 1:
         small, big = results[0], results[-1]
         print(f"{big['rows']} vs {small['rows']} rows ({args.runner}, {args.workers} workers): "

@@ -171,16 +171,12 @@ def _cmd_score(args) -> int:
 
 def _placement(spec: str, amp: str, cache_dir: str):
     """(device slots, concrete amp) of `distiller score` (builders.devices, builders.precision)."""
-    from .devices import device_kind, resolve_devices
+    from .devices import device_kind, gpus_run_bf16, resolve_devices
     from .precision import cache_compute, resolve_amp
 
     devices = resolve_devices(spec)
     kinds = {device_kind(d) for d in devices}
-    bf16 = True
-    if kinds == {"cuda"}:  # natively (compute capability >= 8), as the build decides it
-        import torch
-
-        bf16 = all(torch.cuda.get_device_capability(d)[0] >= 8 for d in devices)
+    bf16 = gpus_run_bf16(devices) if kinds == {"cuda"} else True
     recorded = cache_compute(cache_dir) if os.path.isdir(cache_dir) else None
     return devices, resolve_amp(amp, recorded=recorded, kinds=sorted(kinds),
                                 bf16_supported=bf16, cache=f"cache {cache_dir!r}")

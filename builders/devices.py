@@ -27,7 +27,7 @@ import re
 from typing import Callable, List, Optional, Tuple
 
 __all__ = ["usable_cpus", "parse_devices", "resolve_devices", "visible_gpu_count",
-           "claim_slot", "claim_device", "device_kind"]
+           "gpus_run_bf16", "claim_slot", "claim_device", "device_kind"]
 
 _NAME = re.compile(r"^(cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
 _MAX_ROUNDS = 64  # processes per slot before claiming gives up (far above any real setup)
@@ -86,6 +86,16 @@ def resolve_devices(spec: str, *, gpu_count: Optional[int] = None) -> Tuple[str,
         raise ValueError(f"--devices {spec!r}: {', '.join(missing)} not found: this machine sees "
                          f"{count} CUDA GPU(s)" + (f" (cuda:0..cuda:{count - 1})" if count else ""))
     return names
+
+
+def gpus_run_bf16(devices: Tuple[str, ...]) -> bool:
+    """Whether every CUDA device of `devices` runs bfloat16 natively (compute capability 8.0 or
+    later: A100, H100, ...; torch.cuda.is_bf16_supported also counts slow emulation). Read from
+    the device properties: no tensor is made on a GPU."""
+    import torch
+
+    return all(torch.cuda.get_device_capability(d)[0] >= 8
+               for d in devices if device_kind(d) == "cuda")
 
 
 def device_kind(device: str) -> str:

@@ -40,7 +40,8 @@ class TempFile:
         who = (f"process {self.pid} still runs" if self.alive and self.host == HOST else
                f"written on host {self.host}, not checked from here" if self.alive else
                f"process {self.pid} is gone")
-        return f"temp file {self.rel} ({self.bytes} bytes, {who})"
+        what = "staging directory" if os.path.isdir(self.path) else "temp file"
+        return f"{what} {self.rel} ({self.bytes} bytes, {who})"
 
 
 def _size(path: str) -> int:

@@ -19,7 +19,7 @@ import tempfile
 import uuid
 from typing import Any, Optional, Tuple
 
-from builders.devices import claim_device, device_kind, resolve_devices
+from builders.devices import claim_device, device_kind, gpus_run_bf16, resolve_devices
 
 __all__ = ["DevicePlan", "plan_devices", "place_build"]
 
@@ -85,17 +85,12 @@ def place_build(opts) -> Tuple[Any, DevicePlan]:
     local = is_local_runner(opts.runner) and not opts.dask_address
     plan, workers = plan_devices(opts.devices, local=local, workers=opts.workers)
     kinds = plan.kinds()
-    bf16 = _bf16_supported(plan.slots) if kinds == ("cuda",) else True
+    if getattr(opts, "backend", "eager") == "onnx" and "cuda" in kinds:
+        raise ValueError(f"--backend onnx runs on a CPU, but --devices {opts.devices!r} gives the "
+                         "workers GPUs: pass --devices cpu, or use --backend eager or compile")
+    bf16 = gpus_run_bf16(plan.slots) if kinds == ("cuda",) else True
     amp = resolve_amp(opts.amp, recorded=cache_compute(opts.cache), kinds=kinds,
                       bf16_supported=bf16, cache=f"cache {opts.cache!r}")
     if amp != opts.amp:
         log.info("teacher precision: --amp %s runs as %s", opts.amp, amp)
     return dataclasses.replace(opts, workers=workers, amp=amp), plan
-
-
-def _bf16_supported(slots: Tuple[str, ...]) -> bool:
-    """Whether every GPU slot runs bfloat16 natively (compute capability 8.0 or later: A100,
-    H100, ...); read from the device properties: no tensor is made on a GPU by the driver."""
-    import torch
-
-    return all(torch.cuda.get_device_capability(d)[0] >= 8 for d in slots)

@@ -164,6 +164,8 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str], dead_l
         "corpora": dict(zip(corpus_names, corpus_rows)),
         "corpora_replaced": replaced,
         "dead_letter_file": dead_letter_path,
+        # how many sorted part files the workers wrote, merged here (corpus rows, mixup, dead)
+        "part_files": {kind: len(descriptors) for kind, descriptors in parts.items()},
         # the committing process's RSS when this step began, and its peak during the step
         "commit_rss_mb": {"start": start_rss, "peak": _peak_rss_mb()},
     }
