@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import warnings
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -139,8 +140,11 @@ def wrap(model, objective, ctx: DistContext, device, *, hidden: bool, attentions
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(step, device_ids=ids, broadcast_buffers=False,
-                                   find_unused_parameters=True)
+    with warnings.catch_warnings():  # its replacement still syncs buffers at init (torch 2.13)
+        warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated",
+                                category=FutureWarning)
+        return DistributedDataParallel(step, device_ids=ids, broadcast_buffers=False,
+                                       find_unused_parameters=True)
 
 
 def sync_gradients(step, at_step_end: bool):
