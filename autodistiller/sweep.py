@@ -25,6 +25,7 @@ import warnings
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from autodistiller.space import SearchSpace
+from builders.devices import usable_cpus
 
 __all__ = ["SweepOptions", "TrialRunner", "run_sweep", "teacher_info", "study_storage",
            "config_columns"]
@@ -327,7 +328,7 @@ def run_sweep(options: SweepOptions) -> Dict[str, Any]:
                                 direction="maximize", load_if_exists=True)
     start = len(study.trials)
     target = start + options.trials
-    jobs = min(options.jobs, os.cpu_count() or 1, options.trials)
+    jobs = min(options.jobs, usable_cpus(), options.trials)
     log.info("study %s: %d trials so far, running %d more in %d process(es)", options.name,
              start, options.trials, jobs)
     if jobs == 1:

@@ -36,6 +36,7 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from builders.devices import usable_cpus  # noqa: E402
 from taskdata.paths import shared_data  # noqa: E402
 
 GLUE = shared_data("glue")
@@ -269,7 +270,7 @@ def main(argv=None) -> int:
     ap.add_argument("--error-sample", type=int, default=300)
     ap.add_argument("--reader-gb", type=float, default=1.0)
     ap.add_argument("--reader-seconds", type=float, default=20.0)
-    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--threads", type=int, default=usable_cpus())
     ap.add_argument("--max-tokens-per-batch", type=int, default=2048)
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", default=None, help="also write the figures to this file")

@@ -26,7 +26,8 @@ from .manifest import (CORPUS_DIR, MANIFEST, SHARD_DIR, atomic_write_bytes, lock
 from .shards import ShardInfo, read_shard_table, write_shard_file, write_table_file
 from .spec import CacheSpec
 
-__all__ = ["TeacherCache", "CacheSpec", "ShardInfo", "CORPUS_FIELDS", "check_corpus_name"]
+__all__ = ["TeacherCache", "CacheSpec", "ShardInfo", "CORPUS_FIELDS", "check_corpus_name",
+           "corpus_item"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,24 @@ def check_corpus_name(name: str) -> None:
     if not _CORPUS_NAME.match(name or ""):
         raise ValueError(f"corpus name {name!r} must be 1-200 characters of letters, digits "
                          "and . _ + = - (not starting with punctuation)")
+
+
+def corpus_item(row: Dict[str, Any], index: int = 0) -> Dict[str, Any]:
+    """The stored form of a corpus row (the fields of CORPUS_FIELDS, plus MIXUP_FIELDS for a
+    mixup row); ValueError naming row `index` when a field is missing. A corpus file holds one
+    ``json.dumps(item, sort_keys=True)`` line per row."""
+    if "id" not in row or "key" not in row:
+        raise ValueError(f"corpus row {index} lacks 'id' or 'key': {row!r}")
+    item = {"id": row["id"], "key": row["key"], "label": row.get("label"),
+            "parent_id": row.get("parent_id"), "chain": row.get("chain", "original"),
+            "copy": int(row.get("copy", 0))}
+    if row.get("mix_key_a") is not None:
+        missing_fields = [f for f in MIXUP_FIELDS if f not in row]
+        if missing_fields:
+            raise ValueError(f"mixup corpus row {index} lacks {missing_fields}: {row!r}")
+        item.update({f: row[f] for f in MIXUP_FIELDS})
+        item["mix_lam"] = float(item["mix_lam"])
+    return item
 
 
 class TeacherCache:
@@ -151,32 +170,45 @@ class TeacherCache:
         """Write outputs (Teacher.score dicts) as an uncommitted, invisible shard."""
         return write_shard_file(os.path.join(self.path, SHARD_DIR), self.spec, outputs, name)
 
-    def commit(self, shard_infos: Sequence[ShardInfo]) -> List[ShardInfo]:
+    def commit(self, shard_infos: Sequence[ShardInfo], *,
+               known: Optional[Iterable[str]] = None) -> List[ShardInfo]:
         """Make shards visible: one atomic manifest replace under the lock. Keys already present
         (committed by anyone) are skipped; a partly duplicate shard is rewritten without them.
-        Returns the shards actually added."""
+        Returns the shards actually added.
+
+        known: shards committed when the caller chose the keys to score (a build's snapshot):
+        keys are then checked only against shards committed since (usually none: nothing read,
+        memory flat), the new shards taken to hold distinct keys (a build scores each once)."""
         added: List[ShardInfo] = []
         with locked(self.path):
             manifest = read_manifest(self.path)
             committed = {s["name"] for s in manifest["shards"]}
-            present = self._key_set(manifest)
+            if known is None:
+                present = self._key_set(manifest)
+            else:
+                known = set(known)
+                present = self._key_set({"shards": [s for s in manifest["shards"]
+                                                    if s["name"] not in known]})
             for info in shard_infos:
                 if info.name in committed:
                     continue                       # a retried bundle: already there
-                keys = list(info.keys) or self._keys_of(info)
-                fresh = [k for k in keys if k not in present]
-                if not fresh:
-                    self._discard(info.name)
-                    continue
-                if len(fresh) < len(keys):
-                    info = self._rewrite_without(info, set(fresh))
-                    if info.name in committed:
+                fresh = None                       # None: nothing to check the keys against
+                if known is None or present:
+                    keys = list(info.keys) or self._keys_of(info)
+                    fresh = [k for k in keys if k not in present]
+                    if not fresh:
+                        self._discard(info.name)
                         continue
+                    if len(fresh) < len(keys):
+                        info = self._rewrite_without(info, set(fresh))
+                        if info.name in committed:
+                            continue
                 self._check_written(info)
                 manifest["shards"].append(info.to_manifest())
                 committed.add(info.name)
-                present.update(fresh)
-                self._shard_keys[info.name] = fresh
+                if fresh is not None:
+                    present.update(fresh)
+                    self._shard_keys[info.name] = fresh
                 added.append(info)
             if added:
                 manifest["stats"] = _stats(manifest)
@@ -229,20 +261,7 @@ class TeacherCache:
         a dict: labels, kind, metrics), recorded in the manifest so that training and evaluation
         need no task flags; labelled False marks a corpus whose rows carry no gold label."""
         check_corpus_name(name)
-        clean = []
-        for i, row in enumerate(rows):
-            if "id" not in row or "key" not in row:
-                raise ValueError(f"corpus row {i} lacks 'id' or 'key': {row!r}")
-            item = {"id": row["id"], "key": row["key"], "label": row.get("label"),
-                    "parent_id": row.get("parent_id"), "chain": row.get("chain", "original"),
-                    "copy": int(row.get("copy", 0))}
-            if row.get("mix_key_a") is not None:
-                missing_fields = [f for f in MIXUP_FIELDS if f not in row]
-                if missing_fields:
-                    raise ValueError(f"mixup corpus row {i} lacks {missing_fields}: {row!r}")
-                item.update({f: row[f] for f in MIXUP_FIELDS})
-                item["mix_lam"] = float(item["mix_lam"])
-            clean.append(item)
+        clean = [corpus_item(row, i) for i, row in enumerate(rows)]
         if not allow_missing:
             absent = self.missing(r["key"] for r in clean)
             if absent:

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .batching import plan_batches
+from .devices import usable_cpus
 from .keys import cache_key as _cache_key
 from .spec import BACKENDS, POOLINGS, CacheSpec, default_layers
 
@@ -153,7 +154,7 @@ class Teacher:
         if self.device.type != "cuda" and cfg.amp == "fp16":
             raise ValueError("amp 'fp16' is for GPUs; on a CPU use amp 'bf16' (or 'off')")
         if self.device.type == "cpu":
-            threads = cfg.num_threads or len(os.sched_getaffinity(0))
+            threads = cfg.num_threads or usable_cpus()
             torch.set_num_threads(max(1, threads))
         limit = getattr(model.config, "max_position_embeddings", None)
         if limit is not None and cfg.max_length > limit:

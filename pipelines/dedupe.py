@@ -8,7 +8,7 @@ the same shuffle.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Iterator, Tuple
+from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 import apache_beam as beam
 
@@ -65,16 +65,41 @@ def _missing_representative(item) -> Iterator[Tuple[str, Dict[str, Any]]]:
     yield pick_representative((key, todo))
 
 
+def _key_count(item, label: str) -> Tuple[str, Tuple[int, int]]:
+    """(label, (1, 1 if cached else 0)) for a key the records hold, (label, (0, 0)) otherwise."""
+    _, groups = item
+    if not any(True for _ in groups["todo"]):
+        return label, (0, 0)
+    return label, (1, int(any(True for _ in groups["cached"])))
+
+
+def _sum_pairs(pairs: Iterable[Tuple[int, int]]) -> Tuple[int, int]:
+    distinct = hits = 0
+    for d, h in pairs:
+        distinct, hits = distinct + d, hits + h
+    return distinct, hits
+
+
 class MissingKeys(beam.PTransform):
     """keyed records → (key, the record with the smallest id) per distinct key that `cached`
-    (a PCollection of (key, _)) lacks, in a single shuffle."""
+    (a PCollection of (key, _)) lacks, in a single shuffle.
 
-    def __init__(self, cached):
+    With ``count=LABEL`` it returns (missing, counts): counts holds at most one element,
+    (LABEL, (distinct keys of the records, of them already cached)), summed on the workers (a
+    combine), so the last step learns the corpus's distinct keys without gathering them."""
+
+    def __init__(self, cached, *, count: Optional[str] = None):
         super().__init__()
-        self.cached = cached
+        self.cached, self.count = cached, count
 
     def expand(self, records):
-        return ({"todo": records | "by_key" >> beam.Map(lambda r: (r["key"], r)),
-                 "cached": self.cached}
-                | "join_with_cache" >> beam.CoGroupByKey()
-                | "keep_missing" >> beam.FlatMap(_missing_representative))
+        joined = ({"todo": records | "by_key" >> beam.Map(lambda r: (r["key"], r)),
+                   "cached": self.cached}
+                  | "join_with_cache" >> beam.CoGroupByKey())
+        missing = joined | "keep_missing" >> beam.FlatMap(_missing_representative)
+        if self.count is None:
+            return missing
+        counts = (joined
+                  | "count_keys" >> beam.Map(_key_count, self.count)
+                  | "sum_counts" >> beam.CombinePerKey(_sum_pairs))
+        return missing, counts

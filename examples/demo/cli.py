@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Dict, List, Optional
 
+from builders.devices import usable_cpus
 from examples.demo import run as demo_module
 from examples.demo.run import DemoOptions, run_demo
 from pipelines.console import configure
@@ -57,7 +58,7 @@ def print_report(res: Dict, opts: DemoOptions, total_s: float) -> None:
     for k, v in res["paths"].items():
         print(f"  {k}: {v}")
     print(f"  table: {os.path.join(opts.out, 'demo.png')}")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
+    print(f"machine: {platform.machine()}, {usable_cpus()} usable CPU cores, "
           f"Python {platform.python_version()}")
 
 
