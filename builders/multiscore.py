@@ -38,8 +38,7 @@ def load_replicas(config: "TeacherConfig", devices: Sequence[str]) -> List["Teac
 def score_on_devices(teachers: Sequence["Teacher"], cache: "TeacherCache",
                      records: Sequence[Any], *, chunk: int = 2048) -> Dict[str, Any]:
     """`builders.scoring.score_into_cache` with one replica per device; same result dict."""
-    from .scoring import ShardWriter, score_into_cache
-    from .teacher import as_text_pair
+    from .scoring import ShardWriter, missing_records, score_into_cache, summary
 
     if len(teachers) == 1:
         return score_into_cache(teachers[0], cache, records, chunk=chunk)
@@ -49,14 +48,7 @@ def score_on_devices(teachers: Sequence["Teacher"], cache: "TeacherCache",
     if len(fingerprints) != 1 or len({t.compute_dtype for t in teachers}) != 1:
         raise ValueError("the teacher replicas differ (fingerprint or precision): the devices "
                          "must run one teacher at one precision")
-    first = teachers[0]
-    keys = [first.cache_key(*as_text_pair(r)) for r in records]
-    todo = set(cache.missing(keys))
-    unique: Dict[str, Any] = {}
-    for r, k in zip(records, keys):
-        if k in todo and k not in unique:
-            unique[k] = r
-    pending, pending_keys = list(unique.values()), list(unique)
+    pending, pending_keys, reused = missing_records(teachers[0], cache, records)
     starts = range(0, len(pending), chunk)
     free: "queue.Queue" = queue.Queue()
     for teacher in teachers:
@@ -84,7 +76,4 @@ def score_on_devices(teachers: Sequence["Teacher"], cache: "TeacherCache",
                 writer.put(future.result())
     finally:
         added = writer.close()
-    reused = sum(1 for k in keys if k not in todo)
-    return {"scored": len(pending), "reused": reused,
-            "duplicates": len(records) - reused - len(pending),
-            "shards": len(added), "rows_committed": sum(i.rows for i in added)}
+    return summary(records, pending, reused, added)
