@@ -15,7 +15,8 @@ from typing import List, Optional
 __all__ = ["main", "build_parser"]
 
 # Packages whose cli module registers subcommands, in the order shown by --help.
-_COMMAND_MODULES = ("augment.cli", "pipelines.build_cli", "builders.cli", "distill_train.cli")
+_COMMAND_MODULES = ("augment.cli", "augment.mlm_cli", "pipelines.build_cli", "builders.cli",
+                    "distill_train.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
