@@ -18,12 +18,17 @@ seeds (every configuration on --full-tasks, --other-configs elsewhere):
   pred+mi       + MI-alpha (alpha 0.9, transformer critic, w_inter 0.1: at 1 its gradients
                 drown the prediction loss's, see distill_train/objective.py)
   pred+mse+aug  pred+mse on the EDA-augmented corpus
+  pred+ctx      pred on a corpus augmented by contextual substitution with a real masked LM
+                (--mlm-model, built by `make mlm`; aug_p 0.3, 2 copies per example)
+  pred+ctx+swap pred on the study's chain: contextual substitution then random swap (0.3 each)
   pred+mixup    pred on the originals plus one offline mixup pair per record (teacher scored the
                 interpolated embeddings in the build; RTE and STS-B only, see --mixup-tasks)
   online        pred+mse with the teacher run online on every batch (same metric, time saved)
 
 Writes results.json (every run), results.md (mean +- std per configuration) and results.png
-(dev metric per configuration). Finished runs are kept, so an interrupted run continues.
+(dev metric per configuration). Finished runs are kept, so an interrupted run continues;
+--keep PATH carries the rows (task, configuration) of an earlier results.json this call does not
+run.
 Not run in CI: it trains about 80 students (see README for the time it took on 2 CPU cores).
 """
 from __future__ import annotations
@@ -51,7 +56,13 @@ CONFIGS = {
     "pred+mi": dict(pred_loss="kl", inter_loss="mi", mi_alpha=0.9, w_inter=0.1),
     "pred+mse+aug": dict(pred_loss="kl", inter_loss="mse", corpus="aug"),
     "pred+mixup": dict(pred_loss="kl", inter_loss="none", corpus="mixup"),
+    "pred+ctx": dict(pred_loss="kl", inter_loss="none", corpus="ctx"),
+    "pred+ctx+swap": dict(pred_loss="kl", inter_loss="none", corpus="ctx+swap"),
 }
+# corpora augmented with the masked LM (--mlm-model): the study's contextual augmenter (nucleus
+# sampling, top-p 0.8) alone and chained with its random augmenter, aug_p 0.3 each
+MLM_POLICIES = {"ctx": "contextual(model={mlm}):0.3,copies=2",
+                "ctx+swap": "contextual(model={mlm}):0.3+eda_swap:0.3,copies=2"}
 
 
 def per_task(spec: str) -> Dict[str, str]:
@@ -109,6 +120,17 @@ def prepare_task(task: str, args) -> Dict[str, str]:
     paths = {"root": root, "runs": runs, "cache": cache, "teacher": teacher,
              "train_file": train_file, "dev_file": dev_file, "plain": names[0], "aug": names[-1],
              "dev": next(iter(dv["corpora"])), "max_length": str(max_len), "keep": keep}
+    configs = args.configs if task in args.full_tasks.split(",") else args.other_configs
+    for name in configs.split(","):
+        corpus = CONFIGS.get(name, {}).get("corpus")
+        if corpus in MLM_POLICIES and corpus not in paths:
+            if not os.path.isdir(args.mlm_model):
+                raise SystemExit(f"{name} needs the masked LM {args.mlm_model!r}: build it with "
+                                 "`make mlm` (or give --mlm-model)")
+            policy = MLM_POLICIES[corpus].format(mlm=args.mlm_model)
+            built = build_distill_set(BuildOptions(input=train_file, split=split,
+                                                   augment=policy, **common))
+            paths[corpus] = list(built["corpora"])[-1]
     if task in args.mixup_tasks.split(","):
         mx = build_distill_set(BuildOptions(input=train_file, split=split, mixup=1, **common))
         paths["mixup"] = list(mx["corpora"])[-1]
@@ -224,7 +246,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=DEFAULT_DATA)
     p.add_argument("--tasks", default="sst2,rte,stsb")
     p.add_argument("--configs", default="nokd,pred,pred+mse,pred+cos,pred+pkd,pred+mi,"
-                   "pred+mse+aug,pred+mixup,online")
+                   "pred+mse+aug,pred+mixup,pred+ctx,pred+ctx+swap,online")
     p.add_argument("--mixup-tasks", default="rte,stsb",
                    help="tasks whose build adds offline mixup pairs (the pred+mixup rows)")
     p.add_argument("--seeds", type=int, default=3)
@@ -252,6 +274,11 @@ def main(argv=None) -> int:
     p.add_argument("--teacher-epochs", type=int, default=3)
     p.add_argument("--teacher-lr", type=float, default=5e-5)
     p.add_argument("--policy", default="eda_synonym:0.1+eda_swap:0.1,copies=2")
+    p.add_argument("--mlm-model", default=os.path.join("runs", "mlm", "minilm-glue"),
+                   help="the masked LM of the pred+ctx rows (default: what `make mlm` builds)")
+    p.add_argument("--keep", help="an earlier results.json: its rows (task, configuration) "
+                   "that this call does not run stay in the table, e.g. "
+                   "benchmarks/results/results.json")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import transformers
@@ -275,6 +302,12 @@ def main(argv=None) -> int:
                 results[task].setdefault(name, []).append(res)
                 print(f"{task} {name} seed {seed}: {res['best_metric']:.2f} "
                       f"({res['wall_time_s']:.0f} s)", flush=True)
+    results = {t: v for t, v in results.items() if v}  # tasks with finished runs only
+    if args.keep:
+        with open(args.keep, encoding="utf-8") as fh:
+            earlier = json.load(fh)
+        results = {t: {**earlier.get(t, {}), **results.get(t, {})}
+                   for t in list(earlier) + [t for t in results if t not in earlier]}
     table = summarise(results)
     with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as fh:
         json.dump(results, fh, indent=1)
