@@ -377,7 +377,10 @@ def _finish(config: MlmAdaptConfig, model, tokenizer, state, corpus: Corpus, bas
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
         files = sorted(os.listdir(tmp))
-        for name in files:
+        umask = os.umask(0)
+        os.umask(umask)
+        for name in files:  # some writers create 0600 files: make them as readable as others
+            os.chmod(os.path.join(tmp, name), 0o666 & ~umask)
             os.replace(os.path.join(tmp, name), os.path.join(config.output, name))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
