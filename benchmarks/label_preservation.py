@@ -9,9 +9,9 @@ at the same rate (aug_p 0.3: EDA synonym replacement, the contextual augmenter's
 sampling, TinyBERT's flavour with p_t 0.3 and K = 15, and for reference random swap and the
 study's contextual + swap chain). The teacher (a fine-tuned SST-2 classifier) labels originals
 and copies; a copy "keeps" its label when the teacher's argmax is unchanged. Also printed: the
-share of words actually changed, copies lost to no-ops or duplicates, the mean drop of the
-teacher's probability of the original's label, and a few sentences side by side. Figures go to
-stdout (--json FILE writes them too); nothing else is written.
+share of the original's words a copy no longer holds, copies lost to no-ops or duplicates, the
+mean drop of the teacher's probability of the original's label, and a few sentences side by
+side. Figures go to stdout (--json FILE writes them too); nothing else is written.
 """
 from __future__ import annotations
 
@@ -54,13 +54,16 @@ def teacher_probs(model, tokenizer, texts: List[str], batch: int = 64):
     return torch.cat(out) if out else torch.zeros((0, model.config.num_labels))
 
 
-def changed_share(a: str, b: str) -> float:
+def replaced_share(a: str, b: str) -> float:
+    """The share of the original's words that the copy no longer holds (as a multiset: a swap
+    replaces nothing; a synonym of several words replaces one)."""
+    from collections import Counter
+
     from augment.words import split_words
 
-    wa, wb = [w.text for w in split_words(a)], [w.text for w in split_words(b)]
-    if len(wa) != len(wb):  # not a word-for-word edit: count the words not in place
-        return 1.0 - sum(x == y for x, y in zip(wa, wb)) / max(len(wa), 1)
-    return sum(x != y for x, y in zip(wa, wb)) / max(len(wa), 1)
+    wa = Counter(w.text.lower() for w in split_words(a))
+    wb = Counter(w.text.lower() for w in split_words(b))
+    return sum((wa - wb).values()) / max(sum(wa.values()), 1)
 
 
 def measure(sentences, policies: Dict[str, str], model, tokenizer, copies: int, seed: int):
@@ -82,8 +85,8 @@ def measure(sentences, policies: Dict[str, str], model, tokenizer, copies: int, 
         rows.append({"augmenter": name, "policy": spec, "copies": len(out),
                      "shortfall": copies * len(records) - len(out),
                      "label_kept": 100.0 * sum(kept) / max(1, len(kept)),
-                     "words_changed": 100.0 * statistics.mean(
-                         changed_share(sentences[p], c["text_a"]) for p, c in zip(parents, out)),
+                     "words_replaced": 100.0 * statistics.mean(
+                         replaced_share(sentences[p], c["text_a"]) for p, c in zip(parents, out)),
                      "prob_drop": statistics.mean(drop) if drop else 0.0})
         examples[name] = {p: c["text_a"] for p, c in reversed(list(zip(parents, out)))}
     return rows, examples, label
@@ -119,11 +122,11 @@ def main(argv=None) -> int:
                                     args.seed)
     print(f"# {len(sentences)} SST-2 dev sentences, aug_p {args.aug_p}, {args.copies} copies "
           f"each, teacher {args.teacher}, masked LM {args.mlm}")
-    print("| augmenter | teacher label kept % | words changed % | mean drop of p(label) | "
+    print("| augmenter | teacher label kept % | words replaced % | mean drop of p(label) | "
           "copies (shortfall) |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['augmenter']} | {r['label_kept']:.1f} | {r['words_changed']:.1f} | "
+        print(f"| {r['augmenter']} | {r['label_kept']:.1f} | {r['words_replaced']:.1f} | "
               f"{r['prob_drop']:.3f} | {r['copies']} ({r['shortfall']}) |")
     names = ("negative", "positive")
     shown = 0
