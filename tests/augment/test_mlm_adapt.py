@@ -3,6 +3,7 @@ here on SST-2) becomes a masked LM that learns, resumes to the same weights afte
 loaded by the contextual augmenter."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 
@@ -18,6 +19,7 @@ from tests.tinymodels import tiny_bert_encoder
 
 from .augment_testlib import SST2_DEV, SST2_TRAIN, sst2_sentences
 
+RESULTS_SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "results.py")
 SPECIAL = ("[CLS]", "[SEP]", "[MASK]", "[PAD]", "[UNK]", "##")
 
 
@@ -209,7 +211,25 @@ def test_cli_reads_tasks_freezes_and_refuses_clearly(tmp_path, encoder, corpus_t
     assert "has only 2 layers" in capsys.readouterr().err
 
 
-def test_a_missing_masked_lm_says_how_to_build_one(tmp_path):
-    aug = create("contextual", model=str(tmp_path / "runs" / "mlm" / "none"))
+def test_a_missing_masked_lm_says_how_to_build_one(tmp_path, capsys):
+    missing = str(tmp_path / "runs" / "mlm" / "none")
+    aug = create("contextual", model=missing)
     with pytest.raises(FileNotFoundError, match="distiller mlm-adapt"):
         aug.load()
+    # the command line: one line, exit 2, nothing written
+    out = tmp_path / "out.jsonl"
+    assert main(["augment", "--input", SST2_DEV, "--task", "sst2", "--limit", "5", "--policy",
+                 f"contextual(model={missing}):0.3", "--output", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "mlm-adapt" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    # the results script refuses before it trains a teacher or builds a cache
+    spec = importlib.util.spec_from_file_location("results_script", RESULTS_SCRIPT)
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    runs = tmp_path / "results"
+    assert results.main(["--out", str(runs), "--tasks", "sst2,rte", "--configs",
+                         "nokd,pred+ctx,pred+ctx+swap", "--mlm-model", missing]) == 2
+    err = capsys.readouterr().err
+    assert "pred+ctx, pred+ctx+swap need the masked LM" in err and "make mlm" in err
+    assert not runs.exists()
