@@ -123,7 +123,7 @@ def test_head_learns_and_the_model_drives_contextual(tmp_path, encoder, corpus_t
     assert first["step"] == 0 and last["step"] == result["steps"] == len(losses) == 2 * 63
     assert first["top1"] < 3 * chance  # a fresh head guesses
     assert last["loss"] < first["loss"] - 0.4  # held-out loss falls
-    assert np.mean(losses[-20:]) < np.mean(losses[:20]) - 0.4  # training loss falls
+    assert np.mean(losses[-20:]) < np.mean(losses[:20]) - 0.3  # training loss falls (~0.4)
     assert last["top1"] > 8 * chance and last["top5"] > last["top1"]
     assert result["tied"] and result["fresh_head"]
     assert [h["reason"] for h in result["history"]].count("every") == 3
