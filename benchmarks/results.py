@@ -331,7 +331,7 @@ def main(argv=None) -> int:
     p.add_argument("--full-tasks", default="sst2,rte,stsb",
                    help="tasks that run every configuration in --configs; the others run "
                         "--other-configs (to fit the time: see README)")
-    p.add_argument("--other-configs", default="nokd,pred,pred+mse,pred+mse+aug,transfer")
+    p.add_argument("--other-configs", default="nokd,pred,pred+mse,pred+mse+aug,pred+ctx,transfer")
     p.add_argument("--transfer-pool", default="sst2=6000,mrpc=3076",
                    help="per task, the other training rows (labels dropped) that join the "
                    "labelled sample in the transfer set of the 'transfer' configuration")
