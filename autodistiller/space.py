@@ -25,7 +25,9 @@ Factor names are the trainer's own `TrainConfig` keys (distill_train/config.py) 
 `TrainConfig` keys too. A factor is a scalar (fixed), a list (choices), ``{choices: [...]}`` or a
 numeric range ``{low, high, log?, step?, type?: float|int}``. ``augmentation`` choices are
 ``none`` (the originals), an augmentation-policy spec (``eda_swap:0.3``; the corpus is
-``{task}-{split}+{policy.name}``) or ``corpus:NAME`` naming a cache corpus directly.
+``{task}-{split}+{policy.name}``) or ``corpus:NAME`` naming a cache corpus directly. A contextual
+step names its masked LM (``contextual(model=runs/mlm/minilm-glue):0.3``, a path relative to the
+directory the sweep runs in, or an HF name); only the sweep's build loads it.
 """
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ import traceback
 from typing import List, Optional
 
 import augment.cli
+import augment.mlm_cli
 import autodistiller.cli
 import builders.cli
 import distill_train.cli
@@ -24,8 +25,8 @@ from pipelines.console import configure, error_message
 __all__ = ["main", "build_parser"]
 
 # The packages' cli modules, in the order --help shows their subcommands.
-_COMMAND_MODULES = (augment.cli, pipelines.build_cli, builders.cli, distill_train.cli,
-                    autodistiller.cli)
+_COMMAND_MODULES = (augment.cli, augment.mlm_cli, pipelines.build_cli, builders.cli,
+                    distill_train.cli, autodistiller.cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

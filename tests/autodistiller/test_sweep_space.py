@@ -114,3 +114,20 @@ def test_fixed_keys_checked_against_trainer_config(tmp_path):
     pytest.importorskip("distill_train.config")
     with pytest.raises(SpaceError, match=r"unknown trainer setting\(s\) \['epoch'\]"):
         load_space(_write(tmp_path, "params: {student: [s]}\nfixed: {epoch: 3}"))
+
+
+def test_shipped_space_offers_contextual_augmentation():
+    """The shipped space names the masked LM `make mlm` builds; naming its corpus (what
+    `recommend` does) needs no model, and a sweep builds that corpus like the EDA one."""
+    from distill_train.sweep import needed_corpora
+    from distill_train.sweep_cli import DEFAULT_SPACE
+
+    space = load_space(DEFAULT_SPACE)
+    augs = next(p.choices for p in space.params if p.name == "augmentation")
+    ctx = [a for a in augs if a.startswith("contextual(")]
+    assert ctx == ["contextual(model=runs/mlm/minilm-glue):0.3,copies=2"]
+    names = {a: c for a, _, c in needed_corpora(space, "sst2")}
+    assert names[ctx[0]].startswith("sst2-train+contextual-p0.3-n2-")
+    config = space.to_train_config({"augmentation": ctx[0], "inter_loss": "none"}, task="sst2",
+                                   cache="/c", run_dir="/r")
+    assert config["train_corpus"] == names[ctx[0]]
