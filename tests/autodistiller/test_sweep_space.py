@@ -119,8 +119,8 @@ def test_fixed_keys_checked_against_trainer_config(tmp_path):
 def test_shipped_space_offers_contextual_augmentation():
     """The shipped space names the masked LM `make mlm` builds; naming its corpus (what
     `recommend` does) needs no model, and a sweep builds that corpus like the EDA one."""
-    from distill_train.sweep import needed_corpora
-    from distill_train.sweep_cli import DEFAULT_SPACE
+    from autodistiller.corpora import needed_corpora
+    from autodistiller.cli import DEFAULT_SPACE
 
     space = load_space(DEFAULT_SPACE)
     augs = next(p.choices for p in space.params if p.name == "augmentation")
