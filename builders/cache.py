@@ -5,7 +5,9 @@ Layout::
     cache/manifest.json      spec, schema version, committed shards (rows, bytes, sha256), corpora,
                              stats -- replaced atomically, last (it is the completion marker)
     cache/shards/*.parquet   committed shards (plus, invisibly, uncommitted ones)
-    cache/corpora/*.jsonl    corpus indexes: which keys (and labels) make a training set
+    cache/corpora/*.jsonl    corpus indexes: which keys (and labels) make a training set; a
+                             question-answering corpus has one row per context window and a
+                             NAME.questions.jsonl beside it (contexts, offsets, gold answers)
     cache/.lock              fcntl lock serialising commits
 
 A shard is visible only once the manifest lists it, so a killed writer leaves the cache as it was
@@ -34,6 +36,9 @@ CORPUS_FIELDS = ("id", "key", "label", "parent_id", "chain", "copy")
 # Mixup rows (issue 8) also carry their parents' keys, lambda and the partner's label: the trainer
 # interpolates the student's own embeddings of both parents with the same lambda.
 MIXUP_FIELDS = ("mix_key_a", "mix_key_b", "mix_lam", "mix_label_b")
+# Question-answering rows (one per context window, builders.qa_windows): the window, where its
+# context tokens are, the [CLS] position; their label is the gold [start, end] token positions.
+SPAN_FIELDS = ("window", "ctx_start", "ctx_end", "ctx_first", "cls_index")
 _CORPUS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
 
 
@@ -215,12 +220,16 @@ class TeacherCache:
     # ------------------------------------------------------------------ corpora
     def write_corpus(self, name: str, rows: Sequence[Dict[str, Any]], *,
                      allow_missing: bool = False, task: Optional[Dict[str, Any]] = None,
-                     labelled: bool = True) -> None:
+                     labelled: bool = True,
+                     questions: Optional[Sequence[Dict[str, Any]]] = None) -> None:
         """Atomically (re)write corpus `name`: rows {"id","key","label","parent_id","chain","copy"}.
         Every key must be committed unless allow_missing (a corpus pointing at absent teacher
         outputs would train on nothing silently). task: the corpus's task (a `taskdata.Task` as
         a dict: labels, kind, metrics), recorded in the manifest so that training and evaluation
-        need no task flags; labelled False marks a corpus whose rows carry no gold label."""
+        need no task flags; labelled False marks a corpus whose rows carry no gold label.
+        questions (question answering): one row per question {"id", "context", "offsets",
+        "answers", "is_impossible"} (builders.qa_windows.question_row), written beside the
+        corpus for decoding and scoring; rows then carry SPAN_FIELDS."""
         if not _CORPUS_NAME.match(name or ""):
             raise ValueError(f"corpus name {name!r} must be 1-200 characters of letters, digits "
                              "and . _ + = - (not starting with punctuation)")
@@ -237,6 +246,11 @@ class TeacherCache:
                     raise ValueError(f"mixup corpus row {i} lacks {missing_fields}: {row!r}")
                 item.update({f: row[f] for f in MIXUP_FIELDS})
                 item["mix_lam"] = float(item["mix_lam"])
+            if row.get("window") is not None:
+                missing_fields = [f for f in SPAN_FIELDS if f not in row]
+                if missing_fields:
+                    raise ValueError(f"window corpus row {i} lacks {missing_fields}: {row!r}")
+                item.update({f: int(row[f]) for f in SPAN_FIELDS})
             clean.append(item)
         if not allow_missing:
             absent = self.missing(r["key"] for r in clean)
@@ -248,31 +262,51 @@ class TeacherCache:
         import hashlib
 
         fname = f"{name}.jsonl"
+        qdata = None if questions is None else "".join(
+            json.dumps(q, sort_keys=True, ensure_ascii=False) + "\n" for q in questions
+        ).encode("utf-8")
         with locked(self.path):
+            if qdata is not None:
+                atomic_write_bytes(os.path.join(self.path, CORPUS_DIR, f"{name}.questions.jsonl"),
+                                   qdata)
             atomic_write_bytes(os.path.join(self.path, CORPUS_DIR, fname), data)
             manifest = read_manifest(self.path)
             entry = {"file": fname, "rows": len(clean),
                      "sha256": hashlib.sha256(data).hexdigest(), "labelled": bool(labelled)}
+            if qdata is not None:
+                entry["questions"] = {"file": f"{name}.questions.jsonl", "rows": len(questions),
+                                      "sha256": hashlib.sha256(qdata).hexdigest()}
             if task is not None:
                 entry["task"] = dict(task)
             manifest.setdefault("corpora", {})[name] = entry
             write_manifest(self.path, manifest)
         self._manifest = manifest
 
-    def read_corpus(self, name: str) -> List[Dict[str, Any]]:
-        import hashlib
-
+    def _corpus_entry(self, name: str) -> Dict[str, Any]:
         corpora = self.refresh().get("corpora", {})
         if name not in corpora:
             raise CacheError(f"cache {self.path!r} has no corpus {name!r}; it has "
                              f"{sorted(corpora)}")
-        entry = corpora[name]
+        return corpora[name]
+
+    def _read_checked(self, name: str, entry: Dict[str, Any]) -> List[Dict[str, Any]]:
+        import hashlib
+
         with open(os.path.join(self.path, CORPUS_DIR, entry["file"]), "rb") as fh:
             data = fh.read()
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-            raise CacheError(f"corpus {name!r} was altered after it was written (checksum "
-                             "mismatch): write it again")
+            raise CacheError(f"corpus {name!r} ({entry['file']}) was altered after it was "
+                             "written (checksum mismatch): write it again")
         return [json.loads(line) for line in data.decode("utf-8").splitlines() if line]
+
+    def read_corpus(self, name: str) -> List[Dict[str, Any]]:
+        return self._read_checked(name, self._corpus_entry(name))
+
+    def read_questions(self, name: str) -> Optional[List[Dict[str, Any]]]:
+        """The question rows of a question-answering corpus (see write_corpus), or None for a
+        corpus that has none."""
+        entry = self._corpus_entry(name).get("questions")
+        return None if entry is None else self._read_checked(name, entry)
 
     def corpora(self) -> List[str]:
         return sorted(self.refresh().get("corpora", {}))

@@ -77,14 +77,17 @@ def verify_cache(cache: "TeacherCache") -> List[str]:
                 problems.append(f"{info.name}: key {k} also stored in {seen[k]}")
                 break
             seen[k] = info.name
-    for name, entry in manifest.get("corpora", {}).items():
-        path = os.path.join(cache.path, CORPUS_DIR, entry["file"])
-        if not os.path.exists(path):
-            problems.append(f"corpus {name}: file {entry['file']} missing")
-            continue
-        with open(path, "rb") as fh:
-            if hashlib.sha256(fh.read()).hexdigest() != entry["sha256"]:
-                problems.append(f"corpus {name}: checksum mismatch (content altered)")
+    for name, corpus in manifest.get("corpora", {}).items():
+        # a question-answering corpus also has its question rows (contexts, offsets, answers)
+        for entry in [corpus] + ([corpus["questions"]] if corpus.get("questions") else []):
+            path = os.path.join(cache.path, CORPUS_DIR, entry["file"])
+            if not os.path.exists(path):
+                problems.append(f"corpus {name}: file {entry['file']} missing")
+                continue
+            with open(path, "rb") as fh:
+                if hashlib.sha256(fh.read()).hexdigest() != entry["sha256"]:
+                    problems.append(f"corpus {name}: {entry['file']} checksum mismatch "
+                                    "(content altered)")
     return problems
 
 
@@ -172,6 +175,7 @@ def merge_into(cache: "TeacherCache", other_path: str) -> List[ShardInfo]:
                                  "rename one before merging")
             continue
         cache.write_corpus(name, other.read_corpus(name), task=entry.get("task"),
-                           labelled=entry.get("labelled", True))
+                           labelled=entry.get("labelled", True),
+                           questions=other.read_questions(name))
     log.info("merged %s into %s: %d shard(s) added", other_path, cache.path, len(added))
     return added

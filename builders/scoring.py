@@ -28,11 +28,9 @@ def score_into_cache(teacher: "Teacher", cache: "TeacherCache", records: Sequenc
 
     A failure in a write re-raises here; chunks committed before it stay committed.
     """
-    from .teacher import as_text_pair
-
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    keys = [teacher.cache_key(*as_text_pair(r)) for r in records]
+    keys = [teacher.record_key(r) for r in records]
     todo = set(cache.missing(keys))
     unique: Dict[str, Any] = {}
     for r, k in zip(records, keys):

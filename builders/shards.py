@@ -88,9 +88,10 @@ def _check_output(o: Dict[str, Any], spec: CacheSpec) -> int:
     missing = [l for l in spec.attentions if l not in (o.get("attentions") or {})]
     if missing:
         raise ValueError(f"output for key {o.get('key')!r} lacks attentions of layers {missing}")
-    if len(o["logits"]) != spec.num_labels:
-        raise ValueError(f"output for key {o.get('key')!r} has {len(o['logits'])} logits, the "
-                         f"cache spec says {spec.num_labels}")
+    shape = tuple(np.shape(o["logits"]))
+    if shape != spec.logits_shape(n):
+        raise ValueError(f"output for key {o.get('key')!r} has logits of shape {shape}, the "
+                         f"cache spec says {spec.logits_shape(n)}")
     return n
 
 
@@ -248,7 +249,7 @@ def decode_row(cols: Dict[str, Any], r: int, spec: CacheSpec, *, layers: Sequenc
         full[idx] = vals
         out["logits"] = full
     else:
-        out["logits"] = tensor("logits", spec.logits_dtype, (spec.num_labels,))
+        out["logits"] = tensor("logits", spec.logits_dtype, spec.logits_shape(n))
     hshape = (n, spec.hidden_size) if spec.pooling == "none" else (spec.hidden_size,)
     out["hidden"] = {l: tensor(f"hidden_{l}", spec.dtype, hshape) for l in layers}
     if attentions:
