@@ -10,6 +10,11 @@ Corpus names written to the cache: ``f"{task}-{split}"`` for the originals and, 
 ``f"{task}-{split}+{policy.name}"`` for originals plus augmented copies (the task's own name: a
 built-in one or the user's). Each corpus records its task (labels, kind, metrics) in the cache, so
 training and evaluation read it from there.
+
+A span task (extractive question answering, SQuAD) takes the same steps with one more: its
+records (questions) are cut into context windows (pipelines.windows) before keying, and a window
+is what is scored, cached and indexed; augmentation changes the question only (the task's
+``augment_fields``) and happens before windowing.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from pipelines.keying import KeyRecords
 from pipelines.mixup import MixupPairs
 from pipelines.read import ReadCorpus
 from pipelines.score import ScoreWithTeacher
+from pipelines.windows import WindowRecords
 
 __all__ = ["BuildOptions", "BuildDistillSet", "BuildError", "build_distill_set", "corpus_names"]
 
@@ -65,6 +71,8 @@ class BuildOptions:
     dead_letters: Optional[str] = None  # JSONL of rejected rows; default next to the cache
     seed: int = 0                   # base seed of every augmentation choice
     max_length: int = 128           # teacher tokens per input (special tokens included)
+    doc_stride: int = 128           # span tasks: context tokens between window starts
+    max_query_length: int = 64      # span tasks: question tokens kept
     reject_long: bool = False       # over-long texts: dead letters (True) or truncated (False)
     labelled: bool = True           # False: an unlabelled corpus (texts only, label None)
     limit: Optional[int] = None     # read only the first N rows
@@ -100,6 +108,9 @@ class BuildOptions:
                              f"{self.mixup_alpha}")
         if not self.split:
             raise ValueError("split must be non-empty: it names the corpora written")
+        if self.task.is_span and self.mixup:
+            raise ValueError("mixup interpolates whole inputs of classification and regression "
+                             f"tasks; task {self.task.name} is question answering: drop --mixup")
         object.__setattr__(self, "beam_args", tuple(self.beam_args))
 
 
@@ -125,7 +136,9 @@ def _teacher_config(opts: BuildOptions, num_labels: Optional[int] = None):
         threads = max(1, len(os.sched_getaffinity(0)) // opts.workers)
     return TeacherConfig(model=opts.teacher, max_length=opts.max_length, layers=opts.layers,
                          pooling=opts.pooling, attentions=opts.attentions, num_threads=threads,
-                         amp=opts.amp, num_labels=num_labels)
+                         amp=opts.amp, num_labels=num_labels,
+                         head="span" if opts.task.is_span else "sequence",
+                         doc_stride=opts.doc_stride, max_query_length=opts.max_query_length)
 
 
 class BuildDistillSet(beam.PTransform):
@@ -144,18 +157,23 @@ class BuildDistillSet(beam.PTransform):
         o = self.opts
         originals, bad_rows = pbegin | "read" >> ReadCorpus(
             o.input, task=o.task, labelled=o.labelled, limit=o.limit)
-        keyed, too_long = originals | "key_originals" >> KeyRecords(
-            self.teacher_config, reject_long=o.reject_long, source=o.input,
-            batch_by_shuffle=self.batch_by_shuffle)
-        everything, dead = [keyed], [bad_rows, too_long]
-        if o.augment is not None:
-            copies = keyed | "augment" >> AugmentCorpus(
-                o.augment, base_seed=o.seed, batch_by_shuffle=self.batch_by_shuffle)
-            keyed_copies, long_copies = copies | "key_copies" >> KeyRecords(
+        if o.task.is_span:
+            everything, dead, questions = self._windows(originals, bad_rows)
+        else:
+            keyed, too_long = originals | "key_originals" >> KeyRecords(
                 self.teacher_config, reject_long=o.reject_long, source=o.input,
                 batch_by_shuffle=self.batch_by_shuffle)
-            everything.append(keyed_copies)
-            dead.append(long_copies)
+            everything, dead = [keyed], [bad_rows, too_long]
+            questions = pbegin | "no_questions" >> beam.Create([])
+            if o.augment is not None:
+                copies = keyed | "augment" >> AugmentCorpus(
+                    o.augment, base_seed=o.seed, fields=o.task.augment_fields,
+                    batch_by_shuffle=self.batch_by_shuffle)
+                keyed_copies, long_copies = copies | "key_copies" >> KeyRecords(
+                    self.teacher_config, reject_long=o.reject_long, source=o.input,
+                    batch_by_shuffle=self.batch_by_shuffle)
+                everything.append(keyed_copies)
+                dead.append(long_copies)
         records = everything | "originals_and_copies" >> beam.Flatten()
         cached = pbegin | "cached_keys" >> CachedKeys(o.cache)
         shards = (records
@@ -166,10 +184,29 @@ class BuildDistillSet(beam.PTransform):
                       progress_dir=self.progress_dir))
         pairs, shards = self._mixup(records, cached, shards)
         dead_letters = dead | "all_dead_letters" >> beam.Flatten()
-        return (shards, records, dead_letters, pairs) | "commit" >> CommitAndIndex(
+        return (shards, records, dead_letters, pairs, questions) | "commit" >> CommitAndIndex(
             cache_path=o.cache, corpus_names=self.names, dead_letter_path=self.dead_letter_path,
             summary_path=self.summary_path, mixup=bool(o.mixup), task=o.task.to_dict(),
             labelled=o.labelled)
+
+    def _windows(self, originals, bad_rows):
+        """Span tasks: ([window records], [dead letters], question rows); copies (the question
+        augmented) are made from the question records, then windowed like the originals."""
+        o = self.opts
+        windows, questions, too_long = originals | "window_originals" >> WindowRecords(
+            self.teacher_config, reject_long=o.reject_long, source=o.input,
+            batch_by_shuffle=self.batch_by_shuffle)
+        everything, dead = [windows], [bad_rows, too_long]
+        if o.augment is not None:
+            copies = originals | "augment" >> AugmentCorpus(
+                o.augment, base_seed=o.seed, fields=o.task.augment_fields,
+                batch_by_shuffle=self.batch_by_shuffle)
+            copy_windows, _, long_copies = copies | "window_copies" >> WindowRecords(
+                self.teacher_config, reject_long=o.reject_long, source=o.input,
+                question_rows=False, batch_by_shuffle=self.batch_by_shuffle)
+            everything.append(copy_windows)
+            dead.append(long_copies)
+        return everything, dead, questions
 
     def _mixup(self, records, cached, shards):
         """(mixup pair rows, all shards): pairs drawn and scored when mixup is on."""
@@ -245,7 +282,7 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     """Run one build; returns the summary: records_read, augmented_copies, cache_hits,
     newly_scored, dead_letters (+ reasons), bytes_written, seconds, beam_counters, ..."""
     from builders.cache import TeacherCache
-    from builders.teacher import Teacher
+    from builders.teacher import make_teacher
     from pipelines.batching import uses_shuffle_batching
     from pipelines.runners import is_local_runner, runner_context
 
@@ -258,7 +295,7 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     task, num_labels = fit_teacher_to_task(opts.teacher, opts.task)
     opts = dataclasses.replace(opts, task=task)
     teacher_config = _teacher_config(opts, num_labels)
-    teacher = Teacher(teacher_config).load()
+    teacher = make_teacher(teacher_config).load()
     # a spec mismatch is an error here, before any work
     cache = TeacherCache.open_or_create(opts.cache, teacher.spec(opts.dtype))
     del teacher

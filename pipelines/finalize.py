@@ -28,6 +28,10 @@ _REASON_CATEGORIES = (
     ("missing label", re.compile(r"^missing label")),
     ("unknown label", re.compile(r"^unknown label|^label .* is not")),
     ("text too long", re.compile(r"^text over the length limit")),
+    ("malformed row", re.compile(r"^malformed entry")),
+    ("answer not in context", re.compile(r"^answer text .* is not at its answer_start")),
+    ("no answer", re.compile(r"^question without an answer")),
+    ("duplicate id", re.compile(r"^duplicate question id")),
 )
 
 
@@ -40,10 +44,16 @@ def reason_category(reason: str) -> str:
 
 
 def corpus_row(record: Dict[str, Any]) -> Dict[str, Any]:
-    """The corpus-index row of a keyed record (originals: parent_id None, chain 'original')."""
-    return {"id": record["id"], "key": record["key"], "label": record.get("label"),
-            "parent_id": record.get("parent_id"), "chain": record.get("chain", "original"),
-            "copy": int(record.get("copy", 0))}
+    """The corpus-index row of a keyed record (originals: parent_id None, chain 'original');
+    a question-answering window keeps its window fields (builders.cache.SPAN_FIELDS)."""
+    from builders.cache import SPAN_FIELDS
+
+    row = {"id": record["id"], "key": record["key"], "label": record.get("label"),
+           "parent_id": record.get("parent_id"), "chain": record.get("chain", "original"),
+           "copy": int(record.get("copy", 0))}
+    if record.get("window") is not None:
+        row.update({f: record[f] for f in SPAN_FIELDS})
+    return row
 
 
 def _write_jsonl_atomic(path: str, rows: Iterable[Dict[str, Any]]) -> None:
@@ -68,7 +78,7 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str],
     from builders.cache import TeacherCache
 
     _, items = item
-    infos, rows, dead, mixed = [], [], [], []
+    infos, rows, dead, mixed, questions = [], [], [], [], []
     truncated = 0
     for kind, value, *extra in items:
         if kind == "shard":
@@ -80,14 +90,19 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str],
             dead.append(value)
         elif kind == "mix":
             mixed.append(value)
+        elif kind == "question":
+            questions.append(value)
     cache = TeacherCache.open(cache_path)
     before = {name: dict(entry) for name, entry in cache.manifest.get("corpora", {}).items()}
     infos.sort(key=lambda i: i.name)
     added = cache.commit(infos)
-    rows.sort(key=lambda r: r["id"])
+    rows.sort(key=lambda r: (r["id"], r.get("window") or 0))
     originals = [r for r in rows if r["parent_id"] is None]
     plain_names = corpus_names[:-1] if mixup else corpus_names
+    span = any(r.get("window") is not None for r in rows) or bool(questions)
     meta = dict(task=task, labelled=labelled)
+    if span:   # question rows: decoding and scoring of each corpus (copies use their parent's)
+        meta["questions"] = sorted(questions, key=lambda q: q["id"])
     cache.write_corpus(plain_names[0], originals, **meta)
     if len(plain_names) > 1:
         cache.write_corpus(plain_names[1], rows, **meta)
@@ -108,9 +123,10 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str],
     unique_keys = len({r["key"] for r in rows})
     mixup_keys = len({r["key"] for r in mixed})
     scored = sum(i.rows for i in infos)  # records' and mixup pairs' outputs alike
+    n_originals = len({r["id"] for r in originals})   # windows of a question share its id
     summary = {
-        "records_read": len(originals),
-        "augmented_copies": len(rows) - len(originals),
+        "records_read": n_originals,
+        "augmented_copies": len({r["id"] for r in rows}) - n_originals,
         "unique_keys": unique_keys,
         "newly_scored": scored,
         "cache_hits": unique_keys + mixup_keys - scored,  # of records' and pairs' keys
@@ -128,6 +144,8 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str],
         "corpora_replaced": replaced,
         "dead_letter_file": dead_letter_path,
     }
+    if span:
+        summary["windows"] = len(rows)
     _write_jsonl_atomic(summary_path, [summary])
     return summary
 
@@ -144,12 +162,13 @@ class CommitAndIndex(beam.PTransform):
                            mixup=mixup, task=task, labelled=labelled)
 
     def expand(self, inputs):
-        shard_infos, records, dead_letters, pairs = inputs
+        shard_infos, records, dead_letters, pairs, questions = inputs
         tagged = (
             shard_infos | "tag_shards" >> beam.Map(lambda i: ("shard", i)),
             records | "tag_rows" >> beam.Map(lambda r: ("row", corpus_row(r), r["truncated"])),
             dead_letters | "tag_dead" >> beam.Map(lambda d: ("dead", d)),
             pairs | "tag_pairs" >> beam.Map(lambda p: ("mix", mixup_corpus_row(p))),
+            questions | "tag_questions" >> beam.Map(lambda q: ("question", q)),
             # one element always present, so an empty corpus still gets its summary
             shard_infos.pipeline | "always_one" >> beam.Create([("start", None)]),
         )

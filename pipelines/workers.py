@@ -34,9 +34,9 @@ def loads_in_process(kind: str) -> int:
 def get_teacher(config) -> Any:
     """The loaded `builders.teacher.Teacher` for a `TeacherConfig` (frozen, hashable)."""
     def load():
-        from builders.teacher import Teacher
+        from builders.teacher import make_teacher
 
-        return Teacher(config).load()
+        return make_teacher(config).load()
 
     return process_singleton("teacher", config, load)
 
