@@ -27,7 +27,7 @@ from augment.seeding import derive_seed
 
 from .assemble import assemble, resolve_run_task
 from .config import TrainConfig
-from .forward import evaluate, student_forward, to_device
+from .forward import evaluate, logits_of, student_forward, to_device
 from .runlog import RunLog, load_checkpoint, save_checkpoint
 
 __all__ = ["TrainResult", "train", "param_groups", "clip_apart", "linear_schedule"]
@@ -205,7 +205,7 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
             batch = to_device(batch, device)
             with (autocast() if autocast else contextlib.nullcontext()):
                 out = student_forward(model, batch, hidden=need_hidden, attentions=need_attn)
-                loss, loss_parts = objective(student_logits=out.logits,
+                loss, loss_parts = objective(student_logits=logits_of(out),
                                              student_hidden=out.hidden_states,
                                              student_attn=out.attentions, batch=batch)
             scaler.scale(loss / in_group).backward()
