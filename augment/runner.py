@@ -10,8 +10,6 @@ from .seeding import derive_seed
 __all__ = ["run_policy"]
 
 _TEXTS = ("text_a", "text_b")
-# what a copy gets of its own (the rest of the original's fields it carries over unchanged)
-_PROVENANCE = ("id", "parent_id", "chain", "copy", "seed")
 
 
 def run_policy(policy, records: Sequence[Dict[str, Any]], base_seed: int, *,
@@ -70,10 +68,11 @@ def run_policy(policy, records: Sequence[Dict[str, Any]], base_seed: int, *,
     copies = []
     for r, rec in enumerate(records):
         for k, (c, a, b) in enumerate(accepted[r]):
-            carried = {key: v for key, v in rec.items() if key not in _PROVENANCE + _TEXTS}
-            copies.append(dict(carried, id=f"{ids[r]}#{name}#{k}", text_a=a, text_b=b,
-                               label=rec.get("label"), parent_id=ids[r], chain=name, copy=k,
-                               seed=derive_seed(base_seed, ids[r], name, c)))
+            copy = {"id": f"{ids[r]}#{name}#{k}", "text_a": a, "text_b": b,
+                    "label": rec.get("label"), "parent_id": ids[r], "chain": name, "copy": k,
+                    "seed": derive_seed(base_seed, ids[r], name, c)}
+            copy.update((key, v) for key, v in rec.items() if key not in copy)
+            copies.append(copy)
     stats["produced"] = len(copies)
     stats["shortfall"] = stats["requested"] - len(copies)
     stats.setdefault("noop", 0)
