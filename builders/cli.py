@@ -1,4 +1,4 @@
-"""`distiller cache info|stats|verify|merge` and `distiller score` (local scoring, no Beam).
+"""`distiller cache info|stats|verify|clean|merge` and `distiller score` (local scoring, no Beam).
 
 Only argparse at import time: torch/transformers/pyarrow load inside the command functions.
 """
@@ -26,6 +26,10 @@ def add_parsers(subparsers) -> None:
     p = csub.add_parser("verify", help="recompute checksums and schemas; exit 1 naming bad shards")
     p.add_argument("path")
     p.set_defaults(func=_cmd_verify)
+    p = csub.add_parser("clean", help="remove temp files of writers that are gone and unusable "
+                                      "uncommitted shards")
+    p.add_argument("path")
+    p.set_defaults(func=_cmd_clean)
     p = csub.add_parser("merge", help="merge the caches SOURCE... (same spec) into PATH")
     p.add_argument("path")
     p.add_argument("sources", nargs="+", metavar="SOURCE")
@@ -61,6 +65,10 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
                    help="teacher precision: auto = float32 on a CPU, bf16/fp16 on a GPU")
+    p.add_argument("--backend", default="eager", choices=["eager", "compile", "onnx"],
+                   help="what runs the teacher: eager PyTorch, compile = torch.compile (a warm-up "
+                   "of tens of seconds, then faster; README, Benchmarks), onnx = ONNX Runtime on "
+                   "a CPU (needs onnxruntime); recorded in the cache spec")
     add_task_arguments(p, labels_optional=True)
     p.set_defaults(func=_cmd_score)
 
@@ -89,10 +97,29 @@ def _cmd_verify(args) -> int:
     problems = cache.verify()
     for line in problems:
         print(f"BAD {line}")
+    for line in cache.leftovers():  # not failures: nothing committed depends on them
+        print(f"warning: {line}")
     if problems:
         print(f"{len(problems)} problem(s) in {cache.path}", file=sys.stderr)
         return 1
     print(f"ok: {len(cache.manifest['shards'])} shard(s), {len(cache)} example(s) verified")
+    return 0
+
+
+def _cmd_clean(args) -> int:
+    from .cache import TeacherCache
+
+    cache = TeacherCache.open(args.path)
+    done = cache.clean()
+    for tmp in done["temp_files"]:
+        print(f"removed {tmp.describe()}")
+    for shard in done["shards"]:
+        print(f"removed uncommitted shard shards/{shard.name} ({shard.problem})")
+    for line in done["kept"]:
+        print(f"kept {line}")
+    removed = len(done["temp_files"]) + len(done["shards"])
+    print(f"clean: {removed} file(s) removed from {cache.path}" if removed
+          else f"clean: nothing to remove in {cache.path}")
     return 0
 
 
@@ -127,7 +154,7 @@ def _cmd_score(args) -> int:
     config = TeacherConfig(model=args.teacher, max_length=args.max_length, layers=layers,
                            pooling=args.pooling, attentions=args.attentions,
                            max_tokens_per_batch=args.max_tokens_per_batch, device=args.device,
-                           amp=args.amp, num_labels=num_labels,
+                           amp=args.amp, num_labels=num_labels, backend=args.backend,
                            head="span" if task.is_span else "sequence",
                            doc_stride=args.doc_stride, max_query_length=args.max_query_length)
     summary = score_file(config, input_path=args.input, task=task, cache_dir=args.cache,
@@ -137,6 +164,11 @@ def _cmd_score(args) -> int:
     for dl in summary.pop("dead_letter_examples", []):
         print(f"dead letter: row {dl['row']}: {dl['reason']}", file=sys.stderr)
     print(json.dumps(summary, indent=1, sort_keys=True))
+    if not summary["records"]:
+        what = (f"has no usable row ({summary['dead_letters']} dead letter(s))"
+                if summary["dead_letters"] else "holds no rows (is it the right file?)")
+        where = f": corpus {summary['corpus']} is empty" if summary.get("corpus") else ""
+        print(f"distiller score: warning: {args.input} {what}{where}", file=sys.stderr)
     return 0
 
 
@@ -159,9 +191,21 @@ def score_file(config, *, input_path: str, task, cache_dir: str, dtype: str = "f
     from .manifest import MANIFEST
     from .planning import length_histogram, plan
     from .scoring import score_into_cache
+    from .leftovers import remove_dead_temp_files
     from .teacher import make_teacher
+    from .vocab import record_vocabulary
 
     task = resolve_task(task)
+    name = corpus or f"{task.name}-{os.path.splitext(os.path.basename(input_path))[0]}"
+    if not dry_run:  # what the run writes, checked before the teacher scores anything
+        from .cache import check_corpus_name
+
+        try:
+            check_corpus_name(name)
+        except ValueError as exc:
+            raise ValueError(f"{exc}: pass --corpus NAME") from None
+        if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+            raise ValueError(f"--cache {cache_dir!r} is a file, not a cache directory")
     records, dead = [], []
     for rec in read_records(input_path, task, limit=limit, labelled=labelled):
         (dead if isinstance(rec, DeadLetter) else records).append(rec)
@@ -196,8 +240,9 @@ def score_file(config, *, input_path: str, task, cache_dir: str, dtype: str = "f
         return summary
     cache = (TeacherCache.open(cache_dir, spec) if os.path.exists(os.path.join(cache_dir, MANIFEST))
              else TeacherCache.create(cache_dir, spec))
+    record_vocabulary(cache, teacher.tokenizer)
+    remove_dead_temp_files(cache.path)
     result = score_into_cache(teacher, cache, records, chunk=chunk)
-    name = corpus or f"{task.name}-{os.path.splitext(os.path.basename(input_path))[0]}"
     cache.write_corpus(name, [dict(r, key=k, parent_id=None, chain="original", copy=0)
                               for r, k in zip(records, keys)],
                        task=task.to_dict(), labelled=labelled, questions=questions)

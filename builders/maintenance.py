@@ -1,22 +1,22 @@
 """verify and merge: whole-cache checks and combining two caches of one spec."""
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
-from typing import TYPE_CHECKING, List
+from typing import TYPE_CHECKING, List, Sequence, Tuple
 
 from .errors import CacheError, CorruptShardError
 from .manifest import CORPUS_DIR, SHARD_DIR
 from .shards import (SPEC_METADATA_KEY, ShardInfo, file_sha256, open_shard, shard_name_for,
                      shard_schema)
+from .tempnames import temp_path
 
 if TYPE_CHECKING:
     from .cache import TeacherCache
 
-__all__ = ["verify_cache", "merge_into", "adopt_uncommitted"]
+__all__ = ["verify_cache", "verify_corpora", "merge_into", "adopt_uncommitted"]
 
 log = logging.getLogger(__name__)
 
@@ -32,51 +32,60 @@ def _spec_problem(pf, cache: "TeacherCache", expected) -> str:
     return ""
 
 
+def _shard_problem(cache: "TeacherCache", info: ShardInfo, expected) -> Tuple[str, List[str]]:
+    """(what is wrong with a committed shard or '', its keys): size, sha256 of every byte,
+    Parquet footer, schema and embedded spec against the manifest's, row count."""
+    import pyarrow as pa
+
+    path = cache.shard_path(info.name)
+    if not os.path.exists(path):
+        return "missing (listed in the manifest, file not found)", []
+    size = os.path.getsize(path)
+    if size != info.bytes:
+        return (f"size {size} bytes, manifest says {info.bytes} "
+                f"({'truncated' if size < info.bytes else 'grown'})"), []
+    if file_sha256(path) != info.sha256:
+        return "checksum mismatch (content altered)", []
+    try:
+        pf = open_shard(path, info.name)
+        problem = _spec_problem(pf, cache, expected)
+        if problem:
+            return problem, []
+        if pf.metadata.num_rows != info.rows:
+            return f"{pf.metadata.num_rows} rows, manifest says {info.rows}", []
+        return "", pf.read(columns=["key"]).column("key").to_pylist()
+    except (CorruptShardError, pa.ArrowException, OSError, ValueError) as exc:
+        return f"unreadable ({exc})", []
+
+
 def verify_cache(cache: "TeacherCache") -> List[str]:
     """Problems found, one line each naming the shard or corpus ([] when the cache is sound).
 
     Recomputes every shard's sha256 and size, reads its Parquet footer, compares its schema and
     embedded spec with the manifest's, checks row counts and that no key is stored twice.
     """
-    import pyarrow as pa
-
     manifest = cache.refresh()
     problems: List[str] = []
     expected = shard_schema(cache.spec)
     seen: dict = {}
     for entry in manifest["shards"]:
         info = ShardInfo.from_manifest(entry)
-        path = cache.shard_path(info.name)
-        if not os.path.exists(path):
-            problems.append(f"{info.name}: missing (listed in the manifest, file not found)")
-            continue
-        size = os.path.getsize(path)
-        if size != info.bytes:
-            problems.append(f"{info.name}: size {size} bytes, manifest says {info.bytes} "
-                            f"({'truncated' if size < info.bytes else 'grown'})")
-            continue
-        if file_sha256(path) != info.sha256:
-            problems.append(f"{info.name}: checksum mismatch (content altered)")
-            continue
-        try:
-            pf = open_shard(path, info.name)
-            problem = _spec_problem(pf, cache, expected)
-            if problem:
-                problems.append(f"{info.name}: {problem}")
-                continue
-            if pf.metadata.num_rows != info.rows:
-                problems.append(f"{info.name}: {pf.metadata.num_rows} rows, manifest says "
-                                f"{info.rows}")
-                continue
-            keys = pf.read(columns=["key"]).column("key").to_pylist()
-        except (CorruptShardError, pa.ArrowException, OSError, ValueError) as exc:
-            problems.append(f"{info.name}: unreadable ({exc})")
+        problem, keys = _shard_problem(cache, info, expected)
+        if problem:
+            problems.append(f"{info.name}: {problem}")
             continue
         for k in keys:
             if k in seen:
                 problems.append(f"{info.name}: key {k} also stored in {seen[k]}")
                 break
             seen[k] = info.name
+    vocab = manifest.get("vocab")
+    if vocab:
+        path = os.path.join(cache.path, vocab["file"])
+        if not os.path.exists(path):
+            problems.append(f"vocabulary: file {vocab['file']} missing")
+        elif file_sha256(path) != vocab["sha256"]:
+            problems.append(f"vocabulary: {vocab['file']} checksum mismatch (content altered)")
     for name, corpus in manifest.get("corpora", {}).items():
         # a question-answering corpus also has its question rows (contexts, offsets, answers)
         for entry in [corpus] + ([corpus["questions"]] if corpus.get("questions") else []):
@@ -84,11 +93,39 @@ def verify_cache(cache: "TeacherCache") -> List[str]:
             if not os.path.exists(path):
                 problems.append(f"corpus {name}: file {entry['file']} missing")
                 continue
-            with open(path, "rb") as fh:
-                if hashlib.sha256(fh.read()).hexdigest() != entry["sha256"]:
-                    problems.append(f"corpus {name}: {entry['file']} checksum mismatch "
-                                    "(content altered)")
+            if file_sha256(path) != entry["sha256"]:
+                problems.append(f"corpus {name}: {entry['file']} checksum mismatch "
+                                "(content altered)")
     return problems
+
+
+def verify_corpora(cache: "TeacherCache", names: Sequence[str]) -> Tuple[List[str], int, int]:
+    """(problems, shards checked, rows in them) for the shards that hold the keys of corpora
+    `names` (mixup rows' parents included): each checked in full as `verify_cache` does, so a
+    run reading those corpora meets no damaged byte, whichever columns it reads."""
+    from .errors import CacheError
+
+    wanted: set = set()
+    for name in names:
+        for row in cache.read_corpus(name):
+            wanted.update(k for k in (row["key"], row.get("mix_key_a"), row.get("mix_key_b"))
+                          if k)
+    expected = shard_schema(cache.spec)
+    problems: List[str] = []
+    checked = rows = 0
+    for info in cache.shards():
+        try:
+            holds = any(k in wanted for k in cache._keys_of(info))
+        except (CacheError, OSError) as exc:
+            problems.append(f"{info.name}: unreadable ({exc})")
+            continue
+        if not holds:
+            continue
+        problem, _ = _shard_problem(cache, info, expected)
+        checked, rows = checked + 1, rows + info.rows
+        if problem:
+            problems.append(f"{info.name}: {problem}")
+    return problems, checked, rows
 
 
 def _uncommitted_info(cache: "TeacherCache", name: str) -> ShardInfo:
@@ -160,13 +197,14 @@ def merge_into(cache: "TeacherCache", other_path: str) -> List[ShardInfo]:
             continue
         dst = cache.shard_path(info.name)
         if not os.path.exists(dst) or file_sha256(dst) != info.sha256:
-            tmp = dst + f".tmp-{os.getpid()}"
+            tmp = temp_path(dst)
             shutil.copyfile(other.shard_path(info.name), tmp)
             os.replace(tmp, dst)
         infos.append(ShardInfo(name=info.name, rows=info.rows, bytes=info.bytes,
                                sha256=info.sha256, tokens=info.tokens, truncated=info.truncated,
                                keys=tuple(keys)))
     added = cache.commit(infos)
+    _merge_vocabulary(cache, other)
     mine = cache.refresh().get("corpora", {})
     for name, entry in other.manifest.get("corpora", {}).items():
         if name in mine:
@@ -179,3 +217,21 @@ def merge_into(cache: "TeacherCache", other_path: str) -> List[ShardInfo]:
                            questions=other.read_questions(name))
     log.info("merged %s into %s: %d shard(s) added", other_path, cache.path, len(added))
     return added
+
+
+def _merge_vocabulary(cache: "TeacherCache", other: "TeacherCache") -> None:
+    """Copy the other cache's recorded vocabulary when this one has none (same fingerprint)."""
+    from .manifest import atomic_write_bytes, locked, read_manifest, write_manifest
+
+    entry = other.manifest.get("vocab")
+    if not entry or cache.refresh().get("vocab"):
+        return
+    with open(os.path.join(other.path, entry["file"]), "rb") as fh:
+        data = fh.read()
+    with locked(cache.path):
+        manifest = read_manifest(cache.path)
+        if not manifest.get("vocab"):
+            atomic_write_bytes(os.path.join(cache.path, entry["file"]), data)
+            manifest["vocab"] = dict(entry)
+            write_manifest(cache.path, manifest)
+    cache.refresh()

@@ -7,11 +7,11 @@ import contextlib
 import fcntl
 import json
 import os
-import uuid
 from typing import Any, Dict, Iterator
 
 from .errors import ForeignDirectoryError
 from .spec import SCHEMA_VERSION
+from .tempnames import temp_path
 
 __all__ = ["MANIFEST", "FORMAT", "LOCK", "SHARD_DIR", "CORPUS_DIR", "read_manifest",
            "write_manifest", "locked", "new_manifest", "atomic_write_bytes"]
@@ -56,8 +56,7 @@ def read_manifest(path: str) -> Dict[str, Any]:
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write to a unique temp name in the same directory, fsync, rename over `path`."""
     directory = os.path.dirname(path) or "."
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}-"
-                                  f"{uuid.uuid4().hex[:8]}")
+    tmp = temp_path(path)  # names its writer: builders.leftovers cleans up after a kill
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)

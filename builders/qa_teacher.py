@@ -109,17 +109,19 @@ class QATeacher(Teacher):
         return out
 
     def score(self, records: Sequence[Any], *,
-              tokens: Optional[Sequence[Tuple[np.ndarray, np.ndarray, bool]]] = None
+              tokens: Optional[Sequence[Tuple[np.ndarray, np.ndarray, bool]]] = None,
+              keys: Optional[Sequence[str]] = None, store_as: Optional[str] = None
               ) -> List[Dict[str, Any]]:
-        """Outputs of window records; their own input_ids/token_type_ids are used when they
-        carry them (window_records), else each question is windowed again."""
+        """Outputs of window records; their own input_ids/token_type_ids are used when
+        they carry them (window_records), else each question is windowed again. keys and
+        store_as as for `Teacher.score`."""
         records = list(records)
         if tokens is None and records and all(isinstance(r, Mapping) and "input_ids" in r
                                               for r in records):
             tokens = [(np.asarray(r["input_ids"], dtype=np.int32),
                        np.asarray(r["token_type_ids"], dtype=np.int8), bool(r.get("truncated")))
                       for r in records]
-        return super().score(records, tokens=tokens)
+        return super().score(records, tokens=tokens, keys=keys, store_as=store_as)
 
     def tokenize(self, records: Sequence[Any]) -> List[Tuple[np.ndarray, np.ndarray, bool]]:
         """(input_ids, token_type_ids, question truncated) of each window record."""
@@ -135,12 +137,6 @@ class QATeacher(Teacher):
         return out
 
     # ----------------------------------------------------------------- scoring
-    def _batch_logits(self, out):
-        """[B, W, 2]: the start and end logits of every position."""
-        import torch
-
-        return torch.stack([out.start_logits, out.end_logits], dim=-1)
-
     def score_mixed(self, pairs) -> List[Dict[str, Any]]:
         raise ValueError("mixup is for classification and regression tasks, not for question "
                          "answering")

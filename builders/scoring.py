@@ -1,27 +1,79 @@
-"""Local scoring into a cache: score chunk k+1 while chunk k is written and committed.
+"""Local scoring into a cache: forward passes never wait for the writing of earlier chunks.
 
-Used by `distiller score` and the benchmark (the Beam pipeline has its own fan-out). Writing
-(float16 encoding, Parquet, sha256, fsync) runs on one background thread; it mostly runs outside
-the GIL, so on a multi-core machine it hides behind the next chunk's forward pass.
+Used by `distiller score` and the benchmark (the Beam pipeline has its own fan-out). The teacher
+scores chunk after chunk on the calling thread; each finished chunk goes through a bounded queue
+to one writer thread that encodes it (one vectorised conversion per column, encoding.py), writes
+the Parquet shard (sha256, fsync) and commits it. Memory is bounded: at most `queue_chunks`
+chunks wait, plus the one being written and the one being scored. The teacher hands over hidden
+states already in the cache's float16 when that is the storage dtype (half the memory, no second
+conversion). Writing mostly runs outside the GIL (numpy, Arrow, hashing, fsync).
 """
 from __future__ import annotations
 
-import concurrent.futures
 import logging
-from typing import TYPE_CHECKING, Any, Dict, List, Sequence
+import queue
+import threading
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 if TYPE_CHECKING:
     from .cache import TeacherCache
     from .shards import ShardInfo
     from .teacher import Teacher
 
-__all__ = ["score_into_cache"]
+__all__ = ["score_into_cache", "ShardWriter"]
 
 log = logging.getLogger(__name__)
 
 
+class ShardWriter:
+    """A writer thread fed through a bounded queue: `put(outputs)` blocks only when
+    `queue_chunks` chunks already wait. `close()` waits for the rest and re-raises the first
+    write error (later chunks are then dropped, uncommitted); so does a `put` after an error."""
+
+    def __init__(self, cache: "TeacherCache", *, queue_chunks: int = 1) -> None:
+        if queue_chunks < 1:
+            raise ValueError(f"queue_chunks must be >= 1, got {queue_chunks}")
+        self.cache = cache
+        self.added: List["ShardInfo"] = []
+        self.write_seconds = 0.0
+        self._queue: "queue.Queue[Optional[Sequence[Dict[str, Any]]]]" = queue.Queue(queue_chunks)
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name="cache-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import time
+
+        while True:
+            outputs = self._queue.get()
+            if outputs is None:
+                return
+            if self._error is not None:
+                continue                    # drain: the caller learns of the error
+            try:
+                start = time.perf_counter()
+                self.added.extend(self.cache.commit([self.cache.write_shard(outputs)]))
+                self.write_seconds += time.perf_counter() - start
+            except BaseException as exc:    # re-raised on the caller's thread
+                self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, outputs: Sequence[Dict[str, Any]]) -> None:
+        self._raise()
+        self._queue.put(outputs)
+
+    def close(self) -> List["ShardInfo"]:
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
+        return self.added
+
+
 def score_into_cache(teacher: "Teacher", cache: "TeacherCache", records: Sequence[Any], *,
-                     chunk: int = 2048) -> Dict[str, Any]:
+                     chunk: int = 2048, queue_chunks: int = 1) -> Dict[str, Any]:
     """Score the records whose keys `cache` lacks (each distinct key once), committing one shard
     per chunk. Returns {"scored", "reused" (records whose key was already committed),
     "duplicates" (repeats of a key within `records`), "shards", "rows_committed"}.
@@ -36,23 +88,17 @@ def score_into_cache(teacher: "Teacher", cache: "TeacherCache", records: Sequenc
     for r, k in zip(records, keys):
         if k in todo and k not in unique:
             unique[k] = r
-    pending = list(unique.values())
-    added: List["ShardInfo"] = []
-
-    def write(outputs) -> List["ShardInfo"]:
-        return cache.commit([cache.write_shard(outputs)])
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1,
-                                               thread_name_prefix="cache-writer") as pool:
-        inflight = None
+    pending, pending_keys = list(unique.values()), list(unique)
+    writer = ShardWriter(cache, queue_chunks=queue_chunks)
+    try:
         for start in range(0, len(pending), chunk):
-            outputs = teacher.score(pending[start:start + chunk])
-            if inflight is not None:
-                added.extend(inflight.result())     # at most one chunk waits in memory
-            inflight = pool.submit(write, outputs)
+            writer.put(teacher.score(pending[start:start + chunk],
+                                     keys=pending_keys[start:start + chunk],
+                                     store_as=cache.spec.dtype))
             log.info("scored %d/%d", min(start + chunk, len(pending)), len(pending))
-        if inflight is not None:
-            added.extend(inflight.result())
+    finally:
+        added = writer.close()
+    log.info("writer thread: %.1f s, overlapped with scoring", writer.write_seconds)
     reused = sum(1 for k in keys if k not in todo)
     return {"scored": len(pending), "reused": reused,
             "duplicates": len(records) - reused - len(pending),

@@ -12,18 +12,19 @@ import dataclasses
 import hashlib
 import json
 import os
-import uuid
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from augment.seeding import stable_hash
 
+from .encoding import encode_columns
 from .errors import CorruptShardError, MissingShardError
-from .quant import decode, encode
+from .quant import decode
 from .spec import CacheSpec
+from .tempnames import temp_path
 
-__all__ = ["ShardInfo", "shard_schema", "encode_rows", "write_shard_file", "read_shard_table",
+__all__ = ["ShardInfo", "shard_schema", "write_shard_file", "read_shard_table",
            "decode_row", "file_sha256", "shard_name_for", "SPEC_METADATA_KEY", "write_table_file"]
 
 SPEC_METADATA_KEY = b"distiller.spec"
@@ -79,69 +80,6 @@ def shard_schema(spec: CacheSpec):
     return pa.schema(fields)
 
 
-def _check_output(o: Dict[str, Any], spec: CacheSpec) -> int:
-    n = len(o["input_ids"])
-    missing = [l for l in spec.layers if l not in o.get("hidden", {})]
-    if missing:
-        raise ValueError(f"output for key {o.get('key')!r} lacks hidden layers {missing} that the "
-                         f"cache spec keeps ({list(spec.layers)}): score with a matching teacher")
-    missing = [l for l in spec.attentions if l not in (o.get("attentions") or {})]
-    if missing:
-        raise ValueError(f"output for key {o.get('key')!r} lacks attentions of layers {missing}")
-    shape = tuple(np.shape(o["logits"]))
-    if shape != spec.logits_shape(n):
-        raise ValueError(f"output for key {o.get('key')!r} has logits of shape {shape}, the "
-                         f"cache spec says {spec.logits_shape(n)}")
-    return n
-
-
-def _topk(logits: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray, float]:
-    z = logits.astype(np.float64)
-    logp = z - (np.log(np.exp(z - z.max()).sum()) + z.max())
-    k = min(k, len(z))
-    idx = np.argsort(-logp, kind="stable")[:k].astype(np.int32)
-    rest = float(max(0.0, 1.0 - np.exp(logp[idx]).sum()))
-    return idx, logp[idx].astype(np.float32), rest
-
-
-def encode_rows(outputs: Sequence[Dict[str, Any]], spec: CacheSpec) -> Dict[str, list]:
-    """Column lists for `outputs` (teacher.score dicts): keys deduplicated (first kept) and rows
-    sorted by key, so the same set of outputs always gives byte-identical shards."""
-    cols: Dict[str, list] = {f.name: [] for f in shard_schema(spec)}
-    unique: Dict[str, Dict[str, Any]] = {}
-    for o in outputs:
-        unique.setdefault(o["key"], o)
-    for _, o in sorted(unique.items()):
-        n = _check_output(o, spec)
-        cols["key"].append(o["key"])
-        cols["length"].append(n)
-        cols["truncated"].append(bool(o.get("truncated", False)))
-        cols["input_ids"].append(np.asarray(o["input_ids"], dtype="<i4").tobytes())
-        cols["token_type_ids"].append(np.asarray(o["token_type_ids"], dtype="i1").tobytes())
-        logits = np.asarray(o["logits"], dtype=np.float32)
-        if spec.logits_topk:
-            idx, vals, rest = _topk(logits, spec.logits_topk)
-            cols["topk_indices"].append(idx.tobytes())
-            cols["rest_mass"].append(rest)
-            logits = vals
-        tensors = {"logits": (logits, spec.logits_dtype)}
-        for l in spec.layers:
-            h = np.asarray(o["hidden"][l], dtype=np.float32)
-            want = (n, spec.hidden_size) if spec.pooling == "none" else (spec.hidden_size,)
-            if spec.hidden_size and h.shape != want:
-                raise ValueError(f"hidden layer {l} of key {o['key']!r} has shape {h.shape}, "
-                                 f"expected {want} (trimmed to the real length)")
-            tensors[f"hidden_{l}"] = (h, spec.dtype)
-        for l in spec.attentions:
-            tensors[f"attn_{l}"] = (np.asarray(o["attentions"][l], dtype=np.float32), spec.dtype)
-        for col, (x, dtype) in tensors.items():
-            data, scale = encode(x, dtype)
-            cols[col].append(data)
-            if scale is not None:
-                cols[col + "_scale"].append(scale)
-    return cols
-
-
 def shard_name_for(keys: Sequence[str]) -> str:
     """Deterministic name from the shard's keys: a retried bundle rewrites the same shard."""
     return f"shard-{stable_hash('shard', *sorted(keys), digest_size=12)}.parquet"
@@ -160,10 +98,10 @@ def write_shard_file(directory: str, spec: CacheSpec, outputs: Sequence[Dict[str
     """Write `outputs` as a shard under `directory` (temp file, fsync, rename). Not committed."""
     import pyarrow as pa
 
-    cols = encode_rows(outputs, spec)
-    if not cols["key"]:
+    if not outputs:
         raise ValueError("write_shard needs at least one output")
-    return write_table_file(directory, spec, pa.table(cols, schema=shard_schema(spec)), name)
+    table = pa.table(encode_columns(outputs, spec), schema=shard_schema(spec))
+    return write_table_file(directory, spec, table, name)
 
 
 def write_table_file(directory: str, spec: CacheSpec, table, name: Optional[str] = None
@@ -180,7 +118,7 @@ def write_table_file(directory: str, spec: CacheSpec, table, name: Optional[str]
     per_row = max(1, table.nbytes // max(1, table.num_rows))
     rows_per_group = max(1, min(table.num_rows, TARGET_ROW_GROUP_BYTES // per_row))
     final = os.path.join(directory, name)
-    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp = temp_path(final)
     try:
         pq.write_table(table, tmp, row_group_size=rows_per_group, compression="none",
                        write_statistics=False, write_page_checksum=True)

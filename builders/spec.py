@@ -10,11 +10,12 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from .errors import CacheSpecMismatch
 
-__all__ = ["CacheSpec", "SCHEMA_VERSION", "DTYPES", "COMPUTE_DTYPES", "POOLINGS"]
+__all__ = ["CacheSpec", "SCHEMA_VERSION", "DTYPES", "COMPUTE_DTYPES", "BACKENDS", "POOLINGS"]
 
 SCHEMA_VERSION = 1           # bumped when the shard layout changes
 DTYPES = ("float32", "float16", "int8")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")  # what the teacher's forward ran at
+BACKENDS = ("eager", "compile", "onnx")  # what ran it: PyTorch eager, torch.compile, ONNX Runtime
 POOLINGS = ("none", "cls", "mean")
 
 
@@ -31,7 +32,11 @@ class CacheSpec:
     logits, k > 0 keeps the top-k log-probabilities plus the remaining probability mass;
     compute: the precision the teacher's forward ran at (float32, or bfloat16 / float16 under
     autocast): outputs of another precision differ, so a cache holds one (a manifest written
-    before this field existed holds float32).
+    before this field existed holds float32); backend: what ran the forward ("eager" PyTorch,
+    "compile" = torch.compile, "onnx" = ONNX Runtime): their outputs differ in the last bits
+    (~1e-5), so a cache holds one too. "eager" is left out of `to_dict`, so the manifests and
+    shards of an eager cache are byte-for-byte what they were before the field existed (and a
+    manifest without it reads as eager).
     problem_type "question_answering" (span tasks): the logits are per token, [L, num_labels]
     (num_labels 2: start, end) trimmed to the row's length like hidden states, one row per
     context window; otherwise they are [num_labels] per row. The shard layout is the same
@@ -47,6 +52,7 @@ class CacheSpec:
     logits_dtype: str = "float32"
     logits_topk: int = 0
     compute: str = "float32"
+    backend: str = "eager"
     num_labels: int = 2
     problem_type: str = "single_label_classification"
     hidden_size: int = 0
@@ -71,6 +77,8 @@ class CacheSpec:
         if self.compute not in COMPUTE_DTYPES:
             raise ValueError(f"CacheSpec.compute must be one of {COMPUTE_DTYPES}, "
                              f"got {self.compute!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"CacheSpec.backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"CacheSpec.pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.pooling != "none" and self.attentions:
@@ -110,6 +118,8 @@ class CacheSpec:
         d["tokenization"] = dict(self.tokenization)
         d["layers"] = list(self.layers)
         d["attentions"] = list(self.attentions)
+        if d["backend"] == "eager":   # the default: omitted, so eager caches keep their old bytes
+            del d["backend"]
         return d
 
     @classmethod

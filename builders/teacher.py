@@ -106,9 +106,12 @@ class Teacher:
             self._attn_layers = ()
         else:
             self._attn_layers = tuple(cfg.attentions)
-        self._compute = self._resolve_compute()  # once: _autocast runs on every batch
+        self._compute = self._resolve_compute()  # once: autocast() runs on every batch
         self._uses_token_types = "token_type_ids" in getattr(
             self.tokenizer, "model_input_names", ["token_type_ids"])
+        from .backends import make_backend
+
+        self.backend = make_backend(cfg.backend, self.model, teacher=self)
         log.info("teacher %s loaded on %s: %d layers, hidden %d, %d labels, fingerprint %s",
                  cfg.model, self.device, self.num_hidden_layers, self.hidden_size,
                  self.num_labels, self._fingerprint)
@@ -154,6 +157,17 @@ class Teacher:
         return self._layers
 
     @property
+    def attention_layers(self) -> Tuple[int, ...]:
+        """Transformer layers (1..N) whose attention maps are kept."""
+        self._require_loaded()
+        return self._attn_layers
+
+    @property
+    def uses_token_types(self) -> bool:
+        self._require_loaded()
+        return self._uses_token_types
+
+    @property
     def tokenization_settings(self) -> Dict[str, Any]:
         """Settings that change the token ids; part of every cache key."""
         return {"max_length": self.config.max_length, "truncation": "longest_first",
@@ -175,7 +189,8 @@ class Teacher:
             fingerprint=self.fingerprint, tokenization=self.tokenization_settings,
             layers=self._layers, pooling=self.config.pooling, attentions=self._attn_layers,
             dtype=dtype, logits_dtype=logits_dtype, logits_topk=logits_topk,
-            compute=self.compute_dtype, num_labels=self.num_labels, problem_type=self.problem_type,
+            compute=self.compute_dtype, backend=self.backend.name, num_labels=self.num_labels,
+            problem_type=self.problem_type,
             hidden_size=self.hidden_size, num_heads=self.num_attention_heads,
             num_hidden_layers=self.num_hidden_layers, max_length=self.config.max_length,
             model=self.config.model)
@@ -219,17 +234,23 @@ class Teacher:
 
     # ----------------------------------------------------------------- scoring
     def score(self, records: Sequence[Any], *,
-              tokens: Optional[Sequence[Tuple[np.ndarray, np.ndarray, bool]]] = None
+              tokens: Optional[Sequence[Tuple[np.ndarray, np.ndarray, bool]]] = None,
+              keys: Optional[Sequence[str]] = None, store_as: Optional[str] = None
               ) -> List[Dict[str, Any]]:
         """Teacher outputs per record (dicts with text_a/text_b, tuples or strings), in order.
 
         tokens: what `tokenize` returned for these records, when the caller already has it (the
-        pipeline tokenizes once, to key and bucket); None tokenizes here."""
+        pipeline tokenizes once, to key and bucket); None tokenizes here. keys: their cache keys,
+        likewise. store_as: the storage dtype of the cache the outputs go to; "float16" returns
+        hidden states and attention maps already in float16 (see forward.run_batch)."""
         self._require_loaded()
         records = list(records)
         if not records:
             return []
-        keys = [self.record_key(r) for r in records]
+        if keys is None:
+            keys = [self.record_key(r) for r in records]
+        elif len(keys) != len(records):
+            raise ValueError(f"score: {len(keys)} keys for {len(records)} records")
         if tokens is not None and len(tokens) != len(records):
             raise ValueError(f"score: {len(tokens)} tokenizations for {len(records)} records")
         toks = list(tokens) if tokens is not None else self.tokenize(records)
@@ -238,7 +259,8 @@ class Teacher:
         outputs: List[Dict[str, Any]] = [None] * len(records)  # type: ignore[list-item]
         for batch in plan_batches(lengths, max_tokens=cfg.max_tokens_per_batch,
                                   max_batch_size=cfg.max_batch_size, window=cfg.sort_window):
-            results = self.forward_batch([toks[i][0] for i in batch], [toks[i][1] for i in batch])
+            results = self.forward_batch([toks[i][0] for i in batch], [toks[i][1] for i in batch],
+                                         store_as=store_as)
             for i, res in zip(batch, results):
                 res["key"] = keys[i]
                 res["input_ids"] = toks[i][0]
@@ -248,10 +270,6 @@ class Teacher:
         self.examples_scored += len(records)
         self.truncated_count += sum(t[2] for t in toks)
         return outputs
-
-    def _batch_logits(self, out):
-        """The logits tensor of a forward's output: [B, C] here."""
-        return out.logits
 
     def score_mixed(self, pairs: Sequence[Tuple[Any, Any, float]]) -> List[Dict[str, Any]]:
         """Outputs on mixup inputs (record_i, record_j, lam); see builders/mixup.py."""
@@ -269,13 +287,19 @@ class Teacher:
         import torch
 
         amp = self.config.amp
+        if amp == "auto" and self.device.type == "cpu" and _cpu_has_native_bf16():
+            # Not the default (README, "Precision policy"): a new cache would then depend on
+            # the CPU it was started on. Said once per load, for whoever wants the speed.
+            log.info("this CPU computes bfloat16 natively (AVX512-BF16/AMX): a new cache can be "
+                     "scored faster with --amp bf16 (README: Scoring speed)")
         if amp == "off" or (self.device.type != "cuda" and amp == "auto"):
             return "float32"
         if amp == "auto":
             amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "bfloat16" if amp == "bf16" else "float16"
 
-    def _autocast(self):
+    def autocast(self):
+        """The autocast context of the teacher's forward (a no-op at float32)."""
         import torch
 
         if self._compute == "float32":
@@ -283,63 +307,21 @@ class Teacher:
         return torch.autocast(self.device.type, dtype=getattr(torch, self._compute))
 
     def forward_batch(self, ids_list: Sequence[np.ndarray], tts_list: Sequence[np.ndarray],
-                      *, inputs_embeds=None, attention_mask=None) -> List[Dict[str, Any]]:
-        """One padded forward over a batch; per example logits/hidden/attentions trimmed."""
-        import torch
+                      *, inputs_embeds=None, attention_mask=None,
+                      store_as: Optional[str] = None) -> List[Dict[str, Any]]:
+        """One padded forward over a batch; per example logits/hidden/attentions trimmed to its
+        real length (see forward.run_batch)."""
+        from .forward import run_batch
 
-        bsz = len(ids_list)
-        lens = [len(x) for x in ids_list]
-        width = max(lens)
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = np.full((bsz, width), pad_id, dtype=np.int64)
-        tts = np.zeros((bsz, width), dtype=np.int64)
-        mask = np.zeros((bsz, width), dtype=np.int64)
-        for r, (x, t) in enumerate(zip(ids_list, tts_list)):
-            ids[r, :len(x)] = x
-            tts[r, :len(t)] = t
-            mask[r, :len(x)] = 1
-        if attention_mask is not None:
-            mask = attention_mask
-        kwargs: Dict[str, Any] = {"attention_mask": torch.from_numpy(mask).to(self.device)}
-        if inputs_embeds is not None:
-            kwargs["inputs_embeds"] = inputs_embeds
-        else:
-            kwargs["input_ids"] = torch.from_numpy(ids).to(self.device)
-        if self._uses_token_types:
-            kwargs["token_type_ids"] = torch.from_numpy(tts).to(self.device)
-        want_hidden = bool(self._layers)
-        with torch.inference_mode(), self._autocast():
-            out = self.model(**kwargs, output_hidden_states=want_hidden,
-                             output_attentions=bool(self._attn_layers))
-        self.calls += 1
-        logits = self._batch_logits(out).float().cpu().numpy()
-        hidden = None
-        if want_hidden:
-            stacked = torch.stack([out.hidden_states[i] for i in self._layers]).float()
-            if self.config.pooling == "cls":
-                stacked = stacked[:, :, 0]
-            elif self.config.pooling == "mean":
-                m = torch.as_tensor(mask, device=stacked.device, dtype=stacked.dtype)
-                stacked = (stacked * m[None, :, :, None]).sum(2) / m.sum(1)[None, :, None]
-            hidden = stacked.cpu().numpy()
-        attn = None
-        if self._attn_layers:
-            attn = torch.stack([out.attentions[i - 1] for i in self._attn_layers]).float()
-            attn = attn.cpu().numpy()
-        results = []
-        for r in range(bsz):
-            n = int(mask[r].sum()) if attention_mask is not None else lens[r]
-            # per-token logits [B, W, 2] (question answering) are trimmed like hidden states
-            res: Dict[str, Any] = {"logits": logits[r, :n] if logits.ndim == 3 else logits[r]}
-            if hidden is not None:
-                if self.config.pooling == "none":
-                    res["hidden"] = {l: hidden[k, r, :n] for k, l in enumerate(self._layers)}
-                else:
-                    res["hidden"] = {l: hidden[k, r] for k, l in enumerate(self._layers)}
-            else:
-                res["hidden"] = {}
-            if attn is not None:
-                res["attentions"] = {l: attn[k, r, :, :n, :n]
-                                     for k, l in enumerate(self._attn_layers)}
-            results.append(res)
-        return results
+        return run_batch(self, ids_list, tts_list, inputs_embeds=inputs_embeds,
+                         attention_mask=attention_mask, store_as=store_as)
+
+
+def _cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX)."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):   # private helpers: absent in another torch
+        return False

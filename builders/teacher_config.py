@@ -7,7 +7,7 @@ import dataclasses
 import os
 from typing import Any, Mapping, Optional, Tuple, Union
 
-from .spec import POOLINGS
+from .spec import BACKENDS, POOLINGS
 
 __all__ = ["TeacherConfig", "as_text_pair", "HEADS"]
 
@@ -28,6 +28,9 @@ class TeacherConfig:
     CPU "bf16" autocasts to bfloat16 (faster where the CPU has AVX512-BF16 or AMX, see README;
     hidden states within ~0.4% relative RMS of float32) and "fp16" is refused. The precision
     is part of the cache spec (`CacheSpec.compute`).
+    backend: what runs the forward: "eager" (PyTorch), "compile" (torch.compile: a warm-up of
+    tens of seconds per process, then faster batches) or "onnx" (ONNX Runtime, CPU; needs the
+    `onnxruntime` package). Recorded in the cache spec (`CacheSpec.backend`); see backends.py.
     num_threads: CPU threads for torch; None = the CPUs this process may run on.
     num_labels: override the head size (a random head for an encoder-only checkpoint).
     head: "sequence" (a classification/regression head: logits [C] per input) or "span" (a
@@ -46,6 +49,7 @@ class TeacherConfig:
     sort_window: int = 4096
     device: str = "auto"
     amp: str = "auto"
+    backend: str = "eager"
     num_threads: Optional[int] = None
     tokenizer: Optional[str] = None
     num_labels: Optional[int] = None
@@ -74,6 +78,9 @@ class TeacherConfig:
             object.__setattr__(self, "attentions", tuple(int(i) for i in self.attentions))
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ValueError(f"TeacherConfig.amp must be auto, bf16, fp16 or off, got {self.amp!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"TeacherConfig.backend must be one of {BACKENDS}, "
+                             f"got {self.backend!r}")
         for name in ("max_tokens_per_batch", "max_batch_size", "sort_window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TeacherConfig.{name} must be >= 1, got {getattr(self, name)}")

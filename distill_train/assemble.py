@@ -129,6 +129,11 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
         train_rows = list(train_rows)[:config.limit_train]
     if not train_rows:
         raise ValueError(f"training corpus {config.train_corpus!r} is empty")
+    for name, rows in dev_sets:
+        if not rows:
+            # no dev metric: no best model to keep and a result of NaN; refused before training
+            raise ValueError(f"dev corpus {name!r} of cache {config.cache!r} is empty: build it "
+                             "from a file that has rows, or leave out --dev-corpus")
     _check_labels(config, train_rows, dev_sets)
     sample = provider.get_many([train_rows[0]["key"]])[0] if provider is not None else None
     shape = teacher_shape(provider if provider is not None else cache, sample)
@@ -162,13 +167,16 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
         provider = CacheReader(config.cache, layers=layers, attentions=list(attn_layers) or False)
         dev_provider = CacheReader(config.cache, layers=[], attentions=False)
         sample = provider.get_many([train_rows[0]["key"]])[0]
-    check_vocab(model, tokenizer, max_token_id=int(max(sample["input_ids"])))
-    fetch = cache_fetcher(provider, pad_id=pad_id, layers=layers, attn_layers=attn_layers)
+    _check_student_vocab(config, model, tokenizer, cache, sample)
+    embeds = int(model.get_input_embeddings().weight.shape[0])
+    fetch = cache_fetcher(provider, pad_id=pad_id, layers=layers, attn_layers=attn_layers,
+                          vocab_size=embeds)
     train = Batches(train_rows, fetch, batch_size=config.batch_size, shuffle=True,
                     seed=config.seed, prefetch=bool(getattr(provider, "prefetch_safe", False)))
-    dev = [(name, _dev_batches(config, rows, cache_fetcher(dev_provider, pad_id=pad_id),
+    dev = [(name, _dev_batches(config, rows, cache_fetcher(dev_provider, pad_id=pad_id,
+                                                         vocab_size=embeds),
                                cache.read_questions(name) if span else None))
-           for name, rows in dev_sets if rows]
+           for name, rows in dev_sets]
     log.info("distill: %d training rows, dev sets %s, teacher %s layers x %s wide, pairs %s",
              len(train_rows), {n: len(r) for n, r in dev_sets}, shape["num_hidden_layers"],
              shape["hidden_size"], objective.pairs)
@@ -203,6 +211,21 @@ def _check_labels(config, train_rows, dev_sets) -> None:
     if config.w_gold and all(r.get("label") is None for r in train_rows):
         raise ValueError(f"training corpus {config.train_corpus!r} has no gold labels (an "
                          "unlabelled build): set w_gold 0 (learn from the teacher alone)")
+
+
+def _check_student_vocab(config, model, tokenizer, cache, sample) -> None:
+    """The student's vocabulary against the one the cache was tokenised with (builders.vocab);
+    when that is unknown, the largest id of the first row here and of every batch later."""
+    expected, source = None, ""
+    if cache is not None:
+        from builders.vocab import cache_vocabulary
+
+        expected, source = cache_vocabulary(config.cache)
+        if expected is None:
+            log.warning("%s: the student's vocabulary cannot be compared with the cache's; "
+                        "token ids are checked batch by batch", source)
+    check_vocab(model, tokenizer, expected, source=source,
+                max_token_id=int(max(sample["input_ids"])), student=config.student)
 
 
 def read_text_records(path: str, task, limit: Optional[int] = None) -> List[Dict]:

@@ -55,6 +55,9 @@ def add_parsers(subparsers) -> None:
                    "config)")
     p.add_argument("--task", help="optional: the task is read from the cache (the build recorded "
                    "it); a name or task file given here must agree with it")
+    p.add_argument("--verify", action="store_true",
+                   help="before the first step, check in full (sha256, schema, spec) every shard "
+                   "the run reads; `distiller cache verify` checks the whole cache")
     _add_common(p)
     p.set_defaults(func=_run_train, mode="distill")
 
@@ -114,14 +117,12 @@ def add_parsers(subparsers) -> None:
 
 
 def _config_from_args(args, keys) -> Any:
-    import yaml
-
     from .config import TrainConfig
+    from .config_types import load_yaml_file, load_yaml_text
 
     data: Dict[str, Any] = {}
     if args.config:
-        with open(args.config, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
+        data = load_yaml_file(args.config, "--config") or {}
         if not isinstance(data, dict):
             raise ValueError(f"--config {args.config!r} must hold a mapping of config keys")
     overrides = {k: getattr(args, k, None) for k in keys}
@@ -132,7 +133,7 @@ def _config_from_args(args, keys) -> Any:
         if "=" not in item:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        overrides[key.strip()] = yaml.safe_load(value)
+        overrides[key.strip()] = load_yaml_text(value, f"--set {item!r}: the value")
     return TrainConfig.from_dict(data, **overrides)
 
 
@@ -142,9 +143,29 @@ def _run_train(args) -> int:
     config = _config_from_args(args, ["task", "cache", "train_corpus", "dev_corpus", "student",
                                       "tensorboard", "mode"])
     _say_if_resuming(config, "train")
+    if args.verify:
+        _verify_run_shards(config)
     result = train(config)
     print(json.dumps(result.to_dict(), indent=2))
     return 0
+
+
+def _verify_run_shards(config) -> None:
+    """--verify: the shards the run's corpora read, checked in full; one line either way."""
+    from builders.cache import TeacherCache
+    from builders.errors import CorruptShardError
+
+    cache = TeacherCache.open(config.cache)
+    names = [n for n in (config.train_corpus, config.dev_corpus) if n]
+    problems, shards, rows = cache.verify_corpora(names)
+    if problems:
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise CorruptShardError(f"--verify: {len(problems)} of the shards the run reads are "
+                                f"damaged: {'; '.join(problems[:3])}{more} (`distiller cache "
+                                f"verify {config.cache}` lists every problem; restore the cache "
+                                "from a copy or build a new one)")
+    print(f"distiller train: verified {shards} shard(s), {rows} row(s) the run reads",
+          file=sys.stderr)
 
 
 def _say_if_resuming(config, command: str) -> None:
@@ -190,6 +211,8 @@ def _run_evaluate(args) -> int:
                              file=args.file, batch_size=args.batch_size,
                              max_length=args.max_length, device=args.device,
                              predictions=args.predictions, span_options=span)
-    json.dump(metrics, sys.stdout, indent=2)
+    from .runlog import json_safe
+
+    json.dump(json_safe(metrics), sys.stdout, indent=2, allow_nan=False)
     sys.stdout.write("\n")
     return 0

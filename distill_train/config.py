@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Any, Dict, Mapping, Optional, Tuple
+
+from .config_types import check_types, load_yaml_file
 
 __all__ = ["TrainConfig"]
 
@@ -101,10 +102,7 @@ class TrainConfig:
         def bad(key: str, value: Any, allowed: str) -> ValueError:
             return ValueError(f"config key {key!r}: got {value!r}; {allowed}")
 
-        for key in ("run_dir", "cache", "train_file", "student"):
-            value = getattr(self, key)
-            if value is not None and not isinstance(value, str):
-                object.__setattr__(self, key, os.fspath(value))  # pathlib paths welcome
+        check_types(self, bad)  # types first (config_types.py); pathlib paths become strings
         for key in ("dev_corpus", "dev_file"):
             object.__setattr__(self, key, _names(key, getattr(self, key)))
         self._resolve_task()
@@ -252,10 +250,7 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str, **overrides: Any) -> "TrainConfig":
-        import yaml
-
-        with open(path, "r", encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
+        data = load_yaml_file(path) or {}
         if not isinstance(data, dict):
             raise ValueError(f"config file {path!r} must hold a mapping of keys, got "
                              f"{type(data).__name__}")
@@ -273,17 +268,11 @@ class TrainConfig:
 
 
 def _names(key: str, value: Any) -> Any:
-    """One name (kept as a str) or several (a tuple); pathlib paths welcome."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, (list, tuple)):
-        names = tuple(os.fspath(v) for v in value)
-        if not names:
-            return None
-        return names[0] if len(names) == 1 else names
-    raise ValueError(f"config key {key!r}: got {value!r}; expected a name or a list of names")
+    """One name (kept as a str) or several (a tuple of two or more): the types are checked
+    already (config_types)."""
+    if isinstance(value, tuple):
+        return value[0] if len(value) == 1 else value
+    return value
 
 
 def _as_tuple(value: Any) -> Tuple[str, ...]:

@@ -189,9 +189,22 @@ def collate(items: Sequence[Mapping[str, Any]], *, pad_id: int = 0,
     return batch
 
 
+def _check_ids(rows: Sequence[Mapping], items: Sequence[Mapping], vocab_size: int) -> None:
+    for row, item in zip(rows, items):
+        for field in ("input_ids", "mix_ids_b"):
+            ids = item.get(field)
+            if ids is not None and len(ids) and int(max(ids)) >= vocab_size:
+                raise ValueError(f"cache row {row['key']} holds token id {int(max(ids))} but the "
+                                 f"student embeds only {vocab_size} ids: use a student with the "
+                                 "teacher's tokenizer")
+
+
 def cache_fetcher(provider, *, pad_id: int = 0, layers: Sequence[int] = (),
-                  attn_layers: Sequence[int] = ()) -> Callable[[Sequence[Mapping]], Dict[str, Any]]:
-    """rows -> padded batch, reading teacher outputs (and mixup parents' ids) from `provider`."""
+                  attn_layers: Sequence[int] = (), vocab_size: Optional[int] = None
+                  ) -> Callable[[Sequence[Mapping]], Dict[str, Any]]:
+    """rows -> padded batch, reading teacher outputs (and mixup parents' ids) from `provider`;
+    with `vocab_size`, a token id the student cannot embed is a clear error, not an IndexError
+    deep in the embedding layer."""
     def fetch(rows: Sequence[Mapping]) -> Dict[str, Any]:
         outputs = provider.get_many([r["key"] for r in rows])
         mixed = [i for i, r in enumerate(rows) if r.get("mix_key_a")]
@@ -209,6 +222,8 @@ def cache_fetcher(provider, *, pad_id: int = 0, layers: Sequence[int] = (),
                             mix_ids_b=pb["input_ids"], mix_tt_b=pb["token_type_ids"],
                             mix_lam=float(row["mix_lam"]), mix_label_b=row["mix_label_b"])
             items.append(item)
+        if vocab_size is not None:
+            _check_ids(rows, items, vocab_size)
         return collate(items, pad_id=pad_id, layers=layers, attn_layers=attn_layers)
     return fetch
 

@@ -76,14 +76,17 @@ def evaluate_saved(model_dir: str, task=None, *, cache: Optional[str] = None,
         from builders.cache import TeacherCache
         from builders.reader import CacheReader
 
+        from builders.vocab import cache_vocabulary
+
         rows = TeacherCache.open(cache).read_corpus(corpus)
         if not rows:
             raise ValueError(f"corpus {corpus!r} is empty")
         reader = CacheReader(cache, layers=[], attentions=False)
-        ids = [int(max(o["input_ids"])) for o in reader.get_many([r["key"] for r in rows[:64]])]
-        check_vocab(model, tokenizer, max_token_id=max(ids))
-        batches = Batches(rows, cache_fetcher(reader, pad_id=pad_id), batch_size=batch_size,
-                          shuffle=False)
+        expected, source = cache_vocabulary(cache)
+        check_vocab(model, tokenizer, expected, source=source, student=model_dir)
+        embeds = model.get_input_embeddings().weight.shape[0]
+        batches = Batches(rows, cache_fetcher(reader, pad_id=pad_id, vocab_size=embeds),
+                          batch_size=batch_size, shuffle=False)
     logits, gold, teacher = predict(model, batches, dev)
     labelled = [i for i, r in enumerate(rows) if r.get("label") is not None]
     if not labelled:

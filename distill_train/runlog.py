@@ -3,15 +3,33 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-__all__ = ["RunLog", "save_checkpoint", "load_checkpoint"]
+__all__ = ["RunLog", "save_checkpoint", "load_checkpoint", "json_safe"]
 
 log = logging.getLogger(__name__)
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every NaN or infinite float (an undefined metric, a diverged loss) replaced
+    by None, so that json.dumps(..., allow_nan=False) writes valid JSON; tensors and numpy
+    scalars become floats."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    return number if math.isfinite(number) else None
 
 
 class RunLog:
@@ -35,7 +53,7 @@ class RunLog:
     def event(self, record: Dict[str, Any]) -> None:
         record = dict(record, time=round(time.time(), 3))
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, sort_keys=True, default=float) + "\n")
+            fh.write(json.dumps(json_safe(record), sort_keys=True, allow_nan=False) + "\n")
         if self.tb is not None and record.get("event") == "epoch":
             for name, value in (record.get("dev") or {}).items():
                 self.tb.add_scalar(f"dev/{name}", value, record["global_step"])

@@ -8,7 +8,6 @@ the cache's texts are never re-tokenised (the cache does not keep texts).
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 from typing import Any, Optional, Sequence, Tuple
 
@@ -18,7 +17,7 @@ from taskdata.heads import head_problem
 
 from .mapping import skip_mapping
 
-__all__ = ["build_student", "truncate_layers", "vocab_fingerprint", "check_vocab"]
+__all__ = ["build_student", "truncate_layers", "check_vocab"]
 
 log = logging.getLogger(__name__)
 
@@ -145,30 +144,41 @@ def _reinit_head(model: nn.Module) -> None:
             model._init_weights(module)
 
 
-def vocab_fingerprint(tokenizer) -> str:
-    """Hash of a tokenizer's vocabulary (token -> id), to compare with the cache's."""
-    items = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
-    h = hashlib.sha256()
-    for token, idx in items:
-        h.update(f"{idx}\t{token}\n".encode("utf-8"))
-    return h.hexdigest()[:16]
+def check_vocab(model: nn.Module, tokenizer, expected: Optional[Sequence[Optional[str]]] = None,
+                *, source: str = "", max_token_id: Optional[int] = None,
+                what: str = "the cache", student: str = "the student") -> None:
+    """Raise a one-line ValueError when the student cannot read `what`'s token ids.
 
+    expected: the token of each id of the tokenizer the ids were made with (builders.vocab;
+    `source` says where it came from): the student's tokenizer must hold the same tokens at the
+    same ids, and its embedding matrix a row for each. Without it only `max_token_id` (the
+    largest id seen) is checked against the embedding rows."""
+    from builders.vocab import tokenizer_tokens, vocab_differences
 
-def check_vocab(model: nn.Module, tokenizer, *, max_token_id: Optional[int] = None,
-                cache_vocab: Optional[str] = None, cache_vocab_size: Optional[int] = None,
-                what: str = "the cache") -> None:
-    """Raise a clear error when the student cannot read `what`'s token ids."""
-    size = model.get_input_embeddings().weight.shape[0]
-    if max_token_id is not None and max_token_id >= size:
-        raise ValueError(f"{what} holds token id {max_token_id} but the student's vocabulary has "
-                         f"{size} entries: the student must use the teacher's tokenizer")
-    if cache_vocab_size is not None and tokenizer is not None \
-            and len(tokenizer) != cache_vocab_size:
-        raise ValueError(f"{what} was tokenised with a vocabulary of {cache_vocab_size} tokens, "
-                         f"the student's tokenizer has {len(tokenizer)}: the student must use "
-                         f"the teacher's tokenizer")
-    if cache_vocab is not None and tokenizer is not None and vocab_fingerprint(tokenizer) \
-            != cache_vocab:
-        raise ValueError(f"{what} was tokenised with vocabulary {cache_vocab}, the student's "
-                         f"tokenizer has {vocab_fingerprint(tokenizer)}: the student must use "
-                         f"the teacher's tokenizer")
+    rows = model.get_input_embeddings().weight.shape[0]
+    fix = ("use a student with the teacher's tokenizer (--student-init truncate of the teacher, "
+           "or a model sharing its vocabulary)")
+    if expected is not None:
+        if tokenizer is not None:
+            mine = tokenizer_tokens(tokenizer)
+            common = min(len(mine), len(expected))
+            n, first = vocab_differences(expected[:common], mine[:common])
+            if n or len(mine) != len(expected):
+                head = (f"the tokenizer of {student} is not the one {what} was tokenised with "
+                        f"({source}): ")
+                if not n:
+                    raise ValueError(f"{head}it has {len(mine)} tokens, {what}'s {len(expected)} "
+                                     f"(the first {common} agree): {fix}")
+                sizes = (f"{len(mine)} tokens against {len(expected)}"
+                         if len(mine) != len(expected) else f"{len(expected)} tokens each")
+                raise ValueError(f"{head}{n} of the ids both have differ ({sizes}); "
+                                 f"{'; '.join(first)}: {fix}")
+        else:
+            log.warning("%s has no tokenizer: its vocabulary cannot be compared with %s's (%s); "
+                        "only its size is checked", student, what, source)
+        if rows < len(expected):
+            raise ValueError(f"{student} embeds {rows} token ids but {what} was tokenised with a "
+                             f"vocabulary of {len(expected)} ({source}): {fix}")
+    if max_token_id is not None and max_token_id >= rows:
+        raise ValueError(f"{what} holds token id {max_token_id} but {student} embeds only {rows} "
+                         f"ids: {fix}")

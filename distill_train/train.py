@@ -28,7 +28,7 @@ from augment.seeding import derive_seed
 from .assemble import assemble, resolve_run_task
 from .config import TrainConfig
 from .forward import evaluate, logits_of, student_forward, to_device
-from .runlog import RunLog, load_checkpoint, save_checkpoint
+from .runlog import RunLog, json_safe, load_checkpoint, save_checkpoint
 
 __all__ = ["TrainResult", "train", "param_groups", "clip_apart", "linear_schedule"]
 
@@ -51,7 +51,8 @@ class TrainResult:
     teacher_dev: Optional[Dict[str, float]] = None  # every dev metric of the teacher
 
     def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        """As a JSON-safe dict: NaN (no dev set, an undefined metric) becomes None."""
+        return json_safe(dataclasses.asdict(self))
 
 
 def param_groups(modules: Sequence[torch.nn.Module], weight_decay: float) -> List[Dict]:
@@ -286,7 +287,7 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
                          wall_time_s=time.time() - start, teacher_metric=state["teacher_metric"],
                          best_dev=state.get("best_dev"), teacher_dev=state.get("teacher_dev"))
     with open(os.path.join(run_dir, "result.json"), "w", encoding="utf-8") as fh:
-        json.dump(result.to_dict(), fh, indent=2)
+        json.dump(result.to_dict(), fh, indent=2, allow_nan=False)
     return result
 
 

@@ -18,6 +18,7 @@ is what is scored, cached and indexed; augmentation changes the question only (t
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -31,6 +32,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import apache_beam as beam
 
 from pipelines.augmentation import AugmentCorpus
+from pipelines.buildcheck import check_outputs, failure_message
+from pipelines.console import child_stderr_to, is_quiet
 from pipelines.dedupe import CachedKeys, MissingKeys
 from pipelines.finalize import CommitAndIndex
 from pipelines.keying import KeyRecords
@@ -45,13 +48,8 @@ log = logging.getLogger(__name__)
 
 
 class BuildError(RuntimeError):
-    """The pipeline failed on a worker; the message is the worker's last error line."""
-
-
-def _last_error_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    errors = [line for line in lines if "Error:" in line or "Exception:" in line]
-    return (errors or lines or [repr(exc)])[-1]
+    """The pipeline failed on a worker; the message is one line: the worker's last error line,
+    what to do, and where the workers' log is (pipelines.buildcheck.failure_message)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +79,7 @@ class BuildOptions:
     attentions: bool = False        # keep attention maps
     dtype: str = "float16"          # stored tensor dtype (float16 | float32 | int8)
     amp: str = "auto"               # teacher precision: auto | bf16 | fp16 | off (TeacherConfig)
+    backend: str = "eager"          # what runs the teacher: eager | compile | onnx (TeacherConfig)
     unit_size: int = 1024           # records per scoring work unit = per shard
     write_shards_in_scoring: bool = True  # False: pass tensors on and write later (for measuring)
     share_model: bool = False       # one teacher per machine across processes (large teachers)
@@ -106,6 +105,9 @@ class BuildOptions:
         if self.mixup < 0 or self.mixup_alpha <= 0:
             raise ValueError(f"mixup must be >= 0 and mixup_alpha > 0, got {self.mixup} and "
                              f"{self.mixup_alpha}")
+        if self.mixup and self.backend == "onnx":
+            raise ValueError("mixup scores interpolated embeddings, which the onnx backend does "
+                             "not take: use --backend eager or compile with --mixup")
         if not self.split:
             raise ValueError("split must be non-empty: it names the corpora written")
         if self.task.is_span and self.mixup:
@@ -136,7 +138,7 @@ def _teacher_config(opts: BuildOptions, num_labels: Optional[int] = None):
         threads = max(1, len(os.sched_getaffinity(0)) // opts.workers)
     return TeacherConfig(model=opts.teacher, max_length=opts.max_length, layers=opts.layers,
                          pooling=opts.pooling, attentions=opts.attentions, num_threads=threads,
-                         amp=opts.amp, num_labels=num_labels,
+                         amp=opts.amp, num_labels=num_labels, backend=opts.backend,
                          head="span" if opts.task.is_span else "sequence",
                          doc_stride=opts.doc_stride, max_query_length=opts.max_query_length)
 
@@ -224,11 +226,30 @@ class BuildDistillSet(beam.PTransform):
         return pairs, (shards, mixed_shards) | "all_shards" >> beam.Flatten()
 
 
-class _Progress:
-    """A tqdm bar fed from files the scoring step writes (local runners only)."""
+def _worker_log() -> str:
+    fd, path = tempfile.mkstemp(prefix="distiller-build-", suffix=".log")
+    os.close(fd)
+    return path
 
-    def __init__(self, directory: Optional[str], enabled: bool):
+
+@contextlib.contextmanager
+def _stderr_of_workers(log_path: Optional[str]):
+    """Yields a descriptor of the real stderr; with `log_path`, processes started in the block
+    write their stderr to that file (pipelines.console.child_stderr_to)."""
+    if log_path is None:
+        yield None
+        return
+    with child_stderr_to(log_path) as fd:
+        yield fd
+
+
+class _Progress:
+    """A tqdm bar fed from files the scoring step writes (local runners only), drawn on
+    `stderr_fd` when the workers' stderr is sent elsewhere."""
+
+    def __init__(self, directory: Optional[str], enabled: bool, stderr_fd: Optional[int] = None):
         self.directory, self.enabled = directory, enabled and directory is not None
+        self.stderr_fd = stderr_fd
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -245,12 +266,18 @@ class _Progress:
     def _run(self) -> None:
         from tqdm import tqdm
 
-        with tqdm(desc="distiller build: teacher scored", unit=" seq", leave=True) as bar:
-            while not self._stop.wait(0.5):
+        stream = None if self.stderr_fd is None else os.fdopen(os.dup(self.stderr_fd), "w")
+        try:
+            with tqdm(desc="distiller build: teacher scored", unit=" seq", leave=True,
+                      file=stream) as bar:
+                while not self._stop.wait(0.5):
+                    bar.n = self._count()
+                    bar.refresh()
                 bar.n = self._count()
                 bar.refresh()
-            bar.n = self._count()
-            bar.refresh()
+        finally:
+            if stream is not None:
+                stream.close()
 
     def __enter__(self):
         if self.enabled:
@@ -282,7 +309,9 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     """Run one build; returns the summary: records_read, augmented_copies, cache_hits,
     newly_scored, dead_letters (+ reasons), bytes_written, seconds, beam_counters, ..."""
     from builders.cache import TeacherCache
+    from builders.leftovers import remove_dead_temp_files
     from builders.teacher import make_teacher
+    from builders.vocab import record_vocabulary
     from pipelines.batching import uses_shuffle_batching
     from pipelines.runners import is_local_runner, runner_context
 
@@ -294,13 +323,6 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     check_input(opts.input, opts.task, labelled=opts.labelled)
     task, num_labels = fit_teacher_to_task(opts.teacher, opts.task)
     opts = dataclasses.replace(opts, task=task)
-    teacher_config = _teacher_config(opts, num_labels)
-    teacher = make_teacher(teacher_config).load()
-    # a spec mismatch is an error here, before any work
-    cache = TeacherCache.open_or_create(opts.cache, teacher.spec(opts.dtype))
-    del teacher
-    # what an interrupted build scored but did not commit is committed now, not scored again
-    adopted = cache.adopt_uncommitted()
     policy_name = None
     if opts.augment is not None:
         from augment.policy import AugmentationPolicy
@@ -311,20 +333,36 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     dead_path = opts.dead_letters or os.path.join(
         os.path.abspath(opts.cache).rstrip("/") + ".dead_letters",
         f"{names[1 if len(names) > 1 and policy_name else 0]}.jsonl")
+    # every name and path the build writes, checked before the teacher loads (pipelines.buildcheck)
+    check_outputs(cache=opts.cache, corpus_names=names, dead_letter_path=dead_path)
     summary_path = dead_path + ".summary.json"
+    teacher_config = _teacher_config(opts, num_labels)
+    teacher = make_teacher(teacher_config).load()
+    # a spec mismatch is an error here, before any work
+    cache = TeacherCache.open_or_create(opts.cache, teacher.spec(opts.dtype))
+    record_vocabulary(cache, teacher.tokenizer)
+    del teacher
+    # under the lock: temp files of writers that are gone (a killed build) are removed, and
+    # what an interrupted build scored but did not commit is committed now, not scored again
+    remove_dead_temp_files(cache.path)
+    adopted = cache.adopt_uncommitted()
     if os.path.exists(summary_path):
         os.unlink(summary_path)
-    progress_dir = tempfile.mkdtemp(prefix="distiller-progress-") \
-        if is_local_runner(opts.runner) else None
+    local = is_local_runner(opts.runner)
+    progress_dir = tempfile.mkdtemp(prefix="distiller-progress-") if local else None
+    # quiet (no -v): local worker processes write their stderr to a log, kept if the build fails
+    worker_log = _worker_log() if local and is_quiet() else None
+    failed = False
     try:
-        with runner_context(opts.runner, workers=opts.workers, dask_address=opts.dask_address,
-                            extra=opts.beam_args) as args:
+        with _stderr_of_workers(worker_log) as stderr_fd, \
+                runner_context(opts.runner, workers=opts.workers, dask_address=opts.dask_address,
+                               extra=opts.beam_args) as args:
             pipeline = beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(args))
             _ = pipeline | "build_distill_set" >> BuildDistillSet(
                 opts, teacher_config=teacher_config, names=names, dead_letter_path=dead_path,
                 summary_path=summary_path, progress_dir=progress_dir,
                 batch_by_shuffle=uses_shuffle_batching(args))
-            with _Progress(progress_dir, opts.progress):
+            with _Progress(progress_dir, opts.progress, stderr_fd):
                 try:
                     result = pipeline.run()
                     try:
@@ -334,10 +372,15 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
                         if client is not None:
                             client.close()
                 except Exception as exc:  # a worker's error arrives wrapped by the runner
-                    raise BuildError(f"the build failed: {_last_error_line(exc)}") from exc
+                    failed = True
+                    raise BuildError(failure_message(exc, cache=opts.cache,
+                                                     log_path=worker_log)) from exc
     finally:
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
+        if worker_log and not failed:
+            with contextlib.suppress(OSError):
+                os.unlink(worker_log)
     if not os.path.exists(summary_path):
         raise RuntimeError(f"the build finished without writing its summary {summary_path!r}: "
                            "check the runner's logs")

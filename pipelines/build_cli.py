@@ -22,7 +22,8 @@ import sys
 
 from taskdata.resolve import add_task_arguments
 
-__all__ = ["add_parsers", "options_from_args", "run_build", "format_summary"]
+__all__ = ["add_parsers", "options_from_args", "run_build", "format_summary",
+           "empty_input_warning"]
 
 
 def _layers(text: str):
@@ -84,6 +85,10 @@ def add_parsers(subparsers) -> None:
                    help="teacher precision: auto = float32 on a CPU, bf16/fp16 on a GPU; bf16 on "
                    "a CPU with AVX512-BF16/AMX can be faster (README, Benchmarks); recorded in "
                    "the cache spec")
+    p.add_argument("--backend", default="eager", choices=["eager", "compile", "onnx"],
+                   help="what runs the teacher: eager PyTorch, compile = torch.compile (a warm-up "
+                   "of tens of seconds, then faster; README, Benchmarks), onnx = ONNX Runtime on "
+                   "a CPU (needs onnxruntime); recorded in the cache spec")
     p.add_argument("--unit-size", type=int, default=1024,
                    help="records per scoring unit (= per shard)")
     p.add_argument("--share-model", action="store_true",
@@ -119,7 +124,8 @@ def options_from_args(args):
         max_query_length=args.max_query_length, reject_long=args.reject_long,
         labelled=not args.unlabelled,
         limit=args.limit, layers=args.layers, pooling=args.pooling, attentions=args.attentions,
-        dtype=args.dtype, amp=args.amp, unit_size=args.unit_size, share_model=args.share_model,
+        dtype=args.dtype, amp=args.amp, backend=args.backend, unit_size=args.unit_size,
+        share_model=args.share_model,
         beam_args=beam_args, progress=args.progress, mixup=args.mixup,
         mixup_alpha=args.mixup_alpha)
 
@@ -135,14 +141,16 @@ def _human_bytes(n: int) -> str:
 def format_summary(s) -> str:
     lines = [
         "distiller build: done",
-        f"  task              {s['task']}",
+        *([f"  task              {s['task']}"] if s.get("task") else []),
         f"  records read      {s['records_read']}",
         f"  augmented copies  {s['augmented_copies']}",
         f"  distinct keys     {s['unique_keys']}",
         f"  cache hits        {s['cache_hits']}"
         + (f"  (of them {s['adopted_rows']} scored by an interrupted build, committed now)"
            if s.get("adopted_rows") else ""),
-        f"  newly scored      {s['newly_scored']}  ({s['shards_written']} shards)",
+        f"  newly scored      {s['newly_scored']}  ({s['shards_written']} shards)"
+        + (f"  (of them {s['committed_by_other']} already committed by another build running at "
+           "the same time: stored once)" if s.get("committed_by_other") else ""),
     ] + ([f"  context windows   {s['windows']}  (originals and copies; one cache row each)"]
          if "windows" in s else []) + [
         f"  truncated         {s['truncated']}",
@@ -174,4 +182,16 @@ def run_build(args) -> int:
         return 1
     print(json.dumps(summary, sort_keys=True) if args.json else format_summary(summary))
     sys.stdout.flush()
+    if not summary["records_read"]:
+        print(f"distiller build: warning: {empty_input_warning(args.input, summary)}",
+              file=sys.stderr)
     return 0
+
+
+def empty_input_warning(path: str, summary) -> str:
+    """The line said when a build read no usable row (an empty file, or only bad rows)."""
+    names = ", ".join(summary.get("corpora") or {}) or "the corpus"
+    if summary.get("dead_letters"):
+        return (f"{path} has no usable row ({summary['dead_letters']} dead letter(s), see "
+                f"{summary['dead_letter_file']}): {names} is empty")
+    return f"{path} holds no rows: {names} is empty (is it the right file?)"

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
+import traceback
 from typing import List, Optional
+
+from pipelines.console import configure, error_message
 
 __all__ = ["main", "build_parser"]
 
@@ -39,16 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        # Library errors carry a message saying what was wrong and how to fix it.
-        print(f"distiller {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, KeyError, OSError) as exc:
+        # Library errors carry a message saying what was wrong and how to fix it; the
+        # traceback is for -v only.
+        if args.verbose:
+            traceback.print_exc()
+        print(f"distiller {args.command}: error: {error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\ndistiller {args.command}: interrupted. Nothing half-written is visible: a cache "

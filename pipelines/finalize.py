@@ -131,6 +131,8 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str],
         "newly_scored": scored,
         "cache_hits": unique_keys + mixup_keys - scored,  # of records' and pairs' keys
         "committed_rows": sum(i.rows for i in added),
+        # rows this build scored that another writer committed first (commit skips those keys)
+        "committed_by_other": scored - sum(i.rows for i in added),
         "shards_written": len(infos),
         "bytes_written": sum(i.bytes for i in infos),
         "truncated": truncated,

@@ -83,8 +83,15 @@ class TeacherModelHandler(ModelHandler):
             for out in outputs:
                 out.pop("mix", None)  # the pairing lives in the corpus rows, not in the cache
         else:
+            # Outputs written here come in the cache's storage dtype (float16: converted once per
+            # forward batch, half the memory); passed-on tensors stay float32.
+            store_as = None
+            if self.write_shards:
+                from pipelines.workers import get_cache
+
+                store_as = get_cache(self.cache_path).spec.dtype
             outputs = model.score([strip_internal(r) for r in unit],
-                                  tokens=carried_tokens(unit))
+                                  tokens=carried_tokens(unit), store_as=store_as)
         beam.metrics.Metrics.counter("distiller", "newly_scored").inc(len(outputs))
         unit_id = unit[0]["key"]
         _report_progress(self.progress_dir, unit_id, len(outputs))

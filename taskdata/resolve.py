@@ -13,7 +13,7 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from .builtin import builtin_names, builtin_task
-from .task import Task, names_in_class_order
+from .task import Task, _is_int, names_in_class_order
 
 __all__ = ["add_task_arguments", "task_from_args", "resolve_task", "load_task_file",
            "infer_labels", "default_task_name", "FORMATS", "TASK_FILE", "save_task",
@@ -259,14 +259,6 @@ def _classlabel_names(task: Task, data: str) -> Optional[List[str]]:
 def _is_number(text: str) -> bool:
     try:
         float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_int(text: str) -> bool:
-    try:
-        int(text)
     except ValueError:
         return False
     return True

@@ -60,39 +60,6 @@ def tiny_bert_encoder(directory, texts: Iterable[str], *, vocab_size: int = 400,
     return str(directory)
 
 
-SIX_CLASSES = ("sst_negative", "sst_positive", "subj_0", "subj_1", "pc_cons", "pc_pros")
-
-
-def six_class_tsv(path, per_class: int, offset: int = 0) -> str:
-    """A user's own data made from real text: a header-less TSV, label first, six string labels
-    (SST-2 sentiment, SUBJ's two classes, PC's pros and cons), `per_class` rows each, rows
-    [offset, offset + per_class) of every source, interleaved."""
-    from taskdata.paths import shared_data
-
-    sources = []
-    with open(shared_data("glue", "SST-2", "train.tsv"), encoding="utf-8") as fh:
-        rows = [line.rstrip("\n").split("\t") for line in fh][1:]
-    rows = [(f"sst_{'positive' if y == '1' else 'negative'}", t) for t, y in rows
-            if len(t.split()) >= 4]
-    sources.append(rows)
-    for name, prefix in (("SUBJ", "subj_{}"), ("PC", "pc_{}")):
-        with open(shared_data("text", name, "train.txt"), encoding="utf-8") as fh:
-            items = [line.rstrip("\n").split("\t", 1) for line in fh if "\t" in line]
-        names = {"0": "cons", "1": "pros"} if name == "PC" else {"0": "0", "1": "1"}
-        sources.append([(prefix.format(names[y]), t) for y, t in items])
-    picked = {label: [] for label in SIX_CLASSES}
-    for rows in sources:
-        for label, text in rows:
-            bucket = picked[label]
-            if len(bucket) < offset + per_class:
-                bucket.append(text)
-    lines = [f"{label}\t{picked[label][offset + i]}\n" for i in range(per_class)
-             for label in SIX_CLASSES]
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.writelines(lines)
-    return str(path)
-
-
 def tiny_bert_qa(directory, texts: Iterable[str], *, vocab_size: int = 500, seed: int = 0,
                  layers: int = 2, hidden: int = 32, max_positions: int = 128) -> str:
     """A random BertForQuestionAnswering (start/end head) plus a fast WordPiece tokenizer

@@ -32,7 +32,8 @@ sys.path.insert(0, REPO)
 from taskdata.paths import shared_data  # noqa: E402
 
 GLUE = shared_data("glue")
-TASKS = {"sst2": ("SST-2", 64), "rte": ("RTE", 128), "stsb": ("STS-B", 128)}
+TASKS = {"sst2": ("SST-2", 64), "rte": ("RTE", 128), "stsb": ("STS-B", 128), "cola": ("CoLA", 64),
+         "mrpc": ("MRPC", 128)}
 
 
 def prepare_task(task: str, out: str, *, train_size: int, dev_size: int, seed: int,
@@ -45,8 +46,12 @@ def prepare_task(task: str, out: str, *, train_size: int, dev_size: int, seed: i
     folder, max_length = TASKS[task]
     data = os.path.join(out, task, "data")
     train_file, dev_file = os.path.join(data, "train.tsv"), os.path.join(data, "dev.tsv")
-    sample_tsv(os.path.join(GLUE, folder, "train.tsv"), train_file, train_size, seed)
-    sample_tsv(os.path.join(GLUE, folder, "dev.tsv"), dev_file, dev_size, seed)
+    from taskdata import builtin_task
+
+    header = builtin_task(task).header
+    sample_tsv(os.path.join(GLUE, folder, "train.tsv"), train_file, train_size, seed,
+               header=header)
+    sample_tsv(os.path.join(GLUE, folder, "dev.tsv"), dev_file, dev_size, seed, header=header)
     teacher_run = os.path.join(out, task, "teacher")
     result_path = os.path.join(teacher_run, "result.json")
     if not os.path.exists(result_path):
@@ -110,6 +115,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--no-prune", action="store_true",
                         help="let every trial finish (complete runs are what leave-one-task-out "
                         "evaluates)")
+    parser.add_argument("--with-ledger", default=None, metavar="PARQUET",
+                        help="an earlier ledger (e.g. the shipped assets/ledger.parquet) whose "
+                        "rows join this run's before the model is fitted and evaluated")
     parser.add_argument("--install", action="store_true",
                         help="copy ledger.parquet and autodistiller.joblib into the assets")
     args = parser.parse_args(argv)
@@ -121,6 +129,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     from distill_train.sweep_cli import main as sweep_main
 
     ledger_dir = os.path.join(args.out, "ledger")
+    if args.with_ledger:  # a ledger directory reads every part file: the earlier rows join
+        os.makedirs(ledger_dir, exist_ok=True)
+        shutil.copy(args.with_ledger, os.path.join(ledger_dir, "part-0-earlier.parquet"))
     for task in args.tasks.split(","):
         start = time.time()
         if args.from_results:

@@ -32,8 +32,19 @@ def test_emd_flow_sums_and_optimality():
     assert flow.shape == (4, 12) and (flow >= 0).all()
     np.testing.assert_allclose(flow.sum(1), 1 / 4, atol=1e-9)
     np.testing.assert_allclose(flow.sum(0), 1 / 12, atol=1e-9)
-    # No random feasible transport plan (uniform product) beats the solution.
-    assert (flow * cost).sum() <= (np.full((4, 12), 1 / 48) * cost).sum() + 1e-12
+    # the optimum of the transport linear programme, solved independently, costs the same
+    from scipy.optimize import linprog
+
+    n, m = cost.shape
+    rows = np.kron(np.eye(n), np.ones(m))            # sum over j of flow[i, j] = 1/n
+    cols = np.kron(np.ones(n), np.eye(m))            # sum over i of flow[i, j] = 1/m
+    lp = linprog(cost.ravel(), A_eq=np.vstack([rows, cols]),
+                 b_eq=np.concatenate([np.full(n, 1 / n), np.full(m, 1 / m)]), bounds=(0, None))
+    assert lp.success
+    assert (flow * cost).sum() == pytest.approx(lp.fun, abs=1e-9)
+    # a known optimum: 2 rows, 2 columns, the cheap diagonal takes all the flow
+    np.testing.assert_allclose(emd_flow(np.array([[0.0, 5.0], [4.0, 1.0]])),
+                               [[0.5, 0.0], [0.0, 0.5]], atol=1e-9)
     # A cost that is zero on a matching sends all flow there.
     cost = np.ones((3, 3)) - np.eye(3)
     np.testing.assert_allclose(emd_flow(cost), np.eye(3) / 3, atol=1e-9)

@@ -217,3 +217,15 @@ def test_splits_cover_every_row_once(tmp_path):
     assert got == [line.split("\t")[0].encode() for line in lines]
     assert [(s.first_row, s.max_rows) for s in plan_splits(str(path), SST2, rows_per_split=7,
                                                             limit=10)] == [(0, 7), (7, 3)]
+
+
+def test_boolq_jsonl_with_label_or_answer(tmp_path):
+    path = tmp_path / "val.jsonl"
+    rows = [{"question": "is the sky blue", "passage": "The sky is blue.", "answer": True},
+            {"question": "is grass red", "passage": "Grass is green.", "label": False},
+            {"question": "no answer here", "passage": "Nothing."}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = records(path, builtin_task("boolq"))
+    assert [(r["text_a"], r["text_b"], r["label"]) for r in out[:2]] == [
+        ("is the sky blue", "The sky is blue.", 1), ("is grass red", "Grass is green.", 0)]
+    assert out[2].reason == "missing label in column 'label|answer'"

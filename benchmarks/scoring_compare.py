@@ -1,0 +1,109 @@
+"""Scoring measured side by side, for bench_cache.py (issue 21).
+
+Our scoring (tokenize, key, score, write a float16 cache, commit) and a bare length-sorted
+forward loop over the same sentences and the same batch plan (no keys, no hidden states kept,
+nothing written) run in interleaved rounds, each round in a rotated order, so that a change in
+the machine's load hits every variant alike; rates are medians over rounds and each ratio is the
+median of the per-round ratios.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import statistics
+import time
+from typing import Callable, Dict, List, Sequence
+
+import numpy as np
+
+
+def bare_sorted_loop(teacher, rows) -> float:
+    """Seconds of a bare length-sorted forward loop over the teacher's own batch plan, at the
+    teacher's precision (autocast when it has one): the floor of our overhead."""
+    import torch
+
+    from builders.batching import plan_batches
+
+    toks = teacher.tokenize(rows)
+    lengths = [len(t[0]) for t in toks]
+    cfg = teacher.config
+    plan = plan_batches(lengths, max_tokens=cfg.max_tokens_per_batch,
+                        max_batch_size=cfg.max_batch_size, window=cfg.sort_window)
+    pad = teacher.tokenizer.pad_token_id or 0
+    t = time.perf_counter()
+    with torch.inference_mode(), teacher.autocast():
+        for batch in plan:
+            width = max(lengths[i] for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for r, i in enumerate(batch):
+                ids[r, :lengths[i]] = torch.from_numpy(toks[i][0].astype(np.int64))
+                mask[r, :lengths[i]] = 1
+            teacher.model(input_ids=ids, attention_mask=mask)
+    return time.perf_counter() - t
+
+
+def ours(teacher, rows, workdir: str, name: str, chunk: int = 512) -> float:
+    """Seconds of `score_into_cache` of `rows` into a fresh float16 cache (written, committed)."""
+    from builders import TeacherCache
+    from builders.scoring import score_into_cache
+
+    path = os.path.join(workdir, name)
+    shutil.rmtree(path, ignore_errors=True)
+    cache = TeacherCache.create(path, teacher.spec("float16"))
+    t = time.perf_counter()
+    score_into_cache(teacher, cache, rows, chunk=chunk)
+    seconds = time.perf_counter() - t
+    shutil.rmtree(path, ignore_errors=True)
+    return seconds
+
+
+def interleaved(variants: Dict[str, Callable[[], float]], rounds: int,
+                log: Callable[[str], None] = print) -> Dict[str, Dict[str, List[float]]]:
+    """{"wall": {name: seconds per round}, "cpu": {name: CPU seconds of this process per round}};
+    round r runs the variants rotated by r."""
+    names = list(variants)
+    out: Dict[str, Dict[str, List[float]]] = {"wall": {n: [] for n in names},
+                                              "cpu": {n: [] for n in names}}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for n in order:
+            cpu = time.process_time()
+            out["wall"][n].append(variants[n]())
+            out["cpu"][n].append(time.process_time() - cpu)
+        log(f"  round {r + 1}/{rounds}: "
+            + ", ".join(f"{n} {out['wall'][n][-1]:.2f}s" for n in names)
+            + f" (load {os.getloadavg()[0]:.2f})")
+    return out
+
+
+def median_ratio(seconds: Dict[str, List[float]], num: str, den: str) -> float:
+    """Median over rounds of speed(num) / speed(den) = seconds(den) / seconds(num)."""
+    return statistics.median(d / n for n, d in zip(seconds[num], seconds[den]))
+
+
+def differences(ref: Sequence[dict], other: Sequence[dict]) -> Dict[str, float]:
+    """How far `other` outputs are from `ref` ones (same rows): max abs and relative RMS of
+    hidden states and logits, and the share of rows with the same argmax."""
+    hid_abs = log_abs = num = den = 0.0
+    same = 0
+    for a, b in zip(ref, other):
+        d = np.abs(np.asarray(a["logits"], np.float64) - b["logits"])
+        log_abs = max(log_abs, float(d.max()))
+        same += int(np.argmax(a["logits"]) == np.argmax(b["logits"]))
+        for k, h in a["hidden"].items():
+            e = np.asarray(h, np.float64) - np.asarray(b["hidden"][k], np.float64)
+            hid_abs = max(hid_abs, float(np.abs(e).max()))
+            num += float((e ** 2).sum())
+            den += float((np.asarray(h, np.float64) ** 2).sum())
+    return {"hidden_max_abs": hid_abs, "hidden_rel_rms": (num / den) ** 0.5 if den else 0.0,
+            "logits_max_abs": log_abs, "argmax_agreement": same / max(1, len(ref))}
+
+
+def warm_up(teacher, rows) -> float:
+    """Seconds of a first scoring (compilation for torch.compile; the first batches otherwise)."""
+    t = time.perf_counter()
+    with contextlib.redirect_stdout(None):
+        teacher.score(rows)
+    return time.perf_counter() - t
