@@ -97,3 +97,25 @@ def test_a_classification_head_is_refused_for_a_span_task(tmp_path, capsys):
                  "--limit", "3"]) == 2
     err = capsys.readouterr().err
     assert "sequence-classification head" in err and "question answering" in err
+
+
+def test_the_onnx_backend_scores_windows_as_eager_does(teacher, qa_dir, tmp_path):
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime is an extra: pip install .[onnx]")
+    from builders.cache import TeacherCache
+    from builders.teacher import TeacherConfig, make_teacher
+
+    recs = [r for r in read_records(SAMPLE, builtin_task("squad2"), limit=4)]
+    windows = [w for _, rows in teacher.window_records(recs) for w in rows]
+    onnx = make_teacher(TeacherConfig(model=qa_dir, max_length=64, head="span", doc_stride=24,
+                                      max_query_length=16, device="cpu", num_threads=1,
+                                      max_tokens_per_batch=512, backend="onnx")).load()
+    assert onnx.fingerprint == teacher.fingerprint
+    eager, fast = teacher.score(windows), onnx.score(windows, store_as="float16")
+    lengths = {len(w["input_ids"]) for w in windows}
+    assert len(lengths) > 1           # windows of several lengths share the dynamic axes
+    for a, b in zip(eager, fast):
+        assert b["logits"].shape == (len(a["input_ids"]), 2)
+        assert np.abs(a["logits"] - b["logits"]).max() < 1e-4
+    cache = TeacherCache.create(str(tmp_path / "onnx"), onnx.spec("float16"))
+    cache.add(fast)
+    assert cache.spec.backend == "onnx" and cache.verify() == []

@@ -101,7 +101,7 @@ def qa_setup(tmp_path_factory):
     assert split([SAMPLE, "--out", str(root / "data")]) == 0
     dev = json.loads((root / "data" / "dev.json").read_text())
     para = dev["data"][0]["paragraphs"][0]
-    dev["data"][0]["paragraphs"] = [dict(para, qas=para["qas"][:12])]   # 12 questions
+    dev["data"][0]["paragraphs"] = [dict(para, qas=para["qas"][:12])]   # its 10 questions
     (root / "data" / "dev_small.json").write_text(json.dumps(dev))
     teacher = tiny_bert_qa(root / "teacher", squad_texts(limit=600), layers=2,
                            vocab_size=1500)
@@ -215,3 +215,59 @@ def test_cli_finetune_train_evaluate_with_official_prediction_files(qa_setup, tm
                  "squad2", "--file", str(data / "dev_small.json"), "--max-length", "64",
                  "--doc-stride", "32", "--max-query-length", "16"]) == 0
     assert json.loads(capsys.readouterr().out)["examples"] == 10
+
+
+# ------------------------------------------------------------------ windows -> decoding -> metric
+def test_gold_logits_on_real_windows_decode_to_the_gold_answers():
+    """Windows of real contexts (more than three each, answers crossing window boundaries),
+    logits that point at each window's gold positions: decoding merges the windows back into
+    the gold answers' text and the official v2.0 scoring of the result is (near) perfect."""
+    from builders.qa_windows import WindowSettings, make_windows, question_row, window_row
+    from taskdata import builtin_task, read_records
+    from taskdata.squad_metrics import squad_metrics
+    from tests.tinymodels import squad_texts, wordpiece_tokenizer
+
+    tok = wordpiece_tokenizer(squad_texts(limit=600), 500)
+    records = [r for r in read_records(SAMPLE, builtin_task("squad2"), limit=150)
+               if isinstance(r, dict)]
+    settings = WindowSettings(max_length=64, doc_stride=20, max_query_length=16)
+    windowed = make_windows(tok, [(r["text_a"], r["text_b"]) for r in records], settings)
+    rows, logits, questions, crossing = [], [], {}, 0
+    for record, wd in zip(records, windowed):
+        questions[record["id"]] = question_row(record, wd)
+        cut = False
+        if record["answers"]:    # the answer's context tokens, from their character offsets
+            a = record["answers"][0]["answer_start"]
+            b = a + len(record["answers"][0]["text"])
+            inside = np.nonzero((wd.offsets[:, 0] < b) & (wd.offsets[:, 1] > a))[0]
+            t0, t1 = int(inside.min()), int(inside.max())
+        for w in wd.windows:
+            row = dict(window_row(record, w, wd.offsets), id=record["id"])
+            z = np.zeros((len(w.input_ids), 2))
+            start, end = row["label"]
+            z[start, 0] = z[end, 1] = 10.0          # [CLS] when the window lacks the answer
+            rows.append(row)
+            logits.append(z)
+            if record["answers"]:    # a window boundary inside the answer
+                last = w.ctx_first + w.ctx_end - w.ctx_start - 1
+                cut |= w.ctx_first <= t1 and last >= t0 and not w.ctx_first <= t0 <= t1 <= last
+        crossing += cut
+    assert sum(len(wd.windows) > 3 for wd in windowed) > 40 and crossing > 15, crossing
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(rows))         # rows of a question need not be adjacent
+    spans = decode_spans([rows[i] for i in order], [logits[i] for i in order], questions,
+                         DecodeConfig(max_answer_length=64))
+    gold = {r["id"]: [a["text"] for a in r["answers"]] for r in records}
+    for r in records:
+        span = spans[r["id"]]
+        if r["answers"]:        # the gold span (whole tokens) wins over every null score
+            assert span.odds < 0 and r["answers"][0]["text"].lower() in span.text.lower(), \
+                (r["id"], span.text, r["answers"][0]["text"])
+        else:                   # no window holds an answer: null (20) beats every span (0)
+            assert span.odds > 0
+    metrics, final = squad_metrics(["exact", "f1", "HasAns_exact", "NoAns_exact"], gold,
+                                   {q: s.text for q, s in spans.items()},
+                                   null_odds={q: s.odds for q, s in spans.items()},
+                                   threshold=0.0)
+    assert metrics["NoAns_exact"] == 100.0 and metrics["HasAns_exact"] > 99.0
+    assert all(final[r["id"]] == "" for r in records if not r["answers"])

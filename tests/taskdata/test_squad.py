@@ -115,6 +115,17 @@ def test_v1_and_v2_scores_by_hand():
     assert out["HasAns_total"] == 2 and out["total"] == 4
 
 
+def test_v2_drops_gold_answers_that_normalise_to_nothing():
+    # evaluate-v2.0.py: gold texts that normalise to "" are dropped, and a question left
+    # without any is scored as unanswerable (gold ""); v1.1 keeps every gold text as given
+    gold = {"a": ["The", "Rollo"], "b": ["a"], "c": ["the"]}
+    out = evaluate_v2(gold, {"a": "", "b": "", "c": "Rollo"})
+    assert out["exact"] == pytest.approx(100 / 3) and out["f1"] == pytest.approx(100 / 3)
+    assert out["HasAns_total"] == 3 and "NoAns_total" not in out    # has_answer: gold given
+    v1 = evaluate_v1({"a": ["The"]}, {"a": ""})
+    assert v1 == {"exact": 100.0, "f1": 0.0, "total": 1}     # "" == "" but no shared token
+
+
 def test_no_answer_threshold_chosen_as_the_official_script_does():
     spans = {"q1": "France", "q2": "11th centuries", "q3": "Normans", "q4": "Rollo"}
     odds = {"q1": -3.0, "q2": 0.5, "q3": 2.0, "q4": -1.0}
