@@ -29,6 +29,7 @@ def _small_squad(path, n=10):
     return str(path), {q["id"]: q for q in para["qas"][:n]}
 
 
+@pytest.mark.slow    # a Beam run: ~30 s on a loaded 2-core machine
 def test_squad_build_augments_questions_and_indexes_windows(tmp_path, qa_teacher, capsys):
     from builders.cache import TeacherCache
     from builders.reader import CacheReader
