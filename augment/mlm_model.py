@@ -15,11 +15,12 @@ any batch (tests/augment/test_mlm.py checks this); GPU kernels give no such prom
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["MaskedLM", "get_masked_lm"]
+__all__ = ["MaskedLM", "get_masked_lm", "lm_head"]
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -49,7 +50,14 @@ class MaskedLM:
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
         self.name = name
-        self.tokenizer = AutoTokenizer.from_pretrained(name)
+        if not os.path.isdir(name) and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+            raise FileNotFoundError(
+                f"masked LM {name!r} does not exist: build one from an encoder with `distiller "
+                "mlm-adapt` (`make mlm` builds runs/mlm/minilm-glue) or name a local masked LM")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(name)
+        except OSError as exc:
+            raise ValueError(f"cannot load the masked LM {name!r}: {exc}") from None
         if not getattr(self.tokenizer, "is_fast", False):
             raise ValueError(f"masked LM {name!r} has no fast tokenizer: character offsets are "
                              "needed to edit only the chosen words; install `tokenizers` or use a "
@@ -59,7 +67,7 @@ class MaskedLM:
         self.device = _pick_device(device)
         self.model = AutoModelForMaskedLM.from_pretrained(name).to(self.device).eval()
         self.counters: Counter = Counter()
-        self._head = self._find_head()
+        self._head = lm_head(self.model)
         vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
         special = set(self.tokenizer.all_special_ids)
         n_wordpiece = sum(t.startswith("##") for t in vocab)
@@ -83,22 +91,6 @@ class MaskedLM:
         log.info("masked LM %s on %s: %d of %d vocabulary entries are whole words", name,
                  self.device, len(self.word_ids), len(vocab))
         self._emb_unit = None
-
-    def _find_head(self):
-        """hidden -> vocab logits at the chosen positions only, or None to run the full model."""
-        m = self.model
-        if hasattr(m, "cls") and hasattr(m.cls, "predictions"):  # BERT
-            return m.cls
-        if hasattr(m, "lm_head"):  # RoBERTa, XLM-R
-            return m.lm_head
-        if hasattr(m, "vocab_projector"):  # DistilBERT
-            import torch.nn.functional as F
-
-            def head(h):
-                h = F.gelu(m.vocab_transform(h))
-                return m.vocab_projector(m.vocab_layer_norm(h))
-            return head
-        return None
 
     def word_embeddings_unit(self):
         """Input embeddings of the whole-word vocabulary, L2-normalised (for kNN), [W, H]."""
@@ -184,6 +176,24 @@ class MaskedLM:
                 return torch.cat([self._head(b) for b in padded.split(HEAD_ROWS)])[:n]
             return self.model(input_ids=ids, attention_mask=mask).logits[
                 bi.to(self.device), pi.to(self.device)]
+
+
+def lm_head(m):
+    """A masked LM's head as a function hidden [N, H] -> vocabulary logits [N, V], so that it
+    runs at the chosen positions only; None for an architecture it does not know (then the full
+    model runs)."""
+    if hasattr(m, "cls") and hasattr(m.cls, "predictions"):  # BERT
+        return m.cls
+    if hasattr(m, "lm_head"):  # RoBERTa, XLM-R
+        return m.lm_head
+    if hasattr(m, "vocab_projector"):  # DistilBERT
+        import torch.nn.functional as F
+
+        def head(h):
+            h = F.gelu(m.vocab_transform(h))
+            return m.vocab_projector(m.vocab_layer_norm(h))
+        return head
+    return None
 
 
 def get_masked_lm(name: str, device: str = "auto") -> MaskedLM:

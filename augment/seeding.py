@@ -1,7 +1,8 @@
 """Deterministic seeds: every random choice is drawn from a generator seeded by hashing names.
 
-Contract 1 of DESIGN.md: outputs depend only on (base seed, record id, augmenter name, copy
-index, ...), never on global RNG state, batch composition, worker count or bundle order.
+As docs/architecture.md ("Augment") says: outputs depend only on (base seed, record id, augmenter
+name, copy index, ...), never on global RNG state, batch composition, worker count or bundle
+order.
 """
 from __future__ import annotations
 

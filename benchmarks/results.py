@@ -20,6 +20,9 @@ seeds (every configuration on --full-tasks, --other-configs elsewhere):
   pred+mi       + MI-alpha (alpha 0.9, transformer critic, w_inter 0.1: at 1 its gradients
                 drown the prediction loss's, see distill_train/objective.py)
   pred+mse+aug  pred+mse on the EDA-augmented corpus
+  pred+ctx      pred on a corpus augmented by contextual substitution with a real masked LM
+                (--mlm-model, built by `make mlm`; aug_p 0.3, 2 copies per example)
+  pred+ctx+swap pred on the study's chain: contextual substitution then random swap (0.3 each)
   pred+mixup    pred on the originals plus one offline mixup pair per record (teacher scored the
                 interpolated embeddings in the build; RTE and STS-B only, see --mixup-tasks)
   online        pred+mse with the teacher run online on every batch (same metric, time saved)
@@ -29,8 +32,7 @@ seeds (every configuration on --full-tasks, --other-configs elsewhere):
                 story, compared with nokd on the labelled sample alone)
 
 Writes results.json (every run), results.md (mean +- std of the primary metric, the task's other
-metrics beside it) and results.png. Finished runs are kept, so an interrupted run continues;
---keep PATH carries the tasks of an earlier results.json that this call does not run.
+metrics beside it) and results.png. Finished runs are kept, so an interrupted run continues.
 Not run in CI: it trains about 80 students (see README for the time it took on 2 CPU cores).
 """
 from __future__ import annotations
@@ -45,8 +47,10 @@ from typing import Dict, List
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from distill_train.demo import DEFAULT_DATA, minilm_path, sample_tsv  # noqa: E402
-from taskdata import builtin_task  # noqa: E402
+from builders.pretrained import minilm_path  # noqa: E402
+from taskdata import builtin_task, read_records  # noqa: E402
+from taskdata.paths import shared_data  # noqa: E402
+from taskdata.sampling import sample_tsv  # noqa: E402
 
 TASK_FILES = {"sst2": "SST-2", "rte": "RTE", "stsb": "STS-B", "cola": "CoLA", "mrpc": "MRPC"}
 TEACHER_SAMPLE = {"sst2": 2000}  # the teacher's training sample (whole train set elsewhere)
@@ -60,9 +64,15 @@ CONFIGS = {
     "pred+mi": dict(pred_loss="kl", inter_loss="mi", mi_alpha=0.9, w_inter=0.1),
     "pred+mse+aug": dict(pred_loss="kl", inter_loss="mse", corpus="aug"),
     "pred+mixup": dict(pred_loss="kl", inter_loss="none", corpus="mixup"),
+    "pred+ctx": dict(pred_loss="kl", inter_loss="none", corpus="ctx"),
+    "pred+ctx+swap": dict(pred_loss="kl", inter_loss="none", corpus="ctx+swap"),
     "transfer": dict(pred_loss="kl", inter_loss="mse", corpus="transfer", w_gold=0.0, epochs=2),
 }
 TRANSFER_POLICY = "eda_synonym:0.1+eda_swap:0.1,copies=1"
+# corpora augmented with the masked LM (--mlm-model): the study's contextual augmenter (nucleus
+# sampling, top-p 0.8) alone and chained with its random augmenter, aug_p 0.3 each
+MLM_POLICIES = {"ctx": "contextual(model={mlm}):0.3,copies=2",
+                "ctx+swap": "contextual(model={mlm}):0.3+eda_swap:0.3,copies=2"}
 
 
 def transfer_tsv(full_train: str, sample: str, dst: str, pool: int, *, header: bool) -> int:
@@ -136,13 +146,19 @@ def prepare_task(task: str, args) -> Dict[str, str]:
     common = dict(task=task, teacher=teacher, cache=cache, workers=2, max_length=max_len,
                   progress=False)
     split = "train" if train_file != full_train else "train-full"  # STS-B's sample kept "train"
-    tr = build_distill_set(BuildOptions(input=train_file, split=split, augment=args.policy,
-                                        **common))
+    tr = build_distill_set(BuildOptions(train_file, split=split, augment=args.policy, **common))
     dv = build_distill_set(BuildOptions(input=dev_file, split="dev", **common))
     names = list(tr["corpora"])
     paths = {"root": root, "runs": runs, "cache": cache, "teacher": teacher,
              "train_file": train_file, "dev_file": dev_file, "plain": names[0], "aug": names[-1],
              "dev": next(iter(dv["corpora"])), "max_length": str(max_len), "keep": keep}
+    for name in _configs_of(task, args):
+        corpus = CONFIGS.get(name, {}).get("corpus")
+        if corpus in MLM_POLICIES and corpus not in paths:  # the model checked in main()
+            built = build_distill_set(BuildOptions(
+                input=train_file, split=split, augment=MLM_POLICIES[corpus].format(
+                    mlm=args.mlm_model), **common))
+            paths[corpus] = list(built["corpora"])[-1]
     if task in args.mixup_tasks.split(","):
         mx = build_distill_set(BuildOptions(input=train_file, split=split, mixup=1, **common))
         paths["mixup"] = list(mx["corpora"])[-1]
@@ -210,8 +226,6 @@ def run_online(task: str, seed: int, paths: Dict[str, str], student: Dict) -> Di
     cache = TeacherCache.open(paths["cache"])
     rows = cache.read_corpus(paths["plain"])
     dev = cache.read_corpus(paths["dev"])
-    from taskdata import read_records
-
     texts = {}
     for path, corpus in ((paths["train_file"], rows), (paths["dev_file"], dev)):
         by_id = {r["id"]: r for r in read_records(path, builtin_task(task))
@@ -294,10 +308,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/results")
-    p.add_argument("--data", default=DEFAULT_DATA)
+    p.add_argument("--data", default=shared_data("glue"))
     p.add_argument("--tasks", default="sst2,rte,stsb,cola,mrpc")
     p.add_argument("--configs", default="nokd,pred,pred+mse,pred+cos,pred+pkd,pred+mi,"
-                   "pred+mse+aug,pred+mixup,online,transfer")
+                   "pred+mse+aug,pred+mixup,pred+ctx,pred+ctx+swap,online,transfer")
     p.add_argument("--mixup-tasks", default="rte,stsb",
                    help="tasks whose build adds offline mixup pairs (the pred+mixup rows)")
     p.add_argument("--seeds", type=int, default=3)
@@ -311,14 +325,15 @@ def main(argv=None) -> int:
                         "stsb=1+2 (a task not named: skip-chosen layers 3 and 6)")
     p.add_argument("--seed-list", help="run only these seeds, e.g. 0,2 (to share the runs "
                    "between processes; a last run without it writes the whole table)")
-    p.add_argument("--keep", help="an earlier results.json whose tasks and configurations this "
-                   "call does not run are kept in the table (e.g. benchmarks/results/results.json)")
+    p.add_argument("--keep", help="an earlier results.json: its rows (task, configuration) "
+                   "that this call does not run stay in the table, e.g. "
+                   "benchmarks/results/results.json")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: the table, JSON and plot of the runs already finished")
     p.add_argument("--full-tasks", default="sst2,rte,stsb",
                    help="tasks that run every configuration in --configs; the others run "
                         "--other-configs (to fit the time: see README)")
-    p.add_argument("--other-configs", default="nokd,pred,pred+mse,pred+mse+aug,transfer")
+    p.add_argument("--other-configs", default="nokd,pred,pred+mse,pred+mse+aug,pred+ctx,transfer")
     p.add_argument("--transfer-pool", default="sst2=6000,mrpc=3076",
                    help="per task, the other training rows (labels dropped) that join the "
                    "labelled sample in the transfer set of the 'transfer' configuration")
@@ -333,7 +348,15 @@ def main(argv=None) -> int:
     p.add_argument("--teacher-epochs", type=int, default=3)
     p.add_argument("--teacher-lr", type=float, default=5e-5)
     p.add_argument("--policy", default="eda_synonym:0.1+eda_swap:0.1,copies=2")
+    p.add_argument("--mlm-model", default=os.path.join("runs", "mlm", "minilm-glue"),
+                   help="the masked LM of the pred+ctx rows (default: what `make mlm` builds)")
     args = p.parse_args(argv)
+    ctx = sorted({n for t in args.tasks.split(",") for n in _configs_of(t, args)
+                  if CONFIGS.get(n, {}).get("corpus") in MLM_POLICIES})
+    if ctx and not args.report_only and not os.path.isdir(args.mlm_model):
+        print(f"results.py: {', '.join(ctx)} need the masked LM {args.mlm_model!r}, which does "
+              "not exist: build it with `make mlm` (or give --mlm-model)", file=sys.stderr)
+        return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import transformers
 

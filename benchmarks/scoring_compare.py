@@ -18,9 +18,11 @@ from typing import Callable, Dict, List, Sequence
 import numpy as np
 
 
-def bare_sorted_loop(teacher, rows) -> float:
+def bare_sorted_loop(teacher, rows, keep: bool = False) -> float:
     """Seconds of a bare length-sorted forward loop over the teacher's own batch plan, at the
-    teacher's precision (autocast when it has one): the floor of our overhead."""
+    teacher's precision (autocast when it has one): the floor of our overhead. With `keep`, the
+    loop also keeps what a cache row holds (every hidden state, float16, each row trimmed to its
+    length, in memory; nothing keyed or written): the floor of any scorer that keeps them."""
     import torch
 
     from builders.batching import plan_batches
@@ -40,7 +42,11 @@ def bare_sorted_loop(teacher, rows) -> float:
             for r, i in enumerate(batch):
                 ids[r, :lengths[i]] = torch.from_numpy(toks[i][0].astype(np.int64))
                 mask[r, :lengths[i]] = 1
-            teacher.model(input_ids=ids, attention_mask=mask)
+            out = teacher.model(input_ids=ids, attention_mask=mask, output_hidden_states=keep)
+            if keep:
+                hidden = torch.stack(out.hidden_states, 1).to(torch.float16).numpy()
+                kept = [hidden[r, :, :lengths[i]] for r, i in enumerate(batch)]
+                kept.append(out.logits.float().numpy())
     return time.perf_counter() - t
 
 

@@ -22,14 +22,15 @@ import os
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from .corpus_rows import (CORPUS_FIELDS, MIXUP_FIELDS, SPAN_FIELDS,  # noqa: F401 (re-exported)
-                          check_corpus_name, clean_rows)
+                          check_corpus_name, clean_rows, corpus_item)
 from .errors import CacheError, ForeignDirectoryError
 from .manifest import (CORPUS_DIR, MANIFEST, SHARD_DIR, atomic_write_bytes, locked,
                        new_manifest, read_manifest, write_manifest)
 from .shards import ShardInfo, read_shard_table, write_shard_file, write_table_file
 from .spec import CacheSpec
 
-__all__ = ["TeacherCache", "CacheSpec", "ShardInfo", "CORPUS_FIELDS", "check_corpus_name"]
+__all__ = ["TeacherCache", "CacheSpec", "ShardInfo", "CORPUS_FIELDS", "check_corpus_name",
+           "corpus_item"]
 
 log = logging.getLogger(__name__)
 
@@ -141,32 +142,45 @@ class TeacherCache:
         """Write outputs (Teacher.score dicts) as an uncommitted, invisible shard."""
         return write_shard_file(os.path.join(self.path, SHARD_DIR), self.spec, outputs, name)
 
-    def commit(self, shard_infos: Sequence[ShardInfo]) -> List[ShardInfo]:
+    def commit(self, shard_infos: Sequence[ShardInfo], *,
+               known: Optional[Iterable[str]] = None) -> List[ShardInfo]:
         """Make shards visible: one atomic manifest replace under the lock. Keys already present
         (committed by anyone) are skipped; a partly duplicate shard is rewritten without them.
-        Returns the shards actually added."""
+        Returns the shards actually added.
+
+        known: shards committed when the caller chose the keys to score (a build's snapshot):
+        keys are then checked only against shards committed since (usually none: nothing read,
+        memory flat), the new shards taken to hold distinct keys (a build scores each once)."""
         added: List[ShardInfo] = []
         with locked(self.path):
             manifest = read_manifest(self.path)
             committed = {s["name"] for s in manifest["shards"]}
-            present = self._key_set(manifest)
+            if known is None:
+                present = self._key_set(manifest)
+            else:
+                known = set(known)
+                present = self._key_set({"shards": [s for s in manifest["shards"]
+                                                    if s["name"] not in known]})
             for info in shard_infos:
                 if info.name in committed:
                     continue                       # a retried bundle: already there
-                keys = list(info.keys) or self._keys_of(info)
-                fresh = [k for k in keys if k not in present]
-                if not fresh:
-                    self._discard(info.name)
-                    continue
-                if len(fresh) < len(keys):
-                    info = self._rewrite_without(info, set(fresh))
-                    if info.name in committed:
+                fresh = None                       # None: nothing to check the keys against
+                if known is None or present:
+                    keys = list(info.keys) or self._keys_of(info)
+                    fresh = [k for k in keys if k not in present]
+                    if not fresh:
+                        self._discard(info.name)
                         continue
+                    if len(fresh) < len(keys):
+                        info = self._rewrite_without(info, set(fresh))
+                        if info.name in committed:
+                            continue
                 self._check_written(info)
                 manifest["shards"].append(info.to_manifest())
                 committed.add(info.name)
-                present.update(fresh)
-                self._shard_keys[info.name] = fresh
+                if fresh is not None:
+                    present.update(fresh)
+                    self._shard_keys[info.name] = fresh
                 added.append(info)
             if added:
                 manifest["stats"] = _stats(manifest)

@@ -62,9 +62,12 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--limit", type=int, default=None, help="read only the first N rows")
     p.add_argument("--corpus", default=None,
                    help="corpus name to record (default: TASK-SPLIT from the file name)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--devices", "--device", dest="devices", default="auto",
+                   help="auto (every GPU this machine sees, else the CPU), cpu, cuda, or a list "
+                   "like cuda:0,cuda:1: one teacher replica per device")
     p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
-                   help="teacher precision: auto = float32 on a CPU, bf16/fp16 on a GPU")
+                   help="teacher precision: auto = what an existing cache records, else float32 "
+                   "on CPUs and bf16/fp16 on GPUs; one that disagrees with the cache is an error")
     p.add_argument("--backend", default="eager", choices=["eager", "compile", "onnx"],
                    help="what runs the teacher: eager PyTorch, compile = torch.compile (a warm-up "
                    "of tens of seconds, then faster; README, Benchmarks), onnx = ONNX Runtime on "
@@ -151,16 +154,18 @@ def _cmd_score(args) -> int:
         except ValueError:
             raise ValueError(f"--layers must be 'all' or comma-separated integers, got "
                              f"{args.layers!r}") from None
+    # issue 19: the devices' slots, and the precision the cache records (or a clear error)
+    devices, amp = _placement(args.devices, args.amp, args.cache)
     config = TeacherConfig(model=args.teacher, max_length=args.max_length, layers=layers,
                            pooling=args.pooling, attentions=args.attentions,
-                           max_tokens_per_batch=args.max_tokens_per_batch, device=args.device,
-                           amp=args.amp, num_labels=num_labels, backend=args.backend,
+                           max_tokens_per_batch=args.max_tokens_per_batch, device=devices[0],
+                           amp=amp, num_labels=num_labels, backend=args.backend,
                            head="span" if task.is_span else "sequence",
                            doc_stride=args.doc_stride, max_query_length=args.max_query_length)
     summary = score_file(config, input_path=args.input, task=task, cache_dir=args.cache,
                          dtype=args.dtype, logits_topk=args.logits_topk, dry_run=args.dry_run,
                          chunk=args.chunk, limit=args.limit, corpus=args.corpus,
-                         labelled=not args.unlabelled)
+                         labelled=not args.unlabelled, devices=devices)
     for dl in summary.pop("dead_letter_examples", []):
         print(f"dead letter: row {dl['row']}: {dl['reason']}", file=sys.stderr)
     print(json.dumps(summary, indent=1, sort_keys=True))
@@ -172,16 +177,31 @@ def _cmd_score(args) -> int:
     return 0
 
 
+def _placement(spec: str, amp: str, cache_dir: str):
+    """(device slots, concrete amp) of `distiller score` (builders.devices, builders.precision)."""
+    from .devices import device_kind, gpus_run_bf16, resolve_devices
+    from .precision import cache_compute, resolve_amp
+
+    devices = resolve_devices(spec)
+    kinds = {device_kind(d) for d in devices}
+    bf16 = gpus_run_bf16(devices) if kinds == {"cuda"} else True
+    recorded = cache_compute(cache_dir) if os.path.isdir(cache_dir) else None
+    return devices, resolve_amp(amp, recorded=recorded, kinds=sorted(kinds),
+                                bf16_supported=bf16, cache=f"cache {cache_dir!r}")
+
+
 def score_file(config, *, input_path: str, task, cache_dir: str, dtype: str = "float16",
                logits_topk: int = 0, dry_run: bool = False, chunk: int = 2048,
-               limit: int = None, corpus: str = None, labelled: bool = True) -> Dict[str, Any]:
+               limit: int = None, corpus: str = None, labelled: bool = True,
+               devices=None) -> Dict[str, Any]:
     """Score every good row of an input into the cache; returns counts (the CLI prints them).
 
     task: a `taskdata.Task` (or a built-in name). Only keys the cache lacks are scored; each chunk
     is committed as it finishes. Also writes the corpus index TASK-SPLIT (originals: parent_id
     None, chain "original", copy 0) with the task recorded. A span task (question answering)
     is scored window by window: the corpus has a row per window and its question rows; the
-    dry run counts windows.
+    dry run counts windows. devices: several device names score with one teacher replica each
+    (builders.multiscore); None runs on `config.device`.
     """
     from taskdata.records import DeadLetter
     from taskdata.reader import read_records
@@ -190,7 +210,7 @@ def score_file(config, *, input_path: str, task, cache_dir: str, dtype: str = "f
     from .cache import TeacherCache
     from .manifest import MANIFEST
     from .planning import length_histogram, plan
-    from .scoring import score_into_cache
+    from .multiscore import load_replicas, score_on_devices
     from .leftovers import remove_dead_temp_files
     from .teacher import make_teacher
     from .vocab import record_vocabulary
@@ -242,7 +262,8 @@ def score_file(config, *, input_path: str, task, cache_dir: str, dtype: str = "f
              else TeacherCache.create(cache_dir, spec))
     record_vocabulary(cache, teacher.tokenizer)
     remove_dead_temp_files(cache.path)
-    result = score_into_cache(teacher, cache, records, chunk=chunk)
+    replicas = [teacher] + (load_replicas(config, devices[1:]) if devices else [])
+    result = score_on_devices(replicas, cache, records, chunk=chunk)
     cache.write_corpus(name, [dict(r, key=k, parent_id=None, chain="original", copy=0)
                               for r, k in zip(records, keys)],
                        task=task.to_dict(), labelled=labelled, questions=questions)

@@ -1,4 +1,4 @@
-"""Cache keys (contract 2 of DESIGN.md): the identity of one teacher input.
+"""Cache keys (docs/cache.md, "Keys"): the identity of one teacher input.
 
 key = hash(teacher fingerprint, tokenization settings, text_a, text_b). Keys never depend on a
 path, a time or process state, so every process and machine computes the same key.
@@ -49,5 +49,6 @@ def cache_key(fingerprint: str, tokenization_settings: Mapping[str, Any], text_a
 
 
 def mixup_key(key_i: str, key_j: str, lam: float) -> str:
-    """Key of a mixup example (INTERFACES.md, mixup): hash("mixup", key_i, key_j, round(lam, 6))."""
+    """Key of a mixup example (docs/cache.md, "Mixup rows"):
+    hash("mixup", key_i, key_j, round(lam, 6))."""
     return stable_hash("mixup", key_i, key_j, round(float(lam), 6))

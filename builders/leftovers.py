@@ -40,11 +40,27 @@ class TempFile:
         who = (f"process {self.pid} still runs" if self.alive and self.host == HOST else
                f"written on host {self.host}, not checked from here" if self.alive else
                f"process {self.pid} is gone")
-        return f"temp file {self.rel} ({self.bytes} bytes, {who})"
+        what = "staging directory" if os.path.isdir(self.path) else "temp file"
+        return f"{what} {self.rel} ({self.bytes} bytes, {who})"
+
+
+def _size(path: str) -> int:
+    """Bytes of a file, or of the files in a directory (a build's staging directory of corpus
+    parts, builders.corpusparts); FileNotFoundError once its writer removed it."""
+    if not os.path.isdir(path):
+        return os.path.getsize(path)
+    total = 0
+    for name in os.listdir(path):
+        try:
+            total += os.path.getsize(os.path.join(path, name))
+        except FileNotFoundError:
+            pass
+    return total
 
 
 def temp_files(cache_path: str) -> List[TempFile]:
-    """Temp files in the cache directory, shards/ and corpora/, sorted by path."""
+    """Temp files in the cache directory, shards/ and corpora/ (and temp-named directories at
+    the top: a build's staging parts), sorted by path."""
     out = []
     for sub in ("", SHARD_DIR, CORPUS_DIR):
         directory = os.path.join(cache_path, sub)
@@ -53,10 +69,10 @@ def temp_files(cache_path: str) -> List[TempFile]:
         for name in sorted(os.listdir(directory)):
             owner = temp_owner(name)
             path = os.path.join(directory, name)
-            if owner is None or not os.path.isfile(path):
+            if owner is None or (sub and not os.path.isfile(path)):
                 continue
             try:
-                size = os.path.getsize(path)
+                size = _size(path)
             except FileNotFoundError:  # renamed or removed by its writer meanwhile
                 continue
             out.append(TempFile(path=path, rel=os.path.join(sub, name) if sub else name,
@@ -117,7 +133,12 @@ def leftover_warnings(cache: "TeacherCache") -> List[str]:
 
 def _unlink(path: str) -> bool:
     try:
-        os.unlink(path)
+        if os.path.isdir(path):
+            import shutil
+
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
         return True
     except FileNotFoundError:
         return False

@@ -1,4 +1,4 @@
-"""Teacher outputs on mixup inputs (issue 8), following INTERFACES.md's mixup definition.
+"""Teacher outputs on mixup inputs (issue 8), as docs/cache.md ("Mixup rows") defines them.
 
 Pair (i, j, lam): both token sequences padded to L = max(len_i, len_j); input embeddings =
 lam * word_embeddings(ids_i) + (1 - lam) * word_embeddings(ids_j) (word embeddings only: the model

@@ -72,6 +72,27 @@ class ShardWriter:
         return self.added
 
 
+def missing_records(teacher: "Teacher", cache: "TeacherCache", records: Sequence[Any]):
+    """(the records to score: the first of each distinct key the cache lacks, their keys, how
+    many records had a key the cache already holds)."""
+    keys = [teacher.record_key(r) for r in records]
+    todo = set(cache.missing(keys))
+    unique: Dict[str, Any] = {}
+    for r, k in zip(records, keys):
+        if k in todo and k not in unique:
+            unique[k] = r
+    reused = sum(1 for k in keys if k not in todo)
+    return list(unique.values()), list(unique), reused
+
+
+def summary(records: Sequence[Any], pending: Sequence[Any], reused: int,
+            added: Sequence[Any]) -> Dict[str, Any]:
+    """What a scoring call reports (see `score_into_cache`)."""
+    return {"scored": len(pending), "reused": reused,
+            "duplicates": len(records) - reused - len(pending),
+            "shards": len(added), "rows_committed": sum(i.rows for i in added)}
+
+
 def score_into_cache(teacher: "Teacher", cache: "TeacherCache", records: Sequence[Any], *,
                      chunk: int = 2048, queue_chunks: int = 1) -> Dict[str, Any]:
     """Score the records whose keys `cache` lacks (each distinct key once), committing one shard
@@ -82,13 +103,7 @@ def score_into_cache(teacher: "Teacher", cache: "TeacherCache", records: Sequenc
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    keys = [teacher.record_key(r) for r in records]
-    todo = set(cache.missing(keys))
-    unique: Dict[str, Any] = {}
-    for r, k in zip(records, keys):
-        if k in todo and k not in unique:
-            unique[k] = r
-    pending, pending_keys = list(unique.values()), list(unique)
+    pending, pending_keys, reused = missing_records(teacher, cache, records)
     writer = ShardWriter(cache, queue_chunks=queue_chunks)
     try:
         for start in range(0, len(pending), chunk):
@@ -99,7 +114,4 @@ def score_into_cache(teacher: "Teacher", cache: "TeacherCache", records: Sequenc
     finally:
         added = writer.close()
     log.info("writer thread: %.1f s, overlapped with scoring", writer.write_seconds)
-    reused = sum(1 for k in keys if k not in todo)
-    return {"scored": len(pending), "reused": reused,
-            "duplicates": len(records) - reused - len(pending),
-            "shards": len(added), "rows_committed": sum(i.rows for i in added)}
+    return summary(records, pending, reused, added)

@@ -1,4 +1,4 @@
-"""CacheSpec: what a teacher cache stores, recorded in its manifest (contract 2 of DESIGN.md).
+"""CacheSpec: what a teacher cache stores, recorded in its manifest (docs/cache.md, "Spec").
 
 Two caches (or a cache and a request) are compatible when every field but `model` (a name or path,
 kept for humans only) is equal.

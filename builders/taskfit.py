@@ -1,4 +1,4 @@
-"""Fit a teacher checkpoint to a task before any work (DESIGN.md contract 9).
+"""Fit a teacher checkpoint to a task before any work (docs/tasks.md, "The task model").
 
 A teacher whose head disagrees with the task (another number of outputs, other class names) is a
 one-line error naming both, before anything is read or scored. A bare encoder (no head) gets a

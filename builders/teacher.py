@@ -1,7 +1,7 @@
 """The teacher: load any Hugging Face sequence-classification/regression model, fingerprint what
 was loaded, tokenize, and run a length-bucketed batched forward that keeps what distillation needs.
 
-Outputs per example (INTERFACES.md, builders): key, input_ids int32[L], token_type_ids int8[L],
+Outputs per example (docs/cache.md, "Shards"): key, input_ids int32[L], token_type_ids int8[L],
 logits float32[C], hidden {layer: float32[L, H] or [H] if pooled}, attentions {layer: [heads, L, L]}
 when kept, truncated bool. Layer 0 is the embeddings output, i the output of transformer layer i.
 A question-answering teacher (builders.qa_teacher, via `make_teacher`) scores context windows and
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .batching import plan_batches
+from .devices import usable_cpus
 from .keys import cache_key as _cache_key
 from .spec import CacheSpec, default_layers
 from .teacher_config import TeacherConfig, as_text_pair
@@ -85,7 +85,7 @@ class Teacher:
         if self.device.type != "cuda" and cfg.amp == "fp16":
             raise ValueError("amp 'fp16' is for GPUs; on a CPU use amp 'bf16' (or 'off')")
         if self.device.type == "cpu":
-            threads = cfg.num_threads or len(os.sched_getaffinity(0))
+            threads = cfg.num_threads or usable_cpus()
             torch.set_num_threads(max(1, threads))
         limit = getattr(model.config, "max_position_embeddings", None)
         if limit is not None and cfg.max_length > limit:

@@ -40,6 +40,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--tensorboard", action="store_true", default=None,
                    help="also write TensorBoard scalars to RUN_DIR/tb")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="data-parallel processes on this machine (torch.distributed, started "
+                   "by PyTorch's elastic launcher as torchrun would; one per GPU, or CPU "
+                   "processes with gloo): --batch-size is per process, the global batch N times "
+                   "it; rank 0 writes the run directory")
 
 
 def add_parsers(subparsers) -> None:
@@ -106,15 +111,6 @@ def add_parsers(subparsers) -> None:
     add_task_arguments(p)
     p.set_defaults(func=_run_evaluate)
 
-    # The dispatcher imports this module only: the sweep/recommender commands live next door.
-    try:
-        from . import sweep_cli
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.sweep_cli":
-            raise
-    else:
-        sweep_cli.add_parsers(subparsers)
-
 
 def _config_from_args(args, keys) -> Any:
     from .config import TrainConfig
@@ -138,16 +134,46 @@ def _config_from_args(args, keys) -> Any:
 
 
 def _run_train(args) -> int:
-    from .train import train
-
     config = _config_from_args(args, ["task", "cache", "train_corpus", "dev_corpus", "student",
                                       "tensorboard", "mode"])
     _say_if_resuming(config, "train")
     if args.verify:
         _verify_run_shards(config)
-    result = train(config)
-    print(json.dumps(result.to_dict(), indent=2))
+    return _train_and_print(config, args)
+
+
+def _train_and_print(config, args) -> int:
+    """Train in this process (or as one rank of torchrun's job), or launch --nproc ranks; the
+    result is printed once (by rank 0)."""
+    from .distributed import launch, rank_from_env
+    from .train import train
+
+    if args.nproc > 1:
+        result = launch(config, args.nproc, verbosity=getattr(args, "verbose", 0))
+    elif args.nproc == 1:
+        result = train(config).to_dict()
+    else:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    if rank_from_env() == 0:
+        _report(result, args.command)
     return 0
+
+
+def _report(result, command: str) -> None:
+    """The result (TrainResult.to_dict()) as JSON on stdout, for scripts; one line a reader wants
+    on stderr."""
+    print(json.dumps(result, indent=2))
+    name, best = result.get("metric_name"), result.get("best_dev") or {}
+    others = ", ".join(f"{k} {v:.2f}" for k, v in best.items()
+                       if k != name and isinstance(v, (int, float)))
+    if result.get("best_epoch") is None or result.get("best_metric") is None:
+        line = "no dev set: nothing was selected"
+    else:
+        line = (f"best dev {name} {result['best_metric']:.2f}"
+                + (f" ({others})" if others else "")
+                + f" at epoch {result['best_epoch'] + 1} of {len(result.get('history') or [])}")
+    print(f"distiller {command}: {line}; {result.get('wall_time_s', 0):.0f} s; model in "
+          f"{result.get('run_dir')}/best_model", file=sys.stderr)
 
 
 def _verify_run_shards(config) -> None:
@@ -181,8 +207,6 @@ def _say_if_resuming(config, command: str) -> None:
 def _run_finetune(args) -> int:
     from taskdata.resolve import task_from_args
 
-    from .train import train
-
     args.run_dir = args.run_dir or args.out
     task, notes = task_from_args(args, data=args.train_file, required=not args.config)
     for note in notes:
@@ -191,9 +215,7 @@ def _run_finetune(args) -> int:
     config = _config_from_args(args, ["task", "train_file", "dev_file", "student",
                                       "tensorboard", "mode"])
     _say_if_resuming(config, "finetune")
-    result = train(config)
-    print(json.dumps(result.to_dict(), indent=2))
-    return 0
+    return _train_and_print(config, args)
 
 
 def _run_evaluate(args) -> int:

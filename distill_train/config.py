@@ -29,7 +29,7 @@ _CHOICES = {
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """One training run. Defaults follow the study's recipe (METHOD.md section 5)."""
+    """One training run. Defaults follow the study's recipe (docs/method.md, "Training recipe")."""
 
     task: Any = None                         # built-in name, YAML task file, Task dict; distill:
     #                                          None (or a name) = the task the cache recorded
@@ -58,7 +58,7 @@ class TrainConfig:
     student_intermediate: Optional[int] = None  # config: feed-forward size (default 4*hidden)
     reinit_head: bool = False                # start a new head even if the checkpoint has one
     #                                          that does not fit the task (else: an error)
-    # --- objective (METHOD.md sections 2-4) -----------------------------------------------
+    # --- objective (docs/method.md, "The objective") ---------------------------------
     pred_loss: str = "kl"                    # "kl" | "soft_ce" | "mse" | "none"; regression: mse
     temperature: float = 1.0                 # tau of the soft targets
     scale_by_t2: bool = True                 # multiply the soft loss by tau^2 (Hinton)
@@ -90,7 +90,10 @@ class TrainConfig:
     max_grad_norm: Optional[float] = 1.0     # clip; None = no clipping
     amp: str = "auto"                        # "auto" (fp16 on CUDA, off on CPU) | off | fp16 | bf16
     seed: int = 42
-    device: str = "auto"                     # "auto" | "cpu" | "cuda" | "cuda:1" ...
+    device: str = "auto"                     # "auto" | "cpu" | "cuda" | "cuda:1" ...; several
+    #                                          processes (torchrun): auto/cuda = cuda:LOCAL_RANK
+    loader_workers: Optional[int] = None     # DataLoader processes per rank (pinned memory);
+    #                                          None: 2 on a GPU, 0 on a CPU (a prefetch thread)
     early_stopping_patience: Optional[int] = None  # epochs without improvement before stopping
     save_every_steps: Optional[int] = None   # also checkpoint mid-epoch every N optimizer steps
     resume: bool = True                      # continue from run_dir's checkpoint when present
@@ -160,6 +163,10 @@ class TrainConfig:
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise bad(key, value, "expected a positive integer or null")
+        if self.loader_workers is not None and (not isinstance(self.loader_workers, int)
+                                                or isinstance(self.loader_workers, bool)
+                                                or self.loader_workers < 0):
+            raise bad("loader_workers", self.loader_workers, "expected an integer >= 0 or null")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise bad("max_grad_norm", self.max_grad_norm, "expected a positive number or null")
         if self.mode == "distill" and self.pred_loss == "none" and self.inter_loss == "none" \

@@ -6,9 +6,9 @@ A *provider* is anything with ``get_many(keys) -> list of dicts`` (builders.read
 ``attentions`` {layer: [heads, L, L]}. A training *row* is a corpus row of the cache:
 ``{"id", "key", "label", ...}``; a mixup row also has ``mix_key_a``, ``mix_key_b`` (the
 parents' keys), ``mix_lam`` and ``mix_label_b`` and its ``key`` names the teacher's outputs on
-the interpolated input (INTERFACES.md, mixup). A question-answering row is one context window:
-its label is the gold [start, end] token positions, ``ctx_start``/``ctx_end``/``cls_index`` say
-which positions an answer may take, and its teacher logits are [L, 2]. Batches are padded to
+the interpolated input (docs/cache.md, "Mixup rows"). A question-answering row is one context
+window: its label is the gold [start, end] token positions, ``ctx_start``/``ctx_end``/``cls_index``
+say which positions an answer may take, and its teacher logits are [L, 2]. Batches are padded to
 their longest example.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Intermediate objectives over one mapped (student, teacher) hidden-state pair (METHOD.md 3).
+"""Intermediate objectives over one mapped (student, teacher) hidden-state pair (docs/method.md).
 
 Hidden-state losses take ``student`` [B, L, H] (already projected to the teacher's width H by the
 objective when the widths differ), ``teacher`` [B, L, H] and ``mask`` [B, L] (1 = real token) and

@@ -1,4 +1,4 @@
-"""Prediction-layer objectives (METHOD.md section 4).
+"""Prediction-layer objectives (docs/method.md, "The objective").
 
 Shapes: logits are [B, C] (C = 1 for regression); `weights` in every loss is an optional [B]
 per-example weight (1 = real example); all losses return a scalar mean over the batch.

@@ -25,9 +25,10 @@ import torch
 
 from augment.seeding import derive_seed
 
+from . import distributed
 from .assemble import assemble, resolve_run_task
 from .config import TrainConfig
-from .forward import evaluate, logits_of, student_forward, to_device
+from .forward import evaluate, to_device
 from .runlog import RunLog, json_safe, load_checkpoint, save_checkpoint
 
 __all__ = ["TrainResult", "train", "param_groups", "clip_apart", "linear_schedule"]
@@ -35,7 +36,8 @@ __all__ = ["TrainResult", "train", "param_groups", "clip_apart", "linear_schedul
 log = logging.getLogger(__name__)
 
 # Config keys that may change between a killed run and its resumption.
-_RESUME_FREE = {"resume", "progress", "tensorboard", "log_every", "device", "eval_batch_size"}
+_RESUME_FREE = {"resume", "progress", "tensorboard", "log_every", "device", "eval_batch_size",
+                "loader_workers"}
 
 
 @dataclasses.dataclass
@@ -133,25 +135,33 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
     (entry = {"epoch", "global_step", "train": {...}, "dev": {metric: value}}); raising in either
     stops the run, as a kill would (a sweep prunes a trial this way)."""
     start = time.time()
+    # issue 19: under torchrun, this process is one rank of a data-parallel run (distributed.py)
+    dist, rank_device = distributed.setup(config.device)
     if provider is None or config._task is None:  # an injected provider brings its own task
         config = resolve_run_task(config)
     run_dir = config.run_dir
     os.makedirs(run_dir, exist_ok=True)
     ckpt_path = os.path.join(run_dir, "checkpoint.pt")
     resuming = config.resume and os.path.exists(ckpt_path)
-    if resuming:
-        _check_resumable(run_dir, config)
-    with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as fh:
-        json.dump(config.to_dict(), fh, indent=2, sort_keys=True)
+    if dist.is_main:
+        if resuming:
+            _check_resumable(run_dir, config)
+        with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as fh:
+            json.dump(config.to_dict(), fh, indent=2, sort_keys=True)
     log.info("training config: %s", json.dumps(config.to_dict(), sort_keys=True))
 
     # ---- model, objective, data (weights initialised from the seed alone)
-    device = _device(config.device)
+    device = rank_device or _device(config.device)
     torch.manual_seed(derive_seed(config.seed, "init"))
     parts = assemble(config, provider=provider, train_rows=train_rows, dev_rows=dev_rows)
     model, objective = parts.model.to(device), parts.objective.to(device)
     need_attn = objective.needs_attentions
     need_hidden = objective.kind != "none" and not need_attn
+    # student + objective in one module (DDP-wrapped with several ranks); this rank's batches
+    step = distributed.wrap(model, objective, dist, device, hidden=need_hidden,
+                            attentions=need_attn)
+    train_batches = distributed.RankBatches(parts.train, dist, device,
+                                            workers=config.loader_workers)
 
     # ---- optimizer and schedule
     # The fused kernel (CPU and CUDA) is ~4x faster than the per-tensor loop on CPU.
@@ -159,7 +169,7 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
                                   lr=config.lr, fused=device.type in ("cpu", "cuda"))
     student_params = [p for p in model.parameters() if p.requires_grad]
     objective_params = [p for p in objective.parameters() if p.requires_grad]
-    n_batches = len(parts.train)
+    n_batches = len(train_batches)  # global batches (batch_size x ranks rows each)
     steps_per_epoch = math.ceil(n_batches / config.grad_accum)
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -175,15 +185,27 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
         state, rng_state = load_checkpoint(ckpt_path, model=model, objective=objective,
                                            optimizer=optimizer, scheduler=scheduler,
                                            scaler=scaler)
+        if state.get("world_size", 1) != dist.world_size:
+            raise ValueError(f"{ckpt_path} was written by a run of {state.get('world_size', 1)} "
+                             f"process(es), this one has {dist.world_size}: resume with as many "
+                             "(the global batch and the data order depend on it)")
+        if dist.enabled:  # each rank continues from its own RNG state
+            rng_state = (state.pop("rank_rng", None) or [rng_state] * dist.world_size)[dist.rank]
         log.info("resumed from %s at epoch %d, step %d", ckpt_path, state["epoch"],
                  state["global_step"])
-    runlog = RunLog(run_dir, tensorboard=config.tensorboard, fresh=not resuming)
+    runlog = (RunLog(run_dir, tensorboard=config.tensorboard, fresh=not resuming)
+              if dist.is_main else distributed.NullLog())
     runlog.event({"event": "resume" if resuming else "start", "global_step": state["global_step"]})
     metric = config.metric_name
 
     def checkpoint() -> None:
-        save_checkpoint(ckpt_path, state=state, model=model, objective=objective,
-                        optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+        rank_rng = distributed.gather_rng(dist)  # every rank's, with several (a collective)
+        if dist.is_main:
+            saved = dict(state, world_size=dist.world_size)
+            if rank_rng is not None:
+                saved["rank_rng"] = rank_rng
+            save_checkpoint(ckpt_path, state=saved, model=model, objective=objective,
+                            optimizer=optimizer, scheduler=scheduler, scaler=scaler)
 
     # ---- the loop
     for epoch in range(state["epoch"], config.epochs):
@@ -192,28 +214,31 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
             torch.set_rng_state(rng_state["cpu"])
             if rng_state.get("cuda") is not None and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(rng_state["cuda"])
-        else:  # dropout draws of an epoch depend on (seed, epoch) only
-            torch.manual_seed(derive_seed(config.seed, "epoch", epoch))
+        else:  # dropout draws of an epoch depend on (seed, epoch) only (and the rank)
+            torch.manual_seed(distributed.epoch_seed(config.seed, epoch, dist))
         rng_state = None
         model.train()
         objective.train()
         sums: Dict[str, float] = {}
         step_parts: Dict[str, float] = {}
-        bar = _progress(config, n_batches, skip, f"epoch {epoch + 1}/{config.epochs}")
-        for index, (_, batch) in enumerate(parts.train.epoch(epoch, skip), start=skip):
+        bar = (_progress(config, n_batches, skip, f"epoch {epoch + 1}/{config.epochs}")
+               if dist.is_main else None)
+        for index, (_, batch, weight) in enumerate(train_batches.epoch(epoch, skip),
+                                                   start=skip):
             group_start = (index // config.grad_accum) * config.grad_accum
             in_group = min(config.grad_accum, n_batches - group_start)
             batch = to_device(batch, device)
-            with (autocast() if autocast else contextlib.nullcontext()):
-                out = student_forward(model, batch, hidden=need_hidden, attentions=need_attn)
-                loss, loss_parts = objective(student_logits=logits_of(out),
-                                             student_hidden=out.hidden_states,
-                                             student_attn=out.attentions, batch=batch)
-            scaler.scale(loss / in_group).backward()
+            step_end = index + 1 >= group_start + in_group
+            with distributed.sync_gradients(step, step_end):
+                with (autocast() if autocast else contextlib.nullcontext()):
+                    loss, loss_parts = step(batch)
+                # weight: this rank's share of the global batch (1.0 with one process)
+                scaler.scale(loss * weight / in_group).backward()
             for k, v in loss_parts.items():
-                step_parts[k] = step_parts.get(k, 0.0) + v / in_group
-            if index + 1 < group_start + in_group:
+                step_parts[k] = step_parts.get(k, 0.0) + v * weight / in_group
+            if not step_end:
                 continue
+            step_parts = distributed.global_parts(step_parts, dist)
             # ---- optimizer step at the end of each accumulation group
             if config.max_grad_norm:
                 scaler.unscale_(optimizer)
@@ -247,9 +272,9 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
         entry: Dict[str, Any] = {"epoch": epoch, "global_step": state["global_step"],
                                  "train": {k: v / max(1, steps_per_epoch) for k, v in
                                            sorted(sums.items())}}
-        if parts.dev:
-            dev, teacher = evaluate_sets(model, parts.dev, config.task_def.metrics, device,
-                                         autocast=autocast)
+        if parts.dev:  # on rank 0, its result given to every rank
+            dev, teacher = distributed.on_main(dist, lambda: evaluate_sets(
+                model, parts.dev, config.task_def.metrics, device, autocast=autocast))
             entry["dev"] = dev
             if teacher is not None:
                 state["teacher_metric"], state["teacher_dev"] = teacher[metric], teacher
@@ -257,13 +282,15 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
             if improved:
                 state["best"], state["best_epoch"], state["bad_epochs"] = dev[metric], epoch, 0
                 state["best_dev"] = dev
-                _save_model(model, parts.tokenizer, os.path.join(run_dir, "best_model"),
-                            config.task_def)
+                if dist.is_main:
+                    _save_model(model, parts.tokenizer, os.path.join(run_dir, "best_model"),
+                                config.task_def)
             else:
                 state["bad_epochs"] += 1
         else:
-            _save_model(model, parts.tokenizer, os.path.join(run_dir, "best_model"),
-                        config.task_def)
+            if dist.is_main:
+                _save_model(model, parts.tokenizer, os.path.join(run_dir, "best_model"),
+                            config.task_def)
             state["best_epoch"] = epoch
         state["history"].append(entry)
         runlog.event(dict(entry, event="epoch"))
@@ -286,8 +313,10 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
                          history=state["history"], run_dir=run_dir,
                          wall_time_s=time.time() - start, teacher_metric=state["teacher_metric"],
                          best_dev=state.get("best_dev"), teacher_dev=state.get("teacher_dev"))
-    with open(os.path.join(run_dir, "result.json"), "w", encoding="utf-8") as fh:
-        json.dump(result.to_dict(), fh, indent=2, allow_nan=False)
+    if dist.is_main:
+        with open(os.path.join(run_dir, "result.json"), "w", encoding="utf-8") as fh:
+            json.dump(result.to_dict(), fh, indent=2, allow_nan=False)
+    distributed.teardown(dist)
     return result
 
 

@@ -25,7 +25,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import time
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
@@ -33,7 +32,8 @@ import apache_beam as beam
 
 from pipelines.augmentation import AugmentCorpus
 from pipelines.buildcheck import check_outputs, failure_message
-from pipelines.console import child_stderr_to, is_quiet
+from pipelines.buildlog import Progress, beam_counters, stderr_of_workers, worker_log_path
+from pipelines.console import is_quiet
 from pipelines.dedupe import CachedKeys, MissingKeys
 from pipelines.finalize import CommitAndIndex
 from pipelines.keying import KeyRecords
@@ -63,7 +63,9 @@ class BuildOptions:
     augment: Optional[Any] = None   # policy spec string, YAML path or dict; None = originals only
     split: str = "train"            # split name used in corpus names
     runner: str = "direct"          # direct | dask | any Beam runner name
-    workers: int = 2                # worker processes (direct, local dask)
+    workers: Optional[int] = None   # worker processes (direct, local dask); None = one per GPU
+    #                                 the devices give, else 2 (at most the CPUs)
+    devices: str = "auto"           # auto | cpu | cuda | cuda:0,cuda:1,... (pipelines.devices)
     threads_per_worker: Optional[int] = None  # torch threads per local worker; None = CPUs//workers
     dask_address: Optional[str] = None  # existing dask scheduler; None starts a local cluster
     dead_letters: Optional[str] = None  # JSONL of rejected rows; default next to the cache
@@ -94,7 +96,7 @@ class BuildOptions:
         object.__setattr__(self, "task", resolve_task(self.task))
         if self.task is None:
             raise ValueError("a build needs a task (a built-in name or a taskdata.Task)")
-        if self.workers < 1:
+        if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.threads_per_worker is not None and self.threads_per_worker < 1:
             raise ValueError(f"threads_per_worker must be >= 1, got {self.threads_per_worker}")
@@ -118,8 +120,9 @@ class BuildOptions:
 
 def corpus_names(task: str, split: str, policy_name: Optional[str], *, mixup: int = 0,
                  mixup_alpha: float = 0.4) -> list:
-    """[originals corpus] or [originals corpus, originals + copies corpus] (INTERFACES.md),
-    then, with mixup, the last of those plus mixup pairs: ``<last>+mixup-n<N>-a<alpha>``."""
+    """[originals corpus] or [originals corpus, originals + copies corpus] (docs/cache.md,
+    "Corpora"), then, with mixup, the last of those plus mixup pairs:
+    ``<last>+mixup-n<N>-a<alpha>``."""
     base = f"{task}-{split}"
     names = [base] if policy_name is None else [base, f"{base}+{policy_name}"]
     if mixup:
@@ -135,7 +138,9 @@ def _teacher_config(opts: BuildOptions, num_labels: Optional[int] = None):
     # on a remote runner (or a remote dask scheduler) workers use the CPUs they have.
     threads = opts.threads_per_worker
     if threads is None and is_local_runner(opts.runner) and not opts.dask_address:
-        threads = max(1, len(os.sched_getaffinity(0)) // opts.workers)
+        from builders.devices import usable_cpus
+
+        threads = max(1, usable_cpus() // opts.workers)
     return TeacherConfig(model=opts.teacher, max_length=opts.max_length, layers=opts.layers,
                          pooling=opts.pooling, attentions=opts.attentions, num_threads=threads,
                          amp=opts.amp, num_labels=num_labels, backend=opts.backend,
@@ -148,9 +153,13 @@ class BuildDistillSet(beam.PTransform):
 
     def __init__(self, opts: BuildOptions, *, teacher_config, names, dead_letter_path: str,
                  summary_path: str, progress_dir: Optional[str] = None,
-                 batch_by_shuffle: bool = False):
+                 batch_by_shuffle: bool = False, devices=None, staging_dir: str = "",
+                 known_shards: Sequence[str] = ()):
         super().__init__()
+        # issue 19: where the workers write the corpus parts; the shards committed at the start
+        self.staging_dir, self.known_shards = staging_dir, tuple(known_shards)
         self.batch_by_shuffle = batch_by_shuffle
+        self.devices = devices  # pipelines.devices.DevicePlan (None: the config's device)
         self.opts, self.teacher_config, self.names = opts, teacher_config, names
         self.dead_letter_path, self.summary_path = dead_letter_path, summary_path
         self.progress_dir = progress_dir
@@ -164,7 +173,7 @@ class BuildDistillSet(beam.PTransform):
         else:
             keyed, too_long = originals | "key_originals" >> KeyRecords(
                 self.teacher_config, reject_long=o.reject_long, source=o.input,
-                batch_by_shuffle=self.batch_by_shuffle)
+                batch_by_shuffle=self.batch_by_shuffle, devices=self.devices)
             everything, dead = [keyed], [bad_rows, too_long]
             questions = pbegin | "no_questions" >> beam.Create([])
             if o.augment is not None:
@@ -173,23 +182,26 @@ class BuildDistillSet(beam.PTransform):
                     batch_by_shuffle=self.batch_by_shuffle)
                 keyed_copies, long_copies = copies | "key_copies" >> KeyRecords(
                     self.teacher_config, reject_long=o.reject_long, source=o.input,
-                    batch_by_shuffle=self.batch_by_shuffle)
+                    batch_by_shuffle=self.batch_by_shuffle, devices=self.devices)
                 everything.append(keyed_copies)
                 dead.append(long_copies)
         records = everything | "originals_and_copies" >> beam.Flatten()
         cached = pbegin | "cached_keys" >> CachedKeys(o.cache)
-        shards = (records
-                  | "missing_keys" >> MissingKeys(cached)
+        missing, key_counts = records | "missing_keys" >> MissingKeys(cached, count="rows")
+        shards = (missing
                   | "score" >> ScoreWithTeacher(
                       self.teacher_config, cache_path=o.cache, unit_size=o.unit_size,
                       write_shards=o.write_shards_in_scoring, share_model=o.share_model,
-                      progress_dir=self.progress_dir))
-        pairs, shards = self._mixup(records, cached, shards)
+                      progress_dir=self.progress_dir, devices=self.devices))
+        pairs, shards, key_counts = self._mixup(records, cached, shards, key_counts)
         dead_letters = dead | "all_dead_letters" >> beam.Flatten()
-        return (shards, records, dead_letters, pairs, questions) | "commit" >> CommitAndIndex(
-            cache_path=o.cache, corpus_names=self.names, dead_letter_path=self.dead_letter_path,
-            summary_path=self.summary_path, mixup=bool(o.mixup), task=o.task.to_dict(),
-            labelled=o.labelled)
+        return ((shards, records, dead_letters, pairs, key_counts, questions)
+                | "commit" >> CommitAndIndex(
+                    cache_path=o.cache, corpus_names=self.names,
+                    dead_letter_path=self.dead_letter_path, summary_path=self.summary_path,
+                    mixup=bool(o.mixup), task=o.task.to_dict(), labelled=o.labelled,
+                    staging_dir=self.staging_dir, known_shards=self.known_shards,
+                    by_shuffle=self.batch_by_shuffle))
 
     def _windows(self, originals, bad_rows):
         """Span tasks: ([window records], [dead letters], question rows); copies (the question
@@ -210,109 +222,35 @@ class BuildDistillSet(beam.PTransform):
             dead.append(long_copies)
         return everything, dead, questions
 
-    def _mixup(self, records, cached, shards):
-        """(mixup pair rows, all shards): pairs drawn and scored when mixup is on."""
+    def _mixup(self, records, cached, shards, key_counts):
+        """(mixup pair rows, all shards, all key counts): pairs drawn and scored when mixup is
+        on."""
         o = self.opts
         if not o.mixup:
-            return records.pipeline | "no_mixup" >> beam.Create([]), shards
+            return records.pipeline | "no_mixup" >> beam.Create([]), shards, key_counts
         pairs = records | "mixup_pairs" >> MixupPairs(
             pairs_per_example=o.mixup, alpha=o.mixup_alpha, seed=o.seed)
-        mixed_shards = (pairs
-                        | "missing_mixup_keys" >> MissingKeys(cached)
+        missing, mix_counts = pairs | "missing_mixup_keys" >> MissingKeys(cached, count="mix")
+        mixed_shards = (missing
                         | "score_mixup" >> ScoreWithTeacher(
                             self.teacher_config, cache_path=o.cache, unit_size=o.unit_size,
                             share_model=o.share_model, progress_dir=self.progress_dir,
-                            mixup=True))
-        return pairs, (shards, mixed_shards) | "all_shards" >> beam.Flatten()
-
-
-def _worker_log() -> str:
-    fd, path = tempfile.mkstemp(prefix="distiller-build-", suffix=".log")
-    os.close(fd)
-    return path
-
-
-@contextlib.contextmanager
-def _stderr_of_workers(log_path: Optional[str]):
-    """Yields a descriptor of the real stderr; with `log_path`, processes started in the block
-    write their stderr to that file (pipelines.console.child_stderr_to)."""
-    if log_path is None:
-        yield None
-        return
-    with child_stderr_to(log_path) as fd:
-        yield fd
-
-
-class _Progress:
-    """A tqdm bar fed from files the scoring step writes (local runners only), drawn on
-    `stderr_fd` when the workers' stderr is sent elsewhere."""
-
-    def __init__(self, directory: Optional[str], enabled: bool, stderr_fd: Optional[int] = None):
-        self.directory, self.enabled = directory, enabled and directory is not None
-        self.stderr_fd = stderr_fd
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-
-    def _count(self) -> int:
-        total = 0
-        for name in os.listdir(self.directory):
-            try:
-                with open(os.path.join(self.directory, name)) as fh:
-                    total += int(fh.read() or 0)
-            except (OSError, ValueError):
-                pass
-        return total
-
-    def _run(self) -> None:
-        from tqdm import tqdm
-
-        stream = None if self.stderr_fd is None else os.fdopen(os.dup(self.stderr_fd), "w")
-        try:
-            with tqdm(desc="distiller build: teacher scored", unit=" seq", leave=True,
-                      file=stream) as bar:
-                while not self._stop.wait(0.5):
-                    bar.n = self._count()
-                    bar.refresh()
-                bar.n = self._count()
-                bar.refresh()
-        finally:
-            if stream is not None:
-                stream.close()
-
-    def __enter__(self):
-        if self.enabled:
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
-
-
-def _beam_counters(result) -> Dict[str, int]:
-    """The pipeline's Beam counters, where the runner reports metrics (not Dask)."""
-    try:
-        metrics = result.metrics().query()
-    except (NotImplementedError, AttributeError):
-        return {}
-    out: Dict[str, int] = {}
-    for counter in metrics.get("counters", []):
-        name = counter.key.metric.name
-        value = counter.committed if counter.committed is not None else counter.attempted
-        out[name] = out.get(name, 0) + int(value or 0)
-    return dict(sorted(out.items()))
+                            mixup=True, devices=self.devices))
+        return (pairs, (shards, mixed_shards) | "all_shards" >> beam.Flatten(),
+                (key_counts, mix_counts) | "all_key_counts" >> beam.Flatten())
 
 
 def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     """Run one build; returns the summary: records_read, augmented_copies, cache_hits,
     newly_scored, dead_letters (+ reasons), bytes_written, seconds, beam_counters, ..."""
     from builders.cache import TeacherCache
+    from builders.corpusparts import staging_dir
     from builders.leftovers import remove_dead_temp_files
+    from builders.precision import COMPUTE_OF_AMP
     from builders.teacher import make_teacher
     from builders.vocab import record_vocabulary
     from pipelines.batching import uses_shuffle_batching
+    from pipelines.devices import place_build
     from pipelines.runners import is_local_runner, runner_context
 
     from builders.taskfit import fit_teacher_to_task
@@ -323,6 +261,8 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     check_input(opts.input, opts.task, labelled=opts.labelled)
     task, num_labels = fit_teacher_to_task(opts.teacher, opts.task)
     opts = dataclasses.replace(opts, task=task)
+    # issue 19: one worker per device; the precision the cache records, or a clear error
+    opts, devices = place_build(opts)
     policy_name = None
     if opts.augment is not None:
         from augment.policy import AugmentationPolicy
@@ -337,32 +277,37 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     check_outputs(cache=opts.cache, corpus_names=names, dead_letter_path=dead_path)
     summary_path = dead_path + ".summary.json"
     teacher_config = _teacher_config(opts, num_labels)
-    teacher = make_teacher(teacher_config).load()
+    # the driver's teacher only fingerprints: on the CPU, at the precision the workers will use
+    teacher = make_teacher(dataclasses.replace(teacher_config, device="cpu", amp="off")).load()
+    spec = teacher.spec(opts.dtype).with_(compute=COMPUTE_OF_AMP[opts.amp])
     # a spec mismatch is an error here, before any work
-    cache = TeacherCache.open_or_create(opts.cache, teacher.spec(opts.dtype))
+    cache = TeacherCache.open_or_create(opts.cache, spec)
     record_vocabulary(cache, teacher.tokenizer)
     del teacher
     # under the lock: temp files of writers that are gone (a killed build) are removed, and
     # what an interrupted build scored but did not commit is committed now, not scored again
     remove_dead_temp_files(cache.path)
     adopted = cache.adopt_uncommitted()
+    known_shards = [info.name for info in cache.shards()]  # the keys the build will exclude
+    staging = staging_dir(cache.path)  # the workers' corpus and dead-letter parts
     if os.path.exists(summary_path):
         os.unlink(summary_path)
     local = is_local_runner(opts.runner)
     progress_dir = tempfile.mkdtemp(prefix="distiller-progress-") if local else None
     # quiet (no -v): local worker processes write their stderr to a log, kept if the build fails
-    worker_log = _worker_log() if local and is_quiet() else None
+    worker_log = worker_log_path() if local and is_quiet() else None
     failed = False
     try:
-        with _stderr_of_workers(worker_log) as stderr_fd, \
+        with stderr_of_workers(worker_log) as stderr_fd, \
                 runner_context(opts.runner, workers=opts.workers, dask_address=opts.dask_address,
                                extra=opts.beam_args) as args:
             pipeline = beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(args))
             _ = pipeline | "build_distill_set" >> BuildDistillSet(
                 opts, teacher_config=teacher_config, names=names, dead_letter_path=dead_path,
                 summary_path=summary_path, progress_dir=progress_dir,
-                batch_by_shuffle=uses_shuffle_batching(args))
-            with _Progress(progress_dir, opts.progress, stderr_fd):
+                batch_by_shuffle=uses_shuffle_batching(args), devices=devices,
+                staging_dir=staging, known_shards=known_shards)
+            with Progress(progress_dir, opts.progress, stderr_fd):
                 try:
                     result = pipeline.run()
                     try:
@@ -376,6 +321,8 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
                     raise BuildError(failure_message(exc, cache=opts.cache,
                                                      log_path=worker_log)) from exc
     finally:
+        devices.release()
+        shutil.rmtree(staging, ignore_errors=True)
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
         if worker_log and not failed:
@@ -388,7 +335,8 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
         summary = json.loads(fh.readline())
     summary.update({"seconds": round(time.monotonic() - start, 3), "cache": opts.cache,
                     "runner": opts.runner, "workers": opts.workers,
+                    "devices": ",".join(devices.slots) or opts.devices, "amp": opts.amp,
                     "adopted_rows": sum(i.rows for i in adopted),
                     "task": task.describe(), "labelled": opts.labelled,
-                    "beam_counters": _beam_counters(result)})
+                    "beam_counters": beam_counters(result)})
     return summary

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from taskdata.resolve import add_task_arguments
@@ -52,8 +51,13 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--runner", default="direct",
                    help="direct (default, multi-process), dask, or a Beam runner name such as "
                         "FlinkRunner/SparkRunner/DataflowRunner (options after --)")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                   help="worker processes for direct and local dask (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes for direct and local dask (default: one per GPU of "
+                        "--devices, else 2, at most the CPUs)")
+    p.add_argument("--devices", default="auto",
+                   help="where the teacher runs: auto (every GPU this machine sees, one worker "
+                        "each, else the CPU), cpu, cuda, or a list like cuda:0,cuda:1; on a "
+                        "remote runner each worker resolves it on its own machine")
     p.add_argument("--threads-per-worker", type=int, default=None,
                    help="torch threads per worker process (default: this machine's CPUs / "
                         "--workers for local runners, the worker's own CPUs on a cluster)")
@@ -82,9 +86,10 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--attentions", action="store_true", help="keep attention maps")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32", "int8"])
     p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
-                   help="teacher precision: auto = float32 on a CPU, bf16/fp16 on a GPU; bf16 on "
-                   "a CPU with AVX512-BF16/AMX can be faster (README, Benchmarks); recorded in "
-                   "the cache spec")
+                   help="teacher precision: auto = what an existing cache records, else float32 "
+                   "on CPUs and bf16/fp16 on GPUs; bf16 on a CPU with AVX512-BF16/AMX can be "
+                   "faster (README, Benchmarks); recorded in the cache spec, and a value that "
+                   "disagrees with the cache's is an error")
     p.add_argument("--backend", default="eager", choices=["eager", "compile", "onnx"],
                    help="what runs the teacher: eager PyTorch, compile = torch.compile (a warm-up "
                    "of tens of seconds, then faster; README, Benchmarks), onnx = ONNX Runtime on "
@@ -118,6 +123,7 @@ def options_from_args(args):
     return BuildOptions(
         input=args.input, task=task, teacher=args.teacher, cache=args.cache,
         augment=args.augment, split=args.split, runner=args.runner, workers=args.workers,
+        devices=args.devices,
         threads_per_worker=args.threads_per_worker, dask_address=args.dask_address,
         dead_letters=args.dead_letters, seed=args.seed,
         max_length=args.max_length, doc_stride=args.doc_stride,
@@ -160,7 +166,8 @@ def format_summary(s) -> str:
            else ""),
         f"  bytes written     {_human_bytes(s['bytes_written'])}",
         f"  corpora           {', '.join(f'{k} ({v})' for k, v in s['corpora'].items())}",
-        f"  time              {s['seconds']:.1f} s on {s['runner']} x{s['workers']}",
+        f"  time              {s['seconds']:.1f} s on {s['runner']} x{s['workers']}"
+        + (f" ({s['devices']}, amp {s['amp']})" if s.get("devices") else ""),
     ]
     for name, change in (s.get("corpora_replaced") or {}).items():
         lines.append(f"  warning: corpus {name} replaced: it held {change['rows_before']} rows "

@@ -2,10 +2,12 @@
 the one line that says why.
 
 `check_outputs` runs before the teacher loads: the corpus names (from --task, --split, the
-policy, mixup) must be valid file names, the cache directory and the dead-letter file's
-directory must be writable (a probe file is created and removed), the dead-letter path must not
-be a directory, and the input must be something the reader can read (a file of a known format,
-or a `datasets` directory). Each failure is a `ValueError` naming the value, the path and the
+policy, mixup) must be valid file names, the cache and the dead-letter file must be file
+paths (not URLs: inputs are read through fsspec, outputs are written with plain file
+operations), the cache directory and the dead-letter file's directory must be writable (a
+probe file is created and removed), the dead-letter path must not be a directory, and the
+input must be something the reader can read (a file of a known format, or a `datasets`
+directory). Each failure is a `ValueError` naming the value, the path and the
 fix, so the command prints one line and nothing has been scored.
 
 `failure_message` turns a runner's exception (a worker's traceback, wrapped once or twice) into
@@ -52,6 +54,12 @@ def check_outputs(*, cache: str, corpus_names: Sequence[str], dead_letter_path: 
     by taskdata.reader.check_input)."""
     from builders.cache import check_corpus_name
 
+    # inputs are read through fsspec; what a build writes goes through plain file operations
+    for flag, path in (("--cache", cache), ("--dead-letters", dead_letter_path)):
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path or ""):
+            raise ValueError(f"{flag} {path!r} is a URL: the cache and the dead-letter file are "
+                             "written with plain file operations, so give a local path or one "
+                             "on a shared filesystem mounted where every worker runs")
     for name in corpus_names:
         try:
             check_corpus_name(name)

@@ -46,6 +46,9 @@ def quiet_libraries() -> None:
     for name, value in _QUIET_ENV.items():
         os.environ.setdefault(name, value)
     logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
+    # torch's launcher logs a failing rank's traceback; `train --nproc` reports it in one line
+    for name in ("torch.distributed.elastic", "torch.multiprocessing"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     root = logging.getLogger()
     if _beam_root_record not in root.filters:
         root.addFilter(_beam_root_record)

@@ -8,7 +8,7 @@ the same shuffle.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Iterator, Tuple
+from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 import apache_beam as beam
 
@@ -24,27 +24,17 @@ def pick_representative(item: Tuple[str, Iterable[Dict[str, Any]]]) -> Tuple[str
 
 def list_cache_shards(cache_path: str) -> Iterator[Tuple[str, str]]:
     """(cache path, shard name) for every committed shard (nothing if there is no cache yet)."""
-    import os
+    from builders.cachekeys import committed_shards
 
-    from builders.cache import TeacherCache
-    from builders.manifest import MANIFEST
-
-    if not os.path.exists(os.path.join(cache_path, MANIFEST)):
-        return
-    for info in TeacherCache.open(cache_path).shards():
-        yield cache_path, info.name
+    for name in committed_shards(cache_path):
+        yield cache_path, name
 
 
 def list_shard_keys(item: Tuple[str, str]) -> Iterator[str]:
     """Every key of one committed shard (its key column only is read)."""
-    import os
+    from builders.cachekeys import shard_keys
 
-    from builders.manifest import SHARD_DIR
-    from builders.shards import read_shard_table
-
-    cache_path, name = item
-    table = read_shard_table(os.path.join(cache_path, SHARD_DIR, name), name, columns=["key"])
-    yield from table.column("key").to_pylist()
+    yield from shard_keys(*item)
 
 
 class CachedKeys(beam.PTransform):
@@ -75,16 +65,41 @@ def _missing_representative(item) -> Iterator[Tuple[str, Dict[str, Any]]]:
     yield pick_representative((key, todo))
 
 
+def _key_count(item, label: str) -> Tuple[str, Tuple[int, int]]:
+    """(label, (1, 1 if cached else 0)) for a key the records hold, (label, (0, 0)) otherwise."""
+    _, groups = item
+    if not any(True for _ in groups["todo"]):
+        return label, (0, 0)
+    return label, (1, int(any(True for _ in groups["cached"])))
+
+
+def _sum_pairs(pairs: Iterable[Tuple[int, int]]) -> Tuple[int, int]:
+    distinct = hits = 0
+    for d, h in pairs:
+        distinct, hits = distinct + d, hits + h
+    return distinct, hits
+
+
 class MissingKeys(beam.PTransform):
     """keyed records → (key, the record with the smallest id) per distinct key that `cached`
-    (a PCollection of (key, _)) lacks, in a single shuffle."""
+    (a PCollection of (key, _)) lacks, in a single shuffle.
 
-    def __init__(self, cached):
+    With ``count=LABEL`` it returns (missing, counts): counts holds at most one element,
+    (LABEL, (distinct keys of the records, of them already cached)), summed on the workers (a
+    combine), so the last step learns the corpus's distinct keys without gathering them."""
+
+    def __init__(self, cached, *, count: Optional[str] = None):
         super().__init__()
-        self.cached = cached
+        self.cached, self.count = cached, count
 
     def expand(self, records):
-        return ({"todo": records | "by_key" >> beam.Map(lambda r: (r["key"], r)),
-                 "cached": self.cached}
-                | "join_with_cache" >> beam.CoGroupByKey()
-                | "keep_missing" >> beam.FlatMap(_missing_representative))
+        joined = ({"todo": records | "by_key" >> beam.Map(lambda r: (r["key"], r)),
+                   "cached": self.cached}
+                  | "join_with_cache" >> beam.CoGroupByKey())
+        missing = joined | "keep_missing" >> beam.FlatMap(_missing_representative)
+        if self.count is None:
+            return missing
+        counts = (joined
+                  | "count_keys" >> beam.Map(_key_count, self.count)
+                  | "sum_counts" >> beam.CombinePerKey(_sum_pairs))
+        return missing, counts

@@ -1,175 +1,226 @@
-"""CommitAndIndex: the build's single last step — commit shards, write corpora, dead letters and
-the run summary.
+"""CommitAndIndex: the build's last step — commit shards, write corpora, dead letters and the
+run summary, with memory that does not grow with the corpus.
 
-Everything small converges here: the ShardInfos of the scoring step (never tensors), one corpus
-row per record, and the dead letters. They are gathered on one worker under a single key and
-handled in order: commit (one atomic manifest replace; keys another build committed meanwhile are
-skipped), then the corpus index (which refers only to committed keys), then the dead-letter
-JSONL and the summary JSON. Being the last transform of the pipeline, it also makes every runner
-(the Dask one computes only the final step's graph) run the whole build.
+The workers write the corpus rows, mixup rows and dead letters as sorted part files into a
+staging directory of the cache (pipelines.parts); what converges on one worker under one key is
+small: the ShardInfos of the scoring step (without their key lists), one descriptor per part
+(file, rows, counts) and the distinct-key counts of the deduplication join. There, in order: the
+commit (one atomic manifest replace; keys are checked only against shards committed since the
+build started, `TeacherCache.commit(known=...)`), then the corpus files, merged from the parts and
+recorded in one manifest replace (they refer only to committed keys: every key was either in the
+cache when the build joined against it or scored into a shard committed just before, and the
+shard rows are checked against the join's counts), then the dead-letter JSONL and the summary
+JSON. Being the last transform of the pipeline, it also makes every runner (the Dask one computes
+only the final step's graph) run the whole build.
+
+Where files go: the corpus files, the staging parts and the shards live in the cache directory
+(a local or shared filesystem path, as the cache itself); the dead-letter and summary files are
+written with plain file operations, so they too must be paths the committing worker can write
+(local, or a shared filesystem), not fsspec URLs.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
-import re
-from typing import Any, Dict, Iterable, Optional, Sequence
+import resource
+import shutil
+import sys
+from typing import Any, Dict, List, Optional, Sequence
 
 import apache_beam as beam
 
-from pipelines.mixup import mixup_corpus_row
+from pipelines.parts import WriteParts, add_counts, corpus_row, reason_category
 
 __all__ = ["CommitAndIndex", "corpus_row", "reason_category", "finalize_build"]
 
-_REASON_CATEGORIES = (
-    ("malformed row", re.compile(r"^malformed row")),
-    ("empty text", re.compile(r"^empty text")),
-    ("undecodable bytes", re.compile(r"^undecodable bytes")),
-    ("missing label", re.compile(r"^missing label")),
-    ("unknown label", re.compile(r"^unknown label|^label .* is not")),
-    ("text too long", re.compile(r"^text over the length limit")),
-    ("malformed row", re.compile(r"^malformed entry")),
-    ("answer not in context", re.compile(r"^answer text .* is not at its answer_start")),
-    ("no answer", re.compile(r"^question without an answer")),
-    ("duplicate id", re.compile(r"^duplicate question id")),
-)
+
+def _status_mb(field: str) -> Optional[float]:
+    """A VmRSS/VmHWM figure of this process in MB (Linux), None elsewhere."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        pass
+    return None
 
 
-def reason_category(reason: str) -> str:
-    """A short category of a dead-letter reason ('malformed row', 'empty text', ...)."""
-    for name, pattern in _REASON_CATEGORIES:
-        if pattern.search(reason):
-            return name
-    return "other"
+def _reset_peak_rss() -> Optional[float]:
+    """Start measuring this step's own peak RSS (Linux: VmHWM reset through clear_refs, so what
+    the worker ran before does not count); returns the RSS now."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+    return _status_mb("VmRSS")
 
 
-def corpus_row(record: Dict[str, Any]) -> Dict[str, Any]:
-    """The corpus-index row of a keyed record (originals: parent_id None, chain 'original');
-    a question-answering window keeps its window fields (builders.cache.SPAN_FIELDS)."""
-    from builders.cache import SPAN_FIELDS
-
-    row = {"id": record["id"], "key": record["key"], "label": record.get("label"),
-           "parent_id": record.get("parent_id"), "chain": record.get("chain", "original"),
-           "copy": int(record.get("copy", 0))}
-    if record.get("window") is not None:
-        row.update({f: record[f] for f in SPAN_FIELDS})
-    return row
+def _peak_rss_mb() -> float:
+    """The peak RSS since `_reset_peak_rss` (Linux), else of the whole process."""
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(rss / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0), 1)
 
 
-def _write_jsonl_atomic(path: str, rows: Iterable[Dict[str, Any]]) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+def _write_corpora(cache, staging: str, parts: Dict[str, List[dict]], corpus_names, mixup: bool,
+                   task, labelled: bool, questions=None) -> List[int]:
+    """Merge the row (and mixup) parts into the corpus files; returns their row counts in the
+    order of `corpus_names`. Originals: rows without a parent; then originals and copies; with
+    mixup, the last corpus adds the pair rows after those rows (as `write_corpus` was given)."""
+    from builders.corpusparts import CorpusFile, install_corpora, merged_lines
+
+    files = [CorpusFile(cache.path, name) for name in corpus_names]
+    try:
+        originals, everything = files[0], files[1:]
+        for line in merged_lines(staging, [p["file"] for p in parts["rows"]], "rows"):
+            if json.loads(line)["parent_id"] is None:
+                originals.write(line)
+            for f in everything:
+                f.write(line)
+        if mixup:
+            for line in merged_lines(staging, [p["file"] for p in parts["mix"]], "mix"):
+                files[-1].write(line)
+        install_corpora(cache, files, task=task, labelled=labelled, questions=questions)
+    except BaseException:
+        for f in files:
+            f.discard()
+        raise
+    return [f.rows for f in files]
 
 
-def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str],
-                   dead_letter_path: str, summary_path: str, mixup: bool = False,
-                   task: Optional[Dict[str, Any]] = None, labelled: bool = True
-                   ) -> Dict[str, Any]:
+def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str], dead_letter_path: str,
+                   summary_path: str, staging_dir: str, known_shards: Sequence[str] = (),
+                   mixup: bool = False, task: Optional[Dict[str, Any]] = None,
+                   labelled: bool = True) -> Dict[str, Any]:
     """Commit, index, write dead letters and the summary; returns the summary dict.
 
-    corpus_names: [originals-only name] or [originals-only name, originals+copies name], then
-    with ``mixup`` the name of the corpus that adds the mixup pair rows. task (a Task's dict) is
-    recorded with every corpus; labelled False marks them unlabelled.
+    item: (_, tagged) with ("shard", ShardInfo), ("part", descriptor), ("keys", (label,
+    (distinct, cached))) and, for a span task, ("question", question row) elements (written
+    beside every corpus: decoding and scoring; copies use their parent's). corpus_names:
+    [originals-only name] or [originals-only name, originals+copies name], then with ``mixup``
+    the name of the corpus that adds the mixup pair rows. known_shards: the shards committed
+    when the build started (TeacherCache.commit).
+    task (a Task's dict) is recorded with every corpus; labelled False marks them unlabelled.
     """
     from builders.cache import TeacherCache
+    from builders.corpusparts import merged_lines, write_text_atomic
+    from builders.errors import CacheError
 
+    start_rss = _reset_peak_rss()  # the committing step's own memory (benchmarks/bench_finalize)
     _, items = item
-    infos, rows, dead, mixed, questions = [], [], [], [], []
-    truncated = 0
-    for kind, value, *extra in items:
+    infos, keys = [], {"rows": (0, 0), "mix": (0, 0)}
+    parts: Dict[str, List[dict]] = {"rows": [], "mix": [], "dead": []}
+    questions: List[dict] = []
+    for kind, value in items:
         if kind == "shard":
             infos.append(value)
-        elif kind == "row":
-            rows.append(value)
-            truncated += int(bool(extra and extra[0]))
-        elif kind == "dead":
-            dead.append(value)
-        elif kind == "mix":
-            mixed.append(value)
         elif kind == "question":
             questions.append(value)
+        elif kind == "part":
+            parts[value["kind"]].append(value)
+        elif kind == "keys":
+            keys[value[0]] = value[1]
+    counts: Dict[str, Dict[str, int]] = {k: {} for k in parts}
+    for kind, descriptors in parts.items():
+        for d in descriptors:
+            add_counts(counts[kind], dict(d["counts"], rows=d["rows"]))
     cache = TeacherCache.open(cache_path)
     before = {name: dict(entry) for name, entry in cache.manifest.get("corpora", {}).items()}
     infos.sort(key=lambda i: i.name)
-    added = cache.commit(infos)
-    rows.sort(key=lambda r: (r["id"], r.get("window") or 0))
-    originals = [r for r in rows if r["parent_id"] is None]
-    plain_names = corpus_names[:-1] if mixup else corpus_names
-    span = any(r.get("window") is not None for r in rows) or bool(questions)
-    meta = dict(task=task, labelled=labelled)
-    if span:   # question rows: decoding and scoring of each corpus (copies use their parent's)
-        meta["questions"] = sorted(questions, key=lambda q: q["id"])
-    cache.write_corpus(plain_names[0], originals, **meta)
-    if len(plain_names) > 1:
-        cache.write_corpus(plain_names[1], rows, **meta)
-    if mixup:  # builders keeps (and checks) the pairing fields of mixup rows
-        mixed.sort(key=lambda r: r["id"])
-        cache.write_corpus(corpus_names[-1], rows + mixed, **meta)
+    scored = sum(i.rows for i in infos)  # records' and mixup pairs' outputs alike
+    to_score = sum(distinct - cached for distinct, cached in keys.values())
+    if scored != to_score:
+        raise CacheError(f"the build scored {scored} row(s) but {to_score} key(s) were missing "
+                         f"from cache {cache_path!r}: nothing committed; run the build again")
+    added = cache.commit(infos, known=known_shards)
+    rows_n = counts["rows"].get("rows", 0)
+    originals_n = counts["rows"].get("originals", 0)
+    windows_n = counts["rows"].get("windows", 0)
+    span = bool(windows_n or questions)
+    corpus_rows = _write_corpora(cache, staging_dir, parts, corpus_names, mixup, task, labelled,
+                                 sorted(questions, key=lambda q: q["id"]) if span else None)
     # A corpus of the same name from another input (another sample, another file) is replaced:
     # said in the summary, since trainers that name the corpus now read other rows.
     after = cache.manifest.get("corpora", {})
     replaced = {name: {"rows_before": before[name]["rows"], "rows_after": after[name]["rows"]}
                 for name in corpus_names
                 if name in before and before[name].get("sha256") != after[name].get("sha256")}
-    dead.sort(key=lambda d: (d.source, d.row, d.reason))
-    _write_jsonl_atomic(dead_letter_path, (d.to_dict() for d in dead))
-    reasons: Dict[str, int] = {}
-    for d in dead:
-        reasons[reason_category(d.reason)] = reasons.get(reason_category(d.reason), 0) + 1
-    unique_keys = len({r["key"] for r in rows})
-    mixup_keys = len({r["key"] for r in mixed})
-    scored = sum(i.rows for i in infos)  # records' and mixup pairs' outputs alike
-    n_originals = len({r["id"] for r in originals})   # windows of a question share its id
+    dead_n = write_text_atomic(dead_letter_path, merged_lines(
+        staging_dir, [p["file"] for p in parts["dead"]], "dead"))
+    reasons = {name.split(":", 1)[1]: n for name, n in counts["dead"].items()
+               if name.startswith("reason:")}
     summary = {
-        "records_read": n_originals,
-        "augmented_copies": len({r["id"] for r in rows}) - n_originals,
-        "unique_keys": unique_keys,
+        "records_read": originals_n,
+        "augmented_copies": counts["rows"].get("records", rows_n) - originals_n,
+        "unique_keys": keys["rows"][0],
         "newly_scored": scored,
-        "cache_hits": unique_keys + mixup_keys - scored,  # of records' and pairs' keys
+        "cache_hits": keys["rows"][1] + keys["mix"][1],  # of records' and pairs' keys
         "committed_rows": sum(i.rows for i in added),
         # rows this build scored that another writer committed first (commit skips those keys)
         "committed_by_other": scored - sum(i.rows for i in added),
         "shards_written": len(infos),
         "bytes_written": sum(i.bytes for i in infos),
-        "truncated": truncated,
-        "dead_letters": len(dead),
+        "truncated": counts["rows"].get("truncated", 0),
+        "dead_letters": dead_n,
         "dead_letter_reasons": dict(sorted(reasons.items())),
-        "mixup_pairs": len(mixed),
-        "mixup_unique_keys": mixup_keys,
-        "corpora": {name: (len(originals) if n == 0 else len(rows) + (
-            len(mixed) if mixup and n == len(corpus_names) - 1 else 0))
-            for n, name in enumerate(corpus_names)},
+        "mixup_pairs": counts["mix"].get("rows", 0),
+        "mixup_unique_keys": keys["mix"][0],
+        "corpora": dict(zip(corpus_names, corpus_rows)),
         "corpora_replaced": replaced,
         "dead_letter_file": dead_letter_path,
+        # how many sorted part files the workers wrote, merged here (corpus rows, mixup, dead)
+        "part_files": {kind: len(descriptors) for kind, descriptors in parts.items()},
+        # the committing process's RSS when this step began, and its peak during the step
+        "commit_rss_mb": {"start": start_rss, "peak": _peak_rss_mb()},
     }
     if span:
-        summary["windows"] = len(rows)
-    _write_jsonl_atomic(summary_path, [summary])
+        summary["windows"] = windows_n
+    write_text_atomic(summary_path, [json.dumps(summary, ensure_ascii=False, sort_keys=True)])
+    shutil.rmtree(staging_dir, ignore_errors=True)
     return summary
 
 
+def _strip_keys(info):
+    """A ShardInfo without its key list (the commit does not need it: keys stay on disk)."""
+    return dataclasses.replace(info, keys=())
+
+
 class CommitAndIndex(beam.PTransform):
-    """(ShardInfos, keyed records, dead letters) → one summary dict, after commit and indexing."""
+    """(ShardInfos, keyed records, dead letters, mixup pairs, key counts, question rows) → one
+    summary dict,
+    after commit and indexing. `staging_dir` (builders.corpusparts.staging_dir) receives the
+    parts; `known_shards` are the shards committed when the build started."""
 
     def __init__(self, *, cache_path: str, corpus_names: Sequence[str], dead_letter_path: str,
-                 summary_path: str, mixup: bool = False, task: Optional[Dict[str, Any]] = None,
-                 labelled: bool = True):
+                 summary_path: str, staging_dir: str, known_shards: Sequence[str] = (),
+                 mixup: bool = False, task: Optional[Dict[str, Any]] = None,
+                 labelled: bool = True, by_shuffle: bool = False):
         super().__init__()
+        self.staging_dir, self.by_shuffle = staging_dir, by_shuffle
         self.kwargs = dict(cache_path=cache_path, corpus_names=list(corpus_names),
                            dead_letter_path=dead_letter_path, summary_path=summary_path,
-                           mixup=mixup, task=task, labelled=labelled)
+                           staging_dir=staging_dir, known_shards=list(known_shards), mixup=mixup,
+                           task=task, labelled=labelled)
 
     def expand(self, inputs):
-        shard_infos, records, dead_letters, pairs, questions = inputs
+        shard_infos, records, dead_letters, pairs, key_counts, questions = inputs
+        parts = [
+            records | "corpus_parts" >> WriteParts(self.staging_dir, "rows",
+                                                   by_shuffle=self.by_shuffle),
+            dead_letters | "dead_letter_parts" >> WriteParts(self.staging_dir, "dead",
+                                                             by_shuffle=self.by_shuffle),
+            pairs | "mixup_parts" >> WriteParts(self.staging_dir, "mix",
+                                                by_shuffle=self.by_shuffle),
+        ]
         tagged = (
-            shard_infos | "tag_shards" >> beam.Map(lambda i: ("shard", i)),
-            records | "tag_rows" >> beam.Map(lambda r: ("row", corpus_row(r), r["truncated"])),
-            dead_letters | "tag_dead" >> beam.Map(lambda d: ("dead", d)),
-            pairs | "tag_pairs" >> beam.Map(lambda p: ("mix", mixup_corpus_row(p))),
+            shard_infos | "tag_shards" >> beam.Map(lambda i: ("shard", _strip_keys(i))),
+            parts | "all_parts" >> beam.Flatten() | "tag_parts" >> beam.Map(
+                lambda d: ("part", d)),
+            key_counts | "tag_key_counts" >> beam.Map(lambda c: ("keys", c)),
             questions | "tag_questions" >> beam.Map(lambda q: ("question", q)),
             # one element always present, so an empty corpus still gets its summary
             shard_infos.pipeline | "always_one" >> beam.Create([("start", None)]),

@@ -46,15 +46,16 @@ def _long_dead_letter(record: Dict[str, Any], source: str, max_length: int) -> D
 class KeyRecordsFn(beam.DoFn):
     """Batch of records → ("record", record + key/n_tokens/truncated) or ("dead", DeadLetter)."""
 
-    def __init__(self, teacher_config, *, reject_long: bool, source: str):
+    def __init__(self, teacher_config, *, reject_long: bool, source: str, devices=None):
         self.teacher_config, self.reject_long, self.source = teacher_config, reject_long, source
+        self.devices = devices  # pipelines.devices.DevicePlan: the scoring step's teacher
         self.truncated = beam.metrics.Metrics.counter("distiller", "truncated")
         self.rejected = beam.metrics.Metrics.counter("distiller", "rejected_long")
 
     def setup(self):
         from pipelines.workers import get_teacher
 
-        self.teacher = get_teacher(self.teacher_config)
+        self.teacher = get_teacher(self.teacher_config, self.devices)
 
     def process(self, batch: List[Dict[str, Any]]) -> Iterator:
         tokens = self.teacher.tokenize(batch)
@@ -88,9 +89,10 @@ class KeyRecords(beam.PTransform):
     """records → (keyed records, dead letters for over-long texts when ``reject_long``)."""
 
     def __init__(self, teacher_config, *, reject_long: bool = False, source: str = "",
-                 batch_size: int = 256, batch_by_shuffle: bool = False):
+                 batch_size: int = 256, batch_by_shuffle: bool = False, devices=None):
         super().__init__()
-        self.fn = KeyRecordsFn(teacher_config, reject_long=reject_long, source=source)
+        self.fn = KeyRecordsFn(teacher_config, reject_long=reject_long, source=source,
+                               devices=devices)
         self.batch_size, self.batch_by_shuffle = batch_size, batch_by_shuffle
 
     def expand(self, records):

@@ -5,8 +5,8 @@ p != r and λ ~ Beta(alpha, alpha) are drawn from a generator seeded by (base se
 "mixup", m) over the corpus sorted by id — the same pairs on every runner and worker count.
 λ is rounded to 6 decimals before use, so the key (builders.keys.mixup_key(key_r, key_p, λ)) and
 the scored interpolation agree exactly. The teacher scores the interpolated word embeddings
-(`Teacher.score_mixed`, INTERFACES.md "mixup": both sequences padded to the longer, mask = max of
-the masks, token types from r where r is real); outputs are cached under the mixup key.
+(`Teacher.score_mixed`, docs/cache.md "Mixup rows": both sequences padded to the longer, mask =
+max of the masks, token types from r where r is real); outputs are cached under the mixup key.
 
 Pair rows carry what training needs (distill_train.data): ``mix_key_a``, ``mix_key_b``,
 ``mix_lam``, ``mix_label_b``, plus the parents' texts (``a``, ``b``) for scoring.

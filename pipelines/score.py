@@ -17,8 +17,10 @@ Output modes (``write_shards``):
   tensors never travel through a shuffle.
 - False: outputs (numpy tensors) are passed on, grouped per unit, and written by a later step;
   kept to measure the difference (benchmarks/bench_pipeline.py).
-One teacher per worker process (`pipelines.workers.get_teacher`); with ``share_model=True``
-RunInference shares one copy between the processes of a machine where the runner supports it.
+One teacher per worker process (`pipelines.workers.get_teacher`), on the device the process
+claims from the build's `pipelines.devices.DevicePlan` (one worker per GPU); with
+``share_model=True`` RunInference shares one copy between the processes of a machine where the
+runner supports it (on the one device its loading process claims).
 """
 from __future__ import annotations
 
@@ -65,15 +67,16 @@ class TeacherModelHandler(ModelHandler):
 
     def __init__(self, teacher_config, *, cache_path: str, write_shards: bool = True,
                  share_model: bool = False, progress_dir: Optional[str] = None,
-                 mixup: bool = False):
+                 mixup: bool = False, devices=None):
         super().__init__(large_model=share_model)
         self.teacher_config, self.cache_path, self.mixup = teacher_config, cache_path, mixup
         self.write_shards, self.progress_dir = write_shards, progress_dir
+        self.devices = devices  # pipelines.devices.DevicePlan: one device per worker process
 
     def load_model(self):
         from pipelines.workers import get_teacher
 
-        return get_teacher(self.teacher_config)
+        return get_teacher(self.teacher_config, self.devices)
 
     def run_inference(self, batch: Sequence[Dict[str, Any]], model,
                       inference_args: Optional[Dict[str, Any]] = None) -> Iterable[Any]:
@@ -133,13 +136,14 @@ class ScoreWithTeacher(beam.PTransform):
 
     def __init__(self, teacher_config, *, cache_path: str, unit_size: int = 1024,
                  write_shards: bool = True, share_model: bool = False,
-                 progress_dir: Optional[str] = None, mixup: bool = False):
+                 progress_dir: Optional[str] = None, mixup: bool = False, devices=None):
         super().__init__()
         if unit_size < 1:
             raise ValueError(f"unit_size must be >= 1, got {unit_size}")
         self.handler = TeacherModelHandler(teacher_config, cache_path=cache_path,
                                            write_shards=write_shards, share_model=share_model,
-                                           progress_dir=progress_dir, mixup=mixup)
+                                           progress_dir=progress_dir, mixup=mixup,
+                                           devices=devices)
         self.cache_path, self.unit_size, self.write_shards = cache_path, unit_size, write_shards
 
     def expand(self, pairs):

@@ -31,14 +31,19 @@ def loads_in_process(kind: str) -> int:
     return _LOADS.get(kind, 0)
 
 
-def get_teacher(config) -> Any:
-    """The loaded `builders.teacher.Teacher` for a `TeacherConfig` (frozen, hashable)."""
+def get_teacher(config, devices=None) -> Any:
+    """The loaded `builders.teacher.Teacher` for a `TeacherConfig` (frozen, hashable); with a
+    `pipelines.devices.DevicePlan`, on the device this process claims (one per process)."""
     def load():
+        import dataclasses
+
         from builders.teacher import make_teacher
 
-        return make_teacher(config).load()
+        placed = config if devices is None else dataclasses.replace(config,
+                                                                    device=devices.device())
+        return make_teacher(placed).load()
 
-    return process_singleton("teacher", config, load)
+    return process_singleton("teacher", (config, devices), load)
 
 
 def get_policy(spec: Any) -> Any:

@@ -7,7 +7,8 @@ is ``Quality  #1 ID  #2 ID  #1 String  #2 String`` after a byte-order mark; RTE 
 are ``entailment``/``not_entailment`` or their 0/1 class indices; MNLI has two dev sets.
 SQuAD reads the official JSON (``data`` → ``paragraphs`` → ``qas``; taskdata.squad) and is
 scored as the official evaluation scripts do (taskdata.squad_metrics); augmentation changes the
-question only. Metrics are the study's (METHOD.md section 5): the first one selects models.
+question only. Metrics are the study's (docs/method.md, "Training recipe"): the first one
+selects models.
 """
 from __future__ import annotations
 

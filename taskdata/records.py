@@ -3,8 +3,8 @@
 A record is a plain dict: ``id`` (stable: ``<source>:<row>``, or ``<source>:<id column>=<value>``),
 ``text_a``, ``text_b`` (None for single texts), ``label`` (class index, float target or None),
 for span tasks ``answers`` and ``is_impossible`` (taskdata.squad) and, for augmented copies,
-provenance (``parent_id``, ``chain``, ``copy``, ``seed``). Nothing is
-dropped silently (DESIGN.md contract 7): every row that cannot become a record is a DeadLetter with
+provenance (``parent_id``, ``chain``, ``copy``, ``seed``). Nothing is dropped silently
+(docs/architecture.md, "Guarantees"): every row that cannot become a record is a DeadLetter with
 its source, row number, reason and raw text.
 """
 from __future__ import annotations

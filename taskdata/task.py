@@ -1,4 +1,4 @@
-"""The task model (DESIGN.md contract 9): what a dataset's rows mean, in one frozen object.
+"""The task model (docs/tasks.md): what a dataset's rows mean, in one frozen object.
 
 A `Task` says where the texts and the label are (column names, or 0-based positions when the file
 has no header row), what the labels are (names in class order, or a real-valued target), how rows

@@ -1,5 +1,5 @@
 """Ctrl-C in any `distiller` command: a one-paragraph message and exit 130, no traceback."""
-import pipelines.cli as cli
+import distiller.cli as cli
 
 
 def test_interrupt_prints_what_is_safe_and_exits_130(monkeypatch, capsys):

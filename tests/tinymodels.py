@@ -45,16 +45,17 @@ def tiny_bert_classifier(directory, texts: Iterable[str], *, vocab_size: int = 4
 
 
 def tiny_bert_encoder(directory, texts: Iterable[str], *, vocab_size: int = 400,
-                      seed: int = 0) -> str:
-    """A random 2-layer, 32-wide BertModel without any head (like a sentence encoder shipped
-    without one) plus a tokenizer trained on `texts`, saved to `directory`."""
+                      seed: int = 0, hidden: int = 32, layers: int = 2, heads: int = 2) -> str:
+    """A random BertModel (default 2 layers, 32 wide) without any head (like a sentence encoder
+    shipped without one) plus a tokenizer trained on `texts`, saved to `directory`."""
     import torch
     from transformers import BertConfig, BertModel
 
     fast = wordpiece_tokenizer(texts, vocab_size)
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(fast), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(vocab_size=len(fast), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=2 * hidden,
+                        max_position_embeddings=128)
     BertModel(config).eval().save_pretrained(directory)
     fast.save_pretrained(directory)
     return str(directory)

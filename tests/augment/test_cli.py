@@ -2,7 +2,7 @@
 import json
 
 from .augment_testlib import GLUE, RTE_DEV, SST2_DEV
-from pipelines.cli import main
+from distiller.cli import main
 
 
 def _lines(path):

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pipelines.cli import main
+from distiller.cli import main
 
 from .conftest import GLUE
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 from builders import TeacherCache
-from pipelines.cli import main
+from distiller.cli import main
 
 from .synthetic import make_outputs, make_spec
 

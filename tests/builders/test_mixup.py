@@ -1,4 +1,4 @@
-"""Teacher.score_mixed follows the interpolation contract (INTERFACES.md, mixup)."""
+"""Teacher.score_mixed follows the interpolation contract (docs/cache.md, "Mixup rows")."""
 from __future__ import annotations
 
 import numpy as np

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from pipelines.cli import main
+from distiller.cli import main
 
 from .conftest import build_cache, make_bert
 

@@ -44,7 +44,7 @@ def test_unknown_keys_suggest_the_right_one_and_overrides_win(tmp_path):
 
 
 def test_cli_train_evaluate_finetune_through_real_argv(tmp_path, teacher_dir, cache_f32, capsys):
-    from pipelines.cli import main
+    from distiller.cli import main
 
     from .conftest import SST2
 
@@ -81,7 +81,7 @@ def test_cli_train_evaluate_finetune_through_real_argv(tmp_path, teacher_dir, ca
 
 
 def test_cli_reports_config_errors(tmp_path, capsys):
-    from pipelines.cli import main
+    from distiller.cli import main
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("inter_los: mse\n")

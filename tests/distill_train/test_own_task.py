@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from pipelines.cli import main
+from distiller.cli import main
 from taskdata.paths import shared_data
 
 from examples.six_class import SIX_CLASSES, six_class_tsv

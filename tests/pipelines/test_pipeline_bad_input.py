@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from builders.cache import TeacherCache
-from pipelines.cli import main
+from distiller.cli import main
 from .pipeline_testlib import glue_path, head_tsv
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -55,21 +55,33 @@ def test_names_and_paths_are_checked_before_any_work(case, tmp_path, tiny_teache
 
 
 def test_summary_counts_the_rows_another_build_committed_first(tmp_path):
+    from builders.corpusparts import staging_dir, write_part
     from pipelines.build_cli import format_summary
-    from pipelines.finalize import corpus_row, finalize_build
+    from pipelines.finalize import finalize_build
+    from pipelines.parts import row_entry
     from tests.builders.synthetic import make_outputs, make_spec
 
     cache = TeacherCache.create(str(tmp_path / "cache"), make_spec())
+    known = [info.name for info in cache.shards()]   # the build starts: nothing committed
     mine = cache.write_shard(make_outputs(["a", "b", "c", "d"]))  # this build scored 4 keys ...
     cache.add(make_outputs(["b", "c"]))              # ... while another build committed 2 of them
-    rows = [("row", corpus_row({"id": f"f:{k}", "key": k, "label": 1}), False) for k in "abcd"]
-    summary = finalize_build((None, [("shard", mine)] + rows), cache_path=cache.path,
-                             corpus_names=["t-train"],
+    staging = staging_dir(cache.path)
+    lines = [row_entry({"id": f"f:{k}", "key": k, "label": 1, "truncated": False})[0]
+             for k in "dcba"]
+    parts = [dict(write_part(staging, "rows", lines[:2]), counts={"originals": 2}),
+             dict(write_part(staging, "rows", lines[2:]), counts={"originals": 2})]
+    items = [("shard", mine), ("keys", ("rows", (4, 0)))] + [("part", p) for p in parts]
+    summary = finalize_build((None, items), cache_path=cache.path, corpus_names=["t-train"],
                              dead_letter_path=str(tmp_path / "dead.jsonl"),
-                             summary_path=str(tmp_path / "summary.json"))
+                             summary_path=str(tmp_path / "summary.json"), staging_dir=staging,
+                             known_shards=known)
     assert summary["newly_scored"] == 4 and summary["committed_rows"] == 2
     assert summary["committed_by_other"] == 2
     assert sorted(TeacherCache.open(cache.path).keys()) == ["a", "b", "c", "d"]
+    # the corpus merged from two parts: sorted by id, as write_corpus writes it
+    assert [r["id"] for r in TeacherCache.open(cache.path).read_corpus("t-train")] == [
+        "f:a", "f:b", "f:c", "f:d"]
+    assert TeacherCache.open(cache.path).verify() == [] and not os.path.exists(staging)
     text = format_summary(dict(summary, seconds=1.0, runner="direct", workers=2))
     assert "  newly scored      4  (1 shards)  (of them 2 already committed by another build " \
            "running at the same time: stored once)" in text.splitlines()
@@ -109,7 +121,7 @@ def _cli(*argv):
     env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     for name in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS", "GRPC_VERBOSITY"):
         env.pop(name, None)  # what a user's shell has: the command must quiet them itself
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *argv], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "distiller", *argv], capture_output=True,
                           text=True, cwd=REPO, env=env, timeout=300)
 
 

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from builders.cache import TeacherCache
-from pipelines.cli import main
+from distiller.cli import main
 from .pipeline_testlib import glue_path, head_tsv
 
 pytestmark = pytest.mark.slow
@@ -104,8 +104,10 @@ def test_rte_pairs_build_through_the_cli(tmp_path, tiny_teacher, capsys):
 
 def _builds_by_runner(tmp_path, tiny_teacher, capsys, data, attempt):
     contents, corpora = [], []
-    for name, extra in (("w1", ["--workers", "1"]), ("w2", ["--workers", "2"]),
-                        ("dask", ["--workers", "2", "--runner", "dask"])):
+    # two CPU device slots: each worker process claims one (pipelines.devices), as on 2 GPUs
+    for name, extra in (("w1", ["--workers", "1"]),
+                        ("w2", ["--workers", "2", "--devices", "cpu,cpu"]),
+                        ("dask", ["--runner", "dask", "--devices", "cpu,cpu"])):
         cache = str(tmp_path / f"{name}-{attempt}")
         s = build(capsys, "--input", data, "--task", "sst2", "--teacher", tiny_teacher,
                   "--cache", cache, "--augment", SWAP, "--unit-size", "64", *extra)
@@ -164,7 +166,7 @@ def test_a_build_killed_mid_run_then_rerun_leaves_a_verified_complete_cache(tmp_
                                                                             capsys):
     data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 600)
     cache = str(tmp_path / "cache")
-    argv = [sys.executable, "-m", "pipelines", "build", "--no-progress", "--json", "--input",
+    argv = [sys.executable, "-m", "distiller", "build", "--no-progress", "--json", "--input",
             data, "--task", "sst2", "--teacher", tiny_teacher, "--cache", cache, "--augment",
             SWAP, "--workers", "1", "--unit-size", "16"]
     # a first, complete build of some originals, so the killed one has a cache to damage
@@ -190,6 +192,18 @@ def test_a_build_killed_mid_run_then_rerun_leaves_a_verified_complete_cache(tmp_
             if n.endswith(".parquet") and not n.startswith(".") and n not in committed]
     left_rows = sum(pq.read_metadata(os.path.join(shard_dir, n)).num_rows for n in left)
     assert left_rows > 0
+    # the killed build's staging directory of corpus parts: a leftover that verify names and
+    # clean removes (the sound uncommitted shards stay for the next build)
+    staging = [n for n in os.listdir(cache) if n.startswith(".parts.tmp-")]
+    assert len(staging) == 1 and os.path.isdir(os.path.join(cache, staging[0]))
+    assert main(["cache", "verify", cache]) == 0
+    said = capsys.readouterr().out
+    assert f"warning: staging directory {staging[0]} (" in said
+    assert "is gone): `distiller cache clean` or the next build removes it" in said
+    assert main(["cache", "clean", cache]) == 0
+    capsys.readouterr()
+    assert not os.path.exists(os.path.join(cache, staging[0]))
+    assert sorted(n for n in os.listdir(shard_dir) if n in left) == sorted(left)
 
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
     summary = json.loads(out.strip().splitlines()[-1])
@@ -202,6 +216,7 @@ def test_a_build_killed_mid_run_then_rerun_leaves_a_verified_complete_cache(tmp_
     # what the killed build had scored is committed by the re-run, not scored again
     assert summary["adopted_rows"] == left_rows
     assert summary["newly_scored"] == len(after) - len(before) - left_rows
+    assert [n for n in os.listdir(cache) if ".tmp-" in n] == []   # the re-run's staging too
 
 
 def test_mixup_outputs_are_scored_and_cached_and_the_corpus_keeps_the_pairing(

@@ -1,0 +1,85 @@
+"""The files of an `mlm-adapt` run in its output directory: the atomic checkpoint, the
+metrics log, the result (written last: the completion marker), and the checks that keep a run
+from writing over another run or over files that are not a run's."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Callable, Dict, Optional
+
+__all__ = ["RESULT_FILE", "CHECKPOINT_FILE", "LOG_FILE", "save_checkpoint", "write_json",
+           "log_event", "prepare_output", "remove_checkpoint"]
+
+RESULT_FILE = "mlm_adapt.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+LOG_FILE = "metrics.jsonl"
+
+
+def _atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """Write through a temporary file, fsync it, rename it over `path` (all or nothing)."""
+    tmp = path + ".tmp"
+    write(tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: str, state, model, optimizer, scheduler) -> None:
+    """Model, optimizer, schedule, loop state and the torch RNG, atomically."""
+    import torch
+
+    payload = {"state": state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+               "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
+    _atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def write_json(path: str, data: Dict[str, Any]) -> None:
+    """A JSON file written atomically."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+    _atomic_write(path, write)
+
+
+def log_event(output: str, record: Dict[str, Any]) -> None:
+    """Append one event (with the time) to OUTPUT/metrics.jsonl."""
+    with open(os.path.join(output, LOG_FILE), "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(dict(record, time=round(time.time(), 3)), sort_keys=True) + "\n")
+
+
+def prepare_output(config, fingerprint: str) -> Optional[Dict[str, Any]]:
+    """Create OUTPUT; the finished result if this very run is done there already (else None).
+    Refuses a directory holding another run or files that are not a run's."""
+    out = config.output
+    os.makedirs(out, exist_ok=True)
+    ours = (RESULT_FILE, CHECKPOINT_FILE, LOG_FILE, CHECKPOINT_FILE + ".tmp", RESULT_FILE + ".tmp")
+    result_path = os.path.join(out, RESULT_FILE)
+    if config.fresh:
+        built = []
+        if os.path.exists(result_path):  # the model files a finished run saved go too
+            with open(result_path, encoding="utf-8") as fh:
+                built = json.load(fh).get("files") or []
+        for name in list(ours) + [n for n in built if os.sep not in n]:
+            if os.path.isfile(os.path.join(out, name)):
+                os.remove(os.path.join(out, name))
+    if os.path.exists(result_path):
+        with open(result_path, encoding="utf-8") as fh:
+            done = json.load(fh)
+        if done.get("fingerprint") == fingerprint:
+            return done
+        raise ValueError(f"{out} holds a masked LM built by another mlm-adapt run (other "
+                         "settings or corpus); use another --output, or --fresh to replace it")
+    if not os.path.exists(os.path.join(out, CHECKPOINT_FILE)):
+        foreign = sorted(n for n in os.listdir(out)
+                         if n not in ours and not n.startswith(".mlm-adapt-"))
+        if foreign:
+            raise ValueError(f"{out} is not empty ({foreign[:5]}): give a new or empty --output")
+    return None
+
+
+def remove_checkpoint(output: str) -> None:
+    """Drop the checkpoint of a finished run (the result marks it done)."""
+    path = os.path.join(output, CHECKPOINT_FILE)
+    if os.path.exists(path):
+        os.remove(path)

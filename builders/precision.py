@@ -1,0 +1,66 @@
+"""The precision a build's teacher runs at, decided once, before any work.
+
+A cache records the precision its outputs were computed at (`CacheSpec.compute`): outputs of
+another precision differ in their low bits, so one cache holds one. Rules:
+
+- on an existing cache, ``--amp auto`` follows what the cache records (a cache made on a GPU in
+  bfloat16 is extended in bfloat16 on a CPU too, a float32 cache stays float32 on a GPU); an
+  explicit ``--amp`` that disagrees with it is an error naming both, never a silent change;
+- on a new cache, ``auto`` is float32 on CPUs, bfloat16 on GPUs that support it (else float16),
+  float32 when the workers' devices are unknown here (a remote runner: pass ``--amp bf16`` to
+  ask for it) and an error when the devices mix CPUs and GPUs;
+- ``fp16`` needs GPUs (CPU float16 autocast is slow and inaccurate): refused here for CPU
+  workers, and by the teacher itself on a remote worker without a GPU.
+
+`resolve_amp` returns a concrete amp (``off``, ``bf16``, ``fp16``) that every worker then uses as
+given, so the driver and the workers agree on the spec whatever devices the workers have.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+__all__ = ["AMP_OF_COMPUTE", "COMPUTE_OF_AMP", "resolve_amp", "cache_compute"]
+
+COMPUTE_OF_AMP = {"off": "float32", "bf16": "bfloat16", "fp16": "float16"}
+AMP_OF_COMPUTE = {v: k for k, v in COMPUTE_OF_AMP.items()}
+
+
+def cache_compute(cache_path: str) -> Optional[str]:
+    """The precision an existing cache records (None when there is no cache there yet)."""
+    import os
+
+    from .manifest import MANIFEST, read_manifest
+
+    if not os.path.exists(os.path.join(cache_path, MANIFEST)):
+        return None
+    return read_manifest(cache_path)["spec"].get("compute", "float32")
+
+
+def resolve_amp(amp: str, *, recorded: Optional[str], kinds: Sequence[str],
+                bf16_supported: bool = True, cache: str = "the cache") -> str:
+    """A concrete amp for `amp` (auto | off | bf16 | fp16).
+
+    recorded: the cache's `compute` (None for a new cache); kinds: device kinds of the workers
+    ('cpu', 'cuda'; empty when unknown here); bf16_supported: whether those GPUs run bfloat16."""
+    if amp not in ("auto", *COMPUTE_OF_AMP):
+        raise ValueError(f"--amp {amp!r}: expected auto, off, bf16 or fp16")
+    kinds = tuple(sorted(set(kinds)))
+    if recorded is not None:
+        if recorded not in AMP_OF_COMPUTE:
+            raise ValueError(f"{cache} records an unknown precision {recorded!r}")
+        if amp != "auto" and COMPUTE_OF_AMP[amp] != recorded:
+            raise ValueError(
+                f"--amp {amp} asks for {COMPUTE_OF_AMP[amp]} but {cache} holds outputs computed "
+                f"in {recorded} (one precision per cache): leave --amp out (or pass --amp "
+                f"{AMP_OF_COMPUTE[recorded]}) to extend it, or build into a new cache directory")
+        amp = AMP_OF_COMPUTE[recorded]
+    elif amp == "auto":
+        if len(kinds) > 1:
+            raise ValueError(f"--devices mixes {' and '.join(kinds)}, which run --amp auto at "
+                             "different precisions: pass --amp off (float32) or --amp bf16")
+        amp = ("bf16" if bf16_supported else "fp16") if kinds == ("cuda",) else "off"
+    if amp == "fp16" and "cpu" in kinds:  # unknown kinds: a remote worker checks its own
+        where = "the cache records float16 (made on a GPU)" if recorded else "--amp fp16"
+        raise ValueError(f"{where}: float16 runs on GPUs only, and these workers include a "
+                         "CPU: build on GPUs (--devices cuda) or into a new cache directory")
+    return amp

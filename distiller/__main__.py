@@ -1,0 +1,6 @@
+"""`python -m distiller`: the `distiller` command."""
+import sys
+
+from distiller.cli import main
+
+sys.exit(main())

@@ -1,0 +1,68 @@
+"""The `distiller` command: one entry point, the subcommands of every package registered here.
+
+Each package's ``cli`` module exposes ``add_parsers(subparsers)``, which adds its subcommands and
+sets ``func`` (called with the parsed namespace, returning an exit code). This module imports
+those cli modules by name and is the only one that dispatches: no package calls back into it.
+The cli modules import heavy libraries (torch, beam, optuna) inside ``func`` only, so
+``distiller --help`` stays fast. ``python -m distiller`` runs the same command (what sweeps and
+tests use as a subprocess).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from typing import List, Optional
+
+import augment.cli
+import augment.mlm_cli
+import autodistiller.cli
+import builders.cli
+import distill_train.cli
+import pipelines.build_cli
+from pipelines.console import configure, error_message
+
+__all__ = ["main", "build_parser"]
+
+# The packages' cli modules, in the order --help shows their subcommands.
+_COMMAND_MODULES = (augment.cli, augment.mlm_cli, pipelines.build_cli, builders.cli,
+                    distill_train.cli, autodistiller.cli)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="distiller",
+        description="Knowledge distillation for NLP with an offline teacher cache.")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-v info, -vv debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _COMMAND_MODULES:
+        module.add_parsers(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure(args.verbose)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, KeyError, OSError) as exc:
+        # Library errors carry a message saying what was wrong and how to fix it; the
+        # traceback is for -v only.
+        if args.verbose:
+            traceback.print_exc()
+        print(f"distiller {args.command}: error: {error_message(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ndistiller {args.command}: interrupted. Nothing half-written is visible: a cache "
+              "holds only committed shards and a training run resumes from its last checkpoint. "
+              "Run the same command again to continue.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
