@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.cli import main
+from distiller.cli import main
 from taskdata import builtin_task, read_records
 from taskdata.paths import shared_data
 

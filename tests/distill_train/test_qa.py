@@ -174,7 +174,7 @@ def test_a_stopped_run_resumes_to_the_same_result(qa_setup, tmp_path):
 
 def test_cli_finetune_train_evaluate_with_official_prediction_files(qa_setup, tmp_path,
                                                                      capsys):
-    from pipelines.cli import main
+    from distiller.cli import main
     from taskdata.squad_metrics import evaluate_v2
 
     data = qa_setup["root"] / "data"

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from pipelines.cli import main
+from distiller.cli import main
 from taskdata.paths import shared_data
 
 
