@@ -93,7 +93,8 @@ def run_augment(args) -> int:
         bar = tqdm(desc="augment", unit="rec", disable=args.no_progress, file=sys.stderr)
 
         def flush():
-            copies, stats = policy.augment_records(batch, args.seed)
+            copies, stats = policy.augment_records(batch, args.seed,
+                                                   fields=task.augment_fields)
             by_parent: dict = {}
             for c in copies:
                 by_parent.setdefault(c["parent_id"], []).append(c)

@@ -238,9 +238,12 @@ class AugmentationPolicy:
             aug.load()
         return self
 
-    def augment_records(self, records: Sequence[Dict[str, Any]], base_seed: int
+    def augment_records(self, records: Sequence[Dict[str, Any]], base_seed: int, *,
+                        fields: Sequence[str] = ("text_a", "text_b")
                         ) -> Tuple[List[Dict[str, Any]], Dict[str, int]]:
-        """Augmented copies of records (originals not included) and stats; see the module doc."""
+        """Augmented copies of records (originals not included) and stats; see the module doc.
+        fields: the texts the chain changes (a task's augment_fields); the others, and every
+        other field of a record (labels, answers), are carried over unchanged."""
         from .runner import run_policy
 
-        return run_policy(self, records, base_seed)
+        return run_policy(self, records, base_seed, fields=fields)

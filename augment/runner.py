@@ -9,14 +9,23 @@ from .seeding import derive_seed
 
 __all__ = ["run_policy"]
 
+_TEXTS = ("text_a", "text_b")
 
-def run_policy(policy, records: Sequence[Dict[str, Any]], base_seed: int
+
+def run_policy(policy, records: Sequence[Dict[str, Any]], base_seed: int, *,
+               fields: Sequence[str] = _TEXTS
                ) -> Tuple[List[Dict[str, Any]], Dict[str, int]]:
     """Make policy.copies unique copies per record in up to policy.max_rounds rounds.
 
-    Candidate c of record r (c = round * copies + slot) is pushed through every step, both
-    sides; its seeds depend only on (base_seed, record id, policy name, c, step, side).
+    Candidate c of record r (c = round * copies + slot) is pushed through every step, on each
+    side named in `fields` (both by default); its seeds depend only on (base_seed, record id,
+    policy name, c, step, side), so changing one side only leaves that side's copies as they
+    were. Other sides and fields (label, a question's context and answers) are carried over.
     """
+    unknown = [f for f in fields if f not in _TEXTS]
+    if unknown or not fields:
+        raise ValueError(f"fields must be a non-empty subset of {list(_TEXTS)}, got "
+                         f"{list(fields)}")
     augs = policy.augmenters()
     name = policy.name
     n = policy.copies
@@ -33,7 +42,7 @@ def run_policy(policy, records: Sequence[Dict[str, Any]], base_seed: int
             break
         stats["candidates"] += len(todo)
         texts = {(r, c, side): records[r][side] for r, c in todo
-                 for side in ("text_a", "text_b") if records[r].get(side) is not None}
+                 for side in fields if records[r].get(side) is not None}
         keys = sorted(texts, key=lambda k: (k[0], k[1], k[2]))
         for step, aug in enumerate(augs):
             jobs = [Job(text=texts[(r, c, side)],
@@ -49,7 +58,7 @@ def run_policy(policy, records: Sequence[Dict[str, Any]], base_seed: int
             if len(accepted[r]) >= n:
                 continue
             rec = records[r]
-            new = (texts.get((r, c, "text_a")), texts.get((r, c, "text_b")))
+            new = tuple(texts.get((r, c, side), rec.get(side)) for side in _TEXTS)
             if new == (rec.get("text_a"), rec.get("text_b")):
                 stats["noop"] += 1
             elif any(new == (a, b) for _, a, b in accepted[r]):
@@ -59,9 +68,11 @@ def run_policy(policy, records: Sequence[Dict[str, Any]], base_seed: int
     copies = []
     for r, rec in enumerate(records):
         for k, (c, a, b) in enumerate(accepted[r]):
-            copies.append({"id": f"{ids[r]}#{name}#{k}", "text_a": a, "text_b": b,
-                           "label": rec.get("label"), "parent_id": ids[r], "chain": name,
-                           "copy": k, "seed": derive_seed(base_seed, ids[r], name, c)})
+            copy = {"id": f"{ids[r]}#{name}#{k}", "text_a": a, "text_b": b,
+                    "label": rec.get("label"), "parent_id": ids[r], "chain": name, "copy": k,
+                    "seed": derive_seed(base_seed, ids[r], name, c)}
+            copy.update((key, v) for key, v in rec.items() if key not in copy)
+            copies.append(copy)
     stats["produced"] = len(copies)
     stats["shortfall"] = stats["requested"] - len(copies)
     stats.setdefault("noop", 0)

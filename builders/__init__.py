@@ -13,12 +13,12 @@ from .reader import CacheReader
 from .scoring import score_into_cache
 from .shards import ShardInfo
 from .spec import CacheSpec
-from .teacher import Teacher, TeacherConfig
+from .teacher import Teacher, TeacherConfig, make_teacher
 
 __all__ = [
     "CacheError", "CacheReader", "CacheSpec", "CacheSpecMismatch", "CORPUS_FIELDS",
     "CorruptShardError", "FingerprintError", "ForeignDirectoryError", "MissingShardError",
     "Satisfiability", "ShardInfo", "Teacher", "TeacherCache", "TeacherConfig",
     "UnsatisfiableRequest", "cache_key", "estimate", "mixup_key", "plan", "satisfiable",
-    "score_into_cache",
+    "score_into_cache", "make_teacher",
 ]

@@ -1,7 +1,8 @@
 """What runs the teacher's forward: PyTorch eager (the default), torch.compile, or ONNX Runtime.
 
 Every backend takes the model's keyword inputs (input_ids or inputs_embeds, attention_mask,
-token_type_ids) and returns (logits [B, C], the kept hidden states (a sequence of K [B, W, H]
+token_type_ids) and returns (logits [B, C], or [B, W, 2] start/end logits of a
+question-answering model (`output_logits`), the kept hidden states (a sequence of K [B, W, H]
 tensors, or None), the kept attention maps stacked [A, B, heads, W, W] or None) as torch
 tensors. Outputs of different backends differ in the last bits (measured in
 benchmarks/bench_cache.py), so the backend is part of the cache spec (CacheSpec.backend) and a
@@ -15,9 +16,20 @@ import logging
 import time
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-__all__ = ["make_backend", "EagerBackend", "CompiledBackend"]
+__all__ = ["make_backend", "output_logits", "EagerBackend", "CompiledBackend"]
 
 log = logging.getLogger(__name__)
+
+
+def output_logits(out):
+    """The logits of a model output: `logits` [B, C], or for a question-answering model its
+    start and end logits stacked per position [B, W, 2]."""
+    import torch
+
+    start = getattr(out, "start_logits", None)
+    if start is not None:
+        return torch.stack([start, out.end_logits], dim=-1)
+    return out.logits
 
 
 def _stack(states, indices: Sequence[int], offset: int = 0):
@@ -39,7 +51,7 @@ class EagerBackend:
                 attn_layers: Sequence[int]) -> Tuple[Any, Optional[Any], Optional[Any]]:
         out = self.model(**kwargs, output_hidden_states=bool(layers),
                          output_attentions=bool(attn_layers))
-        return (out.logits, tuple(out.hidden_states[i] for i in layers) if layers else None,
+        return (output_logits(out), tuple(out.hidden_states[i] for i in layers) if layers else None,
                 _stack(out.attentions, attn_layers, 1) if attn_layers else None)
 
 

@@ -5,7 +5,9 @@ Layout::
     cache/manifest.json      spec, schema version, committed shards (rows, bytes, sha256), corpora,
                              stats -- replaced atomically, last (it is the completion marker)
     cache/shards/*.parquet   committed shards (plus, invisibly, uncommitted ones)
-    cache/corpora/*.jsonl    corpus indexes: which keys (and labels) make a training set
+    cache/corpora/*.jsonl    corpus indexes: which keys (and labels) make a training set; a
+                             question-answering corpus has one row per context window and a
+                             NAME.questions.jsonl beside it (contexts, offsets, gold answers)
     cache/.lock              fcntl lock serialising commits
 
 A shard is visible only once the manifest lists it, so a killed writer leaves the cache as it was
@@ -17,9 +19,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
+from .corpus_rows import (CORPUS_FIELDS, MIXUP_FIELDS, SPAN_FIELDS,  # noqa: F401 (re-exported)
+                          check_corpus_name, clean_rows, corpus_item)
 from .errors import CacheError, ForeignDirectoryError
 from .manifest import (CORPUS_DIR, MANIFEST, SHARD_DIR, atomic_write_bytes, locked,
                        new_manifest, read_manifest, write_manifest)
@@ -30,37 +33,6 @@ __all__ = ["TeacherCache", "CacheSpec", "ShardInfo", "CORPUS_FIELDS", "check_cor
            "corpus_item"]
 
 log = logging.getLogger(__name__)
-
-CORPUS_FIELDS = ("id", "key", "label", "parent_id", "chain", "copy")
-# Mixup rows (issue 8) also carry their parents' keys, lambda and the partner's label: the trainer
-# interpolates the student's own embeddings of both parents with the same lambda.
-MIXUP_FIELDS = ("mix_key_a", "mix_key_b", "mix_lam", "mix_label_b")
-_CORPUS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
-
-
-def check_corpus_name(name: str) -> None:
-    """ValueError unless `name` can name a corpus (it becomes a file name in corpora/)."""
-    if not _CORPUS_NAME.match(name or ""):
-        raise ValueError(f"corpus name {name!r} must be 1-200 characters of letters, digits "
-                         "and . _ + = - (not starting with punctuation)")
-
-
-def corpus_item(row: Dict[str, Any], index: int = 0) -> Dict[str, Any]:
-    """The stored form of a corpus row (the fields of CORPUS_FIELDS, plus MIXUP_FIELDS for a
-    mixup row); ValueError naming row `index` when a field is missing. A corpus file holds one
-    ``json.dumps(item, sort_keys=True)`` line per row."""
-    if "id" not in row or "key" not in row:
-        raise ValueError(f"corpus row {index} lacks 'id' or 'key': {row!r}")
-    item = {"id": row["id"], "key": row["key"], "label": row.get("label"),
-            "parent_id": row.get("parent_id"), "chain": row.get("chain", "original"),
-            "copy": int(row.get("copy", 0))}
-    if row.get("mix_key_a") is not None:
-        missing_fields = [f for f in MIXUP_FIELDS if f not in row]
-        if missing_fields:
-            raise ValueError(f"mixup corpus row {index} lacks {missing_fields}: {row!r}")
-        item.update({f: row[f] for f in MIXUP_FIELDS})
-        item["mix_lam"] = float(item["mix_lam"])
-    return item
 
 
 class TeacherCache:
@@ -254,14 +226,18 @@ class TeacherCache:
     # ------------------------------------------------------------------ corpora
     def write_corpus(self, name: str, rows: Sequence[Dict[str, Any]], *,
                      allow_missing: bool = False, task: Optional[Dict[str, Any]] = None,
-                     labelled: bool = True) -> None:
+                     labelled: bool = True,
+                     questions: Optional[Sequence[Dict[str, Any]]] = None) -> None:
         """Atomically (re)write corpus `name`: rows {"id","key","label","parent_id","chain","copy"}.
         Every key must be committed unless allow_missing (a corpus pointing at absent teacher
         outputs would train on nothing silently). task: the corpus's task (a `taskdata.Task` as
         a dict: labels, kind, metrics), recorded in the manifest so that training and evaluation
-        need no task flags; labelled False marks a corpus whose rows carry no gold label."""
+        need no task flags; labelled False marks a corpus whose rows carry no gold label.
+        questions (question answering): one row per question {"id", "context", "offsets",
+        "answers", "is_impossible"} (builders.qa_windows.question_row), written beside the
+        corpus for decoding and scoring; rows then carry SPAN_FIELDS."""
         check_corpus_name(name)
-        clean = [corpus_item(row, i) for i, row in enumerate(rows)]
+        clean = clean_rows(rows)
         if not allow_missing:
             absent = self.missing(r["key"] for r in clean)
             if absent:
@@ -272,31 +248,51 @@ class TeacherCache:
         import hashlib
 
         fname = f"{name}.jsonl"
+        qdata = None if questions is None else "".join(
+            json.dumps(q, sort_keys=True, ensure_ascii=False) + "\n" for q in questions
+        ).encode("utf-8")
         with locked(self.path):
+            if qdata is not None:
+                atomic_write_bytes(os.path.join(self.path, CORPUS_DIR, f"{name}.questions.jsonl"),
+                                   qdata)
             atomic_write_bytes(os.path.join(self.path, CORPUS_DIR, fname), data)
             manifest = read_manifest(self.path)
             entry = {"file": fname, "rows": len(clean),
                      "sha256": hashlib.sha256(data).hexdigest(), "labelled": bool(labelled)}
+            if qdata is not None:
+                entry["questions"] = {"file": f"{name}.questions.jsonl", "rows": len(questions),
+                                      "sha256": hashlib.sha256(qdata).hexdigest()}
             if task is not None:
                 entry["task"] = dict(task)
             manifest.setdefault("corpora", {})[name] = entry
             write_manifest(self.path, manifest)
         self._manifest = manifest
 
-    def read_corpus(self, name: str) -> List[Dict[str, Any]]:
-        import hashlib
-
+    def _corpus_entry(self, name: str) -> Dict[str, Any]:
         corpora = self.refresh().get("corpora", {})
         if name not in corpora:
             raise CacheError(f"cache {self.path!r} has no corpus {name!r}; it has "
                              f"{sorted(corpora)}")
-        entry = corpora[name]
+        return corpora[name]
+
+    def _read_checked(self, name: str, entry: Dict[str, Any]) -> List[Dict[str, Any]]:
+        import hashlib
+
         with open(os.path.join(self.path, CORPUS_DIR, entry["file"]), "rb") as fh:
             data = fh.read()
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-            raise CacheError(f"corpus {name!r} was altered after it was written (checksum "
-                             "mismatch): write it again")
+            raise CacheError(f"corpus {name!r} ({entry['file']}) was altered after it was "
+                             "written (checksum mismatch): write it again")
         return [json.loads(line) for line in data.decode("utf-8").splitlines() if line]
+
+    def read_corpus(self, name: str) -> List[Dict[str, Any]]:
+        return self._read_checked(name, self._corpus_entry(name))
+
+    def read_questions(self, name: str) -> Optional[List[Dict[str, Any]]]:
+        """The question rows of a question-answering corpus (see write_corpus), or None for a
+        corpus that has none."""
+        entry = self._corpus_entry(name).get("questions")
+        return None if entry is None else self._read_checked(name, entry)
 
     def corpora(self) -> List[str]:
         return sorted(self.refresh().get("corpora", {}))

@@ -44,7 +44,13 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--cache", required=True, help="cache directory (created if absent)")
     p.add_argument("--dry-run", action="store_true",
                    help="only estimate the cache size from the length histogram; write nothing")
-    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--max-length", type=int, default=128,
+                   help="tokens per input (question answering: per context window)")
+    p.add_argument("--doc-stride", type=int, default=128,
+                   help="question answering: context tokens between the starts of consecutive "
+                   "windows (BERT's and the study's meaning)")
+    p.add_argument("--max-query-length", type=int, default=64,
+                   help="question answering: question tokens kept")
     p.add_argument("--layers", default="all", help="'all' or comma-separated hidden-state indices")
     p.add_argument("--pooling", default="none", choices=("none", "cls", "mean"))
     p.add_argument("--attentions", action="store_true", help="also keep attention maps")
@@ -153,7 +159,9 @@ def _cmd_score(args) -> int:
     config = TeacherConfig(model=args.teacher, max_length=args.max_length, layers=layers,
                            pooling=args.pooling, attentions=args.attentions,
                            max_tokens_per_batch=args.max_tokens_per_batch, device=devices[0],
-                           amp=amp, num_labels=num_labels, backend=args.backend)
+                           amp=amp, num_labels=num_labels, backend=args.backend,
+                           head="span" if task.is_span else "sequence",
+                           doc_stride=args.doc_stride, max_query_length=args.max_query_length)
     summary = score_file(config, input_path=args.input, task=task, cache_dir=args.cache,
                          dtype=args.dtype, logits_topk=args.logits_topk, dry_run=args.dry_run,
                          chunk=args.chunk, limit=args.limit, corpus=args.corpus,
@@ -190,8 +198,10 @@ def score_file(config, *, input_path: str, task, cache_dir: str, dtype: str = "f
 
     task: a `taskdata.Task` (or a built-in name). Only keys the cache lacks are scored; each chunk
     is committed as it finishes. Also writes the corpus index TASK-SPLIT (originals: parent_id
-    None, chain "original", copy 0) with the task recorded. devices: several device names score
-    with one teacher replica each (builders.multiscore); None runs on `config.device`.
+    None, chain "original", copy 0) with the task recorded. A span task (question answering)
+    is scored window by window: the corpus has a row per window and its question rows; the
+    dry run counts windows. devices: several device names score with one teacher replica each
+    (builders.multiscore); None runs on `config.device`.
     """
     from taskdata.records import DeadLetter
     from taskdata.reader import read_records
@@ -202,7 +212,7 @@ def score_file(config, *, input_path: str, task, cache_dir: str, dtype: str = "f
     from .planning import length_histogram, plan
     from .multiscore import load_replicas, score_on_devices
     from .leftovers import remove_dead_temp_files
-    from .teacher import Teacher
+    from .teacher import make_teacher
     from .vocab import record_vocabulary
 
     task = resolve_task(task)
@@ -219,19 +229,31 @@ def score_file(config, *, input_path: str, task, cache_dir: str, dtype: str = "f
     records, dead = [], []
     for rec in read_records(input_path, task, limit=limit, labelled=labelled):
         (dead if isinstance(rec, DeadLetter) else records).append(rec)
-    teacher = Teacher(config).load()
+    teacher = make_teacher(config).load()
     spec = teacher.spec(dtype, logits_topk=logits_topk)
-    keys = [teacher.cache_key(r["text_a"], r["text_b"]) for r in records]
     summary: Dict[str, Any] = {"input": input_path, "records": len(records),
                                "dead_letters": len(dead), "fingerprint": spec.fingerprint,
                                "dead_letter_examples": [d.to_dict() for d in dead[:20]]}
+    questions = None
+    if task.is_span:   # one row per context window, and the question rows beside them
+        from .qa_windows import question_row
+
+        parts = teacher.window_records(records)
+        questions = [question_row(r, wd) for r, (wd, _) in zip(records, parts)]
+        summary.update(teacher.describe_windows([wd for wd, _ in parts]))
+        records = [dict(w, parent_id=None, chain="original", copy=0)
+                   for _, rows in parts for w in rows]
+        keys = [r["key"] for r in records]
+        toks = [(r["input_ids"], r["token_type_ids"], r["truncated"]) for r in records]
+    else:
+        keys = [teacher.cache_key(r["text_a"], r["text_b"]) for r in records]
+        toks = teacher.tokenize(records) if dry_run else None
     if dry_run:
-        toks = teacher.tokenize(records)
         hist = length_histogram(len(t[0]) for t in toks)
         where = cache_dir if os.path.isdir(cache_dir) else (os.path.dirname(
             os.path.abspath(cache_dir)) or ".")
         estimate = plan(spec, hist, where)
-        summary.update({"dry_run": True, "truncated": sum(t[2] for t in toks),
+        summary.update({"dry_run": True, "truncated": int(sum(t[2] for t in toks)),
                         "estimate": estimate})
         if not estimate["fits"]:
             summary["warning"] = "the cache would be larger than the free disk"
@@ -242,9 +264,9 @@ def score_file(config, *, input_path: str, task, cache_dir: str, dtype: str = "f
     remove_dead_temp_files(cache.path)
     replicas = [teacher] + (load_replicas(config, devices[1:]) if devices else [])
     result = score_on_devices(replicas, cache, records, chunk=chunk)
-    cache.write_corpus(name, [{"id": r["id"], "key": k, "label": r["label"], "parent_id": None,
-                               "chain": "original", "copy": 0} for r, k in zip(records, keys)],
-                       task=task.to_dict(), labelled=labelled)
+    cache.write_corpus(name, [dict(r, key=k, parent_id=None, chain="original", copy=0)
+                              for r, k in zip(records, keys)],
+                       task=task.to_dict(), labelled=labelled, questions=questions)
     summary.update({"scored": result["scored"], "reused": result["reused"],
                     "duplicates": result["duplicates"],
                     "truncated": teacher.truncated_count, "corpus": name,

@@ -21,7 +21,7 @@ import os
 import uuid
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .manifest import CORPUS_DIR, locked, read_manifest, write_manifest
+from .manifest import CORPUS_DIR, atomic_write_bytes, locked, read_manifest, write_manifest
 from .tempnames import temp_path
 
 __all__ = ["PART_ROWS", "FAN_IN", "staging_dir", "write_part", "merged_lines", "part_sort_key",
@@ -133,9 +133,14 @@ class CorpusFile:
 
 
 def install_corpora(cache, files: Sequence[CorpusFile], *, task: Optional[Dict[str, Any]] = None,
-                    labelled: bool = True) -> None:
+                    labelled: bool = True,
+                    questions: Optional[Sequence[Dict[str, Any]]] = None) -> None:
     """Rename the finished corpus `files` into place and record them in the manifest: under the
-    cache lock, one atomic manifest replace for all of them (what `write_corpus` records)."""
+    cache lock, one atomic manifest replace for all of them (what `write_corpus` records).
+    questions (question answering): the question rows written beside every corpus."""
+    qdata = None if questions is None else "".join(
+        json.dumps(q, sort_keys=True, ensure_ascii=False) + "\n" for q in questions
+    ).encode("utf-8")
     with locked(cache.path):
         manifest = read_manifest(cache.path)
         for f in files:
@@ -143,6 +148,11 @@ def install_corpora(cache, files: Sequence[CorpusFile], *, task: Optional[Dict[s
             os.replace(f.tmp, f.final)
             entry = {"file": f.file, "rows": f.rows, "sha256": f.sha256,
                      "labelled": bool(labelled)}
+            if qdata is not None:
+                qfile = f"{f.name}.questions.jsonl"
+                atomic_write_bytes(os.path.join(cache.path, CORPUS_DIR, qfile), qdata)
+                entry["questions"] = {"file": qfile, "rows": len(questions),
+                                      "sha256": hashlib.sha256(qdata).hexdigest()}
             if task is not None:
                 entry["task"] = dict(task)
             manifest.setdefault("corpora", {})[f.name] = entry

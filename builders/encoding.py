@@ -29,9 +29,10 @@ def check_output(o: Dict[str, Any], spec: CacheSpec) -> int:
     missing = [l for l in spec.attentions if l not in (o.get("attentions") or {})]
     if missing:
         raise ValueError(f"output for key {o.get('key')!r} lacks attentions of layers {missing}")
-    if len(o["logits"]) != spec.num_labels:
-        raise ValueError(f"output for key {o.get('key')!r} has {len(o['logits'])} logits, the "
-                         f"cache spec says {spec.num_labels}")
+    shape = tuple(np.shape(o["logits"]))
+    if shape != spec.logits_shape(n):    # [num_labels], or [n, 2] for question answering
+        raise ValueError(f"output for key {o.get('key')!r} has logits of shape {shape}, the "
+                         f"cache spec says {spec.logits_shape(n)}")
     return n
 
 

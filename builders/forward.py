@@ -80,7 +80,8 @@ def _packed_tokens(states: Sequence[Any], lens: np.ndarray, half: bool):
 def run_batch(teacher: "Teacher", ids_list: Sequence[np.ndarray], tts_list: Sequence[np.ndarray],
               *, inputs_embeds=None, attention_mask: Optional[np.ndarray] = None,
               store_as: Optional[str] = None) -> List[Dict[str, Any]]:
-    """One padded forward; per example {"logits" float32[C], "hidden" {layer: [n, H] or [H]},
+    """One padded forward; per example {"logits" float32[C] (a question-answering teacher's
+    per-token start/end logits: float32[n, 2]), "hidden" {layer: [n, H] or [H]},
     "attentions" {layer: [heads, n, n]} when kept}, n = the example's real length (its number of
     ones in `attention_mask` when one is given, as for mixup inputs).
 
@@ -126,7 +127,8 @@ def run_batch(teacher: "Teacher", ids_list: Sequence[np.ndarray], tts_list: Sequ
     starts = [0] + ends[:-1]
     results: List[Dict[str, Any]] = []
     for r, (s, e) in enumerate(zip(starts, ends)):
-        res: Dict[str, Any] = {"logits": logits[r]}
+        # per-token logits [B, W, 2] (question answering) are trimmed like hidden states
+        res: Dict[str, Any] = {"logits": logits[r, :e - s] if logits.ndim == 3 else logits[r]}
         if hidden is None:
             res["hidden"] = {}
         elif pooling == "none":

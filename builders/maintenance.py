@@ -1,7 +1,6 @@
 """verify and merge: whole-cache checks and combining two caches of one spec."""
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -87,14 +86,16 @@ def verify_cache(cache: "TeacherCache") -> List[str]:
             problems.append(f"vocabulary: file {vocab['file']} missing")
         elif file_sha256(path) != vocab["sha256"]:
             problems.append(f"vocabulary: {vocab['file']} checksum mismatch (content altered)")
-    for name, entry in manifest.get("corpora", {}).items():
-        path = os.path.join(cache.path, CORPUS_DIR, entry["file"])
-        if not os.path.exists(path):
-            problems.append(f"corpus {name}: file {entry['file']} missing")
-            continue
-        with open(path, "rb") as fh:
-            if hashlib.sha256(fh.read()).hexdigest() != entry["sha256"]:
-                problems.append(f"corpus {name}: checksum mismatch (content altered)")
+    for name, corpus in manifest.get("corpora", {}).items():
+        # a question-answering corpus also has its question rows (contexts, offsets, answers)
+        for entry in [corpus] + ([corpus["questions"]] if corpus.get("questions") else []):
+            path = os.path.join(cache.path, CORPUS_DIR, entry["file"])
+            if not os.path.exists(path):
+                problems.append(f"corpus {name}: file {entry['file']} missing")
+                continue
+            if file_sha256(path) != entry["sha256"]:
+                problems.append(f"corpus {name}: {entry['file']} checksum mismatch "
+                                "(content altered)")
     return problems
 
 
@@ -212,7 +213,8 @@ def merge_into(cache: "TeacherCache", other_path: str) -> List[ShardInfo]:
                                  "rename one before merging")
             continue
         cache.write_corpus(name, other.read_corpus(name), task=entry.get("task"),
-                           labelled=entry.get("labelled", True))
+                           labelled=entry.get("labelled", True),
+                           questions=other.read_questions(name))
     log.info("merged %s into %s: %d shard(s) added", other_path, cache.path, len(added))
     return added
 

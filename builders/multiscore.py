@@ -27,11 +27,11 @@ log = logging.getLogger(__name__)
 def load_replicas(config: "TeacherConfig", devices: Sequence[str]) -> List["Teacher"]:
     """A loaded teacher per device (CPU replicas share this process's CPUs between them)."""
     from .devices import usable_cpus
-    from .teacher import Teacher
+    from .teacher import make_teacher
 
     n_cpu = sum(1 for d in devices if d == "cpu")
     threads = config.num_threads or (max(1, usable_cpus() // n_cpu) if n_cpu else None)
-    return [Teacher(dataclasses.replace(config, device=d, num_threads=threads)).load()
+    return [make_teacher(dataclasses.replace(config, device=d, num_threads=threads)).load()
             for d in devices]
 
 

@@ -30,6 +30,8 @@ def _exportable(model, layers: Sequence[int]):
     """A module whose forward returns (logits, *kept hidden states): what is exported."""
     import torch
 
+    from .backends import output_logits
+
     class Exportable(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -38,7 +40,7 @@ def _exportable(model, layers: Sequence[int]):
         def forward(self, input_ids, attention_mask, token_type_ids=None):
             out = self.model(input_ids=input_ids, attention_mask=attention_mask,
                              token_type_ids=token_type_ids, output_hidden_states=bool(layers))
-            return (out.logits,) + tuple(out.hidden_states[i] for i in layers)
+            return (output_logits(out),) + tuple(out.hidden_states[i] for i in layers)
 
     return Exportable().eval()
 
@@ -63,6 +65,7 @@ class OnnxBackend:
         start = time.perf_counter()
         self.layers = tuple(teacher.layers)
         self.token_types = teacher.uses_token_types
+        self.span = teacher.config.head == "span"
         self.fused = False
         with tempfile.TemporaryDirectory(prefix="distiller-onnx-") as tmp:
             path = self._export(model, os.path.join(tmp, "teacher.onnx"))
@@ -86,7 +89,8 @@ class OnnxBackend:
         outputs = ["logits"] + [f"hidden_{i}" for i in self.layers]
         axes = {n: {0: "batch", 1: "length"} for n in names}
         axes.update({f"hidden_{i}": {0: "batch", 1: "length"} for i in self.layers})
-        axes["logits"] = {0: "batch"}
+        # question answering: start/end logits per position [B, W, 2]
+        axes["logits"] = {0: "batch", 1: "length"} if self.span else {0: "batch"}
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")    # tracer warnings about Python control flow
             torch.onnx.export(_exportable(model, self.layers), example, path,

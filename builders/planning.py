@@ -31,7 +31,8 @@ def bytes_for_length(spec: CacheSpec, n: int) -> int:
     """Estimated stored bytes of one example of `n` tokens under `spec`."""
     h, heads = spec.hidden_size, spec.num_heads
     b = 32 + 4 + 1 + 4 * n + n + _ROW_OVERHEAD + 5 * _VALUE_OVERHEAD     # key, ids, types
-    c = min(spec.logits_topk, spec.num_labels) if spec.logits_topk else spec.num_labels
+    c = min(spec.logits_topk, spec.num_labels) if spec.logits_topk else \
+        spec.num_labels * (n if spec.token_logits else 1)
     b += c * itemsize(spec.logits_dtype) + (4 if spec.logits_dtype == "int8" else 0)
     if spec.logits_topk:
         b += 4 * c + 4

@@ -75,9 +75,7 @@ class ShardWriter:
 def missing_records(teacher: "Teacher", cache: "TeacherCache", records: Sequence[Any]):
     """(the records to score: the first of each distinct key the cache lacks, their keys, how
     many records had a key the cache already holds)."""
-    from .teacher import as_text_pair
-
-    keys = [teacher.cache_key(*as_text_pair(r)) for r in records]
+    keys = [teacher.record_key(r) for r in records]
     todo = set(cache.missing(keys))
     unique: Dict[str, Any] = {}
     for r, k in zip(records, keys):

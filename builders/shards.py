@@ -187,7 +187,7 @@ def decode_row(cols: Dict[str, Any], r: int, spec: CacheSpec, *, layers: Sequenc
         full[idx] = vals
         out["logits"] = full
     else:
-        out["logits"] = tensor("logits", spec.logits_dtype, (spec.num_labels,))
+        out["logits"] = tensor("logits", spec.logits_dtype, spec.logits_shape(n))
     hshape = (n, spec.hidden_size) if spec.pooling == "none" else (spec.hidden_size,)
     out["hidden"] = {l: tensor(f"hidden_{l}", spec.dtype, hshape) for l in layers}
     if attentions:

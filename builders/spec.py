@@ -37,6 +37,10 @@ class CacheSpec:
     (~1e-5), so a cache holds one too. "eager" is left out of `to_dict`, so the manifests and
     shards of an eager cache are byte-for-byte what they were before the field existed (and a
     manifest without it reads as eager).
+    problem_type "question_answering" (span tasks): the logits are per token, [L, num_labels]
+    (num_labels 2: start, end) trimmed to the row's length like hidden states, one row per
+    context window; otherwise they are [num_labels] per row. The shard layout is the same
+    (schema version unchanged): only the logits' shape follows from the spec.
     """
 
     fingerprint: str
@@ -92,6 +96,18 @@ class CacheSpec:
                              f"{self.num_hidden_layers or 'N'}, got {self.attentions}")
         if self.logits_topk < 0:
             raise ValueError(f"CacheSpec.logits_topk must be >= 0, got {self.logits_topk}")
+        if self.token_logits and (self.logits_topk or self.pooling != "none"):
+            raise ValueError("a question-answering cache keeps every position's start/end "
+                             "logits and per-token states: logits_topk 0, pooling 'none'")
+
+    @property
+    def token_logits(self) -> bool:
+        """Whether logits are per token [L, num_labels] (question answering)."""
+        return self.problem_type == "question_answering"
+
+    def logits_shape(self, length: int) -> Tuple[int, ...]:
+        """The logits' shape of a row of `length` tokens."""
+        return (length, self.num_labels) if self.token_logits else (self.num_labels,)
 
     @property
     def tokenization_settings(self) -> Dict[str, Any]:

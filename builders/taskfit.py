@@ -42,4 +42,6 @@ def fit_teacher_to_task(model: str, task: Task) -> Tuple[Task, Optional[int]]:
     problem = head_problem(config, task, what="teacher", where=repr(model))
     if problem:
         raise ValueError(problem)
+    if task.is_span:   # a start/end head has its two outputs whatever the checkpoint holds
+        return task, None
     return task, (None if head else task.num_labels)

@@ -1,113 +1,44 @@
 """The teacher: load any Hugging Face sequence-classification/regression model, fingerprint what
 was loaded, tokenize, and run a length-bucketed batched forward that keeps what distillation needs.
 
-Outputs per example (INTERFACES.md, builders): key, input_ids int32[L], token_type_ids int8[L],
+Outputs per example (docs/cache.md, "Shards"): key, input_ids int32[L], token_type_ids int8[L],
 logits float32[C], hidden {layer: float32[L, H] or [H] if pooled}, attentions {layer: [heads, L, L]}
 when kept, truncated bool. Layer 0 is the embeddings output, i the output of transformer layer i.
+A question-answering teacher (builders.qa_teacher, via `make_teacher`) scores context windows and
+keeps per-token logits float32[L, 2] (start, end) instead.
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
-import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .batching import plan_batches
 from .devices import usable_cpus
 from .keys import cache_key as _cache_key
-from .spec import BACKENDS, POOLINGS, CacheSpec, default_layers
+from .spec import CacheSpec, default_layers
+from .teacher_config import TeacherConfig, as_text_pair
 
-__all__ = ["TeacherConfig", "Teacher", "as_text_pair"]
+__all__ = ["TeacherConfig", "Teacher", "as_text_pair", "make_teacher"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
-class TeacherConfig:
-    """How to load and run a teacher.
+def make_teacher(config: TeacherConfig) -> "Teacher":
+    """The teacher for a config: a question-answering one for head "span", else `Teacher`."""
+    if config.head == "span":
+        from .qa_teacher import QATeacher
 
-    model: HF model name or local directory; tokenizer: defaults to `model`.
-    max_length: tokens per input including special tokens; longer inputs are truncated (counted).
-    layers: "all" (0..N) or hidden-state indices to keep; pooling: "none" | "cls" | "mean".
-    attentions: False, True (every transformer layer) or a tuple of layers (1..N).
-    max_tokens_per_batch / max_batch_size / sort_window: length bucketing (see batching.py).
-    device: "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
-    amp: "auto" (bf16 if supported else fp16 on GPU, off on CPU), "bf16", "fp16", "off". On a
-    CPU "bf16" autocasts to bfloat16 (faster where the CPU has AVX512-BF16 or AMX, see README;
-    hidden states within ~0.4% relative RMS of float32) and "fp16" is refused. The precision
-    is part of the cache spec (`CacheSpec.compute`).
-    backend: what runs the forward: "eager" (PyTorch), "compile" (torch.compile: a warm-up of
-    tens of seconds per process, then faster batches) or "onnx" (ONNX Runtime, CPU; needs the
-    `onnxruntime` package). Recorded in the cache spec (`CacheSpec.backend`); see backends.py.
-    num_threads: CPU threads for torch; None = the CPUs this process may run on.
-    num_labels: override the head size (a random head for an encoder-only checkpoint).
-    """
-
-    model: str
-    max_length: int = 128
-    layers: Union[str, Tuple[int, ...]] = "all"
-    pooling: str = "none"
-    attentions: Union[bool, Tuple[int, ...]] = False
-    max_tokens_per_batch: int = 2048
-    max_batch_size: int = 256
-    sort_window: int = 4096
-    device: str = "auto"
-    amp: str = "auto"
-    backend: str = "eager"
-    num_threads: Optional[int] = None
-    tokenizer: Optional[str] = None
-    num_labels: Optional[int] = None
-
-    def __post_init__(self) -> None:
-        if not self.model:
-            raise ValueError("TeacherConfig.model must name a model or a directory")
-        object.__setattr__(self, "model", os.fspath(self.model))   # accept pathlib paths
-        if self.tokenizer is not None:
-            object.__setattr__(self, "tokenizer", os.fspath(self.tokenizer))
-        if self.max_length < 2:
-            raise ValueError(f"TeacherConfig.max_length must be >= 2, got {self.max_length}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"TeacherConfig.pooling must be one of {POOLINGS}, "
-                             f"got {self.pooling!r}")
-        if isinstance(self.layers, str):
-            if self.layers != "all":
-                raise ValueError(f"TeacherConfig.layers must be 'all' or a tuple of indices, "
-                                 f"got {self.layers!r}")
-        else:
-            object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
-        if not isinstance(self.attentions, bool):
-            object.__setattr__(self, "attentions", tuple(int(i) for i in self.attentions))
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise ValueError(f"TeacherConfig.amp must be auto, bf16, fp16 or off, got {self.amp!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"TeacherConfig.backend must be one of {BACKENDS}, "
-                             f"got {self.backend!r}")
-        for name in ("max_tokens_per_batch", "max_batch_size", "sort_window"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"TeacherConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_tokens_per_batch < self.max_length:
-            raise ValueError(f"max_tokens_per_batch ({self.max_tokens_per_batch}) must be at "
-                             f"least max_length ({self.max_length})")
-
-
-def as_text_pair(record: Any) -> Tuple[str, Optional[str]]:
-    """(text_a, text_b) from a record dict, a (a, b) tuple or a plain string."""
-    if isinstance(record, str):
-        return record, None
-    if isinstance(record, Mapping):
-        if "text_a" not in record:
-            raise ValueError(f"record has no 'text_a' field: {dict(record)!r}")
-        return record["text_a"], record.get("text_b")
-    if isinstance(record, (tuple, list)) and len(record) in (1, 2):
-        return record[0], (record[1] if len(record) == 2 else None)
-    raise TypeError(f"cannot read texts from a {type(record).__name__}: {record!r}")
+        return QATeacher(config)
+    return Teacher(config)
 
 
 class Teacher:
     """A loaded teacher. Construct cheaply; `load()` (idempotent) loads model and tokenizer."""
+
+    auto_class = "AutoModelForSequenceClassification"   # the transformers class to load
 
     def __init__(self, config: TeacherConfig) -> None:
         self.config = config
@@ -124,7 +55,7 @@ class Teacher:
         if self.model is not None:
             return self
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        import transformers
 
         cfg = self.config
         want_attn = bool(cfg.attentions)
@@ -133,13 +64,13 @@ class Teacher:
             kwargs["attn_implementation"] = "eager"  # SDPA kernels do not return attention maps
         if cfg.num_labels is not None:
             kwargs["num_labels"] = cfg.num_labels
-        self.tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.model)
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.model)
         # Weights the checkpoint lacks (a bare encoder's classifier head) are initialised at
         # random: from a fixed seed, so that every worker process loads the same teacher (the
         # same fingerprint, hence the same keys) instead of one head per process.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            model, info = AutoModelForSequenceClassification.from_pretrained(
+            model, info = getattr(transformers, self.auto_class).from_pretrained(
                 cfg.model, output_loading_info=True, **kwargs)
         if info.get("missing_keys"):
             log.warning("teacher %s: %d weight(s) not in the checkpoint were initialised from "
@@ -246,6 +177,10 @@ class Teacher:
     def cache_key(self, text_a: str, text_b: Optional[str] = None) -> str:
         return _cache_key(self.fingerprint, self.tokenization_settings, text_a, text_b)
 
+    def record_key(self, record: Any) -> str:
+        """The cache key of a record (a dict, a pair or a string)."""
+        return self.cache_key(*as_text_pair(record))
+
     def spec(self, dtype: str = "float16", *, logits_dtype: str = "float32",
              logits_topk: int = 0) -> CacheSpec:
         """The CacheSpec of a cache that stores this teacher's outputs in `dtype`."""
@@ -312,9 +247,8 @@ class Teacher:
         records = list(records)
         if not records:
             return []
-        pairs = [as_text_pair(r) for r in records]
         if keys is None:
-            keys = [self.cache_key(a, b) for a, b in pairs]
+            keys = [self.record_key(r) for r in records]
         elif len(keys) != len(records):
             raise ValueError(f"score: {len(keys)} keys for {len(records)} records")
         if tokens is not None and len(tokens) != len(records):

@@ -109,7 +109,9 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
     if config.mode == "finetune":
         return _assemble_finetune(config, model, tokenizer, pad_id)
     cache = None
-    if provider is None or train_rows is None or (dev_rows is None and config.dev_corpus):
+    span = config.task_def.is_span
+    if provider is None or train_rows is None or (dev_rows is None and config.dev_corpus) or \
+            (span and config.dev_corpus):   # a QA dev set decodes with the cache's questions
         from builders.cache import TeacherCache
 
         cache = TeacherCache.open(config.cache)
@@ -171,13 +173,32 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
                           vocab_size=embeds)
     train = Batches(train_rows, fetch, batch_size=config.batch_size, shuffle=True,
                     seed=config.seed, prefetch=bool(getattr(provider, "prefetch_safe", False)))
-    dev = [(name, Batches(rows, cache_fetcher(dev_provider, pad_id=pad_id, vocab_size=embeds),
-                          batch_size=config.eval_batch_size, shuffle=False))
+    dev = [(name, _dev_batches(config, rows, cache_fetcher(dev_provider, pad_id=pad_id,
+                                                         vocab_size=embeds),
+                               cache.read_questions(name) if span else None))
            for name, rows in dev_sets]
     log.info("distill: %d training rows, dev sets %s, teacher %s layers x %s wide, pairs %s",
              len(train_rows), {n: len(r) for n, r in dev_sets}, shape["num_hidden_layers"],
              shape["hidden_size"], objective.pairs)
     return RunParts(model, tokenizer, objective, train, dev)
+
+
+def _dev_batches(config, rows, fetch, questions) -> Batches:
+    """A dev set's batches; for a span task with the question rows decoding needs."""
+    if not config.task_def.is_span:
+        return Batches(rows, fetch, batch_size=config.eval_batch_size, shuffle=False)
+    from .qa_decode import DecodeConfig
+    from .qa_eval import SpanBatches
+
+    if questions is None:
+        raise ValueError("a question-answering dev corpus needs its question rows (contexts, "
+                         "offsets, answers), which this corpus lacks: build it with a span task")
+    if isinstance(questions, list):
+        questions = {q["id"]: q for q in questions}
+    return SpanBatches(rows, fetch, questions=questions, task=config.task_def,
+                       decode=DecodeConfig(n_best=config.n_best,
+                                           max_answer_length=config.max_answer_length),
+                       threshold=config.null_threshold, batch_size=config.eval_batch_size)
 
 
 def _check_labels(config, train_rows, dev_sets) -> None:
@@ -233,13 +254,14 @@ def _assemble_finetune(config, model, tokenizer, pad_id: int) -> RunParts:
         raise ValueError(f"fine-tuning on raw text needs a tokenizer, and {config.student!r} has "
                          "none: save one next to the model")
     task = config.task_def
-    train_rows = text_examples(read_text_records(config.train_file, task, config.limit_train),
-                               tokenizer, config.max_length)
+    examples = _span_examples if task.is_span else _text_examples
+    train_rows, _ = examples(config, read_text_records(config.train_file, task,
+                                                       config.limit_train), tokenizer)
     dev = []
     for path in config.dev_files:
-        dev_rows = text_examples(read_text_records(path, task), tokenizer, config.max_length)
-        dev.append((_dev_name(path), Batches(dev_rows, text_fetcher(pad_id),
-                                             batch_size=config.eval_batch_size, shuffle=False)))
+        dev_rows, questions = examples(config, read_text_records(path, task), tokenizer)
+        dev.append((_dev_name(path), _dev_batches(config, dev_rows, text_fetcher(pad_id),
+                                                  questions)))
     # Gold labels only: no teacher, no prediction or intermediate loss.
     gold_only = config.replace(mode="finetune", pred_loss="none", inter_loss="none",
                                w_kd=0.0, w_inter=0.0, w_gold=1.0)
@@ -250,6 +272,21 @@ def _assemble_finetune(config, model, tokenizer, pad_id: int) -> RunParts:
     train = Batches(train_rows, text_fetcher(pad_id), batch_size=config.batch_size, shuffle=True,
                     seed=config.seed)
     return RunParts(model, tokenizer, objective, train, dev)
+
+
+def _text_examples(config, records, tokenizer):
+    return text_examples(records, tokenizer, config.max_length), None
+
+
+def _span_examples(config, records, tokenizer):
+    """Context windows of question records, made with the model's own tokenizer."""
+    from builders.qa_windows import WindowSettings
+
+    from .qa_eval import text_windows
+
+    settings = WindowSettings(max_length=config.max_length, doc_stride=config.doc_stride,
+                              max_query_length=config.max_query_length)
+    return text_windows(records, tokenizer, settings)
 
 
 def _dev_name(path: str) -> str:

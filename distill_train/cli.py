@@ -24,6 +24,10 @@ _TRAIN_FLAGS = {
     "--mi-alpha": ("mi_alpha", float), "--critic": ("critic", str),
     "--w-kd": ("w_kd", float), "--w-inter": ("w_inter", float), "--w-gold": ("w_gold", float),
     "--max-length": ("max_length", int), "--limit-train": ("limit_train", int),
+    # question answering (span tasks): windows (finetune) and decoding (dev evaluation)
+    "--doc-stride": ("doc_stride", int), "--max-query-length": ("max_query_length", int),
+    "--n-best": ("n_best", int), "--max-answer-length": ("max_answer_length", int),
+    "--null-threshold": ("null_threshold", float),
 }
 
 
@@ -87,9 +91,22 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--corpus", help="corpus name in the cache")
     p.add_argument("--file", help="any input (file, glob, hf:NAME) instead of a cache corpus")
     p.add_argument("--predictions", help="also write one JSON line per example: id, predicted "
-                   "label (by name), gold label")
+                   "label (by name), gold label; question answering: the official SQuAD "
+                   "prediction file {id: answer} (and, for SQuAD 2.0, PREFIX.null_odds.json "
+                   "for evaluate-v2.0.py --na-prob-file)")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--max-length", type=int, default=128,
+                   help="tokens per input for --file (question answering: per window)")
+    q = p.add_argument_group("question answering")
+    q.add_argument("--doc-stride", type=int, default=128,
+                   help="--file: context tokens between the starts of consecutive windows")
+    q.add_argument("--max-query-length", type=int, default=64, help="--file: question tokens")
+    q.add_argument("--n-best", type=int, default=20, help="start/end candidates per window")
+    q.add_argument("--max-answer-length", type=int, default=30, help="tokens per answer")
+    q.add_argument("--null-threshold", type=float, default=None,
+                   help="SQuAD 2.0: answer nothing when null score - best span score exceeds "
+                   "it (default: the best threshold on these questions, as the official "
+                   "script's best_f1_thresh)")
     p.add_argument("--device", default="auto")
     add_task_arguments(p)
     p.set_defaults(func=_run_evaluate)
@@ -209,10 +226,13 @@ def _run_evaluate(args) -> int:
     if bool(args.file) == bool(args.cache and args.corpus):
         raise ValueError("evaluate needs either --cache DIR --corpus NAME or --file PATH")
     task, _ = task_from_args(args, required=False)
+    span = dict(doc_stride=args.doc_stride, max_query_length=args.max_query_length,
+                n_best=args.n_best, max_answer_length=args.max_answer_length,
+                null_threshold=args.null_threshold)
     metrics = evaluate_saved(args.model, task, cache=args.cache, corpus=args.corpus,
                              file=args.file, batch_size=args.batch_size,
                              max_length=args.max_length, device=args.device,
-                             predictions=args.predictions)
+                             predictions=args.predictions, span_options=span)
     from .runlog import json_safe
 
     json.dump(json_safe(metrics), sys.stdout, indent=2, allow_nan=False)

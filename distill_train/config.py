@@ -42,7 +42,10 @@ class TrainConfig:
     #                                          several (MNLI): all reported, the first selects
     train_file: Optional[str] = None         # finetune: any input (file, glob, hf:NAME, ...)
     dev_file: Any = None                     # finetune: dev input(s), like dev_corpus
-    max_length: int = 128                    # tokenisation length for raw text (finetune)
+    max_length: int = 128                    # tokenisation length for raw text (finetune;
+    #                                          question answering: tokens per context window)
+    doc_stride: int = 128                    # QA finetune: context tokens between window starts
+    max_query_length: int = 64               # QA finetune: question tokens kept
     limit_train: Optional[int] = None        # use only the first N training examples
     # --- student --------------------------------------------------------------------------
     student: Optional[str] = None            # HF name/path: the model (pretrained), the teacher
@@ -71,6 +74,11 @@ class TrainConfig:
     w_kd: float = 1.0                        # total = w_kd*L_pred + w_inter*sum L_inter
     w_inter: float = 1.0                     # ... + w_gold*L_gold
     w_gold: float = 0.0
+    # --- question answering (span tasks): decoding answers on the dev set --------------------
+    n_best: int = 20                         # start and end candidates per window
+    max_answer_length: int = 30              # tokens per answer
+    null_threshold: Optional[float] = None   # SQuAD 2.0: answer "" when null odds exceed it;
+    #                                          None = the best threshold on the dev set
     # --- optimisation ---------------------------------------------------------------------
     epochs: int = 3
     batch_size: int = 32
@@ -144,7 +152,8 @@ class TrainConfig:
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise bad("warmup_ratio", self.warmup_ratio, "expected a number in [0, 1)")
         for key in ("epochs", "batch_size", "eval_batch_size", "grad_accum", "max_length",
-                    "log_every", "critic_dim", "critic_layers", "critic_heads", "critic_ff"):
+                    "log_every", "critic_dim", "critic_layers", "critic_heads", "critic_ff",
+                    "doc_stride", "max_query_length", "n_best", "max_answer_length"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise bad(key, value, "expected a positive integer")

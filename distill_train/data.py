@@ -6,7 +6,10 @@ A *provider* is anything with ``get_many(keys) -> list of dicts`` (builders.read
 ``attentions`` {layer: [heads, L, L]}. A training *row* is a corpus row of the cache:
 ``{"id", "key", "label", ...}``; a mixup row also has ``mix_key_a``, ``mix_key_b`` (the
 parents' keys), ``mix_lam`` and ``mix_label_b`` and its ``key`` names the teacher's outputs on
-the interpolated input (docs/cache.md, "Mixup rows"). Batches are padded to their longest example.
+the interpolated input (docs/cache.md, "Mixup rows"). A question-answering row is one context
+window: its label is the gold [start, end] token positions, ``ctx_start``/``ctx_end``/``cls_index``
+say which positions an answer may take, and its teacher logits are [L, 2]. Batches are padded to
+their longest example.
 """
 from __future__ import annotations
 
@@ -16,8 +19,10 @@ import torch
 
 from augment.seeding import derive_seed
 
-__all__ = ["InMemoryProvider", "OnlineTeacherProvider", "Batches", "collate", "cache_fetcher",
-           "text_examples", "text_fetcher"]
+__all__ = ["InMemoryProvider", "OnlineTeacherProvider", "OnlineTokenProvider", "Batches",
+           "collate", "cache_fetcher", "text_examples", "text_fetcher", "SPAN_FIELDS"]
+
+SPAN_FIELDS = ("window", "ctx_start", "ctx_end", "ctx_first", "cls_index")  # builders.cache
 
 
 def _t(x, dtype=None) -> torch.Tensor:
@@ -76,6 +81,38 @@ class OnlineTeacherProvider:
         return result
 
 
+class OnlineTokenProvider:
+    """Runs a teacher on token ids it is given (key -> (input_ids, token_type_ids)): the online
+    baseline for inputs the builder tokenized itself, such as question-answering windows.
+    Logits are [C], or [L, 2] (start, end) for a question-answering model."""
+
+    def __init__(self, model, tokens: Mapping[str, Tuple[Sequence[int], Sequence[int]]], *,
+                 pad_id: int = 0, device: str = "cpu"):
+        self.model, self.tokens = model.eval().to(device), tokens
+        self.pad_id, self.device = pad_id, device
+
+    @torch.no_grad()
+    def get_many(self, keys: Sequence[str]) -> List[Dict[str, Any]]:
+        from .forward import logits_of
+
+        ids = [_t(self.tokens[k][0], torch.long) for k in keys]
+        tts = [_t(self.tokens[k][1], torch.long) for k in keys]
+        width = max(len(x) for x in ids)
+        mask = _pad([torch.ones(len(x), dtype=torch.long) for x in ids], width)
+        out = self.model(input_ids=_pad(ids, width, self.pad_id).to(self.device),
+                         token_type_ids=_pad(tts, width).to(self.device),
+                         attention_mask=mask.to(self.device), output_hidden_states=True)
+        logits = logits_of(out).float().cpu()
+        result = []
+        for i, x in enumerate(ids):
+            n = len(x)
+            result.append({"input_ids": x, "token_type_ids": tts[i],
+                           "logits": logits[i, :n] if logits.dim() == 3 else logits[i],
+                           "hidden": {j: h[i, :n].float().cpu()
+                                      for j, h in enumerate(out.hidden_states)}})
+        return result
+
+
 def _pad(seqs: Sequence[torch.Tensor], length: int, value=0) -> torch.Tensor:
     out = torch.full((len(seqs), length) + tuple(seqs[0].shape[1:]), value, dtype=seqs[0].dtype)
     for i, s in enumerate(seqs):
@@ -92,6 +129,8 @@ def collate(items: Sequence[Mapping[str, Any]], *, pad_id: int = 0,
     Returns input_ids/attention_mask/token_type_ids [B, Lb] (Long), labels [B], and when present
     teacher_logits [B, C], teacher_hidden {l: [B, Lb, H]}, teacher_attn {l: [B, h, Lb, Lb]},
     mix_ids_b [B, Lb], mix_mask_b [B, Lb], mix_lam [B], mix_label_b [B].
+    Question-answering windows (items with ctx_start): labels [B, 2] (-100 unlabelled),
+    span_mask [B, Lb] bool (context tokens and [CLS]), teacher_logits [B, Lb, 2].
     """
     ids = [_t(it["input_ids"], torch.long) for it in items]
     lens_b = [len(it["mix_ids_b"]) for it in items if it.get("mix_ids_b") is not None]
@@ -102,11 +141,23 @@ def collate(items: Sequence[Mapping[str, Any]], *, pad_id: int = 0,
         "token_type_ids": _pad([_t(it["token_type_ids"], torch.long) for it in items], length),
     }
     labels = [it["label"] for it in items]
-    if any(isinstance(y, float) for y in labels):  # regression
+    span = "ctx_start" in items[0]
+    if span:
+        batch["labels"] = torch.tensor([[-100, -100] if y is None else [int(v) for v in y]
+                                        for y in labels], dtype=torch.long)
+        allowed = torch.zeros(len(items), length, dtype=torch.bool)
+        for i, it in enumerate(items):
+            allowed[i, int(it["ctx_start"]):int(it["ctx_end"])] = True
+            allowed[i, int(it["cls_index"])] = True
+        batch["span_mask"] = allowed
+    elif any(isinstance(y, float) for y in labels):  # regression
         batch["labels"] = torch.tensor([float("nan") if y is None else float(y) for y in labels])
     else:
         batch["labels"] = torch.tensor([-100 if y is None else int(y) for y in labels])
-    if "logits" in items[0]:
+    if "logits" in items[0] and span:
+        batch["teacher_logits"] = _pad([_t(it["logits"], torch.float32) for it in items],
+                                       length, 0.0)
+    elif "logits" in items[0]:
         batch["teacher_logits"] = torch.stack([_t(it["logits"], torch.float32) for it in items])
     if layers:
         batch["teacher_hidden"] = {l: _pad([_t(it["hidden"][l], torch.float32) for it in items],
@@ -164,6 +215,7 @@ def cache_fetcher(provider, *, pad_id: int = 0, layers: Sequence[int] = (),
         items = []
         for i, (row, out) in enumerate(zip(rows, outputs)):
             item = dict(out, label=row.get("label"))
+            item.update({f: row[f] for f in SPAN_FIELDS if f in row})
             if row.get("mix_key_a"):
                 pa, pb = parents[row["mix_key_a"]], parents[row["mix_key_b"]]
                 item.update(input_ids=pa["input_ids"], token_type_ids=pa["token_type_ids"],

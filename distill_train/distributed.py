@@ -123,10 +123,10 @@ class StudentStep(torch.nn.Module):
         self.hidden, self.attentions = hidden, attentions
 
     def forward(self, batch: Mapping[str, Any]):
-        from .forward import student_forward
+        from .forward import logits_of, student_forward
 
         out = student_forward(self.model, batch, hidden=self.hidden, attentions=self.attentions)
-        return self.objective(student_logits=out.logits, student_hidden=out.hidden_states,
+        return self.objective(student_logits=logits_of(out), student_hidden=out.hidden_states,
                               student_attn=out.attentions, batch=batch)
 
 

@@ -1,7 +1,9 @@
 """Evaluate a saved model (a HF directory, e.g. RUN/best_model) on a cache corpus or any input.
 
 The task (labels, metrics, columns) comes from the cache corpus, else from the model directory
-(``distiller_task.json``, saved there by finetune and train), else from the caller.
+(``distiller_task.json``, saved there by finetune and train), else from the caller. A span task
+(question answering) is decoded into answers and scored as the official SQuAD scripts do; its
+predictions file is the official one ({question id: answer}) plus the null odds (SQuAD 2.0).
 """
 from __future__ import annotations
 
@@ -15,9 +17,12 @@ __all__ = ["evaluate_saved"]
 def evaluate_saved(model_dir: str, task=None, *, cache: Optional[str] = None,
                    corpus: Optional[str] = None, file: Optional[str] = None,
                    batch_size: int = 128, max_length: int = 128, device: str = "auto",
-                   predictions: Optional[str] = None) -> Dict[str, object]:
+                   predictions: Optional[str] = None, span_options: Optional[dict] = None
+                   ) -> Dict[str, object]:
     """{"task", "metric", "student": metrics, "teacher": metrics or None, "examples": n};
-    with `predictions`, one JSON line per example (id, predicted and gold label by name)."""
+    with `predictions`, one JSON line per example (id, predicted and gold label by name).
+    span_options (question answering): doc_stride, max_query_length (--file), n_best,
+    max_answer_length, null_threshold."""
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -51,6 +56,10 @@ def evaluate_saved(model_dir: str, task=None, *, cache: Optional[str] = None,
         raise ValueError(problem)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
+    if task.is_span:
+        return _evaluate_spans(model_dir, task, cache=cache, corpus=corpus, file=file,
+                               batch_size=batch_size, max_length=max_length, device=dev,
+                               predictions=predictions, **(span_options or {}))
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(dev)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -105,3 +114,61 @@ def _write_predictions(path: str, task, rows, logits) -> None:
                                  "label": task.label_name(row.get("label"))},
                                 ensure_ascii=False) + "\n")
     os.replace(tmp, path)
+
+
+def _evaluate_spans(model_dir: str, task, *, cache, corpus, file, batch_size: int,
+                    max_length: int, device, predictions: Optional[str], doc_stride: int = 128,
+                    max_query_length: int = 64, n_best: int = 20, max_answer_length: int = 30,
+                    null_threshold: Optional[float] = None) -> Dict[str, object]:
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from .assemble import read_text_records
+    from .data import cache_fetcher, text_fetcher
+    from .qa_decode import DecodeConfig
+    from .qa_eval import SpanBatches, score_spans, span_logits, text_windows, write_predictions
+    from .student import check_vocab
+
+    model = AutoModelForQuestionAnswering.from_pretrained(model_dir).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if file:
+        from builders.qa_windows import WindowSettings
+
+        settings = WindowSettings(max_length=max_length, doc_stride=doc_stride,
+                                  max_query_length=max_query_length)
+        rows, questions = text_windows(read_text_records(file, task), tokenizer, settings)
+        fetch = text_fetcher(pad_id)
+    else:
+        from builders.cache import TeacherCache
+        from builders.reader import CacheReader
+
+        store = TeacherCache.open(cache)
+        rows, questions = store.read_corpus(corpus), store.read_questions(corpus)
+        if questions is None:
+            raise ValueError(f"corpus {corpus!r} has no question rows: it was not built for a "
+                             "question-answering task")
+        questions = {q["id"]: q for q in questions}
+        reader = CacheReader(cache, layers=[], attentions=False)
+        check_vocab(model, tokenizer, max_token_id=max(
+            int(max(o["input_ids"])) for o in reader.get_many([r["key"] for r in rows[:64]])))
+        fetch = cache_fetcher(reader, pad_id=pad_id)
+    if not rows:
+        raise ValueError("no questions to evaluate on")
+    batches = SpanBatches(rows, fetch, questions=questions, task=task,
+                          decode=DecodeConfig(n_best=n_best, max_answer_length=max_answer_length),
+                          threshold=null_threshold, batch_size=batch_size)
+    student_logits, teacher_logits = span_logits(model, batches, device)
+    student, final, odds = score_spans(task, rows, student_logits, questions,
+                                       decode=batches.decode, threshold=null_threshold)
+    teacher = None if teacher_logits is None else score_spans(
+        task, rows, teacher_logits, questions, decode=batches.decode,
+        threshold=null_threshold)[0]
+    out: Dict[str, object] = {"task": task.name, "metric": task.primary_metric,
+                              "student": student, "teacher": teacher,
+                              "examples": len({r["id"] for r in rows}), "windows": len(rows)}
+    if predictions:
+        out["predictions"] = predictions
+        odds_path = write_predictions(predictions, final, odds)
+        if odds_path:
+            out["null_odds"] = odds_path
+    return out

@@ -9,7 +9,15 @@ import torch
 from taskdata.metrics import compute_metrics
 
 __all__ = ["student_forward", "mixed_embeddings", "mixed_targets", "evaluate", "predict",
-           "to_device"]
+           "to_device", "logits_of"]
+
+
+def logits_of(out) -> torch.Tensor:
+    """A model output's logits: [B, C], or [B, L, 2] (start, end) for a question-answering
+    model, which has no single `logits`."""
+    if getattr(out, "start_logits", None) is not None:
+        return torch.stack([out.start_logits, out.end_logits], dim=-1)
+    return out.logits
 
 
 def to_device(batch: Mapping[str, Any], device) -> Dict[str, Any]:
@@ -73,7 +81,7 @@ def predict(model, batches, device, *, autocast=None
         ctx = autocast() if autocast else torch.autocast("cpu", enabled=False)
         with ctx:
             out = student_forward(model, batch)
-        logits.append(out.logits.float().cpu().numpy())
+        logits.append(logits_of(out).float().cpu().numpy())
     model.train(was_training)
     return (np.concatenate(logits), np.concatenate(labels),
             np.concatenate(teacher) if teacher else None)
@@ -83,7 +91,12 @@ def evaluate(model, batches, metrics: Sequence[str], device, *, autocast=None
              ) -> Tuple[Dict[str, float], Optional[Dict[str, float]]]:
     """(student metrics, teacher metrics or None) over a dev `Batches`: every metric in
     `metrics` (a task's); teacher metrics come from cached teacher logits when the batches carry
-    them."""
+    them. Question-answering dev sets (distill_train.qa_eval.SpanBatches) are decoded into
+    answers and scored as SQuAD is."""
+    if getattr(batches, "questions", None) is not None:
+        from .qa_eval import evaluate_spans
+
+        return evaluate_spans(model, batches, device, autocast=autocast)
     logits, gold, teacher = predict(model, batches, device, autocast=autocast)
     student = compute_metrics(metrics, logits, gold)
     return student, (compute_metrics(metrics, teacher, gold) if teacher is not None else None)

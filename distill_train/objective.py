@@ -18,6 +18,7 @@ from .inter_losses import HIDDEN_LOSSES, AttentionLoss
 from .mapping import emd_flow, layer_pairs
 from .mi_alpha import MIAlphaLoss, make_critic
 from .pred_losses import GoldLoss, LogitMSELoss, SoftTargetLoss
+from .span_losses import SpanGoldLoss, SpanKDLoss
 
 __all__ = ["combine_losses", "DistillObjective"]
 
@@ -56,8 +57,13 @@ class DistillObjective(nn.Module):
                  teacher_width: int):
         super().__init__()
         self.w_kd, self.w_inter, self.w_gold = config.w_kd, config.w_inter, config.w_gold
-        self.gold = GoldLoss(config.problem_type)
-        if config.pred_loss in ("kl", "soft_ce"):
+        # question answering: start/end distributions over a window's positions (span_losses)
+        self.span = config.task_def.is_span
+        self.gold = SpanGoldLoss() if self.span else GoldLoss(config.problem_type)
+        if self.span and config.pred_loss != "none":
+            self.pred = SpanKDLoss(config.temperature, kind=config.pred_loss,
+                                   scale_by_t2=config.scale_by_t2)
+        elif config.pred_loss in ("kl", "soft_ce"):
             self.pred = SoftTargetLoss(config.temperature, kind=config.pred_loss,
                                        scale_by_t2=config.scale_by_t2)
         elif config.pred_loss == "mse":
@@ -157,12 +163,16 @@ class DistillObjective(nn.Module):
                 batch: Mapping) -> Tuple[torch.Tensor, Dict[str, float]]:
         """-> (total loss, {"pred", "inter", "gold", "loss"} as floats for logging)."""
         mask = batch["attention_mask"]
-        pred = None
-        if self.pred is not None and self.w_kd and "teacher_logits" in batch:
+        pred = gold = None
+        if self.span:
+            if self.pred is not None and self.w_kd and "teacher_logits" in batch:
+                pred = self.pred(student_logits, batch["teacher_logits"], batch["span_mask"])
+            if self.w_gold:
+                gold = self.gold(student_logits, batch["labels"], batch["span_mask"])
+        elif self.pred is not None and self.w_kd and "teacher_logits" in batch:
             t_logits = batch["teacher_logits"].to(student_logits.device)
             pred = self.pred(student_logits.reshape(t_logits.shape), t_logits)
-        gold = None
-        if self.w_gold:
+        if self.w_gold and not self.span:
             labels = batch["labels"]
             if "mix_lam" in batch:  # mixup: mixed one-hot (or mixed regression) targets
                 labels = mixed_targets(labels, batch["mix_label_b"], batch["mix_lam"],

@@ -75,25 +75,31 @@ def truncate_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
 
 def build_student(config) -> Tuple[nn.Module, Any]:
     """(model, tokenizer or None) for a TrainConfig; the model is a ...ForSequenceClassification
-    with the task's labels by name (eager attention when attention maps are distilled, else
-    SDPA). A checkpoint whose head does not fit the task is an error unless `reinit_head`."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    with the task's labels by name, or a ...ForQuestionAnswering for a span task (eager
+    attention when attention maps are distilled, else SDPA). A checkpoint whose head does not
+    fit the task is an error unless `reinit_head`."""
+    import transformers
+    from transformers import AutoConfig
 
     task = config.task_def
     # Eager attention only when attention maps are distilled (SDPA kernels return none).
     attn = "eager" if config.inter_loss.startswith("att_") else "sdpa"
+    auto = transformers.AutoModelForQuestionAnswering if task.is_span else \
+        transformers.AutoModelForSequenceClassification
     id2label = task.id2label()
     kwargs = dict(num_labels=task.num_labels, problem_type=task.problem_type,
                   attn_implementation=attn, id2label=id2label,
                   label2id={name: i for i, name in id2label.items()})
+    if task.is_span:   # a QA head has its two outputs; Hugging Face knows no QA problem_type
+        kwargs = dict(attn_implementation=attn)
     tokenizer = _load_tokenizer(config.student)
     if config.student_init in ("pretrained", "truncate"):
         problem = head_problem(AutoConfig.from_pretrained(config.student), task, what="model",
                                where=repr(config.student))
         if problem and not config.reinit_head:
             raise ValueError(problem)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            config.student, ignore_mismatched_sizes=bool(problem), **kwargs)
+        model = auto.from_pretrained(config.student, ignore_mismatched_sizes=bool(problem),
+                                     **kwargs)
         if problem:
             _reinit_head(model)
             log.warning("%s: a new %d-output head for task %s (reinit_head)", config.student,
@@ -124,8 +130,9 @@ def build_student(config) -> Tuple[nn.Module, Any]:
         for key, value in kwargs.items():
             if key != "attn_implementation":
                 setattr(base, key, value)
-        model = AutoModelForSequenceClassification.from_config(base, attn_implementation=attn)
-    model.config.problem_type = task.problem_type
+        model = auto.from_config(base, attn_implementation=attn)
+    if not task.is_span:
+        model.config.problem_type = task.problem_type
     return model, tokenizer
 
 

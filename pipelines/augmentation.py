@@ -8,7 +8,7 @@ keeps them alongside the copies).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Sequence
 
 import apache_beam as beam
 
@@ -23,8 +23,9 @@ _STAT_COUNTERS = ("requested", "produced", "shortfall", "noop")
 class AugmentBatchFn(beam.DoFn):
     """A batch of records → their augmented copies (provenance: parent_id, chain, copy, seed)."""
 
-    def __init__(self, policy_spec: Any, base_seed: int):
-        self.policy_spec, self.base_seed = policy_spec, base_seed
+    def __init__(self, policy_spec: Any, base_seed: int,
+                 fields: Sequence[str] = ("text_a", "text_b")):
+        self.policy_spec, self.base_seed, self.fields = policy_spec, base_seed, tuple(fields)
         self.counters = {name: beam.metrics.Metrics.counter("distiller", f"augment_{name}")
                          for name in _STAT_COUNTERS}
 
@@ -35,19 +36,20 @@ class AugmentBatchFn(beam.DoFn):
 
     def process(self, batch: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
         copies, stats = self.policy.augment_records([strip_internal(r) for r in batch],
-                                                    self.base_seed)
+                                                    self.base_seed, fields=self.fields)
         for name, counter in self.counters.items():
             counter.inc(int(stats.get(name, 0)))
         yield from copies
 
 
 class AugmentCorpus(beam.PTransform):
-    """records → augmented copies (originals not included)."""
+    """records → augmented copies (originals not included). fields: the texts changed (a task's
+    augment_fields: a question-answering task changes the question only)."""
 
     def __init__(self, policy_spec: Any, *, base_seed: int, max_batch_size: int = 64,
-                 batch_by_shuffle: bool = False):
+                 batch_by_shuffle: bool = False, fields: Sequence[str] = ("text_a", "text_b")):
         super().__init__()
-        self.fn = AugmentBatchFn(policy_spec, base_seed)
+        self.fn = AugmentBatchFn(policy_spec, base_seed, fields)
         self.max_batch_size, self.batch_by_shuffle = max_batch_size, batch_by_shuffle
 
     def expand(self, records):

@@ -10,6 +10,11 @@ Corpus names written to the cache: ``f"{task}-{split}"`` for the originals and, 
 ``f"{task}-{split}+{policy.name}"`` for originals plus augmented copies (the task's own name: a
 built-in one or the user's). Each corpus records its task (labels, kind, metrics) in the cache, so
 training and evaluation read it from there.
+
+A span task (extractive question answering, SQuAD) takes the same steps with one more: its
+records (questions) are cut into context windows (pipelines.windows) before keying, and a window
+is what is scored, cached and indexed; augmentation changes the question only (the task's
+``augment_fields``) and happens before windowing.
 """
 from __future__ import annotations
 
@@ -20,7 +25,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import time
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
@@ -28,13 +32,15 @@ import apache_beam as beam
 
 from pipelines.augmentation import AugmentCorpus
 from pipelines.buildcheck import check_outputs, failure_message
-from pipelines.console import child_stderr_to, is_quiet
+from pipelines.buildlog import Progress, beam_counters, stderr_of_workers, worker_log_path
+from pipelines.console import is_quiet
 from pipelines.dedupe import CachedKeys, MissingKeys
 from pipelines.finalize import CommitAndIndex
 from pipelines.keying import KeyRecords
 from pipelines.mixup import MixupPairs
 from pipelines.read import ReadCorpus
 from pipelines.score import ScoreWithTeacher
+from pipelines.windows import WindowRecords
 
 __all__ = ["BuildOptions", "BuildDistillSet", "BuildError", "build_distill_set", "corpus_names"]
 
@@ -65,6 +71,8 @@ class BuildOptions:
     dead_letters: Optional[str] = None  # JSONL of rejected rows; default next to the cache
     seed: int = 0                   # base seed of every augmentation choice
     max_length: int = 128           # teacher tokens per input (special tokens included)
+    doc_stride: int = 128           # span tasks: context tokens between window starts
+    max_query_length: int = 64      # span tasks: question tokens kept
     reject_long: bool = False       # over-long texts: dead letters (True) or truncated (False)
     labelled: bool = True           # False: an unlabelled corpus (texts only, label None)
     limit: Optional[int] = None     # read only the first N rows
@@ -104,13 +112,17 @@ class BuildOptions:
                              "not take: use --backend eager or compile with --mixup")
         if not self.split:
             raise ValueError("split must be non-empty: it names the corpora written")
+        if self.task.is_span and self.mixup:
+            raise ValueError("mixup interpolates whole inputs of classification and regression "
+                             f"tasks; task {self.task.name} is question answering: drop --mixup")
         object.__setattr__(self, "beam_args", tuple(self.beam_args))
 
 
 def corpus_names(task: str, split: str, policy_name: Optional[str], *, mixup: int = 0,
                  mixup_alpha: float = 0.4) -> list:
-    """[originals corpus] or [originals corpus, originals + copies corpus] (INTERFACES.md),
-    then, with mixup, the last of those plus mixup pairs: ``<last>+mixup-n<N>-a<alpha>``."""
+    """[originals corpus] or [originals corpus, originals + copies corpus] (docs/cache.md,
+    "Corpora"), then, with mixup, the last of those plus mixup pairs:
+    ``<last>+mixup-n<N>-a<alpha>``."""
     base = f"{task}-{split}"
     names = [base] if policy_name is None else [base, f"{base}+{policy_name}"]
     if mixup:
@@ -131,7 +143,9 @@ def _teacher_config(opts: BuildOptions, num_labels: Optional[int] = None):
         threads = max(1, usable_cpus() // opts.workers)
     return TeacherConfig(model=opts.teacher, max_length=opts.max_length, layers=opts.layers,
                          pooling=opts.pooling, attentions=opts.attentions, num_threads=threads,
-                         amp=opts.amp, num_labels=num_labels, backend=opts.backend)
+                         amp=opts.amp, num_labels=num_labels, backend=opts.backend,
+                         head="span" if opts.task.is_span else "sequence",
+                         doc_stride=opts.doc_stride, max_query_length=opts.max_query_length)
 
 
 class BuildDistillSet(beam.PTransform):
@@ -154,18 +168,23 @@ class BuildDistillSet(beam.PTransform):
         o = self.opts
         originals, bad_rows = pbegin | "read" >> ReadCorpus(
             o.input, task=o.task, labelled=o.labelled, limit=o.limit)
-        keyed, too_long = originals | "key_originals" >> KeyRecords(
-            self.teacher_config, reject_long=o.reject_long, source=o.input,
-            batch_by_shuffle=self.batch_by_shuffle, devices=self.devices)
-        everything, dead = [keyed], [bad_rows, too_long]
-        if o.augment is not None:
-            copies = keyed | "augment" >> AugmentCorpus(
-                o.augment, base_seed=o.seed, batch_by_shuffle=self.batch_by_shuffle)
-            keyed_copies, long_copies = copies | "key_copies" >> KeyRecords(
+        if o.task.is_span:
+            everything, dead, questions = self._windows(originals, bad_rows)
+        else:
+            keyed, too_long = originals | "key_originals" >> KeyRecords(
                 self.teacher_config, reject_long=o.reject_long, source=o.input,
                 batch_by_shuffle=self.batch_by_shuffle, devices=self.devices)
-            everything.append(keyed_copies)
-            dead.append(long_copies)
+            everything, dead = [keyed], [bad_rows, too_long]
+            questions = pbegin | "no_questions" >> beam.Create([])
+            if o.augment is not None:
+                copies = keyed | "augment" >> AugmentCorpus(
+                    o.augment, base_seed=o.seed, fields=o.task.augment_fields,
+                    batch_by_shuffle=self.batch_by_shuffle)
+                keyed_copies, long_copies = copies | "key_copies" >> KeyRecords(
+                    self.teacher_config, reject_long=o.reject_long, source=o.input,
+                    batch_by_shuffle=self.batch_by_shuffle, devices=self.devices)
+                everything.append(keyed_copies)
+                dead.append(long_copies)
         records = everything | "originals_and_copies" >> beam.Flatten()
         cached = pbegin | "cached_keys" >> CachedKeys(o.cache)
         missing, key_counts = records | "missing_keys" >> MissingKeys(cached, count="rows")
@@ -176,11 +195,32 @@ class BuildDistillSet(beam.PTransform):
                       progress_dir=self.progress_dir, devices=self.devices))
         pairs, shards, key_counts = self._mixup(records, cached, shards, key_counts)
         dead_letters = dead | "all_dead_letters" >> beam.Flatten()
-        return (shards, records, dead_letters, pairs, key_counts) | "commit" >> CommitAndIndex(
-            cache_path=o.cache, corpus_names=self.names, dead_letter_path=self.dead_letter_path,
-            summary_path=self.summary_path, mixup=bool(o.mixup), task=o.task.to_dict(),
-            labelled=o.labelled, staging_dir=self.staging_dir, known_shards=self.known_shards,
-            by_shuffle=self.batch_by_shuffle)
+        return ((shards, records, dead_letters, pairs, key_counts, questions)
+                | "commit" >> CommitAndIndex(
+                    cache_path=o.cache, corpus_names=self.names,
+                    dead_letter_path=self.dead_letter_path, summary_path=self.summary_path,
+                    mixup=bool(o.mixup), task=o.task.to_dict(), labelled=o.labelled,
+                    staging_dir=self.staging_dir, known_shards=self.known_shards,
+                    by_shuffle=self.batch_by_shuffle))
+
+    def _windows(self, originals, bad_rows):
+        """Span tasks: ([window records], [dead letters], question rows); copies (the question
+        augmented) are made from the question records, then windowed like the originals."""
+        o = self.opts
+        windows, questions, too_long = originals | "window_originals" >> WindowRecords(
+            self.teacher_config, reject_long=o.reject_long, source=o.input,
+            batch_by_shuffle=self.batch_by_shuffle)
+        everything, dead = [windows], [bad_rows, too_long]
+        if o.augment is not None:
+            copies = originals | "augment" >> AugmentCorpus(
+                o.augment, base_seed=o.seed, fields=o.task.augment_fields,
+                batch_by_shuffle=self.batch_by_shuffle)
+            copy_windows, _, long_copies = copies | "window_copies" >> WindowRecords(
+                self.teacher_config, reject_long=o.reject_long, source=o.input,
+                question_rows=False, batch_by_shuffle=self.batch_by_shuffle)
+            everything.append(copy_windows)
+            dead.append(long_copies)
+        return everything, dead, questions
 
     def _mixup(self, records, cached, shards, key_counts):
         """(mixup pair rows, all shards, all key counts): pairs drawn and scored when mixup is
@@ -200,85 +240,6 @@ class BuildDistillSet(beam.PTransform):
                 (key_counts, mix_counts) | "all_key_counts" >> beam.Flatten())
 
 
-def _worker_log() -> str:
-    fd, path = tempfile.mkstemp(prefix="distiller-build-", suffix=".log")
-    os.close(fd)
-    return path
-
-
-@contextlib.contextmanager
-def _stderr_of_workers(log_path: Optional[str]):
-    """Yields a descriptor of the real stderr; with `log_path`, processes started in the block
-    write their stderr to that file (pipelines.console.child_stderr_to)."""
-    if log_path is None:
-        yield None
-        return
-    with child_stderr_to(log_path) as fd:
-        yield fd
-
-
-class _Progress:
-    """A tqdm bar fed from files the scoring step writes (local runners only), drawn on
-    `stderr_fd` when the workers' stderr is sent elsewhere."""
-
-    def __init__(self, directory: Optional[str], enabled: bool, stderr_fd: Optional[int] = None):
-        self.directory, self.enabled = directory, enabled and directory is not None
-        self.stderr_fd = stderr_fd
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-
-    def _count(self) -> int:
-        total = 0
-        for name in os.listdir(self.directory):
-            try:
-                with open(os.path.join(self.directory, name)) as fh:
-                    total += int(fh.read() or 0)
-            except (OSError, ValueError):
-                pass
-        return total
-
-    def _run(self) -> None:
-        from tqdm import tqdm
-
-        stream = None if self.stderr_fd is None else os.fdopen(os.dup(self.stderr_fd), "w")
-        try:
-            with tqdm(desc="distiller build: teacher scored", unit=" seq", leave=True,
-                      file=stream) as bar:
-                while not self._stop.wait(0.5):
-                    bar.n = self._count()
-                    bar.refresh()
-                bar.n = self._count()
-                bar.refresh()
-        finally:
-            if stream is not None:
-                stream.close()
-
-    def __enter__(self):
-        if self.enabled:
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
-
-
-def _beam_counters(result) -> Dict[str, int]:
-    """The pipeline's Beam counters, where the runner reports metrics (not Dask)."""
-    try:
-        metrics = result.metrics().query()
-    except (NotImplementedError, AttributeError):
-        return {}
-    out: Dict[str, int] = {}
-    for counter in metrics.get("counters", []):
-        name = counter.key.metric.name
-        value = counter.committed if counter.committed is not None else counter.attempted
-        out[name] = out.get(name, 0) + int(value or 0)
-    return dict(sorted(out.items()))
-
-
 def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     """Run one build; returns the summary: records_read, augmented_copies, cache_hits,
     newly_scored, dead_letters (+ reasons), bytes_written, seconds, beam_counters, ..."""
@@ -286,7 +247,7 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     from builders.corpusparts import staging_dir
     from builders.leftovers import remove_dead_temp_files
     from builders.precision import COMPUTE_OF_AMP
-    from builders.teacher import Teacher
+    from builders.teacher import make_teacher
     from builders.vocab import record_vocabulary
     from pipelines.batching import uses_shuffle_batching
     from pipelines.devices import place_build
@@ -317,7 +278,7 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     summary_path = dead_path + ".summary.json"
     teacher_config = _teacher_config(opts, num_labels)
     # the driver's teacher only fingerprints: on the CPU, at the precision the workers will use
-    teacher = Teacher(dataclasses.replace(teacher_config, device="cpu", amp="off")).load()
+    teacher = make_teacher(dataclasses.replace(teacher_config, device="cpu", amp="off")).load()
     spec = teacher.spec(opts.dtype).with_(compute=COMPUTE_OF_AMP[opts.amp])
     # a spec mismatch is an error here, before any work
     cache = TeacherCache.open_or_create(opts.cache, spec)
@@ -334,10 +295,10 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     local = is_local_runner(opts.runner)
     progress_dir = tempfile.mkdtemp(prefix="distiller-progress-") if local else None
     # quiet (no -v): local worker processes write their stderr to a log, kept if the build fails
-    worker_log = _worker_log() if local and is_quiet() else None
+    worker_log = worker_log_path() if local and is_quiet() else None
     failed = False
     try:
-        with _stderr_of_workers(worker_log) as stderr_fd, \
+        with stderr_of_workers(worker_log) as stderr_fd, \
                 runner_context(opts.runner, workers=opts.workers, dask_address=opts.dask_address,
                                extra=opts.beam_args) as args:
             pipeline = beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(args))
@@ -346,7 +307,7 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
                 summary_path=summary_path, progress_dir=progress_dir,
                 batch_by_shuffle=uses_shuffle_batching(args), devices=devices,
                 staging_dir=staging, known_shards=known_shards)
-            with _Progress(progress_dir, opts.progress, stderr_fd):
+            with Progress(progress_dir, opts.progress, stderr_fd):
                 try:
                     result = pipeline.run()
                     try:
@@ -377,5 +338,5 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
                     "devices": ",".join(devices.slots) or opts.devices, "amp": opts.amp,
                     "adopted_rows": sum(i.rows for i in adopted),
                     "task": task.describe(), "labelled": opts.labelled,
-                    "beam_counters": _beam_counters(result)})
+                    "beam_counters": beam_counters(result)})
     return summary

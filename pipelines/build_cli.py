@@ -5,6 +5,8 @@ Examples:
         --augment "eda_swap:0.3,copies=4" --cache runs/cache --workers 2
     distiller build --input subj/train.txt --task subj --text-a 1 --label 0 ...   # your own data
     distiller build --input pool.txt --task sst2 --unlabelled ...   # texts only: the teacher labels
+    distiller build --input squad/train.json --task squad2 --teacher runs/qa-teacher \
+        --augment "eda_swap:0.1" --max-length 256 --doc-stride 128 ...  # QA: windows, question
     distiller build ... --runner dask                      # local dask cluster (loopback)
     distiller build ... --runner dask --dask-address tcp://scheduler:8786
     distiller build ... --runner FlinkRunner -- --flink_master=host:8081   # options untouched
@@ -66,7 +68,15 @@ def add_parsers(subparsers) -> None:
                    help="JSONL file for rejected rows "
                         "(default: <cache>.dead_letters/<corpus>.jsonl)")
     p.add_argument("--seed", type=int, default=0, help="base seed of augmentation")
-    p.add_argument("--max-length", type=int, default=128, help="teacher tokens per input")
+    p.add_argument("--max-length", type=int, default=128,
+                   help="teacher tokens per input (question answering: per context window)")
+    p.add_argument("--doc-stride", type=int, default=128,
+                   help="question answering: context tokens between the starts of consecutive "
+                   "windows (BERT's and the study's meaning; Hugging Face's run_qa.py calls the "
+                   "overlap its doc_stride)")
+    p.add_argument("--max-query-length", type=int, default=64,
+                   help="question answering: question tokens kept (longer ones are cut, or "
+                   "dead-lettered with --reject-long)")
     p.add_argument("--reject-long", action="store_true",
                    help="dead-letter texts over --max-length instead of truncating them")
     p.add_argument("--limit", type=int, default=None, help="read only the first N rows")
@@ -116,7 +126,9 @@ def options_from_args(args):
         devices=args.devices,
         threads_per_worker=args.threads_per_worker, dask_address=args.dask_address,
         dead_letters=args.dead_letters, seed=args.seed,
-        max_length=args.max_length, reject_long=args.reject_long, labelled=not args.unlabelled,
+        max_length=args.max_length, doc_stride=args.doc_stride,
+        max_query_length=args.max_query_length, reject_long=args.reject_long,
+        labelled=not args.unlabelled,
         limit=args.limit, layers=args.layers, pooling=args.pooling, attentions=args.attentions,
         dtype=args.dtype, amp=args.amp, backend=args.backend, unit_size=args.unit_size,
         share_model=args.share_model,
@@ -145,6 +157,8 @@ def format_summary(s) -> str:
         f"  newly scored      {s['newly_scored']}  ({s['shards_written']} shards)"
         + (f"  (of them {s['committed_by_other']} already committed by another build running at "
            "the same time: stored once)" if s.get("committed_by_other") else ""),
+    ] + ([f"  context windows   {s['windows']}  (originals and copies; one cache row each)"]
+         if "windows" in s else []) + [
         f"  truncated         {s['truncated']}",
         f"  mixup pairs       {s.get('mixup_pairs', 0)}",
         f"  dead letters      {s['dead_letters']}"

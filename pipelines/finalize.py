@@ -67,7 +67,7 @@ def _peak_rss_mb() -> float:
 
 
 def _write_corpora(cache, staging: str, parts: Dict[str, List[dict]], corpus_names, mixup: bool,
-                   task, labelled: bool) -> List[int]:
+                   task, labelled: bool, questions=None) -> List[int]:
     """Merge the row (and mixup) parts into the corpus files; returns their row counts in the
     order of `corpus_names`. Originals: rows without a parent; then originals and copies; with
     mixup, the last corpus adds the pair rows after those rows (as `write_corpus` was given)."""
@@ -84,7 +84,7 @@ def _write_corpora(cache, staging: str, parts: Dict[str, List[dict]], corpus_nam
         if mixup:
             for line in merged_lines(staging, [p["file"] for p in parts["mix"]], "mix"):
                 files[-1].write(line)
-        install_corpora(cache, files, task=task, labelled=labelled)
+        install_corpora(cache, files, task=task, labelled=labelled, questions=questions)
     except BaseException:
         for f in files:
             f.discard()
@@ -98,10 +98,12 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str], dead_l
                    labelled: bool = True) -> Dict[str, Any]:
     """Commit, index, write dead letters and the summary; returns the summary dict.
 
-    item: (_, tagged) with ("shard", ShardInfo), ("part", descriptor) and ("keys", (label,
-    (distinct, cached))) elements. corpus_names: [originals-only name] or [originals-only name,
-    originals+copies name], then with ``mixup`` the name of the corpus that adds the mixup pair
-    rows. known_shards: the shards committed when the build started (TeacherCache.commit).
+    item: (_, tagged) with ("shard", ShardInfo), ("part", descriptor), ("keys", (label,
+    (distinct, cached))) and, for a span task, ("question", question row) elements (written
+    beside every corpus: decoding and scoring; copies use their parent's). corpus_names:
+    [originals-only name] or [originals-only name, originals+copies name], then with ``mixup``
+    the name of the corpus that adds the mixup pair rows. known_shards: the shards committed
+    when the build started (TeacherCache.commit).
     task (a Task's dict) is recorded with every corpus; labelled False marks them unlabelled.
     """
     from builders.cache import TeacherCache
@@ -112,9 +114,12 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str], dead_l
     _, items = item
     infos, keys = [], {"rows": (0, 0), "mix": (0, 0)}
     parts: Dict[str, List[dict]] = {"rows": [], "mix": [], "dead": []}
+    questions: List[dict] = []
     for kind, value in items:
         if kind == "shard":
             infos.append(value)
+        elif kind == "question":
+            questions.append(value)
         elif kind == "part":
             parts[value["kind"]].append(value)
         elif kind == "keys":
@@ -134,7 +139,10 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str], dead_l
     added = cache.commit(infos, known=known_shards)
     rows_n = counts["rows"].get("rows", 0)
     originals_n = counts["rows"].get("originals", 0)
-    corpus_rows = _write_corpora(cache, staging_dir, parts, corpus_names, mixup, task, labelled)
+    windows_n = counts["rows"].get("windows", 0)
+    span = bool(windows_n or questions)
+    corpus_rows = _write_corpora(cache, staging_dir, parts, corpus_names, mixup, task, labelled,
+                                 sorted(questions, key=lambda q: q["id"]) if span else None)
     # A corpus of the same name from another input (another sample, another file) is replaced:
     # said in the summary, since trainers that name the corpus now read other rows.
     after = cache.manifest.get("corpora", {})
@@ -147,7 +155,7 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str], dead_l
                if name.startswith("reason:")}
     summary = {
         "records_read": originals_n,
-        "augmented_copies": rows_n - originals_n,
+        "augmented_copies": counts["rows"].get("records", rows_n) - originals_n,
         "unique_keys": keys["rows"][0],
         "newly_scored": scored,
         "cache_hits": keys["rows"][1] + keys["mix"][1],  # of records' and pairs' keys
@@ -169,6 +177,8 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str], dead_l
         # the committing process's RSS when this step began, and its peak during the step
         "commit_rss_mb": {"start": start_rss, "peak": _peak_rss_mb()},
     }
+    if span:
+        summary["windows"] = windows_n
     write_text_atomic(summary_path, [json.dumps(summary, ensure_ascii=False, sort_keys=True)])
     shutil.rmtree(staging_dir, ignore_errors=True)
     return summary
@@ -180,7 +190,8 @@ def _strip_keys(info):
 
 
 class CommitAndIndex(beam.PTransform):
-    """(ShardInfos, keyed records, dead letters, mixup pairs, key counts) → one summary dict,
+    """(ShardInfos, keyed records, dead letters, mixup pairs, key counts, question rows) → one
+    summary dict,
     after commit and indexing. `staging_dir` (builders.corpusparts.staging_dir) receives the
     parts; `known_shards` are the shards committed when the build started."""
 
@@ -196,7 +207,7 @@ class CommitAndIndex(beam.PTransform):
                            task=task, labelled=labelled)
 
     def expand(self, inputs):
-        shard_infos, records, dead_letters, pairs, key_counts = inputs
+        shard_infos, records, dead_letters, pairs, key_counts, questions = inputs
         parts = [
             records | "corpus_parts" >> WriteParts(self.staging_dir, "rows",
                                                    by_shuffle=self.by_shuffle),
@@ -210,6 +221,7 @@ class CommitAndIndex(beam.PTransform):
             parts | "all_parts" >> beam.Flatten() | "tag_parts" >> beam.Map(
                 lambda d: ("part", d)),
             key_counts | "tag_key_counts" >> beam.Map(lambda c: ("keys", c)),
+            questions | "tag_questions" >> beam.Map(lambda q: ("question", q)),
             # one element always present, so an empty corpus still gets its summary
             shard_infos.pipeline | "always_one" >> beam.Create([("start", None)]),
         )

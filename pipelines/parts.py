@@ -28,6 +28,10 @@ _REASON_CATEGORIES = (
     ("missing label", re.compile(r"^missing label")),
     ("unknown label", re.compile(r"^unknown label|^label .* is not")),
     ("text too long", re.compile(r"^text over the length limit")),
+    ("malformed row", re.compile(r"^malformed entry")),
+    ("answer not in context", re.compile(r"^answer text .* is not at its answer_start")),
+    ("no answer", re.compile(r"^question without an answer")),
+    ("duplicate id", re.compile(r"^duplicate question id")),
 )
 _SHUFFLE_GROUPS = 64
 
@@ -41,10 +45,16 @@ def reason_category(reason: str) -> str:
 
 
 def corpus_row(record: Dict[str, Any]) -> Dict[str, Any]:
-    """The corpus-index row of a keyed record (originals: parent_id None, chain 'original')."""
-    return {"id": record["id"], "key": record["key"], "label": record.get("label"),
-            "parent_id": record.get("parent_id"), "chain": record.get("chain", "original"),
-            "copy": int(record.get("copy", 0))}
+    """The corpus-index row of a keyed record (originals: parent_id None, chain 'original');
+    a question-answering window keeps its window fields (builders.cache.SPAN_FIELDS)."""
+    from builders.cache import SPAN_FIELDS
+
+    row = {"id": record["id"], "key": record["key"], "label": record.get("label"),
+           "parent_id": record.get("parent_id"), "chain": record.get("chain", "original"),
+           "copy": int(record.get("copy", 0))}
+    if record.get("window") is not None:
+        row.update({f: record[f] for f in SPAN_FIELDS})
+    return row
 
 
 def _line(item: Dict[str, Any]) -> str:
@@ -56,7 +66,10 @@ def row_entry(record: Dict[str, Any]) -> Tuple[str, Dict[str, int]]:
     from builders.cache import corpus_item
 
     item = corpus_item(corpus_row(record))
-    return _line(item), {"originals": int(item["parent_id"] is None),
+    # a question's windows share its id: records count once, by their first window
+    first = int(record.get("window") or 0) == 0
+    return _line(item), {"originals": int(item["parent_id"] is None and first),
+                         "records": int(first), "windows": int(record.get("window") is not None),
                          "truncated": int(bool(record.get("truncated")))}
 
 

@@ -37,11 +37,11 @@ def get_teacher(config, devices=None) -> Any:
     def load():
         import dataclasses
 
-        from builders.teacher import Teacher
+        from builders.teacher import make_teacher
 
         placed = config if devices is None else dataclasses.replace(config,
                                                                     device=devices.device())
-        return Teacher(placed).load()
+        return make_teacher(placed).load()
 
     return process_singleton("teacher", (config, devices), load)
 

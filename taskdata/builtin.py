@@ -1,10 +1,14 @@
-"""Built-in tasks: GLUE's nine tasks and BoolQ, reading their files as the benchmarks ship them.
+"""Built-in tasks: GLUE's nine tasks, BoolQ and SQuAD 1.1 / 2.0, reading their files as the
+benchmarks ship them.
 
 Column names and label orders follow GLUE's own TSV files (and the `datasets` exports the shared
 data comes from): CoLA has no header row (source, label, original mark, sentence); MRPC's header
 is ``Quality  #1 ID  #2 ID  #1 String  #2 String`` after a byte-order mark; RTE and QNLI labels
 are ``entailment``/``not_entailment`` or their 0/1 class indices; MNLI has two dev sets.
-Metrics are the study's (docs/method.md, "Training recipe"): the first one selects models.
+SQuAD reads the official JSON (``data`` → ``paragraphs`` → ``qas``; taskdata.squad) and is
+scored as the official evaluation scripts do (taskdata.squad_metrics); augmentation changes the
+question only. Metrics are the study's (docs/method.md, "Training recipe"): the first one
+selects models.
 """
 from __future__ import annotations
 
@@ -45,10 +49,18 @@ BUILTIN_TASKS: Dict[str, Task] = {t.name: t for t in (
     Task(name="boolq", text_a="question", text_b="passage", label="label|answer",
          labels=("false", "true"), format="jsonl", metrics=("accuracy",),
          description="BoolQ: yes/no question over a passage (JSONL; label or answer)"),
+    Task(name="squad", kind="span", text_a="question", text_b="context", label="answers",
+         id="id", format="squad", augment_fields=("text_a",),
+         description="SQuAD 1.1: extractive QA, every question answered (EM and F1)"),
+    Task(name="squad2", kind="span", text_a="question", text_b="context", label="answers",
+         id="id", format="squad", unanswerable=True, augment_fields=("text_a",),
+         description="SQuAD 2.0: extractive QA, some questions unanswerable (EM, F1, "
+                     "HasAns/NoAns, best no-answer threshold)"),
 )}
 
 ALIASES = {"sst-2": "sst2", "sst_2": "sst2", "sts-b": "stsb", "sts_b": "stsb",
-           "mnli-m": "mnli", "mnli_matched": "mnli"}
+           "mnli-m": "mnli", "mnli_matched": "mnli", "squad1": "squad", "squad_v1": "squad",
+           "squad1.1": "squad", "squad_v2": "squad2", "squad2.0": "squad2"}
 
 
 def builtin_names() -> List[str]:

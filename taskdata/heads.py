@@ -4,7 +4,8 @@ keep is never silently re-initialised (no `ignore_mismatched_sizes` behind their
 Works on a Hugging Face config (no weights loaded): a checkpoint has a classification head when
 its `architectures` name one (``...ForSequenceClassification``); a bare encoder has none and gets
 a new head of the task's size. Label names are compared when the checkpoint names its classes
-(anything but the library's default ``LABEL_0``, ``LABEL_1``, ...).
+(anything but the library's default ``LABEL_0``, ``LABEL_1``, ...). A span task needs a question
+answering head (``...ForQuestionAnswering``) or none; a classification task cannot use one.
 """
 from __future__ import annotations
 
@@ -12,11 +13,17 @@ from typing import Any, List, Optional
 
 from .task import Task
 
-__all__ = ["has_classification_head", "head_problem", "label_names"]
+__all__ = ["has_classification_head", "has_span_head", "head_problem", "label_names"]
 
 
 def has_classification_head(config: Any) -> bool:
     return any(str(a).endswith("ForSequenceClassification")
+               for a in (getattr(config, "architectures", None) or []))
+
+
+def has_span_head(config: Any) -> bool:
+    """A question-answering head: a start and an end logit per token."""
+    return any(str(a).endswith("ForQuestionAnswering")
                for a in (getattr(config, "architectures", None) or []))
 
 
@@ -32,7 +39,17 @@ def label_names(config: Any) -> Optional[List[str]]:
 
 def head_problem(config: Any, task: Task, *, what: str, where: str) -> Optional[str]:
     """Why `config`'s head cannot serve `task` (one sentence with the fix), or None if it can.
-    A config without a classification head always can (a new head is made)."""
+    A config without a head always can (a new head is made)."""
+    fix = ("use a checkpoint trained for this task, or one without a head (a bare encoder), or "
+           "set reinit_head to start a new head on purpose")
+    if task.is_span:
+        if has_classification_head(config) and not has_span_head(config):
+            return (f"{what} {where} has a sequence-classification head but task {task.name} "
+                    f"is extractive question answering (a start/end head): {fix}")
+        return None
+    if has_span_head(config):
+        return (f"{what} {where} has a question-answering (start/end) head but task "
+                f"{task.name} is {task.kind}: {fix}")
     if not has_classification_head(config):
         return None
     n = int(getattr(config, "num_labels", 0))
@@ -40,8 +57,7 @@ def head_problem(config: Any, task: Task, *, what: str, where: str) -> Optional[
     if n != need:
         kind = "regression (1 output)" if task.is_regression else f"{need} labels"
         return (f"{what} {where} has a {n}-output classification head but task {task.name} is "
-                f"{kind}: use a checkpoint trained for this task, or one without a head "
-                "(a bare encoder), or set reinit_head to start a new head on purpose")
+                f"{kind}: {fix}")
     names = label_names(config)
     if names is not None and not task.is_regression and \
             [x.lower() for x in names] != [x.lower() for x in task.labels]:

@@ -12,7 +12,7 @@ UTF-8 becomes a dead letter of its row, not a failed file. A row with the wrong 
 a blank line, invalid JSON, bad bytes, a NUL byte, an empty text or a label outside the task's
 labels each becomes a `DeadLetter` naming the row and the reason. A UTF-8 byte-order mark and
 CRLF line ends are handled. A column the task names but the header lacks is an error before any
-row is read.
+row is read. The official SQuAD JSON (format "squad") is read by `taskdata.squad`.
 """
 from __future__ import annotations
 
@@ -130,6 +130,10 @@ def _column_names(inp: Input, task: Task) -> Optional[Sequence[str]]:
             return pq.ParquetFile(fh).schema_arrow.names
     if inp.fmt in ("saved", "hub"):
         return list(_dataset(inp).column_names)
+    if inp.fmt == "squad":
+        from .squad import FIELDS
+
+        return FIELDS
     return None  # jsonl, text: per row
 
 
@@ -155,7 +159,11 @@ def _rows_of(split: Split) -> int:
 
 def _plan_one(inp: Input, task: Task, rows_per_split: int, limit: Optional[int]
               ) -> Iterator[Split]:
-    if inp.fmt in _LINE_FORMATS:
+    if inp.fmt == "squad":
+        from .squad import plan_squad
+
+        yield from plan_squad(inp, rows_per_split, limit)
+    elif inp.fmt in _LINE_FORMATS:
         if inp.compression:   # no random access: one split (rows counted by a first pass)
             columns = _column_names(inp, task) if inp.fmt in ("tsv", "csv") else None
             yield from _plan_lines(inp, 0, tuple(columns) if columns else None, None, limit,
@@ -245,7 +253,11 @@ def read_split(split: Split, task: Task) -> Iterator[Item]:
     """(row index, row dict or None, error or None, raw text) for every row of a split; a row
     that cannot be parsed at all comes with row None and the reason."""
     inp = split.input
-    if inp.fmt in _LINE_FORMATS:
+    if inp.fmt == "squad":
+        from .squad import read_squad_split
+
+        items = read_squad_split(split)
+    elif inp.fmt in _LINE_FORMATS:
         with inp.open() as fh:
             if split.end < 0:
                 data = fh.read()

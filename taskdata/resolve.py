@@ -19,7 +19,7 @@ __all__ = ["add_task_arguments", "task_from_args", "resolve_task", "load_task_fi
            "infer_labels", "default_task_name", "FORMATS", "TASK_FILE", "save_task",
            "task_of_model"]
 
-FORMATS = ("tsv", "csv", "jsonl", "parquet", "text")
+FORMATS = ("tsv", "csv", "jsonl", "parquet", "text", "squad")
 TASK_FILE = "distiller_task.json"   # saved next to a trained model: its task travels with it
 
 
@@ -61,7 +61,8 @@ def add_task_arguments(parser, *, labels_optional: bool = False) -> None:
     g.add_argument("--regression", action="store_true", default=None,
                    help="the label is a real number")
     g.add_argument("--metric", help="metrics, comma-separated; the first selects models "
-                   "(accuracy, f1, macro_f1, matthews, pearson, spearman)")
+                   "(accuracy, f1, macro_f1, matthews, pearson, spearman; spans: f1, exact, "
+                   "HasAns_f1, NoAns_f1, best_f1, ...)")
     g.add_argument("--id-column", help="column holding a stable record id")
     hdr = g.add_mutually_exclusive_group()
     hdr.add_argument("--no-header", dest="header", action="store_false", default=None,
@@ -69,8 +70,8 @@ def add_task_arguments(parser, *, labels_optional: bool = False) -> None:
     hdr.add_argument("--header", dest="header", action="store_true",
                      help="TSV/CSV whose first row is a header (default with column names)")
     g.add_argument("--format", dest="fmt", choices=FORMATS, default=None,
-                   help="input format (default: from the file name; .txt: TSV if it has tabs, "
-                   "else one text per line)")
+                   help="input format (default: the task's, else from the file name; .txt: "
+                   "TSV if it has tabs, else one text per line; squad: the official SQuAD JSON)")
     if labels_optional:
         g.add_argument("--unlabelled", action="store_true",
                        help="read texts only: an unlabelled corpus (the teacher labels it)")

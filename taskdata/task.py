@@ -6,6 +6,10 @@ are identified, and which metrics score a model on it (the first is the primary 
 model selection). Every command reads input and scores models through it, and a build records it
 with each corpus in the cache, so training and evaluation need no task flags.
 
+A span task (extractive question answering, SQuAD) has a question (text_a), a context (text_b)
+and answers (the label column: texts with their character starts); with ``unanswerable`` some
+questions have none (SQuAD 2.0). Its model predicts a start and an end position per token.
+
 Label values in a file are matched to classes by name first (exactly, then ignoring case), then,
 when no label name is itself a number, as a 0-based class index: GLUE's RTE ships
 ``entailment``/``not_entailment`` in one export and ``0``/``1`` in another, and both read the same.
@@ -15,27 +19,43 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
-__all__ = ["Task", "Column", "KINDS", "METRICS", "LabelError", "default_metrics"]
+__all__ = ["Task", "Column", "KINDS", "METRICS", "LabelError", "default_metrics",
+           "UNANSWERABLE_METRICS", "SPAN_PROBLEM_TYPE"]
+
+SPAN_PROBLEM_TYPE = "question_answering"   # what a cache spec records for span tasks
 
 Column = Union[str, int]
-KINDS = ("classification", "regression")
-# metric name -> task kinds it applies to (computed by taskdata.metrics)
+KINDS = ("classification", "regression", "span")
+# metric name -> task kinds it applies to (classification/regression: taskdata.metrics; span:
+# taskdata.squad_metrics, where "f1" is SQuAD's token F1, not binary F1)
 METRICS: Dict[str, Tuple[str, ...]] = {
-    "accuracy": ("classification",), "f1": ("classification",),
+    "accuracy": ("classification",), "f1": ("classification", "span"),
     "macro_f1": ("classification",), "matthews": ("classification",),
-    "pearson": ("regression",), "spearman": ("regression",),
+    "pearson": ("regression",), "spearman": ("regression",), "exact": ("span",),
+    "HasAns_exact": ("span",), "HasAns_f1": ("span",), "NoAns_exact": ("span",),
+    "NoAns_f1": ("span",), "best_exact": ("span",), "best_f1": ("span",),
 }
-_FORMATS = ("tsv", "csv", "jsonl", "parquet", "text", "hf")
+# metrics only a task with unanswerable questions has (SQuAD 2.0's breakdown and threshold)
+UNANSWERABLE_METRICS = ("HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_exact",
+                        "best_f1")
+_FORMATS = ("tsv", "csv", "jsonl", "parquet", "text", "hf", "squad")
+TEXT_FIELDS = ("text_a", "text_b")
 
 
 class LabelError(ValueError):
     """A label value that is not one of the task's classes (or not a number for regression)."""
 
 
-def default_metrics(kind: str, num_labels: int) -> Tuple[str, ...]:
-    """Accuracy (+ F1 for two classes, macro F1 for more); Pearson + Spearman for regression."""
+def default_metrics(kind: str, num_labels: int, unanswerable: bool = False) -> Tuple[str, ...]:
+    """Accuracy (+ F1 for two classes, macro F1 for more); Pearson + Spearman for regression;
+    SQuAD's F1 and exact match for spans (+ the HasAns/NoAns breakdown and the best-threshold
+    figures when questions may have no answer)."""
     if kind == "regression":
         return ("pearson", "spearman")
+    if kind == "span":
+        breakdown = ("HasAns_f1", "HasAns_exact", "NoAns_f1", "NoAns_exact", "best_f1",
+                     "best_exact")
+        return ("f1", "exact") + (breakdown if unanswerable else ())
     return ("accuracy", "f1") if num_labels == 2 else ("accuracy", "macro_f1")
 
 
@@ -74,6 +94,11 @@ class Task:
     0-based positions. format: tsv | csv | jsonl | parquet | text | hf, None = from the path.
     metrics: what is reported, the first one selects models. dev_splits: file stems of the dev
     sets in a task directory (MNLI: dev_matched, dev_mismatched).
+    kind "span": text_a is the question, text_b the context, label the answers column (a list
+    of {"text", "answer_start"}, or the `datasets` layout {"text": [...], "answer_start": [...]});
+    unanswerable: questions may have no answer (SQuAD 2.0: ``is_impossible``).
+    augment_fields: the texts augmentation changes (both sides of a pair by default; a span task
+    changes the question only, so that the context and its answer spans stay as they are).
     """
 
     name: str
@@ -88,6 +113,8 @@ class Task:
     metrics: Tuple[str, ...] = ()
     dev_splits: Tuple[str, ...] = ("dev",)
     description: str = ""
+    unanswerable: bool = False
+    augment_fields: Tuple[str, ...] = TEXT_FIELDS
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -105,10 +132,11 @@ class Task:
         if self.kind not in KINDS:
             raise ValueError(f"task {self.name}: kind must be one of {list(KINDS)}, got "
                              f"{self.kind!r}")
+        self._check_span()
         if self.labels is not None:
             labels = tuple(str(x) for x in self.labels)
-            if self.kind == "regression":
-                raise ValueError(f"task {self.name}: a regression task has no label names "
+            if self.kind != "classification":
+                raise ValueError(f"task {self.name}: a {self.kind} task has no label names "
                                  f"(got {list(labels)})")
             if len(labels) < 2:
                 raise ValueError(f"task {self.name}: a classification task needs at least 2 "
@@ -119,8 +147,9 @@ class Task:
         if self.format is not None and self.format not in _FORMATS:
             raise ValueError(f"task {self.name}: format must be one of {list(_FORMATS)}, got "
                              f"{self.format!r}")
-        metrics = tuple(self.metrics) or (default_metrics(self.kind, len(self.labels or ()))
-                                          if self.kind == "regression" or self.labels else ())
+        metrics = tuple(self.metrics) or (
+            default_metrics(self.kind, len(self.labels or ()), self.unanswerable)
+            if self.kind != "classification" or self.labels else ())
         for m in metrics:
             if m not in METRICS:
                 raise ValueError(f"task {self.name}: unknown metric {m!r}; known metrics: "
@@ -128,6 +157,10 @@ class Task:
             if self.kind not in METRICS[m]:
                 raise ValueError(f"task {self.name}: metric {m!r} does not apply to a "
                                  f"{self.kind} task")
+        without = [m for m in metrics if m in UNANSWERABLE_METRICS and not self.unanswerable]
+        if without:
+            raise ValueError(f"task {self.name}: metrics {without} need questions without an "
+                             "answer (unanswerable: true, SQuAD 2.0)")
         if "f1" in metrics and self.labels is not None and len(self.labels) != 2:
             raise ValueError(f"task {self.name}: metric 'f1' is binary F1 (positive class = "
                              f"label 1) but the task has {len(self.labels)} labels: use macro_f1")
@@ -135,21 +168,46 @@ class Task:
         set_(self, "dev_splits", tuple(self.dev_splits) or ("dev",))
         set_(self, "header", bool(self.header))
 
+    def _check_span(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "unanswerable", bool(self.unanswerable))
+        fields = (self.augment_fields,) if isinstance(self.augment_fields, str) else \
+            tuple(self.augment_fields or ())
+        if not fields or any(f not in TEXT_FIELDS for f in fields) or len(set(fields)) != \
+                len(fields):
+            raise ValueError(f"task {self.name}: augment_fields must be a non-empty subset of "
+                             f"{list(TEXT_FIELDS)}, got {self.augment_fields!r}")
+        set_(self, "augment_fields", tuple(f for f in TEXT_FIELDS if f in fields))
+        if self.unanswerable and self.kind != "span":
+            raise ValueError(f"task {self.name}: unanswerable is for span tasks (SQuAD 2.0), "
+                             f"not {self.kind}")
+        if self.kind == "span" and self.text_b is None:
+            raise ValueError(f"task {self.name}: a span task needs text_b, the context column "
+                             "(text_a is the question)")
+
     # ------------------------------------------------------------------ derived
     @property
     def is_regression(self) -> bool:
         return self.kind == "regression"
 
     @property
+    def is_span(self) -> bool:
+        """Extractive question answering: a start and an end position per token."""
+        return self.kind == "span"
+
+    @property
     def resolved(self) -> bool:
-        """Whether the label set is known (regression, or class names given)."""
-        return self.is_regression or self.labels is not None
+        """Whether the label set is known (regression, spans, or class names given)."""
+        return self.kind != "classification" or self.labels is not None
 
     @property
     def num_labels(self) -> int:
-        """Outputs of a model for this task: 1 for regression, else the number of classes."""
+        """Outputs of a model for this task: 1 for regression, 2 (start, end) per token for
+        spans, else the number of classes."""
         if self.is_regression:
             return 1
+        if self.is_span:
+            return 2
         if self.labels is None:
             raise ValueError(f"task {self.name}: its labels are not known yet: give --labels or "
                              "let them be inferred from the training file")
@@ -157,7 +215,10 @@ class Task:
 
     @property
     def problem_type(self) -> str:
-        """The Hugging Face `problem_type` of a model head for this task."""
+        """The Hugging Face `problem_type` of a model head for this task (spans: ours, recorded
+        in cache specs; Hugging Face's QA heads have none)."""
+        if self.is_span:
+            return SPAN_PROBLEM_TYPE
         return "regression" if self.is_regression else "single_label_classification"
 
     @property
@@ -172,6 +233,8 @@ class Task:
 
     def id2label(self) -> Dict[int, str]:
         """What a model's config.id2label should say (regression: {0: name})."""
+        if self.is_span:
+            return {0: "start", 1: "end"}
         if self.is_regression:
             return {0: self.name}
         return dict(enumerate(self.labels or ()))
@@ -182,6 +245,8 @@ class Task:
         it appears in a file; LabelError says what was wrong."""
         if isinstance(value, bool):
             value = "true" if value else "false"
+        if self.is_span:
+            raise LabelError(f"task {self.name}: a span task's labels are answers, not classes")
         if isinstance(value, float) and value.is_integer() and not self.is_regression:
             value = int(value)
         text = str(value).strip()
@@ -205,14 +270,14 @@ class Task:
 
     def label_name(self, index: Union[int, float, None]) -> Any:
         """Inverse of `label_index` for outputs: the class name, or the float for regression."""
-        if index is None or self.is_regression:
+        if index is None or self.is_regression or self.is_span:
             return index
         return (self.labels or ())[int(index)]
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> Dict[str, Any]:
         out = dataclasses.asdict(self)
-        for key in ("labels", "metrics", "dev_splits", "label", "id"):
+        for key in ("labels", "metrics", "dev_splits", "label", "id", "augment_fields"):
             if isinstance(out[key], tuple):
                 out[key] = list(out[key])
         return out
@@ -229,7 +294,7 @@ class Task:
             raise ValueError(f"unknown task keys: {', '.join(hints)}; task keys are "
                              f"{sorted(names)}")
         data = dict(data)
-        for key in ("labels", "metrics", "dev_splits"):
+        for key in ("labels", "metrics", "dev_splits", "augment_fields"):
             if isinstance(data.get(key), str):
                 data[key] = [x.strip() for x in data[key].split(",") if x.strip()]
             if data.get(key) is not None:
@@ -243,13 +308,16 @@ class Task:
         return dataclasses.replace(self, **changes)
 
     def same_labels(self, other: "Task") -> bool:
-        """Whether two tasks define the same outputs (kind and class names in order)."""
-        return self.kind == other.kind and self.labels == other.labels
+        """Whether two tasks define the same outputs (kind, class names in order; for spans
+        whether questions may have no answer)."""
+        return self.kind == other.kind and self.labels == other.labels and \
+            self.unanswerable == other.unanswerable
 
     def describe(self) -> str:
         """One line for logs: name, kind, columns, labels."""
         cols = f"text {self.text_a!r}" + (f" + {self.text_b!r}" if self.is_pair else "")
-        what = ("regression" if self.is_regression else
+        what = ("spans" + (" (questions may have no answer)" if self.unanswerable else "")
+                if self.is_span else "regression" if self.is_regression else
                 f"{len(self.labels)} labels {list(self.labels)}" if self.labels else
                 "labels not known")
         label = f", label {self.label!r}" if self.label is not None else ", no label column"

@@ -59,3 +59,36 @@ def tiny_bert_encoder(directory, texts: Iterable[str], *, vocab_size: int = 400,
     BertModel(config).eval().save_pretrained(directory)
     fast.save_pretrained(directory)
     return str(directory)
+
+
+def tiny_bert_qa(directory, texts: Iterable[str], *, vocab_size: int = 500, seed: int = 0,
+                 layers: int = 2, hidden: int = 32, max_positions: int = 128) -> str:
+    """A random BertForQuestionAnswering (start/end head) plus a fast WordPiece tokenizer
+    trained on `texts`, both saved to `directory`; returns the directory as a string."""
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    fast = wordpiece_tokenizer(texts, vocab_size)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(fast), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden,
+                        max_position_embeddings=max_positions)
+    BertForQuestionAnswering(config).eval().save_pretrained(directory)
+    fast.save_pretrained(directory)
+    return str(directory)
+
+
+def squad_texts(path=None, limit: int = 400):
+    """Questions and contexts of the shared SQuAD 2.0 sample (to train test tokenizers on)."""
+    import json
+
+    from taskdata.paths import shared_data
+
+    with open(path or shared_data("squad", "squad2-sample.json"), encoding="utf-8") as fh:
+        data = json.load(fh)
+    out = []
+    for article in data["data"]:
+        for para in article["paragraphs"]:
+            out.append(para["context"])
+            out.extend(qa["question"] for qa in para["qas"])
+    return out[:limit]

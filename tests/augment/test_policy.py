@@ -175,3 +175,22 @@ def test_replace_copies_keeps_validation():
     assert dataclasses.replace(p, copies=3).name.startswith("eda_swap-p0.3-n3-")
     with pytest.raises(ValueError):
         dataclasses.replace(p, copies=-1)
+
+
+def test_question_only_augmentation_keeps_the_context_and_carries_the_answers():
+    from taskdata.paths import shared_data
+
+    recs = [r for r in read_records(shared_data("squad", "squad2-sample.json"),
+                                    builtin_task("squad2"), limit=12)]
+    policy = AugmentationPolicy.from_spec("eda_swap:0.3,copies=2")
+    copies, stats = policy.augment_records(recs, 5, fields=("text_a",))
+    assert stats["produced"] > 12
+    parents = {r["id"]: r for r in recs}
+    for c in copies:
+        parent = parents[c["parent_id"]]
+        assert c["text_b"] == parent["text_b"] and c["text_a"] != parent["text_a"]
+        assert c["answers"] == parent["answers"] and c["is_impossible"] == parent["is_impossible"]
+    assert policy.augment_records(recs[::-1], 5, fields=("text_a",))[0] == sorted(
+        copies, key=lambda c: [r["id"] for r in recs[::-1]].index(c["parent_id"]))
+    with pytest.raises(ValueError, match="non-empty subset"):
+        policy.augment_records(recs, 5, fields=("context",))

@@ -14,9 +14,9 @@ def parse(argv, labels_optional=False):
     return parser.parse_args(argv)
 
 
-def test_builtin_tasks_cover_glue_and_boolq_with_the_studys_metrics():
-    assert builtin_names() == ["boolq", "cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst2",
-                               "stsb", "wnli"]
+def test_builtin_tasks_cover_glue_boolq_and_squad_with_the_studys_metrics():
+    assert builtin_names() == ["boolq", "cola", "mnli", "mrpc", "qnli", "qqp", "rte", "squad",
+                               "squad2", "sst2", "stsb", "wnli"]
     assert builtin_task("CoLA").metrics == ("matthews", "accuracy")
     assert builtin_task("cola").header is False and builtin_task("cola").text_a == 3
     assert builtin_task("MRPC").metrics == ("f1", "accuracy")
