@@ -6,11 +6,10 @@ For each task (SST-2, RTE, STS-B, CoLA, MRPC from ../shared/data, read as GLUE s
 fine-tune the MiniLM-L6 teacher (on the whole train set; on a 2,000-sentence SST-2 sample),
 build the teacher cache of a seeded training sample (--train-size) with the Beam pipeline
 (originals, an EDA-augmented variant and, for --mixup-tasks, offline mixup pairs), then train a
-2-layer student cut from the teacher
-(layers 3 and 6; on STS-B layers 1 and 2, over its whole train set for 2 epochs: see
---student-layers, --train-size, --task-epochs, --task-lr)
-several ways on that sample, each with `--seeds`
-seeds (every configuration on --full-tasks, --other-configs elsewhere):
+2-layer student cut from the teacher (layers 3 and 6; on STS-B layers 1 and 2, over its whole
+train set for 2 epochs: see --student-layers, --train-size, --task-epochs, --task-lr) several
+ways on that sample, each with `--seeds` seeds (every configuration on --full-tasks,
+--other-configs elsewhere):
 
   nokd          fine-tuned on gold labels, no teacher
   pred          prediction-layer KD only (KL at tau; MSE for STS-B), from the cache
