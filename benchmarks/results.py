@@ -31,8 +31,8 @@ ways on that sample, each with `--seeds` seeds (every configuration on --full-ta
                 story, compared with nokd on the labelled sample alone)
 
 Writes results.json (every run), results.md (mean +- std of the primary metric, the task's other
-metrics beside it) and results.png. Finished runs are kept, so an interrupted run continues.
-Not run in CI: it trains about 80 students (see README for the time it took on 2 CPU cores).
+metrics beside it) and results.png. Finished runs are kept (an interrupted run continues). Not
+run in CI: it trains about 100 students.
 """
 from __future__ import annotations
 
