@@ -68,8 +68,7 @@ CONFIGS = {
     "transfer": dict(pred_loss="kl", inter_loss="mse", corpus="transfer", w_gold=0.0, epochs=2),
 }
 TRANSFER_POLICY = "eda_synonym:0.1+eda_swap:0.1,copies=1"
-# corpora augmented with the masked LM (--mlm-model): the study's contextual augmenter (nucleus
-# sampling, top-p 0.8) alone and chained with its random augmenter, aug_p 0.3 each
+# the masked LM's corpora (--mlm-model): contextual alone, and chained with random swap, 0.3 each
 MLM_POLICIES = {"ctx": "contextual(model={mlm}):0.3,copies=2",
                 "ctx+swap": "contextual(model={mlm}):0.3+eda_swap:0.3,copies=2"}
 
