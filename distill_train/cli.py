@@ -167,7 +167,7 @@ def _report(result, command: str) -> None:
     others = ", ".join(f"{k} {v:.2f}" for k, v in best.items()
                        if k != name and isinstance(v, (int, float)))
     if result.get("best_epoch") is None or result.get("best_metric") is None:
-        line = "no dev set: nothing was selected"
+        line = "no dev set: the last epoch's model is kept"
     else:
         line = (f"best dev {name} {result['best_metric']:.2f}"
                 + (f" ({others})" if others else "")
