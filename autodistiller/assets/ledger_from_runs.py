@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-SKIPPED = ("nokd", "online")           # run-name prefixes that are not KD from the cache
+SKIPPED = ("nokd", "online", "transfer")  # not KD from the cache, or not in the space
 POLICY = "eda_synonym:0.1+eda_swap:0.1,copies=2"   # results.py's default augmentation
 
 
