@@ -252,19 +252,32 @@ class TrialRunner:
 
         opts = self.options
         teacher_metric = opts.teacher_metric if opts.teacher_metric is not None else teacher_metric
-        ratio = (metric / teacher_metric if metric is not None and teacher_metric else None)
-        row = {
-            "run_id": f"{opts.name}/{number:04d}", "study": opts.name, "trial": number,
-            "task": opts.task, "student": opts.space.student_label(values),
-            "teacher": opts.teacher,
-            "teacher_fingerprint": opts.teacher_fingerprint, "teacher_metric": teacher_metric,
-            **config_columns(values, config), **dict(opts.features),
-            "metric_name": metric_name or "", "dev_metric": metric, "ratio": ratio,
-            "best_epoch": best_epoch, "epochs_run": epochs, "wall_time_s": wall,
-            "status": status, "config_json": json.dumps(config, sort_keys=True, default=str),
-            "created_at": time.time()}
+        row = ledger_row(
+            run_id=f"{opts.name}/{number:04d}", study=opts.name, trial=number, task=opts.task,
+            student=opts.space.student_label(values), teacher=opts.teacher,
+            teacher_fingerprint=opts.teacher_fingerprint, teacher_metric=teacher_metric,
+            values=values, config=config, features=opts.features, metric_name=metric_name,
+            metric=metric, best_epoch=best_epoch, epochs=epochs, wall=wall, status=status)
         Ledger(opts.ledger_path).append([row])
         return row
+
+
+def ledger_row(*, run_id: str, study: str, trial: int, task: str, student: str, teacher: str,
+               teacher_fingerprint: str, teacher_metric: Optional[float],
+               values: Mapping[str, Any], config: Mapping[str, Any],
+               features: Mapping[str, Any], metric_name: Optional[str],
+               metric: Optional[float], best_epoch: int, epochs: int, wall: float,
+               status: str) -> Dict[str, Any]:
+    """One ledger row (autodistiller.ledger.COLUMNS) of a finished run."""
+    ratio = metric / teacher_metric if metric is not None and teacher_metric else None
+    return {
+        "run_id": run_id, "study": study, "trial": trial, "task": task, "student": student,
+        "teacher": teacher, "teacher_fingerprint": teacher_fingerprint,
+        "teacher_metric": teacher_metric, **config_columns(values, config), **dict(features),
+        "metric_name": metric_name or "", "dev_metric": metric, "ratio": ratio,
+        "best_epoch": best_epoch, "epochs_run": epochs, "wall_time_s": wall, "status": status,
+        "config_json": json.dumps(dict(config), sort_keys=True, default=str),
+        "created_at": time.time()}
 
 
 def config_columns(values: Mapping[str, Any], config: Mapping[str, Any]) -> Dict[str, Any]:

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from typing import Any, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -30,7 +29,7 @@ POLICY = "eda_synonym:0.1+eda_swap:0.1,copies=2"   # results.py's default augmen
 def run_rows(task: str, results: str, features: Dict[str, Any],
              teacher_metric: float, policy: str = POLICY) -> List[Dict[str, Any]]:
     """Ledger rows of every finished KD run of `task` under `results` (results.py's --out)."""
-    from autodistiller.sweep import config_columns
+    from autodistiller.sweep import ledger_row
 
     rows = []
     root = os.path.join(results, task)
@@ -48,20 +47,15 @@ def run_rows(task: str, results: str, features: Dict[str, Any],
             augmented = "+" in str(config.get("train_corpus") or "")
             values = {"augmentation": policy if augmented else "none",
                       "mapping": config.get("mapping", "skip")}
-            metric = float(result["best_metric"])
-            rows.append({
-                "run_id": f"results/{task}/{group}/{name}", "study": f"results-{task}",
-                "trial": len(rows), "task": task, "student": "minilm-l6",
-                "teacher": "minilm-l6-finetuned", "teacher_fingerprint": "",
-                "teacher_metric": teacher_metric,
-                **config_columns(values, config), **features,
-                "metric_name": result.get("metric_name") or "", "dev_metric": metric,
-                "ratio": metric / teacher_metric if teacher_metric else None,
-                "best_epoch": int(result.get("best_epoch") or 0),
-                "epochs_run": len(result.get("history") or []),
-                "wall_time_s": float(result.get("wall_time_s") or 0.0), "status": "complete",
-                "config_json": json.dumps(config, sort_keys=True, default=str),
-                "created_at": time.time()})
+            rows.append(ledger_row(
+                run_id=f"results/{task}/{group}/{name}", study=f"results-{task}",
+                trial=len(rows), task=task, student="minilm-l6", teacher="minilm-l6-finetuned",
+                teacher_fingerprint="", teacher_metric=teacher_metric, values=values,
+                config=config, features=features, metric_name=result.get("metric_name"),
+                metric=float(result["best_metric"]),
+                best_epoch=int(result.get("best_epoch") or 0),
+                epochs=len(result.get("history") or []),
+                wall=float(result.get("wall_time_s") or 0.0), status="complete"))
     return rows
 
 
