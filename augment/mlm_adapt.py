@@ -21,7 +21,6 @@ curve) and metrics.jsonl (the log).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -33,16 +32,20 @@ from typing import Any, Callable, Dict, List, Optional
 from .mlm_data import IGNORE, Corpus, MaskingConfig, apply_masks, epoch_batches, example_rng
 from .mlm_heldout import Encoded, HeldOut, masked_logits, pad_rows, random_ids
 from .mlm_model import lm_head
+from .mlm_setup import autocast, freeze, is_tied, load_masked_lm, make_optimizer, pick_device, \
+    quiet_transformers
 from .mlm_runfiles import CHECKPOINT_FILE, RESULT_FILE, log_event, prepare_output, \
     remove_checkpoint, save_checkpoint, write_json
-from .seeding import derive_seed, stable_hash
+from .seeding import stable_hash
 
 __all__ = ["MlmAdaptConfig", "adapt", "load_masked_lm", "freeze"]
 
 log = logging.getLogger(__name__)
 VERSION = "mlm-adapt-1"
 # settings that change how a run is watched, not what it computes
-_NOT_IN_FINGERPRINT = ("output", "eval_every", "save_every", "log_every", "progress", "fresh")
+# (device too: a run may resume on another one; the weights then match to rounding only)
+_NOT_IN_FINGERPRINT = ("output", "eval_every", "save_every", "log_every", "progress", "fresh",
+                       "device")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +54,8 @@ class MlmAdaptConfig:
     linear warm-up over warmup_ratio of the steps, then linear decay to 0); head_lr: the new
     head's (None: 10 × lr); freeze_up_to: None trains everything, K >= 0 freezes the embeddings
     (a tied decoder's weights with them) and encoder layers 1..K; max_steps: stop there (the
-    schedule spans it) instead of after `epochs`."""
+    schedule spans it) instead of after `epochs`; device: "auto" (a GPU when there is one, with
+    bfloat16 autocast), "cpu" or "cuda[:N]"."""
 
     encoder: str
     output: str
@@ -73,6 +77,7 @@ class MlmAdaptConfig:
     log_every: int = 50
     progress: bool = True
     fresh: bool = False
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("max_length", "batch_size", "epochs", "save_every", "log_every"):
@@ -105,113 +110,6 @@ class MlmAdaptConfig:
                     if k not in _NOT_IN_FINGERPRINT}
         return stable_hash(VERSION, json.dumps(settings, sort_keys=True, default=str),
                            tuple(corpus.train), tuple(corpus.held_out))
-
-
-# ------------------------------------------------------------------------------ model
-def load_masked_lm(encoder: str, seed: int):
-    """(model, tokenizer, names of the tensors the checkpoint lacked) for an encoder loaded as a
-    masked LM with a fresh head, the decoder tied to the input embeddings where it can be."""
-    import torch
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(encoder)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot load a tokenizer from {encoder!r}: {exc}") from None
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"{encoder!r} has no fast tokenizer (tokenizer.json): word boundaries "
-                         "are needed for whole-word masking and by the contextual augmenter")
-    if tokenizer.mask_token_id is None:
-        raise ValueError(f"the tokenizer of {encoder!r} has no mask token: it cannot be trained "
-                         "as a masked LM")
-    torch.manual_seed(derive_seed(seed, "mlm-head-init"))  # the fresh head's initial weights
-    try:
-        with quiet_transformers():  # the load report lists the (expected) new head
-            model, info = AutoModelForMaskedLM.from_pretrained(
-                encoder, tie_word_embeddings=True, output_loading_info=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"cannot load {encoder!r} as a masked LM: {exc}") from None
-    prefix = model.base_model_prefix + "."
-    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(prefix))
-    body_missing = sorted(k for k in info.get("missing_keys", ()) if k.startswith(prefix))
-    if body_missing:
-        raise ValueError(f"{encoder!r} lacks encoder weights ({body_missing[:4]} ...): it is not "
-                         "a trained encoder of this architecture")
-    return model, tokenizer, missing
-
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """No load report and no progress bars from transformers inside (restored after)."""
-    import transformers
-    from transformers.utils import logging as hf_logging
-
-    verbosity = transformers.logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    transformers.logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def is_tied(model) -> bool:
-    out = model.get_output_embeddings()
-    return out is not None and out.weight is model.get_input_embeddings().weight
-
-
-def freeze(model, up_to: Optional[int]) -> int:
-    """Freeze the embeddings and encoder layers 1..up_to; returns the frozen parameter count."""
-    import torch
-
-    if up_to is None:
-        return 0
-    body = model.base_model
-    n_layers = model.config.num_hidden_layers
-    if up_to > n_layers:
-        raise ValueError(f"--freeze-up-to {up_to}: the encoder has only {n_layers} layers")
-    layers = next((m for m in body.modules() if isinstance(m, torch.nn.ModuleList)
-                   and len(m) == n_layers), None)
-    embeddings = getattr(body, "embeddings", None) or model.get_input_embeddings()
-    if layers is None:
-        raise ValueError(f"cannot find the {n_layers} encoder layers of "
-                         f"{type(model).__name__} to freeze; train without --freeze-up-to")
-    frozen = 0
-    for module in [embeddings] + list(layers[:up_to]):
-        for p in module.parameters():
-            if p.requires_grad:
-                p.requires_grad_(False)
-                frozen += p.numel()
-    return frozen
-
-
-def _optimizer(model, config: MlmAdaptConfig, total_steps: int):
-    import torch
-
-    prefix = model.base_model_prefix + "."
-    groups: Dict[tuple, List] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        is_head = not name.startswith(prefix)
-        no_decay = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
-        groups.setdefault((is_head, no_decay), []).append(p)
-    head_lr = config.head_lr if config.head_lr is not None else 10 * config.lr
-    params = [{"params": ps, "lr": head_lr if is_head else config.lr,
-               "weight_decay": 0.0 if no_decay else config.weight_decay}
-              for (is_head, no_decay), ps in sorted(groups.items())]
-    opt = torch.optim.AdamW(params)
-    warmup = int(config.warmup_ratio * total_steps)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -253,6 +151,7 @@ def adapt(config: MlmAdaptConfig, corpus: Corpus,
                  fingerprint[:12])
         return dict(done, reused=True)
     model, tokenizer, fresh_head = load_masked_lm(config.encoder, config.seed)
+    device = pick_device(config.device)
     head = lm_head(model)
     tied = is_tied(model)
     frozen = freeze(model, config.freeze_up_to)
@@ -267,7 +166,8 @@ def adapt(config: MlmAdaptConfig, corpus: Corpus,
     replacements = random_ids(tokenizer)
     per_epoch = math.ceil(len(encoded.ids) / config.batch_size)
     total = config.max_steps or config.epochs * per_epoch
-    optimizer, scheduler = _optimizer(model, config, total)
+    model.to(device)
+    optimizer, scheduler = make_optimizer(model, config, total)
     ckpt = os.path.join(config.output, CHECKPOINT_FILE)
     state: Dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "wall_s": 0.0, "cpu_s": 0.0,
                              "history": [], "fingerprint": fingerprint}
@@ -281,6 +181,8 @@ def adapt(config: MlmAdaptConfig, corpus: Corpus,
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
         torch.set_rng_state(payload["rng"])
+        if device.type == "cuda" and "cuda_rng" in payload:
+            torch.cuda.set_rng_state(payload["cuda_rng"], device)
         state = payload["state"]
         log.info("resuming %s at step %d of %d", config.output, state["step"], total)
         log_event(config.output, {"event": "resume", "step": state["step"]})
@@ -294,7 +196,8 @@ def adapt(config: MlmAdaptConfig, corpus: Corpus,
         state["cpu_s"] = time.process_time() - c0
 
     def evaluate(reason: str) -> None:
-        scores = held_out.score(model, head)
+        with autocast(device):
+            scores = held_out.score(model, head)
         clock()
         entry = {"step": state["step"], "epoch": state["epoch"], "reason": reason, **scores,
                  "minutes": state["wall_s"] / 60, "cpu_minutes": state["cpu_s"] / 60}
@@ -324,8 +227,10 @@ def adapt(config: MlmAdaptConfig, corpus: Corpus,
             labels, _ = pad_rows([r[1] for r in rows], IGNORE)
             state["batch"] += 1
             if bool((labels != IGNORE).any()):  # a batch of short texts may mask nothing
-                logits, gold = masked_logits(model, head, ids, attention, labels)
-                loss = F.cross_entropy(logits, gold)
+                with autocast(device):
+                    logits, gold = masked_logits(model, head, ids.to(device),
+                                                 attention.to(device), labels.to(device))
+                loss = F.cross_entropy(logits.float(), gold)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(

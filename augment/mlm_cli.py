@@ -75,6 +75,8 @@ def add_parsers(subparsers) -> None:
                    "epoch only)")
     p.add_argument("--save-every", type=int, default=200, help="checkpoint every N steps")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one, bfloat16 "
+                   "autocast there), cpu, or cuda[:N]")
     p.add_argument("--fresh", action="store_true", help="discard this output's checkpoint or "
                    "finished model and start over")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -111,7 +113,7 @@ def run_mlm_adapt(args) -> int:
         weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio,
         freeze_up_to=args.freeze_up_to, unigram_bias=args.unigram_bias, seed=args.seed,
         eval_every=args.eval_every, save_every=args.save_every,
-        progress=not args.no_progress, fresh=args.fresh)
+        progress=not args.no_progress, fresh=args.fresh, device=args.device)
     if args.threads:
         import torch
 

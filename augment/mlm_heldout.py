@@ -85,6 +85,7 @@ class HeldOut:
         import torch.nn.functional as F
 
         was_training = model.training
+        device = next(model.parameters()).device
         model.eval()
         top1 = top5 = 0
         loss = 0.0
@@ -93,7 +94,8 @@ class HeldOut:
                 batch = self.rows[start:start + batch_size]
                 ids, attention = pad_rows([r[0] for r in batch], self.pad_id)
                 labels, _ = pad_rows([r[1] for r in batch], IGNORE)
-                logits, gold = masked_logits(model, head, ids, attention, labels)
+                logits, gold = masked_logits(model, head, ids.to(device), attention.to(device),
+                                             labels.to(device))
                 loss += float(F.cross_entropy(logits.float(), gold, reduction="sum"))
                 best = torch.topk(logits, 5, dim=-1).indices
                 top1 += int((best[:, 0] == gold).sum())

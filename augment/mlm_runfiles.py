@@ -26,11 +26,15 @@ def _atomic_write(path: str, write: Callable[[str], None]) -> None:
 
 
 def save_checkpoint(path: str, state, model, optimizer, scheduler) -> None:
-    """Model, optimizer, schedule, loop state and the torch RNG, atomically."""
+    """Model, optimizer, schedule, loop state and the torch RNG (and the GPU's, training on one:
+    dropout draws there), atomically."""
     import torch
 
     payload = {"state": state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        payload["cuda_rng"] = torch.cuda.get_rng_state(device)
     _atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
