@@ -33,6 +33,7 @@ def bare_sorted_loop(teacher, rows, keep: bool = False) -> float:
     plan = plan_batches(lengths, max_tokens=cfg.max_tokens_per_batch,
                         max_batch_size=cfg.max_batch_size, window=cfg.sort_window)
     pad = teacher.tokenizer.pad_token_id or 0
+    device = teacher.device
     t = time.perf_counter()
     with torch.inference_mode(), teacher.autocast():
         for batch in plan:
@@ -42,15 +43,37 @@ def bare_sorted_loop(teacher, rows, keep: bool = False) -> float:
             for r, i in enumerate(batch):
                 ids[r, :lengths[i]] = torch.from_numpy(toks[i][0].astype(np.int64))
                 mask[r, :lengths[i]] = 1
-            out = teacher.model(input_ids=ids, attention_mask=mask, output_hidden_states=keep)
+            out = teacher.model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                output_hidden_states=keep)
+            logits = out.logits.float().cpu().numpy()   # the results reach the host
             if keep:
-                hidden = torch.stack(out.hidden_states, 1).to(torch.float16).numpy()
+                hidden = torch.stack(out.hidden_states, 1).to(torch.float16).cpu().numpy()
                 kept = [hidden[r, :, :lengths[i]] for r, i in enumerate(batch)]
-                kept.append(out.logits.float().numpy())
+                kept.append(logits)
     return time.perf_counter() - t
 
 
-def ours(teacher, rows, workdir: str, name: str, chunk: int = 512) -> float:
+def user_loop(teacher, rows, batch_size: int = 64) -> float:
+    """Seconds of what a careful user writes in ten lines: sort the texts by length, tokenize
+    each batch of `batch_size` with padding, forward, logits to the host (tokenization timed)."""
+    import torch
+
+    from builders.teacher import as_text_pair
+
+    pairs = sorted((as_text_pair(r) for r in rows), key=lambda p: len(p[0]) + len(p[1] or ""))
+    t = time.perf_counter()
+    with torch.inference_mode(), teacher.autocast():
+        for s in range(0, len(pairs), batch_size):
+            a = [p[0] for p in pairs[s:s + batch_size]]
+            b = [p[1] for p in pairs[s:s + batch_size]]
+            enc = teacher.tokenizer(a, b if b[0] is not None else None, padding=True,
+                                    truncation=True, max_length=teacher.config.max_length,
+                                    return_tensors="pt").to(teacher.device)
+            teacher.model(**enc).logits.float().cpu().numpy()
+    return time.perf_counter() - t
+
+
+def ours(teacher, rows, workdir: str, name: str, chunk: int = 512, writers: int = 1) -> float:
     """Seconds of `score_into_cache` of `rows` into a fresh float16 cache (written, committed)."""
     from builders import TeacherCache
     from builders.scoring import score_into_cache
@@ -59,7 +82,7 @@ def ours(teacher, rows, workdir: str, name: str, chunk: int = 512) -> float:
     shutil.rmtree(path, ignore_errors=True)
     cache = TeacherCache.create(path, teacher.spec("float16"))
     t = time.perf_counter()
-    score_into_cache(teacher, cache, rows, chunk=chunk)
+    score_into_cache(teacher, cache, rows, chunk=chunk, writers=writers)
     seconds = time.perf_counter() - t
     shutil.rmtree(path, ignore_errors=True)
     return seconds

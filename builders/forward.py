@@ -6,7 +6,7 @@ real tokens of every kept layer are gathered in one step (on the teacher's devic
 per-example copy is made here; the cache writer converts whole columns at once (encoding.py).
 
 On a GPU the packed outputs go to page-locked host buffers with asynchronous copies and one
-synchronisation per batch (untested here: no GPU on the development machines).
+synchronisation per batch (measured on a lent H200: benchmarks/README.md, "Scoring on a GPU").
 """
 from __future__ import annotations
 
@@ -38,13 +38,20 @@ def pad_batch(ids_list: Sequence[np.ndarray], tts_list: Sequence[np.ndarray], pa
     return ids, tts, real.astype(np.int64)
 
 
+# GPU outputs reach the host through freshly page-locked buffers and asynchronous copies (True),
+# or plain synchronous copies (False); benchmarks/bench_gpu.py measures both.
+PIN_HOST_COPIES = True
+
+
 def _to_host(tensors: List[Any]) -> List[Any]:
     """numpy arrays of `tensors` (None stays None); one synchronisation on a GPU."""
     import torch
 
     out = []
     for t in tensors:
-        if t is not None and t.device.type == "cuda":
+        if t is not None and t.device.type == "cuda" and not PIN_HOST_COPIES:
+            t = t.cpu()
+        elif t is not None and t.device.type == "cuda":
             host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
             host.copy_(t, non_blocking=True)
             t = host

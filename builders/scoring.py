@@ -26,20 +26,28 @@ log = logging.getLogger(__name__)
 
 
 class ShardWriter:
-    """A writer thread fed through a bounded queue: `put(outputs)` blocks only when
+    """Writer threads fed through a bounded queue: `put(outputs)` blocks only when
     `queue_chunks` chunks already wait. `close()` waits for the rest and re-raises the first
-    write error (later chunks are then dropped, uncommitted); so does a `put` after an error."""
+    write error (later chunks are then dropped, uncommitted); so does a `put` after an error.
 
-    def __init__(self, cache: "TeacherCache", *, queue_chunks: int = 1) -> None:
-        if queue_chunks < 1:
-            raise ValueError(f"queue_chunks must be >= 1, got {queue_chunks}")
+    writers > 1 writes that many shards at once (a GPU outruns one writer: encoding, hashing and
+    fsync of one shard use one core and wait on the disk); shards then commit in the order they
+    finish, which changes nothing a reader sees (rows are found by key)."""
+
+    def __init__(self, cache: "TeacherCache", *, queue_chunks: int = 1, writers: int = 1) -> None:
+        if queue_chunks < 1 or writers < 1:
+            raise ValueError(f"queue_chunks and writers must be >= 1, got {queue_chunks}, "
+                             f"{writers}")
         self.cache = cache
         self.added: List["ShardInfo"] = []
         self.write_seconds = 0.0
         self._queue: "queue.Queue[Optional[Sequence[Dict[str, Any]]]]" = queue.Queue(queue_chunks)
         self._error: Optional[BaseException] = None
-        self._thread = threading.Thread(target=self._run, name="cache-writer", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, name=f"cache-writer-{i}", daemon=True)
+                         for i in range(writers)]
+        for thread in self._threads:
+            thread.start()
 
     def _run(self) -> None:
         import time
@@ -52,10 +60,13 @@ class ShardWriter:
                 continue                    # drain: the caller learns of the error
             try:
                 start = time.perf_counter()
-                self.added.extend(self.cache.commit([self.cache.write_shard(outputs)]))
-                self.write_seconds += time.perf_counter() - start
+                added = self.cache.commit([self.cache.write_shard(outputs)])
+                with self._lock:
+                    self.added.extend(added)
+                    self.write_seconds += time.perf_counter() - start
             except BaseException as exc:    # re-raised on the caller's thread
-                self._error = exc
+                with self._lock:
+                    self._error = self._error or exc
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -66,8 +77,10 @@ class ShardWriter:
         self._queue.put(outputs)
 
     def close(self) -> List["ShardInfo"]:
-        self._queue.put(None)
-        self._thread.join()
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
         self._raise()
         return self.added
 
@@ -94,17 +107,19 @@ def summary(records: Sequence[Any], pending: Sequence[Any], reused: int,
 
 
 def score_into_cache(teacher: "Teacher", cache: "TeacherCache", records: Sequence[Any], *,
-                     chunk: int = 2048, queue_chunks: int = 1) -> Dict[str, Any]:
+                     chunk: int = 2048, queue_chunks: int = 1, writers: int = 1
+                     ) -> Dict[str, Any]:
     """Score the records whose keys `cache` lacks (each distinct key once), committing one shard
     per chunk. Returns {"scored", "reused" (records whose key was already committed),
     "duplicates" (repeats of a key within `records`), "shards", "rows_committed"}.
 
-    A failure in a write re-raises here; chunks committed before it stay committed.
+    A failure in a write re-raises here; chunks committed before it stay committed. writers:
+    shards written at once (see ShardWriter).
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     pending, pending_keys, reused = missing_records(teacher, cache, records)
-    writer = ShardWriter(cache, queue_chunks=queue_chunks)
+    writer = ShardWriter(cache, queue_chunks=queue_chunks, writers=writers)
     try:
         for start in range(0, len(pending), chunk):
             writer.put(teacher.score(pending[start:start + chunk],
