@@ -20,7 +20,7 @@ import autodistiller.cli
 import builders.cli
 import distill_train.cli
 import pipelines.build_cli
-from pipelines.console import configure, error_message
+from taskdata.console import configure, error_message
 
 __all__ = ["main", "build_parser"]
 
