@@ -135,5 +135,4 @@ def _number_in(option: Option):
         if problem:
             raise argparse.ArgumentTypeError(f"{problem}, got {text!r}")
         return value
-    parse.__name__ = option.key  # argparse names the type in some messages
     return parse
