@@ -23,9 +23,11 @@ trainer's default; ``fixed`` passes further trainer settings through unchanged):
 Factor names are the trainer's own `TrainConfig` keys (distill_train/config.py) except
 ``augmentation`` (which becomes ``train_corpus``) and ``mixup``; ``fixed`` keys must be
 `TrainConfig` keys too. A factor is a scalar (fixed), a list (choices), ``{choices: [...]}`` or a
-numeric range ``{low, high, log?, step?, type?: float|int}``. ``augmentation`` choices are
-``none`` (the originals), an augmentation-policy spec (``eda_swap:0.3``; the corpus is
-``{task}-{split}+{policy.name}``) or ``corpus:NAME`` naming a cache corpus directly. A contextual
+numeric range ``{low, high, log?, step?, type?: float|int}``; a trainer setting's values and
+range bounds must be ones the trainer accepts (its choices table, distill_train/choices.py).
+``augmentation`` choices are ``none`` (the originals), an augmentation-policy spec
+(``eda_swap:0.3``; the corpus is ``{task}-{split}+{policy.name}``) or ``corpus:NAME`` naming a
+cache corpus directly. A contextual
 step names its masked LM (``contextual(model=runs/mlm/minilm-glue):0.3``, a path relative to the
 directory the sweep runs in, or an HF name); only the sweep's build loads it.
 """
@@ -38,6 +40,9 @@ import os
 import re
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from distill_train.choices import OPTIONS
+from distill_train.config import TrainConfig
+
 __all__ = ["ParamSpec", "SearchSpace", "SpaceError", "FACTORS", "load_space", "corpus_name",
            "resolve_student", "STUDENT_ALIASES"]
 
@@ -46,39 +51,22 @@ class SpaceError(ValueError):
     """A search-space file or dict that cannot be used, with what was wrong and how to fix it."""
 
 
-# The trainer's vocabulary (distill_train.config._CHOICES), repeated so a space file is checked
-# before any trial starts.
-_INTERMEDIATE = ("none", "ce", "mse", "cosine", "pkd", "att_mse", "att_kl", "mi")
-_PREDICTION = ("kl", "soft_ce", "mse", "none")
 _SET_BY_SWEEP = ("task", "mode", "cache", "run_dir", "train_corpus")
 _PAIRS = re.compile(r"^pairs:\d+-\d+(,\d+-\d+)*$")
+# the trainer's named mappings but "explicit", which a space writes as "pairs:S-T,..."
+_MAPPINGS = tuple(v for v in OPTIONS["mapping"].values if v != "explicit")
 
 
 def _check_mapping(v: Any) -> Optional[str]:
-    if v in ("skip", "last", "emd") or (isinstance(v, str) and _PAIRS.match(v)):
+    if v in _MAPPINGS or (isinstance(v, str) and _PAIRS.match(v)):
         return None
-    return "expected skip, last, emd or explicit pairs like 'pairs:0-0,2-6,4-12'"
+    return f"expected {', '.join(_MAPPINGS)} or explicit pairs like 'pairs:0-0,2-6,4-12'"
 
 
 def _check_augmentation(v: Any) -> Optional[str]:
     if isinstance(v, str) and v.strip() and v == v.strip():
         return None
     return "expected 'none', a policy spec such as 'eda_swap:0.3' or 'corpus:NAME'"
-
-
-def _in(values: Sequence[str]) -> Callable[[Any], Optional[str]]:
-    return lambda v: None if v in values else f"expected one of {list(values)}"
-
-
-def _number(lo: float, hi: float = math.inf, *, open_low: bool = False
-            ) -> Callable[[Any], Optional[str]]:
-    def check(v: Any) -> Optional[str]:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            return "expected a number"
-        if v < lo or v > hi or (open_low and v == lo):
-            return f"expected a number in {'(' if open_low else '['}{lo}, {hi}]"
-        return None
-    return check
 
 
 def _bool(v: Any) -> Optional[str]:
@@ -89,20 +77,26 @@ def _student(v: Any) -> Optional[str]:
     return None if isinstance(v, str) and v.strip() else "expected a model name or path"
 
 
+def _trainer(key: str) -> Tuple[Callable[[Any], Optional[str]], bool]:
+    """A factor that is a trainer setting of the choices table (distill_train/choices.py): the
+    values and ranges the trainer accepts, checked before any trial starts."""
+    return OPTIONS[key].problem, OPTIONS[key].numeric
+
+
 # factor -> (validator of one value, True if numeric ranges are allowed). The order is the
 # order of sampling and of the ledger's config columns.
 FACTORS: Dict[str, Tuple[Callable[[Any], Optional[str]], bool]] = {
     "augmentation": (_check_augmentation, False),
     "mixup": (_bool, False),
     "mapping": (_check_mapping, False),
-    "inter_loss": (_in(_INTERMEDIATE), False),
-    "mi_alpha": (_number(0.0, 1.0), True),
-    "pred_loss": (_in(_PREDICTION), False),
-    "temperature": (_number(0.0, open_low=True), True),
-    "w_kd": (_number(0.0), True),
-    "w_inter": (_number(0.0), True),
-    "w_gold": (_number(0.0), True),
-    "lr": (_number(0.0, 1.0, open_low=True), True),
+    "inter_loss": _trainer("inter_loss"),
+    "mi_alpha": _trainer("mi_alpha"),
+    "pred_loss": _trainer("pred_loss"),
+    "temperature": _trainer("temperature"),
+    "w_kd": _trainer("w_kd"),
+    "w_inter": _trainer("w_inter"),
+    "w_gold": _trainer("w_gold"),
+    "lr": _trainer("lr"),
     "student": (_student, False),
 }
 # factor -> (the factor it depends on, the test its value must pass for it to be sampled);
@@ -191,12 +185,10 @@ class SearchSpace:
             raise SpaceError(f"{source}: {clash} given under 'fixed'; put factors under 'params' "
                              f"(a scalar there fixes them); {list(_SET_BY_SWEEP)} are set by "
                              "the sweep itself")
-        allowed = _trainer_keys()
-        if allowed is not None:
-            unknown = sorted(str(k) for k in fixed if k not in allowed)
-            if unknown:
-                raise SpaceError(f"{source}: unknown trainer setting(s) {unknown} under 'fixed'; "
-                                 f"allowed: {sorted(allowed)}")
+        unknown = sorted(str(k) for k in fixed if k not in TrainConfig.keys())
+        if unknown:
+            raise SpaceError(f"{source}: unknown trainer setting(s) {unknown} under 'fixed'; "
+                             f"allowed: {sorted(TrainConfig.keys())}")
         points = data.get("grid_points", 3)
         if isinstance(points, bool) or not isinstance(points, int) or points < 2:
             raise SpaceError(f"{source}: 'grid_points' must be an integer >= 2, got {points!r}")
@@ -301,15 +293,6 @@ def resolve_student(name: str) -> str:
 
         return str(importlib.import_module(STUDENT_ALIASES[name]).get_model_path())
     return os.path.expandvars(name)
-
-
-def _trainer_keys() -> Optional[set]:
-    """TrainConfig's keys, or None where the trainer package is not importable."""
-    try:
-        from distill_train.config import TrainConfig
-    except ImportError:
-        return None
-    return set(TrainConfig.keys())
 
 
 def corpus_name(augmentation: str, task: str, split: str = "train") -> str:

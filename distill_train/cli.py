@@ -12,29 +12,34 @@ from typing import Any, Dict
 
 from taskdata.resolve import add_task_arguments
 
+from .choices import OPTIONS, cli_arguments
+
 __all__ = ["add_parsers"]
 
-# flag -> config key, for the common knobs (every key is reachable through --set key=value).
+# flag -> config key and type, for the common knobs (every key is reachable through --set
+# key=value) ...
 _TRAIN_FLAGS = {
     "--run-dir": ("run_dir", str), "--epochs": ("epochs", int), "--batch-size": ("batch_size", int),
-    "--lr": ("lr", float), "--seed": ("seed", int), "--device": ("device", str),
-    "--student-init": ("student_init", str), "--student-num-layers": ("student_num_layers", int),
-    "--pred-loss": ("pred_loss", str), "--temperature": ("temperature", float),
-    "--inter-loss": ("inter_loss", str), "--mapping": ("mapping", str),
-    "--mi-alpha": ("mi_alpha", float), "--critic": ("critic", str),
-    "--w-kd": ("w_kd", float), "--w-inter": ("w_inter", float), "--w-gold": ("w_gold", float),
+    "--seed": ("seed", int), "--device": ("device", str),
+    "--student-num-layers": ("student_num_layers", int),
     "--max-length": ("max_length", int), "--limit-train": ("limit_train", int),
     # question answering (span tasks): windows (finetune) and decoding (dev evaluation)
     "--doc-stride": ("doc_stride", int), "--max-query-length": ("max_query_length", int),
     "--n-best": ("n_best", int), "--max-answer-length": ("max_answer_length", int),
     "--null-threshold": ("null_threshold", float),
 }
+# ... and every setting of the choices table (choices.py), with its choices, range and help; but
+# mode (the subcommand sets it) and max_grad_norm (--set max_grad_norm=null turns clipping off)
+_TABLE_FLAGS = {"--" + key.replace("_", "-"): key for key in OPTIONS
+                if key not in ("mode", "max_grad_norm")}
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file of TrainConfig keys (flags override it)")
     for flag, (key, typ) in _TRAIN_FLAGS.items():
         p.add_argument(flag, dest=key, type=typ, default=None, help=f"config key {key}")
+    for flag, key in _TABLE_FLAGS.items():
+        p.add_argument(flag, **cli_arguments(key))
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="set any config key (value parsed as YAML); repeatable")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -123,6 +128,7 @@ def _config_from_args(args, keys) -> Any:
             raise ValueError(f"--config {args.config!r} must hold a mapping of config keys")
     overrides = {k: getattr(args, k, None) for k in keys}
     overrides.update({k: getattr(args, k) for k, _ in _TRAIN_FLAGS.values()})
+    overrides.update({k: getattr(args, k) for k in _TABLE_FLAGS.values()})
     if args.no_progress:
         overrides["progress"] = False
     for item in args.sets:

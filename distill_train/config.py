@@ -4,7 +4,8 @@ A run is either ``mode="distill"`` (student learns from a teacher cache; the tea
 or ``mode="finetune"`` (plain training on gold labels over raw text files; makes the teacher and
 the no-KD baseline). YAML files and CLI flags are parsed once, at the entry point, into this
 object (`from_yaml`, `from_dict`); unknown keys and bad values are rejected with a message that
-names the key, the value that arrived and what is allowed.
+names the key, the value that arrived and what is allowed. The named choices and numeric ranges
+(and their defaults) are declared once, in choices.py, which the CLI and the search space read too.
 """
 from __future__ import annotations
 
@@ -12,28 +13,20 @@ import dataclasses
 import json
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from .choices import OPTIONS, default
 from .config_types import check_types, load_yaml_file
 
 __all__ = ["TrainConfig"]
 
-_CHOICES = {
-    "mode": ("distill", "finetune"),
-    "student_init": ("pretrained", "truncate", "config"),
-    "pred_loss": ("kl", "soft_ce", "mse", "none"),
-    "inter_loss": ("none", "ce", "mse", "cosine", "pkd", "att_mse", "att_kl", "mi"),
-    "mapping": ("skip", "last", "emd", "explicit"),
-    "critic": ("transformer", "mlp"),
-    "amp": ("auto", "off", "fp16", "bf16"),
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """One training run. Defaults follow the study's recipe (docs/method.md, "Training recipe")."""
+    """One training run. Defaults follow the study's recipe (docs/method.md, "Training recipe");
+    those of the named choices and numeric ranges come from their table (choices.py)."""
 
     task: Any = None                         # built-in name, YAML task file, Task dict; distill:
     #                                          None (or a name) = the task the cache recorded
-    mode: str = "distill"                    # "distill" (from a cache) or "finetune" (gold labels)
+    mode: str = default("mode")              # "distill" (from a cache) or "finetune" (gold labels)
     run_dir: str = "runs/default"            # outputs: config, metrics.jsonl, checkpoints, model
     # --- data -----------------------------------------------------------------------------
     cache: Optional[str] = None              # teacher cache directory (distill)
@@ -50,7 +43,7 @@ class TrainConfig:
     # --- student --------------------------------------------------------------------------
     student: Optional[str] = None            # HF name/path: the model (pretrained), the teacher
     #                                          to cut down (truncate) or the base config (config)
-    student_init: str = "pretrained"         # "pretrained" | "truncate" | "config"
+    student_init: str = default("student_init")  # "pretrained" | "truncate" | "config"
     student_layers: Optional[Tuple[int, ...]] = None  # truncate: teacher layers kept (1-based)
     student_num_layers: Optional[int] = None  # truncate (skip-chosen layers) / config
     student_hidden: Optional[int] = None     # config: hidden size
@@ -59,21 +52,21 @@ class TrainConfig:
     reinit_head: bool = False                # start a new head even if the checkpoint has one
     #                                          that does not fit the task (else: an error)
     # --- objective (docs/method.md, "The objective") ---------------------------------
-    pred_loss: str = "kl"                    # "kl" | "soft_ce" | "mse" | "none"; regression: mse
-    temperature: float = 1.0                 # tau of the soft targets
+    pred_loss: str = default("pred_loss")    # "kl" | "soft_ce" | "mse" | "none"; regression: mse
+    temperature: float = default("temperature")  # tau of the soft targets
     scale_by_t2: bool = True                 # multiply the soft loss by tau^2 (Hinton)
-    inter_loss: str = "none"                 # intermediate objective over mapped layer pairs
-    mapping: str = "skip"                    # "skip" | "last" | "emd" | "explicit"
+    inter_loss: str = default("inter_loss")  # intermediate objective over mapped layer pairs
+    mapping: str = default("mapping")        # "skip" | "last" | "emd" | "explicit"
     mapping_pairs: Optional[Tuple[Tuple[int, int], ...]] = None  # explicit (student, teacher)
-    mi_alpha: float = 0.9                    # MI-alpha interpolation, in [0, 1]
-    critic: str = "transformer"              # MI-alpha critic: "transformer" | "mlp" (on [CLS])
+    mi_alpha: float = default("mi_alpha")    # MI-alpha interpolation, in [0, 1]
+    critic: str = default("critic")          # MI-alpha critic: "transformer" | "mlp" (on [CLS])
     critic_dim: int = 16                     # size of the L2-normalised critic head
     critic_layers: int = 2
     critic_heads: int = 8
     critic_ff: int = 512
-    w_kd: float = 1.0                        # total = w_kd*L_pred + w_inter*sum L_inter
-    w_inter: float = 1.0                     # ... + w_gold*L_gold
-    w_gold: float = 0.0
+    w_kd: float = default("w_kd")            # total = w_kd*L_pred + w_inter*sum L_inter
+    w_inter: float = default("w_inter")      # ... + w_gold*L_gold
+    w_gold: float = default("w_gold")
     # --- question answering (span tasks): decoding answers on the dev set --------------------
     n_best: int = 20                         # start and end candidates per window
     max_answer_length: int = 30              # tokens per answer
@@ -83,12 +76,12 @@ class TrainConfig:
     epochs: int = 3
     batch_size: int = 32
     eval_batch_size: int = 128
-    lr: float = 5e-5
-    weight_decay: float = 0.1                # none on bias and LayerNorm weights
-    warmup_ratio: float = 0.1                # linear warm-up share of all steps, then decay
+    lr: float = default("lr")
+    weight_decay: float = default("weight_decay")  # none on bias and LayerNorm weights
+    warmup_ratio: float = default("warmup_ratio")  # linear warm-up share of all steps, then decay
     grad_accum: int = 1                      # micro-batches per optimizer step
-    max_grad_norm: Optional[float] = 1.0     # clip; None = no clipping
-    amp: str = "auto"                        # "auto" (fp16 on CUDA, off on CPU) | off | fp16 | bf16
+    max_grad_norm: Optional[float] = default("max_grad_norm")  # clip; None = no clipping
+    amp: str = default("amp")                # auto (AMP on CUDA, off on a CPU) | off | fp16 | bf16
     seed: int = 42
     device: str = "auto"                     # "auto" | "cpu" | "cuda" | "cuda:1" ...; several
     #                                          processes (torchrun): auto/cuda = cuda:LOCAL_RANK
@@ -109,10 +102,10 @@ class TrainConfig:
         for key in ("dev_corpus", "dev_file"):
             object.__setattr__(self, key, _names(key, getattr(self, key)))
         self._resolve_task()
-        for key, allowed in _CHOICES.items():
-            value = getattr(self, key)
-            if value not in allowed:
-                raise bad(key, value, f"expected one of {list(allowed)}")
+        for key, option in OPTIONS.items():  # choices and ranges (choices.py)
+            problem = option.problem(getattr(self, key))
+            if problem:
+                raise bad(key, getattr(self, key), problem)
         if self.student_layers is not None:
             object.__setattr__(self, "student_layers", tuple(int(x) for x in self.student_layers))
         if self.mapping_pairs is not None:
@@ -141,16 +134,6 @@ class TrainConfig:
         if self.is_regression and self.pred_loss in ("kl", "soft_ce"):
             # Soft targets over one output make no sense: regression always uses logit MSE.
             object.__setattr__(self, "pred_loss", "mse")
-        if not 0.0 <= self.mi_alpha <= 1.0:
-            raise bad("mi_alpha", self.mi_alpha, "expected a number in [0, 1]")
-        for key in ("temperature", "lr"):
-            if not getattr(self, key) > 0:
-                raise bad(key, getattr(self, key), "expected a positive number")
-        for key in ("w_kd", "w_inter", "w_gold", "weight_decay"):
-            if getattr(self, key) < 0:
-                raise bad(key, getattr(self, key), "expected a number >= 0")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise bad("warmup_ratio", self.warmup_ratio, "expected a number in [0, 1)")
         for key in ("epochs", "batch_size", "eval_batch_size", "grad_accum", "max_length",
                     "log_every", "critic_dim", "critic_layers", "critic_heads", "critic_ff",
                     "doc_stride", "max_query_length", "n_best", "max_answer_length"):
@@ -167,8 +150,6 @@ class TrainConfig:
                                                 or isinstance(self.loader_workers, bool)
                                                 or self.loader_workers < 0):
             raise bad("loader_workers", self.loader_workers, "expected an integer >= 0 or null")
-        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
-            raise bad("max_grad_norm", self.max_grad_norm, "expected a positive number or null")
         if self.mode == "distill" and self.pred_loss == "none" and self.inter_loss == "none" \
                 and self.w_gold == 0:
             raise ValueError("config: pred_loss 'none', inter_loss 'none' and w_gold 0 leave "

@@ -12,15 +12,16 @@ import numbers
 import os
 from typing import Any, Callable
 
+from .choices import OPTIONS
+
 __all__ = ["check_types", "load_yaml_text", "load_yaml_file"]
 
-FLOAT_KEYS = ("temperature", "lr", "mi_alpha", "w_kd", "w_inter", "w_gold", "weight_decay",
-              "warmup_ratio", "max_grad_norm")
-OPTIONAL_FLOAT_KEYS = ("max_grad_norm",)
+# the choices table's settings (choices.py): its numbers are floats, its names strings
+FLOAT_KEYS = tuple(k for k, o in OPTIONS.items() if o.numeric)
+OPTIONAL_FLOAT_KEYS = tuple(k for k, o in OPTIONS.items() if o.numeric and o.optional)
 INT_KEYS = ("seed",)
 BOOL_KEYS = ("scale_by_t2", "resume", "tensorboard", "progress", "reinit_head")
-STR_KEYS = ("mode", "student_init", "pred_loss", "inter_loss", "mapping", "critic",
-            "amp", "device")
+STR_KEYS = tuple(k for k, o in OPTIONS.items() if not o.numeric) + ("device",)
 PATH_KEYS = ("run_dir", "cache", "train_file", "dev_file", "student")
 NAME_KEYS = ("train_corpus", "dev_corpus")
 SEVERAL_KEYS = ("dev_file", "dev_corpus")   # one name, or a list of them

@@ -321,28 +321,15 @@ class RankFailed(ValueError):
 
 
 def _rank_main(config: Dict[str, Any], verbosity: int) -> Dict[str, Any]:
-    """What each process started by `launch` runs: the trainer on the config."""
+    """What each process started by `launch` runs: the trainer on the config, logging as its
+    command's (WARNING and the libraries quiet; -v INFO, -vv DEBUG)."""
+    from taskdata.console import configure
+
     from .config import TrainConfig
     from .train import train
 
-    _quiet_rank(verbosity)
+    configure(verbosity)  # the quiet environment the command set is inherited; logging is not
     return train(TrainConfig.from_dict(config)).to_dict()
-
-
-def _quiet_rank(verbosity: int) -> None:
-    """A spawned rank's logging as its command's: WARNING (-v INFO, -vv DEBUG), and below that
-    the libraries' chatter off. The quiet environment variables the command set are inherited;
-    the trainer sits below the command layer, so it does this itself."""
-    import logging
-
-    logging.basicConfig(level=logging.WARNING - 10 * min(max(verbosity, 0), 2))
-    if verbosity <= 0:
-        for name in ("torch.distributed.elastic", "torch.multiprocessing"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-        import transformers
-
-        transformers.logging.set_verbosity_error()
-        transformers.logging.disable_progress_bar()
 
 
 def _recorded(fn: Callable, *args: Any) -> Any:

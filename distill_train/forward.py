@@ -8,8 +8,8 @@ import torch
 
 from taskdata.metrics import compute_metrics
 
-__all__ = ["student_forward", "mixed_embeddings", "mixed_targets", "evaluate", "predict",
-           "to_device", "logits_of"]
+__all__ = ["student_forward", "mixed_embeddings", "mixed_targets", "evaluate", "evaluate_sets",
+           "predict", "to_device", "logits_of"]
 
 
 def logits_of(out) -> torch.Tensor:
@@ -100,3 +100,20 @@ def evaluate(model, batches, metrics: Sequence[str], device, *, autocast=None
     logits, gold, teacher = predict(model, batches, device, autocast=autocast)
     student = compute_metrics(metrics, logits, gold)
     return student, (compute_metrics(metrics, teacher, gold) if teacher is not None else None)
+
+
+def evaluate_sets(model, dev_sets, metrics: Sequence[str], device, *, autocast=None
+                  ) -> Tuple[Dict[str, float], Optional[Dict[str, float]]]:
+    """(student, teacher or None) metrics over every dev set, a list of (name, batches): the
+    first set's under their own names (``accuracy``), the others' prefixed with the set's name
+    (``dev_mismatched/accuracy``)."""
+    student: Dict[str, float] = {}
+    teacher: Optional[Dict[str, float]] = None
+    for i, (name, batches) in enumerate(dev_sets):
+        prefix = "" if i == 0 else f"{name}/"
+        got, t = evaluate(model, batches, metrics, device, autocast=autocast)
+        student.update({prefix + k: v for k, v in got.items()})
+        if t is not None:
+            teacher = teacher or {}
+            teacher.update({prefix + k: v for k, v in t.items()})
+    return student, teacher

@@ -1,4 +1,5 @@
-"""Run outputs: the JSONL metrics log (plus optional TensorBoard) and atomic checkpoints."""
+"""Run outputs: the JSONL metrics log (plus optional TensorBoard), atomic checkpoints (and the
+check that a run directory's checkpoint belongs to the config resuming it), the saved model."""
 from __future__ import annotations
 
 import json
@@ -10,9 +11,14 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-__all__ = ["RunLog", "save_checkpoint", "load_checkpoint", "json_safe"]
+__all__ = ["RunLog", "save_checkpoint", "load_checkpoint", "check_resumable", "save_model",
+           "json_safe"]
 
 log = logging.getLogger(__name__)
+
+# Config keys that may change between a killed run and its resumption.
+RESUME_FREE = {"resume", "progress", "tensorboard", "log_every", "device", "eval_batch_size",
+               "loader_workers"}
 
 
 def json_safe(value: Any) -> Any:
@@ -94,3 +100,29 @@ def load_checkpoint(path: str, *, model, objective, optimizer, scheduler, scaler
     scheduler.load_state_dict(payload["scheduler"])
     scaler.load_state_dict(payload["scaler"])
     return payload["state"], payload.get("rng")
+
+
+def check_resumable(run_dir: str, config: Dict[str, Any]) -> None:
+    """ValueError unless the config saved in `run_dir` (if any) equals `config` (a
+    TrainConfig.to_dict()) in every key but those a resumed run may change (RESUME_FREE)."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as fh:
+        old = json.load(fh)
+    diff = {k: (old.get(k), config[k]) for k in config
+            if k not in RESUME_FREE and old.get(k) != config[k]}
+    if diff:
+        raise ValueError(f"run_dir {run_dir!r} holds a checkpoint of a different config "
+                         f"(key: (saved, now): {diff}); use a new run_dir or resume=false")
+
+
+def save_model(model, tokenizer, path: str, task) -> None:
+    """A HF model directory: the weights and config, the tokenizer (if any) and the task
+    (distiller_task.json, so that `distiller evaluate` knows the labels)."""
+    from taskdata.resolve import save_task
+
+    model.save_pretrained(path)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(path)
+    save_task(task, path)

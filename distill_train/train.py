@@ -1,25 +1,30 @@
-"""The training loop: one function, top to bottom, for distillation and plain fine-tuning.
+"""The training loop, for distillation and plain fine-tuning: `train(config) -> TrainResult`
+reads as a page of steps, each a function below it.
 
-    train(config) -> TrainResult
+    set up      `_open_run_dir`: the task, config.json, the resume check;
+                `_set_up`: model and objective (initialised from the seed alone), this rank's
+                batches, the optimisation (optim.py: AdamW, linear warm-up and decay, clipping,
+                AMP on CUDA); `_start_or_resume`: a fresh loop state or the checkpoint's
+    each epoch  `_train_epoch`: micro-batches, gradient accumulation, an optimizer step per
+                group, a checkpoint every `save_every_steps`; `_evaluate`: the task's metrics on
+                every dev set, the best model saved as a HF directory (run_dir/best_model);
+                `_end_epoch`: the history, early stopping, a checkpoint (run_dir/checkpoint.pt)
+    result      `_finish`: result.json and the TrainResult
 
-AdamW (no weight decay on biases and LayerNorm), linear warm-up then linear decay, gradient
-accumulation, clipping (student and objective parameters apart), AMP on CUDA, evaluation on the
-dev set each epoch with the task's metric, the best model saved as a HF directory
-(run_dir/best_model), early stopping, and a checkpoint (run_dir/checkpoint.pt) after every epoch
-(and every `save_every_steps`) from which a killed run resumes to the same final metrics: each
-epoch's data order and dropout draws depend on (seed, epoch) only, and mid-epoch checkpoints
-carry the RNG state.
+A killed run resumes from its checkpoint to the same final metrics: each epoch's data order and
+dropout draws depend on (seed, epoch) only, and mid-epoch checkpoints carry the RNG state and the
+epoch's loss sums so far. Under torchrun each process is one rank of a data-parallel run
+(distributed.py): rank 0 alone evaluates and writes.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import math
 import os
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
@@ -28,16 +33,14 @@ from augment.seeding import derive_seed
 from . import distributed
 from .assemble import assemble, resolve_run_task
 from .config import TrainConfig
-from .forward import evaluate, to_device
-from .runlog import RunLog, json_safe, load_checkpoint, save_checkpoint
+from .forward import evaluate_sets, to_device
+from .optim import Optimisation
+from .runlog import (RunLog, check_resumable, json_safe, load_checkpoint, save_checkpoint,
+                     save_model)
 
-__all__ = ["TrainResult", "train", "param_groups", "clip_apart", "linear_schedule"]
+__all__ = ["TrainResult", "train"]
 
 log = logging.getLogger(__name__)
-
-# Config keys that may change between a killed run and its resumption.
-_RESUME_FREE = {"resume", "progress", "tensorboard", "log_every", "device", "eval_batch_size",
-                "loader_workers"}
 
 
 @dataclasses.dataclass
@@ -57,74 +60,6 @@ class TrainResult:
         return json_safe(dataclasses.asdict(self))
 
 
-def param_groups(modules: Sequence[torch.nn.Module], weight_decay: float) -> List[Dict]:
-    """AdamW groups: weight decay on weight matrices, none on biases and LayerNorm weights."""
-    decay, no_decay = [], []
-    for module in modules:
-        for name, p in module.named_parameters():
-            if not p.requires_grad:
-                continue
-            lname = name.lower()
-            if p.ndim < 2 or "bias" in lname or "layernorm" in lname or "layer_norm" in lname:
-                no_decay.append(p)
-            else:
-                decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
-
-
-def clip_apart(groups: Sequence[Sequence[torch.nn.Parameter]], max_norm: float) -> None:
-    """Clip each group's gradient norm to `max_norm` on its own.
-
-    The trainer passes (student parameters, objective parameters): under one joint norm a fresh
-    MI critic's gradients (measured ~20 against the prediction loss's ~0.5 on the student) shrank
-    the student's step to almost nothing and the student did not learn the task.
-    """
-    for params in groups:
-        params = [p for p in params if p.grad is not None]
-        if params:
-            torch.nn.utils.clip_grad_norm_(params, max_norm)
-
-
-def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
-    """LR multiplier: 0 -> 1 over `warmup` steps, then 1 -> 0 linearly at `total`."""
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total - step) / max(1, total - warmup))
-    return factor
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _autocast_factory(amp: str, device: torch.device):
-    """(autocast context factory or None, use a GradScaler)."""
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None, False
-    if amp == "auto":
-        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return (lambda: torch.autocast(device.type, dtype=dtype)), (dtype == torch.float16
-                                                                and device.type == "cuda")
-
-
-def _check_resumable(run_dir: str, config: TrainConfig) -> None:
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(path):
-        return
-    with open(path, encoding="utf-8") as fh:
-        old = json.load(fh)
-    new = config.to_dict()
-    diff = {k: (old.get(k), new[k]) for k in new if k not in _RESUME_FREE and old.get(k) != new[k]}
-    if diff:
-        raise ValueError(f"run_dir {run_dir!r} holds a checkpoint of a different config "
-                         f"(key: (saved, now): {diff}); use a new run_dir or resume=false")
-
-
 def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[Mapping]] = None,
           dev_rows: Optional[Sequence[Mapping]] = None,
           on_step: Optional[Callable[[int, Dict[str, float]], None]] = None,
@@ -135,196 +70,262 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
     (entry = {"epoch", "global_step", "train": {...}, "dev": {metric: value}}); raising in either
     stops the run, as a kill would (a sweep prunes a trial this way)."""
     start = time.time()
-    # issue 19: under torchrun, this process is one rank of a data-parallel run (distributed.py)
-    dist, rank_device = distributed.setup(config.device)
-    if provider is None or config._task is None:  # an injected provider brings its own task
-        config = resolve_run_task(config)
-    run_dir = config.run_dir
-    os.makedirs(run_dir, exist_ok=True)
-    ckpt_path = os.path.join(run_dir, "checkpoint.pt")
-    resuming = config.resume and os.path.exists(ckpt_path)
-    if dist.is_main:
-        if resuming:
-            _check_resumable(run_dir, config)
-        with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as fh:
-            json.dump(config.to_dict(), fh, indent=2, sort_keys=True)
-    log.info("training config: %s", json.dumps(config.to_dict(), sort_keys=True))
-
-    # ---- model, objective, data (weights initialised from the seed alone)
-    device = rank_device or _device(config.device)
-    torch.manual_seed(derive_seed(config.seed, "init"))
-    parts = assemble(config, provider=provider, train_rows=train_rows, dev_rows=dev_rows)
-    model, objective = parts.model.to(device), parts.objective.to(device)
-    need_attn = objective.needs_attentions
-    need_hidden = objective.kind != "none" and not need_attn
-    # student + objective in one module (DDP-wrapped with several ranks); this rank's batches
-    step = distributed.wrap(model, objective, dist, device, hidden=need_hidden,
-                            attentions=need_attn)
-    train_batches = distributed.RankBatches(parts.train, dist, device,
-                                            workers=config.loader_workers)
-
-    # ---- optimizer and schedule
-    # The fused kernel (CPU and CUDA) is ~4x faster than the per-tensor loop on CPU.
-    optimizer = torch.optim.AdamW(param_groups([model, objective], config.weight_decay),
-                                  lr=config.lr, fused=device.type in ("cpu", "cuda"))
-    student_params = [p for p in model.parameters() if p.requires_grad]
-    objective_params = [p for p in objective.parameters() if p.requires_grad]
-    n_batches = len(train_batches)  # global batches (batch_size x ranks rows each)
-    steps_per_epoch = math.ceil(n_batches / config.grad_accum)
-    total_steps = steps_per_epoch * config.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, linear_schedule(int(config.warmup_ratio * total_steps), total_steps))
-    autocast, use_scaler = _autocast_factory(config.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-
-    state: Dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": None,
-                             "best_epoch": None, "bad_epochs": 0, "history": [],
-                             "teacher_metric": None, "teacher_dev": None, "best_dev": None}
-    rng_state = None
-    if resuming:
-        state, rng_state = load_checkpoint(ckpt_path, model=model, objective=objective,
-                                           optimizer=optimizer, scheduler=scheduler,
-                                           scaler=scaler)
-        if state.get("world_size", 1) != dist.world_size:
-            raise ValueError(f"{ckpt_path} was written by a run of {state.get('world_size', 1)} "
-                             f"process(es), this one has {dist.world_size}: resume with as many "
-                             "(the global batch and the data order depend on it)")
-        if dist.enabled:  # each rank continues from its own RNG state
-            rng_state = (state.pop("rank_rng", None) or [rng_state] * dist.world_size)[dist.rank]
-        log.info("resumed from %s at epoch %d, step %d", ckpt_path, state["epoch"],
-                 state["global_step"])
-    runlog = (RunLog(run_dir, tensorboard=config.tensorboard, fresh=not resuming)
-              if dist.is_main else distributed.NullLog())
-    runlog.event({"event": "resume" if resuming else "start", "global_step": state["global_step"]})
-    metric = config.metric_name
-
-    def checkpoint() -> None:
-        rank_rng = distributed.gather_rng(dist)  # every rank's, with several (a collective)
-        if dist.is_main:
-            saved = dict(state, world_size=dist.world_size)
-            if rank_rng is not None:
-                saved["rank_rng"] = rank_rng
-            save_checkpoint(ckpt_path, state=saved, model=model, objective=objective,
-                            optimizer=optimizer, scheduler=scheduler, scaler=scaler)
-
-    # ---- the loop
+    dist, rank_device = distributed.setup(config.device)  # one rank of several under torchrun
+    config, resuming = _open_run_dir(config, dist, own_task=provider is not None)
+    run = _set_up(config, dist, rank_device, resuming, provider=provider, train_rows=train_rows,
+                  dev_rows=dev_rows)
+    state = _start_or_resume(run)
     for epoch in range(state["epoch"], config.epochs):
-        skip = state["step_in_epoch"] * config.grad_accum
-        if rng_state is not None and skip:
-            torch.set_rng_state(rng_state["cpu"])
-            if rng_state.get("cuda") is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng_state["cuda"])
-        else:  # dropout draws of an epoch depend on (seed, epoch) only (and the rank)
-            torch.manual_seed(distributed.epoch_seed(config.seed, epoch, dist))
-        rng_state = None
-        model.train()
-        objective.train()
-        sums: Dict[str, float] = {}
-        step_parts: Dict[str, float] = {}
-        bar = (_progress(config, n_batches, skip, f"epoch {epoch + 1}/{config.epochs}")
-               if dist.is_main else None)
-        for index, (_, batch, weight) in enumerate(train_batches.epoch(epoch, skip),
-                                                   start=skip):
-            group_start = (index // config.grad_accum) * config.grad_accum
-            in_group = min(config.grad_accum, n_batches - group_start)
-            batch = to_device(batch, device)
-            step_end = index + 1 >= group_start + in_group
-            with distributed.sync_gradients(step, step_end):
-                with (autocast() if autocast else contextlib.nullcontext()):
-                    loss, loss_parts = step(batch)
-                # weight: this rank's share of the global batch (1.0 with one process)
-                scaler.scale(loss * weight / in_group).backward()
-            for k, v in loss_parts.items():
-                step_parts[k] = step_parts.get(k, 0.0) + v * weight / in_group
-            if not step_end:
-                continue
-            step_parts = distributed.global_parts(step_parts, dist)
-            # ---- optimizer step at the end of each accumulation group
-            if config.max_grad_norm:
-                scaler.unscale_(optimizer)
-                clip_apart((student_params, objective_params), config.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            state["global_step"] += 1
-            state["step_in_epoch"] += 1
-            for k, v in step_parts.items():
-                sums[k] = sums.get(k, 0.0) + v
-            if state["global_step"] % config.log_every == 0:
-                runlog.scalars(state["global_step"], dict(step_parts, epoch=epoch,
-                                                          lr=scheduler.get_last_lr()[0]))
-            if bar is not None:
-                bar.update(index + 1 - bar.n)
-                bar.set_postfix(loss=f"{step_parts['loss']:.4f}")
-            if on_step is not None:
-                on_step(state["global_step"], dict(step_parts))
-            step_parts = {}
-            if config.save_every_steps and state["global_step"] % config.save_every_steps == 0 \
-                    and state["step_in_epoch"] < steps_per_epoch:
-                state["epoch_sums"] = sums
-                checkpoint()
-        if bar is not None:
-            bar.close()
-        sums = _merge_sums(state.pop("epoch_sums", None), sums)
-
-        # ---- evaluate, keep the best, stop early
-        entry: Dict[str, Any] = {"epoch": epoch, "global_step": state["global_step"],
-                                 "train": {k: v / max(1, steps_per_epoch) for k, v in
-                                           sorted(sums.items())}}
-        if parts.dev:  # on rank 0, its result given to every rank
-            dev, teacher = distributed.on_main(dist, lambda: evaluate_sets(
-                model, parts.dev, config.task_def.metrics, device, autocast=autocast))
-            entry["dev"] = dev
-            if teacher is not None:
-                state["teacher_metric"], state["teacher_dev"] = teacher[metric], teacher
-            improved = state["best"] is None or dev[metric] > state["best"]
-            if improved:
-                state["best"], state["best_epoch"], state["bad_epochs"] = dev[metric], epoch, 0
-                state["best_dev"] = dev
-                if dist.is_main:
-                    _save_model(model, parts.tokenizer, os.path.join(run_dir, "best_model"),
-                                config.task_def)
-            else:
-                state["bad_epochs"] += 1
-        else:
-            if dist.is_main:
-                _save_model(model, parts.tokenizer, os.path.join(run_dir, "best_model"),
-                            config.task_def)
-            state["best_epoch"] = epoch
-        state["history"].append(entry)
-        runlog.event(dict(entry, event="epoch"))
-        log.info("epoch %d: %s", epoch + 1, entry)
-        state["epoch"], state["step_in_epoch"] = epoch + 1, 0
-        stop = (config.early_stopping_patience is not None
-                and state["bad_epochs"] >= config.early_stopping_patience)
-        if stop:
-            state["epoch"] = config.epochs  # a resumed run must not train on
-            log.info("early stopping: no improvement in %d epochs", state["bad_epochs"])
-        checkpoint()
+        sums = _train_epoch(run, state, epoch, on_step)
+        entry = _evaluate(run, state, epoch, sums)
+        stop = _end_epoch(run, state, entry)
         if on_epoch is not None:
             on_epoch(epoch, dict(entry))
         if stop:
             break
+    return _finish(run, state, time.time() - start)
 
-    runlog.close()
-    best = state["best"] if state["best"] is not None else float("nan")
-    result = TrainResult(best_metric=best, metric_name=metric, best_epoch=state["best_epoch"],
-                         history=state["history"], run_dir=run_dir,
-                         wall_time_s=time.time() - start, teacher_metric=state["teacher_metric"],
-                         best_dev=state.get("best_dev"), teacher_dev=state.get("teacher_dev"))
+
+@dataclasses.dataclass
+class _Run:
+    """What the steps of one run share, set up once by `_set_up`."""
+
+    config: TrainConfig
+    dist: distributed.DistContext
+    device: torch.device
+    model: torch.nn.Module
+    objective: torch.nn.Module
+    step: torch.nn.Module                 # student + objective: batch -> (loss, loss parts);
+    #                                       DDP-wrapped with several ranks
+    batches: distributed.RankBatches      # this rank's share of each global batch
+    dev: List[Tuple[str, Any]]            # (name, batches) per dev set; the first selects
+    tokenizer: Any
+    opt: Optimisation
+    steps_per_epoch: int                  # optimizer steps
+    resuming: bool
+    runlog: Any = None                    # RunLog on rank 0, distributed.NullLog elsewhere
+    rng: Optional[Dict[str, Any]] = None  # a mid-epoch checkpoint's RNG state, for its epoch
+
+    @property
+    def ckpt_path(self) -> str:
+        return _checkpoint_path(self.config)
+
+
+def _checkpoint_path(config: TrainConfig) -> str:
+    return os.path.join(config.run_dir, "checkpoint.pt")
+
+
+def _open_run_dir(config: TrainConfig, dist, *, own_task: bool) -> Tuple[TrainConfig, bool]:
+    """(the config with its task resolved, whether the run resumes): the task read from the cache
+    (unless an injected provider brings its own), the run directory made, a checkpoint there
+    checked to belong to this config and config.json written (rank 0)."""
+    if not own_task or config._task is None:
+        config = resolve_run_task(config)
+    os.makedirs(config.run_dir, exist_ok=True)
+    resuming = config.resume and os.path.exists(_checkpoint_path(config))
     if dist.is_main:
-        with open(os.path.join(run_dir, "result.json"), "w", encoding="utf-8") as fh:
+        if resuming:
+            check_resumable(config.run_dir, config.to_dict())
+        with open(os.path.join(config.run_dir, "config.json"), "w", encoding="utf-8") as fh:
+            json.dump(config.to_dict(), fh, indent=2, sort_keys=True)
+    log.info("training config: %s", json.dumps(config.to_dict(), sort_keys=True))
+    return config, resuming
+
+
+def _set_up(config: TrainConfig, dist, rank_device, resuming: bool, **data) -> _Run:
+    """Model and objective on the device (weights initialised from the seed alone), wrapped as
+    one training step; this rank's batches; the optimisation over all the run's steps."""
+    device = rank_device or _device(config.device)
+    torch.manual_seed(derive_seed(config.seed, "init"))
+    parts = assemble(config, **data)
+    model, objective = parts.model.to(device), parts.objective.to(device)
+    attentions = objective.needs_attentions
+    step = distributed.wrap(model, objective, dist, device, attentions=attentions,
+                            hidden=objective.kind != "none" and not attentions)
+    batches = distributed.RankBatches(parts.train, dist, device, workers=config.loader_workers)
+    steps_per_epoch = math.ceil(len(batches) / config.grad_accum)  # len: global batches
+    opt = Optimisation.build(config, model, objective, device, steps_per_epoch * config.epochs)
+    return _Run(config=config, dist=dist, device=device, model=model, objective=objective,
+                step=step, batches=batches, dev=parts.dev, tokenizer=parts.tokenizer, opt=opt,
+                steps_per_epoch=steps_per_epoch, resuming=resuming)
+
+
+def _start_or_resume(run: _Run) -> Dict[str, Any]:
+    """The loop state (what a checkpoint saves): fresh, or restored with the model, objective and
+    optimisation from the run directory's checkpoint; the metrics log opened (rank 0)."""
+    state: Dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": None,
+                             "best_epoch": None, "bad_epochs": 0, "history": [],
+                             "teacher_metric": None, "teacher_dev": None, "best_dev": None}
+    dist, path = run.dist, run.ckpt_path
+    if run.resuming:
+        state, run.rng = load_checkpoint(path, model=run.model, objective=run.objective,
+                                         **run.opt.checkpointed())
+        if state.get("world_size", 1) != dist.world_size:
+            raise ValueError(f"{path} was written by a run of {state.get('world_size', 1)} "
+                             f"process(es), this one has {dist.world_size}: resume with as many "
+                             "(the global batch and the data order depend on it)")
+        if dist.enabled:  # each rank continues from its own RNG state
+            run.rng = (state.pop("rank_rng", None) or [run.rng] * dist.world_size)[dist.rank]
+        log.info("resumed from %s at epoch %d, step %d", path, state["epoch"],
+                 state["global_step"])
+    run.runlog = (RunLog(run.config.run_dir, tensorboard=run.config.tensorboard,
+                         fresh=not run.resuming) if dist.is_main else distributed.NullLog())
+    run.runlog.event({"event": "resume" if run.resuming else "start",
+                      "global_step": state["global_step"]})
+    return state
+
+
+def _train_epoch(run: _Run, state: Dict[str, Any], epoch: int,
+                 on_step: Optional[Callable]) -> Dict[str, float]:
+    """One epoch's optimizer steps from where `state` stands (an epoch resumed mid-way skips the
+    micro-batches done); returns the epoch's sums of loss parts over its optimizer steps."""
+    config = run.config
+    skip = state["step_in_epoch"] * config.grad_accum
+    _seed_epoch(run, epoch, skip)
+    run.model.train()
+    run.objective.train()
+    state.setdefault("epoch_sums", {})  # a mid-epoch checkpoint's sums continue
+    n_batches = len(run.batches)
+    bar = (_progress(config, n_batches, skip, f"epoch {epoch + 1}/{config.epochs}")
+           if run.dist.is_main else None)
+    group: Dict[str, float] = {}  # loss parts of the accumulation group so far
+    for index, (_, batch, weight) in enumerate(run.batches.epoch(epoch, skip), start=skip):
+        group_start = (index // config.grad_accum) * config.grad_accum
+        in_group = min(config.grad_accum, n_batches - group_start)
+        group_end = index + 1 >= group_start + in_group
+        batch = to_device(batch, run.device)
+        with distributed.sync_gradients(run.step, group_end):
+            with run.opt.precision():
+                loss, loss_parts = run.step(batch)
+            # weight: this rank's share of the global batch (1.0 with one process)
+            run.opt.backward(loss * weight / in_group)
+        for k, v in loss_parts.items():
+            group[k] = group.get(k, 0.0) + v * weight / in_group
+        if group_end:
+            step_parts, group = distributed.global_parts(group, run.dist), {}
+            if bar is not None:
+                bar.update(index + 1 - bar.n)
+                bar.set_postfix(loss=f"{step_parts['loss']:.4f}")
+            _optimizer_step(run, state, epoch, step_parts, on_step)
+    if bar is not None:
+        bar.close()
+    return state.pop("epoch_sums")
+
+
+def _seed_epoch(run: _Run, epoch: int, skip: int) -> None:
+    """The RNG of an epoch's dropout draws: seeded by (seed, epoch) only (and the rank), or, in
+    the epoch a mid-epoch checkpoint resumes, the checkpoint's state."""
+    rng, run.rng = run.rng, None
+    if rng is not None and skip:
+        torch.set_rng_state(rng["cpu"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+    else:
+        torch.manual_seed(distributed.epoch_seed(run.config.seed, epoch, run.dist))
+
+
+def _optimizer_step(run: _Run, state: Dict[str, Any], epoch: int, step_parts: Dict[str, float],
+                    on_step: Optional[Callable]) -> None:
+    """The step at the end of an accumulation group (`step_parts`: its loss parts over the
+    global batch): counted, summed, logged every `log_every`, reported to `on_step`, and
+    checkpointed every `save_every_steps` within an epoch (its end checkpoints anyway)."""
+    config = run.config
+    run.opt.step()
+    state["global_step"] += 1
+    state["step_in_epoch"] += 1
+    sums = state["epoch_sums"]
+    for k, v in step_parts.items():
+        sums[k] = sums.get(k, 0.0) + v
+    if state["global_step"] % config.log_every == 0:
+        run.runlog.scalars(state["global_step"], dict(step_parts, epoch=epoch, lr=run.opt.lr))
+    if on_step is not None:
+        on_step(state["global_step"], dict(step_parts))
+    if config.save_every_steps and state["global_step"] % config.save_every_steps == 0 \
+            and state["step_in_epoch"] < run.steps_per_epoch:
+        _checkpoint(run, state)
+
+
+def _evaluate(run: _Run, state: Dict[str, Any], epoch: int, sums: Dict[str, float]
+              ) -> Dict[str, Any]:
+    """The epoch's history entry (mean loss parts per optimizer step; every dev metric,
+    evaluated on rank 0 and given to every rank); a better primary metric saves the best model
+    and resets the early-stopping count. Without a dev set the last epoch's model is kept."""
+    config = run.config
+    entry: Dict[str, Any] = {"epoch": epoch, "global_step": state["global_step"],
+                             "train": {k: v / max(1, run.steps_per_epoch)
+                                       for k, v in sorted(sums.items())}}
+    if not run.dev:
+        _save_best(run)
+        state["best_epoch"] = epoch
+        return entry
+    dev, teacher = distributed.on_main(run.dist, lambda: evaluate_sets(
+        run.model, run.dev, config.task_def.metrics, run.device, autocast=run.opt.autocast))
+    entry["dev"] = dev
+    metric = config.metric_name
+    if teacher is not None:
+        state["teacher_metric"], state["teacher_dev"] = teacher[metric], teacher
+    if state["best"] is None or dev[metric] > state["best"]:
+        state.update(best=dev[metric], best_epoch=epoch, bad_epochs=0, best_dev=dev)
+        _save_best(run)
+    else:
+        state["bad_epochs"] += 1
+    return entry
+
+
+def _end_epoch(run: _Run, state: Dict[str, Any], entry: Dict[str, Any]) -> bool:
+    """The entry logged and kept, the state moved to the next epoch and checkpointed; returns
+    whether to stop early (`early_stopping_patience` epochs without improvement)."""
+    state["history"].append(entry)
+    run.runlog.event(dict(entry, event="epoch"))
+    log.info("epoch %d: %s", entry["epoch"] + 1, entry)
+    state["epoch"], state["step_in_epoch"] = entry["epoch"] + 1, 0
+    patience = run.config.early_stopping_patience
+    stop = patience is not None and state["bad_epochs"] >= patience
+    if stop:
+        state["epoch"] = run.config.epochs  # a resumed run must not train on
+        log.info("early stopping: no improvement in %d epochs", state["bad_epochs"])
+    _checkpoint(run, state)
+    return stop
+
+
+def _checkpoint(run: _Run, state: Dict[str, Any]) -> None:
+    """run_dir/checkpoint.pt (rank 0), with every rank's RNG state when there are several (a
+    collective: every rank calls it)."""
+    rank_rng = distributed.gather_rng(run.dist)
+    if run.dist.is_main:
+        saved = dict(state, world_size=run.dist.world_size)
+        if rank_rng is not None:
+            saved["rank_rng"] = rank_rng
+        save_checkpoint(run.ckpt_path, state=saved, model=run.model, objective=run.objective,
+                        **run.opt.checkpointed())
+
+
+def _save_best(run: _Run) -> None:
+    if run.dist.is_main:
+        save_model(run.model, run.tokenizer, os.path.join(run.config.run_dir, "best_model"),
+                   run.config.task_def)
+
+
+def _finish(run: _Run, state: Dict[str, Any], wall_time_s: float) -> TrainResult:
+    """The result, written to run_dir/result.json (rank 0); the process group left."""
+    run.runlog.close()
+    best = state["best"] if state["best"] is not None else float("nan")
+    result = TrainResult(best_metric=best, metric_name=run.config.metric_name,
+                         best_epoch=state["best_epoch"], history=state["history"],
+                         run_dir=run.config.run_dir, wall_time_s=wall_time_s,
+                         teacher_metric=state["teacher_metric"], best_dev=state.get("best_dev"),
+                         teacher_dev=state.get("teacher_dev"))
+    if run.dist.is_main:
+        with open(os.path.join(run.config.run_dir, "result.json"), "w", encoding="utf-8") as fh:
             json.dump(result.to_dict(), fh, indent=2, allow_nan=False)
-    distributed.teardown(dist)
+    distributed.teardown(run.dist)
     return result
 
 
-def _merge_sums(saved: Optional[Dict[str, float]], sums: Dict[str, float]) -> Dict[str, float]:
-    """Loss sums of an epoch resumed mid-way: the part before the checkpoint plus the rest."""
-    if saved is None or saved is sums:
-        return sums
-    return {k: saved.get(k, 0.0) + sums.get(k, 0.0) for k in set(saved) | set(sums)}
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def _progress(config: TrainConfig, total: int, initial: int, desc: str):
@@ -333,27 +334,3 @@ def _progress(config: TrainConfig, total: int, initial: int, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)
-
-
-def evaluate_sets(model, dev_sets, metrics: Sequence[str], device, *, autocast=None):
-    """(student, teacher or None) metrics over every dev set: the first set's under their own
-    names (``accuracy``), the others' prefixed with the set's name (``dev_mismatched/accuracy``)."""
-    student: Dict[str, float] = {}
-    teacher: Optional[Dict[str, float]] = None
-    for i, (name, batches) in enumerate(dev_sets):
-        prefix = "" if i == 0 else f"{name}/"
-        got, t = evaluate(model, batches, metrics, device, autocast=autocast)
-        student.update({prefix + k: v for k, v in got.items()})
-        if t is not None:
-            teacher = teacher or {}
-            teacher.update({prefix + k: v for k, v in t.items()})
-    return student, teacher
-
-
-def _save_model(model, tokenizer, path: str, task) -> None:
-    from taskdata.resolve import save_task
-
-    model.save_pretrained(path)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(path)
-    save_task(task, path)

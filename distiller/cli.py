@@ -20,7 +20,7 @@ import autodistiller.cli
 import builders.cli
 import distill_train.cli
 import pipelines.build_cli
-from pipelines.console import configure, error_message
+from taskdata.console import configure, error_message
 
 __all__ = ["main", "build_parser"]
 
@@ -29,8 +29,17 @@ _COMMAND_MODULES = (augment.cli, augment.mlm_cli, pipelines.build_cli, builders.
                     distill_train.cli, autodistiller.cli)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (its subcommands' too), but a bad flag or value is one line, as every
+    other error of the command is: what was wrong, and where the options are listed."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the "
+                  "options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="distiller",
         description="Knowledge distillation for NLP with an offline teacher cache.")
     parser.add_argument("-v", "--verbose", action="count", default=0,

@@ -33,7 +33,6 @@ import apache_beam as beam
 from pipelines.augmentation import AugmentCorpus
 from pipelines.buildcheck import check_outputs, failure_message
 from pipelines.buildlog import Progress, beam_counters, stderr_of_workers, worker_log_path
-from pipelines.console import is_quiet
 from pipelines.dedupe import CachedKeys, MissingKeys
 from pipelines.finalize import CommitAndIndex
 from pipelines.keying import KeyRecords
@@ -41,6 +40,7 @@ from pipelines.mixup import MixupPairs
 from pipelines.read import ReadCorpus
 from pipelines.score import ScoreWithTeacher
 from pipelines.windows import WindowRecords
+from taskdata.console import is_quiet
 
 __all__ = ["BuildOptions", "BuildDistillSet", "BuildError", "build_distill_set", "corpus_names"]
 

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 from builders.devices import usable_cpus
 from examples.demo import run as demo_module
 from examples.demo.run import DemoOptions, run_demo
-from pipelines.console import configure
+from taskdata.console import configure
 
 __all__ = ["main", "print_report", "plot_report"]
 

@@ -91,5 +91,11 @@ def test_cli_reports_config_errors(tmp_path, capsys):
     assert "unknown config keys: 'inter_los' (did you mean 'inter_loss'?)" in \
         capsys.readouterr().err
     code = main(["train", "--cache", "c", "--task", "sst2", "--train-corpus", "t", "--student",
-                 "s", "--mi-alpha", "2"])
-    assert code == 2 and "'mi_alpha': got 2.0" in capsys.readouterr().err
+                 "s", "--set", "mi_alpha=2"])
+    assert code == 2 and "'mi_alpha': got 2.0; expected a number in [0, 1]" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:   # a flag's range is checked as it is parsed
+        main(["train", "--cache", "c", "--task", "sst2", "--train-corpus", "t", "--student",
+              "s", "--mi-alpha", "2"])
+    assert done.value.code == 2
+    assert "argument --mi-alpha: expected a number in [0, 1], got '2'" in capsys.readouterr().err

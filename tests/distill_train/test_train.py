@@ -58,7 +58,9 @@ class _Kill(Exception):
     pass
 
 
-@pytest.mark.parametrize("kill_at,save_every", [(6, None), (5, 2)])
+# (5, 1): the resumed epoch checkpoints again before it ends, so its loss sums must carry the
+# part before the kill through a second checkpoint
+@pytest.mark.parametrize("kill_at,save_every", [(6, None), (5, 2), (5, 1)])
 def test_killed_and_resumed_equals_uninterrupted(tmp_path, teacher_dir, teacher_outputs,
                                                  kill_at, save_every):
     provider, train_rows, dev_rows = teacher_outputs
@@ -86,7 +88,7 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, teacher_dir, teacher_
     assert resumed.best_metric == full.best_metric and resumed.best_epoch == full.best_epoch
     for a, b in zip(resumed.history, full.history):
         assert a["dev"] == b["dev"]
-        assert a["train"] == pytest.approx(b["train"], rel=1e-9)
+        assert a["train"] == b["train"]  # the same sums, added in the same order
     events = [json.loads(l)["event"] for l in open(os.path.join(cfg.run_dir, "metrics.jsonl"))]
     assert "resume" in events and events.count("epoch") == 3
 
@@ -248,7 +250,7 @@ def test_objective_gradients_are_clipped_apart_from_the_students():
     """A critic with huge gradients must not shrink the student's step (the MI-alpha collapse)."""
     import torch
 
-    from distill_train.train import clip_apart
+    from distill_train.optim import clip_apart
 
     student, critic = torch.nn.Linear(4, 2), torch.nn.Linear(4, 2)
     for p in student.parameters():

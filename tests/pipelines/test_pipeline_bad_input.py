@@ -89,7 +89,7 @@ def test_summary_counts_the_rows_another_build_committed_first(tmp_path):
 
 def test_error_lines_name_cause_path_and_fix():
     from pipelines.buildcheck import failure_message
-    from pipelines.console import error_message
+    from taskdata.console import error_message
 
     full = OSError(errno.ENOSPC, "No space left on device")
     full.filename = "/data/cache/manifest.json"

@@ -11,6 +11,10 @@ run (pipelines.build keeps the file when the build fails and names it in its one
 
 `-v` shows INFO and every library's own output; `-vv` DEBUG. `error_message` turns an exception
 into the one line a command prints (the traceback only with -v).
+
+It lives in the bottom layer (standard library only) because every layer sets its console up:
+the `distiller` command, the demo, and the trainer's spawned ranks (`distill_train.distributed`),
+which sit below the command layer and configure themselves as their command did.
 """
 from __future__ import annotations
 
