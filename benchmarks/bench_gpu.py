@@ -25,13 +25,13 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_cache import sst2_sample  # noqa: E402
-from scoring_compare import bare_sorted_loop, interleaved, median_ratio, ours, user_loop  # noqa: E402,E501
+from scoring_compare import (bare_sorted_loop, interleaved, median_ratio, ours,  # noqa: E402
+                             user_loop, writer_alone)
 
 
 def teacher_for(model: str, amp: str, max_tokens: int, layers="all", device: str = "cuda"):
@@ -40,25 +40,6 @@ def teacher_for(model: str, amp: str, max_tokens: int, layers="all", device: str
     return Teacher(TeacherConfig(model=model, num_labels=2, device=device, amp=amp,
                                  layers=layers, max_tokens_per_batch=max_tokens,
                                  max_batch_size=1024)).load()
-
-
-def writer_alone(teacher, rows, workdir: str, writers: int, chunk: int = 512) -> float:
-    """Seconds to write, hash, fsync and commit precomputed outputs of `rows` (no forward)."""
-    from builders import TeacherCache
-    from builders.scoring import ShardWriter
-
-    outputs = teacher.score(rows, store_as="float16")
-    path = os.path.join(workdir, f"writer{writers}")
-    shutil.rmtree(path, ignore_errors=True)
-    cache = TeacherCache.create(path, teacher.spec("float16"))
-    t = time.perf_counter()
-    writer = ShardWriter(cache, writers=writers)
-    for s in range(0, len(outputs), chunk):
-        writer.put(outputs[s:s + chunk])
-    writer.close()
-    seconds = time.perf_counter() - t
-    shutil.rmtree(path, ignore_errors=True)
-    return seconds
 
 
 def main() -> int:

@@ -9,6 +9,7 @@ median of the per-round ratios.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import statistics
@@ -88,6 +89,28 @@ def ours(teacher, rows, workdir: str, name: str, chunk: int = 512, writers: int 
     return seconds
 
 
+def writer_alone(teacher, rows, workdir: str, writers: int = 1, chunk: int = 512,
+                 cpu: bool = False) -> float:
+    """Seconds (with `cpu`: CPU seconds of this process) to encode, write, hash, fsync and
+    commit precomputed float16 outputs of `rows`: the writer's share, without any forward."""
+    from builders import TeacherCache
+    from builders.scoring import ShardWriter
+
+    outputs = teacher.score(rows, store_as="float16")
+    path = os.path.join(workdir, f"writer{writers}")
+    shutil.rmtree(path, ignore_errors=True)
+    cache = TeacherCache.create(path, teacher.spec("float16"))
+    clock = time.process_time if cpu else time.perf_counter
+    start = clock()
+    writer = ShardWriter(cache, writers=writers)
+    for s in range(0, len(outputs), chunk):
+        writer.put(outputs[s:s + chunk])
+    writer.close()
+    seconds = clock() - start
+    shutil.rmtree(path, ignore_errors=True)
+    return seconds
+
+
 def interleaved(variants: Dict[str, Callable[[], float]], rounds: int,
                 log: Callable[[str], None] = print) -> Dict[str, Dict[str, List[float]]]:
     """{"wall": {name: seconds per round}, "cpu": {name: CPU seconds of this process per round}};
@@ -136,3 +159,87 @@ def warm_up(teacher, rows) -> float:
     with contextlib.redirect_stdout(None):
         teacher.score(rows)
     return time.perf_counter() - t
+
+
+def scoring_section(args, rows, model_path, workdir, fig):
+    """Section 2: interleaved rounds of our scoring and the bare loop, per precision/backend."""
+    import functools
+
+    from builders.teacher import Teacher, TeacherConfig
+
+    def teacher(**kw):
+        return Teacher(TeacherConfig(model=model_path, num_labels=2, max_length=128,
+                                     max_tokens_per_batch=args.max_tokens_per_batch,
+                                     num_threads=args.threads, device="cpu", **kw)).load()
+
+    teachers = {"float32": teacher(), "bf16": teacher(amp="bf16")}
+    wanted = [b for b in args.backends.split(",") if b]
+    for name in wanted:
+        try:
+            teachers[name] = teacher(backend=name)
+        except ValueError as exc:          # e.g. onnxruntime not installed: say so, go on
+            print(f"backend {name}: not measured ({exc})", flush=True)
+    warm = rows[:64]
+    for name, t in teachers.items():
+        seconds = warm_up(t, warm) + t.backend.warmup_s * (name == "onnx")
+        fig[f"warmup_s_{name}"] = seconds
+        print(f"warm-up {name}: {seconds:.1f} s", flush=True)
+    variants = {"bare_float32": functools.partial(bare_sorted_loop, teachers["float32"], rows),
+                "bare_bf16": functools.partial(bare_sorted_loop, teachers["bf16"], rows),
+                "bare_keep_float32": functools.partial(bare_sorted_loop, teachers["float32"],
+                                                       rows, keep=True),
+                "user10_float32": functools.partial(user_loop, teachers["float32"], rows),
+                "user10_bf16": functools.partial(user_loop, teachers["bf16"], rows)}
+    for name, t in teachers.items():
+        variants[f"ours_{name}"] = functools.partial(ours, t, rows, workdir, f"c-{name}")
+    print(f"{args.rounds} interleaved rounds over {len(rows)} sentences:", flush=True)
+    res = interleaved(variants, args.rounds)
+    fig["rounds"] = res
+    for n, secs in res["wall"].items():
+        fig[f"{n}_sentences_per_s"] = len(rows) / statistics.median(secs)
+        fig[f"{n}_sentences_per_cpu_s"] = len(rows) / statistics.median(res["cpu"][n])
+    ref = teachers["float32"].score(rows[:args.error_sample])
+    for name, t in teachers.items():
+        bare = "bare_bf16" if name == "bf16" else "bare_float32"
+        user = "user10_bf16" if name == "bf16" else "user10_float32"
+        fig[f"ours_{name}_vs_user10"] = median_ratio(res["wall"], f"ours_{name}", user)
+        fig[f"ours_{name}_vs_bare"] = median_ratio(res["wall"], f"ours_{name}", bare)
+        fig[f"ours_{name}_vs_bare_cpu"] = median_ratio(res["cpu"], f"ours_{name}", bare)
+        fig[f"ours_{name}_vs_ours_float32"] = median_ratio(res["wall"], f"ours_{name}",
+                                                           "ours_float32")
+        diff = differences(ref, t.score(rows[:args.error_sample])) if name != "float32" else {}
+        fig[f"diff_{name}_vs_float32_eager"] = diff
+        print(f"ours {name:8s}: {fig[f'ours_{name}_sentences_per_s']:6.1f} sentences/s; / {bare} "
+              f"= {fig[f'ours_{name}_vs_bare']:.3f} (per CPU-second "
+              f"{fig[f'ours_{name}_vs_bare_cpu']:.3f}); / {user} "
+              f"{fig[f'ours_{name}_vs_user10']:.3f}; / ours float32 "
+              f"{fig[f'ours_{name}_vs_ours_float32']:.2f}"
+              + (f"; vs float32 eager {json.dumps({k: float(f'{v:.3g}') for k, v in diff.items()})}"
+                 if diff else ""), flush=True)
+    for bare in ("bare_float32", "bare_bf16", "bare_keep_float32", "user10_float32",
+                 "user10_bf16"):
+        print(f"{bare}: {fig[f'{bare}_sentences_per_s']:.1f} sentences/s", flush=True)
+    # The ceiling: a bare loop that keeps what a cache row holds, over the plain bare loop.
+    fig["bare_keep_vs_bare"] = median_ratio(res["wall"], "bare_keep_float32", "bare_float32")
+    fig["ours_float32_vs_bare_keep"] = median_ratio(res["wall"], "ours_float32",
+                                                    "bare_keep_float32")
+    print(f"ceiling: keeping every hidden state costs a bare loop {fig['bare_keep_vs_bare']:.3f} "
+          f"of its speed; ours float32 / that loop = {fig['ours_float32_vs_bare_keep']:.3f}",
+          flush=True)
+    # What the cache's writes cost in CPU: on a machine whose cores all run the forward, a
+    # scorer that writes can at best reach bare / (bare + write CPU / cores + tokenize).
+    t32 = teachers["float32"]
+    write_cpu = statistics.median(writer_alone(t32, rows, workdir, cpu=True)
+                                  for _ in range(args.rounds))
+    start = time.perf_counter()
+    t32.tokenize(rows)
+    tokenize_s = time.perf_counter() - start
+    bare_s = statistics.median(res["wall"]["bare_float32"])
+    fig["write_cpu_s"], fig["tokenize_s"] = write_cpu, tokenize_s
+    fig["ceiling_vs_bare"] = bare_s / (bare_s + write_cpu / max(1, args.threads) + tokenize_s)
+    fig["ours_float32_vs_ceiling"] = fig["ours_float32_vs_bare"] / fig["ceiling_vs_bare"]
+    print(f"ceiling of a scorer that writes this cache on {args.threads} cores: writing "
+          f"{len(rows)} rows takes {write_cpu:.2f} CPU-s, tokenizing {tokenize_s:.2f} s, the bare "
+          f"loop {bare_s:.2f} s: at best {fig['ceiling_vs_bare']:.3f} of the bare loop; ours "
+          f"float32 reaches {fig['ours_float32_vs_ceiling']:.3f} of that ceiling", flush=True)
+    return teachers["float32"]

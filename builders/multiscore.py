@@ -3,9 +3,9 @@
 The local scorer (builders.scoring) runs one teacher. With ``--devices cuda:0,cuda:1`` the same
 chunks (cut in the same order, so the same shards) are scored by one replica per device, each on
 its own thread (a forward pass releases the GIL while its device works), and written and
-committed in order by one writer thread (`builders.scoring.ShardWriter`), as `score_into_cache`
-does. A chunk's outputs do not depend on which replica scored it when the replicas are of one
-kind (CPUs, or GPUs of one model): the cache is the same as with one device.
+committed by the writer threads of `builders.scoring.ShardWriter`, as `score_into_cache` does.
+A chunk's outputs do not depend on which replica scored it when the replicas are of one kind
+(CPUs, or GPUs of one model): the cache is the same as with one device.
 """
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def load_replicas(config: "TeacherConfig", devices: Sequence[str]) -> List["Teac
 def score_on_devices(teachers: Sequence["Teacher"], cache: "TeacherCache",
                      records: Sequence[Any], *, chunk: int = 2048) -> Dict[str, Any]:
     """`builders.scoring.score_into_cache` with one replica per device; same result dict."""
-    from .scoring import ShardWriter, missing_records, score_into_cache, summary
+    from .scoring import (ShardWriter, chunk_bounds, default_writers, missing_records,
+                          score_into_cache, summary)
 
     if len(teachers) == 1:
         return score_into_cache(teachers[0], cache, records, chunk=chunk)
@@ -49,29 +50,28 @@ def score_on_devices(teachers: Sequence["Teacher"], cache: "TeacherCache",
         raise ValueError("the teacher replicas differ (fingerprint or precision): the devices "
                          "must run one teacher at one precision")
     pending, pending_keys, reused = missing_records(teachers[0], cache, records)
-    starts = range(0, len(pending), chunk)
+    bounds = chunk_bounds(len(pending), chunk)
     free: "queue.Queue" = queue.Queue()
     for teacher in teachers:
         free.put(teacher)
 
-    def score(start: int):
+    def score(start: int, end: int):
         teacher = free.get()
         try:
-            return teacher.score(pending[start:start + chunk],
-                                 keys=pending_keys[start:start + chunk],
+            return teacher.score(pending[start:end], keys=pending_keys[start:end],
                                  store_as=cache.spec.dtype)
         finally:
             free.put(teacher)
 
-    writer = ShardWriter(cache)     # chunks are written in order, as with one device
+    writer = ShardWriter(cache, writers=default_writers(teachers))
     try:
         with concurrent.futures.ThreadPoolExecutor(len(teachers), "teacher-replica") as scorers:
             scoring: List[Any] = []
-            for i, start in enumerate(starts):
-                scoring.append(scorers.submit(score, start))
+            for i, (start, end) in enumerate(bounds):
+                scoring.append(scorers.submit(score, start, end))
                 if len(scoring) > len(teachers):   # one chunk queued per replica, no more
                     writer.put(scoring.pop(0).result())
-                log.info("scoring chunk %d/%d", i + 1, len(starts))
+                log.info("scoring chunk %d/%d", i + 1, len(bounds))
             for future in scoring:
                 writer.put(future.result())
     finally:

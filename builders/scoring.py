@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:
     from .cache import TeacherCache
@@ -106,26 +106,51 @@ def summary(records: Sequence[Any], pending: Sequence[Any], reused: int,
             "shards": len(added), "rows_committed": sum(i.rows for i in added)}
 
 
+def default_writers(teachers: Sequence["Teacher"]) -> int:
+    """Writer threads for teachers of these devices: one when they all run on a CPU (whose
+    cores the forward already fills), else up to 4 per GPU, at most half the usable CPUs
+    (measured on an H200: 4 writers doubled one's rate, benchmarks/README.md)."""
+    from .devices import usable_cpus
+
+    gpus = sum(1 for t in teachers if t.device is not None and t.device.type == "cuda")
+    return 1 if not gpus else max(1, min(4 * gpus, usable_cpus() // 2))
+
+
+def chunk_bounds(n: int, chunk: int, tail_pieces: int = 4) -> List[Tuple[int, int]]:
+    """[start, end) of the chunks `n` rows are scored and written in: `chunk` rows each, the last
+    chunk cut into up to `tail_pieces` smaller ones. Only the last write waits with nothing to
+    overlap it; a small last shard keeps that wait short."""
+    bounds = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+    if not bounds:
+        return bounds
+    start, end = bounds.pop()
+    piece = max(1, -(-(end - start) // tail_pieces))
+    bounds.extend((s, min(s + piece, end)) for s in range(start, end, piece))
+    return bounds
+
+
 def score_into_cache(teacher: "Teacher", cache: "TeacherCache", records: Sequence[Any], *,
-                     chunk: int = 2048, queue_chunks: int = 1, writers: int = 1
-                     ) -> Dict[str, Any]:
+                     chunk: int = 2048, queue_chunks: int = 1,
+                     writers: Optional[int] = None) -> Dict[str, Any]:
     """Score the records whose keys `cache` lacks (each distinct key once), committing one shard
-    per chunk. Returns {"scored", "reused" (records whose key was already committed),
+    per chunk (the last chunk in a few smaller shards). Returns {"scored", "reused" (records
+    whose key was already committed),
     "duplicates" (repeats of a key within `records`), "shards", "rows_committed"}.
 
     A failure in a write re-raises here; chunks committed before it stay committed. writers:
-    shards written at once (see ShardWriter).
+    shards written at once (see ShardWriter; None: `default_writers`).
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     pending, pending_keys, reused = missing_records(teacher, cache, records)
+    if writers is None:
+        writers = default_writers([teacher])
     writer = ShardWriter(cache, queue_chunks=queue_chunks, writers=writers)
     try:
-        for start in range(0, len(pending), chunk):
-            writer.put(teacher.score(pending[start:start + chunk],
-                                     keys=pending_keys[start:start + chunk],
+        for start, end in chunk_bounds(len(pending), chunk):
+            writer.put(teacher.score(pending[start:end], keys=pending_keys[start:end],
                                      store_as=cache.spec.dtype))
-            log.info("scored %d/%d", min(start + chunk, len(pending)), len(pending))
+            log.info("scored %d/%d", end, len(pending))
     finally:
         added = writer.close()
     log.info("writer thread: %.1f s, overlapped with scoring", writer.write_seconds)

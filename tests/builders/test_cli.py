@@ -48,9 +48,10 @@ def test_score_then_cache_commands(tmp_path, tiny_teacher_dir, sst2_file, capsys
     assert _json(capsys)["examples"] == 30
     assert main(["cache", "info", cache]) == 0
     info = _json(capsys)
-    assert info["corpora"]["sst2-dev"]["rows"] == 31 and len(info["shards"]) == 4
+    # chunks of 8: 8, 8, 8, then the last 6 as 2 + 2 + 2
+    assert info["corpora"]["sst2-dev"]["rows"] == 31 and len(info["shards"]) == 6
     assert main(["cache", "verify", cache]) == 0
-    assert "ok: 4 shard(s)" in capsys.readouterr().out
+    assert "ok: 6 shard(s)" in capsys.readouterr().out
 
     other = str(tmp_path / "other")
     assert main(["score", "--input", sst2_file, "--task", "sst2", "--teacher", tiny_teacher_dir,
