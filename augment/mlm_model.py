@@ -50,10 +50,7 @@ class MaskedLM:
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
         self.name = name
-        if not os.path.isdir(name) and (name.startswith((".", "/", "~")) or name.count("/") > 1):
-            raise FileNotFoundError(
-                f"masked LM {name!r} does not exist: build one from an encoder with `distiller "
-                "mlm-adapt` (`make mlm` builds runs/mlm/minilm-glue) or name a local masked LM")
+        check_masked_lm_path(name)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(name)
         except OSError as exc:
@@ -194,6 +191,15 @@ def lm_head(m):
             return m.vocab_projector(m.vocab_layer_norm(h))
         return head
     return None
+
+
+def check_masked_lm_path(name: str) -> None:
+    """A masked LM named by a local path that does not exist: FileNotFoundError saying how to
+    build one (a hub name passes: it is resolved when loaded)."""
+    if not os.path.isdir(name) and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+        raise FileNotFoundError(
+            f"masked LM {name!r} does not exist: build one from an encoder with `distiller "
+            "mlm-adapt` (`make mlm` builds runs/mlm/minilm-glue) or name a local masked LM")
 
 
 def get_masked_lm(name: str, device: str = "auto") -> MaskedLM:

@@ -232,6 +232,17 @@ class AugmentationPolicy:
                 zip(self.steps, self._configs)])
         return self._augmenters
 
+    def check_models(self) -> "AugmentationPolicy":
+        """Fail now, in the calling process, when a step names a local masked LM that does not
+        exist (a build's workers would otherwise each fail on their first batch)."""
+        from .mlm_model import check_masked_lm_path
+
+        for aug in self.augmenters():
+            model = getattr(getattr(aug, "config", None), "model", None)
+            if aug.name == "contextual" and isinstance(model, str):
+                check_masked_lm_path(model)
+        return self
+
     def load(self) -> "AugmentationPolicy":
         """Load every step's models once per process (idempotent; safe in Beam setup())."""
         for aug in self.augmenters():

@@ -267,7 +267,8 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     if opts.augment is not None:
         from augment.policy import AugmentationPolicy
 
-        policy_name = AugmentationPolicy.from_spec(opts.augment).name
+        policy = AugmentationPolicy.from_spec(opts.augment).check_models()
+        policy_name = policy.name
     names = corpus_names(task.name, opts.split, policy_name, mixup=opts.mixup,
                          mixup_alpha=opts.mixup_alpha)
     dead_path = opts.dead_letters or os.path.join(

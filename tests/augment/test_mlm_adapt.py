@@ -261,6 +261,17 @@ def test_a_missing_masked_lm_says_how_to_build_one(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "does not exist" in err and "mlm-adapt" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+    # a build refuses before its teacher loads or any worker starts: one line, no cache
+    from tests.tinymodels import tiny_bert_classifier
+
+    teacher = tiny_bert_classifier(tmp_path / "teacher", sst2_sentences(SST2_DEV, 200))
+    cache = tmp_path / "cache"
+    assert main(["build", "--input", SST2_DEV, "--task", "sst2", "--teacher", teacher,
+                 "--cache", str(cache), "--augment", f"contextual(model={missing}):0.3",
+                 "--limit", "5", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "mlm-adapt" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not cache.exists()
     # the results script refuses before it trains a teacher or builds a cache
     spec = importlib.util.spec_from_file_location("results_script", RESULTS_SCRIPT)
     results = importlib.util.module_from_spec(spec)
