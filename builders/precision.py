@@ -13,13 +13,18 @@ another precision differ in their low bits, so one cache holds one. Rules:
   workers, and by the teacher itself on a remote worker without a GPU.
 
 `resolve_amp` returns a concrete amp (``off``, ``bf16``, ``fp16``) that every worker then uses as
-given, so the driver and the workers agree on the spec whatever devices the workers have.
+given, so the driver and the workers agree on the spec whatever devices the workers have; each
+loaded teacher turns its amp into the dtype its forwards run at with `teacher_compute`.
 """
 from __future__ import annotations
 
+import logging
 from typing import Optional, Sequence
 
-__all__ = ["AMP_OF_COMPUTE", "COMPUTE_OF_AMP", "resolve_amp", "cache_compute"]
+__all__ = ["AMP_OF_COMPUTE", "COMPUTE_OF_AMP", "resolve_amp", "cache_compute", "teacher_compute",
+           "cpu_has_native_bf16"]
+
+log = logging.getLogger(__name__)
 
 COMPUTE_OF_AMP = {"off": "float32", "bf16": "bfloat16", "fp16": "float16"}
 AMP_OF_COMPUTE = {v: k for k, v in COMPUTE_OF_AMP.items()}
@@ -64,3 +69,33 @@ def resolve_amp(amp: str, *, recorded: Optional[str], kinds: Sequence[str],
         raise ValueError(f"{where}: float16 runs on GPUs only, and these workers include a "
                          "CPU: build on GPUs (--devices cuda) or into a new cache directory")
     return amp
+
+
+def teacher_compute(amp: str, device_type: str) -> str:
+    """The dtype a teacher on `device_type` ('cpu', 'cuda', ...) runs its forwards at for `amp`:
+    "float32", or "bfloat16" / "float16" under autocast. ``auto`` is float32 off a GPU, bfloat16
+    on a GPU that supports it, else float16; ``fp16`` off a GPU is refused (ValueError)."""
+    import torch
+
+    if device_type != "cuda" and amp == "fp16":
+        raise ValueError("amp 'fp16' is for GPUs; on a CPU use amp 'bf16' (or 'off')")
+    if amp == "auto" and device_type == "cpu" and cpu_has_native_bf16():
+        # Not the default (README, "Precision policy"): a new cache would then depend on
+        # the CPU it was started on. Said once per load, for whoever wants the speed.
+        log.info("this CPU computes bfloat16 natively (AVX512-BF16/AMX): a new cache can be "
+                 "scored faster with --amp bf16 (README: Scoring speed)")
+    if amp == "off" or (device_type != "cuda" and amp == "auto"):
+        return "float32"
+    if amp == "auto":
+        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bfloat16" if amp == "bf16" else "float16"
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX)."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):   # private helpers: absent in another torch
+        return False

@@ -34,7 +34,7 @@ class QATeacher(Teacher):
     auto_class = "AutoModelForQuestionAnswering"
 
     def load(self) -> "QATeacher":
-        if self.model is not None:
+        if self.loaded is not None:
             return self
         super().load()
         if not getattr(self.tokenizer, "is_fast", False):

@@ -1,5 +1,11 @@
-"""The teacher: load any Hugging Face sequence-classification/regression model, fingerprint what
-was loaded, tokenize, and run a length-bucketed batched forward that keeps what distillation needs.
+"""The teacher: any Hugging Face sequence-classification/regression model behind one object that
+keys records, tokenizes them and scores them in length-bucketed batches.
+
+This module owns the cache keys and the cache spec of a teacher, tokenisation (with truncation
+counted) and scoring (`score`: bucketing by length, then one forward per batch). Loading, the
+fingerprint, the kept layers, the device and the precision are decided once in
+builders.teacher_load (`load_teacher`, whose `LoadedTeacher` the properties here read); the
+padded forward and the extraction of what a cache keeps are builders.forward's (`run_batch`).
 
 Outputs per example (docs/cache.md, "Shards"): key, input_ids int32[L], token_type_ids int8[L],
 logits float32[C], hidden {layer: float32[L, H] or [H] if pooled}, attentions {layer: [heads, L, L]}
@@ -16,10 +22,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .batching import plan_batches
-from .devices import usable_cpus
 from .keys import cache_key as _cache_key
-from .spec import CacheSpec, default_layers
+from .spec import CacheSpec
 from .teacher_config import TeacherConfig, as_text_pair
+from .teacher_load import LoadedTeacher, load_teacher
 
 __all__ = ["TeacherConfig", "Teacher", "as_text_pair", "make_teacher"]
 
@@ -36,95 +42,56 @@ def make_teacher(config: TeacherConfig) -> "Teacher":
 
 
 class Teacher:
-    """A loaded teacher. Construct cheaply; `load()` (idempotent) loads model and tokenizer."""
+    """A teacher. Construct cheaply; `load()` (idempotent) loads model and tokenizer
+    (builders.teacher_load) and the properties below read what was loaded."""
 
     auto_class = "AutoModelForSequenceClassification"   # the transformers class to load
 
     def __init__(self, config: TeacherConfig) -> None:
         self.config = config
-        self.model = None
-        self.tokenizer = None
-        self.device = None
-        self._fingerprint: Optional[str] = None
+        self.loaded: Optional[LoadedTeacher] = None
         self.calls = 0            # forward passes run (tests count them)
         self.examples_scored = 0
         self.truncated_count = 0
 
     # ----------------------------------------------------------------- loading
     def load(self) -> "Teacher":
-        if self.model is not None:
+        if self.loaded is not None:
             return self
-        import torch
-        import transformers
-
-        cfg = self.config
-        want_attn = bool(cfg.attentions)
-        kwargs: Dict[str, Any] = {"dtype": torch.float32}
-        if want_attn:
-            kwargs["attn_implementation"] = "eager"  # SDPA kernels do not return attention maps
-        if cfg.num_labels is not None:
-            kwargs["num_labels"] = cfg.num_labels
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.model)
-        # Weights the checkpoint lacks (a bare encoder's classifier head) are initialised at
-        # random: from a fixed seed, so that every worker process loads the same teacher (the
-        # same fingerprint, hence the same keys) instead of one head per process.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model, info = getattr(transformers, self.auto_class).from_pretrained(
-                cfg.model, output_loading_info=True, **kwargs)
-        if info.get("missing_keys"):
-            log.warning("teacher %s: %d weight(s) not in the checkpoint were initialised from "
-                        "seed 0 (%s): is it fine-tuned?", cfg.model, len(info["missing_keys"]),
-                        ", ".join(sorted(info["missing_keys"])[:4]))
-        model.eval()
-        if cfg.device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        else:
-            device = cfg.device
-        self.device = torch.device(device)
-        if self.device.type != "cuda" and cfg.amp == "fp16":
-            raise ValueError("amp 'fp16' is for GPUs; on a CPU use amp 'bf16' (or 'off')")
-        if self.device.type == "cpu":
-            threads = cfg.num_threads or usable_cpus()
-            torch.set_num_threads(max(1, threads))
-        limit = getattr(model.config, "max_position_embeddings", None)
-        if limit is not None and cfg.max_length > limit:
-            raise ValueError(f"max_length {cfg.max_length} exceeds what {cfg.model} can embed "
-                             f"({limit} positions): lower max_length")
-        self.model = model.to(self.device)
-        from .fingerprint import teacher_fingerprint
-
-        self._fingerprint = teacher_fingerprint(self.model, self.tokenizer)
-        self._layers = default_layers(self.num_hidden_layers, cfg.layers)
-        bad = [i for i in self._layers if i > self.num_hidden_layers]
-        if bad:
-            raise ValueError(f"layers {bad} do not exist: {cfg.model} has hidden states "
-                             f"0..{self.num_hidden_layers}")
-        if cfg.attentions is True:
-            self._attn_layers = tuple(range(1, self.num_hidden_layers + 1))
-        elif cfg.attentions is False:
-            self._attn_layers = ()
-        else:
-            self._attn_layers = tuple(cfg.attentions)
-        self._compute = self._resolve_compute()  # once: autocast() runs on every batch
-        self._uses_token_types = "token_type_ids" in getattr(
-            self.tokenizer, "model_input_names", ["token_type_ids"])
-        from .backends import make_backend
-
-        self.backend = make_backend(cfg.backend, self.model, teacher=self)
+        self.loaded = load_teacher(self.config, self.auto_class)
         log.info("teacher %s loaded on %s: %d layers, hidden %d, %d labels, fingerprint %s",
-                 cfg.model, self.device, self.num_hidden_layers, self.hidden_size,
-                 self.num_labels, self._fingerprint)
+                 self.config.model, self.device, self.num_hidden_layers, self.hidden_size,
+                 self.num_labels, self.fingerprint)
         return self
 
+    @property
+    def model(self):
+        """The transformers model (None before `load()`)."""
+        return self.loaded.model if self.loaded is not None else None
+
+    @property
+    def tokenizer(self):
+        return self.loaded.tokenizer if self.loaded is not None else None
+
+    @property
+    def device(self):
+        """The torch.device the model runs on (None before `load()`)."""
+        return self.loaded.device if self.loaded is not None else None
+
+    @property
+    def backend(self):
+        """What runs the forward (builders.backends)."""
+        self._require_loaded()
+        return self.loaded.backend
+
     def _require_loaded(self) -> None:
-        if self.model is None:
+        if self.loaded is None:
             raise RuntimeError("Teacher.load() must be called before using the teacher")
 
     @property
     def fingerprint(self) -> str:
         self._require_loaded()
-        return self._fingerprint  # type: ignore[return-value]
+        return self.loaded.fingerprint
 
     @property
     def num_labels(self) -> int:
@@ -154,18 +121,18 @@ class Teacher:
     @property
     def layers(self) -> Tuple[int, ...]:
         self._require_loaded()
-        return self._layers
+        return self.loaded.layers
 
     @property
     def attention_layers(self) -> Tuple[int, ...]:
         """Transformer layers (1..N) whose attention maps are kept."""
         self._require_loaded()
-        return self._attn_layers
+        return self.loaded.attention_layers
 
     @property
     def uses_token_types(self) -> bool:
         self._require_loaded()
-        return self._uses_token_types
+        return self.loaded.uses_token_types
 
     @property
     def tokenization_settings(self) -> Dict[str, Any]:
@@ -187,7 +154,7 @@ class Teacher:
         self._require_loaded()
         return CacheSpec(
             fingerprint=self.fingerprint, tokenization=self.tokenization_settings,
-            layers=self._layers, pooling=self.config.pooling, attentions=self._attn_layers,
+            layers=self.layers, pooling=self.config.pooling, attentions=self.attention_layers,
             dtype=dtype, logits_dtype=logits_dtype, logits_topk=logits_topk,
             compute=self.compute_dtype, backend=self.backend.name, num_labels=self.num_labels,
             problem_type=self.problem_type,
@@ -281,30 +248,16 @@ class Teacher:
     def compute_dtype(self) -> str:
         """The precision forwards run at: float32, or bfloat16 / float16 under autocast."""
         self._require_loaded()
-        return self._compute
-
-    def _resolve_compute(self) -> str:
-        import torch
-
-        amp = self.config.amp
-        if amp == "auto" and self.device.type == "cpu" and _cpu_has_native_bf16():
-            # Not the default (README, "Precision policy"): a new cache would then depend on
-            # the CPU it was started on. Said once per load, for whoever wants the speed.
-            log.info("this CPU computes bfloat16 natively (AVX512-BF16/AMX): a new cache can be "
-                     "scored faster with --amp bf16 (README: Scoring speed)")
-        if amp == "off" or (self.device.type != "cuda" and amp == "auto"):
-            return "float32"
-        if amp == "auto":
-            amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bfloat16" if amp == "bf16" else "float16"
+        return self.loaded.compute_dtype
 
     def autocast(self):
         """The autocast context of the teacher's forward (a no-op at float32)."""
         import torch
 
-        if self._compute == "float32":
+        compute = self.compute_dtype
+        if compute == "float32":
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=getattr(torch, self._compute))
+        return torch.autocast(self.device.type, dtype=getattr(torch, compute))
 
     def forward_batch(self, ids_list: Sequence[np.ndarray], tts_list: Sequence[np.ndarray],
                       *, inputs_embeds=None, attention_mask=None,
@@ -315,13 +268,3 @@ class Teacher:
 
         return run_batch(self, ids_list, tts_list, inputs_embeds=inputs_embeds,
                          attention_mask=attention_mask, store_as=store_as)
-
-
-def _cpu_has_native_bf16() -> bool:
-    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX)."""
-    import torch
-
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except (AttributeError, RuntimeError):   # private helpers: absent in another torch
-        return False

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from builders.precision import resolve_amp
+from builders.precision import resolve_amp, teacher_compute
 from distiller.cli import main
 
 from .test_cli import sst2_file  # noqa: F401  (fixture)
@@ -33,6 +33,22 @@ def test_resolve_amp_rules():
     with pytest.raises(ValueError, match="the cache records float16"):
         resolve_amp("auto", recorded="float16", kinds=["cpu"])
     assert resolve_amp("auto", recorded="float16", kinds=["cuda"]) == "fp16"
+
+
+def test_teacher_compute_rules(monkeypatch):
+    """What a loaded teacher's forwards run at, from its (concrete or auto) amp and device."""
+    import torch
+
+    assert teacher_compute("off", "cpu") == "float32"
+    assert teacher_compute("auto", "cpu") == "float32"       # never CPU-dependent by default
+    assert teacher_compute("bf16", "cpu") == "bfloat16"
+    assert teacher_compute("off", "cuda") == "float32"
+    assert teacher_compute("fp16", "cuda") == "float16"
+    with pytest.raises(ValueError, match="fp16' is for GPUs"):
+        teacher_compute("fp16", "cpu")
+    for supported, want in ((True, "bfloat16"), (False, "float16")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: supported)
+        assert teacher_compute("auto", "cuda") == want
 
 
 def test_score_follows_the_cache_precision_and_refuses_another(tmp_path, tiny_teacher_dir,

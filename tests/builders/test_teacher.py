@@ -245,6 +245,37 @@ def test_bf16_on_cpu_is_close_recorded_in_the_spec_and_not_mixed_into_a_float32_
         _load(tiny_teacher_dir, amp="fp16")
 
 
+def test_load_teacher_is_the_one_load_the_teacher_reads(tiny_teacher_dir):
+    """`load_teacher` returns one frozen result; `Teacher.load()` keeps it (loading once) and its
+    properties are that result, not a second copy that could drift."""
+    import dataclasses
+
+    from builders.teacher_load import LoadedTeacher, load_teacher
+
+    cfg = TeacherConfig(model=tiny_teacher_dir, max_length=64, device="cpu", num_threads=1,
+                        layers=(0, 2), attentions=(2,))
+    loaded = load_teacher(cfg)
+    assert isinstance(loaded, LoadedTeacher) and loaded.config is cfg
+    assert (loaded.layers, loaded.attention_layers, loaded.compute_dtype) == ((0, 2), (2,),
+                                                                              "float32")
+    assert loaded.device.type == "cpu" and loaded.uses_token_types
+    assert loaded.backend.name == "eager" and not loaded.model.training
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loaded.fingerprint = "0" * 32
+    t = Teacher(cfg)
+    assert t.model is None and t.tokenizer is None and t.device is None
+    with pytest.raises(RuntimeError, match="load"):
+        t.fingerprint
+    t.load()
+    first = t.loaded
+    assert t.load().loaded is first                      # idempotent: no second load
+    assert t.fingerprint == loaded.fingerprint           # the same teacher, loaded again
+    assert all(a is b for a, b in zip((t.model, t.tokenizer, t.device, t.backend),
+                                      (first.model, first.tokenizer, first.device, first.backend)))
+    assert (t.layers, t.attention_layers, t.compute_dtype, t.uses_token_types) == (
+        first.layers, first.attention_layers, first.compute_dtype, first.uses_token_types)
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="pooling"):
         TeacherConfig(model="x", pooling="max")
