@@ -149,7 +149,12 @@ class AutoDistiller:
         if not os.path.exists(path):
             raise FileNotFoundError(f"no fitted recommender at {path!r}; fit one with "
                                     "`distiller recommend-fit --ledger LEDGER --out PATH`")
-        model = joblib.load(path)
+        try:
+            model = joblib.load(path)
+        except (ModuleNotFoundError, AttributeError) as exc:   # classes moved or renamed since
+            raise ValueError(f"{path!r} was saved by another version of Distiller ({exc}); fit "
+                             "it again with `distiller recommend-fit --ledger LEDGER --out "
+                             "PATH`") from None
         if not isinstance(model, AutoDistiller):
             raise ValueError(f"{path!r} holds a {type(model).__name__}, not an AutoDistiller")
         if model.sklearn_version != sklearn.__version__:

@@ -132,6 +132,11 @@ def test_errors_are_clear(tmp_path):
         model.rank(SPACE, bad)
     with pytest.raises(FileNotFoundError, match="recommend-fit"):
         AutoDistiller.load(str(tmp_path / "none.joblib"))
+    # a model pickled where the class used to live (distill_train.recommend, before issue 20)
+    old = tmp_path / "old.joblib"
+    old.write_bytes(b"cdistill_train.recommend\nAutoDistiller\n)\x81.")
+    with pytest.raises(ValueError, match="another version of Distiller.*recommend-fit"):
+        AutoDistiller.load(str(old))
 
 
 def fake_train(config, *, on_epoch=None):
