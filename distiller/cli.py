@@ -20,13 +20,14 @@ import autodistiller.cli
 import builders.cli
 import distill_train.cli
 import pipelines.build_cli
+import taskdata.cli
 from taskdata.console import configure, error_message
 
 __all__ = ["main", "build_parser"]
 
 # The packages' cli modules, in the order --help shows their subcommands.
-_COMMAND_MODULES = (augment.cli, augment.mlm_cli, pipelines.build_cli, builders.cli,
-                    distill_train.cli, autodistiller.cli)
+_COMMAND_MODULES = (taskdata.cli, augment.cli, augment.mlm_cli, pipelines.build_cli,
+                    builders.cli, distill_train.cli, autodistiller.cli)
 
 
 class _Parser(argparse.ArgumentParser):

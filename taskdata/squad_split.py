@@ -1,7 +1,8 @@
 """Split an official SQuAD JSON file by article into train.json and dev.json (same format).
 
-    python -m taskdata.squad_split ../shared/data/squad/squad2-sample.json --out runs/squad/data
-    python -m taskdata.squad_split FILE --out DIR --dev-titles "Victoria_(Australia)"
+    distiller squad-split ../shared/data/squad/squad2-sample.json --out runs/squad/data
+    distiller squad-split FILE --out DIR --dev-titles "Victoria_(Australia)"
+    (python -m taskdata.squad_split ... is the same)
 
 Questions of one article share its contexts and topics, so a split by question would leak; by
 default the last `--dev-articles` articles (1) are the dev set and the others the training set.
@@ -45,23 +46,20 @@ def _questions(data: dict) -> int:
     return sum(len(p.get("qas", [])) for a in data["data"] for p in a.get("paragraphs", []))
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m taskdata.squad_split", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="an official SQuAD JSON file (v1.1 or v2.0)")
     p.add_argument("--out", required=True, help="directory for train.json and dev.json")
     p.add_argument("--dev-articles", type=int, default=1,
                    help="the last N articles form the dev set (default 1)")
     p.add_argument("--dev-titles", help="comma-separated titles of the dev articles instead")
-    args = p.parse_args(argv)
-    try:
-        with open(args.input, encoding="utf-8-sig") as fh:
-            data = json.load(fh)
-        titles = [t.strip() for t in args.dev_titles.split(",")] if args.dev_titles else None
-        train, dev = split_articles(data, dev_articles=args.dev_articles, dev_titles=titles)
-    except (OSError, ValueError) as exc:
-        print(f"squad_split: error: {exc}", file=sys.stderr)
-        return 2
+
+
+def run(args) -> int:
+    """Split as the parsed arguments say; raises OSError/ValueError on bad input."""
+    with open(args.input, encoding="utf-8-sig") as fh:
+        data = json.load(fh)
+    titles = [t.strip() for t in args.dev_titles.split(",")] if args.dev_titles else None
+    train, dev = split_articles(data, dev_articles=args.dev_articles, dev_titles=titles)
     os.makedirs(args.out, exist_ok=True)
     for name, part in (("train", train), ("dev", dev)):
         path = os.path.join(args.out, f"{name}.json")
@@ -70,6 +68,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{path}: {len(part['data'])} article(s), {_questions(part)} question(s): "
               + ", ".join(a.get("title", "?") for a in part["data"]))
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m taskdata.squad_split", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    try:
+        return run(p.parse_args(argv))
+    except (OSError, ValueError) as exc:
+        print(f"squad_split: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

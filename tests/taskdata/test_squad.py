@@ -157,3 +157,13 @@ def test_split_by_article_keeps_the_official_format(tmp_path):
     assert len(train["data"]) == 4
     assert len(list(read_records(str(tmp_path / "dev.json"), builtin_task("squad2")))) == 247
     assert main([SAMPLE, "--out", str(tmp_path), "--dev-titles", "Nope"]) == 2
+    # the same as a `distiller` subcommand; bad input is one line
+    from distiller.cli import main as distiller
+
+    other = tmp_path / "by-title"
+    assert distiller(["squad-split", SAMPLE, "--out", str(other), "--dev-titles",
+                      "Normans"]) == 0
+    dev = json.loads((other / "dev.json").read_text())
+    assert [a["title"] for a in dev["data"]] == ["Normans"]
+    assert distiller(["squad-split", str(tmp_path / "missing.json"), "--out",
+                      str(other)]) == 2
