@@ -313,7 +313,6 @@ def main(argv=None) -> int:
         **{f"ours_{b}_vs_user10_float32": round(fig[f"ours_{b}_vs_user10"], 3)
            for b in ("compile", "onnx") if f"ours_{b}_vs_user10" in fig},
         "write_ceiling_vs_bare": round(fig["ceiling_vs_bare"], 3),
-        "writer_niced_vs_not": round(fig["writer_niced_vs_not"], 3),
         "ours_float32_vs_write_ceiling": round(fig["ours_float32_vs_ceiling"], 3),
         "ours_vs_bare_bf16_cpu_time": round(fig["ours_bf16_vs_bare_cpu"], 3),
         **{f"ours_{b}_vs_bare_float32 (target 1.1)": round(fig[f"ours_{b}_vs_bare"], 3)

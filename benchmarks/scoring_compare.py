@@ -74,25 +74,17 @@ def user_loop(teacher, rows, batch_size: int = 64) -> float:
     return time.perf_counter() - t
 
 
-def ours(teacher, rows, workdir: str, name: str, chunk: int = 512, writers: int = 1,
-         writer_niceness=None) -> float:
-    """Seconds of `score_into_cache` of `rows` into a fresh float16 cache (written, committed);
-    writer_niceness: instead of builders.scoring.WRITER_NICENESS."""
-    from builders import TeacherCache, scoring
+def ours(teacher, rows, workdir: str, name: str, chunk: int = 512, writers: int = 1) -> float:
+    """Seconds of `score_into_cache` of `rows` into a fresh float16 cache (written, committed)."""
+    from builders import TeacherCache
     from builders.scoring import score_into_cache
 
     path = os.path.join(workdir, name)
     shutil.rmtree(path, ignore_errors=True)
     cache = TeacherCache.create(path, teacher.spec("float16"))
-    default = scoring.WRITER_NICENESS
-    if writer_niceness is not None:
-        scoring.WRITER_NICENESS = writer_niceness
-    try:
-        t = time.perf_counter()
-        score_into_cache(teacher, cache, rows, chunk=chunk, writers=writers)
-        seconds = time.perf_counter() - t
-    finally:
-        scoring.WRITER_NICENESS = default
+    t = time.perf_counter()
+    score_into_cache(teacher, cache, rows, chunk=chunk, writers=writers)
+    seconds = time.perf_counter() - t
     shutil.rmtree(path, ignore_errors=True)
     return seconds
 
@@ -200,9 +192,6 @@ def scoring_section(args, rows, model_path, workdir, fig):
                 "user10_bf16": functools.partial(user_loop, teachers["bf16"], rows)}
     for name, t in teachers.items():
         variants[f"ours_{name}"] = functools.partial(ours, t, rows, workdir, f"c-{name}")
-    # the writer thread at the scorer's own priority (scoring.WRITER_NICENESS = 0)
-    variants["ours_float32_writer_not_niced"] = functools.partial(
-        ours, teachers["float32"], rows, workdir, "c-not-niced", writer_niceness=0)
     ours(teachers["float32"], rows[:64], workdir, "warm")   # one-time imports (pyarrow, pandas)
     print(f"{args.rounds} interleaved rounds over {len(rows)} sentences:", flush=True)
     res = interleaved(variants, args.rounds)
@@ -231,10 +220,6 @@ def scoring_section(args, rows, model_path, workdir, fig):
     for bare in ("bare_float32", "bare_bf16", "bare_keep_float32", "user10_float32",
                  "user10_bf16"):
         print(f"{bare}: {fig[f'{bare}_sentences_per_s']:.1f} sentences/s", flush=True)
-    fig["writer_niced_vs_not"] = median_ratio(res["wall"], "ours_float32",
-                                              "ours_float32_writer_not_niced")
-    print(f"writer thread niced vs at the scorer's priority: {fig['writer_niced_vs_not']:.3f}",
-          flush=True)
     # The ceiling: a bare loop that keeps what a cache row holds, over the plain bare loop.
     fig["bare_keep_vs_bare"] = median_ratio(res["wall"], "bare_keep_float32", "bare_float32")
     fig["ours_float32_vs_bare_keep"] = median_ratio(res["wall"], "ours_float32",

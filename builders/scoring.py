@@ -24,24 +24,6 @@ __all__ = ["score_into_cache", "ShardWriter"]
 
 log = logging.getLogger(__name__)
 
-# The writer threads run this much nicer than the scoring thread (Linux: niceness is per thread):
-# when the forward's threads fill every core, a writer yields to them instead of stalling their
-# barriers, and catches up while they wait. 0 leaves it alone; bench_cache.py measures both.
-WRITER_NICENESS = 10
-
-
-def _lower_priority(niceness: int) -> None:
-    """Make the calling thread `niceness` nicer, where the OS allows it per thread."""
-    import os
-
-    if niceness <= 0 or not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
-    except OSError:  # not permitted here: run at the caller's priority
-        pass
-
 
 class ShardWriter:
     """Writer threads fed through a bounded queue: `put(outputs)` blocks only when
@@ -70,7 +52,6 @@ class ShardWriter:
     def _run(self) -> None:
         import time
 
-        _lower_priority(WRITER_NICENESS)
         while True:
             outputs = self._queue.get()
             if outputs is None:
