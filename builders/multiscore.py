@@ -38,7 +38,7 @@ def load_replicas(config: "TeacherConfig", devices: Sequence[str]) -> List["Teac
 def score_on_devices(teachers: Sequence["Teacher"], cache: "TeacherCache",
                      records: Sequence[Any], *, chunk: int = 2048) -> Dict[str, Any]:
     """`builders.scoring.score_into_cache` with one replica per device; same result dict."""
-    from .scoring import (ShardWriter, chunk_bounds, default_writers, missing_records,
+    from .scoring import (ShardWriter, default_writers, missing_records, plan_chunks,
                           score_into_cache, summary)
 
     if len(teachers) == 1:
@@ -50,16 +50,16 @@ def score_on_devices(teachers: Sequence["Teacher"], cache: "TeacherCache",
         raise ValueError("the teacher replicas differ (fingerprint or precision): the devices "
                          "must run one teacher at one precision")
     pending, pending_keys, reused = missing_records(teachers[0], cache, records)
-    bounds = chunk_bounds(len(pending), chunk)
+    toks, chunks = plan_chunks(teachers[0], pending, chunk) if pending else ([], [])
     free: "queue.Queue" = queue.Queue()
     for teacher in teachers:
         free.put(teacher)
 
-    def score(start: int, end: int):
+    def score(idx: List[int]):
         teacher = free.get()
         try:
-            return teacher.score(pending[start:end], keys=pending_keys[start:end],
-                                 store_as=cache.spec.dtype)
+            return teacher.score([pending[i] for i in idx], tokens=[toks[i] for i in idx],
+                                 keys=[pending_keys[i] for i in idx], store_as=cache.spec.dtype)
         finally:
             free.put(teacher)
 
@@ -67,11 +67,11 @@ def score_on_devices(teachers: Sequence["Teacher"], cache: "TeacherCache",
     try:
         with concurrent.futures.ThreadPoolExecutor(len(teachers), "teacher-replica") as scorers:
             scoring: List[Any] = []
-            for i, (start, end) in enumerate(bounds):
-                scoring.append(scorers.submit(score, start, end))
+            for i, idx in enumerate(chunks):
+                scoring.append(scorers.submit(score, idx))
                 if len(scoring) > len(teachers):   # one chunk queued per replica, no more
                     writer.put(scoring.pop(0).result())
-                log.info("scoring chunk %d/%d", i + 1, len(bounds))
+                log.info("scoring chunk %d/%d", i + 1, len(chunks))
             for future in scoring:
                 writer.put(future.result())
     finally:

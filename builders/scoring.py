@@ -1,19 +1,24 @@
 """Local scoring into a cache: forward passes never wait for the writing of earlier chunks.
 
-Used by `distiller score` and the benchmark (the Beam pipeline has its own fan-out). The teacher
-scores chunk after chunk on the calling thread; each finished chunk goes through a bounded queue
-to one writer thread that encodes it (one vectorised conversion per column, encoding.py), writes
-the Parquet shard (sha256, fsync) and commits it. Memory is bounded: at most `queue_chunks`
-chunks wait, plus the one being written and the one being scored. The teacher hands over hidden
-states already in the cache's float16 when that is the storage dtype (half the memory, no second
-conversion). Writing mostly runs outside the GIL (numpy, Arrow, hashing, fsync).
+Used by `distiller score` and the benchmark (the Beam pipeline has its own fan-out). The records
+to score are tokenized once and put in one length-bucketed batch plan, cut into chunks of whole
+batches (`plan_chunks`): the forwards are the ones a single call over everything would run, not
+smaller and less sorted batches per chunk. The teacher scores chunk after chunk on the calling
+thread; each finished chunk goes through a bounded queue to the writer threads, which encode it
+(one vectorised conversion per column, encoding.py), write the Parquet shard (sha256, fsync) and
+commit it. Memory is bounded: at most `queue_chunks` chunks wait, plus those being written and
+the one being scored. The teacher hands over hidden states already in the cache's float16 when
+that is the storage dtype (half the memory, no second conversion). Writing mostly runs outside
+the GIL (numpy, Arrow, hashing, fsync).
 """
 from __future__ import annotations
 
 import logging
 import queue
 import threading
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .batching import plan_batches
 
 if TYPE_CHECKING:
     from .cache import TeacherCache
@@ -116,26 +121,51 @@ def default_writers(teachers: Sequence["Teacher"]) -> int:
     return 1 if not gpus else max(1, min(4 * gpus, usable_cpus() // 2))
 
 
-def chunk_bounds(n: int, chunk: int, tail_pieces: int = 4) -> List[Tuple[int, int]]:
-    """[start, end) of the chunks `n` rows are scored and written in: `chunk` rows each, the last
-    chunk cut into up to `tail_pieces` smaller ones. Only the last write waits with nothing to
-    overlap it; a small last shard keeps that wait short."""
-    bounds = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
-    if not bounds:
-        return bounds
-    start, end = bounds.pop()
-    piece = max(1, -(-(end - start) // tail_pieces))
-    bounds.extend((s, min(s + piece, end)) for s in range(start, end, piece))
-    return bounds
+def record_tokens(teacher: "Teacher", records: Sequence[Any]):
+    """What `Teacher.tokenize` gives for `records`; window rows (question answering) carry their
+    own ids, which are used as they are."""
+    import numpy as np
+
+    if records and all(isinstance(r, Mapping) and "input_ids" in r for r in records):
+        return [(np.asarray(r["input_ids"], dtype=np.int32),
+                 np.asarray(r["token_type_ids"], dtype=np.int8), bool(r.get("truncated")))
+                for r in records]
+    return teacher.tokenize(records)
+
+
+def plan_chunks(teacher: "Teacher", records: Sequence[Any], chunk: int,
+                tail_pieces: int = 4) -> Tuple[List[Any], List[List[int]]]:
+    """(the records' tokens, the chunks they are scored and written in: lists of indices).
+
+    One length-bucketed batch plan over all the records (the teacher's token budget and sort
+    window), cut into chunks of whole batches of about `chunk` records: scoring chunk by chunk
+    runs the batches one call over everything would (a batch holds at most `chunk` records), and
+    the last chunk's batches are cut into
+    up to `tail_pieces` smaller shards (only the last write waits with nothing to overlap it)."""
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    toks = record_tokens(teacher, records)
+    cfg = teacher.config
+    batches = plan_batches([len(t[0]) for t in toks], max_tokens=cfg.max_tokens_per_batch,
+                           max_batch_size=min(cfg.max_batch_size, chunk), window=cfg.sort_window)
+    groups: List[List[List[int]]] = [[]]
+    for batch in batches:
+        if sum(len(b) for b in groups[-1]) >= chunk:
+            groups.append([])
+        groups[-1].append(batch)
+    last = groups.pop()
+    per = max(1, -(-len(last) // tail_pieces))
+    groups.extend(last[i:i + per] for i in range(0, len(last), per))
+    return toks, [[i for b in group for i in b] for group in groups if group]
 
 
 def score_into_cache(teacher: "Teacher", cache: "TeacherCache", records: Sequence[Any], *,
                      chunk: int = 2048, queue_chunks: int = 1,
                      writers: Optional[int] = None) -> Dict[str, Any]:
     """Score the records whose keys `cache` lacks (each distinct key once), committing one shard
-    per chunk (the last chunk in a few smaller shards). Returns {"scored", "reused" (records
-    whose key was already committed),
-    "duplicates" (repeats of a key within `records`), "shards", "rows_committed"}.
+    per chunk of whole batches (`plan_chunks`; the last in a few smaller shards). Returns
+    {"scored", "reused" (records whose key was already committed), "duplicates" (repeats of a
+    key within `records`), "shards", "rows_committed"}.
 
     A failure in a write re-raises here; chunks committed before it stay committed. writers:
     shards written at once (see ShardWriter; None: `default_writers`).
@@ -143,14 +173,18 @@ def score_into_cache(teacher: "Teacher", cache: "TeacherCache", records: Sequenc
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     pending, pending_keys, reused = missing_records(teacher, cache, records)
+    toks, chunks = plan_chunks(teacher, pending, chunk) if pending else ([], [])
     if writers is None:
         writers = default_writers([teacher])
     writer = ShardWriter(cache, queue_chunks=queue_chunks, writers=writers)
     try:
-        for start, end in chunk_bounds(len(pending), chunk):
-            writer.put(teacher.score(pending[start:end], keys=pending_keys[start:end],
+        done = 0
+        for idx in chunks:
+            writer.put(teacher.score([pending[i] for i in idx], tokens=[toks[i] for i in idx],
+                                     keys=[pending_keys[i] for i in idx],
                                      store_as=cache.spec.dtype))
-            log.info("scored %d/%d", end, len(pending))
+            done += len(idx)
+            log.info("scored %d/%d", done, len(pending))
     finally:
         added = writer.close()
     log.info("writer thread: %.1f s, overlapped with scoring", writer.write_seconds)

@@ -358,36 +358,6 @@ def test_create_after_interrupted_create(tmp_path):
     assert len(TeacherCache.create(str(path), make_spec())) == 0
 
 
-def test_score_into_cache_overlaps_and_surfaces_write_errors(tmp_path, tiny_teacher, sst2_rows,
-                                                            monkeypatch):
-    from builders.scoring import score_into_cache
-
-    cache = TeacherCache.create(str(tmp_path / "s"), tiny_teacher.spec())
-    rows = sst2_rows[:25] + sst2_rows[:5]
-    before = tiny_teacher.examples_scored
-    res = score_into_cache(tiny_teacher, cache, rows, chunk=10)
-    # chunks of 10, 10, then the last 5 as 2 + 2 + 1 (a short final write)
-    assert res == {"scored": 25, "reused": 0, "duplicates": 5, "shards": 5, "rows_committed": 25}
-    assert tiny_teacher.examples_scored - before == 25
-    again = score_into_cache(tiny_teacher, cache, rows, chunk=10)
-    assert again["scored"] == 0 and again["reused"] == 30
-
-    calls = []
-    real = TeacherCache.write_shard
-
-    def flaky(self, outputs, name=None):
-        calls.append(len(outputs))
-        if len(calls) == 2:
-            raise OSError("disk full")
-        return real(self, outputs, name)
-
-    monkeypatch.setattr(TeacherCache, "write_shard", flaky)
-    other = TeacherCache.create(str(tmp_path / "f"), tiny_teacher.spec())
-    with pytest.raises(OSError, match="disk full"):
-        score_into_cache(tiny_teacher, other, sst2_rows[:30], chunk=10)
-    assert len(TeacherCache.open(other.path)) == 10 and other.verify() == []
-
-
 def test_mixup_corpus_rows_keep_their_pairing(tmp_path):
     cache = TeacherCache.create(str(tmp_path / "m"), make_spec())
     cache.add(make_outputs(["x", "y", "xy"]))

@@ -5,18 +5,29 @@ import numpy as np
 import pytest
 
 from builders import CacheReader, TeacherCache
-from builders.scoring import chunk_bounds, score_into_cache
+from builders.scoring import plan_chunks, score_into_cache
 
 
-@pytest.mark.parametrize("n,chunk", [(0, 4), (1, 4), (7, 4), (8, 4), (25, 10), (2050, 512)])
-def test_chunks_cover_every_row_once_and_end_small(n, chunk):
-    bounds = chunk_bounds(n, chunk)
-    assert [i for s, e in bounds for i in range(s, e)] == list(range(n))
-    assert all(0 < e - s <= chunk for s, e in bounds)
-    if n > chunk:
-        last_full = n - (n - 1) % chunk - 1          # the start of the last chunk of `chunk`
-        assert all(e - s == chunk for s, e in bounds if e <= last_full)
-        assert bounds[-1][1] - bounds[-1][0] <= -(-chunk // 4)
+@pytest.mark.parametrize("n,chunk", [(1, 4), (7, 4), (40, 8), (64, 1000)])
+def test_chunks_are_runs_of_whole_batches_of_one_plan(tiny_teacher, sst2_rows, n, chunk):
+    from builders.batching import plan_batches
+
+    rows = sst2_rows[:n]
+    toks, chunks = plan_chunks(tiny_teacher, rows, chunk)
+    cfg = tiny_teacher.config
+    plan = plan_batches([len(t[0]) for t in toks], max_tokens=cfg.max_tokens_per_batch,
+                        max_batch_size=min(cfg.max_batch_size, chunk), window=cfg.sort_window)
+    # every record once, in the order of the one batch plan over all of them
+    assert [i for c in chunks for i in c] == [i for b in plan for i in b]
+    starts = {b[0] for b in plan}
+    assert all(c[0] in starts for c in chunks)           # a chunk starts where a batch starts
+    # full chunks hold at least `chunk` records; the last chunk's batches are spread over at
+    # most 4 short shards
+    sizes = [len(c) for c in chunks]
+    full = [x for x in sizes if x >= chunk]
+    assert len(sizes) - len(full) <= 4 or chunk > n
+    with pytest.raises(ValueError, match="chunk"):
+        plan_chunks(tiny_teacher, rows, 0)
 
 
 def test_several_writer_threads_commit_the_same_rows(tmp_path, tiny_teacher, sst2_rows):
@@ -35,3 +46,35 @@ def test_several_writer_threads_commit_the_same_rows(tmp_path, tiny_teacher, sst
         assert all(np.array_equal(a["hidden"][k], b["hidden"][k]) for k in a["hidden"])
     with pytest.raises(ValueError, match="writers"):
         score_into_cache(tiny_teacher, many, rows, writers=0)
+
+
+def test_score_into_cache_overlaps_and_surfaces_write_errors(tmp_path, tiny_teacher, sst2_rows,
+                                                            monkeypatch):
+    from builders.scoring import plan_chunks, score_into_cache
+
+    cache = TeacherCache.create(str(tmp_path / "s"), tiny_teacher.spec())
+    rows = sst2_rows[:25] + sst2_rows[:5]
+    before = tiny_teacher.examples_scored
+    res = score_into_cache(tiny_teacher, cache, rows, chunk=10)
+    shards = len(plan_chunks(tiny_teacher, sst2_rows[:25], 10)[1])  # a shard per chunk
+    assert shards >= 2 and res == {"scored": 25, "reused": 0, "duplicates": 5,
+                                   "shards": shards, "rows_committed": 25}
+    assert tiny_teacher.examples_scored - before == 25
+    again = score_into_cache(tiny_teacher, cache, rows, chunk=10)
+    assert again["scored"] == 0 and again["reused"] == 30
+
+    calls = []
+    real = TeacherCache.write_shard
+
+    def flaky(self, outputs, name=None):
+        calls.append(len(outputs))
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(self, outputs, name)
+
+    monkeypatch.setattr(TeacherCache, "write_shard", flaky)
+    other = TeacherCache.create(str(tmp_path / "f"), tiny_teacher.spec())
+    with pytest.raises(OSError, match="disk full"):
+        score_into_cache(tiny_teacher, other, sst2_rows[:30], chunk=10)
+    first = len(plan_chunks(tiny_teacher, sst2_rows[:30], 10)[1][0])
+    assert len(TeacherCache.open(other.path)) == first and other.verify() == []
