@@ -31,9 +31,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .mlm_data import IGNORE, Corpus, MaskingConfig, apply_masks, epoch_batches, example_rng
 from .mlm_heldout import Encoded, HeldOut, masked_logits, pad_rows, random_ids
-from .mlm_model import lm_head
-from .mlm_setup import autocast, freeze, is_tied, load_masked_lm, make_optimizer, pick_device, \
-    quiet_transformers
+from .mlm_model import autocast, lm_head, pick_device
+from .mlm_setup import freeze, is_tied, load_masked_lm, make_optimizer, quiet_transformers
 from .mlm_runfiles import CHECKPOINT_FILE, RESULT_FILE, log_event, prepare_output, \
     remove_checkpoint, save_checkpoint, write_json
 from .seeding import stable_hash

@@ -34,12 +34,30 @@ def canonical_width(length: int) -> int:
     return -(-length // WIDTH_STEP) * WIDTH_STEP
 
 
-def _pick_device(device: str):
+def pick_device(device: str):
+    """The torch device a masked LM runs on: "auto" is the first GPU when there is one, else the
+    CPU; a GPU asked for where torch sees none is a clear error."""
     import torch
 
-    if device != "auto":
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA GPU is visible to torch here")
+    return dev
+
+
+def autocast(device):
+    """bfloat16 (float16 where the GPU lacks it) autocast on a GPU; nothing on a CPU, where the
+    masked LM runs in float32."""
+    import contextlib
+
+    import torch
+
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
 
 
 class MaskedLM:
@@ -61,7 +79,7 @@ class MaskedLM:
                              "model that ships tokenizer.json")
         if self.tokenizer.mask_token_id is None:
             raise ValueError(f"model {name!r} has no mask token: it is not a masked LM")
-        self.device = _pick_device(device)
+        self.device = pick_device(device)
         self.model = AutoModelForMaskedLM.from_pretrained(name).to(self.device).eval()
         self.counters: Counter = Counter()
         self._head = lm_head(self.model)
@@ -155,11 +173,7 @@ class MaskedLM:
         import torch
 
         ids, mask = ids.to(self.device), mask.to(self.device)
-        dtype = None
-        if self.device.type == "cuda":
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype,
-                                                    enabled=dtype is not None):
+        with torch.inference_mode(), autocast(self.device):
             if self._head is not None:
                 hidden = self.model.base_model(input_ids=ids, attention_mask=mask)[0]
                 picked = hidden[bi.to(self.device), pi.to(self.device)]

@@ -1,6 +1,7 @@
 """Setting up a masked LM for `distiller mlm-adapt` (augment.mlm_adapt): load an encoder with a
 fresh head (the decoder tied to the input embeddings where the architecture allows), freeze the
-first layers on request, the device it trains on, and the optimizer with its schedule."""
+first layers on request, and the optimizer with its schedule (the device and its autocast:
+augment.mlm_model, shared with the contextual augmenter)."""
 from __future__ import annotations
 
 import contextlib
@@ -8,31 +9,7 @@ from typing import Dict, List, Optional
 
 from .seeding import derive_seed
 
-__all__ = ["load_masked_lm", "quiet_transformers", "is_tied", "freeze", "make_optimizer",
-           "pick_device", "autocast"]
-
-
-def pick_device(device: str):
-    """The torch device to train on: "auto" is the first GPU when there is one, else the CPU."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no CUDA GPU is visible to torch here")
-    return dev
-
-
-def autocast(device):
-    """bfloat16 (float16 where the GPU lacks it) autocast for forwards on a GPU; nothing on a
-    CPU, where mlm-adapt trains in float32."""
-    import torch
-
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+__all__ = ["load_masked_lm", "quiet_transformers", "is_tied", "freeze", "make_optimizer"]
 
 
 def load_masked_lm(encoder: str, seed: int):
