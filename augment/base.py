@@ -2,7 +2,8 @@
 
 An augmenter is a plain object with ``name``, ``config`` (a frozen dataclass validated in
 ``__post_init__``), ``VERSION`` (bumped whenever its output for the same input would change),
-``load()`` (idempotent; models load once per process) and ``augment(jobs)`` which returns one
+``load()`` (idempotent; models load once per process), optionally ``check()`` (cheap: raises
+now if a model it needs is missing) and ``augment(jobs)`` which returns one
 text per job plus counters. Every random choice for a job is drawn from generators seeded by
 ``job.seed``, so a job's output never depends on the other jobs in the call.
 """

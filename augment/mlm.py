@@ -96,6 +96,12 @@ class Contextual:
         self.name = "contextual"
         self.lm = None
 
+    def check(self) -> None:
+        """FileNotFoundError now when the masked LM is a local path that does not exist."""
+        from .mlm_model import check_masked_lm_path
+
+        check_masked_lm_path(self.config.model)
+
     def load(self) -> None:
         from .mlm_model import get_masked_lm
 

@@ -233,14 +233,12 @@ class AugmentationPolicy:
         return self._augmenters
 
     def check_models(self) -> "AugmentationPolicy":
-        """Fail now, in the calling process, when a step names a local masked LM that does not
-        exist (a build's workers would otherwise each fail on their first batch)."""
-        from .mlm_model import check_masked_lm_path
-
+        """Fail now, in the calling process, when a step's models are missing (a build's workers
+        would otherwise each fail on their first batch): every augmenter with a `check()`."""
         for aug in self.augmenters():
-            model = getattr(getattr(aug, "config", None), "model", None)
-            if aug.name == "contextual" and isinstance(model, str):
-                check_masked_lm_path(model)
+            check = getattr(aug, "check", None)
+            if check is not None:
+                check()
         return self
 
     def load(self) -> "AugmentationPolicy":
