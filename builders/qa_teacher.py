@@ -10,7 +10,7 @@ hidden states; the cache spec says so (problem_type "question_answering", num_la
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -108,23 +108,13 @@ class QATeacher(Teacher):
             out.append((windowed, rows))
         return out
 
-    def score(self, records: Sequence[Any], *,
-              tokens: Optional[Sequence[Tuple[np.ndarray, np.ndarray, bool]]] = None,
-              keys: Optional[Sequence[str]] = None, store_as: Optional[str] = None
-              ) -> List[Dict[str, Any]]:
-        """Outputs of window records; their own input_ids/token_type_ids are used when
-        they carry them (window_records), else each question is windowed again. keys and
-        store_as as for `Teacher.score`."""
-        records = list(records)
-        if tokens is None and records and all(isinstance(r, Mapping) and "input_ids" in r
-                                              for r in records):
-            tokens = [(np.asarray(r["input_ids"], dtype=np.int32),
-                       np.asarray(r["token_type_ids"], dtype=np.int8), bool(r.get("truncated")))
-                      for r in records]
-        return super().score(records, tokens=tokens, keys=keys, store_as=store_as)
-
     def tokenize(self, records: Sequence[Any]) -> List[Tuple[np.ndarray, np.ndarray, bool]]:
-        """(input_ids, token_type_ids, question truncated) of each window record."""
+        """(input_ids, token_type_ids, question truncated) of each window record: its own ids
+        when the records carry them (window_records), else each question windowed again."""
+        if records and all(isinstance(r, Mapping) and "input_ids" in r for r in records):
+            return [(np.asarray(r["input_ids"], dtype=np.int32),
+                     np.asarray(r["token_type_ids"], dtype=np.int8), bool(r.get("truncated")))
+                    for r in records]
         windowed = self.windows(records) if records else []
         out = []
         for record, wd in zip(records, windowed):

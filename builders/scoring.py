@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from .batching import plan_batches
 
@@ -121,18 +121,6 @@ def default_writers(teachers: Sequence["Teacher"]) -> int:
     return 1 if not gpus else max(1, min(4 * gpus, usable_cpus() // 2))
 
 
-def record_tokens(teacher: "Teacher", records: Sequence[Any]):
-    """What `Teacher.tokenize` gives for `records`; window rows (question answering) carry their
-    own ids, which are used as they are."""
-    import numpy as np
-
-    if records and all(isinstance(r, Mapping) and "input_ids" in r for r in records):
-        return [(np.asarray(r["input_ids"], dtype=np.int32),
-                 np.asarray(r["token_type_ids"], dtype=np.int8), bool(r.get("truncated")))
-                for r in records]
-    return teacher.tokenize(records)
-
-
 def plan_chunks(teacher: "Teacher", records: Sequence[Any], chunk: int,
                 tail_pieces: int = 4) -> Tuple[List[Any], List[List[int]]]:
     """(the records' tokens, the chunks they are scored and written in: lists of indices).
@@ -144,7 +132,7 @@ def plan_chunks(teacher: "Teacher", records: Sequence[Any], chunk: int,
     up to `tail_pieces` smaller shards (only the last write waits with nothing to overlap it)."""
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    toks = record_tokens(teacher, records)
+    toks = teacher.tokenize(records)
     cfg = teacher.config
     batches = plan_batches([len(t[0]) for t in toks], max_tokens=cfg.max_tokens_per_batch,
                            max_batch_size=min(cfg.max_batch_size, chunk), window=cfg.sort_window)
