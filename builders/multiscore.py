@@ -43,14 +43,12 @@ def score_on_devices(teachers: Sequence["Teacher"], cache: "TeacherCache",
 
     if len(teachers) == 1:
         return score_into_cache(teachers[0], cache, records, chunk=chunk)
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
     fingerprints = {t.fingerprint for t in teachers}
     if len(fingerprints) != 1 or len({t.compute_dtype for t in teachers}) != 1:
         raise ValueError("the teacher replicas differ (fingerprint or precision): the devices "
                          "must run one teacher at one precision")
     pending, pending_keys, reused = missing_records(teachers[0], cache, records)
-    toks, chunks = plan_chunks(teachers[0], pending, chunk) if pending else ([], [])
+    toks, chunks = plan_chunks(teachers[0], pending, chunk)
     free: "queue.Queue" = queue.Queue()
     for teacher in teachers:
         free.put(teacher)

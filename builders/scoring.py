@@ -137,10 +137,13 @@ def plan_chunks(teacher: "Teacher", records: Sequence[Any], chunk: int,
     batches = plan_batches([len(t[0]) for t in toks], max_tokens=cfg.max_tokens_per_batch,
                            max_batch_size=min(cfg.max_batch_size, chunk), window=cfg.sort_window)
     groups: List[List[List[int]]] = [[]]
+    size = 0                                    # records in groups[-1]
     for batch in batches:
-        if sum(len(b) for b in groups[-1]) >= chunk:
+        if size >= chunk:
             groups.append([])
+            size = 0
         groups[-1].append(batch)
+        size += len(batch)
     last = groups.pop()
     per = max(1, -(-len(last) // tail_pieces))
     groups.extend(last[i:i + per] for i in range(0, len(last), per))
@@ -158,10 +161,8 @@ def score_into_cache(teacher: "Teacher", cache: "TeacherCache", records: Sequenc
     A failure in a write re-raises here; chunks committed before it stay committed. writers:
     shards written at once (see ShardWriter; None: `default_writers`).
     """
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
     pending, pending_keys, reused = missing_records(teacher, cache, records)
-    toks, chunks = plan_chunks(teacher, pending, chunk) if pending else ([], [])
+    toks, chunks = plan_chunks(teacher, pending, chunk)
     if writers is None:
         writers = default_writers([teacher])
     writer = ShardWriter(cache, queue_chunks=queue_chunks, writers=writers)
