@@ -40,6 +40,18 @@ def make_outputs(keys, *, attentions=(), seed=0, hidden_size=8, num_labels=3):
     return out
 
 
+def damage_a_data_page(path):
+    """Zero the last 64 bytes of the last column's data in the first row group: damage that only
+    the page checksums find (a shard not yet committed has no sha256 in the manifest)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    column = meta.column(meta.num_columns - 1)
+    with open(path, "r+b") as fh:
+        fh.seek(column.data_page_offset + column.total_compressed_size - 64)
+        fh.write(b"\0" * 64)
+
+
 def main(argv):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     from builders import TeacherCache

@@ -15,7 +15,7 @@ from builders import (CacheError, CacheReader, CacheSpecMismatch, CorruptShardEr
                       ForeignDirectoryError, MissingShardError, TeacherCache,
                       UnsatisfiableRequest)
 
-from .synthetic import make_outputs, make_spec
+from .synthetic import damage_a_data_page, make_outputs, make_spec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -58,9 +58,7 @@ def test_uncommitted_shards_of_an_interrupted_build_are_adopted_once_checked(cac
     cache.add(make_outputs(["a", "b"]))
     whole = cache.write_shard(make_outputs(["b", "c", "d"]))   # scored, never committed
     bad = cache.write_shard(make_outputs(["e", "f"]))
-    with open(cache.shard_path(bad.name), "r+b") as fh:          # damaged on disk
-        fh.seek(bad.bytes // 2)
-        fh.write(b"\0" * 64)
+    damage_a_data_page(cache.shard_path(bad.name))               # damaged on disk
     other = TeacherCache.create(str(tmp_path / "other"), make_spec(fingerprint="e" * 32))
     foreign = other.write_shard(make_outputs(["g"]))            # another teacher's shard
     os.replace(other.shard_path(foreign.name), cache.shard_path(foreign.name))

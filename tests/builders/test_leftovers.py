@@ -12,7 +12,7 @@ import sys
 from builders import TeacherCache
 from distiller.cli import main
 
-from .synthetic import make_outputs, make_spec
+from .synthetic import damage_a_data_page, make_outputs, make_spec
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -65,9 +65,7 @@ def test_verify_lists_leftovers_and_clean_removes_what_nothing_can_use(tmp_path,
             fh.write(b"partial")
     sound = cache.write_shard(make_outputs(["c", "d"]))     # scored, never committed (disk full)
     bad = cache.write_shard(make_outputs(["e", "f"]))
-    with open(cache.shard_path(bad.name), "r+b") as fh:
-        fh.seek(bad.bytes // 2)
-        fh.write(b"\0" * 64)
+    damage_a_data_page(cache.shard_path(bad.name))
 
     assert main(["cache", "verify", cache.path]) == 0          # warnings, not failures
     out = capsys.readouterr().out.splitlines()
