@@ -1,8 +1,9 @@
 """Scoring measured side by side, for bench_cache.py (issue 21).
 
-Our scoring (tokenize, key, score, write a float16 cache, commit) and a bare length-sorted
-forward loop over the same sentences and the same batch plan (no keys, no hidden states kept,
-nothing written) run in interleaved rounds, each round in a rotated order, so that a change in
+Our scoring (tokenize, key, score, write a float16 cache, commit) and two bare length-sorted
+forward loops over the same sentences (the careful user's ten lines, `user_loop`, and one over our
+own batch plan, `bare_sorted_loop`; no keys, no hidden states kept, nothing written) run in
+interleaved rounds, each round in a rotated order, so that a change in
 the machine's load hits every variant alike; rates are medians over rounds and each ratio is the
 median of the per-round ratios.
 """
@@ -174,9 +175,10 @@ def scoring_section(args, rows, model_path, workdir, fig):
 
     teachers = {"float32": teacher(), "bf16": teacher(amp="bf16")}
     wanted = [b for b in args.backends.split(",") if b]
-    for name in wanted:
+    for name in wanted:                    # "compile_bf16": torch.compile under bf16 autocast
+        backend, _, amp = name.partition("_")
         try:
-            teachers[name] = teacher(backend=name)
+            teachers[name] = teacher(backend=backend, **({"amp": amp} if amp else {}))
         except ValueError as exc:          # e.g. onnxruntime not installed: say so, go on
             print(f"backend {name}: not measured ({exc})", flush=True)
     warm = rows[:64]
@@ -201,8 +203,9 @@ def scoring_section(args, rows, model_path, workdir, fig):
         fig[f"{n}_sentences_per_cpu_s"] = len(rows) / statistics.median(res["cpu"][n])
     ref = teachers["float32"].score(rows[:args.error_sample])
     for name, t in teachers.items():
-        bare = "bare_bf16" if name == "bf16" else "bare_float32"
-        user = "user10_bf16" if name == "bf16" else "user10_float32"
+        bf16 = name.endswith("bf16")       # compared with the loops at the same precision
+        bare = "bare_bf16" if bf16 else "bare_float32"
+        user = "user10_bf16" if bf16 else "user10_float32"
         fig[f"ours_{name}_vs_user10"] = median_ratio(res["wall"], f"ours_{name}", user)
         fig[f"ours_{name}_vs_bare"] = median_ratio(res["wall"], f"ours_{name}", bare)
         fig[f"ours_{name}_vs_bare_cpu"] = median_ratio(res["cpu"], f"ours_{name}", bare)

@@ -61,11 +61,18 @@ def _to_host(tensors: List[Any]) -> List[Any]:
     return [None if t is None else t.numpy() for t in out]
 
 
-def _stored(t, half: bool):
-    """float32 `t`, or float16 clipped to +-65504 as the cache stores it (bit for bit what
-    quant.encode gives: checked over every float32 value but NaN payloads)."""
+def _clipped(t, half: bool):
+    """float32 `t`, clipped to +-65504 when it is to be stored as float16 (converting that to
+    float16 gives bit for bit what quant.encode does: checked over every float32 value but NaN
+    payloads). In place when `t` is already a float32 temporary."""
     t = t.float()
-    return t.clamp_(-65504.0, 65504.0).half() if half else t
+    return t.clamp_(-65504.0, 65504.0) if half else t
+
+
+def _stored(t, half: bool):
+    """float32 `t`, or float16 clipped as the cache stores it (see `_clipped`)."""
+    t = _clipped(t, half)
+    return t.half() if half else t
 
 
 def _packed_tokens(states: Sequence[Any], lens: np.ndarray, half: bool):
@@ -80,7 +87,8 @@ def _packed_tokens(states: Sequence[Any], lens: np.ndarray, half: bool):
     out = torch.empty((len(states), len(index), hidden), device=first.device,
                       dtype=torch.float16 if half else torch.float32)
     for k, h in enumerate(states):
-        out[k].copy_(_stored(torch.index_select(h.reshape(-1, hidden), 0, index), half))
+        # copy_ converts into the packed buffer: no float16 temporary per layer
+        out[k].copy_(_clipped(torch.index_select(h.reshape(-1, hidden), 0, index), half))
     return out
 
 
