@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 from collections import Counter, defaultdict
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .base import Job, check_choice, check_fraction, check_positive, register
 from .seeding import make_torch_generator
@@ -131,6 +131,15 @@ class BackTranslation:
         self.config = config
         self.name = "backtranslate"
         self.counters: Counter = Counter()
+
+    def identity(self) -> Optional[Dict[str, str]]:
+        """The local translation models' files, for the policy fingerprint (see
+        augment/model_files.py); None when both are hub names."""
+        from .model_files import local_model_digest
+
+        found = {f: local_model_digest(getattr(self.config, f))
+                 for f in ("forward_model", "backward_model")}
+        return {f: d for f, d in found.items() if d} or None
 
     def load(self) -> None:
         _load(self.config.forward_model, self.config.device)

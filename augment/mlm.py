@@ -96,6 +96,14 @@ class Contextual:
         self.name = "contextual"
         self.lm = None
 
+    def identity(self) -> Optional[Dict[str, str]]:
+        """What the policy fingerprint adds for this step: the masked LM's files when it is a
+        local directory (augment/model_files.py), else None."""
+        from .model_files import local_model_digest
+
+        digest = local_model_digest(self.config.model)
+        return {"model": digest} if digest else None
+
     def check(self) -> None:
         """FileNotFoundError now when the masked LM is a local path that does not exist."""
         from .mlm_model import check_masked_lm_path

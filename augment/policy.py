@@ -192,18 +192,24 @@ class AugmentationPolicy:
         return cls(steps=resolved, **options)
 
     # ---- identity -----------------------------------------------------------------------
-    def _versions(self) -> List[str]:
-        return [base.create_from_config(name, cfg).VERSION
-                for (name, _), cfg in zip(self.steps, self._configs)]
+    def _step_identities(self) -> List[list]:
+        """Per step [name, config, VERSION] and, for a step whose models are local directories,
+        their files' digest (`identity()`: a model rebuilt at the same path is another model)."""
+        out = []
+        for (name, _), cfg in zip(self.steps, self._configs):
+            aug = base.create_from_config(name, cfg)
+            identity = getattr(aug, "identity", lambda: None)()
+            out.append([name, dataclasses.asdict(cfg), aug.VERSION]
+                       + ([identity] if identity else []))
+        return out
 
     @property
     def fingerprint(self) -> str:
-        """Changes whenever a step's config, an augmenter VERSION or the policy logic changes."""
+        """Changes whenever a step's config, an augmenter VERSION, a local model's files or the
+        policy logic changes."""
         payload = json.dumps({
             "policy": POLICY_VERSION, "copies": self.copies, "max_rounds": self.max_rounds,
-            "steps": [[name, dataclasses.asdict(cfg), version] for (name, _), cfg, version in
-                      zip(self.steps, self._configs, self._versions())]},
-            sort_keys=True, default=str)
+            "steps": self._step_identities()}, sort_keys=True, default=str)
         return stable_hash(payload)
 
     @property

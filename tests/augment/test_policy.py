@@ -56,6 +56,36 @@ def test_fingerprint_changes_with_config_and_version(monkeypatch):
     assert p.fingerprint != before
 
 
+def test_a_local_masked_lm_is_named_by_its_files_not_its_path(tiny_mlm, tmp_path):
+    import shutil
+
+    import torch
+    from transformers import BertForMaskedLM
+
+    mlm = str(tmp_path / "mlm")
+    shutil.copytree(tiny_mlm, mlm)
+
+    def name():
+        return AugmentationPolicy.from_spec("contextual:0.3", mlm_model=mlm).name
+
+    first = name()
+    with open(os.path.join(mlm, "metrics.jsonl"), "w") as fh:   # a run's bookkeeping
+        fh.write("{}\n")
+    os.utime(os.path.join(mlm, "config.json"))                 # touched, same bytes
+    assert name() == first
+    model = BertForMaskedLM.from_pretrained(mlm)
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight.add_(0.01)
+    model.save_pretrained(mlm)                                  # rebuilt in place
+    assert name() != first
+    local = AugmentationPolicy.from_spec("contextual:0.3", mlm_model=mlm)
+    hub = AugmentationPolicy.from_spec("contextual:0.3", mlm_model="org/mlm")
+    assert len(local._step_identities()[0]) == 4 and len(hub._step_identities()[0]) == 3
+    # steps without models keep the names they had (the corpora of existing caches stay found)
+    assert AugmentationPolicy.from_spec("eda_synonym:0.1+eda_swap:0.1,copies=1").name == (
+        "eda_synonym-p0.1+eda_swap-p0.1-n1-4cbd2a70")
+
+
 @pytest.mark.parametrize("spec, message", [
     ("eda_swapp:0.3", "unknown augmenter 'eda_swapp' (did you mean eda_swap?)"),
     ("eda_swap:1.5", "aug_p must be a number in (0, 1], got 1.5"),
