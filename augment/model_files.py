@@ -38,7 +38,8 @@ def local_model_digest(name: str) -> Optional[str]:
     if not os.path.isdir(name):
         return None
     files = list(_model_files(name))
-    stamp = tuple((f, os.stat(p).st_size, os.stat(p).st_mtime_ns) for f, p in files)
+    stats = [os.stat(p) for _, p in files]
+    stamp = tuple((f, st.st_size, st.st_mtime_ns) for (f, _), st in zip(files, stats))
     key = (os.path.realpath(name), stamp)
     with _lock:
         if key in _digests:
