@@ -252,6 +252,4 @@ def scoring_section(args, rows, model_path, workdir, fig):
               f"{fig[f'ceiling_{prec}_vs_bare']:.3f} of the loop over our batches and "
               f"{fig[f'ceiling_{prec}_vs_user10']:.3f} of the ten-line loop; ours reaches "
               f"{fig[f'ours_{prec}_vs_ceiling_user10']:.3f} of that ceiling", flush=True)
-    fig["ceiling_vs_bare"] = fig["ceiling_float32_vs_bare"]     # names of earlier runs' JSON
-    fig["ours_float32_vs_ceiling"] = fig["ours_float32_vs_ceiling_bare"]
     return teachers["float32"]

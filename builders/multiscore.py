@@ -39,7 +39,7 @@ def score_on_devices(teachers: Sequence["Teacher"], cache: "TeacherCache",
                      records: Sequence[Any], *, chunk: int = 2048) -> Dict[str, Any]:
     """`builders.scoring.score_into_cache` with one replica per device; same result dict."""
     from .scoring import (ShardWriter, default_writers, missing_records, plan_chunks,
-                          score_into_cache, summary)
+                          score_chunk, score_into_cache, summary)
 
     if len(teachers) == 1:
         return score_into_cache(teachers[0], cache, records, chunk=chunk)
@@ -53,11 +53,10 @@ def score_on_devices(teachers: Sequence["Teacher"], cache: "TeacherCache",
     for teacher in teachers:
         free.put(teacher)
 
-    def score(idx: List[int]):
+    def score(batches: List[List[int]]):
         teacher = free.get()
         try:
-            return teacher.score([pending[i] for i in idx], tokens=[toks[i] for i in idx],
-                                 keys=[pending_keys[i] for i in idx], store_as=cache.spec.dtype)
+            return score_chunk(teacher, pending, toks, pending_keys, batches, cache.spec.dtype)
         finally:
             free.put(teacher)
 
@@ -65,8 +64,8 @@ def score_on_devices(teachers: Sequence["Teacher"], cache: "TeacherCache",
     try:
         with concurrent.futures.ThreadPoolExecutor(len(teachers), "teacher-replica") as scorers:
             scoring: List[Any] = []
-            for i, idx in enumerate(chunks):
-                scoring.append(scorers.submit(score, idx))
+            for i, batches in enumerate(chunks):
+                scoring.append(scorers.submit(score, batches))
                 if len(scoring) > len(teachers):   # one chunk queued per replica, no more
                     writer.put(scoring.pop(0).result())
                 log.info("scoring chunk %d/%d", i + 1, len(chunks))

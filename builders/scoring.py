@@ -122,14 +122,15 @@ def default_writers(teachers: Sequence["Teacher"]) -> int:
 
 
 def plan_chunks(teacher: "Teacher", records: Sequence[Any], chunk: int,
-                tail_pieces: int = 4) -> Tuple[List[Any], List[List[int]]]:
-    """(the records' tokens, the chunks they are scored and written in: lists of indices).
+                tail_pieces: int = 4) -> Tuple[List[Any], List[List[List[int]]]]:
+    """(the records' tokens, the chunks they are scored and written in: each a list of forward
+    batches, lists of indices into `records`).
 
     One length-bucketed batch plan over all the records (the teacher's token budget and sort
     window), cut into chunks of whole batches of about `chunk` records: scoring chunk by chunk
-    runs the batches one call over everything would (a batch holds at most `chunk` records), and
-    the last chunk's batches are cut into
-    up to `tail_pieces` smaller shards (only the last write waits with nothing to overlap it)."""
+    (`score_chunk`) runs exactly the batches of that plan (a batch holds at most `chunk`
+    records), and the last chunk's batches are cut into up to `tail_pieces` smaller shards (only
+    the last write waits with nothing to overlap it)."""
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     toks = teacher.tokenize(records)
@@ -147,7 +148,20 @@ def plan_chunks(teacher: "Teacher", records: Sequence[Any], chunk: int,
     last = groups.pop()
     per = max(1, -(-len(last) // tail_pieces))
     groups.extend(last[i:i + per] for i in range(0, len(last), per))
-    return toks, [[i for b in group for i in b] for group in groups if group]
+    return toks, [group for group in groups if group]
+
+
+def score_chunk(teacher: "Teacher", records: Sequence[Any], toks: Sequence[Any],
+                keys: Sequence[str], batches: Sequence[Sequence[int]],
+                store_as: Optional[str]) -> List[Dict[str, Any]]:
+    """The teacher's outputs for one chunk of `plan_chunks`, scored as its planned batches."""
+    idx = [i for b in batches for i in b]
+    local, at = [], 0
+    for b in batches:
+        local.append(range(at, at + len(b)))
+        at += len(b)
+    return teacher.score([records[i] for i in idx], tokens=[toks[i] for i in idx],
+                         keys=[keys[i] for i in idx], store_as=store_as, batches=local)
 
 
 def score_into_cache(teacher: "Teacher", cache: "TeacherCache", records: Sequence[Any], *,
@@ -168,11 +182,10 @@ def score_into_cache(teacher: "Teacher", cache: "TeacherCache", records: Sequenc
     writer = ShardWriter(cache, queue_chunks=queue_chunks, writers=writers)
     try:
         done = 0
-        for idx in chunks:
-            writer.put(teacher.score([pending[i] for i in idx], tokens=[toks[i] for i in idx],
-                                     keys=[pending_keys[i] for i in idx],
-                                     store_as=cache.spec.dtype))
-            done += len(idx)
+        for batches in chunks:
+            outputs = score_chunk(teacher, pending, toks, pending_keys, batches, cache.spec.dtype)
+            writer.put(outputs)
+            done += len(outputs)
             log.info("scored %d/%d", done, len(pending))
     finally:
         added = writer.close()

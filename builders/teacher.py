@@ -202,14 +202,16 @@ class Teacher:
     # ----------------------------------------------------------------- scoring
     def score(self, records: Sequence[Any], *,
               tokens: Optional[Sequence[Tuple[np.ndarray, np.ndarray, bool]]] = None,
-              keys: Optional[Sequence[str]] = None, store_as: Optional[str] = None
-              ) -> List[Dict[str, Any]]:
+              keys: Optional[Sequence[str]] = None, store_as: Optional[str] = None,
+              batches: Optional[Sequence[Sequence[int]]] = None) -> List[Dict[str, Any]]:
         """Teacher outputs per record (dicts with text_a/text_b, tuples or strings), in order.
 
         tokens: what `tokenize` returned for these records, when the caller already has it (the
         pipeline tokenizes once, to key and bucket); None tokenizes here. keys: their cache keys,
         likewise. store_as: the storage dtype of the cache the outputs go to; "float16" returns
-        hidden states and attention maps already in float16 (see forward.run_batch)."""
+        hidden states and attention maps already in float16 (see forward.run_batch). batches:
+        the forward batches, as positions in `records`, when the caller planned them (the local
+        scorer's one plan over every chunk); None plans them here (batching.plan_batches)."""
         self._require_loaded()
         records = list(records)
         if not records:
@@ -221,11 +223,14 @@ class Teacher:
         if tokens is not None and len(tokens) != len(records):
             raise ValueError(f"score: {len(tokens)} tokenizations for {len(records)} records")
         toks = list(tokens) if tokens is not None else self.tokenize(records)
-        lengths = [len(t[0]) for t in toks]
         cfg = self.config
+        if batches is None:
+            batches = plan_batches([len(t[0]) for t in toks], max_tokens=cfg.max_tokens_per_batch,
+                                   max_batch_size=cfg.max_batch_size, window=cfg.sort_window)
+        elif sorted(i for b in batches for i in b) != list(range(len(records))):
+            raise ValueError("score: the batches must hold every record's position exactly once")
         outputs: List[Dict[str, Any]] = [None] * len(records)  # type: ignore[list-item]
-        for batch in plan_batches(lengths, max_tokens=cfg.max_tokens_per_batch,
-                                  max_batch_size=cfg.max_batch_size, window=cfg.sort_window):
+        for batch in batches:
             results = self.forward_batch([toks[i][0] for i in batch], [toks[i][1] for i in batch],
                                          store_as=store_as)
             for i, res in zip(batch, results):

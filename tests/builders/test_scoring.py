@@ -13,12 +13,14 @@ def test_chunks_are_runs_of_whole_batches_of_one_plan(tiny_teacher, sst2_rows, n
     from builders.batching import plan_batches
 
     rows = sst2_rows[:n]
-    toks, chunks = plan_chunks(tiny_teacher, rows, chunk)
+    toks, planned = plan_chunks(tiny_teacher, rows, chunk)
+    chunks = [[i for b in c for i in b] for c in planned]     # the records of each chunk
     cfg = tiny_teacher.config
     plan = plan_batches([len(t[0]) for t in toks], max_tokens=cfg.max_tokens_per_batch,
                         max_batch_size=min(cfg.max_batch_size, chunk), window=cfg.sort_window)
-    # every record once, in the order of the one batch plan over all of them
+    # every record once, in the order of the one batch plan over all of them, in its batches
     assert [i for c in chunks for i in c] == [i for b in plan for i in b]
+    assert [b for c in planned for b in c] == plan
     starts = {b[0] for b in plan}
     assert all(c[0] in starts for c in chunks)           # a chunk starts where a batch starts
     # full chunks hold at least `chunk` records; the last chunk's batches are spread over at
@@ -28,6 +30,20 @@ def test_chunks_are_runs_of_whole_batches_of_one_plan(tiny_teacher, sst2_rows, n
     assert len(sizes) - len(full) <= 4 or chunk > n
     with pytest.raises(ValueError, match="chunk"):
         plan_chunks(tiny_teacher, rows, 0)
+
+
+def test_a_chunk_is_scored_as_its_planned_batches(tiny_teacher, sst2_rows):
+    from builders.scoring import score_chunk
+
+    rows = sst2_rows[:40]
+    toks, planned = plan_chunks(tiny_teacher, rows, 8)
+    keys = [tiny_teacher.record_key(r) for r in rows]
+    calls = tiny_teacher.calls
+    outputs = [o for c in planned for o in score_chunk(tiny_teacher, rows, toks, keys, c, None)]
+    assert tiny_teacher.calls - calls == sum(len(c) for c in planned)   # one forward per batch
+    assert [o["key"] for o in outputs] == [keys[i] for c in planned for b in c for i in b]
+    with pytest.raises(ValueError, match="exactly once"):
+        tiny_teacher.score(rows[:3], batches=[[0, 1], [1]])
 
 
 def test_several_writer_threads_commit_the_same_rows(tmp_path, tiny_teacher, sst2_rows):
@@ -76,5 +92,5 @@ def test_score_into_cache_overlaps_and_surfaces_write_errors(tmp_path, tiny_teac
     other = TeacherCache.create(str(tmp_path / "f"), tiny_teacher.spec())
     with pytest.raises(OSError, match="disk full"):
         score_into_cache(tiny_teacher, other, sst2_rows[:30], chunk=10)
-    first = len(plan_chunks(tiny_teacher, sst2_rows[:30], 10)[1][0])
+    first = sum(len(b) for b in plan_chunks(tiny_teacher, sst2_rows[:30], 10)[1][0])
     assert len(TeacherCache.open(other.path)) == first and other.verify() == []
