@@ -1,4 +1,5 @@
-"""`distiller cache info|stats|verify|clean|merge` and `distiller score` (local scoring, no Beam).
+"""`distiller cache info|corpora|stats|verify|clean|merge` and `distiller score` (local scoring,
+no Beam).
 
 Only argparse at import time: torch/transformers/pyarrow load inside the command functions.
 """
@@ -20,6 +21,13 @@ def add_parsers(subparsers) -> None:
     p = csub.add_parser("info", help="spec, fingerprint, shards and corpora of a cache")
     p.add_argument("path")
     p.set_defaults(func=_cmd_info)
+    p = csub.add_parser("corpora", help="the corpora of a cache and the ready-to-paste "
+                                        "--train-corpus/--dev-corpus flags that select them")
+    p.add_argument("path")
+    p.add_argument("--flags", choices=("train", "evaluate"), default=None,
+                   help="print only the flag lines of `distiller train` or `distiller "
+                   "evaluate`, one per corpus (for scripts)")
+    p.set_defaults(func=_cmd_corpora)
     p = csub.add_parser("stats", help="examples, tokens, bytes per example (JSON)")
     p.add_argument("path")
     p.set_defaults(func=_cmd_stats)
@@ -83,6 +91,20 @@ def _cmd_info(args) -> int:
     print(json.dumps({"path": cache.path, "spec": cache.spec.to_dict(),
                       "shards": cache.manifest["shards"], "corpora": cache.manifest["corpora"],
                       "stats": cache.stats()}, indent=1, sort_keys=True))
+    return 0
+
+
+def _cmd_corpora(args) -> int:
+    from .cache import TeacherCache
+    from .corpus_flags import evaluate_flags, format_corpora, train_flags
+
+    corpora = TeacherCache.open(args.path).manifest.get("corpora", {})
+    if args.flags is None:
+        print(format_corpora(args.path, corpora))
+    else:
+        for line in (train_flags if args.flags == "train" else evaluate_flags)(args.path,
+                                                                                corpora):
+            print(line)
     return 0
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 from taskdata.resolve import add_task_arguments
@@ -166,6 +167,8 @@ def format_summary(s) -> str:
            else ""),
         f"  bytes written     {_human_bytes(s['bytes_written'])}",
         f"  corpora           {', '.join(f'{k} ({v})' for k, v in s['corpora'].items())}",
+        *([f"  flags             distiller cache corpora {shlex.quote(s['cache'])}  (prints "
+            "the --train-corpus/--dev-corpus flags of every corpus)"] if s.get("cache") else []),
         f"  time              {s['seconds']:.1f} s on {s['runner']} x{s['workers']}"
         + (f" ({s['devices']}, amp {s['amp']})" if s.get("devices") else ""),
     ]

@@ -4,6 +4,7 @@ cache knows the task) → evaluate, labels by name; an MNLI-shaped task with two
 that do not fit the task are refused before any work."""
 import json
 import os
+import shlex
 
 import pytest
 
@@ -62,10 +63,15 @@ def test_own_six_class_task_end_to_end_from_the_cli(own_data, tmp_path, capsys):
     assert plain == "mixed6-train" and augmented.startswith("mixed6-train+eda_swap-p0.2-n1")
     assert main(["build", "--input", own_data["dev"], "--split", "dev", *common]) == 0
     capsys.readouterr()
+    # the flags that select each training corpus, printed by the cache: no name typed by hand
+    assert main(["cache", "corpora", cache, "--flags", "train"]) == 0
+    flags = {shlex.split(line)[3]: shlex.split(line)
+             for line in capsys.readouterr().out.splitlines()}
+    assert flags[augmented] == ["--cache", cache, "--train-corpus", augmented, "--dev-corpus",
+                                "mixed6-dev"]
 
     student_run = str(tmp_path / "student")
-    assert main(["train", "--cache", cache, "--train-corpus", augmented,
-                 "--dev-corpus", "mixed6-dev", "--student", teacher, "--student-init",
+    assert main(["train", *flags[augmented], "--student", teacher, "--student-init",
                  "truncate", "--student-num-layers", "1", "--inter-loss", "mse", "--epochs",
                  "1", "--run-dir", student_run, "--no-progress"]) == 0
     result, _ = _json_out(capsys)

@@ -82,9 +82,12 @@ def test_summary_counts_the_rows_another_build_committed_first(tmp_path):
     assert [r["id"] for r in TeacherCache.open(cache.path).read_corpus("t-train")] == [
         "f:a", "f:b", "f:c", "f:d"]
     assert TeacherCache.open(cache.path).verify() == [] and not os.path.exists(staging)
-    text = format_summary(dict(summary, seconds=1.0, runner="direct", workers=2))
+    text = format_summary(dict(summary, seconds=1.0, runner="direct", workers=2,
+                               cache=cache.path))
     assert "  newly scored      4  (1 shards)  (of them 2 already committed by another build " \
            "running at the same time: stored once)" in text.splitlines()
+    assert f"  flags             distiller cache corpora {cache.path}  (prints the " \
+           "--train-corpus/--dev-corpus flags of every corpus)" in text.splitlines()
 
 
 def test_error_lines_name_cause_path_and_fix():
