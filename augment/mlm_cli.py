@@ -6,7 +6,7 @@
         --whole-word --epochs 1 --eval-every 250
     distiller mlm-adapt ... --input reviews.tsv --task reviews --text-a 1   # your own columns
 
-Inputs (--input, --exclude, --eval: files, globs, saved datasets, hf:NAME[:CONFIG][@SPLIT]) are
+Inputs (--input, --exclude, --eval: files, globs, saved datasets, `hf:NAME[:CONFIG][@SPLIT]`) are
 read by the same reader as every command: with task flags, those columns; without, a plain .txt
 file is one sentence per line and a file in a folder named after a built-in task (SST-2, RTE,
 CoLA, ...) is read as that task. Both texts of a pair are sentences of the corpus; duplicates are

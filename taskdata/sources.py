@@ -47,7 +47,7 @@ class Input:
 
 
 def parse_hf_spec(spec: str) -> Tuple[str, Optional[str], Optional[str]]:
-    """'hf:NAME[:CONFIG][@SPLIT]' -> (name, config, split)."""
+    """`hf:NAME[:CONFIG][@SPLIT]` -> (name, config, split)."""
     body = spec[len(HF_PREFIX):]
     split = None
     if "@" in body:
