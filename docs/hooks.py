@@ -9,11 +9,11 @@ Two jobs, so that `mkdocs build --strict` checks every page a reader meets:
   here each is rewritten to the site path of its target. MkDocs then validates every link and
   anchor as usual; a link to a file the site does not hold stays as written and fails there.
 - Markdown that renders wrongly without any warning from MkDocs is reported as a warning, which
-  --strict turns into a failed build: a line of text glued under a table (it becomes a row), a
-  table row whose cell count differs from its header's (GitHub splits cells on every unescaped
-  ``|``, inside code spans too; an escaped one inside a code span keeps its backslash in MkDocs),
-  two headings run together on one line, and one heading text twice on a page (their anchors
-  collide).
+  --strict turns into a failed build: a table glued under a line of text (MkDocs renders no
+  table) or a line of text glued under a table (it becomes a row), a table row whose cell count
+  differs from its header's (GitHub splits cells on every unescaped ``|``, inside code spans too;
+  an escaped one inside a code span keeps its backslash in MkDocs), two headings run together on
+  one line, and one heading text twice on a page (their anchors collide).
 """
 from __future__ import annotations
 
@@ -124,6 +124,9 @@ def structure_problems(markdown: str) -> List[str]:
         nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
         if stripped.startswith("|") and _DELIMITER.match(nxt):
             header_cells = _cells(stripped)
+            if i and lines[i - 1].strip() and follows:
+                problems.append(f"line {i + 1}: a table right under a line of text is no table "
+                                "in MkDocs; put a blank line before it")
             if _cells(nxt) != header_cells:
                 problems.append(f"line {i + 2}: the table's delimiter row has {_cells(nxt)} "
                                 f"cells, its header {header_cells}")
@@ -159,8 +162,8 @@ def api_pages(root: str = _REPO, namespace: str = "distiller") -> dict:
     parts = [name for name in sorted(os.listdir(top))
              if os.path.isfile(os.path.join(top, name, "__init__.py"))]
     pages = {}
-    own = [m for m in _modules(top, namespace) if m.count(".") == 1 and m.split(".")[1]
-           not in parts]
+    own = [f"{namespace}.{name[:-3]}" for name in sorted(os.listdir(top))
+           if name.endswith(".py") and name not in ("__init__.py", "__main__.py")]
     pages[f"api/{namespace}.md"] = _api_page(namespace, own)
     for part in parts:
         dotted = f"{namespace}.{part}"

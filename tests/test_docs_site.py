@@ -38,10 +38,13 @@ def test_defects_that_render_silently_are_reported(hooks):
         "| not | a | table |",
         "## not a heading",
         "```",
+        "Text right above a table.",                 # 16
+        "| c |",                                      # 17: no table in MkDocs
+        "|---|",
     ])
     problems = hooks.structure_problems(text)
     assert [p.split(":")[0] for p in problems] == ["line 6", "line 7", "line 8", "line 10",
-                                                    "line 11"]
+                                                    "line 11", "line 17"]
     assert "3 cells under a header of 2" in problems[0]
     assert "glued under a table" in problems[2]
 
