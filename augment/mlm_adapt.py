@@ -33,8 +33,8 @@ from .mlm_data import IGNORE, Corpus, MaskingConfig, apply_masks, epoch_batches,
 from .mlm_heldout import Encoded, HeldOut, masked_logits, pad_rows, random_ids
 from .mlm_model import autocast, lm_head, pick_device
 from .mlm_setup import freeze, is_tied, load_masked_lm, make_optimizer, quiet_transformers
-from .mlm_runfiles import CHECKPOINT_FILE, RESULT_FILE, log_event, prepare_output, \
-    remove_checkpoint, save_checkpoint, write_json
+from .mlm_runfiles import CHECKPOINT_FILE, RESULT_FILE, load_checkpoint, log_event, \
+    prepare_output, remove_checkpoint, save_checkpoint, write_json
 from .seeding import stable_hash
 
 __all__ = ["MlmAdaptConfig", "adapt", "load_masked_lm", "freeze"]
@@ -171,7 +171,7 @@ def adapt(config: MlmAdaptConfig, corpus: Corpus,
     state: Dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "wall_s": 0.0, "cpu_s": 0.0,
                              "history": [], "fingerprint": fingerprint}
     if os.path.exists(ckpt):
-        payload = torch.load(ckpt, map_location="cpu", weights_only=False)
+        payload = load_checkpoint(ckpt)
         if payload["state"].get("fingerprint") != fingerprint:
             raise ValueError(f"{config.output} holds a checkpoint of another mlm-adapt run "
                              "(other settings or corpus); use another --output, or --fresh to "

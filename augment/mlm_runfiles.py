@@ -8,8 +8,8 @@ import os
 import time
 from typing import Any, Callable, Dict, Optional
 
-__all__ = ["RESULT_FILE", "CHECKPOINT_FILE", "LOG_FILE", "save_checkpoint", "write_json",
-           "log_event", "prepare_output", "remove_checkpoint"]
+__all__ = ["RESULT_FILE", "CHECKPOINT_FILE", "LOG_FILE", "save_checkpoint", "load_checkpoint",
+           "write_json", "log_event", "prepare_output", "remove_checkpoint"]
 
 RESULT_FILE = "mlm_adapt.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -27,15 +27,31 @@ def _atomic_write(path: str, write: Callable[[str], None]) -> None:
 
 def save_checkpoint(path: str, state, model, optimizer, scheduler) -> None:
     """Model, optimizer, schedule, loop state and the torch RNG (and the GPU's, training on one:
-    dropout draws there), atomically."""
+    dropout draws there), as plain data (what `load_checkpoint` reads), atomically."""
     import torch
+
+    from taskdata.checkpoints import save_checkpoint_file
 
     payload = {"state": state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
     device = next(model.parameters()).device
     if device.type == "cuda":
         payload["cuda_rng"] = torch.cuda.get_rng_state(device)
-    _atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    save_checkpoint_file(path, payload)
+
+
+def load_checkpoint(path: str) -> Dict[str, Any]:
+    """The checkpoint `save_checkpoint` wrote, loaded as data only (weights_only=True: an
+    output directory received from someone else runs no code); a refused, damaged or truncated
+    one is a ValueError saying how to start over."""
+    from taskdata.checkpoints import load_checkpoint_file
+
+    payload = load_checkpoint_file(
+        path, keys=("state", "model", "optimizer", "scheduler", "rng"),
+        fix=f"start over with --fresh (or delete {os.path.dirname(path)!r})")
+    if not isinstance(payload["state"], dict):
+        raise ValueError(f"{path} holds no loop state: start over with --fresh")
+    return payload
 
 
 def write_json(path: str, data: Dict[str, Any]) -> None:

@@ -83,7 +83,7 @@ def add_parsers(subparsers) -> None:
 
     f = subparsers.add_parser("recommend-fit", help="fit the recommender on a ledger")
     f.add_argument("--ledger", required=True, help="ledger directory or Parquet file")
-    f.add_argument("--out", required=True, help="where to write the fitted model (.joblib)")
+    f.add_argument("--out", required=True, help="where to write the fitted model (.json)")
     f.add_argument("--evaluate", action="store_true",
                    help="also run leave-one-task-out: top-k recommended vs k random")
     f.add_argument("--k", type=int, default=5)

@@ -145,8 +145,8 @@ def _embed(texts: List[str], encoder: TextEncoder, cache_dir: Optional[str]):
 
     digest = hashlib.sha256("\n".join([encoder.name, *texts]).encode()).hexdigest()[:24]
     path = os.path.join(cache_dir, f"emb-{digest}.npy") if cache_dir else None
-    if path and os.path.exists(path):
-        return np.load(path)
+    if path and os.path.exists(path):  # numbers only: a pickled object array is refused
+        return np.load(path, allow_pickle=False)
     emb = np.asarray(encoder.encode(texts), dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(texts):
         raise ValueError(f"encoder {encoder.name!r} returned shape {emb.shape} for "

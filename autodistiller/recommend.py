@@ -7,9 +7,11 @@ embedding reduced by PCA). `AutoDistiller.rank` scores every candidate configura
 space for a dataset; `leave_one_task_out` checks, task by task, whether the top-k predicted
 configurations beat k random ones on the real metric (as the study did with BoolQ).
 
-Refit on your own ledger::
+The fitted model is kept and saved as plain data (`autodistiller.ratio_model`: JSON numbers and
+strings, no pickle), so a model file received from someone else runs no code when loaded. Refit
+on your own ledger::
 
-    distiller recommend-fit --ledger runs/sweeps/ledger --out my_model.joblib --evaluate
+    distiller recommend-fit --ledger runs/sweeps/ledger --out my_model.json --evaluate
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ import os
 from typing import Any, List, Mapping, Optional
 
 from autodistiller.ledger import CONFIG_COLUMNS, FEATURE_COLUMNS
+from autodistiller.model_file import INFO_TYPES, read_model_file, write_model_file
+from autodistiller.ratio_model import RatioModel
 from autodistiller.space import SearchSpace
 
 __all__ = ["AutoDistiller", "candidate_frame", "leave_one_task_out", "ASSET_MODEL",
@@ -27,7 +31,7 @@ __all__ = ["AutoDistiller", "candidate_frame", "leave_one_task_out", "ASSET_MODE
 log = logging.getLogger(__name__)
 
 _ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
-ASSET_MODEL = os.path.join(_ASSETS, "autodistiller.joblib")
+ASSET_MODEL = os.path.join(_ASSETS, "autodistiller.json")
 ASSET_LEDGER = os.path.join(_ASSETS, "ledger.parquet")
 
 CATEGORICAL = ["augmentation", "mapping", "inter_loss", "pred_loss", "student", "teacher"]
@@ -66,7 +70,7 @@ class AutoDistiller:
     n_estimators: int = 300
     max_depth: int = 3
     learning_rate: float = 0.05
-    pipeline: Any = None
+    model: Optional[RatioModel] = None  # the fitted regressor, as plain data
     tasks: List[str] = dataclasses.field(default_factory=list)
     n_rows: int = 0
     embedding_dim: int = 0
@@ -74,15 +78,29 @@ class AutoDistiller:
     note: str = ""                      # what the training ledger was (printed by `recommend`)
 
     def fit(self, ledger) -> "AutoDistiller":
-        """Fit on the ledger's completed rows that have a finite ratio."""
+        """Fit on the ledger's completed rows that have a finite ratio; keeps the fitted
+        regressor's numbers (`model`), not the scikit-learn objects."""
         import sklearn
+
+        rows = training_rows(ledger)
+        pipeline = self.fit_pipeline(rows)
+        self.model = RatioModel.from_pipeline(pipeline, categorical=CATEGORICAL,
+                                              numeric=NUMERIC)
+        self.tasks = sorted(rows["task"].unique().tolist())
+        self.n_rows = len(rows)
+        self.embedding_dim = sum(c.startswith("emb_") for c in _design(rows).columns)
+        self.sklearn_version = sklearn.__version__
+        return self
+
+    def fit_pipeline(self, rows):
+        """The scikit-learn pipeline (one-hot, numeric, embedding PCA, gradient boosting)
+        fitted on `rows` (`training_rows` of a ledger)."""
         from sklearn.compose import ColumnTransformer
         from sklearn.decomposition import PCA
         from sklearn.ensemble import GradientBoostingRegressor
         from sklearn.pipeline import Pipeline
         from sklearn.preprocessing import OneHotEncoder
 
-        rows = training_rows(ledger)
         if len(rows) < 2:
             raise ValueError(f"need at least 2 completed ledger rows with a ratio to fit, got "
                              f"{len(rows)}; run a sweep first (`distiller sweep`)")
@@ -97,24 +115,17 @@ class AutoDistiller:
         if emb_cols and n_tasks > 1:  # one task's embedding is a constant: nothing to learn
             transformers.append(("emb", PCA(n_components=n_comp, random_state=self.seed),
                                  emb_cols))
-        self.pipeline = Pipeline([
+        pipeline = Pipeline([
             ("features", ColumnTransformer(transformers, sparse_threshold=0.0)),
             ("gbr", GradientBoostingRegressor(
                 n_estimators=self.n_estimators, max_depth=self.max_depth,
                 learning_rate=self.learning_rate, subsample=0.8, random_state=self.seed)),
         ])
-        self.pipeline.fit(x, rows["ratio"].astype(float).to_numpy())
-        self.tasks = sorted(rows["task"].unique().tolist())
-        self.n_rows = len(rows)
-        self.embedding_dim = len(emb_cols)
-        self.sklearn_version = sklearn.__version__
-        return self
+        return pipeline.fit(x, rows["ratio"].astype(float).to_numpy())
 
     def predict(self, frame):
         """Predicted student/teacher ratios for rows with the ledger's config/feature columns."""
-        import numpy as np
-
-        if self.pipeline is None:
+        if self.model is None:
             raise ValueError("AutoDistiller is not fitted: call fit(ledger) or load(path)")
         x = _design(frame)
         dim = sum(c.startswith("emb_") for c in x.columns)
@@ -122,7 +133,7 @@ class AutoDistiller:
             raise ValueError(f"dataset embedding has {dim} dimensions, the model was fitted on "
                              f"{self.embedding_dim}: compute features with the same encoder "
                              "(the default MiniLM encoder gives 384)")
-        return np.asarray(self.pipeline.predict(x), dtype=float)
+        return self.model.predict(x)
 
     def rank(self, space: SearchSpace, features: Mapping[str, Any], *, teacher: str = "",
              k: Optional[int] = None):
@@ -134,33 +145,29 @@ class AutoDistiller:
         return frame if k is None else frame.head(k)
 
     def save(self, path: str) -> None:
-        import joblib
-
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = path + ".tmp"
-        joblib.dump(self, tmp)
-        os.replace(tmp, path)
+        """The model file (JSON: settings, what it was fitted on, the regressor's numbers)."""
+        if self.model is None:
+            raise ValueError("AutoDistiller is not fitted: call fit(ledger) before save")
+        info = {k: getattr(self, k) for k in INFO_TYPES}
+        write_model_file(path, info, self.model)
 
     @staticmethod
     def load(path: str) -> "AutoDistiller":
-        import joblib
-        import sklearn
-
+        """A model file `save` wrote. It is parsed as JSON and checked field by field: a file
+        received from someone else runs no code (a pickle is refused, unopened)."""
         if not os.path.exists(path):
             raise FileNotFoundError(f"no fitted recommender at {path!r}; fit one with "
                                     "`distiller recommend-fit --ledger LEDGER --out PATH`")
-        try:
-            model = joblib.load(path)
-        except (ModuleNotFoundError, AttributeError) as exc:   # classes moved or renamed since
-            raise ValueError(f"{path!r} was saved by another version of Distiller ({exc}); fit "
-                             "it again with `distiller recommend-fit --ledger LEDGER --out "
-                             "PATH`") from None
-        if not isinstance(model, AutoDistiller):
-            raise ValueError(f"{path!r} holds a {type(model).__name__}, not an AutoDistiller")
-        if model.sklearn_version != sklearn.__version__:
-            log.warning("%s was fitted with scikit-learn %s, this is %s: refit if predictions "
-                        "look wrong", path, model.sklearn_version, sklearn.__version__)
-        return model
+        info, model = read_model_file(path)
+        columns = [col for col, _ in model.categorical]
+        pca_dim = 0 if model.pca_mean is None else len(model.pca_mean)
+        if columns != CATEGORICAL or list(model.numeric) != NUMERIC \
+                or pca_dim not in (0, info["embedding_dim"]):
+            raise ValueError(f"{path!r} was fitted on other input columns than this Distiller "
+                             f"computes ({columns + list(model.numeric)}, embedding {pca_dim}); "
+                             "fit it again with `distiller recommend-fit --ledger LEDGER --out "
+                             "PATH`")
+        return AutoDistiller(model=model, **info)
 
 
 def training_rows(ledger):

@@ -11,11 +11,15 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
+from taskdata.checkpoints import load_checkpoint_file, save_checkpoint_file
+
 __all__ = ["RunLog", "save_checkpoint", "load_checkpoint", "check_resumable", "save_model",
            "json_safe"]
 
 log = logging.getLogger(__name__)
 
+# What a checkpoint holds (save_checkpoint).
+_CHECKPOINT_KEYS = ("state", "model", "objective", "optimizer", "scheduler", "scaler")
 # Config keys that may change between a killed run and its resumption.
 RESUME_FREE = {"resume", "progress", "tensorboard", "log_every", "device", "eval_batch_size",
                "loader_workers"}
@@ -77,7 +81,8 @@ class RunLog:
 
 def save_checkpoint(path: str, *, state: Dict[str, Any], model, objective, optimizer, scheduler,
                     scaler) -> None:
-    """Everything a resumed run needs, written to a temporary file and renamed (atomic)."""
+    """Everything a resumed run needs, as plain data (tensors, numbers, strings, lists, dicts:
+    what `load_checkpoint` reads without running code), written atomically."""
     payload = {
         "state": state, "model": model.state_dict(), "objective": objective.state_dict(),
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -85,21 +90,32 @@ def save_checkpoint(path: str, *, state: Dict[str, Any], model, objective, optim
         "rng": {"cpu": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
     }
-    tmp = path + ".tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    save_checkpoint_file(path, payload)
 
 
 def load_checkpoint(path: str, *, model, objective, optimizer, scheduler, scaler
                     ) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
-    """Restore in place; returns (loop state, RNG state)."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(payload["model"])
-    objective.load_state_dict(payload["objective"])
-    optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
-    scaler.load_state_dict(payload["scaler"])
-    return payload["state"], payload.get("rng")
+    """Restore in place; returns (loop state, RNG state). The file is loaded as data only
+    (weights_only=True: a checkpoint received with a run directory runs no code); one that is
+    refused, damaged or does not fit this run is a ValueError saying how to start over."""
+    fix = (f"start the run over with `--set resume=false` (or delete {os.path.dirname(path)!r} "
+           "or use another run directory)")
+    payload = load_checkpoint_file(path, keys=_CHECKPOINT_KEYS, fix=fix)
+    try:
+        model.load_state_dict(payload["model"])
+        objective.load_state_dict(payload["objective"])
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        scaler.load_state_dict(payload["scaler"])
+        state, rng = payload["state"], payload.get("rng")
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        detail = detail if len(detail) <= 300 else detail[:300] + " ..."
+        raise ValueError(f"{path} does not fit this run ({detail or type(exc).__name__}); "
+                         f"{fix}") from None
+    if not isinstance(state, dict) or not (rng is None or isinstance(rng, dict)):
+        raise ValueError(f"{path} holds no loop state; {fix}")
+    return state, rng
 
 
 def check_resumable(run_dir: str, config: Dict[str, Any]) -> None:

@@ -129,7 +129,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="an earlier ledger (e.g. the shipped assets/ledger.parquet) whose "
                         "rows join this run's before the model is fitted and evaluated")
     parser.add_argument("--install", action="store_true",
-                        help="copy ledger.parquet and autodistiller.joblib into the assets")
+                        help="copy ledger.parquet and autodistiller.json into the assets")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -162,7 +162,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         log.info("[%s] sweep exit %s (%.0f s)", task, rc, time.time() - start)
     shipped = os.path.join(args.out, "ledger.parquet")
     n = Ledger(ledger_dir).export(shipped)
-    model = os.path.join(args.out, "autodistiller.joblib")
+    model = os.path.join(args.out, "autodistiller.json")
     for argv in (["recommend-fit", "--ledger", shipped, "--out", model, "--evaluate", "--note",
                   args.note],
                  ["sweep-report", "--ledger", shipped, "--out", os.path.join(args.out, "report")]):
@@ -171,7 +171,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     log.info("%d ledger rows in %s", n, shipped)
     if args.install:
         shutil.copy(shipped, os.path.join(HERE, "ledger.parquet"))
-        shutil.copy(model, os.path.join(HERE, "autodistiller.joblib"))
+        shutil.copy(model, os.path.join(HERE, "autodistiller.json"))
         log.info("installed into %s", HERE)
     return 0
 

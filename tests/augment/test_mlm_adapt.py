@@ -202,6 +202,41 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, encoder, corpus_txt):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.parametrize("damage", ["crafted", "truncated"])
+def test_a_crafted_or_truncated_checkpoint_is_one_line(tmp_path, encoder, corpus_txt, capsys,
+                                                       monkeypatch, damage):
+    """The output's checkpoint.pt is loaded as data only: a pickle payload in it does not run
+    (crafted.MARKER is not created), a cut file is one line; --fresh, as it says, starts over."""
+    import torch
+
+    from tests.crafted import MARKER, Payload, assert_live
+
+    out = tmp_path / "out"
+    out.mkdir()
+    ckpt = str(out / "checkpoint.pt")
+    if damage == "crafted":
+        torch.save({"state": {"step": 1}, "model": {}, "x": Payload()}, ckpt)
+        assert_live(lambda p: torch.load(p, weights_only=False), ckpt, str(tmp_path / "probe"))
+        expected = "is not a checkpoint that loads as data only (the unpickler refused: "
+    else:
+        torch.save({"state": {"step": 1}, "model": {"w": torch.zeros(4096)}}, ckpt)
+        with open(ckpt, "r+b") as fh:
+            fh.truncate(os.path.getsize(ckpt) // 2)
+        expected = "is damaged or truncated and cannot be resumed ("
+    monkeypatch.chdir(tmp_path)
+    args = ["mlm-adapt", "--encoder", encoder, "--input", corpus_txt, "--max-steps", "2",
+            "--eval-size", "20", "--no-progress", "--threads", "1", "--device", "cpu",
+            "--output", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert not (tmp_path / MARKER).exists() and "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0] == err.splitlines()[-1]
+    assert errors[0].startswith(f"distiller mlm-adapt: error: {ckpt} {expected}")
+    assert errors[0].endswith(f"start over with --fresh (or delete {str(out)!r})")
+    assert main(args + ["--fresh"]) == 0
+
+
 def test_cli_reads_tasks_freezes_and_refuses_clearly(tmp_path, encoder, corpus_txt, capsys):
     from safetensors.torch import load_file
 

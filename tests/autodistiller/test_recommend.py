@@ -84,10 +84,11 @@ def test_planted_best_configuration_ranked_first(tmp_path):
     worst = full.iloc[-1]["params"]
     assert worst["augmentation"] == "none" and worst["inter_loss"] != "mi"
 
-    path = str(tmp_path / "m.joblib")
+    path = str(tmp_path / "m.json")
     model.save(path)
     again = AutoDistiller.load(path)
-    assert np.allclose(again.predict(full), full["predicted_ratio"])
+    assert np.array_equal(again.predict(full), full["predicted_ratio"])
+    assert (again.tasks, again.n_rows, again.embedding_dim) == (model.tasks, model.n_rows, 16)
 
 
 def test_leave_one_task_out_beats_random(tmp_path):
@@ -131,11 +132,11 @@ def test_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="embedding has 7 dimensions, the model was fitted on 16"):
         model.rank(SPACE, bad)
     with pytest.raises(FileNotFoundError, match="recommend-fit"):
-        AutoDistiller.load(str(tmp_path / "none.joblib"))
-    # a model pickled where the class used to live (distill_train.recommend, before issue 20)
+        AutoDistiller.load(str(tmp_path / "none.json"))
+    # a model pickled by an earlier Distiller (text pickle protocol): not JSON, not opened
     old = tmp_path / "old.joblib"
     old.write_bytes(b"cdistill_train.recommend\nAutoDistiller\n)\x81.")
-    with pytest.raises(ValueError, match="another version of Distiller.*recommend-fit"):
+    with pytest.raises(ValueError, match="not a recommender model file.*recommend-fit"):
         AutoDistiller.load(str(old))
 
 
@@ -158,7 +159,7 @@ def test_recommend_cli_fit_rank_and_run(tmp_path, capsys):
     from distiller.cli import main
 
     synthetic_ledger(str(tmp_path / "ledger"))
-    model = str(tmp_path / "model.joblib")
+    model = str(tmp_path / "model.json")
     assert main(["recommend-fit", "--ledger", str(tmp_path / "ledger"), "--out", model,
                  "--evaluate", "--k", "5", "--note", "synthetic ledger"]) == 0
     out = capsys.readouterr().out
@@ -202,22 +203,33 @@ def test_recommend_cli_fit_rank_and_run(tmp_path, capsys):
 
 
 def test_shipped_assets_rank_the_shipped_space():
-    """The shipped model and ledger (autodistiller/assets) load and agree with each other."""
+    """The shipped model and ledger (autodistiller/assets) load and agree with each other, and
+    the model predicts what the scikit-learn pipeline it was converted from predicted (the
+    numbers pinned were computed from that pipeline, autodistiller.joblib, before conversion)."""
     from autodistiller.recommend import ASSET_LEDGER, ASSET_MODEL
     from autodistiller.space import load_space
     from autodistiller.cli import DEFAULT_SPACE
 
-    import os
-
-    if not (os.path.exists(ASSET_MODEL) and os.path.exists(ASSET_LEDGER)):
-        pytest.skip("this build ships no fitted recommender (see autodistiller/assets/README.md)")
     ledger = Ledger(ASSET_LEDGER).read()
     model = AutoDistiller.load(ASSET_MODEL)
-    done = ledger[ledger["status"] == "complete"]
+    done = ledger[ledger["status"] == "complete"].reset_index(drop=True)
     assert model.n_rows == len(done) and model.tasks == sorted(done["task"].unique())
+    assert model.predict(done)[[0, 7, 24]] == pytest.approx(
+        [0.9403255571069679, 1.006731023718201, 0.23665700495579692], abs=1e-12)
     space = load_space(DEFAULT_SPACE)
     features = done.iloc[0][["n_examples", "n_labels", "is_regression", "mean_length",
                              "difficulty_prior", "embedding"]].to_dict()
-    ranked = model.rank(space, features, teacher=done.iloc[0]["teacher"], k=5)
-    assert len(ranked) == 5 and ranked["predicted_ratio"].is_monotonic_decreasing
-    assert np.isfinite(ranked["predicted_ratio"]).all()
+    ranked = model.rank(space, features, teacher=done.iloc[0]["teacher"])
+    assert len(ranked) == 567 and ranked["predicted_ratio"].is_monotonic_decreasing
+    assert list(ranked["predicted_ratio"].iloc[[0, 1, 2, -1]]) == pytest.approx(
+        [0.9664737712302488, 0.966145484039795, 0.9659272973334243, 0.9169461567838602],
+        abs=1e-12)
+    top = {"inter_loss": "mse", "lr": 0.0002, "mapping": "skip", "student": "minilm-l6",
+           "temperature": 4.0, "w_inter": 0.1}
+    assert list(ranked["params"].iloc[:3]) == [
+        dict(top, augmentation=a) for a in ("eda_synonym:0.1+eda_swap:0.1,copies=2",
+                                            "contextual(model=runs/mlm/minilm-glue):0.3,copies=2",
+                                            "none")]
+    assert ranked["params"].iloc[-1] == {
+        "augmentation": "none", "inter_loss": "mi", "lr": 5e-05, "mapping": "skip",
+        "mi_alpha": 0.9, "student": "minilm-l6", "temperature": 1.0, "w_inter": 1.0}

@@ -36,6 +36,26 @@ def test_classification_features_and_embedding_cache(tmp_path):
     assert enc.calls == 2 and other.embedding != feats.embedding  # another sample
 
 
+def test_a_cached_embedding_is_read_as_numbers_only(tmp_path, monkeypatch):
+    """An embedding cache file replaced by a pickled object array is refused, unrun."""
+    import os
+
+    from tests.crafted import MARKER, Payload
+
+    train, dev, _ = load_task_records(f"{GLUE}/SST-2", "sst2", limit=200)
+    cache = tmp_path / "emb"
+    compute_features(train, dev, encoder=HashingEncoder(8), sample_size=16, cache_dir=str(cache))
+    (name,) = os.listdir(cache)
+    np.save(cache / name, np.array([Payload()], dtype=object), allow_pickle=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        compute_features(train, dev, encoder=HashingEncoder(8), sample_size=16,
+                         cache_dir=str(cache))
+    assert not (tmp_path / MARKER).exists()
+    np.load(cache / name, allow_pickle=True)  # the payload is live: unpickled, it runs
+    assert (tmp_path / MARKER).exists()
+
+
 def test_regression_pairs():
     train, dev, regression = load_task_records(f"{GLUE}/STS-B", "stsb", limit=800)
     assert regression

@@ -1,0 +1,80 @@
+"""The recommender's model file: one JSON object holding a format tag, what the model was fitted
+with and on (`info`) and the fitted numbers (`model`, autodistiller.ratio_model).
+
+A model file may come from someone else, so reading one parses JSON only (no pickle, no joblib:
+those run code from the file while loading) and checks every field before it is used; anything
+else, a pickle included, is one ValueError saying what the file is and how to get a model.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Mapping, Tuple
+
+from autodistiller.ratio_model import RatioModel
+
+__all__ = ["FORMAT", "VERSION", "write_model_file", "read_model_file"]
+
+FORMAT = "distiller-recommender"
+VERSION = 1
+
+# info key -> its JSON type (AutoDistiller's settings and what it was fitted on)
+INFO_TYPES = {"n_components": int, "seed": int, "n_estimators": int, "max_depth": int,
+              "learning_rate": float, "tasks": list, "n_rows": int, "embedding_dim": int,
+              "sklearn_version": str, "note": str}
+
+_REFIT = "fit one with `distiller recommend-fit --ledger LEDGER --out MODEL.json`"
+
+
+def write_model_file(path: str, info: Mapping[str, Any], model: RatioModel) -> None:
+    """Write `path` atomically (strict JSON: a NaN or infinity is an error, never written)."""
+    from builders.manifest import atomic_write_bytes
+
+    data = {"format": FORMAT, "version": VERSION, "info": dict(info), "model": model.to_dict()}
+    text = json.dumps(data, allow_nan=False, separators=(",", ":")) + "\n"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_model_file(path: str) -> Tuple[Dict[str, Any], RatioModel]:
+    """(info, model) of a file `write_model_file` wrote; ValueError for anything else."""
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    if raw[:1] == b"\x80":  # the opening byte of a binary pickle (joblib files are pickles)
+        raise ValueError(f"{path!r} is a pickle (such as a .joblib model of an earlier "
+                         "Distiller), which is never opened because loading one runs code from "
+                         f"the file: {_REFIT}")
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{path!r} is not a recommender model file (JSON written by "
+                         f"`distiller recommend-fit`): {_reason(exc)}; {_REFIT}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path!r} is JSON but not a recommender model file (no \"format\": "
+                         f"\"{FORMAT}\"); {_REFIT}")
+    if data.get("version") != VERSION:
+        raise ValueError(f"{path!r} is a recommender model file of version "
+                         f"{data.get('version')!r}, this Distiller reads version {VERSION}: "
+                         f"{_REFIT}")
+    where = repr(path)
+    info = data.get("info")
+    if not isinstance(info, dict):
+        raise ValueError(f"{where}: info must be a JSON object")
+    for key, kind in INFO_TYPES.items():
+        value = info.get(key)
+        ok = isinstance(value, (int, float) if kind is float else kind) \
+            and not isinstance(value, bool)
+        if not ok or (key == "tasks" and not all(isinstance(t, str) for t in value)):
+            raise ValueError(f"{where}: info.{key} must be a {kind.__name__}"
+                             f"{' of strings' if kind is list else ''}, got {value!r}")
+    return {k: info[k] for k in INFO_TYPES}, RatioModel.from_dict(data.get("model"), where)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number a model file may hold")
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"byte {exc.start} is not UTF-8 text"
+    return str(exc)
