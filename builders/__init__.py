@@ -6,7 +6,8 @@ import augment.seeding  # noqa: F401  (thread-count-independent MKL, before any 
 
 from .cache import CORPUS_FIELDS, TeacherCache
 from .errors import (CacheError, CacheSpecMismatch, CorruptShardError, FingerprintError,
-                     ForeignDirectoryError, MissingShardError, UnsatisfiableRequest)
+                     ForeignDirectoryError, MissingShardError, UnsafeEntryError,
+                     UnsatisfiableRequest)
 from .keys import cache_key, mixup_key
 from .planning import Satisfiability, estimate, plan, satisfiable
 from .reader import CacheReader
@@ -19,6 +20,6 @@ __all__ = [
     "CacheError", "CacheReader", "CacheSpec", "CacheSpecMismatch", "CORPUS_FIELDS",
     "CorruptShardError", "FingerprintError", "ForeignDirectoryError", "MissingShardError",
     "Satisfiability", "ShardInfo", "Teacher", "TeacherCache", "TeacherConfig",
-    "UnsatisfiableRequest", "cache_key", "estimate", "mixup_key", "plan", "satisfiable",
-    "score_into_cache", "make_teacher",
+    "UnsafeEntryError", "UnsatisfiableRequest", "cache_key", "estimate", "mixup_key", "plan",
+    "satisfiable", "score_into_cache", "make_teacher",
 ]

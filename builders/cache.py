@@ -21,6 +21,7 @@ import logging
 import os
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
+from .cachefiles import check_regular, entry_path, open_regular
 from .corpus_rows import (CORPUS_FIELDS, MIXUP_FIELDS, SPAN_FIELDS,  # noqa: F401 (re-exported)
                           check_corpus_name, clean_rows, corpus_item)
 from .errors import CacheError, ForeignDirectoryError
@@ -87,7 +88,8 @@ class TeacherCache:
         return self._manifest
 
     def shard_path(self, name: str) -> str:
-        return os.path.join(self.path, SHARD_DIR, name)
+        """shards/`name`; UnsafeEntryError unless `name` is a plain file name (cachefiles)."""
+        return entry_path(self.path, SHARD_DIR, name, what="shard")
 
     def shards(self) -> List[ShardInfo]:
         return [ShardInfo.from_manifest(s) for s in self.refresh()["shards"]]
@@ -208,7 +210,7 @@ class TeacherCache:
     def _check_written(self, info: ShardInfo) -> None:
         # Size only: the sha256 was computed as the shard was written; verify() re-hashes.
         path = self.shard_path(info.name)
-        if not os.path.exists(path) or os.path.getsize(path) != info.bytes:
+        if not os.path.lexists(path) or check_regular(path, what="shard").st_size != info.bytes:
             raise CacheError(f"shard {info.name!r} changed or vanished between write_shard and "
                              "commit: write it again")
 
@@ -278,7 +280,8 @@ class TeacherCache:
     def _read_checked(self, name: str, entry: Dict[str, Any]) -> List[Dict[str, Any]]:
         import hashlib
 
-        with open(os.path.join(self.path, CORPUS_DIR, entry["file"]), "rb") as fh:
+        path = entry_path(self.path, CORPUS_DIR, entry["file"], what=f"corpus {name!r} file")
+        with open_regular(path, what=f"corpus {name!r} file") as fh:
             data = fh.read()
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise CacheError(f"corpus {name!r} ({entry['file']}) was altered after it was "

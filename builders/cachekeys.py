@@ -25,8 +25,10 @@ def committed_shards(cache_path: str) -> List[str]:
 
 def shard_keys(cache_path: str, name: str) -> List[str]:
     """Every key of the committed shard `name` (its key column only is read)."""
+    from .cachefiles import entry_path
     from .manifest import SHARD_DIR
     from .shards import read_shard_table
 
-    table = read_shard_table(os.path.join(cache_path, SHARD_DIR, name), name, columns=["key"])
+    path = entry_path(os.path.abspath(cache_path), SHARD_DIR, name, what="shard")
+    table = read_shard_table(path, name, columns=["key"])
     return table.column("key").to_pylist()

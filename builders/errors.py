@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __all__ = [
     "CacheError", "CacheSpecMismatch", "ForeignDirectoryError", "CorruptShardError",
-    "MissingShardError", "FingerprintError", "UnsatisfiableRequest",
+    "MissingShardError", "UnsafeEntryError", "FingerprintError", "UnsatisfiableRequest",
 ]
 
 
@@ -33,6 +33,16 @@ class CorruptShardError(CacheError):
 
 class MissingShardError(CorruptShardError):
     """The manifest lists a shard whose file is gone."""
+
+
+class UnsafeEntryError(CorruptShardError):
+    """A cache's own file names an entry (shard, corpus, vocabulary) that is not a plain regular
+    file inside the cache: a path out of it, a symbolic link, a FIFO or device
+    (builders.cachefiles). `.shard` names the entry, `.problem` says what it is."""
+
+    def __init__(self, message: str, entry: str = "", problem: str = "") -> None:
+        super().__init__(message, shard=entry)
+        self.problem = problem
 
 
 class FingerprintError(CacheError):

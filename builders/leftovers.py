@@ -15,6 +15,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Dict, List
 
+from .cachefiles import real_directory
 from .manifest import CORPUS_DIR, SHARD_DIR, locked
 from .tempnames import HOST, temp_owner, writer_alive
 
@@ -40,19 +41,19 @@ class TempFile:
         who = (f"process {self.pid} still runs" if self.alive and self.host == HOST else
                f"written on host {self.host}, not checked from here" if self.alive else
                f"process {self.pid} is gone")
-        what = "staging directory" if os.path.isdir(self.path) else "temp file"
+        what = "staging directory" if real_directory(self.path) else "temp file"
         return f"{what} {self.rel} ({self.bytes} bytes, {who})"
 
 
 def _size(path: str) -> int:
     """Bytes of a file, or of the files in a directory (a build's staging directory of corpus
     parts, builders.corpusparts); FileNotFoundError once its writer removed it."""
-    if not os.path.isdir(path):
-        return os.path.getsize(path)
+    if not real_directory(path):
+        return os.lstat(path).st_size  # a link is measured, never followed
     total = 0
     for name in os.listdir(path):
         try:
-            total += os.path.getsize(os.path.join(path, name))
+            total += os.lstat(os.path.join(path, name)).st_size
         except FileNotFoundError:
             pass
     return total
@@ -64,12 +65,12 @@ def temp_files(cache_path: str) -> List[TempFile]:
     out = []
     for sub in ("", SHARD_DIR, CORPUS_DIR):
         directory = os.path.join(cache_path, sub)
-        if not os.path.isdir(directory):
-            continue
+        if not real_directory(directory):
+            continue  # (a link there is the cache's damage, which verify reports)
         for name in sorted(os.listdir(directory)):
             owner = temp_owner(name)
             path = os.path.join(directory, name)
-            if owner is None or (sub and not os.path.isfile(path)):
+            if owner is None or (sub and real_directory(path)):
                 continue
             try:
                 size = _size(path)
@@ -95,7 +96,7 @@ def uncommitted_shards(cache: "TeacherCache") -> List[Uncommitted]:
     directory = os.path.join(cache.path, SHARD_DIR)
     committed = {info.name for info in cache.shards()}
     out = []
-    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+    for name in sorted(os.listdir(directory)) if real_directory(directory) else []:
         if name.startswith(".") or not name.endswith(".parquet") or name in committed:
             continue
         try:
@@ -133,7 +134,7 @@ def leftover_warnings(cache: "TeacherCache") -> List[str]:
 
 def _unlink(path: str) -> bool:
     try:
-        if os.path.isdir(path):
+        if real_directory(path):  # a link is removed, never what it points to
             import shutil
 
             shutil.rmtree(path)

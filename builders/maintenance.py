@@ -7,7 +7,9 @@ import os
 import shutil
 from typing import TYPE_CHECKING, List, Sequence, Tuple
 
-from .errors import CacheError, CorruptShardError
+from .cachefiles import (ADVICE, check_regular, entry_path, name_problem, open_regular,
+                         real_directory)
+from .errors import CacheError, CorruptShardError, UnsafeEntryError
 from .manifest import CORPUS_DIR, SHARD_DIR
 from .shards import (SPEC_METADATA_KEY, ShardInfo, file_sha256, open_shard, shard_name_for,
                      shard_schema)
@@ -37,14 +39,17 @@ def _shard_problem(cache: "TeacherCache", info: ShardInfo, expected) -> Tuple[st
     Parquet footer, schema and embedded spec against the manifest's, row count."""
     import pyarrow as pa
 
-    path = cache.shard_path(info.name)
-    if not os.path.exists(path):
+    try:
+        path = cache.shard_path(info.name)
+        size = check_regular(path, what="shard").st_size
+    except UnsafeEntryError as exc:
+        return _unsafe(exc), []
+    except FileNotFoundError:
         return "missing (listed in the manifest, file not found)", []
-    size = os.path.getsize(path)
     if size != info.bytes:
         return (f"size {size} bytes, manifest says {info.bytes} "
                 f"({'truncated' if size < info.bytes else 'grown'})"), []
-    if file_sha256(path) != info.sha256:
+    if file_sha256(path, what="shard") != info.sha256:
         return "checksum mismatch (content altered)", []
     try:
         pf = open_shard(path, info.name)
@@ -72,31 +77,45 @@ def verify_cache(cache: "TeacherCache") -> List[str]:
         info = ShardInfo.from_manifest(entry)
         problem, keys = _shard_problem(cache, info, expected)
         if problem:
-            problems.append(f"{info.name}: {problem}")
+            problems.append(f"{_shown(info.name)}: {problem}")
             continue
         for k in keys:
             if k in seen:
                 problems.append(f"{info.name}: key {k} also stored in {seen[k]}")
                 break
             seen[k] = info.name
-    vocab = manifest.get("vocab")
-    if vocab:
-        path = os.path.join(cache.path, vocab["file"])
-        if not os.path.exists(path):
-            problems.append(f"vocabulary: file {vocab['file']} missing")
-        elif file_sha256(path) != vocab["sha256"]:
-            problems.append(f"vocabulary: {vocab['file']} checksum mismatch (content altered)")
+    files = [("vocabulary", "", manifest["vocab"])] if manifest.get("vocab") else []
     for name, corpus in manifest.get("corpora", {}).items():
         # a question-answering corpus also has its question rows (contexts, offsets, answers)
         for entry in [corpus] + ([corpus["questions"]] if corpus.get("questions") else []):
-            path = os.path.join(cache.path, CORPUS_DIR, entry["file"])
-            if not os.path.exists(path):
-                problems.append(f"corpus {name}: file {entry['file']} missing")
-                continue
-            if file_sha256(path) != entry["sha256"]:
-                problems.append(f"corpus {name}: {entry['file']} checksum mismatch "
-                                "(content altered)")
+            files.append((f"corpus {name}", CORPUS_DIR, entry))
+    for label, sub, entry in files:
+        problem = _file_problem(cache, sub, entry, what=f"{label} file")
+        if problem:
+            problems.append(f"{label}: {_shown(entry['file'])} {problem}")
     return problems
+
+
+def _file_problem(cache: "TeacherCache", sub: str, entry: dict, *, what: str) -> str:
+    """What is wrong with a corpus or vocabulary file the manifest lists, or ''."""
+    try:
+        path = entry_path(cache.path, sub, entry["file"], what=what)
+        if file_sha256(path, what=what) != entry["sha256"]:
+            return "checksum mismatch (content altered)"
+    except UnsafeEntryError as exc:
+        return f"is {_unsafe(exc)}"
+    except FileNotFoundError:
+        return "missing"
+    return ""
+
+
+def _shown(name) -> str:
+    """A manifest's name as a problem line shows it: quoted when it is no plain file name."""
+    return name if isinstance(name, str) and not name_problem(name) else repr(name)
+
+
+def _unsafe(exc: UnsafeEntryError) -> str:
+    return f"{exc.problem}; {ADVICE}"
 
 
 def verify_corpora(cache: "TeacherCache", names: Sequence[str]) -> Tuple[List[str], int, int]:
@@ -116,6 +135,9 @@ def verify_corpora(cache: "TeacherCache", names: Sequence[str]) -> Tuple[List[st
     for info in cache.shards():
         try:
             holds = any(k in wanted for k in cache._keys_of(info))
+        except UnsafeEntryError as exc:
+            problems.append(f"{_shown(info.name)}: {_unsafe(exc)}")
+            continue
         except (CacheError, OSError) as exc:
             problems.append(f"{info.name}: unreadable ({exc})")
             continue
@@ -136,6 +158,9 @@ def _uncommitted_info(cache: "TeacherCache", name: str) -> ShardInfo:
     path = cache.shard_path(name)
     try:
         pf = open_shard(path, name)
+    except UnsafeEntryError as exc:
+        raise ValueError(f"it is {exc.problem}") from exc
+    try:
         problem = _spec_problem(pf, cache, shard_schema(cache.spec))
         if problem:
             raise ValueError(f"{problem}: written under another cache spec")
@@ -145,8 +170,9 @@ def _uncommitted_info(cache: "TeacherCache", name: str) -> ShardInfo:
     keys = table.column("key").to_pylist()
     if shard_name_for(keys) != name:
         raise ValueError("its name is not the one its keys give")
-    return ShardInfo(name=name, rows=table.num_rows, bytes=os.path.getsize(path),
-                     sha256=file_sha256(path), tokens=int(sum(table.column("length").to_pylist())),
+    return ShardInfo(name=name, rows=table.num_rows, bytes=os.lstat(path).st_size,
+                     sha256=file_sha256(path, what="shard"),
+                     tokens=int(sum(table.column("length").to_pylist())),
                      truncated=int(sum(table.column("truncated").to_pylist())), keys=tuple(keys))
 
 
@@ -162,7 +188,7 @@ def adopt_uncommitted(cache: "TeacherCache") -> List[ShardInfo]:
     directory = os.path.join(cache.path, SHARD_DIR)
     committed = {info.name for info in cache.shards()}
     found = []
-    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+    for name in sorted(os.listdir(directory)) if real_directory(directory) else []:
         if name.startswith(".") or not name.endswith(".parquet") or name in committed:
             continue  # hidden names are a writer's temp files
         try:
@@ -195,11 +221,9 @@ def merge_into(cache: "TeacherCache", other_path: str) -> List[ShardInfo]:
         keys = other._keys_of(info)
         if all(k in present for k in keys):
             continue
-        dst = cache.shard_path(info.name)
-        if not os.path.exists(dst) or file_sha256(dst) != info.sha256:
-            tmp = temp_path(dst)
-            shutil.copyfile(other.shard_path(info.name), tmp)
-            os.replace(tmp, dst)
+        dst = cache.shard_path(info.name)  # names checked: no write lands outside `cache`
+        if not os.path.lexists(dst) or file_sha256(dst, what="shard") != info.sha256:
+            _copy_regular(other.shard_path(info.name), dst)
         infos.append(ShardInfo(name=info.name, rows=info.rows, bytes=info.bytes,
                                sha256=info.sha256, tokens=info.tokens, truncated=info.truncated,
                                keys=tuple(keys)))
@@ -219,6 +243,19 @@ def merge_into(cache: "TeacherCache", other_path: str) -> List[ShardInfo]:
     return added
 
 
+def _copy_regular(src: str, dst: str) -> None:
+    """Copy the regular file `src` to `dst` through a temp name and a rename (the rename
+    replaces whatever `dst` is, a link included, never writing through it)."""
+    tmp = temp_path(dst)
+    try:
+        with open_regular(src, what="shard") as fin, open(tmp, "xb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
 def _merge_vocabulary(cache: "TeacherCache", other: "TeacherCache") -> None:
     """Copy the other cache's recorded vocabulary when this one has none (same fingerprint)."""
     from .manifest import atomic_write_bytes, locked, read_manifest, write_manifest
@@ -226,12 +263,13 @@ def _merge_vocabulary(cache: "TeacherCache", other: "TeacherCache") -> None:
     entry = other.manifest.get("vocab")
     if not entry or cache.refresh().get("vocab"):
         return
-    with open(os.path.join(other.path, entry["file"]), "rb") as fh:
+    what = "vocabulary file"
+    with open_regular(entry_path(other.path, "", entry["file"], what=what), what=what) as fh:
         data = fh.read()
     with locked(cache.path):
         manifest = read_manifest(cache.path)
         if not manifest.get("vocab"):
-            atomic_write_bytes(os.path.join(cache.path, entry["file"]), data)
+            atomic_write_bytes(entry_path(cache.path, "", entry["file"], what=what), data)
             manifest["vocab"] = dict(entry)
             write_manifest(cache.path, manifest)
     cache.refresh()

@@ -37,8 +37,10 @@ def read_manifest(path: str) -> Dict[str, Any]:
         raise ForeignDirectoryError(
             f"{path!r} is not a teacher cache: it has no {MANIFEST} (a cache is created by "
             "TeacherCache.create / `distiller score`; an interrupted first build leaves none)")
+    from .cachefiles import open_regular  # (cachefiles imports this module)
+
     try:
-        with open(mpath, "rb") as fh:
+        with open_regular(mpath, what="the manifest") as fh:  # no link, FIFO or device
             data = json.loads(fh.read().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ForeignDirectoryError(f"{mpath} is not a readable teacher-cache manifest: {exc}")

@@ -13,6 +13,7 @@ import os
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from .cachefiles import entry_path
 from .errors import CacheSpecMismatch, CorruptShardError, UnsatisfiableRequest
 from .manifest import SHARD_DIR, read_manifest
 from .shards import ShardInfo, decode_row, file_sha256, open_shard
@@ -81,14 +82,14 @@ class CacheReader:
         total = 0
         for entry in manifest["shards"]:
             info = ShardInfo.from_manifest(entry)
-            spath = os.path.join(self.path, SHARD_DIR, info.name)
+            spath = entry_path(self.path, SHARD_DIR, info.name, what="shard")
             pf = open_shard(spath, info.name, memory_map=memory_map)
-            size = os.path.getsize(spath)
+            size = os.lstat(spath).st_size  # a regular file: open_shard checked
             if size != info.bytes:
                 raise CorruptShardError(f"shard {info.name!r} is {size} bytes, the manifest says "
                                         f"{info.bytes}: it was truncated or altered; run "
                                         "`distiller cache verify`", shard=info.name)
-            if verify_checksums and file_sha256(spath) != info.sha256:
+            if verify_checksums and file_sha256(spath, what="shard") != info.sha256:
                 raise CorruptShardError(f"shard {info.name!r} fails its checksum", shard=info.name)
             starts, acc = [], 0
             for g in range(pf.metadata.num_row_groups):
@@ -126,8 +127,8 @@ class CacheReader:
 
     def _file(self, s: int):
         if self._files[s] is None:
-            self._files[s] = open_shard(os.path.join(self.path, SHARD_DIR, self._names[s]),
-                                        self._names[s], memory_map=self._memory_map)
+            path = entry_path(self.path, SHARD_DIR, self._names[s], what="shard")
+            self._files[s] = open_shard(path, self._names[s], memory_map=self._memory_map)
         return self._files[s]
 
     def _needed_columns(self) -> List[str]:

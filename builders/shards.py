@@ -18,6 +18,7 @@ import numpy as np
 
 from augment.seeding import stable_hash
 
+from .cachefiles import check_regular, name_problem, open_regular
 from .encoding import encode_columns
 from .errors import CorruptShardError, MissingShardError
 from .quant import decode
@@ -85,9 +86,10 @@ def shard_name_for(keys: Sequence[str]) -> str:
     return f"shard-{stable_hash('shard', *sorted(keys), digest_size=12)}.parquet"
 
 
-def file_sha256(path: str) -> str:
+def file_sha256(path: str, *, what: str = "cache file") -> str:
+    """sha256 of a cache's file, read only if it is a regular file (builders.cachefiles)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path, what=what) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -144,7 +146,7 @@ def write_table_file(directory: str, spec: CacheSpec, table, name: Optional[str]
     table = table.replace_schema_metadata(
         {SPEC_METADATA_KEY: json.dumps(spec.to_dict(), sort_keys=True).encode()})
     name = name or shard_name_for(keys)
-    if "/" in name or not name.endswith(".parquet"):
+    if name_problem(name) or not name.endswith(".parquet"):
         raise ValueError(f"shard name {name!r} must be a plain file name ending in .parquet")
     per_row = max(1, table.nbytes // max(1, table.num_rows))
     rows_per_group = max(1, min(table.num_rows, TARGET_ROW_GROUP_BYTES // per_row))
@@ -175,10 +177,12 @@ def open_shard(path: str, name: str, *, memory_map: bool = False):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if not os.path.exists(path):
+    try:
+        check_regular(path, what="shard")  # no link followed, no FIFO or device opened
+    except FileNotFoundError:
         raise MissingShardError(f"the manifest lists shard {name!r} but {path} does not exist: "
                                 "the cache was damaged; run `distiller cache verify` and rebuild "
-                                "the missing keys", shard=name)
+                                "the missing keys", shard=name) from None
     try:
         # Page CRCs make a reader notice altered bytes without hashing the whole shard.
         return pq.ParquetFile(path, memory_map=memory_map, page_checksum_verification=True)

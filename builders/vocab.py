@@ -17,6 +17,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
+from .cachefiles import entry_path, open_regular
 from .errors import CacheError
 from .manifest import atomic_write_bytes, locked, read_manifest, write_manifest
 
@@ -69,9 +70,9 @@ def cache_vocabulary(cache_path: str) -> Tuple[Optional[List[Optional[str]]], st
     manifest = read_manifest(cache_path)
     entry = manifest.get("vocab")
     if entry:
-        path = os.path.join(cache_path, entry["file"])
+        path = entry_path(cache_path, "", entry["file"], what="vocabulary file")
         try:
-            with open(path, "rb") as fh:
+            with open_regular(path, what="vocabulary file") as fh:
                 data = fh.read()
         except OSError as exc:
             raise CacheError(f"the cache's vocabulary {path} cannot be read ({exc.strerror}): "

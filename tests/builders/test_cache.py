@@ -62,7 +62,7 @@ def test_uncommitted_shards_of_an_interrupted_build_are_adopted_once_checked(cac
     other = TeacherCache.create(str(tmp_path / "other"), make_spec(fingerprint="e" * 32))
     foreign = other.write_shard(make_outputs(["g"]))            # another teacher's shard
     os.replace(other.shard_path(foreign.name), cache.shard_path(foreign.name))
-    with open(cache.shard_path(".tmp-half-written"), "wb") as fh:   # a writer's temp file
+    with open(os.path.join(cache.path, "shards", ".tmp-half-written"), "wb") as fh:  # temp file
         fh.write(b"PAR1")
     added = cache.adopt_uncommitted()
     assert len(added) == 1 and added[0].name != whole.name       # rewritten without "b" ...
