@@ -152,12 +152,11 @@ class AugmentationPolicy:
         defaults = {"mlm_model": mlm_model, "bt_models": tuple(bt_models) if bt_models else None}
         if isinstance(spec, str) and (spec.endswith((".yaml", ".yml", ".json"))
                                       or os.path.isfile(spec)):
-            import yaml
+            from taskdata.yamlfile import load_yaml_file
 
             if not os.path.isfile(spec):
                 raise FileNotFoundError(f"policy file {spec!r} does not exist")
-            with open(spec, encoding="utf-8") as fh:
-                spec = yaml.safe_load(fh)
+            spec = load_yaml_file(spec, "policy file")
             if not isinstance(spec, Mapping):
                 raise ValueError(f"policy file must hold a mapping with 'steps', got {spec!r}")
         if isinstance(spec, str):

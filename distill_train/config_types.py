@@ -12,6 +12,8 @@ import numbers
 import os
 from typing import Any, Callable
 
+from taskdata.yamlfile import load_yaml_file, load_yaml_text
+
 from .choices import OPTIONS
 
 __all__ = ["check_types", "load_yaml_text", "load_yaml_file"]
@@ -104,26 +106,3 @@ def _int_list(value: Any, *, pairs: bool) -> bool:
             return False
         value = [v for p in value for v in p]
     return all(_is_int(v) for v in value)
-
-
-def load_yaml_text(text: str, what: str) -> Any:
-    """YAML `text` parsed; a syntax error is one ValueError line naming `what` and the place."""
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ValueError(f"{what} is not valid YAML{where}: {problem}") from None
-
-
-def load_yaml_file(path: str, what: str = "config file") -> Any:
-    """A YAML file parsed (see load_yaml_text); a missing or unreadable file is one line too."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except UnicodeDecodeError:
-        raise ValueError(f"{what} {path!r} is not UTF-8 text") from None
-    return load_yaml_text(text, f"{what} {path!r}")

@@ -1,9 +1,11 @@
 """Evaluate a saved model (a HF directory, e.g. RUN/best_model) on a cache corpus or any input.
 
 The task (labels, metrics, columns) comes from the cache corpus, else from the model directory
-(``distiller_task.json``, saved there by finetune and train), else from the caller. A span task
-(question answering) is decoded into answers and scored as the official SQuAD scripts do; its
-predictions file is the official one ({question id: answer}) plus the null odds (SQuAD 2.0).
+(``distiller_task.json``, saved there by finetune and train), else from the caller; a task the
+caller gives without label names (the task flags of `build`) takes them from the corpus or the
+model. A span task (question answering) is decoded into answers and scored as the official SQuAD
+scripts do; its predictions file is the official one ({question id: answer}) plus the null odds
+(SQuAD 2.0).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import json
 import os
 from typing import Dict, Optional
 
-__all__ = ["evaluate_saved"]
+__all__ = ["evaluate_saved", "with_known_labels"]
 
 
 def evaluate_saved(model_dir: str, task=None, *, cache: Optional[str] = None,
@@ -42,11 +44,12 @@ def evaluate_saved(model_dir: str, task=None, *, cache: Optional[str] = None,
         from builders.cache import TeacherCache
 
         recorded = TeacherCache.open(cache).corpus_task(corpus)
+        task = with_known_labels(task, recorded)
         if task is not None and recorded is not None and not task.same_labels(recorded):
             raise ValueError(f"task {task.name} disagrees with the task corpus {corpus!r} was "
                              f"built for ({recorded.name})")
         task = recorded or task
-    task = task or task_of_model(model_dir)
+    task = with_known_labels(task, task_of_model(model_dir))
     if task is None:
         raise ValueError(f"no task for {model_dir!r}: no task file beside the model and no "
                          "cache corpus; give --task (and the columns of your data)")
@@ -100,6 +103,18 @@ def evaluate_saved(model_dir: str, task=None, *, cache: Optional[str] = None,
     return {"task": task.name, "metric": task.primary_metric, "student": student,
             "teacher": teacher_m, "examples": len(rows),
             **({"predictions": predictions} if predictions else {})}
+
+
+def with_known_labels(task, known):
+    """The task the caller gave (e.g. the task flags `build` took: columns, no label names),
+    with the labels the cache corpus or the model records (`known`) when it gives none: kind,
+    class names in order, and metrics unless it names them. None: `known`."""
+    if task is None:
+        return known
+    if task.resolved or known is None:
+        return task
+    return task.replace(kind=known.kind, labels=known.labels, unanswerable=known.unanswerable,
+                        metrics=task.metrics or known.metrics)
 
 
 def _write_predictions(path: str, task, rows, logits) -> None:

@@ -245,7 +245,7 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     newly_scored, dead_letters (+ reasons), bytes_written, seconds, beam_counters, ..."""
     from builders.cache import TeacherCache
     from builders.corpusparts import staging_dir
-    from builders.leftovers import remove_dead_temp_files
+    from builders.leftovers import remove_dead_temp_files, temp_files
     from builders.precision import COMPUTE_OF_AMP
     from builders.teacher import make_teacher
     from builders.vocab import record_vocabulary
@@ -286,9 +286,16 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     record_vocabulary(cache, teacher.tokenizer)
     del teacher
     # under the lock: temp files of writers that are gone (a killed build) are removed, and
-    # what an interrupted build scored but did not commit is committed now, not scored again
+    # what an interrupted build scored but did not commit is committed now, not scored again.
+    # While another writer is at work on the cache (a staging directory or temp file whose
+    # process runs), uncommitted shards may be its own, still to be committed by it: they are
+    # left to it, so that each build commits what it scored and says who committed what.
     remove_dead_temp_files(cache.path)
-    adopted = cache.adopt_uncommitted()
+    at_work = [t for t in temp_files(cache.path) if t.alive]
+    if at_work:
+        log.info("%s: left uncommitted shards to the writer at work there (%s)", cache.path,
+                 at_work[0].describe())
+    adopted = [] if at_work else cache.adopt_uncommitted()
     known_shards = [info.name for info in cache.shards()]  # the keys the build will exclude
     staging = staging_dir(cache.path)  # the workers' corpus and dead-letter parts
     if os.path.exists(summary_path):

@@ -25,6 +25,8 @@ _REASON_CATEGORIES = (
     ("malformed row", re.compile(r"^malformed row")),
     ("empty text", re.compile(r"^empty text")),
     ("undecodable bytes", re.compile(r"^undecodable bytes")),
+    ("NUL byte", re.compile(r"^NUL byte")),
+    ("wrong type", re.compile(r"^wrong type")),
     ("missing label", re.compile(r"^missing label")),
     ("unknown label", re.compile(r"^unknown label|^label .* is not")),
     ("text too long", re.compile(r"^text over the length limit")),

@@ -11,8 +11,10 @@ RFC 4180 quoting, so a quoted field may hold a newline), every column read as by
 UTF-8 becomes a dead letter of its row, not a failed file. A row with the wrong number of fields,
 a blank line, invalid JSON, bad bytes, a NUL byte, an empty text or a label outside the task's
 labels each becomes a `DeadLetter` naming the row and the reason. A UTF-8 byte-order mark and
-CRLF line ends are handled. A column the task names but the header lacks is an error before any
-row is read. The official SQuAD JSON (format "squad") is read by `taskdata.squad`.
+CRLF line ends are handled; a UTF-16 or UTF-32 file is an error naming its encoding
+(taskdata.encoding), and an empty file has no rows. A column the task names but the header lacks
+is an error before any row is read. The official SQuAD JSON (format "squad") is read by
+`taskdata.squad`.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import io
 import json
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+from .encoding import check_encoding
 from .records import DeadLetter, parse_row
 from .sources import Input, resolve_inputs
 from .task import Task
@@ -90,12 +93,13 @@ def _split_fields(fmt: str, line: bytes) -> List[str]:
 
 
 def _head(inp: Input, task: Task) -> Tuple[int, Optional[Tuple[str, ...]]]:
-    """(byte offset of the first data row, column names) of an uncompressed line-format file."""
+    """(byte offset of the first data row, column names) of an uncompressed line-format file;
+    no names for an empty file (no rows, nothing to check)."""
     with inp.open() as fh:
         start = 3 if fh.read(3) == _BOM else 0
         fh.seek(start)
         first = fh.readline()
-    if inp.fmt not in ("tsv", "csv"):
+    if inp.fmt not in ("tsv", "csv") or not first:
         return start, None
     fields = _split_fields(inp.fmt, first)
     if task.header:
@@ -108,6 +112,7 @@ def check_input(spec: str, task: Task, *, labelled: bool = True) -> List[Input]:
     returns the inputs. Cheap: nothing beyond a header or a schema is read."""
     inputs = resolve_inputs(spec, task.format)
     for inp in inputs:
+        check_encoding(inp)
         names = _column_names(inp, task)
         if names is not None:
             _check_columns(inp, task, labelled, names,
@@ -116,11 +121,15 @@ def check_input(spec: str, task: Task, *, labelled: bool = True) -> List[Input]:
 
 
 def _column_names(inp: Input, task: Task) -> Optional[Sequence[str]]:
+    """The column names an input has (None: per row, or an empty file with no rows)."""
     if inp.fmt in ("tsv", "csv"):
         if inp.compression:
             with inp.open() as fh:
                 first = fh.readline()
-            fields = _split_fields(inp.fmt, first[3:] if first.startswith(_BOM) else first)
+            first = first[3:] if first.startswith(_BOM) else first
+            if not first:
+                return None
+            fields = _split_fields(inp.fmt, first)
             return fields if task.header else [str(i) for i in range(len(fields))]
         return _head(inp, task)[1]
     if inp.fmt == "parquet":
@@ -222,7 +231,7 @@ def _plan_lines(inp: Input, start: int, columns, rows_per_split: Optional[int],
                             positional=positional)
                 split_start, first = offset, row
         rows = row - first + (1 if inside else 0)
-        if rows_per_split is None:
+        if rows_per_split is None and rows:
             yield Split(inp, 0, 0, -1, columns, max_rows=rows, skip_header=skip,
                         positional=positional)
         elif offset > split_start:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from typing import Any, Dict, Mapping, Optional, Union
 
 from .task import LabelError, Task
 
-__all__ = ["DeadLetter", "parse_row", "record_id", "column_value", "MISSING"]
+__all__ = ["DeadLetter", "Unusable", "cell_text", "parse_row", "record_id", "column_value",
+           "MISSING"]
 
 MISSING = object()   # a column the row does not have
 
@@ -54,25 +56,55 @@ def column_value(row: Mapping[Any, Any], column) -> Any:
     return MISSING
 
 
-def _text(value: Any, column) -> Union[str, DeadLetter, None]:
-    """The text of a cell, or the reason (a str prefixed '!') it is not usable."""
+@dataclasses.dataclass(frozen=True)
+class Unusable:
+    """Why a cell cannot be a text: the reason its row becomes a dead letter. A value of its own
+    type, so that no text (whatever its first character) can be mistaken for a reason."""
+
+    reason: str
+
+
+def cell_text(value: Any, column) -> Union[str, Unusable]:
+    """The text of a cell, or `Unusable` with the reason it is not a text.
+
+    Strings and UTF-8 bytes are texts; a number (a JSONL or Parquet cell such as ``42`` or
+    ``1.5``) is taken as its decimal text. A list, a mapping or a boolean is not a text (its
+    Python form, ``['a', 'b']`` or ``True``, is not what the file holds): the row is unusable."""
     if isinstance(value, bytes):
         try:
             value = value.decode("utf-8")
         except UnicodeDecodeError:
-            return f"!undecodable bytes in column {column!r}"
+            return Unusable(f"undecodable bytes in column {column!r}")
     if value is None:
-        return f"!empty text in column {column!r}"
-    value = str(value)
+        return Unusable(f"empty text in column {column!r}")
+    if not isinstance(value, str):
+        kind = _kind(value)
+        if kind is not None:
+            return Unusable(f"wrong type in column {column!r}: {kind}, not a text")
+        value = str(value)
     if "\x00" in value:
         # A NUL byte marks a damaged or binary row; a tokenizer would score the text as if the
         # byte were not there, so the row is set aside rather than silently altered.
-        return f"!NUL byte in column {column!r} (a damaged or binary row)"
+        return Unusable(f"NUL byte in column {column!r} (a damaged or binary row)")
     if "\ufffd" in value:
-        return f"!undecodable bytes in column {column!r}"
+        return Unusable(f"undecodable bytes in column {column!r}")
     if not value.strip():
-        return f"!empty text in column {column!r}"
+        return Unusable(f"empty text in column {column!r}")
     return value
+
+
+def _kind(value: Any) -> Optional[str]:
+    """What a cell that is not a string is, when it must not be read as text; None for a number
+    (Python's, numpy's or Decimal), whose decimal text is the text."""
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, numbers.Number):
+        return None
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"
 
 
 def parse_row(row: Mapping[Any, Any], *, task: Task, source: str, index: int,
@@ -102,9 +134,9 @@ def parse_row(row: Mapping[Any, Any], *, task: Task, source: str, index: int,
         value = column_value(row, column)
         if value is MISSING:
             return dead(f"malformed row: missing column {column!r}")
-        text = _text(value, column)
-        if text.startswith("!"):
-            return dead(text[1:])
+        text = cell_text(value, column)
+        if isinstance(text, Unusable):
+            return dead(text.reason)
         texts[field] = text
 
     label: Any = None
@@ -118,6 +150,9 @@ def parse_row(row: Mapping[Any, Any], *, task: Task, source: str, index: int,
                 value = value.decode("utf-8")
             except UnicodeDecodeError:
                 return dead(f"undecodable bytes in column {_name(task.label)!r}")
+        if isinstance(value, (Mapping, list, tuple)):
+            return dead(f"wrong type in column {_name(task.label)!r}: "
+                        f"{_kind(value)}, not a label")
         try:
             label = task.label_index(value)
         except LabelError as exc:

@@ -100,18 +100,12 @@ def default_task_name(path: Optional[str]) -> str:
 
 def load_task_file(path: str) -> Task:
     """A task from a YAML file of `Task` keys (name defaults to the file's stem)."""
-    import yaml
+    from .yamlfile import load_yaml_file
 
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+        data = load_yaml_file(path, "task file")
     except FileNotFoundError:
         raise FileNotFoundError(f"task file {path!r} does not exist") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ValueError(f"task file {path!r} is not valid YAML{where}: "
-                         f"{getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise ValueError(f"task file {path!r} must hold a mapping of task keys, got "
                          f"{type(data).__name__}")

@@ -23,7 +23,7 @@ import functools
 import json
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from .records import MISSING, DeadLetter, _text, column_value, record_id
+from .records import MISSING, DeadLetter, Unusable, cell_text, column_value, record_id
 
 __all__ = ["FIELDS", "plan_squad", "read_squad_split", "span_record", "load_squad",
            "questions_of"]
@@ -173,9 +173,9 @@ def span_record(row: Dict[Any, Any], *, task, source: str, index: int, raw: str,
         value = column_value(row, column)
         if value is MISSING:
             return dead(f"malformed entry: missing field {column!r}")
-        text = _text(value, column)
-        if text.startswith("!"):
-            return dead(text[1:])
+        text = cell_text(value, column)
+        if isinstance(text, Unusable):
+            return dead(text.reason)
         texts.append(text)
     question, context = texts
     qid = column_value(row, task.id) if task.id is not None else MISSING

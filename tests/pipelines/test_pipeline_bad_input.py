@@ -17,7 +17,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 @pytest.mark.parametrize("case", ["split", "dead_letters_dir", "cache_under_file", "input_dir",
-                                  "input_format"])
+                                  "input_format", "augment_yaml"])
 def test_names_and_paths_are_checked_before_any_work(case, tmp_path, tiny_teacher, capsys):
     data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 5)
     cache = str(tmp_path / "cache")
@@ -35,6 +35,8 @@ def test_names_and_paths_are_checked_before_any_work(case, tmp_path, tiny_teache
         "input_format": f"cannot tell the format of '{tmp_path}/train.xml' from its extension: "
                         "use .tsv, .csv, .jsonl, .parquet or .txt (or give the format: "
                         "--format)",
+        "augment_yaml": f"policy file '{tmp_path}/policy.yaml' is not valid YAML at line 2, "
+                        "column 6: expected ',' or ']', but got ':'",
     }[case]
     if case == "split":
         args["--split"] = "a/b"
@@ -44,6 +46,9 @@ def test_names_and_paths_are_checked_before_any_work(case, tmp_path, tiny_teache
         args["--cache"] = f"{data}/cache"
     elif case == "input_dir":
         args["--input"] = str(tmp_path)
+    elif case == "augment_yaml":
+        (tmp_path / "policy.yaml").write_text("steps: [eda_swap:0.1\n  - x: [\n")
+        args["--augment"] = str(tmp_path / "policy.yaml")
     else:
         os.replace(data, tmp_path / "train.xml")
         args["--input"] = str(tmp_path / "train.xml")

@@ -219,6 +219,31 @@ def test_a_build_killed_mid_run_then_rerun_leaves_a_verified_complete_cache(tmp_
     assert [n for n in os.listdir(cache) if ".tmp-" in n] == []   # the re-run's staging too
 
 
+def test_two_builds_at_once_each_commit_what_they_scored(tmp_path, tiny_teacher, capsys):
+    """Build A has written finished shards but not committed them when build B starts on the same
+    cache: B leaves them to A (it scores those rows itself), so that B does not say an
+    "interrupted build" scored them and A does not say another build committed its rows."""
+    import shutil
+
+    from builders.corpusparts import staging_dir
+
+    data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 40)
+    donor, cache = str(tmp_path / "donor"), str(tmp_path / "cache")
+    common = ["--input", data, "--task", "sst2", "--teacher", tiny_teacher, "--workers", "1",
+              "--unit-size", "16"]
+    assert build(capsys, *common, "--cache", donor)["newly_scored"] == 40
+    scored = TeacherCache.open(donor)
+    TeacherCache.create(cache, scored.spec)          # build A: its shards written, none
+    for info in scored.shards():                     # committed yet, its staging directory
+        shutil.copy(scored.shard_path(info.name), os.path.join(cache, "shards", info.name))
+    working = staging_dir(cache)                     # held by a live process (this one)
+    b = build(capsys, *common, "--cache", cache, "--split", "b", "--limit", "20")
+    os.rmdir(working)
+    assert b["adopted_rows"] == 0 and b["newly_scored"] == 20 and b["cache_hits"] == 0
+    assert TeacherCache.open(cache).verify() == []
+    # (once build A is gone, the next build commits its shards: the killed-build test above)
+
+
 def test_mixup_outputs_are_scored_and_cached_and_the_corpus_keeps_the_pairing(
         tmp_path, tiny_teacher, capsys):
     """`--mixup 1`: one pair per record, teacher outputs cached under the mixup keys. The corpus

@@ -122,7 +122,8 @@ def test_builtin_task_with_overrides_and_task_files(tmp_path):
     assert task_from_args(parse(["--task-file", str(path)]))[0] == task
     bad = tmp_path / "bad.yaml"
     bad.write_text("text_a: [1\n")
-    with pytest.raises(ValueError, match=r"task file .*bad.yaml' is not valid YAML \(line 2\)"):
+    with pytest.raises(ValueError, match=r"task file .*bad.yaml' is not valid YAML at line 2, "
+                                         r"column 1: "):
         load_task_file(str(bad))
 
 
