@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 
-from taskdata.resolve import add_task_arguments
+from distiller.taskdata.resolve import add_task_arguments
 
 __all__ = ["add_parsers", "run_augment"]
 
@@ -54,9 +54,9 @@ def run_augment(args) -> int:
     """Run `distiller augment` from parsed arguments; returns the exit code."""
     from tqdm import tqdm
 
-    from taskdata.reader import check_input, read_records
-    from taskdata.records import DeadLetter
-    from taskdata.resolve import task_from_args
+    from distiller.taskdata.reader import check_input, read_records
+    from distiller.taskdata.records import DeadLetter
+    from distiller.taskdata.resolve import task_from_args
 
     from .policy import AugmentationPolicy
 

@@ -1,6 +1,6 @@
 """Contextual word substitution with any Hugging Face masked LM (``contextual``).
 
-Two flavours, one batched engine (augment.mlm_model):
+Two flavours, one batched engine (distiller.augment.mlm_model):
 
 - ``mode="sample"`` (nlpaug / Distiller study): a fraction ``aug_p`` of the words of each copy is
   masked at once (one [MASK] per chosen word, whatever its number of word pieces) and each is

@@ -6,8 +6,8 @@ augmenter needs one. This loads the encoder with a fresh BERT-style head
 tied to the input embeddings where the architecture allows), starts the decoder's bias at the
 corpus's log unigram frequencies (the head's best guess before it has learned anything), and
 trains head and encoder (the embeddings and the first K layers optionally frozen) on masked
-tokens of a text corpus (augment.mlm_data). The loss and the vocabulary projection run at the
-masked positions only, which halves the cost of a step for a small encoder and a 30k vocabulary.
+tokens of a text corpus (distiller.augment.mlm_data). The loss and the vocabulary projection run at
+the masked positions only, which halves the cost of a step for a small encoder and a 30k vocabulary.
 
 Every `eval_every` steps and at the end of each epoch the held-out texts are scored with fixed
 masks: masked-token top-1 / top-5 accuracy and loss, logged with the wall and CPU minutes spent,

@@ -24,7 +24,7 @@ import argparse
 import json
 import sys
 
-from taskdata.resolve import add_task_arguments
+from distiller.taskdata.resolve import add_task_arguments
 
 __all__ = ["add_parsers", "run_mlm_adapt"]
 
@@ -92,7 +92,7 @@ def _sources(specs, task):
 
 def run_mlm_adapt(args) -> int:
     """Run `distiller mlm-adapt` from parsed arguments; returns the exit code."""
-    from taskdata.resolve import task_from_args
+    from distiller.taskdata.resolve import task_from_args
 
     from .mlm_adapt import MlmAdaptConfig, adapt
     from .mlm_data import MaskingConfig, collect_texts

@@ -48,9 +48,9 @@ def infer_source_task(inp) -> object:
     """The task of one resolved input when no task flags were given: a plain .txt file is one
     text per line; a file in a folder named after a built-in task (glue/SST-2/train.tsv) is that
     task. Raises ValueError naming the flags to give otherwise."""
-    from taskdata import builtin_task
-    from taskdata.resolve import default_task_name
-    from taskdata.task import Task
+    from distiller.taskdata import builtin_task
+    from distiller.taskdata.resolve import default_task_name
+    from distiller.taskdata.task import Task
 
     if inp.fmt == "text":
         stem = os.path.splitext(os.path.basename(inp.name))[0] or "text"
@@ -65,8 +65,8 @@ def infer_source_task(inp) -> object:
 
 def _records(source: TextSource):
     """(input name, record or DeadLetter) for every row of a source."""
-    from taskdata.reader import read_records
-    from taskdata.sources import resolve_inputs
+    from distiller.taskdata.reader import read_records
+    from distiller.taskdata.sources import resolve_inputs
 
     if source.task is not None:
         inputs = resolve_inputs(source.spec, source.task.format)
@@ -79,7 +79,7 @@ def _records(source: TextSource):
 
 
 def _texts(sources: Sequence[TextSource], counts: Counter, dead: Counter) -> Iterable[str]:
-    from taskdata.records import DeadLetter
+    from distiller.taskdata.records import DeadLetter
 
     for source in sources:
         for _, rec in _records(source):

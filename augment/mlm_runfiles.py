@@ -30,7 +30,7 @@ def save_checkpoint(path: str, state, model, optimizer, scheduler) -> None:
     dropout draws there), as plain data (what `load_checkpoint` reads), atomically."""
     import torch
 
-    from taskdata.checkpoints import save_checkpoint_file
+    from distiller.taskdata.checkpoints import save_checkpoint_file
 
     payload = {"state": state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
@@ -44,7 +44,7 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     """The checkpoint `save_checkpoint` wrote, loaded as data only (weights_only=True: an
     output directory received from someone else runs no code); a refused, damaged or truncated
     one is a ValueError saying how to start over."""
-    from taskdata.checkpoints import load_checkpoint_file
+    from distiller.taskdata.checkpoints import load_checkpoint_file
 
     payload = load_checkpoint_file(
         path, keys=("state", "model", "optimizer", "scheduler", "rng"),

@@ -1,7 +1,7 @@
-"""Setting up a masked LM for `distiller mlm-adapt` (augment.mlm_adapt): load an encoder with a
-fresh head (the decoder tied to the input embeddings where the architecture allows), freeze the
-first layers on request, and the optimizer with its schedule (the device and its autocast:
-augment.mlm_model, shared with the contextual augmenter)."""
+"""Setting up a masked LM for `distiller mlm-adapt` (distiller.augment.mlm_adapt): load an encoder
+with a fresh head (the decoder tied to the input embeddings where the architecture allows), freeze
+the first layers on request, and the optimizer with its schedule (the device and its autocast:
+distiller.augment.mlm_model, shared with the contextual augmenter)."""
 from __future__ import annotations
 
 import contextlib

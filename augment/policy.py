@@ -152,7 +152,7 @@ class AugmentationPolicy:
         defaults = {"mlm_model": mlm_model, "bt_models": tuple(bt_models) if bt_models else None}
         if isinstance(spec, str) and (spec.endswith((".yaml", ".yml", ".json"))
                                       or os.path.isfile(spec)):
-            from taskdata.yamlfile import load_yaml_file
+            from distiller.taskdata.yamlfile import load_yaml_file
 
             if not os.path.isfile(spec):
                 raise FileNotFoundError(f"policy file {spec!r} does not exist")

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Optional
 
-from taskdata.resolve import add_task_arguments
+from distiller.taskdata.resolve import add_task_arguments
 
 __all__ = ["add_parsers", "sweep_report"]
 
@@ -28,7 +28,8 @@ def add_parsers(subparsers) -> None:
         "sweep", help="Optuna search over distillation pipelines on one teacher cache",
         description="Run --trials more trials of a (resumable) Optuna study; every finished "
                     "trial becomes a ledger row.")
-    p.add_argument("--space", required=True, help="search-space YAML (see autodistiller.space)")
+    p.add_argument("--space", required=True,
+                   help="search-space YAML (see distiller.autodistiller.space)")
     p.add_argument("--cache", required=True, help="teacher cache directory")
     p.add_argument("--task-data", required=True,
                    help="directory with the task's train/dev files (dataset features)")
@@ -48,7 +49,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--teacher-fingerprint", default=None, help="default: from the cache")
     p.add_argument("--teacher-metric", type=float, default=None,
                    help="teacher dev metric (default: from the trainer's result)")
-    p.add_argument("--trainer", default="distill_train.train:train",
+    p.add_argument("--trainer", default="distiller.distill_train.train:train",
                    help="trainer as module:function (default %(default)s)")
     p.add_argument("--no-build", dest="build", action="store_false",
                    help="do not build the corpus variants the space needs and the cache lacks "
@@ -76,7 +77,8 @@ def add_parsers(subparsers) -> None:
     c.add_argument("--run", action="store_true", help="train the top k via the trainer")
     c.add_argument("--cache", default=None, help="teacher cache (needed with --run)")
     c.add_argument("--out", default=None, help="run dir for --run (default runs/recommend/TASK)")
-    c.add_argument("--trainer", default="distill_train.train:train", help=argparse.SUPPRESS)
+    c.add_argument("--trainer", default="distiller.distill_train.train:train",
+                   help=argparse.SUPPRESS)
     _encoder_args(c)
     add_task_arguments(c)
     c.set_defaults(func=_cmd_recommend)
@@ -103,8 +105,8 @@ def _task(args, cache: Optional[str] = None):
     """The task of a sweep or recommendation: from the flags (a built-in name, a task file or
     columns, labels inferred from TASK_DATA's train file), else, for a name only, the task the
     cache recorded under that name."""
-    from autodistiller.features import find_split
-    from taskdata.resolve import task_from_args
+    from distiller.autodistiller.features import find_split
+    from distiller.taskdata.resolve import task_from_args
 
     name = args.task or os.path.basename(os.path.normpath(args.task_data))
     try:
@@ -113,7 +115,7 @@ def _task(args, cache: Optional[str] = None):
     except ValueError:
         task, notes = None, []
     if task is None and cache:
-        from builders.cache import TeacherCache
+        from distiller.builders.cache import TeacherCache
 
         opened = TeacherCache.open(cache)
         found = [t for t in (opened.corpus_task(c) for c in opened.corpora())
@@ -127,7 +129,7 @@ def _task(args, cache: Optional[str] = None):
 
 
 def _features(args, task):
-    from autodistiller.features import (HashingEncoder, MiniLMEncoder, compute_features,
+    from distiller.autodistiller.features import (HashingEncoder, MiniLMEncoder, compute_features,
                                         load_task_records)
 
     train, dev, regression = load_task_records(args.task_data, task)
@@ -137,16 +139,16 @@ def _features(args, task):
 
 
 def _cmd_sweep(args) -> int:
-    from autodistiller.space import load_space
-    from autodistiller.sweep import SweepOptions, run_sweep, teacher_info
+    from distiller.autodistiller.space import load_space
+    from distiller.autodistiller.sweep import SweepOptions, run_sweep, teacher_info
 
     space = load_space(args.space)
     task = _task(args, args.cache)
     teacher, fingerprint = args.teacher, args.teacher_fingerprint
     info = teacher_info(args.cache) if args.build or None in (teacher, fingerprint) else {}
     if args.build:
-        from autodistiller.features import find_split
-        from autodistiller.corpora import build_missing_corpora
+        from distiller.autodistiller.features import find_split
+        from distiller.autodistiller.corpora import build_missing_corpora
 
         for s in build_missing_corpora(space, task=task, cache=args.cache,
                                        train_file=find_split(args.task_data, "train"),
@@ -177,7 +179,7 @@ def sweep_report(ledger_df, out_dir: str, *, top: int = 10) -> dict:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from autodistiller.ledger import CONFIG_COLUMNS
+    from distiller.autodistiller.ledger import CONFIG_COLUMNS
 
     os.makedirs(out_dir, exist_ok=True)
     done = ledger_df[ledger_df["status"] == "complete"].copy()
@@ -252,7 +254,7 @@ def _markdown(df) -> str:
 
 
 def _cmd_report(args) -> int:
-    from autodistiller.ledger import Ledger
+    from distiller.autodistiller.ledger import Ledger
 
     df = Ledger(args.ledger).read()
     if df.empty:
@@ -265,9 +267,9 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_recommend(args) -> int:
-    from autodistiller.ledger import Ledger
-    from autodistiller.recommend import AutoDistiller, load_default
-    from autodistiller.space import load_space
+    from distiller.autodistiller.ledger import Ledger
+    from distiller.autodistiller.recommend import AutoDistiller, load_default
+    from distiller.autodistiller.space import load_space
 
     task = _task(args, args.cache)
     space = load_space(args.space)
@@ -290,7 +292,7 @@ def _cmd_recommend(args) -> int:
         return 0
     if not args.cache:
         raise ValueError("--run needs --cache, the teacher cache to train the students from")
-    from autodistiller.sweep import SweepOptions, TrialRunner, teacher_info
+    from distiller.autodistiller.sweep import SweepOptions, TrialRunner, teacher_info
 
     info = teacher_info(args.cache)
     out = args.out or os.path.join("runs", "recommend", task.name)
@@ -307,8 +309,8 @@ def _cmd_recommend(args) -> int:
 
 
 def _cmd_fit(args) -> int:
-    from autodistiller.ledger import Ledger
-    from autodistiller.recommend import AutoDistiller, leave_one_task_out
+    from distiller.autodistiller.ledger import Ledger
+    from distiller.autodistiller.recommend import AutoDistiller, leave_one_task_out
 
     df = Ledger(args.ledger).read()
     model = AutoDistiller(seed=args.seed, note=args.note).fit(df)

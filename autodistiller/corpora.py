@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Tuple
 
-from autodistiller.space import MIXUP_SUFFIX, SearchSpace, corpus_name
+from distiller.autodistiller.space import MIXUP_SUFFIX, SearchSpace, corpus_name
 
 __all__ = ["needed_corpora", "build_missing_corpora"]
 
@@ -34,10 +34,10 @@ def build_missing_corpora(space: SearchSpace, *, task: Any, cache: str, train_fi
     one `build_distill_set` per augmentation choice (with mixup pairs when a missing variant
     needs them), with the cache's own spec; returns the build summaries (empty if none was
     missing). Only new texts are scored: the originals' outputs are cache hits."""
-    from builders.cache import TeacherCache
-    from pipelines.build import BuildOptions, build_distill_set
+    from distiller.builders.cache import TeacherCache
+    from distiller.pipelines.build import BuildOptions, build_distill_set
 
-    from taskdata.resolve import resolve_task
+    from distiller.taskdata.resolve import resolve_task
 
     task = resolve_task(task)  # a Task or a built-in name
     opened = TeacherCache.open(cache)

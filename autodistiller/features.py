@@ -206,9 +206,9 @@ def find_split(data_dir: str, split: str) -> str:
 def load_task_records(data_dir: str, task, *, limit: Optional[int] = None):
     """(train, dev, regression) records of a task directory (train.* and the task's first dev
     split, e.g. dev.tsv), read with the task (a taskdata.Task or a built-in name)."""
-    from taskdata.reader import read_records
-    from taskdata.records import DeadLetter
-    from taskdata.resolve import resolve_task
+    from distiller.taskdata.reader import read_records
+    from distiller.taskdata.records import DeadLetter
+    from distiller.taskdata.resolve import resolve_task
 
     task = resolve_task(task)
     splits = []

@@ -1,5 +1,5 @@
 """The recommender's model file: one JSON object holding a format tag, what the model was fitted
-with and on (`info`) and the fitted numbers (`model`, autodistiller.ratio_model).
+with and on (`info`) and the fitted numbers (`model`, distiller.autodistiller.ratio_model).
 
 A model file may come from someone else, so reading one parses JSON only (no pickle, no joblib:
 those run code from the file while loading) and checks every field before it is used; anything
@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any, Dict, Mapping, Tuple
 
-from autodistiller.ratio_model import RatioModel
+from distiller.autodistiller.ratio_model import RatioModel
 
 __all__ = ["FORMAT", "VERSION", "write_model_file", "read_model_file"]
 
@@ -28,7 +28,7 @@ _REFIT = "fit one with `distiller recommend-fit --ledger LEDGER --out MODEL.json
 
 def write_model_file(path: str, info: Mapping[str, Any], model: RatioModel) -> None:
     """Write `path` atomically (strict JSON: a NaN or infinity is an error, never written)."""
-    from builders.manifest import atomic_write_bytes
+    from distiller.builders.manifest import atomic_write_bytes
 
     data = {"format": FORMAT, "version": VERSION, "info": dict(info), "model": model.to_dict()}
     text = json.dumps(data, allow_nan=False, separators=(",", ":")) + "\n"

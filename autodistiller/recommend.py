@@ -7,9 +7,9 @@ embedding reduced by PCA). `AutoDistiller.rank` scores every candidate configura
 space for a dataset; `leave_one_task_out` checks, task by task, whether the top-k predicted
 configurations beat k random ones on the real metric (as the study did with BoolQ).
 
-The fitted model is kept and saved as plain data (`autodistiller.ratio_model`: JSON numbers and
-strings, no pickle), so a model file received from someone else runs no code when loaded. Refit
-on your own ledger::
+The fitted model is kept and saved as plain data (`distiller.autodistiller.ratio_model`: JSON
+numbers and strings, no pickle), so a model file received from someone else runs no code when
+loaded. Refit on your own ledger::
 
     distiller recommend-fit --ledger runs/sweeps/ledger --out my_model.json --evaluate
 """
@@ -20,10 +20,10 @@ import logging
 import os
 from typing import Any, List, Mapping, Optional
 
-from autodistiller.ledger import CONFIG_COLUMNS, FEATURE_COLUMNS
-from autodistiller.model_file import INFO_TYPES, read_model_file, write_model_file
-from autodistiller.ratio_model import RatioModel
-from autodistiller.space import SearchSpace
+from distiller.autodistiller.ledger import CONFIG_COLUMNS, FEATURE_COLUMNS
+from distiller.autodistiller.model_file import INFO_TYPES, read_model_file, write_model_file
+from distiller.autodistiller.ratio_model import RatioModel
+from distiller.autodistiller.space import SearchSpace
 
 __all__ = ["AutoDistiller", "candidate_frame", "leave_one_task_out", "ASSET_MODEL",
            "ASSET_LEDGER", "load_default"]
@@ -183,12 +183,12 @@ def candidate_frame(space: SearchSpace, features: Mapping[str, Any], *, teacher:
     columns (`features` is DatasetFeatures.to_row()) plus ``params`` (the factor values)."""
     import pandas as pd
 
-    from autodistiller.sweep import config_columns
+    from distiller.autodistiller.sweep import config_columns
 
     missing = [c for c in FEATURE_COLUMNS if c not in features]
     if missing:
         raise ValueError(f"dataset features lack {missing}; compute them with "
-                         "autodistiller.features.compute_features")
+                         "distiller.autodistiller.features.compute_features")
     rows = []
     for values in space.candidates():
         config = space.to_train_config(values, task="new", cache="", run_dir="",

@@ -40,8 +40,8 @@ import os
 import re
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from distill_train.choices import OPTIONS
-from distill_train.config import TrainConfig
+from distiller.distill_train.choices import OPTIONS
+from distiller.distill_train.config import TrainConfig
 
 __all__ = ["ParamSpec", "SearchSpace", "SpaceError", "FACTORS", "load_space", "corpus_name",
            "resolve_student", "STUDENT_ALIASES"]
@@ -277,7 +277,7 @@ class SearchSpace:
             f"-H{hidden}" if hidden else "")
 
 
-# The corpus `distiller build --mixup 1` writes next to the last corpus (pipelines.build:
+# The corpus `distiller build --mixup 1` writes next to the last corpus (distiller.pipelines.build:
 # one mixup pair per record, lambda ~ Beta(0.4, 0.4)); mixup: true trains on it.
 MIXUP_SUFFIX = "+mixup-n1-a0.4"
 
@@ -301,7 +301,7 @@ def corpus_name(augmentation: str, task: str, split: str = "train") -> str:
         return f"{task}-{split}"
     if augmentation.startswith("corpus:"):
         return augmentation[len("corpus:"):]
-    from augment.policy import AugmentationPolicy  # heavy only when a policy is named
+    from distiller.augment.policy import AugmentationPolicy  # heavy only when a policy is named
 
     return f"{task}-{split}+{AugmentationPolicy.from_spec(augmentation).name}"
 

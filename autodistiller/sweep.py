@@ -7,10 +7,11 @@ a sampled configuration into the trainer's config (`SearchSpace.to_train_config`
 trainer with a per-epoch callback that reports the dev metric to Optuna and raises
 ``optuna.TrialPruned`` when the median pruner says so.
 
-The trainer is named by ``"module:function"`` (default ``distill_train.train:train``) so worker
-processes can import it; a trainer from ``distill_train.train`` gets a `TrainConfig`, any other
-gets the config dict. A configuration identical to an already completed trial is not trained
-again: the trial takes the earlier value (TPE repeats itself on small categorical spaces).
+The trainer is named by ``"module:function"`` (default ``distiller.distill_train.train:train``) so
+worker processes can import it; a trainer from ``distiller.distill_train.train`` gets a
+`TrainConfig`, any other gets the config dict. A configuration identical to an already completed
+trial is not trained again: the trial takes the earlier value (TPE repeats itself on small
+categorical spaces).
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ import time
 import warnings
 from typing import Any, Callable, Dict, Mapping, Optional
 
-from autodistiller.space import SearchSpace
-from builders.devices import usable_cpus
+from distiller.autodistiller.space import SearchSpace
+from distiller.builders.devices import usable_cpus
 
 __all__ = ["SweepOptions", "TrialRunner", "run_sweep", "teacher_info", "study_storage",
            "config_columns"]
@@ -56,7 +57,7 @@ class SweepOptions:
     teacher: str = ""                    # teacher model name (ledger column); default from cache
     teacher_fingerprint: str = ""        # default: the cache manifest's fingerprint
     teacher_metric: Optional[float] = None  # dev metric of the teacher; default from train()
-    trainer: str = "distill_train.train:train"
+    trainer: str = "distiller.distill_train.train:train"
     startup_trials: int = 4              # random trials before TPE models the space
     prune_warmup_epochs: int = 1         # epochs reported before a trial may be pruned
 
@@ -103,7 +104,7 @@ def teacher_info(cache: str) -> Dict[str, str]:
     """{"fingerprint", "model"} of the teacher that filled `cache`, read from its manifest."""
     spec = None
     try:
-        from builders.cache import TeacherCache
+        from distiller.builders.cache import TeacherCache
 
         spec = TeacherCache.open(cache).spec
     except ImportError:
@@ -140,7 +141,7 @@ def _metric_value(reported: Any, metric_name: Optional[str]) -> float:
 
 def _task_metric(task: str) -> Optional[str]:
     """A built-in task's primary dev metric (None for another trainer's task names)."""
-    from taskdata.builtin import builtin_task
+    from distiller.taskdata.builtin import builtin_task
 
     found = builtin_task(task)
     return found.primary_metric if found is not None else None
@@ -184,7 +185,7 @@ class TrialRunner:
         if self.callback_param is None:
             log.warning("trainer %s takes no per-epoch callback (%s): trials are pruned only "
                         "after they finish", options.trainer, "/".join(_CALLBACK_PARAMS))
-        self.wants_config = self.trainer.__module__ == "distill_train.train"
+        self.wants_config = self.trainer.__module__ == "distiller.distill_train.train"
 
     def run(self, values: Mapping[str, Any], number: int, *,
             report: Optional[Callable[[int, float], None]] = None,
@@ -199,8 +200,8 @@ class TrialRunner:
         metric_name = _task_metric(opts.task)
         train_config: Any = config
         if self.wants_config:
-            from distill_train.assemble import resolve_run_task
-            from distill_train.config import TrainConfig
+            from distiller.distill_train.assemble import resolve_run_task
+            from distiller.distill_train.config import TrainConfig
 
             train_config = resolve_run_task(TrainConfig.from_dict(config))
             metric_name = train_config.metric_name
@@ -248,7 +249,7 @@ class TrialRunner:
 
     def _record(self, *, values, config, number, status, metric, metric_name, best_epoch,
                 epochs, wall, teacher_metric) -> Dict[str, Any]:
-        from autodistiller.ledger import Ledger
+        from distiller.autodistiller.ledger import Ledger
 
         opts = self.options
         teacher_metric = opts.teacher_metric if opts.teacher_metric is not None else teacher_metric
@@ -268,7 +269,7 @@ def ledger_row(*, run_id: str, study: str, trial: int, task: str, student: str, 
                features: Mapping[str, Any], metric_name: Optional[str],
                metric: Optional[float], best_epoch: int, epochs: int, wall: float,
                status: str) -> Dict[str, Any]:
-    """One ledger row (autodistiller.ledger.COLUMNS) of a finished run."""
+    """One ledger row (distiller.autodistiller.ledger.COLUMNS) of a finished run."""
     ratio = metric / teacher_metric if metric is not None and teacher_metric else None
     return {
         "run_id": run_id, "study": study, "trial": trial, "task": task, "student": student,
@@ -288,7 +289,7 @@ def config_columns(values: Mapping[str, Any], config: Mapping[str, Any]) -> Dict
                                 "pred_loss": "kl", "temperature": 1.0, "w_kd": 1.0,
                                 "w_inter": 1.0, "w_gold": 0.0, "lr": 5e-5}
     try:
-        from distill_train.config import TrainConfig
+        from distiller.distill_train.config import TrainConfig
 
         defaults.update({f.name: f.default for f in dataclasses.fields(TrainConfig)
                          if f.name in defaults})

@@ -28,7 +28,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from taskdata.paths import shared_data  # noqa: E402
+from distiller.taskdata.paths import shared_data  # noqa: E402
 
 SST2 = shared_data("glue", "SST-2", "train.tsv")
 VENV = os.path.join(ROOT, "runs", "bench-venv-nlpaug")
@@ -120,7 +120,7 @@ def load_sentences(n: int):
 
 
 def time_ours(name: str, sentences, **params):
-    from augment import Job, create
+    from distiller.augment import Job, create
 
     aug = create(name, **params)
     aug.load()
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, ROOT)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.set_num_threads(args.threads)
-    from augment.wordnet import _cache_root, load_wordnet
+    from distiller.augment.wordnet import _cache_root, load_wordnet
 
     load_wordnet()
     sentences = load_sentences(args.n)

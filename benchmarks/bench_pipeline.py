@@ -32,8 +32,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from builders.devices import usable_cpus  # noqa: E402
-from taskdata.paths import shared_data  # noqa: E402
+from distiller.builders.devices import usable_cpus  # noqa: E402
+from distiller.taskdata.paths import shared_data  # noqa: E402
 
 DATA = shared_data("glue", "SST-2", "train.tsv")
 POLICY = "eda_synonym:0.1+eda_swap:0.1,copies=1"
@@ -86,7 +86,7 @@ def cpu_seconds() -> tuple:
 
 
 def run_pipeline(args, data, cache, workers, *, write_shards=True, threads=None):
-    from pipelines.build import BuildOptions, build_distill_set
+    from distiller.pipelines.build import BuildOptions, build_distill_set
 
     opts = BuildOptions(input=data, task="sst2", teacher=args.teacher, cache=cache,
                         augment=POLICY, workers=workers, max_length=args.max_length,
@@ -101,10 +101,10 @@ def run_pipeline(args, data, cache, workers, *, write_shards=True, threads=None)
 
 def run_plain_loop(args, data, cache):
     """The same work with the libraries called directly in one process."""
-    from augment.policy import AugmentationPolicy
-    from taskdata import builtin_task, read_records
-    from builders.cache import TeacherCache
-    from builders.teacher import Teacher, TeacherConfig
+    from distiller.augment.policy import AugmentationPolicy
+    from distiller.taskdata import builtin_task, read_records
+    from distiller.builders.cache import TeacherCache
+    from distiller.builders.teacher import Teacher, TeacherConfig
 
     start = time.perf_counter()
     teacher = Teacher(TeacherConfig(model=args.teacher, max_length=args.max_length,

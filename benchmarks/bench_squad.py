@@ -2,8 +2,8 @@
 naive loop over the same context windows, measured side by side in one run.
 
 Ours: `distiller score`'s path -- the question-answering teacher windows each (question,
-context) (builders.qa_windows), keys every window, runs length-bucketed forward batches padded
-per batch (max_tokens_per_batch) keeping start/end logits and every hidden state, and writes
+context) (distiller.builders.qa_windows), keys every window, runs length-bucketed forward batches
+padded per batch (max_tokens_per_batch) keeping start/end logits and every hidden state, and writes
 them to a float16 cache (score_into_cache: writing overlaps the next chunk's forward).
 Naive: the same windows' token ids, padded to max_length, in batches of 32 in corpus order,
 an AutoModelForQuestionAnswering forward with hidden states, outputs copied to numpy; no
@@ -30,7 +30,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from taskdata.paths import shared_data  # noqa: E402
+from distiller.taskdata.paths import shared_data  # noqa: E402
 
 
 def _timed(fn):
@@ -99,10 +99,10 @@ def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
-    from builders.cache import TeacherCache
-    from builders.scoring import score_into_cache
-    from builders.teacher import TeacherConfig, make_teacher
-    from taskdata import builtin_task, read_records
+    from distiller.builders.cache import TeacherCache
+    from distiller.builders.scoring import score_into_cache
+    from distiller.builders.teacher import TeacherConfig, make_teacher
+    from distiller.taskdata import builtin_task, read_records
 
     torch.set_num_threads(args.threads)
     teacher_path = args.teacher

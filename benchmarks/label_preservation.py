@@ -24,7 +24,7 @@ from typing import Dict, List
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from taskdata.paths import shared_data  # noqa: E402
+from distiller.taskdata.paths import shared_data  # noqa: E402
 
 POLICIES = {
     "eda_synonym": "eda_synonym:{p}",
@@ -59,7 +59,7 @@ def replaced_share(a: str, b: str) -> float:
     replaces nothing; a synonym of several words replaces one)."""
     from collections import Counter
 
-    from augment.words import split_words
+    from distiller.augment.words import split_words
 
     wa = Counter(w.text.lower() for w in split_words(a))
     wb = Counter(w.text.lower() for w in split_words(b))
@@ -67,7 +67,7 @@ def replaced_share(a: str, b: str) -> float:
 
 
 def measure(sentences, policies: Dict[str, str], model, tokenizer, copies: int, seed: int):
-    from augment import AugmentationPolicy
+    from distiller.augment import AugmentationPolicy
 
     records = [{"id": f"dev:{i}", "text_a": s, "text_b": None, "label": None}
                for i, s in enumerate(sentences)]

@@ -46,10 +46,10 @@ from typing import Dict, List
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from builders.pretrained import minilm_path  # noqa: E402
-from taskdata import builtin_task, read_records  # noqa: E402
-from taskdata.paths import shared_data  # noqa: E402
-from taskdata.sampling import sample_tsv  # noqa: E402
+from distiller.builders.pretrained import minilm_path  # noqa: E402
+from distiller.taskdata import builtin_task, read_records  # noqa: E402
+from distiller.taskdata.paths import shared_data  # noqa: E402
+from distiller.taskdata.sampling import sample_tsv  # noqa: E402
 
 TASK_FILES = {"sst2": "SST-2", "rte": "RTE", "stsb": "STS-B", "cola": "CoLA", "mrpc": "MRPC"}
 TEACHER_SAMPLE = {"sst2": 2000}  # the teacher's training sample (whole train set elsewhere)
@@ -116,9 +116,9 @@ def student_setup(task: str, args):
 
 def prepare_task(task: str, args) -> Dict[str, str]:
     """Teacher and caches for one task; returns paths and corpus names."""
-    from distill_train.config import TrainConfig
-    from distill_train.train import train
-    from pipelines.build import BuildOptions, build_distill_set
+    from distiller.distill_train.config import TrainConfig
+    from distiller.distill_train.train import train
+    from distiller.pipelines.build import BuildOptions, build_distill_set
 
     root = os.path.join(args.out, task)
     src = os.path.join(args.data, TASK_FILES[task])
@@ -176,8 +176,8 @@ def _configs_of(task: str, args) -> List[str]:
 
 
 def run_one(task: str, name: str, seed: int, paths: Dict[str, str], args) -> Dict:
-    from distill_train.config import TrainConfig
-    from distill_train.train import train
+    from distiller.distill_train.config import TrainConfig
+    from distiller.distill_train.train import train
 
     run_dir = os.path.join(paths["runs"], f"{name}-s{seed}")
     done = os.path.join(run_dir, "result.json")
@@ -216,10 +216,10 @@ def run_online(task: str, seed: int, paths: Dict[str, str], student: Dict) -> Di
     (everything else as pred+mse, the temperature included)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from builders.cache import TeacherCache
-    from distill_train.config import TrainConfig
-    from distill_train.data import OnlineTeacherProvider
-    from distill_train.train import train
+    from distiller.builders.cache import TeacherCache
+    from distiller.distill_train.config import TrainConfig
+    from distiller.distill_train.data import OnlineTeacherProvider
+    from distiller.distill_train.train import train
 
     cache = TeacherCache.open(paths["cache"])
     rows = cache.read_corpus(paths["plain"])

@@ -2,7 +2,8 @@
 
 Heavy libraries (torch, transformers, pyarrow) are imported by the submodules on use.
 """
-import augment.seeding  # noqa: F401  (thread-count-independent MKL, before any torch math)
+# thread-count-independent MKL, before any torch math
+import distiller.augment.seeding  # noqa: F401
 
 from .cache import CORPUS_FIELDS, TeacherCache
 from .errors import (CacheError, CacheSpecMismatch, CorruptShardError, FingerprintError,

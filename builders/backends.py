@@ -88,8 +88,8 @@ class CompiledBackend(EagerBackend):
 
 def make_backend(name: str, model, *, teacher=None):
     """The backend called `name` ("eager", "compile" or "onnx") for a loaded model. teacher: the
-    builders.teacher_load.LoadedTeacher being built (ONNX checks its device, precision and kept
-    layers and exports for them)."""
+    distiller.builders.teacher_load.LoadedTeacher being built (ONNX checks its device, precision and
+    kept layers and exports for them)."""
     if name == "eager":
         return EagerBackend(model)
     if name == "compile":

@@ -236,7 +236,7 @@ class TeacherCache:
         a dict: labels, kind, metrics), recorded in the manifest so that training and evaluation
         need no task flags; labelled False marks a corpus whose rows carry no gold label.
         questions (question answering): one row per question {"id", "context", "offsets",
-        "answers", "is_impossible"} (builders.qa_windows.question_row), written beside the
+        "answers", "is_impossible"} (distiller.builders.qa_windows.question_row), written beside the
         corpus for decoding and scoring; rows then carry SPAN_FIELDS."""
         check_corpus_name(name)
         clean = clean_rows(rows)
@@ -303,7 +303,7 @@ class TeacherCache:
     def corpus_task(self, name: str):
         """The `taskdata.Task` a build recorded with corpus `name` (None for a corpus written
         without one, e.g. by an older version)."""
-        from taskdata.task import Task
+        from distiller.taskdata.task import Task
 
         corpora = self.refresh().get("corpora", {})
         if name not in corpora:
@@ -340,14 +340,16 @@ class TeacherCache:
         return verify_corpora(self, names)
 
     def leftovers(self) -> List[str]:
-        """Temp files and uncommitted shards left by writers, one line each (builders.leftovers);
-        warnings, not problems: nothing committed depends on them."""
+        """Temp files and uncommitted shards left by writers, one line each
+        (distiller.builders.leftovers); warnings, not problems: nothing committed depends on
+        them."""
         from .leftovers import leftover_warnings
 
         return leftover_warnings(self)
 
     def clean(self) -> Dict[str, list]:
-        """Remove dead writers' temp files and unusable uncommitted shards (builders.leftovers)."""
+        """Remove dead writers' temp files and unusable uncommitted shards
+        (distiller.builders.leftovers)."""
         from .leftovers import clean_cache
 
         return clean_cache(self)

@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Any, Dict
 
-from taskdata.resolve import add_task_arguments
+from distiller.taskdata.resolve import add_task_arguments
 
 __all__ = ["add_parsers", "score_file"]
 
@@ -159,7 +159,7 @@ def _cmd_merge(args) -> int:
 
 
 def _cmd_score(args) -> int:
-    from taskdata.resolve import task_from_args
+    from distiller.taskdata.resolve import task_from_args
 
     from .taskfit import fit_teacher_to_task
     from .teacher import TeacherConfig
@@ -200,7 +200,8 @@ def _cmd_score(args) -> int:
 
 
 def _placement(spec: str, amp: str, cache_dir: str):
-    """(device slots, concrete amp) of `distiller score` (builders.devices, builders.precision)."""
+    """(device slots, concrete amp) of `distiller score` (distiller.builders.devices,
+    distiller.builders.precision)."""
     from .devices import device_kind, gpus_run_bf16, resolve_devices
     from .precision import cache_compute, resolve_amp
 
@@ -223,11 +224,11 @@ def score_file(config, *, input_path: str, task, cache_dir: str, dtype: str = "f
     None, chain "original", copy 0) with the task recorded. A span task (question answering)
     is scored window by window: the corpus has a row per window and its question rows; the
     dry run counts windows. devices: several device names score with one teacher replica each
-    (builders.multiscore); None runs on `config.device`.
+    (distiller.builders.multiscore); None runs on `config.device`.
     """
-    from taskdata.records import DeadLetter
-    from taskdata.reader import read_records
-    from taskdata.resolve import resolve_task
+    from distiller.taskdata.records import DeadLetter
+    from distiller.taskdata.reader import read_records
+    from distiller.taskdata.resolve import resolve_task
 
     from .cache import TeacherCache
     from .manifest import MANIFEST

@@ -2,11 +2,11 @@
 
 A build's workers write what its last step indexes (corpus rows, mixup rows, dead letters) as
 *part* files, each sorted, into a staging directory inside the cache: a temp-named directory
-(builders.tempnames), so the one a killed build leaves is removed by ``distiller cache clean`` and
-by the next build, like any temp file whose writer is gone. The committing step merges the parts
-(a k-way merge holding one line per part; more than `FAN_IN` parts are merged in rounds) straight
-into the corpus files and the dead-letter file, hashing as it writes: no process ever holds a
-whole corpus, so the commit's memory does not grow with the rows.
+(distiller.builders.tempnames), so the one a killed build leaves is removed by ``distiller cache
+clean`` and by the next build, like any temp file whose writer is gone. The committing step merges
+the parts (a k-way merge holding one line per part; more than `FAN_IN` parts are merged in rounds)
+straight into the corpus files and the dead-letter file, hashing as it writes: no process ever holds
+a whole corpus, so the commit's memory does not grow with the rows.
 
 The files written are the ones `TeacherCache.write_corpus` writes for the same rows: one
 ``json.dumps(corpus_item(row), sort_keys=True)`` line per row, sorted by id (a sort is stable and

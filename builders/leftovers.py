@@ -1,6 +1,6 @@
 """What killed or failed writers leave in a cache directory, and removing what nothing can use.
 
-Temp names say who writes them (builders.tempnames). Leftovers are of two kinds:
+Temp names say who writes them (distiller.builders.tempnames). Leftovers are of two kinds:
 - temp files: removable when their writer no longer runs (same host, process gone). One from
   another host of a shared filesystem is never removed: its writer cannot be checked from here.
 - uncommitted shards: whole shards (renamed into place) that no commit listed, because the build
@@ -47,7 +47,7 @@ class TempFile:
 
 def _size(path: str) -> int:
     """Bytes of a file, or of the files in a directory (a build's staging directory of corpus
-    parts, builders.corpusparts); FileNotFoundError once its writer removed it."""
+    parts, distiller.builders.corpusparts); FileNotFoundError once its writer removed it."""
     if not real_directory(path):
         return os.lstat(path).st_size  # a link is measured, never followed
     total = 0

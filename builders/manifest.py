@@ -58,7 +58,7 @@ def read_manifest(path: str) -> Dict[str, Any]:
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write to a unique temp name in the same directory, fsync, rename over `path`."""
     directory = os.path.dirname(path) or "."
-    tmp = temp_path(path)  # names its writer: builders.leftovers cleans up after a kill
+    tmp = temp_path(path)  # names its writer: distiller.builders.leftovers cleans up after a kill
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)

@@ -1,10 +1,10 @@
 """`distiller score` on several devices: one teacher replica per device, chunks shared out.
 
-The local scorer (builders.scoring) runs one teacher. With ``--devices cuda:0,cuda:1`` the same
-chunks (cut in the same order, so the same shards) are scored by one replica per device, each on
-its own thread (a forward pass releases the GIL while its device works), and written and
-committed by the writer threads of `builders.scoring.ShardWriter`, as `score_into_cache` does.
-A chunk's outputs do not depend on which replica scored it when the replicas are of one kind
+The local scorer (distiller.builders.scoring) runs one teacher. With ``--devices cuda:0,cuda:1`` the
+same chunks (cut in the same order, so the same shards) are scored by one replica per device, each
+on its own thread (a forward pass releases the GIL while its device works), and written and
+committed by the writer threads of `distiller.builders.scoring.ShardWriter`, as `score_into_cache`
+does. A chunk's outputs do not depend on which replica scored it when the replicas are of one kind
 (CPUs, or GPUs of one model): the cache is the same as with one device.
 """
 from __future__ import annotations
@@ -37,7 +37,8 @@ def load_replicas(config: "TeacherConfig", devices: Sequence[str]) -> List["Teac
 
 def score_on_devices(teachers: Sequence["Teacher"], cache: "TeacherCache",
                      records: Sequence[Any], *, chunk: int = 2048) -> Dict[str, Any]:
-    """`builders.scoring.score_into_cache` with one replica per device; same result dict."""
+    """`distiller.builders.scoring.score_into_cache` with one replica per device; same result
+    dict."""
     from .scoring import (ShardWriter, default_writers, missing_records, plan_chunks,
                           score_chunk, score_into_cache, summary)
 

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from augment.seeding import stable_hash
+from distiller.augment.seeding import stable_hash
 
 from .cachefiles import check_regular, name_problem, open_regular
 from .encoding import encode_columns
@@ -87,7 +87,7 @@ def shard_name_for(keys: Sequence[str]) -> str:
 
 
 def file_sha256(path: str, *, what: str = "cache file") -> str:
-    """sha256 of a cache's file, read only if it is a regular file (builders.cachefiles)."""
+    """sha256 of a cache's file, read only if it is a regular file (distiller.builders.cachefiles)."""
     h = hashlib.sha256()
     with open_regular(path, what=what) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

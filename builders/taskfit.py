@@ -2,7 +2,8 @@
 
 A teacher whose head disagrees with the task (another number of outputs, other class names) is a
 one-line error naming both, before anything is read or scored. A bare encoder (no head) gets a
-head of the task's size (initialised from seed 0, the same in every worker: builders.teacher_load).
+head of the task's size (initialised from seed 0, the same in every worker:
+distiller.builders.teacher_load).
 A task whose labels are not known yet (an unlabelled corpus of a new task) takes them from the
 teacher's head.
 """
@@ -10,8 +11,8 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
-from taskdata.heads import has_classification_head, head_problem, label_names
-from taskdata.task import Task
+from distiller.taskdata.heads import has_classification_head, head_problem, label_names
+from distiller.taskdata.task import Task
 
 __all__ = ["fit_teacher_to_task"]
 

@@ -4,14 +4,15 @@ keys records, tokenizes them and scores them in length-bucketed batches.
 This module owns the cache keys and the cache spec of a teacher, tokenisation (with truncation
 counted) and scoring (`score`: bucketing by length, then one forward per batch). Loading, the
 fingerprint, the kept layers, the device and the precision are decided once in
-builders.teacher_load (`load_teacher`, whose `LoadedTeacher` the properties here read); the
-padded forward and the extraction of what a cache keeps are builders.forward's (`run_batch`).
+distiller.builders.teacher_load (`load_teacher`, whose `LoadedTeacher` the properties here read);
+the padded forward and the extraction of what a cache keeps are distiller.builders.forward's
+(`run_batch`).
 
 Outputs per example (docs/cache.md, "Shards"): key, input_ids int32[L], token_type_ids int8[L],
 logits float32[C], hidden {layer: float32[L, H] or [H] if pooled}, attentions {layer: [heads, L, L]}
 when kept, truncated bool. Layer 0 is the embeddings output, i the output of transformer layer i.
-A question-answering teacher (builders.qa_teacher, via `make_teacher`) scores context windows and
-keeps per-token logits float32[L, 2] (start, end) instead.
+A question-answering teacher (distiller.builders.qa_teacher, via `make_teacher`) scores context
+windows and keeps per-token logits float32[L, 2] (start, end) instead.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def make_teacher(config: TeacherConfig) -> "Teacher":
 
 class Teacher:
     """A teacher. Construct cheaply; `load()` (idempotent) loads model and tokenizer
-    (builders.teacher_load) and the properties below read what was loaded."""
+    (distiller.builders.teacher_load) and the properties below read what was loaded."""
 
     auto_class = "AutoModelForSequenceClassification"   # the transformers class to load
 
@@ -80,7 +81,7 @@ class Teacher:
 
     @property
     def backend(self):
-        """What runs the forward (builders.backends)."""
+        """What runs the forward (distiller.builders.backends)."""
         self._require_loaded()
         return self.loaded.backend
 

@@ -1,5 +1,5 @@
 """TeacherConfig: how to load and run a teacher (frozen, hashable: one teacher per worker process
-per config, pipelines.workers); `as_text_pair`: the texts of a record.
+per config, distiller.pipelines.workers); `as_text_pair`: the texts of a record.
 """
 from __future__ import annotations
 
@@ -34,9 +34,10 @@ class TeacherConfig:
     num_threads: CPU threads for torch; None = the CPUs this process may run on.
     num_labels: override the head size (a random head for an encoder-only checkpoint).
     head: "sequence" (a classification/regression head: logits [C] per input) or "span" (a
-    question-answering head over context windows: logits [L, 2] per window, builders.qa_teacher).
-    doc_stride / max_query_length (head "span"): context tokens between the starts of
-    consecutive windows, and question tokens kept (builders.qa_windows).
+    question-answering head over context windows: logits [L, 2] per window,
+    distiller.builders.qa_teacher). doc_stride / max_query_length (head "span"): context tokens
+    between the starts of consecutive windows, and question tokens kept
+    (distiller.builders.qa_windows).
     """
 
     model: str

@@ -4,10 +4,10 @@
 This module owns the decisions made once per load: the weights' dtype (float32) and attention
 implementation (eager when attention maps are kept), a seeded head for weights the checkpoint
 lacks, the device, CPU threads, the max_length check against the model's positions, the
-fingerprint (builders.fingerprint), the kept layers and attention layers, the compute precision
-(builders.precision.teacher_compute) and the backend that runs the forward (builders.backends).
-Keys, tokenisation and scoring are builders.teacher's; the forward and the extraction of outputs
-are builders.forward's.
+fingerprint (distiller.builders.fingerprint), the kept layers and attention layers, the compute
+precision (distiller.builders.precision.teacher_compute) and the backend that runs the forward
+(distiller.builders.backends). Keys, tokenisation and scoring are distiller.builders.teacher's; the
+forward and the extraction of outputs are distiller.builders.forward's.
 """
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ class LoadedTeacher:
     states kept (0 = embeddings output, i = output of transformer layer i); attention_layers:
     transformer layers (1..N) whose attention maps are kept; compute_dtype: what forwards run at
     ("float32", or "bfloat16" / "float16" under autocast); uses_token_types: whether the model
-    takes token_type_ids; backend: what runs the forward (builders.backends; None only while
+    takes token_type_ids; backend: what runs the forward (distiller.builders.backends; None only
+    while
     `load_teacher` builds it)."""
 
     config: TeacherConfig

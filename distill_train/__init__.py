@@ -8,7 +8,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-import augment.seeding  # noqa: F401  (thread-count-independent MKL, before any torch math)
+# thread-count-independent MKL, before any torch math
+import distiller.augment.seeding  # noqa: F401
 
 __all__ = [
     "TrainConfig", "TrainResult", "train",

@@ -37,7 +37,7 @@ def resolve_run_task(config):
     disagrees with it (other labels or kind) is an error before any work."""
     if config.mode != "distill" or config.cache is None:
         return config
-    from builders.cache import TeacherCache
+    from distiller.builders.cache import TeacherCache
 
     cache = TeacherCache.open(config.cache)
     recorded = cache.corpus_task(config.train_corpus)
@@ -112,7 +112,7 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
     span = config.task_def.is_span
     if provider is None or train_rows is None or (dev_rows is None and config.dev_corpus) or \
             (span and config.dev_corpus):   # a QA dev set decodes with the cache's questions
-        from builders.cache import TeacherCache
+        from distiller.builders.cache import TeacherCache
 
         cache = TeacherCache.open(config.cache)
         if getattr(cache.spec, "logits_topk", 0):
@@ -162,7 +162,7 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
                              f"({heads})")
     dev_provider = provider
     if provider is None:
-        from builders.reader import CacheReader
+        from distiller.builders.reader import CacheReader
 
         provider = CacheReader(config.cache, layers=layers, attentions=list(attn_layers) or False)
         dev_provider = CacheReader(config.cache, layers=[], attentions=False)
@@ -214,11 +214,12 @@ def _check_labels(config, train_rows, dev_sets) -> None:
 
 
 def _check_student_vocab(config, model, tokenizer, cache, sample) -> None:
-    """The student's vocabulary against the one the cache was tokenised with (builders.vocab);
-    when that is unknown, the largest id of the first row here and of every batch later."""
+    """The student's vocabulary against the one the cache was tokenised with
+    (distiller.builders.vocab); when that is unknown, the largest id of the first row here and of
+    every batch later."""
     expected, source = None, ""
     if cache is not None:
-        from builders.vocab import cache_vocabulary
+        from distiller.builders.vocab import cache_vocabulary
 
         expected, source = cache_vocabulary(config.cache)
         if expected is None:
@@ -231,9 +232,9 @@ def _check_student_vocab(config, model, tokenizer, cache, sample) -> None:
 def read_text_records(path: str, task, limit: Optional[int] = None) -> List[Dict]:
     """Records of any input (file, glob, dataset) for a task; dead letters are counted and
     logged with the first reason."""
-    from taskdata.reader import read_records
-    from taskdata.records import DeadLetter
-    from taskdata.resolve import resolve_task
+    from distiller.taskdata.reader import read_records
+    from distiller.taskdata.records import DeadLetter
+    from distiller.taskdata.resolve import resolve_task
 
     task = resolve_task(task)
     records, dead = [], []
@@ -280,7 +281,7 @@ def _text_examples(config, records, tokenizer):
 
 def _span_examples(config, records, tokenizer):
     """Context windows of question records, made with the model's own tokenizer."""
-    from builders.qa_windows import WindowSettings
+    from distiller.builders.qa_windows import WindowSettings
 
     from .qa_eval import text_windows
 

@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any, Dict
 
-from taskdata.resolve import add_task_arguments
+from distiller.taskdata.resolve import add_task_arguments
 
 from .choices import OPTIONS, cli_arguments
 
@@ -184,8 +184,8 @@ def _report(result, command: str) -> None:
 
 def _verify_run_shards(config) -> None:
     """--verify: the shards the run's corpora read, checked in full; one line either way."""
-    from builders.cache import TeacherCache
-    from builders.errors import CorruptShardError
+    from distiller.builders.cache import TeacherCache
+    from distiller.builders.errors import CorruptShardError
 
     cache = TeacherCache.open(config.cache)
     names = [n for n in (config.train_corpus, config.dev_corpus) if n]
@@ -211,7 +211,7 @@ def _say_if_resuming(config, command: str) -> None:
 
 
 def _run_finetune(args) -> int:
-    from taskdata.resolve import task_from_args
+    from distiller.taskdata.resolve import task_from_args
 
     args.run_dir = args.run_dir or args.out
     task, notes = task_from_args(args, data=args.train_file, required=not args.config)
@@ -225,7 +225,7 @@ def _run_finetune(args) -> int:
 
 
 def _run_evaluate(args) -> int:
-    from taskdata.resolve import task_from_args
+    from distiller.taskdata.resolve import task_from_args
 
     from .evaluate import evaluate_saved
 

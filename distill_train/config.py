@@ -158,9 +158,9 @@ class TrainConfig:
     def _resolve_task(self) -> None:
         """Resolve `task` into a taskdata.Task (kept apart from the fields). In distill mode a
         task left out, or named but not built in, is read from the cache's corpus by
-        `distill_train.assemble.resolve_run_task` before training."""
-        from taskdata.resolve import resolve_task
-        from taskdata.task import Task
+        `distiller.distill_train.assemble.resolve_run_task` before training."""
+        from distiller.taskdata.resolve import resolve_task
+        from distiller.taskdata.task import Task
 
         value = self.task
         if isinstance(value, Task):
@@ -186,7 +186,7 @@ class TrainConfig:
     def task_def(self):
         """The resolved taskdata.Task; an error if it is still to be read from the cache."""
         if self._task is None:
-            raise ValueError("the task is not resolved yet: distill_train.assemble."
+            raise ValueError("the task is not resolved yet: distiller.distill_train.assemble."
                              "resolve_run_task reads it from the cache's training corpus")
         return self._task
 

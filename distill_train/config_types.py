@@ -12,7 +12,7 @@ import numbers
 import os
 from typing import Any, Callable
 
-from taskdata.yamlfile import load_yaml_file, load_yaml_text
+from distiller.taskdata.yamlfile import load_yaml_file, load_yaml_text
 
 from .choices import OPTIONS
 

@@ -169,7 +169,7 @@ def rank_slice(chunk: Sequence[Any], ctx: DistContext) -> Tuple[List[Any], float
 
 
 class RankBatches:
-    """This rank's batches of a `distill_train.data.Batches`: epoch(e, skip) yields (rows,
+    """This rank's batches of a `distiller.distill_train.data.Batches`: epoch(e, skip) yields (rows,
     batch, weight) for each global batch from `skip` on; len() counts global batches."""
 
     def __init__(self, batches, ctx: DistContext, device: torch.device, *,
@@ -295,7 +295,7 @@ def gather_rng(ctx: DistContext) -> Optional[List[Dict[str, Any]]]:
 def epoch_seed(seed: int, epoch: int, ctx: DistContext) -> int:
     """The seed of an epoch's dropout draws: (seed, epoch) alone with one process, as before;
     with several, each rank its own (seed, epoch, rank)."""
-    from augment.seeding import derive_seed
+    from distiller.augment.seeding import derive_seed
 
     if not ctx.enabled:
         return derive_seed(seed, "epoch", epoch)
@@ -323,7 +323,7 @@ class RankFailed(ValueError):
 def _rank_main(config: Dict[str, Any], verbosity: int) -> Dict[str, Any]:
     """What each process started by `launch` runs: the trainer on the config, logging as its
     command's (WARNING and the libraries quiet; -v INFO, -vv DEBUG)."""
-    from taskdata.console import configure
+    from distiller.taskdata.console import configure
 
     from .config import TrainConfig
     from .train import train

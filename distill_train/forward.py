@@ -6,7 +6,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from taskdata.metrics import compute_metrics
+from distiller.taskdata.metrics import compute_metrics
 
 __all__ = ["student_forward", "mixed_embeddings", "mixed_targets", "evaluate", "evaluate_sets",
            "predict", "to_device", "logits_of"]
@@ -91,7 +91,7 @@ def evaluate(model, batches, metrics: Sequence[str], device, *, autocast=None
              ) -> Tuple[Dict[str, float], Optional[Dict[str, float]]]:
     """(student metrics, teacher metrics or None) over a dev `Batches`: every metric in
     `metrics` (a task's); teacher metrics come from cached teacher logits when the batches carry
-    them. Question-answering dev sets (distill_train.qa_eval.SpanBatches) are decoded into
+    them. Question-answering dev sets (distiller.distill_train.qa_eval.SpanBatches) are decoded into
     answers and scored as SQuAD is."""
     if getattr(batches, "questions", None) is not None:
         from .qa_eval import evaluate_spans

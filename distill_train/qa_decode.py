@@ -7,10 +7,11 @@ overlapping windows); a span's score is start logit + end logit. A question's an
 candidate over all its windows, turned into characters through the token offsets of its context;
 its null score is the smallest [CLS] score (start + end at the "no answer" position) over its
 windows, and its null odds are null score - best span score (SQuAD 2.0: answer "" above a
-threshold, taskdata.squad_metrics).
+threshold, distiller.taskdata.squad_metrics).
 
 Inputs: window rows of a corpus (``id``, ``window``, ``ctx_start``, ``ctx_end``, ``ctx_first``,
-``cls_index``; builders.qa_windows) with their logits float[L, 2], and question rows (``context``,
+``cls_index``; distiller.builders.qa_windows) with their logits float[L, 2], and question rows
+(``context``,
 ``offsets``, flat character spans of the context's tokens); an augmented copy's question is its
 parent's (``parent_id``).
 """

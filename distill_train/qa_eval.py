@@ -70,7 +70,7 @@ def score_spans(task, rows: Sequence[Mapping[str, Any]], logits: Sequence[np.nda
                 decode: DecodeConfig = DecodeConfig(), threshold: Optional[float] = None
                 ) -> Tuple[Dict[str, float], Dict[str, str], Optional[Dict[str, float]]]:
     """(metrics, predictions {id: answer}, null odds or None) of window logits."""
-    from taskdata.squad_metrics import squad_metrics
+    from distiller.taskdata.squad_metrics import squad_metrics
 
     spans = decode_spans(rows, logits, questions, decode)
     first = {}
@@ -105,8 +105,8 @@ def evaluate_spans(model, batches: SpanBatches, device, *, autocast=None
 def text_windows(records: Sequence[Mapping[str, Any]], tokenizer, settings
                  ) -> Tuple[List[Dict[str, Any]], Dict[str, Dict[str, Any]]]:
     """(window rows with input_ids, token_type_ids and label; {id: question row}) of span
-    records, windowed with `tokenizer` (builders.qa_windows.WindowSettings `settings`)."""
-    from builders.qa_windows import make_windows, question_row, window_row
+    records, windowed with `tokenizer` (distiller.builders.qa_windows.WindowSettings `settings`)."""
+    from distiller.builders.qa_windows import make_windows, question_row, window_row
 
     rows, questions = [], {}
     windowed = make_windows(tokenizer, [(r["text_a"], r["text_b"]) for r in records], settings)

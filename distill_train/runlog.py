@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from taskdata.checkpoints import load_checkpoint_file, save_checkpoint_file
+from distiller.taskdata.checkpoints import load_checkpoint_file, save_checkpoint_file
 
 __all__ = ["RunLog", "save_checkpoint", "load_checkpoint", "check_resumable", "save_model",
            "json_safe"]
@@ -136,7 +136,7 @@ def check_resumable(run_dir: str, config: Dict[str, Any]) -> None:
 def save_model(model, tokenizer, path: str, task) -> None:
     """A HF model directory: the weights and config, the tokenizer (if any) and the task
     (distiller_task.json, so that `distiller evaluate` knows the labels)."""
-    from taskdata.resolve import save_task
+    from distiller.taskdata.resolve import save_task
 
     model.save_pretrained(path)
     if tokenizer is not None:

@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from augment.seeding import derive_seed
+from distiller.augment.seeding import derive_seed
 
 from . import distributed
 from .assemble import assemble, resolve_run_task

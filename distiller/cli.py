@@ -14,20 +14,21 @@ import sys
 import traceback
 from typing import List, Optional
 
-import augment.cli
-import augment.mlm_cli
-import autodistiller.cli
-import builders.cli
-import distill_train.cli
-import pipelines.build_cli
-import taskdata.cli
-from taskdata.console import configure, error_message
+import distiller.augment.cli
+import distiller.augment.mlm_cli
+import distiller.autodistiller.cli
+import distiller.builders.cli
+import distiller.distill_train.cli
+import distiller.pipelines.build_cli
+import distiller.taskdata.cli
+from distiller.taskdata.console import configure, error_message
 
 __all__ = ["main", "build_parser"]
 
 # The packages' cli modules, in the order --help shows their subcommands.
-_COMMAND_MODULES = (taskdata.cli, augment.cli, augment.mlm_cli, pipelines.build_cli,
-                    builders.cli, distill_train.cli, autodistiller.cli)
+_COMMAND_MODULES = (distiller.taskdata.cli, distiller.augment.cli, distiller.augment.mlm_cli,
+                    distiller.pipelines.build_cli, distiller.builders.cli,
+                    distiller.distill_train.cli, distiller.autodistiller.cli)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from taskdata.paths import shared_data  # noqa: E402
+from distiller.taskdata.paths import shared_data  # noqa: E402
 
 SIX_CLASSES = ("sst_negative", "sst_positive", "subj_0", "subj_1", "pc_cons", "pc_pros")
 

@@ -1,4 +1,4 @@
-"""AugmentCorpus: records → augmented copies from an `augment.policy.AugmentationPolicy`.
+"""AugmentCorpus: records → augmented copies from an `distiller.augment.policy.AugmentationPolicy`.
 
 The policy (WordNet, MLM or translation models) is loaded once per worker process in ``setup``;
 records travel in batches (BatchElements) to its batched entry point; every copy's randomness
@@ -12,8 +12,8 @@ from typing import Any, Dict, Iterator, List, Sequence
 
 import apache_beam as beam
 
-from pipelines.batching import BatchRecords
-from pipelines.keying import strip_internal
+from distiller.pipelines.batching import BatchRecords
+from distiller.pipelines.keying import strip_internal
 
 __all__ = ["AugmentCorpus", "AugmentBatchFn"]
 
@@ -30,7 +30,7 @@ class AugmentBatchFn(beam.DoFn):
                          for name in _STAT_COUNTERS}
 
     def setup(self):
-        from pipelines.workers import get_policy
+        from distiller.pipelines.workers import get_policy
 
         self.policy = get_policy(self.policy_spec)
 

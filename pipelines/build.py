@@ -12,8 +12,8 @@ built-in one or the user's). Each corpus records its task (labels, kind, metrics
 training and evaluation read it from there.
 
 A span task (extractive question answering, SQuAD) takes the same steps with one more: its
-records (questions) are cut into context windows (pipelines.windows) before keying, and a window
-is what is scored, cached and indexed; augmentation changes the question only (the task's
+records (questions) are cut into context windows (distiller.pipelines.windows) before keying, and a
+window is what is scored, cached and indexed; augmentation changes the question only (the task's
 ``augment_fields``) and happens before windowing.
 """
 from __future__ import annotations
@@ -30,17 +30,17 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 
-from pipelines.augmentation import AugmentCorpus
-from pipelines.buildcheck import check_outputs, failure_message
-from pipelines.buildlog import Progress, beam_counters, stderr_of_workers, worker_log_path
-from pipelines.dedupe import CachedKeys, MissingKeys
-from pipelines.finalize import CommitAndIndex
-from pipelines.keying import KeyRecords
-from pipelines.mixup import MixupPairs
-from pipelines.read import ReadCorpus
-from pipelines.score import ScoreWithTeacher
-from pipelines.windows import WindowRecords
-from taskdata.console import is_quiet
+from distiller.pipelines.augmentation import AugmentCorpus
+from distiller.pipelines.buildcheck import check_outputs, failure_message
+from distiller.pipelines.buildlog import Progress, beam_counters, stderr_of_workers, worker_log_path
+from distiller.pipelines.dedupe import CachedKeys, MissingKeys
+from distiller.pipelines.finalize import CommitAndIndex
+from distiller.pipelines.keying import KeyRecords
+from distiller.pipelines.mixup import MixupPairs
+from distiller.pipelines.read import ReadCorpus
+from distiller.pipelines.score import ScoreWithTeacher
+from distiller.pipelines.windows import WindowRecords
+from distiller.taskdata.console import is_quiet
 
 __all__ = ["BuildOptions", "BuildDistillSet", "BuildError", "build_distill_set", "corpus_names"]
 
@@ -49,14 +49,15 @@ log = logging.getLogger(__name__)
 
 class BuildError(RuntimeError):
     """The pipeline failed on a worker; the message is one line: the worker's last error line,
-    what to do, and where the workers' log is (pipelines.buildcheck.failure_message)."""
+    what to do, and where the workers' log is (distiller.pipelines.buildcheck.failure_message)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class BuildOptions:
     """Everything one build needs; parsed once at the entry point and passed down."""
 
-    input: str                      # files, a glob, a saved dataset or hf:NAME (taskdata.sources)
+    # files, a glob, a saved dataset or hf:NAME (distiller.taskdata.sources)
+    input: str
     task: Any                       # a taskdata.Task or a built-in task name: columns, labels
     teacher: str                    # HF model name or save_pretrained directory
     cache: str                      # teacher-cache directory (created if absent)
@@ -65,7 +66,8 @@ class BuildOptions:
     runner: str = "direct"          # direct | dask | any Beam runner name
     workers: Optional[int] = None   # worker processes (direct, local dask); None = one per GPU
     #                                 the devices give, else 2 (at most the CPUs)
-    devices: str = "auto"           # auto | cpu | cuda | cuda:0,cuda:1,... (pipelines.devices)
+    # auto | cpu | cuda | cuda:0,cuda:1,... (distiller.pipelines.devices)
+    devices: str = "auto"
     threads_per_worker: Optional[int] = None  # torch threads per local worker; None = CPUs//workers
     dask_address: Optional[str] = None  # existing dask scheduler; None starts a local cluster
     dead_letters: Optional[str] = None  # JSONL of rejected rows; default next to the cache
@@ -91,7 +93,7 @@ class BuildOptions:
     mixup_alpha: float = 0.4        # λ ~ Beta(alpha, alpha)
 
     def __post_init__(self) -> None:
-        from taskdata.resolve import resolve_task
+        from distiller.taskdata.resolve import resolve_task
 
         object.__setattr__(self, "task", resolve_task(self.task))
         if self.task is None:
@@ -131,14 +133,14 @@ def corpus_names(task: str, split: str, policy_name: Optional[str], *, mixup: in
 
 
 def _teacher_config(opts: BuildOptions, num_labels: Optional[int] = None):
-    from builders.teacher import TeacherConfig
-    from pipelines.runners import is_local_runner
+    from distiller.builders.teacher import TeacherConfig
+    from distiller.pipelines.runners import is_local_runner
 
     # Each local worker process gets its share of this machine's CPUs (no oversubscription);
     # on a remote runner (or a remote dask scheduler) workers use the CPUs they have.
     threads = opts.threads_per_worker
     if threads is None and is_local_runner(opts.runner) and not opts.dask_address:
-        from builders.devices import usable_cpus
+        from distiller.builders.devices import usable_cpus
 
         threads = max(1, usable_cpus() // opts.workers)
     return TeacherConfig(model=opts.teacher, max_length=opts.max_length, layers=opts.layers,
@@ -159,7 +161,7 @@ class BuildDistillSet(beam.PTransform):
         # issue 19: where the workers write the corpus parts; the shards committed at the start
         self.staging_dir, self.known_shards = staging_dir, tuple(known_shards)
         self.batch_by_shuffle = batch_by_shuffle
-        self.devices = devices  # pipelines.devices.DevicePlan (None: the config's device)
+        self.devices = devices  # distiller.pipelines.devices.DevicePlan (None: the config's device)
         self.opts, self.teacher_config, self.names = opts, teacher_config, names
         self.dead_letter_path, self.summary_path = dead_letter_path, summary_path
         self.progress_dir = progress_dir
@@ -243,18 +245,18 @@ class BuildDistillSet(beam.PTransform):
 def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     """Run one build; returns the summary: records_read, augmented_copies, cache_hits,
     newly_scored, dead_letters (+ reasons), bytes_written, seconds, beam_counters, ..."""
-    from builders.cache import TeacherCache
-    from builders.corpusparts import staging_dir
-    from builders.leftovers import remove_dead_temp_files, temp_files
-    from builders.precision import COMPUTE_OF_AMP
-    from builders.teacher import make_teacher
-    from builders.vocab import record_vocabulary
-    from pipelines.batching import uses_shuffle_batching
-    from pipelines.devices import place_build
-    from pipelines.runners import is_local_runner, runner_context
+    from distiller.builders.cache import TeacherCache
+    from distiller.builders.corpusparts import staging_dir
+    from distiller.builders.leftovers import remove_dead_temp_files, temp_files
+    from distiller.builders.precision import COMPUTE_OF_AMP
+    from distiller.builders.teacher import make_teacher
+    from distiller.builders.vocab import record_vocabulary
+    from distiller.pipelines.batching import uses_shuffle_batching
+    from distiller.pipelines.devices import place_build
+    from distiller.pipelines.runners import is_local_runner, runner_context
 
-    from builders.taskfit import fit_teacher_to_task
-    from taskdata.reader import check_input
+    from distiller.builders.taskfit import fit_teacher_to_task
+    from distiller.taskdata.reader import check_input
 
     start = time.monotonic()
     # the input's columns and the teacher's head are checked before any work
@@ -265,7 +267,7 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     opts, devices = place_build(opts)
     policy_name = None
     if opts.augment is not None:
-        from augment.policy import AugmentationPolicy
+        from distiller.augment.policy import AugmentationPolicy
 
         policy = AugmentationPolicy.from_spec(opts.augment).check_models()
         policy_name = policy.name
@@ -274,7 +276,8 @@ def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     dead_path = opts.dead_letters or os.path.join(
         os.path.abspath(opts.cache).rstrip("/") + ".dead_letters",
         f"{names[1 if len(names) > 1 and policy_name else 0]}.jsonl")
-    # every name and path the build writes, checked before the teacher loads (pipelines.buildcheck)
+    # every name and path the build writes, checked before the teacher loads
+    # (distiller.pipelines.buildcheck)
     check_outputs(cache=opts.cache, corpus_names=names, dead_letter_path=dead_path)
     summary_path = dead_path + ".summary.json"
     teacher_config = _teacher_config(opts, num_labels)

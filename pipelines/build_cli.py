@@ -1,4 +1,5 @@
-"""`distiller build`: a raw corpus → augmented, teacher-scored, committed cache (pipelines.build).
+"""`distiller build`: a raw corpus → augmented, teacher-scored, committed cache
+(distiller.pipelines.build).
 
 Examples:
     distiller build --input glue/SST-2/train.tsv --task sst2 --teacher runs/teacher \\
@@ -20,7 +21,7 @@ import json
 import shlex
 import sys
 
-from taskdata.resolve import add_task_arguments
+from distiller.taskdata.resolve import add_task_arguments
 
 __all__ = ["add_parsers", "options_from_args", "run_build", "format_summary",
            "empty_input_warning"]
@@ -111,8 +112,8 @@ def add_parsers(subparsers) -> None:
 
 
 def options_from_args(args):
-    from pipelines.build import BuildOptions
-    from taskdata.resolve import task_from_args
+    from distiller.pipelines.build import BuildOptions
+    from distiller.taskdata.resolve import task_from_args
 
     # an unlabelled corpus takes its labels from the task or the teacher, not from the file
     task, notes = task_from_args(args, data=None if args.unlabelled else args.input)
@@ -183,7 +184,7 @@ def format_summary(s) -> str:
 
 
 def run_build(args) -> int:
-    from pipelines.build import BuildError, build_distill_set
+    from distiller.pipelines.build import BuildError, build_distill_set
 
     try:
         summary = build_distill_set(options_from_args(args))

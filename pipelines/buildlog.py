@@ -8,7 +8,7 @@ import tempfile
 import threading
 from typing import Dict, Optional
 
-from taskdata.console import child_stderr_to
+from distiller.taskdata.console import child_stderr_to
 
 __all__ = ["Progress", "beam_counters", "stderr_of_workers", "worker_log_path"]
 
@@ -23,7 +23,7 @@ def worker_log_path() -> str:
 @contextlib.contextmanager
 def stderr_of_workers(log_path: Optional[str]):
     """Yields a descriptor of the real stderr; with `log_path`, processes started in the block
-    write their stderr to that file (taskdata.console.child_stderr_to)."""
+    write their stderr to that file (distiller.taskdata.console.child_stderr_to)."""
     if log_path is None:
         yield None
         return

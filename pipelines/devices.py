@@ -5,9 +5,9 @@ cluster) the device slots of this machine, resolved once (``auto`` = every GPU i
 CPU), and the number of workers follows them unless ``--workers`` says otherwise; on a remote
 runner the spec itself travels and each worker resolves it on its own machine (``auto``: its
 GPUs, else its CPU). A worker process takes its slot by a file-lock claim in a directory named
-after the build (`builders.devices.claim_slot`: no environment variable per worker exists on
-Beam's runners, and a restarted worker takes over its predecessor's slot), once per process:
-the teacher is a per-process singleton (pipelines.workers).
+after the build (`distiller.builders.devices.claim_slot`: no environment variable per worker exists
+on Beam's runners, and a restarted worker takes over its predecessor's slot), once per process:
+the teacher is a per-process singleton (distiller.pipelines.workers).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import tempfile
 import uuid
 from typing import Any, Optional, Tuple
 
-from builders.devices import claim_device, device_kind, gpus_run_bf16, resolve_devices
+from distiller.builders.devices import claim_device, device_kind, gpus_run_bf16, resolve_devices
 
 __all__ = ["DevicePlan", "plan_devices", "place_build"]
 
@@ -61,7 +61,7 @@ def plan_devices(spec: str, *, local: bool, workers: Optional[int],
     """(plan, worker count). Local: slots resolved here; workers default to one per GPU slot
     (or `default_cpu_workers` for the CPU, given as `workers`=None → 2 capped by the CPUs).
     Remote: the spec is checked and resolved on each worker; workers as given."""
-    from builders.devices import parse_devices, usable_cpus
+    from distiller.builders.devices import parse_devices, usable_cpus
 
     parse_devices(spec)  # a bad value is an error here, before any work
     job = uuid.uuid4().hex[:12]
@@ -77,10 +77,11 @@ def plan_devices(spec: str, *, local: bool, workers: Optional[int],
 
 
 def place_build(opts) -> Tuple[Any, DevicePlan]:
-    """(opts with `workers` and a concrete `amp`, plan) for a `pipelines.build.BuildOptions`:
-    devices resolved on a local runner, the precision following the cache (builders.precision)."""
-    from builders.precision import cache_compute, resolve_amp
-    from pipelines.runners import is_local_runner
+    """(opts with `workers` and a concrete `amp`, plan) for a
+    `distiller.pipelines.build.BuildOptions`: devices resolved on a local runner, the precision
+    following the cache (distiller.builders.precision)."""
+    from distiller.builders.precision import cache_compute, resolve_amp
+    from distiller.pipelines.runners import is_local_runner
 
     local = is_local_runner(opts.runner) and not opts.dask_address
     plan, workers = plan_devices(opts.devices, local=local, workers=opts.workers)

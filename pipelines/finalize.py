@@ -2,8 +2,8 @@
 run summary, with memory that does not grow with the corpus.
 
 The workers write the corpus rows, mixup rows and dead letters as sorted part files into a
-staging directory of the cache (pipelines.parts); what converges on one worker under one key is
-small: the ShardInfos of the scoring step (without their key lists), one descriptor per part
+staging directory of the cache (distiller.pipelines.parts); what converges on one worker under one
+key is small: the ShardInfos of the scoring step (without their key lists), one descriptor per part
 (file, rows, counts) and the distinct-key counts of the deduplication join. There, in order: the
 commit (one atomic manifest replace; keys are checked only against shards committed since the
 build started, `TeacherCache.commit(known=...)`), then the corpus files, merged from the parts and
@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import apache_beam as beam
 
-from pipelines.parts import WriteParts, add_counts, corpus_row, reason_category
+from distiller.pipelines.parts import WriteParts, add_counts, corpus_row, reason_category
 
 __all__ = ["CommitAndIndex", "corpus_row", "reason_category", "finalize_build"]
 
@@ -71,7 +71,7 @@ def _write_corpora(cache, staging: str, parts: Dict[str, List[dict]], corpus_nam
     """Merge the row (and mixup) parts into the corpus files; returns their row counts in the
     order of `corpus_names`. Originals: rows without a parent; then originals and copies; with
     mixup, the last corpus adds the pair rows after those rows (as `write_corpus` was given)."""
-    from builders.corpusparts import CorpusFile, install_corpora, merged_lines
+    from distiller.builders.corpusparts import CorpusFile, install_corpora, merged_lines
 
     files = [CorpusFile(cache.path, name) for name in corpus_names]
     try:
@@ -106,9 +106,9 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str], dead_l
     when the build started (TeacherCache.commit).
     task (a Task's dict) is recorded with every corpus; labelled False marks them unlabelled.
     """
-    from builders.cache import TeacherCache
-    from builders.corpusparts import merged_lines, write_text_atomic
-    from builders.errors import CacheError
+    from distiller.builders.cache import TeacherCache
+    from distiller.builders.corpusparts import merged_lines, write_text_atomic
+    from distiller.builders.errors import CacheError
 
     start_rss = _reset_peak_rss()  # the committing step's own memory (benchmarks/bench_finalize)
     _, items = item
@@ -192,8 +192,8 @@ def _strip_keys(info):
 class CommitAndIndex(beam.PTransform):
     """(ShardInfos, keyed records, dead letters, mixup pairs, key counts, question rows) → one
     summary dict,
-    after commit and indexing. `staging_dir` (builders.corpusparts.staging_dir) receives the
-    parts; `known_shards` are the shards committed when the build started."""
+    after commit and indexing. `staging_dir` (distiller.builders.corpusparts.staging_dir) receives
+    the parts; `known_shards` are the shards committed when the build started."""
 
     def __init__(self, *, cache_path: str, corpus_names: Sequence[str], dead_letter_path: str,
                  summary_path: str, staging_dir: str, known_shards: Sequence[str] = (),

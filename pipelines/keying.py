@@ -2,8 +2,8 @@
 (truncated, the default) or become dead letters (``reject_long``).
 
 The key comes from the teacher actually loaded (`Teacher.cache_key`, contract 2), so the teacher
-is loaded in the worker (``setup``, once per process via `pipelines.workers`); tokenizing here also
-gives the length used for bucketing before scoring.
+is loaded in the worker (``setup``, once per process via `distiller.pipelines.workers`); tokenizing
+here also gives the length used for bucketing before scoring.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any, Dict, Iterator, List
 
 import apache_beam as beam
 
-from taskdata.records import DeadLetter
-from pipelines.batching import BatchRecords
+from distiller.taskdata.records import DeadLetter
+from distiller.pipelines.batching import BatchRecords
 
 __all__ = ["KeyRecords", "KeyRecordsFn", "INTERNAL_FIELDS", "strip_internal", "carried_tokens"]
 
@@ -48,12 +48,12 @@ class KeyRecordsFn(beam.DoFn):
 
     def __init__(self, teacher_config, *, reject_long: bool, source: str, devices=None):
         self.teacher_config, self.reject_long, self.source = teacher_config, reject_long, source
-        self.devices = devices  # pipelines.devices.DevicePlan: the scoring step's teacher
+        self.devices = devices  # distiller.pipelines.devices.DevicePlan: the scoring step's teacher
         self.truncated = beam.metrics.Metrics.counter("distiller", "truncated")
         self.rejected = beam.metrics.Metrics.counter("distiller", "rejected_long")
 
     def setup(self):
-        from pipelines.workers import get_teacher
+        from distiller.pipelines.workers import get_teacher
 
         self.teacher = get_teacher(self.teacher_config, self.devices)
 
@@ -75,7 +75,7 @@ class KeyRecordsFn(beam.DoFn):
 
 def carried_tokens(records: List[Dict[str, Any]]):
     """The (ids, token types, truncated) KeyRecords left on each record, or None if any lacks
-    them: the input `builders.teacher.Teacher.score` takes instead of tokenizing again."""
+    them: the input `distiller.builders.teacher.Teacher.score` takes instead of tokenizing again."""
     import numpy as np
 
     if not all("token_ids" in r and "token_types" in r for r in records):

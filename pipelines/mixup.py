@@ -3,12 +3,12 @@
 For every record r (originals and augmented copies) and every m < pairs_per_example, a partner
 p != r and λ ~ Beta(alpha, alpha) are drawn from a generator seeded by (base seed, r's id,
 "mixup", m) over the corpus sorted by id — the same pairs on every runner and worker count.
-λ is rounded to 6 decimals before use, so the key (builders.keys.mixup_key(key_r, key_p, λ)) and
-the scored interpolation agree exactly. The teacher scores the interpolated word embeddings
+λ is rounded to 6 decimals before use, so the key (distiller.builders.keys.mixup_key(key_r, key_p,
+λ)) and the scored interpolation agree exactly. The teacher scores the interpolated word embeddings
 (`Teacher.score_mixed`, docs/cache.md "Mixup rows": both sequences padded to the longer, mask =
 max of the masks, token types from r where r is real); outputs are cached under the mixup key.
 
-Pair rows carry what training needs (distill_train.data): ``mix_key_a``, ``mix_key_b``,
+Pair rows carry what training needs (distiller.distill_train.data): ``mix_key_a``, ``mix_key_b``,
 ``mix_lam``, ``mix_label_b``, plus the parents' texts (``a``, ``b``) for scoring.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any, Dict, Iterator
 
 import apache_beam as beam
 
-from augment.seeding import make_rng
-from pipelines.keying import strip_internal
+from distiller.augment.seeding import make_rng
+from distiller.pipelines.keying import strip_internal
 
 __all__ = ["MixupPairs", "draw_pairs", "MIXUP_CHAIN", "mixup_corpus_row"]
 
@@ -28,7 +28,7 @@ MIXUP_CHAIN = "mixup"
 def draw_pairs(item, *, pairs_per_example: int, alpha: float, seed: int
                ) -> Iterator[Dict[str, Any]]:
     """(_, all keyed records) → pair rows, pairs_per_example per record (none if < 2 records)."""
-    from builders.keys import mixup_key
+    from distiller.builders.keys import mixup_key
 
     _, records = item
     records = sorted(records, key=lambda r: r["id"])

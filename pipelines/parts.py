@@ -1,5 +1,6 @@
 """WriteParts: what the last step indexes (corpus rows, mixup rows, dead letters), written by the
-workers as sorted part files; only a small descriptor per part travels on (builders.corpusparts).
+workers as sorted part files; only a small descriptor per part travels on
+(distiller.builders.corpusparts).
 
 Each element becomes one JSON line (the exact line of the final file) plus what the summary
 counts; lines are batched (Beam's BatchElements, or a shuffle on the Dask runner, which loses what
@@ -15,8 +16,8 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import apache_beam as beam
 
-from augment.seeding import stable_hash
-from builders.corpusparts import PART_ROWS, write_part
+from distiller.augment.seeding import stable_hash
+from distiller.builders.corpusparts import PART_ROWS, write_part
 
 __all__ = ["WriteParts", "corpus_row", "reason_category", "row_entry", "mix_entry",
            "dead_entry", "add_counts"]
@@ -48,8 +49,8 @@ def reason_category(reason: str) -> str:
 
 def corpus_row(record: Dict[str, Any]) -> Dict[str, Any]:
     """The corpus-index row of a keyed record (originals: parent_id None, chain 'original');
-    a question-answering window keeps its window fields (builders.cache.SPAN_FIELDS)."""
-    from builders.cache import SPAN_FIELDS
+    a question-answering window keeps its window fields (distiller.builders.cache.SPAN_FIELDS)."""
+    from distiller.builders.cache import SPAN_FIELDS
 
     row = {"id": record["id"], "key": record["key"], "label": record.get("label"),
            "parent_id": record.get("parent_id"), "chain": record.get("chain", "original"),
@@ -65,7 +66,7 @@ def _line(item: Dict[str, Any]) -> str:
 
 def row_entry(record: Dict[str, Any]) -> Tuple[str, Dict[str, int]]:
     """(corpus line, counts) of a keyed record."""
-    from builders.cache import corpus_item
+    from distiller.builders.cache import corpus_item
 
     item = corpus_item(corpus_row(record))
     # a question's windows share its id: records count once, by their first window
@@ -77,14 +78,14 @@ def row_entry(record: Dict[str, Any]) -> Tuple[str, Dict[str, int]]:
 
 def mix_entry(pair: Dict[str, Any]) -> Tuple[str, Dict[str, int]]:
     """(corpus line, counts) of a mixup pair row (its pairing fields kept for the trainer)."""
-    from builders.cache import corpus_item
-    from pipelines.mixup import mixup_corpus_row
+    from distiller.builders.cache import corpus_item
+    from distiller.pipelines.mixup import mixup_corpus_row
 
     return _line(corpus_item(mixup_corpus_row(pair))), {}
 
 
 def dead_entry(dead) -> Tuple[str, Dict[str, int]]:
-    """(dead-letter line, counts) of a `taskdata.records.DeadLetter`."""
+    """(dead-letter line, counts) of a `distiller.taskdata.records.DeadLetter`."""
     line = json.dumps(dead.to_dict(), ensure_ascii=False, sort_keys=True)
     return line, {f"reason:{reason_category(dead.reason)}": 1}
 

@@ -1,9 +1,9 @@
 """ReadCorpus: an input (files, globs, a saved or hub dataset) → records and dead letters, read in
 parallel splits by the workers.
 
-The reading itself is `taskdata.reader` — the same `plan_splits`, `read_split` and `to_record`
-every local command uses — so a build and `distiller finetune` read a file identically. The
-splits are reshuffled so that several workers read at once.
+The reading itself is `distiller.taskdata.reader` — the same `plan_splits`, `read_split` and
+`to_record` every local command uses — so a build and `distiller finetune` read a file identically.
+The splits are reshuffled so that several workers read at once.
 """
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from typing import Any, List, Optional, Tuple
 
 import apache_beam as beam
 
-from taskdata.reader import ROWS_PER_SPLIT, Split, check_input, plan_splits, read_split, to_record
-from taskdata.records import DeadLetter
-from taskdata.task import Task
+from distiller.taskdata.reader import (ROWS_PER_SPLIT, Split, check_input, plan_splits, read_split,
+                                       to_record)
+from distiller.taskdata.records import DeadLetter
+from distiller.taskdata.task import Task
 
 __all__ = ["ReadCorpus", "read_tagged", "is_record", "is_dead_letter"]
 

@@ -8,7 +8,7 @@
   N single-threaded worker processes is started on loopback (127.0.0.1, no dashboard) for the
   duration of the build and closed afterwards. Worker processes import this project, so it must be
   installed where the workers run. The Dask runner reports no Beam metrics: the summary is
-  computed by the pipeline's last step instead (pipelines.finalize).
+  computed by the pipeline's last step instead (distiller.pipelines.finalize).
 - anything else (``FlinkRunner``, ``SparkRunner``, ``DataflowRunner``, ``PortableRunner`` ...):
   passed to Beam as ``--runner=<name>`` together with the extra pipeline arguments, untouched.
   These cannot be tested on this machine; the usual options apply, for example:

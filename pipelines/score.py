@@ -2,8 +2,8 @@
 
 Why our own handler: Beam's stock PyTorch/Hugging Face handlers stack equal-length tensors and
 split outputs per example in ways that mis-assign tuples of hidden states. Ours hands a whole
-*work unit* of records to `builders.teacher.Teacher.score`, which pads per forward batch and
-length-buckets inside the unit (builders.batching.plan_batches).
+*work unit* of records to `distiller.builders.teacher.Teacher.score`, which pads per forward batch
+and length-buckets inside the unit (distiller.builders.batching.plan_batches).
 
 Work units are formed deterministically before RunInference: records are grouped by a coarse
 token-length bucket and a hash of their key, sorted by key and cut into units of at most
@@ -17,8 +17,8 @@ Output modes (``write_shards``):
   tensors never travel through a shuffle.
 - False: outputs (numpy tensors) are passed on, grouped per unit, and written by a later step;
   kept to measure the difference (benchmarks/bench_pipeline.py).
-One teacher per worker process (`pipelines.workers.get_teacher`), on the device the process
-claims from the build's `pipelines.devices.DevicePlan` (one worker per GPU); with
+One teacher per worker process (`distiller.pipelines.workers.get_teacher`), on the device the
+process claims from the build's `distiller.pipelines.devices.DevicePlan` (one worker per GPU); with
 ``share_model=True`` RunInference shares one copy between the processes of a machine where the
 runner supports it (on the one device its loading process claims).
 """
@@ -31,7 +31,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
-from pipelines.keying import carried_tokens, strip_internal
+from distiller.pipelines.keying import carried_tokens, strip_internal
 
 __all__ = ["ScoreWithTeacher", "TeacherModelHandler", "assign_unit", "cut_units",
            "LENGTH_BUCKETS", "write_unit_shard"]
@@ -71,17 +71,18 @@ class TeacherModelHandler(ModelHandler):
         super().__init__(large_model=share_model)
         self.teacher_config, self.cache_path, self.mixup = teacher_config, cache_path, mixup
         self.write_shards, self.progress_dir = write_shards, progress_dir
-        self.devices = devices  # pipelines.devices.DevicePlan: one device per worker process
+        # distiller.pipelines.devices.DevicePlan: one device per worker process
+        self.devices = devices
 
     def load_model(self):
-        from pipelines.workers import get_teacher
+        from distiller.pipelines.workers import get_teacher
 
         return get_teacher(self.teacher_config, self.devices)
 
     def run_inference(self, batch: Sequence[Dict[str, Any]], model,
                       inference_args: Optional[Dict[str, Any]] = None) -> Iterable[Any]:
         unit = list(batch)
-        if self.mixup:  # pair rows (pipelines.mixup): interpolated word embeddings
+        if self.mixup:  # pair rows (distiller.pipelines.mixup): interpolated word embeddings
             outputs = model.score_mixed([(r["a"], r["b"], r["mix_lam"]) for r in unit])
             for out in outputs:
                 out.pop("mix", None)  # the pairing lives in the corpus rows, not in the cache
@@ -90,7 +91,7 @@ class TeacherModelHandler(ModelHandler):
             # forward batch, half the memory); passed-on tensors stay float32.
             store_as = None
             if self.write_shards:
-                from pipelines.workers import get_cache
+                from distiller.pipelines.workers import get_cache
 
                 store_as = get_cache(self.cache_path).spec.dtype
             outputs = model.score([strip_internal(r) for r in unit],
@@ -116,7 +117,7 @@ class TeacherModelHandler(ModelHandler):
 
 def write_unit_shard(cache_path: str, outputs: List[Dict[str, Any]]):
     """Write one unit's outputs as an uncommitted shard; returns its ShardInfo."""
-    from pipelines.workers import get_cache
+    from distiller.pipelines.workers import get_cache
 
     info = get_cache(cache_path).write_shard(outputs)
     beam.metrics.Metrics.counter("distiller", "shards_written").inc()
@@ -131,7 +132,7 @@ def _write_grouped(item, cache_path: str):
 class ScoreWithTeacher(beam.PTransform):
     """(key, record) pairs to score → ShardInfo per written shard (uncommitted).
 
-    With ``mixup=True`` the records are mixup pair rows (pipelines.mixup) scored on their
+    With ``mixup=True`` the records are mixup pair rows (distiller.pipelines.mixup) scored on their
     interpolated embeddings."""
 
     def __init__(self, teacher_config, *, cache_path: str, unit_size: int = 1024,

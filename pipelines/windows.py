@@ -1,13 +1,13 @@
 """WindowRecords: question-answering records → context windows, keyed like KeyRecords' records.
 
-A span task's record (question, context, answers: taskdata.squad) becomes one record per context
-window (builders.qa_windows): the question's fields without its answers, plus the window's index,
-where its context tokens are, its gold [start, end] token positions (``label``), its cache key
-(builders.qa_teacher: the window's content), ``n_tokens`` and the token ids, so the scoring step
-does not tokenize again. Windows then flow through the same dedupe, scoring and commit steps as
-any record. Each original question also yields its question row (context, token offsets, gold
-answers: what decoding and the metric need), tagged apart. A question cut at max_query_length
-is counted as truncated, or dead-lettered with ``reject_long``.
+A span task's record (question, context, answers: distiller.taskdata.squad) becomes one record per
+context window (distiller.builders.qa_windows): the question's fields without its answers, plus the
+window's index, where its context tokens are, its gold [start, end] token positions (``label``), its
+cache key (distiller.builders.qa_teacher: the window's content), ``n_tokens`` and the token ids, so
+the scoring step does not tokenize again. Windows then flow through the same dedupe, scoring and
+commit steps as any record. Each original question also yields its question row (context, token
+offsets, gold answers: what decoding and the metric need), tagged apart. A question cut at
+max_query_length is counted as truncated, or dead-lettered with ``reject_long``.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from typing import Any, Dict, Iterator, List
 
 import apache_beam as beam
 
-from pipelines.batching import BatchRecords
-from pipelines.keying import strip_internal
-from taskdata.records import DeadLetter
+from distiller.pipelines.batching import BatchRecords
+from distiller.pipelines.keying import strip_internal
+from distiller.taskdata.records import DeadLetter
 
 __all__ = ["WindowRecords", "WindowRecordsFn"]
 
@@ -35,12 +35,12 @@ class WindowRecordsFn(beam.DoFn):
         self.windows = beam.metrics.Metrics.counter("distiller", "windows")
 
     def setup(self):
-        from pipelines.workers import get_teacher
+        from distiller.pipelines.workers import get_teacher
 
         self.teacher = get_teacher(self.teacher_config)
 
     def process(self, batch: List[Dict[str, Any]]) -> Iterator:
-        from builders.qa_windows import question_row
+        from distiller.builders.qa_windows import question_row
 
         batch = [strip_internal(r) for r in batch]
         for record, (windowed, rows) in zip(batch, self.teacher.window_records(batch)):

@@ -32,12 +32,14 @@ def loads_in_process(kind: str) -> int:
 
 
 def get_teacher(config, devices=None) -> Any:
-    """The loaded `builders.teacher.Teacher` for a `TeacherConfig` (frozen, hashable); with a
-    `pipelines.devices.DevicePlan`, on the device this process claims (one per process)."""
+    """The loaded `distiller.builders.teacher.Teacher` for a `TeacherConfig` (frozen, hashable);
+    with a
+    `distiller.pipelines.devices.DevicePlan`, on the device this process claims (one per
+    process)."""
     def load():
         import dataclasses
 
-        from builders.teacher import make_teacher
+        from distiller.builders.teacher import make_teacher
 
         placed = config if devices is None else dataclasses.replace(config,
                                                                     device=devices.device())
@@ -47,9 +49,10 @@ def get_teacher(config, devices=None) -> Any:
 
 
 def get_policy(spec: Any) -> Any:
-    """The loaded `augment.policy.AugmentationPolicy` for a spec string, YAML path or dict."""
+    """The loaded `distiller.augment.policy.AugmentationPolicy` for a spec string, YAML path or
+    dict."""
     def load():
-        from augment.policy import AugmentationPolicy
+        from distiller.augment.policy import AugmentationPolicy
 
         policy = AugmentationPolicy.from_spec(spec)
         policy.load()  # WordNet / MLM / translation models, once per process
@@ -60,9 +63,9 @@ def get_policy(spec: Any) -> Any:
 
 
 def get_cache(path: str) -> Any:
-    """`builders.cache.TeacherCache.open(path)`, once per process."""
+    """`distiller.builders.cache.TeacherCache.open(path)`, once per process."""
     def load():
-        from builders.cache import TeacherCache
+        from distiller.builders.cache import TeacherCache
 
         return TeacherCache.open(path)
 

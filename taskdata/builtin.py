@@ -5,10 +5,10 @@ Column names and label orders follow GLUE's own TSV files (and the `datasets` ex
 data comes from): CoLA has no header row (source, label, original mark, sentence); MRPC's header
 is ``Quality  #1 ID  #2 ID  #1 String  #2 String`` after a byte-order mark; RTE and QNLI labels
 are ``entailment``/``not_entailment`` or their 0/1 class indices; MNLI has two dev sets.
-SQuAD reads the official JSON (``data`` → ``paragraphs`` → ``qas``; taskdata.squad) and is
-scored as the official evaluation scripts do (taskdata.squad_metrics); augmentation changes the
-question only. Metrics are the study's (docs/method.md, "Training recipe"): the first one
-selects models.
+SQuAD reads the official JSON (``data`` → ``paragraphs`` → ``qas``; distiller.taskdata.squad) and is
+scored as the official evaluation scripts do (distiller.taskdata.squad_metrics); augmentation
+changes the question only. Metrics are the study's (docs/method.md, "Training recipe"): the first
+one selects models.
 """
 from __future__ import annotations
 

@@ -7,14 +7,16 @@ worker processes forward) are raised to CRITICAL; transformers logs errors only 
 environment variables are set (unless the user set them) so that worker processes, which
 import those libraries afresh, are quiet too. Beam's local worker processes also write to the
 stderr they inherit; `child_stderr_to` sends that to a log file for the length of a pipeline
-run (pipelines.build keeps the file when the build fails and names it in its one-line error).
+run (distiller.pipelines.build keeps the file when the build fails and names it in its one-line
+error).
 
 `-v` shows INFO and every library's own output; `-vv` DEBUG. `error_message` turns an exception
 into the one line a command prints (the traceback only with -v).
 
 It lives in the bottom layer (standard library only) because every layer sets its console up:
-the `distiller` command, the demo, and the trainer's spawned ranks (`distill_train.distributed`),
-which sit below the command layer and configure themselves as their command did.
+the `distiller` command, the demo, and the trainer's spawned ranks
+(`distiller.distill_train.distributed`), which sit below the command layer and configure themselves
+as their command did.
 """
 from __future__ import annotations
 

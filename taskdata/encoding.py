@@ -64,9 +64,9 @@ def _utf8_name(name: str) -> str:
 
 
 def check_encoding(inp) -> None:
-    """A one-line ValueError when a text input (a `taskdata.sources.Input` of a line format or
-    SQuAD JSON) is in UTF-16 or UTF-32: read as UTF-8 it would give garbled column names or
-    only dead rows."""
+    """A one-line ValueError when a text input (a `distiller.taskdata.sources.Input` of a line
+    format or SQuAD JSON) is in UTF-16 or UTF-32: read as UTF-8 it would give garbled column names
+    or only dead rows."""
     if inp.fmt not in ("tsv", "csv", "jsonl", "text", "squad"):
         return
     with inp.open() as fh:

@@ -1,8 +1,10 @@
-"""The one reader: any input (see `taskdata.sources`) → records and dead letters, in splits.
+"""The one reader: any input (see `distiller.taskdata.sources`) → records and dead letters, in
+splits.
 
 Every command reads through these functions: `read_records` runs them in order in one process,
-`pipelines.read.ReadCorpus` runs the same `plan_splits` / `read_split` / `to_record` on Beam
-workers. Line formats are cut into byte ranges at row boundaries (one scan counts rows, so ids stay
+`distiller.pipelines.read.ReadCorpus` runs the same `plan_splits` / `read_split` / `to_record` on
+Beam workers. Line formats are cut into byte ranges at row boundaries (one scan counts rows, so ids
+stay
 ``file:row``; in a CSV a newline inside a quoted field is no boundary), Parquet into row groups,
 datasets into row ranges; a compressed file is one split.
 
@@ -12,9 +14,9 @@ UTF-8 becomes a dead letter of its row, not a failed file. A row with the wrong 
 a blank line, invalid JSON, bad bytes, a NUL byte, an empty text or a label outside the task's
 labels each becomes a `DeadLetter` naming the row and the reason. A UTF-8 byte-order mark and
 CRLF line ends are handled; a UTF-16 or UTF-32 file is an error naming its encoding
-(taskdata.encoding), and an empty file has no rows. A column the task names but the header lacks
-is an error before any row is read. The official SQuAD JSON (format "squad") is read by
-`taskdata.squad`.
+(distiller.taskdata.encoding), and an empty file has no rows. A column the task names but the header
+lacks is an error before any row is read. The official SQuAD JSON (format "squad") is read by
+`distiller.taskdata.squad`.
 """
 from __future__ import annotations
 

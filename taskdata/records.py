@@ -2,8 +2,8 @@
 
 A record is a plain dict: ``id`` (stable: ``<source>:<row>``, or ``<source>:<id column>=<value>``),
 ``text_a``, ``text_b`` (None for single texts), ``label`` (class index, float target or None),
-for span tasks ``answers`` and ``is_impossible`` (taskdata.squad) and, for augmented copies,
-provenance (``parent_id``, ``chain``, ``copy``, ``seed``). Nothing is dropped silently
+for span tasks ``answers`` and ``is_impossible`` (distiller.taskdata.squad) and, for augmented
+copies, provenance (``parent_id``, ``chain``, ``copy``, ``seed``). Nothing is dropped silently
 (docs/architecture.md, "Guarantees"): every row that cannot become a record is a DeadLetter with
 its source, row number, reason and raw text.
 """
@@ -116,7 +116,7 @@ def parse_row(row: Mapping[Any, Any], *, task: Task, source: str, index: int,
     texts (an unlabelled corpus: label None), whatever the file holds in a label column.
     """
     raw_text = raw if raw is not None else json.dumps(row, default=_plain, ensure_ascii=False)
-    if task.is_span:   # question, context and answers: taskdata.squad
+    if task.is_span:   # question, context and answers: distiller.taskdata.squad
         from .squad import span_record
 
         return span_record(row, task=task, source=source, index=index, raw=raw_text,

@@ -2,7 +2,7 @@
 
     distiller squad-split ../shared/data/squad/squad2-sample.json --out runs/squad/data
     distiller squad-split FILE --out DIR --dev-titles "Victoria_(Australia)"
-    (python -m taskdata.squad_split ... is the same)
+    (python -m distiller.taskdata.squad_split ... is the same)
 
 Questions of one article share its contexts and topics, so a split by question would leak; by
 default the last `--dev-articles` articles (1) are the dev set and the others the training set.
@@ -71,7 +71,8 @@ def run(args) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m taskdata.squad_split", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m distiller.taskdata.squad_split",
+                                description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     try:

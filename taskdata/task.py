@@ -26,8 +26,8 @@ SPAN_PROBLEM_TYPE = "question_answering"   # what a cache spec records for span 
 
 Column = Union[str, int]
 KINDS = ("classification", "regression", "span")
-# metric name -> task kinds it applies to (classification/regression: taskdata.metrics; span:
-# taskdata.squad_metrics, where "f1" is SQuAD's token F1, not binary F1)
+# metric name -> task kinds it applies to (classification/regression: distiller.taskdata.metrics;
+# span: distiller.taskdata.squad_metrics, where "f1" is SQuAD's token F1, not binary F1)
 METRICS: Dict[str, Tuple[str, ...]] = {
     "accuracy": ("classification",), "f1": ("classification", "span"),
     "macro_f1": ("classification",), "matthews": ("classification",),
@@ -88,7 +88,7 @@ class Task:
     text_a / text_b: the text column(s) (text_b None for single-sentence tasks).
     label: the label column (None: an unlabelled corpus); "label|answer" lists alternatives, the
     first present in a row is used. labels: class names in class order (classification); None
-    means "not known yet" (`taskdata.resolve.infer_labels` fills it from a training file).
+    means "not known yet" (`distiller.taskdata.resolve.infer_labels` fills it from a training file).
     id: a column holding a stable record id (rows without one get ``file:row``).
     header: whether line formats (TSV/CSV) start with a header row; without one, columns are
     0-based positions. format: tsv | csv | jsonl | parquet | text | hf, None = from the path.

@@ -89,8 +89,8 @@ def test_the_checker_sees_lazy_relative_and_string_imports():
               "from . import sibling\n"
               "from ..other import thing\n"
               "def f():\n"
-              "    from pipelines.build import build_distill_set\n"
-              "    import autodistiller.sweep as s\n"
+              "    from distiller.pipelines.build import build_distill_set\n"
+              "    import distiller.autodistiller.sweep as s\n"
               "    return importlib.import_module('distiller.cli'), import_module(name)\n")
     found = sorted(set(p for _, p in imported_packages(source, "distill_train.sub")))
     assert found == ["autodistiller", "distill_train", "distiller", "os", "pipelines"]

@@ -82,7 +82,7 @@ def squad_texts(path=None, limit: int = 400):
     """Questions and contexts of the shared SQuAD 2.0 sample (to train test tokenizers on)."""
     import json
 
-    from taskdata.paths import shared_data
+    from distiller.taskdata.paths import shared_data
 
     with open(path or shared_data("squad", "squad2-sample.json"), encoding="utf-8") as fh:
         data = json.load(fh)

@@ -8,7 +8,7 @@ sample and dev set, as `distiller sweep` does), one per (configuration, seed): t
 leave-one-task-out evaluation merges seeds of one configuration (`one_row_per_config`).
 Runs without a teacher (no-KD), online-teacher runs and unfinished runs are skipped.
 
-    .venv/bin/python -m autodistiller.assets.ledger_from_runs --results runs/results \
+    .venv/bin/python -m distiller.autodistiller.assets.ledger_from_runs --results runs/results \
         --tasks cola,mrpc --ledger runs/ledger-5/ledger
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ POLICY = "eda_synonym:0.1+eda_swap:0.1,copies=2"   # results.py's default augmen
 def run_rows(task: str, results: str, features: Dict[str, Any],
              teacher_metric: float, policy: str = POLICY) -> List[Dict[str, Any]]:
     """Ledger rows of every finished KD run of `task` under `results` (results.py's --out)."""
-    from autodistiller.sweep import ledger_row
+    from distiller.autodistiller.sweep import ledger_row
 
     rows = []
     root = os.path.join(results, task)
@@ -62,7 +62,7 @@ def run_rows(task: str, results: str, features: Dict[str, Any],
 def task_features(task: str, data_dir: str, feature_cache: Optional[str]) -> Dict[str, Any]:
     """The ledger's feature columns of a task directory (train.tsv, dev.tsv), with the encoder
     the sweeps used (all-MiniLM-L6-v2)."""
-    from autodistiller.features import MiniLMEncoder, compute_features, load_task_records
+    from distiller.autodistiller.features import MiniLMEncoder, compute_features, load_task_records
 
     train, dev, regression = load_task_records(data_dir, task)
     feats = compute_features(train, dev, regression=regression, encoder=MiniLMEncoder(),
@@ -71,7 +71,8 @@ def task_features(task: str, data_dir: str, feature_cache: Optional[str]) -> Dic
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autodistiller.assets.ledger_from_runs",
+    parser = argparse.ArgumentParser(
+        prog="python -m distiller.autodistiller.assets.ledger_from_runs",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", default="runs/results", help="results.py's --out")
@@ -81,8 +82,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "(default: beside the ledger)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from autodistiller.assets.make_ledger import reuse_results
-    from autodistiller.ledger import Ledger
+    from distiller.autodistiller.assets.make_ledger import reuse_results
+    from distiller.autodistiller.ledger import Ledger
 
     work = args.work or os.path.dirname(os.path.abspath(args.ledger))
     total = 0

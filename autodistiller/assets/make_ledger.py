@@ -8,7 +8,7 @@ students. Finally the per-task ledgers are exported into one Parquet file and th
 fitted on it. The shipped assets:
 
     .venv/bin/python benchmarks/results.py --out runs/results        # teachers and caches
-    .venv/bin/python -m autodistiller.assets.make_ledger --from-results runs/results \
+    .venv/bin/python -m distiller.autodistiller.assets.make_ledger --from-results runs/results \
         --out runs/ledger-real --trials 10          # then --trials 5 --no-prune: more complete runs
 
 Everything it runs is the project's own code (trainer, builder, sweep CLI); nothing is invented.
@@ -25,12 +25,12 @@ import sys
 import time
 from typing import List, Optional
 
-log = logging.getLogger("autodistiller.assets.make_ledger")
+log = logging.getLogger("distiller.autodistiller.assets.make_ledger")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, REPO)
-from taskdata.paths import shared_data  # noqa: E402
+from distiller.taskdata.paths import shared_data  # noqa: E402
 
 GLUE = shared_data("glue")
 TASKS = {"sst2": ("SST-2", 64), "rte": ("RTE", 128), "stsb": ("STS-B", 128), "cola": ("CoLA", 64),
@@ -39,16 +39,16 @@ TASKS = {"sst2": ("SST-2", 64), "rte": ("RTE", 128), "stsb": ("STS-B", 128), "co
 
 def prepare_task(task: str, out: str, *, train_size: int, dev_size: int, seed: int,
                  teacher_epochs: int, workers: int, policy: str) -> dict:
-    from builders.pretrained import minilm_path
-    from distill_train.config import TrainConfig
-    from distill_train.train import train
-    from pipelines.build import BuildOptions, build_distill_set
+    from distiller.builders.pretrained import minilm_path
+    from distiller.distill_train.config import TrainConfig
+    from distiller.distill_train.train import train
+    from distiller.pipelines.build import BuildOptions, build_distill_set
 
     folder, max_length = TASKS[task]
     data = os.path.join(out, task, "data")
     train_file, dev_file = os.path.join(data, "train.tsv"), os.path.join(data, "dev.tsv")
-    from taskdata import builtin_task
-    from taskdata.sampling import sample_tsv
+    from distiller.taskdata import builtin_task
+    from distiller.taskdata.sampling import sample_tsv
 
     header = builtin_task(task).header
     sample_tsv(os.path.join(GLUE, folder, "train.tsv"), train_file, train_size, seed,
@@ -102,7 +102,7 @@ def distiller(argv: List[str]) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autodistiller.assets.make_ledger",
+    parser = argparse.ArgumentParser(prog="python -m distiller.autodistiller.assets.make_ledger",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/ledger-build")
@@ -135,7 +135,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    from autodistiller.ledger import Ledger
+    from distiller.autodistiller.ledger import Ledger
 
     ledger_dir = os.path.join(args.out, "ledger")
     if args.with_ledger:  # a ledger directory reads every part file: the earlier rows join

@@ -10,10 +10,10 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from builders.devices import usable_cpus
+from distiller.builders.devices import usable_cpus
 from examples.demo import run as demo_module
 from examples.demo.run import DemoOptions, run_demo
-from taskdata.console import configure
+from distiller.taskdata.console import configure
 
 __all__ = ["main", "print_report", "plot_report"]
 

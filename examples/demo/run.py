@@ -28,9 +28,9 @@ import sys
 import time
 from typing import Callable, Dict, Optional
 
-from builders.pretrained import minilm_path
-from taskdata.paths import shared_data
-from taskdata.sampling import write_lines_atomic
+from distiller.builders.pretrained import minilm_path
+from distiller.taskdata.paths import shared_data
+from distiller.taskdata.sampling import write_lines_atomic
 
 __all__ = ["DemoOptions", "run_demo"]
 
@@ -108,10 +108,10 @@ def _finished(run_dir: str) -> Optional[Dict]:
 def run_demo(opts: DemoOptions, say: Callable[[str], None] = log.info) -> Dict[str, object]:
     """Run every stage, reporting progress lines through `say`; return the figures of the final
     table (examples.demo.cli prints them)."""
-    from distill_train.config import TrainConfig
+    from distiller.distill_train.config import TrainConfig
     from examples.demo.speed import compare_models
-    from distill_train.train import train
-    from pipelines.build import BuildOptions, build_distill_set
+    from distiller.distill_train.train import train
+    from distiller.pipelines.build import BuildOptions, build_distill_set
 
     if opts.fresh and os.path.exists(opts.out):
         shutil.rmtree(opts.out)
@@ -203,7 +203,7 @@ def _kept_layers(student_layers: int, teacher_dir: str):
     included): the only ones the cache needs to keep."""
     from transformers import AutoConfig
 
-    from distill_train.mapping import skip_mapping
+    from distiller.distill_train.mapping import skip_mapping
 
     n_teacher = AutoConfig.from_pretrained(teacher_dir).num_hidden_layers
     return tuple(t for _, t in skip_mapping(student_layers, n_teacher))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from taskdata.paths import shared_data
+from distiller.taskdata.paths import shared_data
 
 GLUE = shared_data("glue")
 SST2_TRAIN = os.path.join(GLUE, "SST-2", "train.tsv")

@@ -1,8 +1,8 @@
 """Back-translation with two tiny random MarianMT models (BPE tokenizer trained here)."""
 import pytest
 
-from augment import Job, create
-from augment.backtranslate import split_sentences
+from distiller.augment import Job, create
+from distiller.augment.backtranslate import split_sentences
 
 TEXTS = ["it 's a charming and often affecting journey . ",
          "Unflinchingly bleak. And desperate! Yet funny?",

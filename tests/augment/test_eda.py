@@ -1,9 +1,9 @@
 """EDA operations over real WordNet on real SST-2 sentences."""
 import pytest
 
-from augment import Job, create
-from augment.eda import Eda, EdaConfig, eda_clean
-from augment.words import STOP_WORDS, split_words
+from distiller.augment import Job, create
+from distiller.augment.eda import Eda, EdaConfig, eda_clean
+from distiller.augment.words import STOP_WORDS, split_words
 
 
 def _run(name, sentences, **params):

@@ -3,8 +3,8 @@ import re
 
 import pytest
 
-from augment import Job, create
-from augment.words import split_words
+from distiller.augment import Job, create
+from distiller.augment.words import split_words
 
 SPECIAL = re.compile(r"\[(CLS|SEP|MASK|PAD|UNK)\]|##")
 

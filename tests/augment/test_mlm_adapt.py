@@ -10,10 +10,10 @@ import os
 import numpy as np
 import pytest
 
-from augment import Job, create
-from augment.mlm_adapt import MlmAdaptConfig, adapt
-from augment.mlm_data import IGNORE, MaskingConfig, TextSource, apply_masks, collect_texts
-from augment.mlm_heldout import Encoded, random_ids
+from distiller.augment import Job, create
+from distiller.augment.mlm_adapt import MlmAdaptConfig, adapt
+from distiller.augment.mlm_data import IGNORE, MaskingConfig, TextSource, apply_masks, collect_texts
+from distiller.augment.mlm_heldout import Encoded, random_ids
 from distiller.cli import main
 from tests.tinymodels import tiny_bert_encoder
 
@@ -95,7 +95,7 @@ def test_collect_dedupes_excludes_and_holds_out(tmp_path):
     dev.write_text("a secret DEV sentence.\n", encoding="utf-8")
     held = tmp_path / "held.txt"
     held.write_text("the cat sleeps.\nSomething new.\n", encoding="utf-8")
-    from taskdata import builtin_task
+    from distiller.taskdata import builtin_task
 
     src = [TextSource(str(train), builtin_task("rte"))]
     corpus = collect_texts(src, exclude=[TextSource(str(dev))], held_out=[TextSource(str(held))])

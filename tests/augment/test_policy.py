@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from augment import AugmentationPolicy, parse_step
-from augment import eda as eda_module
-from taskdata import builtin_task, read_records
+from distiller.augment import AugmentationPolicy, parse_step
+from distiller.augment import eda as eda_module
+from distiller.taskdata import builtin_task, read_records
 
 from .augment_testlib import RTE_DEV, SST2_DEV
 
@@ -208,7 +208,7 @@ def test_replace_copies_keeps_validation():
 
 
 def test_question_only_augmentation_keeps_the_context_and_carries_the_answers():
-    from taskdata.paths import shared_data
+    from distiller.taskdata.paths import shared_data
 
     recs = [r for r in read_records(shared_data("squad", "squad2-sample.json"),
                                     builtin_task("squad2"), limit=12)]

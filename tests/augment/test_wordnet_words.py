@@ -3,9 +3,9 @@ import os
 
 import pytest
 
-from augment import wordnet
-from augment.words import (STOP_WORDS, apply_edits, editable, is_clitic, match_case, n_to_change,
-                           split_words)
+from distiller.augment import wordnet
+from distiller.augment.words import (STOP_WORDS, apply_edits, editable, is_clitic, match_case,
+                                     n_to_change, split_words)
 
 
 def test_lexnames_table_has_45_lines_in_man_page_format():
@@ -71,7 +71,7 @@ def test_apply_edits_and_case():
 
 
 def test_names_are_recognised_only_inside_sentences():
-    from augment.words import looks_like_name
+    from distiller.augment.words import looks_like_name
 
     text = 'Dana Reeve, the widow of Christopher Reeve. "Good" film; Paris is nice'
     flags = {w.text: looks_like_name(text, w) for w in split_words(text)}

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autodistiller.ledger import COLUMNS, Ledger, LedgerError
+from distiller.autodistiller.ledger import COLUMNS, Ledger, LedgerError
 
 
 def row(**over):

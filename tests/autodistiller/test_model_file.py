@@ -6,11 +6,11 @@ import pickle
 import numpy as np
 import pytest
 
-from autodistiller.model_file import read_model_file
-from autodistiller.ratio_model import RatioModel
-from autodistiller.recommend import (CATEGORICAL, NUMERIC, AutoDistiller, _design,
+from distiller.autodistiller.model_file import read_model_file
+from distiller.autodistiller.ratio_model import RatioModel
+from distiller.autodistiller.recommend import (CATEGORICAL, NUMERIC, AutoDistiller, _design,
                                      candidate_frame, training_rows)
-from taskdata.paths import shared_data
+from distiller.taskdata.paths import shared_data
 from tests.crafted import MARKER, Payload, assert_live
 from tests.autodistiller.test_recommend import SPACE, features, synthetic_ledger
 

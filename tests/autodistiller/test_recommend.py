@@ -4,12 +4,12 @@ import json
 import numpy as np
 import pytest
 
-from autodistiller.features import DatasetFeatures
-from autodistiller.ledger import Ledger
-from autodistiller.recommend import AutoDistiller, leave_one_task_out, one_row_per_config
-from autodistiller.space import SearchSpace
-from distill_train.train import TrainResult
-from taskdata.paths import shared_data
+from distiller.autodistiller.features import DatasetFeatures
+from distiller.autodistiller.ledger import Ledger
+from distiller.autodistiller.recommend import AutoDistiller, leave_one_task_out, one_row_per_config
+from distiller.autodistiller.space import SearchSpace
+from distiller.distill_train.train import TrainResult
+from distiller.taskdata.paths import shared_data
 
 SPACE_DICT = {
     "name": "planted",
@@ -40,7 +40,7 @@ def features(i):
 
 
 def synthetic_ledger(path, tasks=("a", "b", "c"), seed=0):
-    from autodistiller.sweep import config_columns
+    from distiller.autodistiller.sweep import config_columns
 
     rng = np.random.default_rng(seed)
     ledger = Ledger(path)
@@ -141,8 +141,8 @@ def test_errors_are_clear(tmp_path):
 
 
 def fake_train(config, *, on_epoch=None):
-    """Stands in for distill_train.train.train: real TrainConfig check, planted metric."""
-    from distill_train.config import TrainConfig
+    """Stands in for distiller.distill_train.train.train: real TrainConfig check, planted metric."""
+    from distiller.distill_train.config import TrainConfig
 
     cfg = TrainConfig.from_dict(config)
     values = {"augmentation": "corpus:aug" if cfg.train_corpus == "aug" else "none",
@@ -186,8 +186,8 @@ def test_recommend_cli_fit_rank_and_run(tmp_path, capsys):
     assert main(argv + run + ["--cache", str(tmp_path / "not-a-cache")]) == 2
     assert "not a teacher cache" in capsys.readouterr().err
 
-    builders_cache = pytest.importorskip("builders.cache")
-    from builders.spec import CacheSpec
+    builders_cache = pytest.importorskip("distiller.builders.cache")
+    from distiller.builders.spec import CacheSpec
 
     builders_cache.TeacherCache.create(str(tmp_path / "cache"), CacheSpec(
         fingerprint="fp-rte", tokenization=(("max_length", 128),), layers=(0,), model="minilm"))
@@ -206,9 +206,9 @@ def test_shipped_assets_rank_the_shipped_space():
     """The shipped model and ledger (autodistiller/assets) load and agree with each other, and
     the model predicts what the scikit-learn pipeline it was converted from predicted (the
     numbers pinned were computed from that pipeline, autodistiller.joblib, before conversion)."""
-    from autodistiller.recommend import ASSET_LEDGER, ASSET_MODEL
-    from autodistiller.space import load_space
-    from autodistiller.cli import DEFAULT_SPACE
+    from distiller.autodistiller.recommend import ASSET_LEDGER, ASSET_MODEL
+    from distiller.autodistiller.space import load_space
+    from distiller.autodistiller.cli import DEFAULT_SPACE
 
     ledger = Ledger(ASSET_LEDGER).read()
     model = AutoDistiller.load(ASSET_MODEL)

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from autodistiller.features import (HashingEncoder, MiniLMEncoder, compute_features,
+from distiller.autodistiller.features import (HashingEncoder, MiniLMEncoder, compute_features,
                                     load_task_records)
-from taskdata.paths import shared_data
+from distiller.taskdata.paths import shared_data
 
 GLUE = shared_data("glue")
 

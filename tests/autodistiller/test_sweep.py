@@ -1,5 +1,5 @@
 """Sweeps end to end through the real argv of the CLI, with a fake trainer standing in for
-distill_train.train.train (same signature style: config -> result, per-epoch callback)."""
+distiller.distill_train.train.train (same signature style: config -> result, per-epoch callback)."""
 import json
 import os
 import shutil
@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autodistiller.ledger import COLUMNS, Ledger
+from distiller.autodistiller.ledger import COLUMNS, Ledger
 from distiller.cli import main
-from distill_train.train import TrainResult
-from taskdata.paths import shared_data
+from distiller.distill_train.train import TrainResult
+from distiller.taskdata.paths import shared_data
 
 GLUE = shared_data("glue")
 SPACE = """
@@ -30,7 +30,7 @@ CALLS = []
 
 def fake_train(config, *, on_epoch=None):
     """Checks the config is one the real trainer accepts; the metric grows with lr."""
-    from distill_train.config import TrainConfig
+    from distiller.distill_train.config import TrainConfig
 
     cfg = TrainConfig.from_dict(config)
     CALLS.append(cfg)
@@ -122,7 +122,7 @@ def test_three_trials_end_to_end_then_resume(tmp_path, task_data, capsys):
     assert table["dev_metric"].is_monotonic_decreasing
 
     # a factor some runs did not sample (NaN in the ledger) is its own "-" group in the plots
-    from autodistiller.cli import sweep_report
+    from distiller.autodistiller.cli import sweep_report
 
     mixed = after.assign(status="complete", inter_loss=["mse", "mi", "mse", "mi", "mi"],
                          mi_alpha=[np.nan, 0.1, np.nan, 0.9, 0.1])
@@ -131,9 +131,9 @@ def test_three_trials_end_to_end_then_resume(tmp_path, task_data, capsys):
 
 
 def test_bad_epochs_are_pruned_and_recorded(tmp_path, task_data):
-    from autodistiller.features import HashingEncoder, compute_features, load_task_records
-    from autodistiller.space import load_space
-    from autodistiller.sweep import SweepOptions, run_sweep
+    from distiller.autodistiller.features import HashingEncoder, compute_features, load_task_records
+    from distiller.autodistiller.space import load_space
+    from distiller.autodistiller.sweep import SweepOptions, run_sweep
 
     argv = sweep_argv(tmp_path, task_data, 1)
     train, dev, _ = load_task_records(task_data, "rte")
@@ -179,7 +179,7 @@ def test_bad_space_file_is_a_clear_cli_error(tmp_path, task_data, capsys):
 
 
 def fake_train_no_hook(config):
-    """A trainer with no per-epoch hook (like distill_train.train.train today)."""
+    """A trainer with no per-epoch hook (like distiller.distill_train.train.train today)."""
     return fake_train(config)
 
 
@@ -187,9 +187,9 @@ def test_trainer_without_epoch_hook_reports_afterwards_and_never_prunes_finished
                                                                                  task_data):
     import optuna
 
-    from autodistiller.features import HashingEncoder, compute_features, load_task_records
-    from autodistiller.space import load_space
-    from autodistiller.sweep import SweepOptions, run_sweep
+    from distiller.autodistiller.features import HashingEncoder, compute_features, load_task_records
+    from distiller.autodistiller.space import load_space
+    from distiller.autodistiller.sweep import SweepOptions, run_sweep
 
     argv = sweep_argv(tmp_path, task_data, 1)
     train, dev, _ = load_task_records(task_data, "rte")
@@ -206,9 +206,9 @@ def test_trainer_without_epoch_hook_reports_afterwards_and_never_prunes_finished
 
 
 def test_three_trials_with_the_real_trainer_and_a_real_cache(tmp_path, cache_f32, teacher_dir):
-    """`distiller sweep` through argv with distill_train.train.train on a real teacher cache
-    (tiny random BERT teacher, 48 SST-2 rows): every trial trains, every row is complete."""
-    from builders.cache import TeacherCache
+    """`distiller sweep` through argv with distiller.distill_train.train.train on a real teacher
+    cache (tiny random BERT teacher, 48 SST-2 rows): every trial trains, every row is complete."""
+    from distiller.builders.cache import TeacherCache
 
     data = tmp_path / "sst2"
     data.mkdir()
@@ -262,10 +262,10 @@ def test_python_m_distiller_reaches_the_sweep_commands(tmp_path, task_data):
 def test_sweep_builds_the_corpus_variants_its_space_needs(tmp_path, task_data, teacher_dir):
     """augmentation x mixup choices the cache lacks are built through the pipeline, scoring
     only new texts; a second call finds nothing missing."""
-    from autodistiller.space import SearchSpace
-    from autodistiller.corpora import build_missing_corpora, needed_corpora
-    from pipelines.build import BuildOptions, build_distill_set
-    from builders.cache import TeacherCache
+    from distiller.autodistiller.space import SearchSpace
+    from distiller.autodistiller.corpora import build_missing_corpora, needed_corpora
+    from distiller.pipelines.build import BuildOptions, build_distill_set
+    from distiller.builders.cache import TeacherCache
 
     cache = str(tmp_path / "cache")
     train = os.path.join(task_data, "train.tsv")

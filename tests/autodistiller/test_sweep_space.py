@@ -1,7 +1,7 @@
 """Search-space files: what a valid file becomes, and clear messages for bad ones."""
 import pytest
 
-from autodistiller.space import SearchSpace, SpaceError, load_space
+from distiller.autodistiller.space import SearchSpace, SpaceError, load_space
 
 GOOD = """
 name: demo
@@ -69,7 +69,7 @@ def test_good_space_candidates_and_train_config(tmp_path):
 
 
 def test_train_config_is_accepted_by_trainer_config():
-    config_mod = pytest.importorskip("distill_train.config")
+    config_mod = pytest.importorskip("distiller.distill_train.config")
     space = SearchSpace.from_dict({"params": {"inter_loss": ["mi"], "mi_alpha": [0.5],
                                               "mapping": ["pairs:1-2"], "student": ["s"]}})
     values = next(space.candidates())
@@ -111,7 +111,7 @@ def test_bad_space_files_are_rejected_with_clear_messages(tmp_path, text, messag
 
 
 def test_fixed_keys_checked_against_trainer_config(tmp_path):
-    pytest.importorskip("distill_train.config")
+    pytest.importorskip("distiller.distill_train.config")
     with pytest.raises(SpaceError, match=r"unknown trainer setting\(s\) \['epoch'\]"):
         load_space(_write(tmp_path, "params: {student: [s]}\nfixed: {epoch: 3}"))
 
@@ -119,8 +119,8 @@ def test_fixed_keys_checked_against_trainer_config(tmp_path):
 def test_shipped_space_offers_contextual_augmentation():
     """The shipped space names the masked LM `make mlm` builds; naming its corpus (what
     `recommend` does) needs no model, and a sweep builds that corpus like the EDA one."""
-    from autodistiller.corpora import needed_corpora
-    from autodistiller.cli import DEFAULT_SPACE
+    from distiller.autodistiller.corpora import needed_corpora
+    from distiller.autodistiller.cli import DEFAULT_SPACE
 
     space = load_space(DEFAULT_SPACE)
     augs = next(p.choices for p in space.params if p.name == "augmentation")

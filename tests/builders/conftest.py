@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from taskdata.paths import shared_data
+from distiller.taskdata.paths import shared_data
 
 from ..tinymodels import tiny_bert_classifier
 
@@ -13,7 +13,7 @@ GLUE = shared_data("glue")
 
 
 def read_tsv(path, limit):
-    from taskdata import builtin_task, read_records
+    from distiller.taskdata import builtin_task, read_records
 
     task = {"SST-2": "sst2", "RTE": "rte", "STS-B": "stsb"}[os.path.basename(os.path.dirname(path))]
     out = []
@@ -48,7 +48,7 @@ def tiny_teacher_dir(tmp_path_factory, sst2_rows):
 
 @pytest.fixture(scope="session")
 def tiny_teacher(tiny_teacher_dir):
-    from builders.teacher import Teacher, TeacherConfig
+    from distiller.builders.teacher import Teacher, TeacherConfig
 
     return Teacher(TeacherConfig(model=tiny_teacher_dir, max_length=64, device="cpu",
                                  num_threads=1, max_tokens_per_batch=512)).load()

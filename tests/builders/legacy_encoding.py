@@ -6,9 +6,9 @@ from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 
-from builders.quant import encode
-from builders.shards import shard_schema
-from builders.spec import CacheSpec
+from distiller.builders.quant import encode
+from distiller.builders.shards import shard_schema
+from distiller.builders.spec import CacheSpec
 
 
 def _check_output(o: Dict[str, Any], spec: CacheSpec) -> int:

@@ -15,7 +15,7 @@ SPEC_KW = dict(fingerprint="f" * 32, tokenization={"max_length": 16}, layers=(0,
 
 
 def make_spec(**overrides):
-    from builders import CacheSpec
+    from distiller.builders import CacheSpec
 
     kw = dict(SPEC_KW)
     kw.update(overrides)
@@ -54,7 +54,7 @@ def damage_a_data_page(path):
 
 def main(argv):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    from builders import TeacherCache
+    from distiller.builders import TeacherCache
 
     path, prefix, n_chunks, chunk = argv[0], argv[1], int(argv[2]), int(argv[3])
     pause = argv[5] if len(argv) > 5 and argv[4] == "--pause-before-commit" else None

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from builders import (CacheError, CacheReader, CacheSpecMismatch, CorruptShardError,
+from distiller.builders import (CacheError, CacheReader, CacheSpecMismatch, CorruptShardError,
                       ForeignDirectoryError, MissingShardError, TeacherCache,
                       UnsatisfiableRequest)
 
@@ -306,8 +306,8 @@ def test_corpora_and_merge(tmp_path):
 
 
 def test_estimate_matches_real_size(tmp_path, tiny_teacher, sst2_rows):
-    from builders import estimate
-    from builders.planning import length_histogram, plan
+    from distiller.builders import estimate
+    from distiller.builders.planning import length_histogram, plan
 
     spec = tiny_teacher.spec()
     outs = tiny_teacher.score(sst2_rows[:150])

@@ -11,10 +11,10 @@ import shutil
 
 import pytest
 
-from builders import CacheReader, CorruptShardError, TeacherCache, UnsafeEntryError
-from builders.cachefiles import name_problem
-from builders.cachekeys import shard_keys
-from builders.vocab import cache_vocabulary
+from distiller.builders import CacheReader, CorruptShardError, TeacherCache, UnsafeEntryError
+from distiller.builders.cachefiles import name_problem
+from distiller.builders.cachekeys import shard_keys
+from distiller.builders.vocab import cache_vocabulary
 from distiller.cli import main
 
 from .synthetic import make_outputs, make_spec

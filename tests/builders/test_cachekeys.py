@@ -1,6 +1,7 @@
-"""builders.cachekeys: the committed shards and their keys, as a distributed build reads them."""
-from builders import TeacherCache
-from builders.cachekeys import committed_shards, shard_keys
+"""distiller.builders.cachekeys: the committed shards and their keys, as a distributed build
+reads them."""
+from distiller.builders import TeacherCache
+from distiller.builders.cachekeys import committed_shards, shard_keys
 
 
 def test_no_cache_yet_has_no_shards(tmp_path):

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import shlex
 
-from builders.corpus_flags import describe_corpora, evaluate_flags, format_corpora, train_flags
+from distiller.builders.corpus_flags import (describe_corpora, evaluate_flags, format_corpora,
+                                             train_flags)
 from distiller.cli import main
 
 MNLI = {"name": "mnli", "dev_splits": ["dev_matched", "dev_mismatched"]}

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from builders.devices import claim_slot, parse_devices, resolve_devices, usable_cpus
+from distiller.builders.devices import claim_slot, parse_devices, resolve_devices, usable_cpus
 
 
 def test_cpu_count_without_affinity_or_process_count(monkeypatch):
@@ -85,7 +85,7 @@ def test_each_worker_process_claims_its_own_slot_and_a_restart_takes_the_freed_o
 
 
 def test_device_plan_gives_distinct_devices_to_worker_processes():
-    from pipelines.devices import DevicePlan, plan_devices
+    from distiller.pipelines.devices import DevicePlan, plan_devices
 
     plan, workers = plan_devices("auto", local=True, workers=None, gpu_count=2)
     assert workers == 2 and plan.slots == ("cuda:0", "cuda:1") and plan.kinds() == ("cuda",)

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 
-from builders import TeacherCache
+from distiller.builders import TeacherCache
 from distiller.cli import main
 
 from .synthetic import damage_a_data_page, make_outputs, make_spec
@@ -21,7 +21,7 @@ def _killed_writer(final: str) -> str:
     """Start a process that opens `final`'s temp file as the cache writers do, writes half a
     line and is SIGKILLed; returns the temp file it left."""
     code = ("import os, signal, sys\n"
-            "from builders.tempnames import temp_path\n"
+            "from distiller.builders.tempnames import temp_path\n"
             "tmp = temp_path(sys.argv[1])\n"
             "fh = open(tmp, 'w'); fh.write('{\"id\": \"half'); fh.flush()\n"
             "print(tmp, flush=True)\n"
@@ -39,7 +39,7 @@ def _dead_pid() -> int:
 
 
 def test_temp_names_carry_their_writer():
-    from builders.tempnames import HOST, temp_owner, temp_path
+    from distiller.builders.tempnames import HOST, temp_owner, temp_path
 
     name = os.path.basename(temp_path("/c/corpora/sst2-train.jsonl"))
     assert name.startswith(".sst2-train.jsonl.tmp-")
@@ -50,7 +50,7 @@ def test_temp_names_carry_their_writer():
 
 
 def test_verify_lists_leftovers_and_clean_removes_what_nothing_can_use(tmp_path, capsys):
-    from builders.tempnames import temp_path
+    from distiller.builders.tempnames import temp_path
 
     cache = TeacherCache.create(str(tmp_path / "cache"), make_spec())
     cache.add(make_outputs(["a", "b"]))
@@ -116,7 +116,7 @@ def test_score_records_the_vocabulary_cleans_up_and_checks_names_first(tmp_path,
     capsys.readouterr()
     from transformers import AutoTokenizer
 
-    from builders.vocab import cache_vocabulary, tokenizer_tokens
+    from distiller.builders.vocab import cache_vocabulary, tokenizer_tokens
 
     manifest = json.load(open(os.path.join(cache, "manifest.json")))
     assert manifest["vocab"]["size"] == len(AutoTokenizer.from_pretrained(tiny_teacher_dir))

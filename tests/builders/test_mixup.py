@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from builders import CacheReader, TeacherCache, mixup_key
+from distiller.builders import CacheReader, TeacherCache, mixup_key
 
 
 def _by_length(teacher, rows):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from builders.precision import resolve_amp, teacher_compute
+from distiller.builders.precision import resolve_amp, teacher_compute
 from distiller.cli import main
 
 from .test_cli import sst2_file  # noqa: F401  (fixture)

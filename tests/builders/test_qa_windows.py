@@ -3,10 +3,10 @@ answer that crosses a window boundary, contexts longer than three windows, quest
 import numpy as np
 import pytest
 
-from builders.qa_windows import (WindowSettings, gold_span, make_windows, question_row,
+from distiller.builders.qa_windows import (WindowSettings, gold_span, make_windows, question_row,
                                  window_label)
-from taskdata import builtin_task, read_records
-from taskdata.paths import shared_data
+from distiller.taskdata import builtin_task, read_records
+from distiller.taskdata.paths import shared_data
 
 from ..tinymodels import squad_texts, wordpiece_tokenizer
 

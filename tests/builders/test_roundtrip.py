@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from builders import CacheReader, TeacherCache
-from builders.quant import max_abs_error_bound
+from distiller.builders import CacheReader, TeacherCache
+from distiller.builders.quant import max_abs_error_bound
 
 
 @pytest.fixture(scope="module")

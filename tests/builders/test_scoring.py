@@ -1,16 +1,17 @@
-"""Local scoring into a cache (builders.scoring): the chunk plan and several writer threads."""
+"""Local scoring into a cache (distiller.builders.scoring): the chunk plan and several writer
+threads."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from builders import CacheReader, TeacherCache
-from builders.scoring import plan_chunks, score_into_cache
+from distiller.builders import CacheReader, TeacherCache
+from distiller.builders.scoring import plan_chunks, score_into_cache
 
 
 @pytest.mark.parametrize("n,chunk", [(1, 4), (7, 4), (40, 8), (64, 1000)])
 def test_chunks_are_runs_of_whole_batches_of_one_plan(tiny_teacher, sst2_rows, n, chunk):
-    from builders.batching import plan_batches
+    from distiller.builders.batching import plan_batches
 
     rows = sst2_rows[:n]
     toks, planned = plan_chunks(tiny_teacher, rows, chunk)
@@ -33,7 +34,7 @@ def test_chunks_are_runs_of_whole_batches_of_one_plan(tiny_teacher, sst2_rows, n
 
 
 def test_a_chunk_is_scored_as_its_planned_batches(tiny_teacher, sst2_rows):
-    from builders.scoring import score_chunk
+    from distiller.builders.scoring import score_chunk
 
     rows = sst2_rows[:40]
     toks, planned = plan_chunks(tiny_teacher, rows, 8)
@@ -66,7 +67,7 @@ def test_several_writer_threads_commit_the_same_rows(tmp_path, tiny_teacher, sst
 
 def test_score_into_cache_overlaps_and_surfaces_write_errors(tmp_path, tiny_teacher, sst2_rows,
                                                             monkeypatch):
-    from builders.scoring import plan_chunks, score_into_cache
+    from distiller.builders.scoring import plan_chunks, score_into_cache
 
     cache = TeacherCache.create(str(tmp_path / "s"), tiny_teacher.spec())
     rows = sst2_rows[:25] + sst2_rows[:5]

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from builders import FingerprintError, Teacher, TeacherConfig, cache_key
-from builders.batching import plan_batches
-from builders.fingerprint import teacher_fingerprint
+from distiller.builders import FingerprintError, Teacher, TeacherConfig, cache_key
+from distiller.builders.batching import plan_batches
+from distiller.builders.fingerprint import teacher_fingerprint
 
 from .conftest import make_tiny_teacher
 
@@ -221,7 +221,7 @@ def test_attentions_and_layer_selection(tiny_teacher_dir, sst2_rows):
 
 def test_bf16_on_cpu_is_close_recorded_in_the_spec_and_not_mixed_into_a_float32_cache(
         tmp_path, tiny_teacher, tiny_teacher_dir, sst2_rows):
-    from builders import CacheSpecMismatch, TeacherCache
+    from distiller.builders import CacheSpecMismatch, TeacherCache
 
     fast = _load(tiny_teacher_dir, amp="bf16")
     assert fast.compute_dtype == "bfloat16" and tiny_teacher.compute_dtype == "float32"
@@ -250,7 +250,7 @@ def test_load_teacher_is_the_one_load_the_teacher_reads(tiny_teacher_dir):
     properties are that result, not a second copy that could drift."""
     import dataclasses
 
-    from builders.teacher_load import LoadedTeacher, load_teacher
+    from distiller.builders.teacher_load import LoadedTeacher, load_teacher
 
     cfg = TeacherConfig(model=tiny_teacher_dir, max_length=64, device="cpu", num_threads=1,
                         layers=(0, 2), attentions=(2,))
@@ -286,7 +286,7 @@ def test_config_validation():
 
 
 def test_regression_teacher_on_stsb_pairs(tmp_path, sst2_rows):
-    from builders import CacheReader, TeacherCache
+    from distiller.builders import CacheReader, TeacherCache
     from .conftest import GLUE, read_tsv
 
     rows = read_tsv(os.path.join(GLUE, "STS-B", "dev.tsv"), 12)

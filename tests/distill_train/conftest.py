@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from taskdata.paths import shared_data
+from distiller.taskdata.paths import shared_data
 
 SST2 = shared_data("glue", "SST-2")
 
@@ -23,7 +23,7 @@ def _one_torch_thread():
 
 
 def sst2_records(split: str, n: int):
-    from taskdata import builtin_task, read_records
+    from distiller.taskdata import builtin_task, read_records
 
     path = os.path.join(SST2, f"{split}.tsv")
     return [r for r in read_records(path, builtin_task("sst2"), limit=n)
@@ -80,7 +80,7 @@ def teacher_outputs(teacher_dir, sst2_small):
     """(provider over all layers + attentions, train rows, dev rows) from the tiny teacher."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from distill_train.data import InMemoryProvider, OnlineTeacherProvider
+    from distiller.distill_train.data import InMemoryProvider, OnlineTeacherProvider
 
     train, dev = sst2_small
     texts = {r["id"]: (r["text_a"], r["text_b"]) for r in train + dev}
@@ -101,8 +101,8 @@ def teacher_outputs(teacher_dir, sst2_small):
 
 def build_cache(path, teacher_dir, train, dev, *, dtype="float32", attentions=True, task="sst2"):
     """Score records with builders' Teacher into a real cache with corpora f"{task}-train/dev"."""
-    from builders.cache import TeacherCache
-    from builders.teacher import Teacher, TeacherConfig
+    from distiller.builders.cache import TeacherCache
+    from distiller.builders.teacher import Teacher, TeacherConfig
 
     teacher = Teacher(TeacherConfig(model=teacher_dir, max_length=64, device="cpu",
                                     attentions=attentions, num_threads=1,

@@ -7,8 +7,8 @@ class Killed(Exception):
 
 
 def killed_run(config: dict, kill_at: int) -> None:
-    from distill_train.config import TrainConfig
-    from distill_train.train import train
+    from distiller.distill_train.config import TrainConfig
+    from distiller.distill_train.train import train
 
     def kill(step, parts):
         if step == kill_at:

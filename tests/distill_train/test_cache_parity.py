@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from distill_train.config import TrainConfig
-from distill_train.train import train
+from distiller.distill_train.config import TrainConfig
+from distiller.distill_train.train import train
 
 
 def _online(teacher_dir, cache_path, corpora):
-    from builders.cache import TeacherCache
+    from distiller.builders.cache import TeacherCache
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from distill_train.data import OnlineTeacherProvider
+    from distiller.distill_train.data import OnlineTeacherProvider
     from .conftest import sst2_records
 
     cache = TeacherCache.open(cache_path)
@@ -53,8 +53,8 @@ def test_cache_equals_online_teacher_step_by_step(tmp_path, teacher_dir, cache_f
 
 def test_cache_missing_layers_and_vocab_mismatch_are_clear_errors(tmp_path, teacher_dir,
                                                                   sst2_small):
-    from builders.cache import TeacherCache
-    from builders.teacher import Teacher, TeacherConfig
+    from distiller.builders.cache import TeacherCache
+    from distiller.builders.teacher import Teacher, TeacherConfig
 
     train_recs, _ = sst2_small
     path = tmp_path / "nolayers"

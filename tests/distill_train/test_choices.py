@@ -8,10 +8,10 @@ import math
 
 import pytest
 
-from autodistiller.space import FACTORS, SearchSpace, SpaceError
-from distill_train.choices import OPTIONS
-from distill_train.cli import _TABLE_FLAGS
-from distill_train.config import TrainConfig
+from distiller.autodistiller.space import FACTORS, SearchSpace, SpaceError
+from distiller.distill_train.choices import OPTIONS
+from distiller.distill_train.cli import _TABLE_FLAGS
+from distiller.distill_train.config import TrainConfig
 from distiller.cli import build_parser, main
 
 BASE = dict(task="sst2", cache="c", train_corpus="t", student="s")

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from distill_train.config import TrainConfig
+from distiller.distill_train.config import TrainConfig
 
 BASE = dict(task="sst2", cache="c", train_corpus="t", student="s")
 

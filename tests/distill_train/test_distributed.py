@@ -19,8 +19,8 @@ import sys
 
 import pytest
 
-from distill_train.config import TrainConfig
-from distill_train.train import train
+from distiller.distill_train.config import TrainConfig
+from distiller.distill_train.train import train
 from distiller.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -80,7 +80,7 @@ def _argv(cfg, cache, student):
 
 def test_two_gloo_ranks_follow_one_process_and_resume(tmp_path, cache_f32, no_dropout_student,
                                                       one_process, capsys):
-    from distill_train.distributed import RankFailed, run_ranks
+    from distiller.distill_train.distributed import RankFailed, run_ranks
     from tests.distill_train.ddp_entry import killed_run
 
     one, curve_one = one_process
@@ -125,7 +125,7 @@ def test_torchrun_starts_the_same_run(tmp_path, cache_f32, no_dropout_student, o
 
 
 def test_rank_slices_cover_each_global_batch_once_with_weights_that_average_to_its_mean():
-    from distill_train.distributed import DistContext, rank_slice
+    from distiller.distill_train.distributed import DistContext, rank_slice
 
     for n in (8, 3, 1):  # a full global batch of 2 x 4, an uneven last one, one row for two
         chunk = list(range(n))
@@ -143,10 +143,10 @@ def test_loader_workers_give_the_batches_of_the_prefetch_path(cache_f32, tmp_pat
     GPU) yields the same padded batches, in the same order, as the trainer's own path."""
     import torch
 
-    from builders.cache import TeacherCache
-    from builders.reader import CacheReader
-    from distill_train.data import Batches, cache_fetcher
-    from distill_train.distributed import DistContext, RankBatches
+    from distiller.builders.cache import TeacherCache
+    from distiller.builders.reader import CacheReader
+    from distiller.distill_train.data import Batches, cache_fetcher
+    from distiller.distill_train.distributed import DistContext, RankBatches
 
     rows = TeacherCache.open(cache_f32).read_corpus("sst2-train")
     fetch = cache_fetcher(CacheReader(cache_f32, layers=[0, 2]), layers=[0, 2])

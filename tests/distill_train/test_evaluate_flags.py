@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from distiller.cli import main
-from taskdata import Task
-from taskdata.resolve import save_task
+from distiller.taskdata import Task
+from distiller.taskdata.resolve import save_task
 
 from .conftest import build_cache, sst2_records
 
@@ -44,7 +44,7 @@ def test_evaluate_file_with_builds_task_flags_takes_the_models_labels(tmp_path, 
 
 def test_evaluate_cache_with_builds_task_flags_takes_the_corpus_labels(tmp_path, teacher_dir,
                                                                       dev_file, capsys):
-    from builders.cache import TeacherCache
+    from distiller.builders.cache import TeacherCache
 
     _, rows = dev_file
     cache = build_cache(tmp_path / "cache", teacher_dir, rows[:4], rows, attentions=False,

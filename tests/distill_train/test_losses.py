@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from distill_train.inter_losses import (AttentionLoss, CosineLoss, HiddenCELoss, HiddenMSELoss,
-                                        PKDLoss)
-from distill_train.objective import combine_losses
-from distill_train.pred_losses import GoldLoss, LogitMSELoss, SoftTargetLoss
+from distiller.distill_train.inter_losses import (AttentionLoss, CosineLoss, HiddenCELoss,
+                                                  HiddenMSELoss, PKDLoss)
+from distiller.distill_train.objective import combine_losses
+from distiller.distill_train.pred_losses import GoldLoss, LogitMSELoss, SoftTargetLoss
 
 
 def _softmax(x):

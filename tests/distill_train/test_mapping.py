@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from distill_train.mapping import (emd_flow, explicit_mapping, last_mapping, layer_pairs,
+from distiller.distill_train.mapping import (emd_flow, explicit_mapping, last_mapping, layer_pairs,
                                    skip_mapping)
 
 
@@ -51,8 +51,8 @@ def test_emd_flow_sums_and_optimality():
 
 
 def test_emd_objective_gradient_flows_through_cost_only(teacher_dir):
-    from distill_train.config import TrainConfig
-    from distill_train.objective import DistillObjective
+    from distiller.distill_train.config import TrainConfig
+    from distiller.distill_train.objective import DistillObjective
 
     cfg = TrainConfig(task="sst2", cache="c", train_corpus="t", student="s", inter_loss="mse",
                       mapping="emd")

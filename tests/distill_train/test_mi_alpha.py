@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from distill_train.mi_alpha import (MIAlphaLoss, MLPCritic, TransformerCritic, interpolated_bound)
+from distiller.distill_train.mi_alpha import (MIAlphaLoss, MLPCritic, TransformerCritic,
+                                              interpolated_bound)
 
 
 def _reference(scores, log_q, alpha):

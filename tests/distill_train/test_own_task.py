@@ -9,7 +9,7 @@ import shlex
 import pytest
 
 from distiller.cli import main
-from taskdata.paths import shared_data
+from distiller.taskdata.paths import shared_data
 
 from examples.six_class import SIX_CLASSES, six_class_tsv
 
@@ -164,9 +164,9 @@ def test_mnli_shaped_task_reports_both_dev_sets(own_data, tmp_path, capsys):
 def test_a_small_student_learns_an_easy_real_task_above_chance(tmp_path):
     """Learning, not just running: a tiny random encoder fine-tuned on 360 real sentences of six
     classes (the domains are told apart by their words) beats chance (16.7%) on held-out rows."""
-    from distill_train.config import TrainConfig
-    from distill_train.train import train
-    from taskdata.resolve import resolve_task
+    from distiller.distill_train.config import TrainConfig
+    from distiller.distill_train.train import train
+    from distiller.taskdata.resolve import resolve_task
 
     train_file = six_class_tsv(tmp_path / "train.txt", per_class=60)
     dev_file = six_class_tsv(tmp_path / "dev.txt", per_class=20, offset=60)

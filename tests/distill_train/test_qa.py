@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from distill_train.qa_decode import DecodeConfig, decode_spans
-from distill_train.span_losses import SpanGoldLoss, SpanKDLoss
-from taskdata.paths import shared_data
+from distiller.distill_train.qa_decode import DecodeConfig, decode_spans
+from distiller.distill_train.span_losses import SpanGoldLoss, SpanKDLoss
+from distiller.taskdata.paths import shared_data
 
 SAMPLE = shared_data("squad", "squad2-sample.json")
 
@@ -92,9 +92,9 @@ def test_span_losses_use_only_context_and_cls_positions():
 # ------------------------------------------------------------------ cache vs online, resume
 @pytest.fixture(scope="module")
 def qa_setup(tmp_path_factory):
-    from builders.cli import score_file
-    from builders.teacher import TeacherConfig
-    from taskdata.squad_split import main as split
+    from distiller.builders.cli import score_file
+    from distiller.builders.teacher import TeacherConfig
+    from distiller.taskdata.squad_split import main as split
     from tests.tinymodels import squad_texts, tiny_bert_qa
 
     root = tmp_path_factory.mktemp("qa")
@@ -115,7 +115,7 @@ def qa_setup(tmp_path_factory):
 
 
 def _config(qa_setup, tmp_path, **extra):
-    from distill_train.config import TrainConfig
+    from distiller.distill_train.config import TrainConfig
 
     base = dict(cache=qa_setup["cache"], train_corpus="qa-train", dev_corpus="qa-dev",
                 student=qa_setup["teacher"], student_init="truncate", student_num_layers=1,
@@ -128,10 +128,10 @@ def _config(qa_setup, tmp_path, **extra):
 def test_training_from_the_cache_equals_the_online_teacher_step_by_step(qa_setup, tmp_path):
     from transformers import AutoModelForQuestionAnswering
 
-    from builders.cache import TeacherCache
-    from builders.reader import CacheReader
-    from distill_train.data import OnlineTokenProvider
-    from distill_train.train import train
+    from distiller.builders.cache import TeacherCache
+    from distiller.builders.reader import CacheReader
+    from distiller.distill_train.data import OnlineTokenProvider
+    from distiller.distill_train.train import train
 
     cfg = _config(qa_setup, tmp_path)
     cached, online = [], []
@@ -156,7 +156,7 @@ def test_training_from_the_cache_equals_the_online_teacher_step_by_step(qa_setup
 
 
 def test_a_stopped_run_resumes_to_the_same_result(qa_setup, tmp_path):
-    from distill_train.train import train
+    from distiller.distill_train.train import train
 
     cfg = _config(qa_setup, tmp_path, inter_loss="none", run_dir=str(tmp_path / "full"))
     full = train(cfg)
@@ -175,7 +175,7 @@ def test_a_stopped_run_resumes_to_the_same_result(qa_setup, tmp_path):
 def test_cli_finetune_train_evaluate_with_official_prediction_files(qa_setup, tmp_path,
                                                                      capsys):
     from distiller.cli import main
-    from taskdata.squad_metrics import evaluate_v2
+    from distiller.taskdata.squad_metrics import evaluate_v2
 
     data = qa_setup["root"] / "data"
     out = str(tmp_path / "ft")
@@ -222,9 +222,9 @@ def test_gold_logits_on_real_windows_decode_to_the_gold_answers():
     """Windows of real contexts (more than three each, answers crossing window boundaries),
     logits that point at each window's gold positions: decoding merges the windows back into
     the gold answers' text and the official v2.0 scoring of the result is (near) perfect."""
-    from builders.qa_windows import WindowSettings, make_windows, question_row, window_row
-    from taskdata import builtin_task, read_records
-    from taskdata.squad_metrics import squad_metrics
+    from distiller.builders.qa_windows import WindowSettings, make_windows, question_row, window_row
+    from distiller.taskdata import builtin_task, read_records
+    from distiller.taskdata.squad_metrics import squad_metrics
     from tests.tinymodels import squad_texts, wordpiece_tokenizer
 
     tok = wordpiece_tokenizer(squad_texts(limit=600), 500)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from distill_train.config import TrainConfig
-from distill_train.student import build_student, check_vocab, truncate_layers
+from distiller.distill_train.config import TrainConfig
+from distiller.distill_train.student import build_student, check_vocab, truncate_layers
 
 
 def _cfg(teacher_dir, **kw):

@@ -8,10 +8,10 @@ import os
 
 import pytest
 
-from distill_train.config import TrainConfig
-from distill_train.train import train
-from taskdata import builtin_task, read_records
-from taskdata.paths import shared_data
+from distiller.distill_train.config import TrainConfig
+from distiller.distill_train.train import train
+from distiller.taskdata import builtin_task, read_records
+from distiller.taskdata.paths import shared_data
 
 
 def _cfg(tmp_path, teacher_dir, **kw):
@@ -127,7 +127,7 @@ def test_student_from_config_and_mixup_rows(tmp_path, teacher_dir, teacher_outpu
     """A config-built student (other width: learned projection) and rows that are mixup pairs."""
     import torch
 
-    from distill_train.data import InMemoryProvider
+    from distiller.distill_train.data import InMemoryProvider
 
     provider, train_rows, dev_rows = teacher_outputs
     outputs = dict(provider.outputs)
@@ -199,7 +199,7 @@ def test_regression_task_on_sentence_pairs(tmp_path, tokenizer_dir):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .conftest import make_bert
-    from distill_train.data import InMemoryProvider, OnlineTeacherProvider
+    from distiller.distill_train.data import InMemoryProvider, OnlineTeacherProvider
 
     stsb = shared_data("glue", "STS-B")
     recs = {split: [r for r in read_records(os.path.join(stsb, f"{split}.tsv"),
@@ -227,7 +227,7 @@ def test_regression_task_on_sentence_pairs(tmp_path, tokenizer_dir):
 def test_prefetched_batches_equal_plain_ones_and_no_fetch_outlives_the_loop():
     import threading
 
-    from distill_train.data import Batches
+    from distiller.distill_train.data import Batches
 
     rows = [{"i": i} for i in range(23)]
     calls = []
@@ -250,7 +250,7 @@ def test_objective_gradients_are_clipped_apart_from_the_students():
     """A critic with huge gradients must not shrink the student's step (the MI-alpha collapse)."""
     import torch
 
-    from distill_train.optim import clip_apart
+    from distiller.distill_train.optim import clip_apart
 
     student, critic = torch.nn.Linear(4, 2), torch.nn.Linear(4, 2)
     for p in student.parameters():

@@ -1,7 +1,7 @@
 """Helpers for the pipeline tests (imported by name: tests/pipelines is on sys.path)."""
 import os
 
-from taskdata.paths import shared_data
+from distiller.taskdata.paths import shared_data
 
 DATA = shared_data("glue")
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from builders.cache import TeacherCache
+from distiller.builders.cache import TeacherCache
 from distiller.cli import main
 from .pipeline_testlib import glue_path, head_tsv
 
@@ -60,10 +60,10 @@ def test_names_and_paths_are_checked_before_any_work(case, tmp_path, tiny_teache
 
 
 def test_summary_counts_the_rows_another_build_committed_first(tmp_path):
-    from builders.corpusparts import staging_dir, write_part
-    from pipelines.build_cli import format_summary
-    from pipelines.finalize import finalize_build
-    from pipelines.parts import row_entry
+    from distiller.builders.corpusparts import staging_dir, write_part
+    from distiller.pipelines.build_cli import format_summary
+    from distiller.pipelines.finalize import finalize_build
+    from distiller.pipelines.parts import row_entry
     from tests.builders.synthetic import make_outputs, make_spec
 
     cache = TeacherCache.create(str(tmp_path / "cache"), make_spec())
@@ -96,8 +96,8 @@ def test_summary_counts_the_rows_another_build_committed_first(tmp_path):
 
 
 def test_error_lines_name_cause_path_and_fix():
-    from pipelines.buildcheck import failure_message
-    from taskdata.console import error_message
+    from distiller.pipelines.buildcheck import failure_message
+    from distiller.taskdata.console import error_message
 
     full = OSError(errno.ENOSPC, "No space left on device")
     full.filename = "/data/cache/manifest.json"

@@ -9,7 +9,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from builders.cache import TeacherCache
+from distiller.builders.cache import TeacherCache
 from distiller.cli import main
 from .pipeline_testlib import glue_path, head_tsv
 
@@ -104,7 +104,8 @@ def test_rte_pairs_build_through_the_cli(tmp_path, tiny_teacher, capsys):
 
 def _builds_by_runner(tmp_path, tiny_teacher, capsys, data, attempt):
     contents, corpora = [], []
-    # two CPU device slots: each worker process claims one (pipelines.devices), as on 2 GPUs
+    # two CPU device slots: each worker process claims one (distiller.pipelines.devices), as on 2
+    # GPUs
     for name, extra in (("w1", ["--workers", "1"]),
                         ("w2", ["--workers", "2", "--devices", "cpu,cpu"]),
                         ("dask", ["--runner", "dask", "--devices", "cpu,cpu"])):
@@ -131,8 +132,8 @@ def _byte_differences(contents):
 def test_same_bytes_with_one_and_two_workers_and_on_dask(tmp_path, tiny_teacher, capsys):
     data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 150)
     # 1 worker scores with 2 torch threads, 2 workers with 1 each: the same bytes need
-    # thread-count-independent math (augment.seeding.THREAD_INDEPENDENT_MKL; without it a few
-    # logits differed in their last bit, in some runs, depending on the random tiny teacher).
+    # thread-count-independent math (distiller.augment.seeding.THREAD_INDEPENDENT_MKL; without it a
+    # few logits differed in their last bit, in some runs, depending on the random tiny teacher).
     differences = _byte_differences(_builds_by_runner(tmp_path, tiny_teacher, capsys, data, 0))
     assert differences == []
 
@@ -225,7 +226,7 @@ def test_two_builds_at_once_each_commit_what_they_scored(tmp_path, tiny_teacher,
     "interrupted build" scored them and A does not say another build committed its rows."""
     import shutil
 
-    from builders.corpusparts import staging_dir
+    from distiller.builders.corpusparts import staging_dir
 
     data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 40)
     donor, cache = str(tmp_path / "donor"), str(tmp_path / "cache")

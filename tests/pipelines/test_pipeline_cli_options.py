@@ -3,9 +3,9 @@ import argparse
 
 import pytest
 
-from pipelines.build import BuildOptions, corpus_names
-from pipelines.build_cli import add_parsers, options_from_args
-from pipelines.runners import pipeline_args
+from distiller.pipelines.build import BuildOptions, corpus_names
+from distiller.pipelines.build_cli import add_parsers, options_from_args
+from distiller.pipelines.runners import pipeline_args
 
 
 def parse(argv):
@@ -45,7 +45,7 @@ def test_direct_runner_is_multi_process_and_dask_needs_an_address():
 
 
 def test_bad_options_fail_with_the_value_and_the_fix(tmp_path):
-    from pipelines.build import build_distill_set
+    from distiller.pipelines.build import build_distill_set
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build_distill_set(BuildOptions(input=str(tmp_path / "nope.tsv"), task="sst2",

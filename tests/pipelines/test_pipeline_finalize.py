@@ -8,9 +8,9 @@ import random
 
 import pytest
 
-from builders.cache import TeacherCache, corpus_item
+from distiller.builders.cache import TeacherCache, corpus_item
 from distiller.cli import main
-from pipelines.parts import corpus_row
+from distiller.pipelines.parts import corpus_row
 from .pipeline_testlib import glue_path
 
 pytestmark = pytest.mark.slow
@@ -43,10 +43,10 @@ def _lines(rows):
 
 def test_a_build_on_worker_processes_writes_the_corpora_and_dead_letters_of_one_gather(
         tmp_path, tiny_teacher, capsys):
-    from builders.teacher import Teacher, TeacherConfig, as_text_pair
-    from taskdata.reader import read_records
-    from taskdata.records import DeadLetter
-    from taskdata.resolve import resolve_task
+    from distiller.builders.teacher import Teacher, TeacherConfig, as_text_pair
+    from distiller.taskdata.reader import read_records
+    from distiller.taskdata.records import DeadLetter
+    from distiller.taskdata.resolve import resolve_task
 
     data = _inputs(str(tmp_path / "in"))
     cache, dead_file = str(tmp_path / "cache"), str(tmp_path / "dead.jsonl")

@@ -5,12 +5,12 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from builders.cache import TeacherCache
-from builders.keys import mixup_key
-from builders.reader import CacheReader
-from builders.teacher import Teacher, TeacherConfig
-from pipelines.mixup import MixupPairs, draw_pairs
-from pipelines.score import ScoreWithTeacher
+from distiller.builders.cache import TeacherCache
+from distiller.builders.keys import mixup_key
+from distiller.builders.reader import CacheReader
+from distiller.builders.teacher import Teacher, TeacherConfig
+from distiller.pipelines.mixup import MixupPairs, draw_pairs
+from distiller.pipelines.score import ScoreWithTeacher
 from .pipeline_testlib import sst2_sentences
 
 TestPipeline.__test__ = False  # a Beam class, not a test case

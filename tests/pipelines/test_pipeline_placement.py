@@ -10,7 +10,7 @@ import pytest
 
 @dataclasses.dataclass(frozen=True)
 class _Opts:
-    """The fields of pipelines.build.BuildOptions that place_build reads."""
+    """The fields of distiller.pipelines.build.BuildOptions that place_build reads."""
 
     cache: str
     devices: str = "auto"
@@ -26,11 +26,11 @@ def fake_gpus(monkeypatch):
     """Two visible GPUs: cuda:0 and cuda:1 of the given compute capabilities (major, minor)."""
     import torch
 
-    import builders.devices
+    import distiller.builders.devices
 
     def install(first, second=None):
         capabilities = {"cuda:0": first, "cuda:1": second or first}
-        monkeypatch.setattr(builders.devices, "visible_gpu_count", lambda: 2)
+        monkeypatch.setattr(distiller.builders.devices, "visible_gpu_count", lambda: 2)
         monkeypatch.setattr(torch.cuda, "get_device_capability",
                             lambda device: capabilities[str(device)])
 
@@ -42,7 +42,7 @@ def fake_gpus(monkeypatch):
                                               ([(8, 0), (7, 5)], "fp16")])
 def test_a_new_cache_on_gpus_gets_a_worker_each_and_their_precision(tmp_path, fake_gpus,
                                                                     capabilities, amp):
-    from pipelines.devices import place_build
+    from distiller.pipelines.devices import place_build
 
     fake_gpus(*capabilities)
     opts, plan = place_build(_Opts(cache=str(tmp_path / "cache")))
@@ -57,9 +57,9 @@ def test_a_new_cache_on_gpus_gets_a_worker_each_and_their_precision(tmp_path, fa
 
 def test_a_float32_cache_stays_float32_on_gpus_and_another_precision_is_an_error(
         tmp_path, fake_gpus, tiny_teacher):
-    from builders.cache import TeacherCache
-    from builders.teacher import Teacher, TeacherConfig
-    from pipelines.devices import place_build
+    from distiller.builders.cache import TeacherCache
+    from distiller.builders.teacher import Teacher, TeacherConfig
+    from distiller.pipelines.devices import place_build
 
     fake_gpus((9, 0))
     cache = str(tmp_path / "cache")
@@ -72,7 +72,7 @@ def test_a_float32_cache_stays_float32_on_gpus_and_another_precision_is_an_error
 
 
 def test_onnx_on_gpus_is_refused_before_any_work(tmp_path, fake_gpus):
-    from pipelines.devices import place_build
+    from distiller.pipelines.devices import place_build
 
     fake_gpus((8, 0))
     with pytest.raises(ValueError, match="--backend onnx runs on a CPU.*--devices cpu"):

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.read import ReadCorpus
-from taskdata import DeadLetter, Task, builtin_task, read_records
+from distiller.pipelines.read import ReadCorpus
+from distiller.taskdata import DeadLetter, Task, builtin_task, read_records
 
 from .pipeline_testlib import glue_path, head_tsv
 

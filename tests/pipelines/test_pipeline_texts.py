@@ -6,9 +6,9 @@ import string
 
 import pytest
 
-from builders.cache import TeacherCache
+from distiller.builders.cache import TeacherCache
 from distiller.cli import main
-from pipelines.parts import reason_category
+from distiller.pipelines.parts import reason_category
 
 pytestmark = pytest.mark.slow
 

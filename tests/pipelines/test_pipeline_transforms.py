@@ -4,13 +4,13 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from builders.cache import TeacherCache
-from builders.teacher import Teacher, TeacherConfig
-from pipelines.augmentation import AugmentCorpus
-from pipelines.batching import BatchRecords
-from pipelines.dedupe import CachedKeys, MissingKeys
-from pipelines.keying import KeyRecords
-from pipelines.score import ScoreWithTeacher, cut_units
+from distiller.builders.cache import TeacherCache
+from distiller.builders.teacher import Teacher, TeacherConfig
+from distiller.pipelines.augmentation import AugmentCorpus
+from distiller.pipelines.batching import BatchRecords
+from distiller.pipelines.dedupe import CachedKeys, MissingKeys
+from distiller.pipelines.keying import KeyRecords
+from distiller.pipelines.score import ScoreWithTeacher, cut_units
 
 TestPipeline.__test__ = False  # a Beam class, not a test case
 
@@ -51,7 +51,7 @@ def test_key_records_truncates_and_counts_or_rejects(teacher, tiny_teacher):
 
 @pytest.mark.parametrize("by_shuffle", [False, True])
 def test_augment_corpus_equals_the_policy_called_one_by_one(by_shuffle):
-    from augment.policy import AugmentationPolicy
+    from distiller.augment.policy import AugmentationPolicy
 
     spec = "eda_swap:0.5,copies=2"
     policy = AugmentationPolicy.from_spec(spec).load()
@@ -100,7 +100,7 @@ def test_score_with_teacher_writes_shards_equal_to_a_direct_forward(teacher, tin
                                                                      tmp_path, write_shards,
                                                                      carry):
     import numpy as np
-    from builders.reader import CacheReader
+    from distiller.builders.reader import CacheReader
 
     config = TeacherConfig(model=tiny_teacher, max_length=8)
     cache_path = str(tmp_path / "cache")

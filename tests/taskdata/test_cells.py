@@ -6,9 +6,9 @@ import string
 
 import pytest
 
-from taskdata import DeadLetter, builtin_task, parse_row, read_records
-from taskdata.records import Unusable, cell_text
-from taskdata.squad import span_record
+from distiller.taskdata import DeadLetter, builtin_task, parse_row, read_records
+from distiller.taskdata.records import Unusable, cell_text
+from distiller.taskdata.squad import span_record
 
 SST2 = builtin_task("sst2")
 SQUAD2 = builtin_task("squad2")

@@ -4,8 +4,8 @@ import gzip
 
 import pytest
 
-from taskdata import builtin_task, check_input, read_records
-from taskdata.encoding import foreign_encoding
+from distiller.taskdata import builtin_task, check_input, read_records
+from distiller.taskdata.encoding import foreign_encoding
 
 SST2 = builtin_task("sst2")
 TEXT = "sentence\tlabel\nhello world\t1\na good film\t0\n"

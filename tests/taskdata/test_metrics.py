@@ -4,8 +4,8 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from taskdata import builtin_task
-from taskdata.metrics import compute_metrics
+from distiller.taskdata import builtin_task
+from distiller.taskdata.metrics import compute_metrics
 
 GOLD = np.array([0, 1, 1, 0, 1, 1, 0, 2, 2, 1])
 PRED = np.array([0, 1, 0, 0, 1, 2, 1, 2, 1, 1])

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from taskdata import (DeadLetter, Task, builtin_task, check_input, plan_splits, read_records,
-                      read_split)
-from taskdata.paths import shared_data
+from distiller.taskdata import (DeadLetter, Task, builtin_task, check_input, plan_splits,
+                                read_records, read_split)
+from distiller.taskdata.paths import shared_data
 
 SST2, RTE, STSB = builtin_task("sst2"), builtin_task("rte"), builtin_task("stsb")
 
@@ -197,7 +197,7 @@ def test_a_hugging_face_dataset_by_name_offline(tmp_path, monkeypatch):
     # the labels of a ClassLabel feature are the task's, in class order
     import argparse
 
-    from taskdata.resolve import add_task_arguments, task_from_args
+    from distiller.taskdata.resolve import add_task_arguments, task_from_args
 
     parser = argparse.ArgumentParser()
     add_task_arguments(parser)

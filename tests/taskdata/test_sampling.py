@@ -1,6 +1,6 @@
 """Seeded samples of data files: the header kept, rows in file order and unchanged, the same
 sample for the same seed, every row when fewer than asked."""
-from taskdata.sampling import sample_tsv
+from distiller.taskdata.sampling import sample_tsv
 
 
 def _rows(path):

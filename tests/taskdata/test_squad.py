@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from taskdata import DeadLetter, builtin_task, plan_splits, read_records
-from taskdata.paths import shared_data
-from taskdata.squad_metrics import (evaluate_v1, evaluate_v2, f1_score, find_best_threshold,
-                                    normalize_answer, squad_metrics)
+from distiller.taskdata import DeadLetter, builtin_task, plan_splits, read_records
+from distiller.taskdata.paths import shared_data
+from distiller.taskdata.squad_metrics import (evaluate_v1, evaluate_v2, f1_score,
+                                              find_best_threshold, normalize_answer, squad_metrics)
 
 SAMPLE = shared_data("squad", "squad2-sample.json")
 
@@ -147,7 +147,7 @@ def test_no_answer_threshold_chosen_as_the_official_script_does():
 
 
 def test_split_by_article_keeps_the_official_format(tmp_path):
-    from taskdata.squad_split import main
+    from distiller.taskdata.squad_split import main
 
     assert main([SAMPLE, "--out", str(tmp_path)]) == 0
     train = json.loads((tmp_path / "train.json").read_text())

@@ -3,8 +3,8 @@ import argparse
 
 import pytest
 
-from taskdata import LabelError, Task, builtin_names, builtin_task
-from taskdata.resolve import (add_task_arguments, default_task_name, load_task_file,
+from distiller.taskdata import LabelError, Task, builtin_names, builtin_task
+from distiller.taskdata.resolve import (add_task_arguments, default_task_name, load_task_file,
                               resolve_task, task_from_args)
 
 
