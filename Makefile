@@ -1,5 +1,6 @@
 # Two commands do all set-up: `make test` and `make demo`. Both create .venv and install what
-# they need (the CPU torch wheel pinned in setup.cfg, Debian's WordNet) on first use.
+# they need (the CPU torch wheel pinned here for development, Debian's WordNet) on first use.
+# The package itself accepts any torch >= its floor (setup.cfg).
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
@@ -16,13 +17,13 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install wordnet lint docs test test-fast demo mlm bench clean
+.PHONY: install wordnet lint docs test test-fast wheel-check demo mlm bench clean
 
 $(STAMP): setup.cfg
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,demo,onnx,docs]'
+	$(PY) -m pip install -q -e '.[test,demo,onnx,docs,dask]'
 	touch $(STAMP)
 
 install: $(STAMP) wordnet
@@ -41,6 +42,11 @@ docs: install
 
 test: install lint docs
 	$(PY) -m pytest -q -p no:cacheprovider tests
+	bash .ci/wheel-check $(PY)
+
+# The built wheel in a fresh virtual environment, outside the repository (.ci/wheel-check).
+wheel-check: install
+	bash .ci/wheel-check $(PY)
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests

@@ -12,14 +12,14 @@ import os
 import sys
 from typing import Optional
 
+from distiller.autodistiller.assets_path import asset
 from distiller.taskdata.resolve import add_task_arguments
 
 __all__ = ["add_parsers", "sweep_report"]
 
 log = logging.getLogger(__name__)
 
-_ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
-DEFAULT_SPACE = os.path.join(_ASSETS, "space.yaml")
+DEFAULT_SPACE = asset("space.yaml")
 
 
 def add_parsers(subparsers) -> None:

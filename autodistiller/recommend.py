@@ -20,6 +20,7 @@ import logging
 import os
 from typing import Any, List, Mapping, Optional
 
+from distiller.autodistiller.assets_path import asset
 from distiller.autodistiller.ledger import CONFIG_COLUMNS, FEATURE_COLUMNS
 from distiller.autodistiller.model_file import INFO_TYPES, read_model_file, write_model_file
 from distiller.autodistiller.ratio_model import RatioModel
@@ -30,9 +31,8 @@ __all__ = ["AutoDistiller", "candidate_frame", "leave_one_task_out", "ASSET_MODE
 
 log = logging.getLogger(__name__)
 
-_ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
-ASSET_MODEL = os.path.join(_ASSETS, "autodistiller.json")
-ASSET_LEDGER = os.path.join(_ASSETS, "ledger.parquet")
+ASSET_MODEL = asset("autodistiller.json")
+ASSET_LEDGER = asset("ledger.parquet")
 
 CATEGORICAL = ["augmentation", "mapping", "inter_loss", "pred_loss", "student", "teacher"]
 NUMERIC = ["mixup", "mi_alpha", "temperature", "w_kd", "w_inter", "w_gold", "log_lr",

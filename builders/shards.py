@@ -87,7 +87,8 @@ def shard_name_for(keys: Sequence[str]) -> str:
 
 
 def file_sha256(path: str, *, what: str = "cache file") -> str:
-    """sha256 of a cache's file, read only if it is a regular file (distiller.builders.cachefiles)."""
+    """sha256 of a cache's file, read only if it is a regular file
+    (distiller.builders.cachefiles)."""
     h = hashlib.sha256()
     with open_regular(path, what=what) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

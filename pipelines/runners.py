@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 from typing import Iterator, List, Optional, Sequence
 
@@ -62,6 +63,7 @@ def pipeline_args(runner: str, *, workers: int, dask_address: Optional[str] = No
                 # worker processes log at the level of this process (INFO floods otherwise)
                 f"--default_sdk_harness_log_level={logging.getLevelName(_root_level())}"]
     elif name == "DaskRunner":
+        _require_dask()
         if not dask_address:
             raise ValueError("the Dask runner needs a scheduler address: use runner_context(), "
                              "which starts a local cluster, or pass --dask-address")
@@ -72,6 +74,13 @@ def pipeline_args(runner: str, *, workers: int, dask_address: Optional[str] = No
     return args + list(extra)
 
 
+def _require_dask() -> None:
+    """Dask comes with the optional extra: say how to get it instead of failing on an import."""
+    if importlib.util.find_spec("dask") is None or importlib.util.find_spec("distributed") is None:
+        raise ValueError("the Dask runner needs Dask, which is not installed: "
+                         "pip install 'distiller-nlp[dask]'")
+
+
 @contextlib.contextmanager
 def runner_context(runner: str, *, workers: int, dask_address: Optional[str] = None,
                    extra: Sequence[str] = ()) -> Iterator[List[str]]:
@@ -80,6 +89,7 @@ def runner_context(runner: str, *, workers: int, dask_address: Optional[str] = N
     if _canonical(runner) != "DaskRunner" or dask_address:
         yield pipeline_args(runner, workers=workers, dask_address=dask_address, extra=extra)
         return
+    _require_dask()
     from distributed import LocalCluster
 
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,

@@ -2,13 +2,17 @@
 
 Every `import`/`from ... import` anywhere in a module (top level or inside a function: a lazy
 import is still a dependency) and every `importlib.import_module("literal")` is resolved to the
-top-level package it names (relative imports to their own package) and checked against what the
-module's package may import.
+project part it names (`distiller.<part>...`; relative imports to their own part) and checked
+against what the module's part may import. The parts live in top-level folders of the repository
+and are imported only through the `distiller` namespace (`distiller/<part>` links to `../<part>`):
+an import of a part by its bare top-level name is a defect of its own.
 """
 from __future__ import annotations
 
 import ast
 import os
+import subprocess
+import sys
 from typing import Iterator, List, Optional, Set, Tuple
 
 import pytest
@@ -28,20 +32,36 @@ FORBIDDEN = {
 }
 
 
+PARTS = PROJECT - {"distiller"}
+BARE = "bare:"   # prefix of a part imported by its old top-level name
+
+
+def project_part(name: str) -> str:
+    """The project part an absolute module name belongs to: `distiller.builders.cache` ->
+    `builders`, `distiller.cli` -> `distiller`; a part's bare name (`builders.cache`) ->
+    `bare:builders`; anything else -> its own top-level name (`os`, `torch`)."""
+    head, _, rest = name.partition(".")
+    if head == "distiller":
+        sub = rest.split(".")[0]
+        return sub if sub in PARTS else "distiller"
+    return BARE + head if head in PARTS else head
+
+
 def imported_packages(source: str, package: str) -> Iterator[Tuple[int, str]]:
-    """(line, top-level package) of every import in `source`, a module of `package` (a dotted
-    name: relative imports resolve against it)."""
+    """(line, project part or top-level package) of every import in `source`, a module of
+    `package` (a dotted name whose first part is the module's part: relative imports resolve
+    to it)."""
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                yield node.lineno, alias.name.split(".")[0]
+                yield node.lineno, project_part(alias.name)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: within the module's own top-level package
+            if node.level:  # relative: within the module's own part
                 yield node.lineno, package.split(".")[0]
             else:
-                yield node.lineno, (node.module or "").split(".")[0]
+                yield node.lineno, project_part(node.module or "")
         elif isinstance(node, ast.Call) and _import_module_literal(node) is not None:
-            yield node.lineno, _import_module_literal(node).split(".")[0]
+            yield node.lineno, project_part(_import_module_literal(node))
 
 
 def _import_module_literal(node: ast.Call) -> Optional[str]:
@@ -76,7 +96,7 @@ def test_each_package_imports_only_the_layers_below_it(package):
         with open(path, encoding="utf-8") as fh:
             source = fh.read()
         for line, imported in imported_packages(source, dotted):
-            if imported in FORBIDDEN[package]:
+            if imported in FORBIDDEN[package] or imported.startswith(BARE):
                 broken.add(f"{os.path.relpath(path, ROOT)}:{line} imports {imported}")
     assert not broken, f"{package} must not import {sorted(FORBIDDEN[package])}: " + \
         "; ".join(sorted(broken))
@@ -94,6 +114,37 @@ def test_the_checker_sees_lazy_relative_and_string_imports():
               "    return importlib.import_module('distiller.cli'), import_module(name)\n")
     found = sorted(set(p for _, p in imported_packages(source, "distill_train.sub")))
     assert found == ["autodistiller", "distill_train", "distiller", "os", "pipelines"]
+
+
+def test_a_bare_part_name_is_seen_as_such():
+    source = "import builders.cache\nfrom taskdata import records\nimport distiller.builders\n"
+    assert [p for _, p in imported_packages(source, "augment.x")] == \
+        ["bare:builders", "bare:taskdata", "builders"]
+
+
+@pytest.mark.parametrize("top", ["tests", "benchmarks", "examples"])
+def test_tests_benchmarks_and_examples_import_parts_only_through_the_namespace(top):
+    bare = []
+    for path, dotted in package_modules(top):
+        with open(path, encoding="utf-8") as fh:
+            source = fh.read()
+        bare += [f"{os.path.relpath(path, ROOT)}:{line} imports {name[len(BARE):]}"
+                 for line, name in imported_packages(source, dotted) if name.startswith(BARE)]
+    assert not bare, "import distiller.<part>, not <part>: " + "; ".join(bare)
+
+
+def test_each_part_is_linked_into_the_namespace():
+    for part in sorted(PARTS):
+        link = os.path.join(ROOT, "distiller", part)
+        assert os.path.islink(link) and os.readlink(link) == os.path.join("..", part), link
+
+
+def test_importing_the_cli_loads_no_top_level_project_package():
+    code = ("import sys, distiller.cli\n"
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {sorted(PARTS)!r}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": ROOT}).stdout
+    assert out.strip() == "[]"
 
 
 def test_every_project_package_has_a_rule():

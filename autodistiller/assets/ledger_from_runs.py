@@ -72,9 +72,8 @@ def task_features(task: str, data_dir: str, feature_cache: Optional[str]) -> Dic
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m distiller.autodistiller.assets.ledger_from_runs",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="python -m distiller.autodistiller.assets.ledger_from_runs", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", default="runs/results", help="results.py's --out")
     parser.add_argument("--tasks", required=True, help="comma-separated, e.g. cola,mrpc")
     parser.add_argument("--ledger", required=True, help="ledger directory the rows join")
