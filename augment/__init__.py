@@ -5,7 +5,7 @@ Heavy libraries (torch, transformers, nltk's WordNet) are imported only when an 
 """
 from .base import Job, available, config_class, create
 from .policy import AugmentationPolicy, parse_step
-from .seeding import derive_seed, make_rng, make_torch_generator, stable_hash
+from distiller.common.seeding import derive_seed, make_rng, make_torch_generator, stable_hash
 
 __all__ = [
     "AugmentationPolicy", "parse_step", "Job", "available", "config_class", "create",
