@@ -27,6 +27,7 @@ import distiller.distill_train.cli
 import distiller.pipelines.build_cli
 import distiller.taskdata.cli
 from distiller.common.errors import UsageError
+from distiller.common.seeding import thread_independent_math
 from distiller.taskdata.console import configure, error_message
 
 __all__ = ["main", "build_parser"]
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    thread_independent_math()  # before any torch math here or in the workers this starts
     configure(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
