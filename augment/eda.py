@@ -26,9 +26,9 @@ from collections import Counter
 from typing import List, Optional, Sequence
 
 from distiller.common.errors import UsageError
+from distiller.common.seeding import make_rng
 
 from .base import Job, check_choice, check_fraction, check_positive, register
-from distiller.common.seeding import make_rng
 from .wordnet import synonyms
 from .words import (STOP_WORDS, Word, apply_edits, editable, is_clitic, looks_like_name,
                     match_case, n_to_change, split_words)

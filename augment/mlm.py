@@ -29,9 +29,9 @@ from collections import Counter
 from typing import Dict, List, Optional, Sequence
 
 from distiller.common.errors import UsageError
+from distiller.common.seeding import make_rng, make_torch_generator
 
 from .base import Job, check_choice, check_fraction, check_positive, register
-from distiller.common.seeding import make_rng, make_torch_generator
 from .words import Word, apply_edits, editable, match_case, n_to_change, split_words
 
 __all__ = ["ContextualConfig", "Contextual"]

@@ -28,9 +28,9 @@ import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from distiller.common.errors import UsageError
+from distiller.common.seeding import stable_hash
 
 from . import base
-from distiller.common.seeding import stable_hash
 
 __all__ = ["AugmentationPolicy", "parse_step", "POLICY_VERSION"]
 

@@ -5,9 +5,9 @@ from collections import Counter
 from typing import Any, Dict, List, Sequence, Tuple
 
 from distiller.common.errors import UsageError
+from distiller.common.seeding import derive_seed
 
 from .base import Job
-from distiller.common.seeding import derive_seed
 
 __all__ = ["run_policy"]
 

@@ -21,9 +21,10 @@ import os
 import uuid
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .manifest import CORPUS_DIR, atomic_write_bytes, locked, read_manifest, write_manifest
 from distiller.common.files import atomic_open, replace_durably
 from distiller.common.tempnames import temp_path
+
+from .manifest import CORPUS_DIR, atomic_write_bytes, locked, read_manifest, write_manifest
 
 __all__ = ["PART_ROWS", "FAN_IN", "staging_dir", "write_part", "merged_lines", "part_sort_key",
            "CorpusFile", "install_corpora", "write_text_atomic"]

@@ -15,9 +15,10 @@ import logging
 import os
 from typing import TYPE_CHECKING, Dict, List
 
+from distiller.common.tempnames import HOST, temp_owner, writer_alive
+
 from .cachefiles import real_directory
 from .manifest import CORPUS_DIR, SHARD_DIR, locked
-from distiller.common.tempnames import HOST, temp_owner, writer_alive
 
 if TYPE_CHECKING:
     from .cache import TeacherCache

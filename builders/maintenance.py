@@ -8,6 +8,7 @@ import shutil
 from typing import TYPE_CHECKING, List, Sequence, Tuple
 
 from distiller.common.errors import UsageError
+from distiller.common.files import atomic_open
 
 from .cachefiles import (ADVICE, check_regular, entry_path, name_problem, open_regular,
                          real_directory)
@@ -15,7 +16,6 @@ from .errors import CacheError, CorruptShardError, UnsafeEntryError
 from .manifest import CORPUS_DIR, SHARD_DIR
 from .shards import (SPEC_METADATA_KEY, ShardInfo, file_sha256, open_shard, shard_name_for,
                      shard_schema)
-from distiller.common.files import atomic_open
 
 if TYPE_CHECKING:
     from .cache import TeacherCache

@@ -9,9 +9,10 @@ import json
 import os
 from typing import Any, Dict, Iterator
 
+from distiller.common.files import atomic_write
+
 from .errors import ForeignDirectoryError
 from .spec import SCHEMA_VERSION
-from distiller.common.files import atomic_write
 
 __all__ = ["MANIFEST", "FORMAT", "LOCK", "SHARD_DIR", "CORPUS_DIR", "read_manifest",
            "write_manifest", "locked", "new_manifest", "atomic_write_bytes"]

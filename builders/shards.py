@@ -18,13 +18,13 @@ import numpy as np
 
 from distiller.common.errors import UsageError
 from distiller.common.seeding import stable_hash
+from distiller.common.files import atomic_open
 
 from .cachefiles import check_regular, name_problem, open_regular
 from .encoding import encode_columns
 from .errors import CorruptShardError, MissingShardError
 from .quant import decode
 from .spec import CacheSpec
-from distiller.common.files import atomic_open
 
 __all__ = ["ShardInfo", "shard_schema", "write_shard_file", "read_shard_table",
            "decode_row", "file_sha256", "shard_name_for", "SPEC_METADATA_KEY", "write_table_file"]
