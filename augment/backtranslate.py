@@ -21,8 +21,11 @@ import threading
 from collections import Counter, defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from distiller.common.errors import UsageError
+from distiller.common.device import resolve_device
+from distiller.common.seeding import make_torch_generator
+
 from .base import Job, check_choice, check_fraction, check_positive, register
-from .seeding import make_torch_generator
 
 __all__ = ["BackTranslationConfig", "BackTranslation", "split_sentences"]
 
@@ -60,7 +63,7 @@ class BackTranslationConfig:
         for field in ("forward_model", "backward_model"):
             value = getattr(self, field)
             if not isinstance(value, str) or not value:
-                raise ValueError(f"BackTranslationConfig.{field} must name a seq2seq model (HF "
+                raise UsageError(f"BackTranslationConfig.{field} must name a seq2seq model (HF "
                                  f"name or local path), got {value!r}; e.g. "
                                  "Helsinki-NLP/opus-mt-en-fr and Helsinki-NLP/opus-mt-fr-en")
         check_choice("BackTranslationConfig", "mode", self.mode, ("beam", "sample"))
@@ -70,11 +73,11 @@ class BackTranslationConfig:
         check_fraction("BackTranslationConfig", "top_p", self.top_p)
         check_positive("BackTranslationConfig", "temperature", self.temperature, integer=False)
         if self.mode == "beam" and self.num_return_sequences > self.num_beams:
-            raise ValueError(f"BackTranslationConfig: num_return_sequences "
+            raise UsageError(f"BackTranslationConfig: num_return_sequences "
                              f"({self.num_return_sequences}) must be <= num_beams "
                              f"({self.num_beams}) in beam mode")
         if not isinstance(self.max_length_ratio, (int, float)) or self.max_length_ratio < 1:
-            raise ValueError("BackTranslationConfig.max_length_ratio must be a number >= 1, got "
+            raise UsageError("BackTranslationConfig.max_length_ratio must be a number >= 1, got "
                              f"{self.max_length_ratio!r}")
 
 
@@ -82,11 +85,9 @@ def _load(name: str, device: str):
     with _lock:
         key = (name, device)
         if key not in _MODELS:
-            import torch
             from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-            dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
-                               else ("cpu" if device == "auto" else device))
+            dev = resolve_device(device)
             tok = AutoTokenizer.from_pretrained(name)
             model = AutoModelForSeq2SeqLM.from_pretrained(name).to(dev).eval()
             if dev.type == "cuda":

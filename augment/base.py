@@ -14,6 +14,8 @@ import difflib
 from collections import Counter
 from typing import Any, Callable, Dict, List, NamedTuple, Tuple, Type
 
+from distiller.common.errors import UsageError
+
 __all__ = ["Job", "register", "create", "create_from_config", "available", "config_class",
            "check_fraction",
            "check_positive", "check_choice", "AugmentResult"]
@@ -39,7 +41,7 @@ _REGISTRY: Dict[str, Tuple[type, Callable[[Any], Any]]] = {}
 def register(name: str, config_cls: type, factory: Callable[[Any], Any]) -> None:
     """Register an augmenter: `factory(config)` builds it from an instance of `config_cls`."""
     if name in _REGISTRY:
-        raise ValueError(f"augmenter name {name!r} is already registered")
+        raise UsageError(f"augmenter name {name!r} is already registered")
     _REGISTRY[name] = (config_cls, factory)
 
 
@@ -60,7 +62,7 @@ def config_class(name: str) -> Type:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ValueError(f"unknown augmenter {name!r}{hint}; known augmenters: "
+        raise UsageError(f"unknown augmenter {name!r}{hint}; known augmenters: "
                          f"{', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name][0]
 
@@ -71,12 +73,12 @@ def create(name: str, **params: Any):
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(params) - fields)
     if unknown:
-        raise ValueError(f"augmenter {name!r} has no parameter(s) {unknown}; its parameters are "
+        raise UsageError(f"augmenter {name!r} has no parameter(s) {unknown}; its parameters are "
                          f"{sorted(fields)}")
     try:
         config = cls(**params)
     except TypeError as exc:  # a required parameter is missing
-        raise ValueError(f"augmenter {name!r}: {exc}") from None
+        raise UsageError(f"augmenter {name!r}: {exc}") from None
     return _REGISTRY[name][1](config)
 
 
@@ -84,7 +86,7 @@ def create_from_config(name: str, config: Any):
     """Build augmenter `name` from an already validated config instance."""
     cls = config_class(name)
     if not isinstance(config, cls):
-        raise ValueError(f"augmenter {name!r} needs a {cls.__name__}, got {type(config).__name__}")
+        raise UsageError(f"augmenter {name!r} needs a {cls.__name__}, got {type(config).__name__}")
     return _REGISTRY[name][1](config)
 
 
@@ -94,7 +96,7 @@ def check_fraction(owner: str, field: str, value: Any, *, allow_zero: bool = Fal
         (0 <= value <= 1) if allow_zero else (0 < value <= 1))
     if not ok:
         rng = "[0, 1]" if allow_zero else "(0, 1]"
-        raise ValueError(f"{owner}.{field} must be a number in {rng}, got {value!r}")
+        raise UsageError(f"{owner}.{field} must be a number in {rng}, got {value!r}")
 
 
 def check_positive(owner: str, field: str, value: Any, *, allow_zero: bool = False,
@@ -106,10 +108,10 @@ def check_positive(owner: str, field: str, value: Any, *, allow_zero: bool = Fal
     if not ok:
         what = "integer" if integer else "number"
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{owner}.{field} must be an {what} {bound}, got {value!r}")
+        raise UsageError(f"{owner}.{field} must be an {what} {bound}, got {value!r}")
 
 
 def check_choice(owner: str, field: str, value: Any, choices) -> None:
     """ValueError unless value is one of choices."""
     if value not in choices:
-        raise ValueError(f"{owner}.{field} must be one of {list(choices)}, got {value!r}")
+        raise UsageError(f"{owner}.{field} must be one of {list(choices)}, got {value!r}")

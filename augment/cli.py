@@ -16,6 +16,8 @@ import logging
 import os
 import sys
 
+from distiller.common.errors import UsageError
+from distiller.common.files import atomic_open
 from distiller.taskdata.resolve import add_task_arguments
 
 __all__ = ["add_parsers", "run_augment"]
@@ -66,11 +68,11 @@ def run_augment(args) -> int:
         print(f"distiller augment: {note}", file=sys.stderr)
     check_input(args.input, task, labelled=labelled)
     if args.copies is not None and args.copies < 1:
-        raise ValueError(f"--copies must be >= 1, got {args.copies}")
+        raise UsageError(f"--copies must be >= 1, got {args.copies}")
     if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+        raise UsageError(f"--limit must be >= 1, got {args.limit}")
     if args.batch_records < 1:
-        raise ValueError(f"--batch-records must be >= 1, got {args.batch_records}")
+        raise UsageError(f"--batch-records must be >= 1, got {args.batch_records}")
     policy = AugmentationPolicy.from_spec(args.policy, mlm_model=args.mlm_model,
                                           bt_models=args.bt_models)
     if args.copies is not None:
@@ -81,14 +83,13 @@ def run_augment(args) -> int:
     policy.load()
 
     dead_path = args.output + ".dead.jsonl"
-    tmp_out, tmp_dead = args.output + ".tmp", dead_path + ".tmp"
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     totals = {"records": 0, "dead_letters": 0, "requested": 0, "produced": 0, "shortfall": 0,
               "noop": 0, "duplicate": 0}
     extra: dict = {}
     reasons: dict = {}
-    with open(tmp_out, "w", encoding="utf-8") as out, open(tmp_dead, "w",
-                                                            encoding="utf-8") as dead:
+    # both files appear whole when augmentation ends, neither when it fails
+    with atomic_open(args.output) as out, atomic_open(dead_path) as dead:
         batch = []
         bar = tqdm(desc="augment", unit="rec", disable=args.no_progress, file=sys.stderr)
 
@@ -124,8 +125,6 @@ def run_augment(args) -> int:
         if batch:
             flush()
         bar.close()
-    os.replace(tmp_out, args.output)
-    os.replace(tmp_dead, dead_path)
     summary = {"output": args.output, "dead_letters_file": dead_path, "policy": policy.name,
                "task": task.describe(),
                **totals, "dead_letter_reasons": reasons, "augmenters": extra}

@@ -25,8 +25,10 @@ import re
 from collections import Counter
 from typing import List, Optional, Sequence
 
+from distiller.common.errors import UsageError
+from distiller.common.seeding import make_rng
+
 from .base import Job, check_choice, check_fraction, check_positive, register
-from .seeding import make_rng
 from .wordnet import synonyms
 from .words import (STOP_WORDS, Word, apply_edits, editable, is_clitic, looks_like_name,
                     match_case, n_to_change, split_words)
@@ -175,7 +177,7 @@ class EdaConfig:
         for field in ("alpha_sr", "alpha_ri", "alpha_rs", "p_rd"):
             check_fraction("EdaConfig", field, getattr(self, field), allow_zero=True)
         if not any((self.alpha_sr, self.alpha_ri, self.alpha_rs, self.p_rd)):
-            raise ValueError("EdaConfig: at least one of alpha_sr, alpha_ri, alpha_rs, p_rd must "
+            raise UsageError("EdaConfig: at least one of alpha_sr, alpha_ri, alpha_rs, p_rd must "
                              "be > 0, got all 0")
         check_choice("EdaConfig", "text", self.text, ("preserve", "reference"))
 
@@ -281,7 +283,7 @@ def _replace_all_occurrences(text: str, words: List[Word], k: int, rng) -> str:
 def _op_factory(op: str):
     def build(config: EdaOpConfig) -> EdaOp:
         if config.op != op:
-            raise ValueError(f"augmenter eda_{op} always applies op={op!r}, got op={config.op!r}; "
+            raise UsageError(f"augmenter eda_{op} always applies op={op!r}, got op={config.op!r}; "
                              f"use eda_{config.op} instead")
         return EdaOp(config)
     return build

@@ -28,8 +28,10 @@ import dataclasses
 from collections import Counter
 from typing import Dict, List, Optional, Sequence
 
+from distiller.common.errors import UsageError
+from distiller.common.seeding import make_rng, make_torch_generator
+
 from .base import Job, check_choice, check_fraction, check_positive, register
-from .seeding import make_rng, make_torch_generator
 from .words import Word, apply_edits, editable, match_case, n_to_change, split_words
 
 __all__ = ["ContextualConfig", "Contextual"]
@@ -55,7 +57,7 @@ class ContextualConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
-            raise ValueError("ContextualConfig.model must name a masked LM (HF name or local "
+            raise UsageError("ContextualConfig.model must name a masked LM (HF name or local "
                              f"path), got {self.model!r}; e.g. model=distilbert-base-uncased")
         check_choice("ContextualConfig", "mode", self.mode, ("sample", "tinybert"))
         check_fraction("ContextualConfig", "aug_p", self.aug_p)
@@ -68,7 +70,7 @@ class ContextualConfig:
         check_positive("ContextualConfig", "temperature", self.temperature, integer=False)
         check_positive("ContextualConfig", "max_length", self.max_length)
         if self.max_length < 3:
-            raise ValueError(f"ContextualConfig.max_length must be >= 3, got {self.max_length}")
+            raise UsageError(f"ContextualConfig.max_length must be >= 3, got {self.max_length}")
         check_positive("ContextualConfig", "max_tokens_per_batch", self.max_tokens_per_batch)
 
 

@@ -29,13 +29,17 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+from distiller.common.errors import UsageError
+from distiller.common.device import resolve_device
+from distiller.common.files import replace_durably
+from distiller.common.seeding import stable_hash
+
 from .mlm_data import IGNORE, Corpus, MaskingConfig, apply_masks, epoch_batches, example_rng
 from .mlm_heldout import Encoded, HeldOut, masked_logits, pad_rows, random_ids
-from .mlm_model import autocast, lm_head, pick_device
+from .mlm_model import autocast, lm_head
 from .mlm_setup import freeze, is_tied, load_masked_lm, make_optimizer, quiet_transformers
 from .mlm_runfiles import CHECKPOINT_FILE, RESULT_FILE, load_checkpoint, log_event, \
     prepare_output, remove_checkpoint, save_checkpoint, write_json
-from .seeding import stable_hash
 
 __all__ = ["MlmAdaptConfig", "adapt", "load_masked_lm", "freeze"]
 
@@ -82,26 +86,26 @@ class MlmAdaptConfig:
         for name in ("max_length", "batch_size", "epochs", "save_every", "log_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"mlm-adapt {name} must be an integer >= 1, got {value!r}")
+                raise UsageError(f"mlm-adapt {name} must be an integer >= 1, got {value!r}")
         for name in ("max_steps", "eval_every"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):
-                raise ValueError(f"mlm-adapt {name} must be an integer >= 1, got {value!r}")
+                raise UsageError(f"mlm-adapt {name} must be an integer >= 1, got {value!r}")
         if self.max_length < 3:
-            raise ValueError(f"mlm-adapt max_length must be >= 3, got {self.max_length}")
+            raise UsageError(f"mlm-adapt max_length must be >= 3, got {self.max_length}")
         for name in ("lr", "head_lr"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and 0 < value < 1):
-                raise ValueError(f"mlm-adapt {name} must be a number in (0, 1), got {value!r}")
+                raise UsageError(f"mlm-adapt {name} must be a number in (0, 1), got {value!r}")
         if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError(f"mlm-adapt warmup_ratio must be in [0, 1), got "
+            raise UsageError(f"mlm-adapt warmup_ratio must be in [0, 1), got "
                              f"{self.warmup_ratio}")
         if self.freeze_up_to is not None and self.freeze_up_to < 0:
-            raise ValueError(f"mlm-adapt freeze_up_to must be >= 0 (0: the embeddings only), "
+            raise UsageError(f"mlm-adapt freeze_up_to must be >= 0 (0: the embeddings only), "
                              f"got {self.freeze_up_to}")
         if os.path.abspath(self.output) == os.path.abspath(self.encoder):
-            raise ValueError("--output must not be the encoder's own directory")
+            raise UsageError("--output must not be the encoder's own directory")
 
     def fingerprint(self, corpus: Corpus) -> str:
         """Changes with anything that changes the trained weights or the held-out figures."""
@@ -150,7 +154,7 @@ def adapt(config: MlmAdaptConfig, corpus: Corpus,
                  fingerprint[:12])
         return dict(done, reused=True)
     model, tokenizer, fresh_head = load_masked_lm(config.encoder, config.seed)
-    device = pick_device(config.device)
+    device = resolve_device(config.device)
     head = lm_head(model)
     tied = is_tied(model)
     frozen = freeze(model, config.freeze_up_to)
@@ -173,7 +177,7 @@ def adapt(config: MlmAdaptConfig, corpus: Corpus,
     if os.path.exists(ckpt):
         payload = load_checkpoint(ckpt)
         if payload["state"].get("fingerprint") != fingerprint:
-            raise ValueError(f"{config.output} holds a checkpoint of another mlm-adapt run "
+            raise UsageError(f"{config.output} holds a checkpoint of another mlm-adapt run "
                              "(other settings or corpus); use another --output, or --fresh to "
                              "start over")
         model.load_state_dict(payload["model"])
@@ -285,7 +289,7 @@ def _finish(config: MlmAdaptConfig, model, tokenizer, state, corpus: Corpus, bas
         os.umask(umask)
         for name in files:  # some writers create 0600 files: make them as readable as others
             os.chmod(os.path.join(tmp, name), 0o666 & ~umask)
-            os.replace(os.path.join(tmp, name), os.path.join(config.output, name))
+            replace_durably(os.path.join(tmp, name), os.path.join(config.output, name))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     settings = dataclasses.asdict(config)

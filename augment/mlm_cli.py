@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 
+from distiller.common.errors import UsageError
 from distiller.taskdata.resolve import add_task_arguments
 
 __all__ = ["add_parsers", "run_mlm_adapt"]
@@ -102,9 +103,9 @@ def run_mlm_adapt(args) -> int:
     if flags:
         task, _ = task_from_args(args)  # texts only are read: labels are never needed
     if not 0.0 < args.eval_fraction < 1.0:
-        raise ValueError(f"--eval-fraction must be in (0, 1), got {args.eval_fraction}")
+        raise UsageError(f"--eval-fraction must be in (0, 1), got {args.eval_fraction}")
     if args.eval_size < 1 or args.min_words < 1:
-        raise ValueError("--eval-size and --min-words must be >= 1")
+        raise UsageError("--eval-size and --min-words must be >= 1")
     config = MlmAdaptConfig(
         encoder=args.encoder, output=args.output,
         masking=MaskingConfig(mask_prob=args.mask_prob, whole_word=args.whole_word),

@@ -21,7 +21,8 @@ import os
 from collections import Counter
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .seeding import make_numpy_rng, make_rng
+from distiller.common.errors import UsageError
+from distiller.common.seeding import make_numpy_rng, make_rng
 
 __all__ = ["TextSource", "Corpus", "text_key", "collect_texts", "infer_source_task",
            "MaskingConfig", "mask_units", "apply_masks", "epoch_batches", "IGNORE"]
@@ -57,7 +58,7 @@ def infer_source_task(inp) -> object:
         return Task(name=stem, text_a=0, format="text")
     task = builtin_task(default_task_name(inp.url if inp.fmt != "hub" else "hf:" + inp.url))
     if task is None:
-        raise ValueError(f"input {inp.name!r}: cannot tell which column holds its text; give "
+        raise UsageError(f"input {inp.name!r}: cannot tell which column holds its text; give "
                          "--task NAME (a built-in task) or --text-a COLUMN [--text-b COLUMN], "
                          "or use a .txt file with one sentence per line")
     return task
@@ -145,10 +146,10 @@ def collect_texts(inputs: Sequence[TextSource], *, exclude: Sequence[TextSource]
         evaluation = {k: evaluation[k] for k in sorted(rng.sample(sorted(evaluation),
                                                                   held_out_max))}
     if not train:
-        raise ValueError("no training text left: every text was empty, too short, excluded or "
+        raise UsageError("no training text left: every text was empty, too short, excluded or "
                          f"held out ({dict(counts)}); check --input/--exclude/--eval")
     if not evaluation:
-        raise ValueError("no held-out text to measure on: give --eval or a corpus of at least "
+        raise UsageError("no held-out text to measure on: give --eval or a corpus of at least "
                          "two texts")
     counts.update(train_texts=len(train), held_out_texts=len(evaluation))
     return Corpus(train=list(train.values()), held_out=list(evaluation.values()),
@@ -170,11 +171,11 @@ class MaskingConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                     0.0 <= value <= 1.0):
-                raise ValueError(f"masking {name} must be a number in [0, 1], got {value!r}")
+                raise UsageError(f"masking {name} must be a number in [0, 1], got {value!r}")
         if self.mask_prob == 0.0:
-            raise ValueError("masking mask_prob must be above 0: nothing would be learned")
+            raise UsageError("masking mask_prob must be above 0: nothing would be learned")
         if self.mask_frac + self.random_frac > 1.0:
-            raise ValueError(f"masking mask_frac + random_frac must be <= 1, got "
+            raise UsageError(f"masking mask_frac + random_frac must be <= 1, got "
                              f"{self.mask_frac} + {self.random_frac}")
 
 

@@ -20,6 +20,9 @@ import threading
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from distiller.common.errors import UsageError
+from distiller.common.device import resolve_device
+
 __all__ = ["MaskedLM", "get_masked_lm", "lm_head"]
 
 log = logging.getLogger(__name__)
@@ -32,19 +35,6 @@ HEAD_ROWS = 32
 def canonical_width(length: int) -> int:
     """The padded width of a row of `length` tokens, whatever batch it lands in."""
     return -(-length // WIDTH_STEP) * WIDTH_STEP
-
-
-def pick_device(device: str):
-    """The torch device a masked LM runs on: "auto" is the first GPU when there is one, else the
-    CPU; a GPU asked for where torch sees none is a clear error."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no CUDA GPU is visible to torch here")
-    return dev
 
 
 def autocast(device):
@@ -72,14 +62,14 @@ class MaskedLM:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(name)
         except OSError as exc:
-            raise ValueError(f"cannot load the masked LM {name!r}: {exc}") from None
+            raise UsageError(f"cannot load the masked LM {name!r}: {exc}") from None
         if not getattr(self.tokenizer, "is_fast", False):
-            raise ValueError(f"masked LM {name!r} has no fast tokenizer: character offsets are "
+            raise UsageError(f"masked LM {name!r} has no fast tokenizer: character offsets are "
                              "needed to edit only the chosen words; install `tokenizers` or use a "
                              "model that ships tokenizer.json")
         if self.tokenizer.mask_token_id is None:
-            raise ValueError(f"model {name!r} has no mask token: it is not a masked LM")
-        self.device = pick_device(device)
+            raise UsageError(f"model {name!r} has no mask token: it is not a masked LM")
+        self.device = resolve_device(device)
         self.model = AutoModelForMaskedLM.from_pretrained(name).to(self.device).eval()
         self.counters: Counter = Counter()
         self._head = lm_head(self.model)

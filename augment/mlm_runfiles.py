@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
+
+from distiller.common.errors import UsageError
+from distiller.common.runfiles import append_event, write_json
+from distiller.common.tempnames import temp_owner
 
 __all__ = ["RESULT_FILE", "CHECKPOINT_FILE", "LOG_FILE", "save_checkpoint", "load_checkpoint",
            "write_json", "log_event", "prepare_output", "remove_checkpoint"]
@@ -16,21 +19,12 @@ CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "metrics.jsonl"
 
 
-def _atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """Write through a temporary file, fsync it, rename it over `path` (all or nothing)."""
-    tmp = path + ".tmp"
-    write(tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def save_checkpoint(path: str, state, model, optimizer, scheduler) -> None:
     """Model, optimizer, schedule, loop state and the torch RNG (and the GPU's, training on one:
     dropout draws there), as plain data (what `load_checkpoint` reads), atomically."""
     import torch
 
-    from distiller.taskdata.checkpoints import save_checkpoint_file
+    from distiller.common.checkpoints import save_checkpoint_file
 
     payload = {"state": state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
@@ -44,28 +38,19 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     """The checkpoint `save_checkpoint` wrote, loaded as data only (weights_only=True: an
     output directory received from someone else runs no code); a refused, damaged or truncated
     one is a ValueError saying how to start over."""
-    from distiller.taskdata.checkpoints import load_checkpoint_file
+    from distiller.common.checkpoints import load_checkpoint_file
 
     payload = load_checkpoint_file(
         path, keys=("state", "model", "optimizer", "scheduler", "rng"),
         fix=f"start over with --fresh (or delete {os.path.dirname(path)!r})")
     if not isinstance(payload["state"], dict):
-        raise ValueError(f"{path} holds no loop state: start over with --fresh")
+        raise UsageError(f"{path} holds no loop state: start over with --fresh")
     return payload
-
-
-def write_json(path: str, data: Dict[str, Any]) -> None:
-    """A JSON file written atomically."""
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-    _atomic_write(path, write)
 
 
 def log_event(output: str, record: Dict[str, Any]) -> None:
     """Append one event (with the time) to OUTPUT/metrics.jsonl."""
-    with open(os.path.join(output, LOG_FILE), "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(dict(record, time=round(time.time(), 3)), sort_keys=True) + "\n")
+    append_event(os.path.join(output, LOG_FILE), record)
 
 
 def prepare_output(config, fingerprint: str) -> Optional[Dict[str, Any]]:
@@ -73,7 +58,7 @@ def prepare_output(config, fingerprint: str) -> Optional[Dict[str, Any]]:
     Refuses a directory holding another run or files that are not a run's."""
     out = config.output
     os.makedirs(out, exist_ok=True)
-    ours = (RESULT_FILE, CHECKPOINT_FILE, LOG_FILE, CHECKPOINT_FILE + ".tmp", RESULT_FILE + ".tmp")
+    ours = (RESULT_FILE, CHECKPOINT_FILE, LOG_FILE)
     result_path = os.path.join(out, RESULT_FILE)
     if config.fresh:
         built = []
@@ -88,13 +73,13 @@ def prepare_output(config, fingerprint: str) -> Optional[Dict[str, Any]]:
             done = json.load(fh)
         if done.get("fingerprint") == fingerprint:
             return done
-        raise ValueError(f"{out} holds a masked LM built by another mlm-adapt run (other "
+        raise UsageError(f"{out} holds a masked LM built by another mlm-adapt run (other "
                          "settings or corpus); use another --output, or --fresh to replace it")
     if not os.path.exists(os.path.join(out, CHECKPOINT_FILE)):
-        foreign = sorted(n for n in os.listdir(out)
-                         if n not in ours and not n.startswith(".mlm-adapt-"))
+        foreign = sorted(n for n in os.listdir(out) if n not in ours
+                         and not n.startswith(".mlm-adapt-") and temp_owner(n) is None)
         if foreign:
-            raise ValueError(f"{out} is not empty ({foreign[:5]}): give a new or empty --output")
+            raise UsageError(f"{out} is not empty ({foreign[:5]}): give a new or empty --output")
     return None
 
 

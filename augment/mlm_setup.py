@@ -7,7 +7,8 @@ from __future__ import annotations
 import contextlib
 from typing import Dict, List, Optional
 
-from .seeding import derive_seed
+from distiller.common.errors import UsageError
+from distiller.common.seeding import derive_seed
 
 __all__ = ["load_masked_lm", "quiet_transformers", "is_tied", "freeze", "make_optimizer"]
 
@@ -21,12 +22,12 @@ def load_masked_lm(encoder: str, seed: int):
     try:
         tokenizer = AutoTokenizer.from_pretrained(encoder)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot load a tokenizer from {encoder!r}: {exc}") from None
+        raise UsageError(f"cannot load a tokenizer from {encoder!r}: {exc}") from None
     if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"{encoder!r} has no fast tokenizer (tokenizer.json): word boundaries "
+        raise UsageError(f"{encoder!r} has no fast tokenizer (tokenizer.json): word boundaries "
                          "are needed for whole-word masking and by the contextual augmenter")
     if tokenizer.mask_token_id is None:
-        raise ValueError(f"the tokenizer of {encoder!r} has no mask token: it cannot be trained "
+        raise UsageError(f"the tokenizer of {encoder!r} has no mask token: it cannot be trained "
                          "as a masked LM")
     torch.manual_seed(derive_seed(seed, "mlm-head-init"))  # the fresh head's initial weights
     try:
@@ -34,12 +35,12 @@ def load_masked_lm(encoder: str, seed: int):
             model, info = AutoModelForMaskedLM.from_pretrained(
                 encoder, tie_word_embeddings=True, output_loading_info=True)
     except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"cannot load {encoder!r} as a masked LM: {exc}") from None
+        raise UsageError(f"cannot load {encoder!r} as a masked LM: {exc}") from None
     prefix = model.base_model_prefix + "."
     missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(prefix))
     body_missing = sorted(k for k in info.get("missing_keys", ()) if k.startswith(prefix))
     if body_missing:
-        raise ValueError(f"{encoder!r} lacks encoder weights ({body_missing[:4]} ...): it is not "
+        raise UsageError(f"{encoder!r} lacks encoder weights ({body_missing[:4]} ...): it is not "
                          "a trained encoder of this architecture")
     return model, tokenizer, missing
 
@@ -76,12 +77,12 @@ def freeze(model, up_to: Optional[int]) -> int:
     body = model.base_model
     n_layers = model.config.num_hidden_layers
     if up_to > n_layers:
-        raise ValueError(f"--freeze-up-to {up_to}: the encoder has only {n_layers} layers")
+        raise UsageError(f"--freeze-up-to {up_to}: the encoder has only {n_layers} layers")
     layers = next((m for m in body.modules() if isinstance(m, torch.nn.ModuleList)
                    and len(m) == n_layers), None)
     embeddings = getattr(body, "embeddings", None) or model.get_input_embeddings()
     if layers is None:
-        raise ValueError(f"cannot find the {n_layers} encoder layers of "
+        raise UsageError(f"cannot find the {n_layers} encoder layers of "
                          f"{type(model).__name__} to freeze; train without --freeze-up-to")
     frozen = 0
     for module in [embeddings] + list(layers[:up_to]):

@@ -27,8 +27,10 @@ import os
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from distiller.common.errors import UsageError
+from distiller.common.seeding import stable_hash
+
 from . import base
-from .seeding import stable_hash
 
 __all__ = ["AugmentationPolicy", "parse_step", "POLICY_VERSION"]
 
@@ -70,7 +72,7 @@ def parse_step(text: str) -> Tuple[str, Dict[str, Any]]:
     """'contextual(mode=tinybert):0.4' -> ('contextual', {'mode': 'tinybert', 'aug_p': 0.4})."""
     m = _STEP_RE.match(text)
     if not m:
-        raise ValueError(f"cannot parse augmentation step {text!r}: expected NAME, NAME:AUG_P or "
+        raise UsageError(f"cannot parse augmentation step {text!r}: expected NAME, NAME:AUG_P or "
                          "NAME(key=value,...):AUG_P, e.g. 'eda_swap:0.3'")
     name, inner, p = m.groups()
     params: Dict[str, Any] = {}
@@ -78,13 +80,13 @@ def parse_step(text: str) -> Tuple[str, Dict[str, Any]]:
         if not item.strip():
             continue
         if "=" not in item:
-            raise ValueError(f"step {text!r}: parameter {item!r} is not key=value")
+            raise UsageError(f"step {text!r}: parameter {item!r} is not key=value")
         key, val = item.split("=", 1)
         params[key.strip()] = _value(val)
     if p is not None:
         aug_p = _value(p)
         if not isinstance(aug_p, (int, float)) or isinstance(aug_p, bool):
-            raise ValueError(f"step {text!r}: aug_p must be a number, got {p!r}")
+            raise UsageError(f"step {text!r}: aug_p must be a number, got {p!r}")
         params["aug_p"] = aug_p
     return name, params
 
@@ -104,7 +106,7 @@ def _resolve(name: str, params: Dict[str, Any], defaults: Mapping[str, Any]) -> 
             if key not in params and default:
                 params[key] = default
         if aug_p is not None:
-            raise ValueError(f"backtranslate rewrites whole sentences and takes no aug_p, got "
+            raise UsageError(f"backtranslate rewrites whole sentences and takes no aug_p, got "
                              f"{aug_p!r}; write the step as 'backtranslate'")
     elif name == "eda":
         if aug_p is not None:
@@ -125,7 +127,7 @@ class AugmentationPolicy:
 
     def __post_init__(self) -> None:
         if not self.steps:
-            raise ValueError("an augmentation policy needs at least one step, got none")
+            raise UsageError("an augmentation policy needs at least one step, got none")
         base.check_positive("AugmentationPolicy", "copies", self.copies)
         base.check_positive("AugmentationPolicy", "max_rounds", self.max_rounds)
         configs = []
@@ -134,7 +136,7 @@ class AugmentationPolicy:
             fields = {f.name for f in dataclasses.fields(cls)}
             unknown = sorted(set(dict(params)) - fields)
             if unknown:
-                raise ValueError(f"augmenter {name!r} has no parameter(s) {unknown}; its "
+                raise UsageError(f"augmenter {name!r} has no parameter(s) {unknown}; its "
                                  f"parameters are {sorted(fields)}")
             configs.append(cls(**dict(params)))
         object.__setattr__(self, "_configs", tuple(configs))
@@ -158,14 +160,14 @@ class AugmentationPolicy:
                 raise FileNotFoundError(f"policy file {spec!r} does not exist")
             spec = load_yaml_file(spec, "policy file")
             if not isinstance(spec, Mapping):
-                raise ValueError(f"policy file must hold a mapping with 'steps', got {spec!r}")
+                raise UsageError(f"policy file must hold a mapping with 'steps', got {spec!r}")
         if isinstance(spec, str):
             parts = _split_top(spec.strip(), ",")
             steps = [parse_step(s) for s in _split_top(parts[0], "+")]
             options = {}
             for opt in parts[1:]:
                 if "=" not in opt:
-                    raise ValueError(f"policy option {opt!r} in {spec!r} is not key=value "
+                    raise UsageError(f"policy option {opt!r} in {spec!r} is not key=value "
                                      "(e.g. copies=4)")
                 key, val = opt.split("=", 1)
                 options[key.strip()] = _value(val)
@@ -178,14 +180,14 @@ class AugmentationPolicy:
                 elif isinstance(item, Mapping) and "name" in item:
                     steps.append((item["name"], {k: v for k, v in item.items() if k != "name"}))
                 else:
-                    raise ValueError(f"policy step {item!r} must be a string like 'eda_swap:0.3' "
+                    raise UsageError(f"policy step {item!r} must be a string like 'eda_swap:0.3' "
                                      "or a mapping with a 'name'")
         else:
-            raise ValueError(f"policy spec must be a string, a YAML path or a dict, got "
+            raise UsageError(f"policy spec must be a string, a YAML path or a dict, got "
                              f"{type(spec).__name__}")
         unknown = sorted(set(options) - {"copies", "max_rounds"})
         if unknown:
-            raise ValueError(f"unknown policy option(s) {unknown}: known are copies, max_rounds")
+            raise UsageError(f"unknown policy option(s) {unknown}: known are copies, max_rounds")
         resolved = tuple((name, tuple(sorted(_resolve(name, params, defaults).items())))
                          for name, params in steps)
         return cls(steps=resolved, **options)

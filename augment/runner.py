@@ -4,8 +4,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Dict, List, Sequence, Tuple
 
+from distiller.common.errors import UsageError
+from distiller.common.seeding import derive_seed
+
 from .base import Job
-from .seeding import derive_seed
 
 __all__ = ["run_policy"]
 
@@ -24,7 +26,7 @@ def run_policy(policy, records: Sequence[Dict[str, Any]], base_seed: int, *,
     """
     unknown = [f for f in fields if f not in _TEXTS]
     if unknown or not fields:
-        raise ValueError(f"fields must be a non-empty subset of {list(_TEXTS)}, got "
+        raise UsageError(f"fields must be a non-empty subset of {list(_TEXTS)}, got "
                          f"{list(fields)}")
     augs = policy.augmenters()
     name = policy.name
@@ -32,7 +34,7 @@ def run_policy(policy, records: Sequence[Dict[str, Any]], base_seed: int, *,
     stats: Counter = Counter(records=len(records), requested=n * len(records))
     ids = [str(r["id"]) for r in records]
     if len(set(ids)) != len(ids):
-        raise ValueError("records passed to augment_records must have unique ids; got "
+        raise UsageError("records passed to augment_records must have unique ids; got "
                          f"{len(ids) - len(set(ids))} duplicate(s)")
     accepted: List[List[Tuple[int, str, Any]]] = [[] for _ in records]
     for rnd in range(policy.max_rounds):

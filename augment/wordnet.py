@@ -19,6 +19,8 @@ import threading
 import warnings
 from typing import Dict, Optional, Tuple
 
+from distiller.common.errors import UsageError
+
 __all__ = ["WordNetMissing", "load_wordnet", "synonyms", "WORDNET_DIR", "INSTALL_HINT"]
 
 log = logging.getLogger(__name__)
@@ -184,7 +186,7 @@ def synonyms(word: str, pos: Optional[str] = None) -> Tuple[str, ...]:
     if hit is not None:
         return hit
     if pos is not None and pos not in "nvar":
-        raise ValueError(f"pos must be None or one of 'n', 'v', 'a', 'r', got {pos!r}")
+        raise UsageError(f"pos must be None or one of 'n', 'v', 'a', 'r', got {pos!r}")
     by_pos, words = _synonym_index()
     wn = load_wordnet()
     found = set()

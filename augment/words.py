@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from typing import List, NamedTuple, Sequence, Tuple
 
+from distiller.common.errors import UsageError
+
 __all__ = ["Word", "split_words", "editable", "is_clitic", "looks_like_name", "apply_edits",
            "match_case",
            "n_to_change",
@@ -73,7 +75,7 @@ def apply_edits(text: str, edits: Sequence[Tuple[int, int, str]]) -> str:
     out, pos = [], 0
     for start, end, new in sorted(edits, key=lambda e: (e[0], e[1])):
         if start < pos:
-            raise ValueError(f"overlapping edits at character {start} of {text!r}")
+            raise UsageError(f"overlapping edits at character {start} of {text!r}")
         out.append(text[pos:start])
         out.append(new)
         pos = end

@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Optional
 
+from distiller.common.errors import UsageError
 from distiller.autodistiller.assets_path import asset
 from distiller.taskdata.resolve import add_task_arguments
 
@@ -184,7 +185,7 @@ def sweep_report(ledger_df, out_dir: str, *, top: int = 10) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     done = ledger_df[ledger_df["status"] == "complete"].copy()
     if done.empty:
-        raise ValueError("the ledger has no completed runs to report on")
+        raise UsageError("the ledger has no completed runs to report on")
     factors = [c for c in list(CONFIG_COLUMNS) + ["student"] if c != "corpus"
                and done[c].astype(str).nunique() > 1]
     cols = ["task", "trial", "student", *[f for f in factors if f != "student"], "dev_metric",
@@ -291,7 +292,7 @@ def _cmd_recommend(args) -> int:
     if not args.run:
         return 0
     if not args.cache:
-        raise ValueError("--run needs --cache, the teacher cache to train the students from")
+        raise UsageError("--run needs --cache, the teacher cache to train the students from")
     from distiller.autodistiller.sweep import SweepOptions, TrialRunner, teacher_info
 
     info = teacher_info(args.cache)

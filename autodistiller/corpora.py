@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Tuple
 
+from distiller.common.errors import UsageError
 from distiller.autodistiller.space import MIXUP_SUFFIX, SearchSpace, corpus_name
 
 __all__ = ["needed_corpora", "build_missing_corpora"]
@@ -47,7 +48,7 @@ def build_missing_corpora(space: SearchSpace, *, task: Any, cache: str, train_fi
     for aug in sorted({a for a, _, _ in missing}):
         if aug.startswith("corpus:"):
             names = [c for a, _, c in missing if a == aug]
-            raise ValueError(f"the space trains on {names} by name, but cache {cache!r} has no "
+            raise UsageError(f"the space trains on {names} by name, but cache {cache!r} has no "
                              f"such corpus (it has {sorted(have)}) and no policy names how to "
                              "build it")
         mixup = any(m for a, m, _ in missing if a == aug)

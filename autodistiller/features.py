@@ -19,6 +19,9 @@ import os
 import random
 from typing import Any, Dict, List, Optional, Protocol, Sequence
 
+from distiller.common.errors import UsageError
+from distiller.common.files import atomic_open
+
 __all__ = ["DatasetFeatures", "TextEncoder", "MiniLMEncoder", "HashingEncoder",
            "compute_features", "records_text", "load_task_records"]
 
@@ -149,13 +152,12 @@ def _embed(texts: List[str], encoder: TextEncoder, cache_dir: Optional[str]):
         return np.load(path, allow_pickle=False)
     emb = np.asarray(encoder.encode(texts), dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(texts):
-        raise ValueError(f"encoder {encoder.name!r} returned shape {emb.shape} for "
+        raise UsageError(f"encoder {encoder.name!r} returned shape {emb.shape} for "
                          f"{len(texts)} texts; expected [n_texts, dim]")
     if path:
         os.makedirs(cache_dir, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp.npy"
-        np.save(tmp, emb)
-        os.replace(tmp, path)
+        with atomic_open(path, "wb", durable=False) as fh:  # a cache: recomputed if lost
+            np.save(fh, emb)
     return emb
 
 
@@ -173,7 +175,7 @@ def compute_features(train: Sequence[Dict[str, Any]], dev: Sequence[Dict[str, An
     train = [r for r in train if r.get("label") is not None]
     dev = [r for r in dev if r.get("label") is not None]
     if not train or not dev:
-        raise ValueError(f"dataset features need labelled train and dev records, got "
+        raise UsageError(f"dataset features need labelled train and dev records, got "
                          f"{len(train)} train and {len(dev)} dev")
     if regression is None:
         regression = any(isinstance(r["label"], float) and not float(r["label"]).is_integer()

@@ -14,10 +14,13 @@ import time
 import uuid
 from typing import Any, Dict, Iterable, List, Mapping
 
+from distiller.common.errors import UsageError
+from distiller.common.files import atomic_write
+
 __all__ = ["Ledger", "LedgerError", "COLUMNS", "CONFIG_COLUMNS", "FEATURE_COLUMNS", "STATUSES"]
 
 
-class LedgerError(ValueError):
+class LedgerError(UsageError):
     """A row or file that does not fit the ledger schema."""
 
 
@@ -122,9 +125,7 @@ class Ledger:
         os.makedirs(self.path, exist_ok=True)
         table = pa.Table.from_pylist(checked, schema=_arrow_schema())
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-        tmp = os.path.join(self.path, f".{name}.tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, os.path.join(self.path, name))
+        atomic_write(os.path.join(self.path, name), lambda tmp: pq.write_table(table, tmp))
         return len(checked)
 
     def _files(self) -> List[str]:
@@ -158,9 +159,7 @@ class Ledger:
 
         df = self.read()
         table = pa.Table.from_pandas(df, schema=_arrow_schema(), preserve_index=False)
-        tmp = out_path + ".tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, out_path)
+        atomic_write(out_path, lambda tmp: pq.write_table(table, tmp))
         return len(df)
 
     def __len__(self) -> int:

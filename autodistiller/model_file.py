@@ -11,6 +11,7 @@ import json
 import os
 from typing import Any, Dict, Mapping, Tuple
 
+from distiller.common.errors import UsageError
 from distiller.autodistiller.ratio_model import RatioModel
 
 __all__ = ["FORMAT", "VERSION", "write_model_file", "read_model_file"]
@@ -41,37 +42,37 @@ def read_model_file(path: str) -> Tuple[Dict[str, Any], RatioModel]:
     with open(path, "rb") as fh:
         raw = fh.read()
     if raw[:1] == b"\x80":  # the opening byte of a binary pickle (joblib files are pickles)
-        raise ValueError(f"{path!r} is a pickle (such as a .joblib model of an earlier "
+        raise UsageError(f"{path!r} is a pickle (such as a .joblib model of an earlier "
                          "Distiller), which is never opened because loading one runs code from "
                          f"the file: {_REFIT}")
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{path!r} is not a recommender model file (JSON written by "
+        raise UsageError(f"{path!r} is not a recommender model file (JSON written by "
                          f"`distiller recommend-fit`): {_reason(exc)}; {_REFIT}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path!r} is JSON but not a recommender model file (no \"format\": "
+        raise UsageError(f"{path!r} is JSON but not a recommender model file (no \"format\": "
                          f"\"{FORMAT}\"); {_REFIT}")
     if data.get("version") != VERSION:
-        raise ValueError(f"{path!r} is a recommender model file of version "
+        raise UsageError(f"{path!r} is a recommender model file of version "
                          f"{data.get('version')!r}, this Distiller reads version {VERSION}: "
                          f"{_REFIT}")
     where = repr(path)
     info = data.get("info")
     if not isinstance(info, dict):
-        raise ValueError(f"{where}: info must be a JSON object")
+        raise UsageError(f"{where}: info must be a JSON object")
     for key, kind in INFO_TYPES.items():
         value = info.get(key)
         ok = isinstance(value, (int, float) if kind is float else kind) \
             and not isinstance(value, bool)
         if not ok or (key == "tasks" and not all(isinstance(t, str) for t in value)):
-            raise ValueError(f"{where}: info.{key} must be a {kind.__name__}"
+            raise UsageError(f"{where}: info.{key} must be a {kind.__name__}"
                              f"{' of strings' if kind is list else ''}, got {value!r}")
     return {k: info[k] for k in INFO_TYPES}, RatioModel.from_dict(data.get("model"), where)
 
 
 def _no_constant(name: str):
-    raise ValueError(f"{name} is not a number a model file may hold")
+    raise UsageError(f"{name} is not a number a model file may hold")
 
 
 def _reason(exc: Exception) -> str:

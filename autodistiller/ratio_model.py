@@ -19,6 +19,8 @@ import dataclasses
 import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from distiller.common.errors import UsageError
+
 __all__ = ["RatioModel", "Tree"]
 
 LEAF = -1  # scikit-learn's children index of a leaf
@@ -113,7 +115,7 @@ class RatioModel:
         pca = columns.named_transformers_.get("emb")
         if encoder.drop_idx_ is not None or getattr(encoder, "infrequent_categories_", None) \
                 or gbr.loss != "squared_error" or getattr(pca, "whiten", False):
-            raise ValueError("the pipeline is not the one AutoDistiller.fit builds (one-hot "
+            raise UsageError("the pipeline is not the one AutoDistiller.fit builds (one-hot "
                              "without dropped or infrequent categories, PCA without whitening, "
                              "squared-error boosting)")
         cats = tuple((col, tuple(str(c) for c in found))
@@ -123,7 +125,7 @@ class RatioModel:
         if pca is not None:
             expected += [f"emb__pca{i}" for i in range(pca.n_components_)]
         if list(columns.get_feature_names_out()) != expected:
-            raise ValueError("the pipeline's feature columns are not one-hot, numeric, PCA in "
+            raise UsageError("the pipeline's feature columns are not one-hot, numeric, PCA in "
                              "that order")
         trees = []
         for estimator in gbr.estimators_[:, 0]:
@@ -162,12 +164,12 @@ class RatioModel:
                   and isinstance(entry[1], list) and entry[1]
                   and all(isinstance(c, str) for c in entry[1]))
             if not ok:
-                raise ValueError(f"{where}: model.categorical[{i}] must be [column, [category, "
+                raise UsageError(f"{where}: model.categorical[{i}] must be [column, [category, "
                                  "...]] (strings)")
             categorical.append((entry[0], tuple(entry[1])))
         numeric = _list(data.get("numeric"), "model.numeric", where)
         if not all(isinstance(c, str) for c in numeric):
-            raise ValueError(f"{where}: model.numeric must be a list of column names")
+            raise UsageError(f"{where}: model.numeric must be a list of column names")
         mean = components = None
         if data.get("embedding_pca") is not None:
             pca = _mapping(data["embedding_pca"], "model.embedding_pca", where)
@@ -175,7 +177,7 @@ class RatioModel:
             components = _floats(pca.get("components"), "model.embedding_pca.components",
                                  where, np.float32, ndim=2)
             if mean.ndim != 1 or components.shape[1:] != mean.shape or not len(components):
-                raise ValueError(f"{where}: model.embedding_pca: components must be "
+                raise UsageError(f"{where}: model.embedding_pca: components must be "
                                  f"[n, {len(mean)}] for a mean of {len(mean)}")
         init = _number(data.get("init"), "model.init", where)
         rate = _number(data.get("learning_rate"), "model.learning_rate", where)
@@ -200,7 +202,7 @@ def _tree(data: Any, field: str, where: str, n_features: int) -> Tree:
     value = _floats(data.get("value"), f"{field}.value", where, np.float64)
     n = len(value)
     if n == 0 or any(len(a) != n for a in (feature, left, right, threshold)):
-        raise ValueError(f"{where}: {field}: feature, threshold, left, right and value must be "
+        raise UsageError(f"{where}: {field}: feature, threshold, left, right and value must be "
                          "equally long lists, one entry per node")
     index = np.arange(n)
     leaf = left == LEAF
@@ -211,27 +213,27 @@ def _tree(data: Any, field: str, where: str, n_features: int) -> Tree:
                                                | ~np.isfinite(threshold)))
     if bad.any():
         node = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{where}: {field}: node {node} is malformed (children must come after "
+        raise UsageError(f"{where}: {field}: node {node} is malformed (children must come after "
                          f"their node and inside the tree, features in [0, {n_features}))")
     return Tree(feature=feature, threshold=threshold, left=left, right=right, value=value)
 
 
 def _mapping(value: Any, field: str, where: str) -> Mapping[str, Any]:
     if not isinstance(value, dict):
-        raise ValueError(f"{where}: {field} must be a JSON object, got {type(value).__name__}")
+        raise UsageError(f"{where}: {field} must be a JSON object, got {type(value).__name__}")
     return value
 
 
 def _list(value: Any, field: str, where: str) -> List[Any]:
     if not isinstance(value, list):
-        raise ValueError(f"{where}: {field} must be a list, got {type(value).__name__}")
+        raise UsageError(f"{where}: {field} must be a list, got {type(value).__name__}")
     return value
 
 
 def _number(value: Any, field: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not math.isfinite(value):
-        raise ValueError(f"{where}: {field} must be a finite number, got {value!r}")
+        raise UsageError(f"{where}: {field} must be a finite number, got {value!r}")
     return float(value)
 
 
@@ -240,7 +242,7 @@ def _ints(value: Any, field: str, where: str):
 
     items = _list(value, field, where)
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
-        raise ValueError(f"{where}: {field} must be a list of integers")
+        raise UsageError(f"{where}: {field} must be a list of integers")
     return np.asarray(items, dtype=np.int64)
 
 
@@ -253,13 +255,13 @@ def _floats(value: Any, field: str, where: str, dtype, *, ndim: int = 1,
     flat: Optional[List[Any]] = rows
     if ndim == 2:
         if not all(isinstance(r, list) for r in rows) or len({len(r) for r in rows}) > 1:
-            raise ValueError(f"{where}: {field} must be a list of equally long lists")
+            raise UsageError(f"{where}: {field} must be a list of equally long lists")
         flat = [v for r in rows for v in r]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
-        raise ValueError(f"{where}: {field} must hold numbers only")
+        raise UsageError(f"{where}: {field} must hold numbers only")
     out = np.asarray(rows, dtype=dtype)
     if ndim == 2 and out.ndim == 1:  # an empty list of rows
         out = out.reshape(0, 0)
     if finite and not np.isfinite(out).all():
-        raise ValueError(f"{where}: {field} holds a value that is not a finite number")
+        raise UsageError(f"{where}: {field} holds a value that is not a finite number")
     return out

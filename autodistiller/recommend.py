@@ -20,6 +20,7 @@ import logging
 import os
 from typing import Any, List, Mapping, Optional
 
+from distiller.common.errors import UsageError
 from distiller.autodistiller.assets_path import asset
 from distiller.autodistiller.ledger import CONFIG_COLUMNS, FEATURE_COLUMNS
 from distiller.autodistiller.model_file import INFO_TYPES, read_model_file, write_model_file
@@ -102,7 +103,7 @@ class AutoDistiller:
         from sklearn.preprocessing import OneHotEncoder
 
         if len(rows) < 2:
-            raise ValueError(f"need at least 2 completed ledger rows with a ratio to fit, got "
+            raise UsageError(f"need at least 2 completed ledger rows with a ratio to fit, got "
                              f"{len(rows)}; run a sweep first (`distiller sweep`)")
         x = _design(rows)
         emb_cols = [c for c in x.columns if c.startswith("emb_")]
@@ -126,11 +127,11 @@ class AutoDistiller:
     def predict(self, frame):
         """Predicted student/teacher ratios for rows with the ledger's config/feature columns."""
         if self.model is None:
-            raise ValueError("AutoDistiller is not fitted: call fit(ledger) or load(path)")
+            raise UsageError("AutoDistiller is not fitted: call fit(ledger) or load(path)")
         x = _design(frame)
         dim = sum(c.startswith("emb_") for c in x.columns)
         if dim != self.embedding_dim:
-            raise ValueError(f"dataset embedding has {dim} dimensions, the model was fitted on "
+            raise UsageError(f"dataset embedding has {dim} dimensions, the model was fitted on "
                              f"{self.embedding_dim}: compute features with the same encoder "
                              "(the default MiniLM encoder gives 384)")
         return self.model.predict(x)
@@ -147,7 +148,7 @@ class AutoDistiller:
     def save(self, path: str) -> None:
         """The model file (JSON: settings, what it was fitted on, the regressor's numbers)."""
         if self.model is None:
-            raise ValueError("AutoDistiller is not fitted: call fit(ledger) before save")
+            raise UsageError("AutoDistiller is not fitted: call fit(ledger) before save")
         info = {k: getattr(self, k) for k in INFO_TYPES}
         write_model_file(path, info, self.model)
 
@@ -163,7 +164,7 @@ class AutoDistiller:
         pca_dim = 0 if model.pca_mean is None else len(model.pca_mean)
         if columns != CATEGORICAL or list(model.numeric) != NUMERIC \
                 or pca_dim not in (0, info["embedding_dim"]):
-            raise ValueError(f"{path!r} was fitted on other input columns than this Distiller "
+            raise UsageError(f"{path!r} was fitted on other input columns than this Distiller "
                              f"computes ({columns + list(model.numeric)}, embedding {pca_dim}); "
                              "fit it again with `distiller recommend-fit --ledger LEDGER --out "
                              "PATH`")
@@ -187,7 +188,7 @@ def candidate_frame(space: SearchSpace, features: Mapping[str, Any], *, teacher:
 
     missing = [c for c in FEATURE_COLUMNS if c not in features]
     if missing:
-        raise ValueError(f"dataset features lack {missing}; compute them with "
+        raise UsageError(f"dataset features lack {missing}; compute them with "
                          "distiller.autodistiller.features.compute_features")
     rows = []
     for values in space.candidates():
@@ -197,7 +198,7 @@ def candidate_frame(space: SearchSpace, features: Mapping[str, Any], *, teacher:
                      "student": space.student_label(values), "teacher": teacher,
                      "params": dict(values)})
     if not rows:
-        raise ValueError(f"search space {space.name!r} has no candidate configurations")
+        raise UsageError(f"search space {space.name!r} has no candidate configurations")
     frame = pd.DataFrame(rows)
     assert set(CONFIG_COLUMNS) <= set(frame.columns)
     return frame
@@ -231,7 +232,7 @@ def leave_one_task_out(ledger, *, k: int = 5, draws: int = 2000, seed: int = 0,
     rows = training_rows(ledger)
     tasks = sorted(rows["task"].unique().tolist())
     if len(tasks) < 2:
-        raise ValueError(f"leave-one-task-out needs runs of at least 2 tasks, the ledger has "
+        raise UsageError(f"leave-one-task-out needs runs of at least 2 tasks, the ledger has "
                          f"{tasks}")
     rng = np.random.default_rng(seed)
     out = []

@@ -40,6 +40,7 @@ import os
 import re
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from distiller.common.errors import UsageError
 from distiller.distill_train.choices import OPTIONS
 from distiller.distill_train.config import TrainConfig
 
@@ -47,7 +48,7 @@ __all__ = ["ParamSpec", "SearchSpace", "SpaceError", "FACTORS", "load_space", "c
            "resolve_student", "STUDENT_ALIASES"]
 
 
-class SpaceError(ValueError):
+class SpaceError(UsageError):
     """A search-space file or dict that cannot be used, with what was wrong and how to fix it."""
 
 

@@ -25,6 +25,7 @@ import time
 import warnings
 from typing import Any, Callable, Dict, Mapping, Optional
 
+from distiller.common.errors import UsageError
 from distiller.autodistiller.space import SearchSpace
 from distiller.builders.devices import usable_cpus
 
@@ -63,13 +64,13 @@ class SweepOptions:
 
     def __post_init__(self) -> None:
         if self.trials < 1:
-            raise ValueError(f"--trials must be at least 1, got {self.trials}")
+            raise UsageError(f"--trials must be at least 1, got {self.trials}")
         if self.jobs < 1:
-            raise ValueError(f"--jobs must be at least 1, got {self.jobs}")
+            raise UsageError(f"--jobs must be at least 1, got {self.jobs}")
         if ":" not in self.trainer:
-            raise ValueError(f"trainer must be 'module:function', got {self.trainer!r}")
+            raise UsageError(f"trainer must be 'module:function', got {self.trainer!r}")
         if "student" not in self.space.names and "student" not in self.space.fixed:
-            raise ValueError("the search space names no student: add 'student' under params "
+            raise UsageError("the search space names no student: add 'student' under params "
                              "(choices) or under fixed")
 
     @property
@@ -134,7 +135,7 @@ def _metric_value(reported: Any, metric_name: Optional[str]) -> float:
                 return float(reported[key])
         if len(reported) == 1:
             return float(next(iter(reported.values())))
-        raise ValueError(f"epoch callback got metrics {dict(reported)} without the dev metric "
+        raise UsageError(f"epoch callback got metrics {dict(reported)} without the dev metric "
                          f"{metric_name!r}")
     return float(reported)
 

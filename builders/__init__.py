@@ -2,9 +2,6 @@
 
 Heavy libraries (torch, transformers, pyarrow) are imported by the submodules on use.
 """
-# thread-count-independent MKL, before any torch math
-import distiller.augment.seeding  # noqa: F401
-
 from .cache import CORPUS_FIELDS, TeacherCache
 from .errors import (CacheError, CacheSpecMismatch, CorruptShardError, FingerprintError,
                      ForeignDirectoryError, MissingShardError, UnsafeEntryError,

@@ -16,6 +16,8 @@ import logging
 import time
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+from distiller.common.errors import UsageError
+
 __all__ = ["make_backend", "output_logits", "EagerBackend", "CompiledBackend"]
 
 log = logging.getLogger(__name__)
@@ -98,4 +100,4 @@ def make_backend(name: str, model, *, teacher=None):
         from .onnx_backend import OnnxBackend
 
         return OnnxBackend(model, teacher=teacher)
-    raise ValueError(f"unknown teacher backend {name!r}: use eager, compile or onnx")
+    raise UsageError(f"unknown teacher backend {name!r}: use eager, compile or onnx")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import List, Sequence
 
+from distiller.common.errors import UsageError
+
 __all__ = ["plan_batches"]
 
 
@@ -20,7 +22,7 @@ def plan_batches(lengths: Sequence[int], *, max_tokens: int, max_batch_size: int
     than max_tokens forms a batch alone.
     """
     if max_tokens < 1 or max_batch_size < 1 or window < 1:
-        raise ValueError(f"plan_batches needs positive limits, got max_tokens={max_tokens}, "
+        raise UsageError(f"plan_batches needs positive limits, got max_tokens={max_tokens}, "
                          f"max_batch_size={max_batch_size}, window={window}")
     batches: List[List[int]] = []
     for start in range(0, len(lengths), window):

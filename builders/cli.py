@@ -10,6 +10,7 @@ import os
 import sys
 from typing import Any, Dict
 
+from distiller.common.errors import UsageError
 from distiller.taskdata.resolve import add_task_arguments
 
 __all__ = ["add_parsers", "score_file"]
@@ -174,7 +175,7 @@ def _cmd_score(args) -> int:
         try:
             layers = tuple(int(x) for x in layers.split(","))
         except ValueError:
-            raise ValueError(f"--layers must be 'all' or comma-separated integers, got "
+            raise UsageError(f"--layers must be 'all' or comma-separated integers, got "
                              f"{args.layers!r}") from None
     # issue 19: the devices' slots, and the precision the cache records (or a clear error)
     devices, amp = _placement(args.devices, args.amp, args.cache)
@@ -246,9 +247,9 @@ def score_file(config, *, input_path: str, task, cache_dir: str, dtype: str = "f
         try:
             check_corpus_name(name)
         except ValueError as exc:
-            raise ValueError(f"{exc}: pass --corpus NAME") from None
+            raise UsageError(f"{exc}: pass --corpus NAME") from None
         if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
-            raise ValueError(f"--cache {cache_dir!r} is a file, not a cache directory")
+            raise UsageError(f"--cache {cache_dir!r} is a file, not a cache directory")
     records, dead = [], []
     for rec in read_records(input_path, task, limit=limit, labelled=labelled):
         (dead if isinstance(rec, DeadLetter) else records).append(rec)

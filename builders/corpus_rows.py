@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Mapping, Sequence
 
+from distiller.common.errors import UsageError
+
 __all__ = ["CORPUS_FIELDS", "MIXUP_FIELDS", "SPAN_FIELDS", "check_corpus_name", "clean_rows",
            "corpus_item"]
 
@@ -26,7 +28,7 @@ _CORPUS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
 def check_corpus_name(name: str) -> None:
     """ValueError unless `name` can name a corpus (it becomes a file name in corpora/)."""
     if not _CORPUS_NAME.match(name or ""):
-        raise ValueError(f"corpus name {name!r} must be 1-200 characters of letters, digits "
+        raise UsageError(f"corpus name {name!r} must be 1-200 characters of letters, digits "
                          "and . _ + = - (not starting with punctuation)")
 
 
@@ -36,20 +38,20 @@ def corpus_item(row: Mapping[str, Any], index: int = 0) -> Dict[str, Any]:
     when it lacks a field its kind needs. A corpus file holds one
     ``json.dumps(item, sort_keys=True)`` line per row."""
     if "id" not in row or "key" not in row:
-        raise ValueError(f"corpus row {index} lacks 'id' or 'key': {row!r}")
+        raise UsageError(f"corpus row {index} lacks 'id' or 'key': {row!r}")
     item = {"id": row["id"], "key": row["key"], "label": row.get("label"),
             "parent_id": row.get("parent_id"), "chain": row.get("chain", "original"),
             "copy": int(row.get("copy", 0))}
     if row.get("mix_key_a") is not None:
         missing_fields = [f for f in MIXUP_FIELDS if f not in row]
         if missing_fields:
-            raise ValueError(f"mixup corpus row {index} lacks {missing_fields}: {row!r}")
+            raise UsageError(f"mixup corpus row {index} lacks {missing_fields}: {row!r}")
         item.update({f: row[f] for f in MIXUP_FIELDS})
         item["mix_lam"] = float(item["mix_lam"])
     if row.get("window") is not None:
         missing_fields = [f for f in SPAN_FIELDS if f not in row]
         if missing_fields:
-            raise ValueError(f"window corpus row {index} lacks {missing_fields}: {row!r}")
+            raise UsageError(f"window corpus row {index} lacks {missing_fields}: {row!r}")
         item.update({f: int(row[f]) for f in SPAN_FIELDS})
     return item
 

@@ -2,7 +2,7 @@
 
 A build's workers write what its last step indexes (corpus rows, mixup rows, dead letters) as
 *part* files, each sorted, into a staging directory inside the cache: a temp-named directory
-(distiller.builders.tempnames), so the one a killed build leaves is removed by ``distiller cache
+(distiller.common.tempnames), so the one a killed build leaves is removed by ``distiller cache
 clean`` and by the next build, like any temp file whose writer is gone. The committing step merges
 the parts (a k-way merge holding one line per part; more than `FAN_IN` parts are merged in rounds)
 straight into the corpus files and the dead-letter file, hashing as it writes: no process ever holds
@@ -21,8 +21,10 @@ import os
 import uuid
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from distiller.common.files import atomic_open, replace_durably
+from distiller.common.tempnames import temp_path
+
 from .manifest import CORPUS_DIR, atomic_write_bytes, locked, read_manifest, write_manifest
-from .tempnames import temp_path
 
 __all__ = ["PART_ROWS", "FAN_IN", "staging_dir", "write_part", "merged_lines", "part_sort_key",
            "CorpusFile", "install_corpora", "write_text_atomic"]
@@ -145,7 +147,7 @@ def install_corpora(cache, files: Sequence[CorpusFile], *, task: Optional[Dict[s
         manifest = read_manifest(cache.path)
         for f in files:
             f.close()
-            os.replace(f.tmp, f.final)
+            replace_durably(f.tmp, f.final)
             entry = {"file": f.file, "rows": f.rows, "sha256": f.sha256,
                      "labelled": bool(labelled)}
             if qdata is not None:
@@ -164,11 +166,9 @@ def write_text_atomic(path: str, lines: Iterable[str]) -> int:
     """Write `lines` (newline added) to the local file `path` through a temp name and a rename;
     returns the number of lines."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = temp_path(os.path.abspath(path))
     count = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_open(os.path.abspath(path), durable=False) as fh:
         for line in lines:
             fh.write(line + "\n")
             count += 1
-    os.replace(tmp, path)
     return count

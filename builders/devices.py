@@ -26,6 +26,9 @@ import os
 import re
 from typing import Callable, List, Optional, Tuple
 
+from distiller.common.errors import UsageError
+from distiller.common.device import gpu_count
+
 __all__ = ["usable_cpus", "parse_devices", "resolve_devices", "visible_gpu_count",
            "gpus_run_bf16", "claim_slot", "claim_device", "device_kind"]
 
@@ -57,16 +60,14 @@ def parse_devices(spec: str) -> Tuple[str, ...]:
         return names
     bad = [n for n in names if not _NAME.match(n)]
     if not names or bad:
-        raise ValueError(f"--devices {spec!r}: expected auto, cpu, cuda or a comma-separated list "
+        raise UsageError(f"--devices {spec!r}: expected auto, cpu, cuda or a comma-separated list "
                          f"of devices like cuda:0,cuda:1 (unknown: {', '.join(bad) or 'empty'})")
     return tuple("cuda:0" if n == "cuda" else n for n in names)
 
 
 def visible_gpu_count() -> int:
     """CUDA devices this process sees (0 without torch's CUDA support)."""
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return gpu_count()
 
 
 def resolve_devices(spec: str, *, gpu_count: Optional[int] = None) -> Tuple[str, ...]:
@@ -79,11 +80,11 @@ def resolve_devices(spec: str, *, gpu_count: Optional[int] = None) -> Tuple[str,
         return tuple(f"cuda:{i}" for i in range(count)) or ("cpu",)
     if names == ("cuda",):
         if not count:
-            raise ValueError("--devices cuda: this machine sees no CUDA GPU (use auto or cpu)")
+            raise UsageError("--devices cuda: this machine sees no CUDA GPU (use auto or cpu)")
         return tuple(f"cuda:{i}" for i in range(count))
     missing = [n for n in names if n.startswith("cuda") and int(n.split(":")[1]) >= count]
     if missing:
-        raise ValueError(f"--devices {spec!r}: {', '.join(missing)} not found: this machine sees "
+        raise UsageError(f"--devices {spec!r}: {', '.join(missing)} not found: this machine sees "
                          f"{count} CUDA GPU(s)" + (f" (cuda:0..cuda:{count - 1})" if count else ""))
     return names
 
@@ -115,7 +116,7 @@ def claim_slot(directory: str, slots: int) -> int:
     import fcntl
 
     if slots < 1:
-        raise ValueError(f"slots must be >= 1, got {slots}")
+        raise UsageError(f"slots must be >= 1, got {slots}")
     os.makedirs(directory, exist_ok=True)
     for round_ in range(_MAX_ROUNDS):
         for index in range(slots):

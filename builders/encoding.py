@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from distiller.common.errors import UsageError
+
 from .spec import CacheSpec
 
 __all__ = ["encode_columns", "encode_flat", "check_output", "topk_logprobs"]
@@ -24,14 +26,14 @@ def check_output(o: Dict[str, Any], spec: CacheSpec) -> int:
     n = len(o["input_ids"])
     missing = [l for l in spec.layers if l not in o.get("hidden", {})]
     if missing:
-        raise ValueError(f"output for key {o.get('key')!r} lacks hidden layers {missing} that the "
+        raise UsageError(f"output for key {o.get('key')!r} lacks hidden layers {missing} that the "
                          f"cache spec keeps ({list(spec.layers)}): score with a matching teacher")
     missing = [l for l in spec.attentions if l not in (o.get("attentions") or {})]
     if missing:
-        raise ValueError(f"output for key {o.get('key')!r} lacks attentions of layers {missing}")
+        raise UsageError(f"output for key {o.get('key')!r} lacks attentions of layers {missing}")
     shape = tuple(np.shape(o["logits"]))
     if shape != spec.logits_shape(n):    # [num_labels], or [n, 2] for question answering
-        raise ValueError(f"output for key {o.get('key')!r} has logits of shape {shape}, the "
+        raise UsageError(f"output for key {o.get('key')!r} has logits of shape {shape}, the "
                          f"cache spec says {spec.logits_shape(n)}")
     return n
 
@@ -65,7 +67,7 @@ def encode_flat(flat: np.ndarray, vector_sizes: np.ndarray, dtype: str
         scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
         q = np.clip(np.rint(flat / np.repeat(scale, vector_sizes)), -127, 127).astype(np.int8)
         return q, scale
-    raise ValueError(f"unknown storage dtype {dtype!r}: use float32, float16 or int8")
+    raise UsageError(f"unknown storage dtype {dtype!r}: use float32, float16 or int8")
 
 
 def _binary(values: np.ndarray, row_items: np.ndarray):
@@ -93,7 +95,7 @@ def _binary_chunk(raw: np.ndarray, offsets: np.ndarray):
     import pyarrow as pa
 
     if offsets[-1] > _MAX_CHUNK_BYTES:
-        raise ValueError(f"one stored tensor of {offsets[-1]} bytes exceeds 2 GiB")
+        raise UsageError(f"one stored tensor of {offsets[-1]} bytes exceeds 2 GiB")
     return pa.Array.from_buffers(pa.binary(), len(offsets) - 1,
                                  [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(raw)])
 
@@ -146,7 +148,7 @@ def encode_columns(outputs: Sequence[Dict[str, Any]], spec: CacheSpec) -> Dict[s
     from .shards import shard_schema   # here: shards imports this module
 
     if not outputs:
-        raise ValueError("a shard needs at least one output")
+        raise UsageError("a shard needs at least one output")
 
     unique: Dict[str, Dict[str, Any]] = {}
     for o in outputs:
@@ -178,7 +180,7 @@ def encode_columns(outputs: Sequence[Dict[str, Any]], spec: CacheSpec) -> Dict[s
             for o, n, h in zip(rows, lengths, hidden):
                 shape = (n,) + want if spec.pooling == "none" else want
                 if np.shape(h) != shape:
-                    raise ValueError(f"hidden layer {l} of key {o['key']!r} has shape "
+                    raise UsageError(f"hidden layer {l} of key {o['key']!r} has shape "
                                      f"{np.shape(h)}, expected {shape} (trimmed to the real "
                                      "length)")
         tensors.append((f"hidden_{l}", hidden, spec.dtype))

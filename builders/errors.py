@@ -1,9 +1,12 @@
 """Errors raised by the teacher cache. Each says what was wrong, the value found and the fix.
 
-All derive from `CacheError`, itself a `ValueError`, so the `distiller` dispatcher reports them as
-one line on stderr with a non-zero exit code instead of a traceback.
+All derive from `CacheError`, itself a `UsageError` (distiller.common.errors, a ValueError), so
+the `distiller` dispatcher reports them as one line on stderr, exit code 2, instead of a
+traceback.
 """
 from __future__ import annotations
+
+from distiller.common.errors import UsageError
 
 __all__ = [
     "CacheError", "CacheSpecMismatch", "ForeignDirectoryError", "CorruptShardError",
@@ -11,7 +14,7 @@ __all__ = [
 ]
 
 
-class CacheError(ValueError):
+class CacheError(UsageError):
     """Base class of every teacher-cache error."""
 
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from distiller.common.errors import UsageError
+
 if TYPE_CHECKING:
     from .teacher import Teacher
 
@@ -27,9 +29,9 @@ def pad_batch(ids_list: Sequence[np.ndarray], tts_list: Sequence[np.ndarray], pa
     lens = np.fromiter((len(x) for x in ids_list), dtype=np.int64, count=len(ids_list))
     tlens = np.fromiter((len(x) for x in tts_list), dtype=np.int64, count=len(tts_list))
     if len(lens) == 0:
-        raise ValueError("pad_batch needs at least one sequence")
+        raise UsageError("pad_batch needs at least one sequence")
     if len(tlens) != len(lens) or (tlens != lens).any():
-        raise ValueError("every token_type_ids sequence must be as long as its input_ids")
+        raise UsageError("every token_type_ids sequence must be as long as its input_ids")
     real = np.arange(int(lens.max()))[None, :] < lens[:, None]       # [B, W], row-major = order
     ids = np.full(real.shape, pad_id, dtype=np.int64)
     ids[real] = np.concatenate(ids_list)

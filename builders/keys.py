@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Optional
 
-from distiller.augment.seeding import stable_hash
+from distiller.common.seeding import stable_hash
 
 __all__ = ["KEY_VERSION", "cache_key", "mixup_key", "settings_digest"]
 

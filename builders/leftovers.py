@@ -1,6 +1,6 @@
 """What killed or failed writers leave in a cache directory, and removing what nothing can use.
 
-Temp names say who writes them (distiller.builders.tempnames). Leftovers are of two kinds:
+Temp names say who writes them (distiller.common.tempnames). Leftovers are of two kinds:
 - temp files: removable when their writer no longer runs (same host, process gone). One from
   another host of a shared filesystem is never removed: its writer cannot be checked from here.
 - uncommitted shards: whole shards (renamed into place) that no commit listed, because the build
@@ -15,9 +15,10 @@ import logging
 import os
 from typing import TYPE_CHECKING, Dict, List
 
+from distiller.common.tempnames import HOST, temp_owner, writer_alive
+
 from .cachefiles import real_directory
 from .manifest import CORPUS_DIR, SHARD_DIR, locked
-from .tempnames import HOST, temp_owner, writer_alive
 
 if TYPE_CHECKING:
     from .cache import TeacherCache

@@ -7,13 +7,15 @@ import os
 import shutil
 from typing import TYPE_CHECKING, List, Sequence, Tuple
 
+from distiller.common.errors import UsageError
+from distiller.common.files import atomic_open
+
 from .cachefiles import (ADVICE, check_regular, entry_path, name_problem, open_regular,
                          real_directory)
 from .errors import CacheError, CorruptShardError, UnsafeEntryError
 from .manifest import CORPUS_DIR, SHARD_DIR
 from .shards import (SPEC_METADATA_KEY, ShardInfo, file_sha256, open_shard, shard_name_for,
                      shard_schema)
-from .tempnames import temp_path
 
 if TYPE_CHECKING:
     from .cache import TeacherCache
@@ -159,17 +161,17 @@ def _uncommitted_info(cache: "TeacherCache", name: str) -> ShardInfo:
     try:
         pf = open_shard(path, name)
     except UnsafeEntryError as exc:
-        raise ValueError(f"it is {exc.problem}") from exc
+        raise UsageError(f"it is {exc.problem}") from exc
     try:
         problem = _spec_problem(pf, cache, shard_schema(cache.spec))
         if problem:
-            raise ValueError(f"{problem}: written under another cache spec")
+            raise UsageError(f"{problem}: written under another cache spec")
         table = pf.read()  # reads every page: a damaged one fails its CRC here
     except (CorruptShardError, pa.ArrowException, OSError) as exc:
-        raise ValueError(f"it cannot be read ({exc})") from exc
+        raise UsageError(f"it cannot be read ({exc})") from exc
     keys = table.column("key").to_pylist()
     if shard_name_for(keys) != name:
-        raise ValueError("its name is not the one its keys give")
+        raise UsageError("its name is not the one its keys give")
     return ShardInfo(name=name, rows=table.num_rows, bytes=os.lstat(path).st_size,
                      sha256=file_sha256(path, what="shard"),
                      tokens=int(sum(table.column("length").to_pylist())),
@@ -246,14 +248,8 @@ def merge_into(cache: "TeacherCache", other_path: str) -> List[ShardInfo]:
 def _copy_regular(src: str, dst: str) -> None:
     """Copy the regular file `src` to `dst` through a temp name and a rename (the rename
     replaces whatever `dst` is, a link included, never writing through it)."""
-    tmp = temp_path(dst)
-    try:
-        with open_regular(src, what="shard") as fin, open(tmp, "xb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+    with open_regular(src, what="shard") as fin, atomic_open(dst, "wb") as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
 
 
 def _merge_vocabulary(cache: "TeacherCache", other: "TeacherCache") -> None:

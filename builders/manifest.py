@@ -1,4 +1,4 @@
-"""The cache manifest: one JSON file, replaced atomically (temp + fsync + os.replace) under an
+"""The cache manifest: one JSON file, replaced atomically (distiller.common.files) under an
 exclusive fcntl lock, re-read inside the lock so concurrent writers merge instead of overwrite.
 """
 from __future__ import annotations
@@ -9,9 +9,10 @@ import json
 import os
 from typing import Any, Dict, Iterator
 
+from distiller.common.files import atomic_write
+
 from .errors import ForeignDirectoryError
 from .spec import SCHEMA_VERSION
-from .tempnames import temp_path
 
 __all__ = ["MANIFEST", "FORMAT", "LOCK", "SHARD_DIR", "CORPUS_DIR", "read_manifest",
            "write_manifest", "locked", "new_manifest", "atomic_write_bytes"]
@@ -56,24 +57,8 @@ def read_manifest(path: str) -> Dict[str, Any]:
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write to a unique temp name in the same directory, fsync, rename over `path`."""
-    directory = os.path.dirname(path) or "."
-    tmp = temp_path(path)  # names its writer: distiller.builders.leftovers cleans up after a kill
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    """`data` written to `path` durably and all or nothing (distiller.common.files)."""
+    atomic_write(path, data)
 
 
 def write_manifest(path: str, manifest: Dict[str, Any]) -> None:

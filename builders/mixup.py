@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from distiller.common.errors import UsageError
+
 from .batching import plan_batches
 from .keys import mixup_key
 from .teacher import as_text_pair
@@ -47,7 +49,7 @@ def score_mixed(teacher: "Teacher",
     pairs = list(pairs)
     for _, _, lam in pairs:
         if not 0.0 <= float(lam) <= 1.0:
-            raise ValueError(f"mixup lambda must be in [0, 1], got {lam!r}")
+            raise UsageError(f"mixup lambda must be in [0, 1], got {lam!r}")
     firsts = [p[0] for p in pairs]
     seconds = [p[1] for p in pairs]
     tok_i, tok_j = teacher.tokenize(firsts), teacher.tokenize(seconds)

@@ -15,6 +15,8 @@ import logging
 import queue
 from typing import TYPE_CHECKING, Any, Dict, List, Sequence
 
+from distiller.common.errors import UsageError
+
 if TYPE_CHECKING:
     from .cache import TeacherCache
     from .teacher import Teacher, TeacherConfig
@@ -46,7 +48,7 @@ def score_on_devices(teachers: Sequence["Teacher"], cache: "TeacherCache",
         return score_into_cache(teachers[0], cache, records, chunk=chunk)
     fingerprints = {t.fingerprint for t in teachers}
     if len(fingerprints) != 1 or len({t.compute_dtype for t in teachers}) != 1:
-        raise ValueError("the teacher replicas differ (fingerprint or precision): the devices "
+        raise UsageError("the teacher replicas differ (fingerprint or precision): the devices "
                          "must run one teacher at one precision")
     pending, pending_keys, reused = missing_records(teachers[0], cache, records)
     toks, chunks = plan_chunks(teachers[0], pending, chunk)

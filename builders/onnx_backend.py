@@ -18,6 +18,8 @@ import tempfile
 import time
 from typing import Any, Dict, Sequence
 
+from distiller.common.errors import UsageError
+
 __all__ = ["OnnxBackend"]
 
 log = logging.getLogger(__name__)
@@ -52,15 +54,15 @@ class OnnxBackend:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ValueError("backend 'onnx' needs ONNX Runtime: pip install 'distiller[onnx]' "
+            raise UsageError("backend 'onnx' needs ONNX Runtime: pip install 'distiller[onnx]' "
                              "(onnxruntime, onnx), or use backend eager or compile") from None
         if teacher.device.type != "cpu":
-            raise ValueError("backend 'onnx' runs on a CPU here; on a GPU use eager or compile")
+            raise UsageError("backend 'onnx' runs on a CPU here; on a GPU use eager or compile")
         if teacher.attention_layers:
-            raise ValueError("backend 'onnx' does not return attention maps: use eager or "
+            raise UsageError("backend 'onnx' does not return attention maps: use eager or "
                              "compile to keep attentions")
         if teacher.compute_dtype != "float32":
-            raise ValueError("backend 'onnx' runs float32: use amp 'off' with it (bf16 "
+            raise UsageError("backend 'onnx' runs float32: use amp 'off' with it (bf16 "
                              "autocast is for eager or compile)")
         start = time.perf_counter()
         self.layers = tuple(teacher.layers)
@@ -124,10 +126,10 @@ class OnnxBackend:
         import torch
 
         if "inputs_embeds" in kwargs:
-            raise ValueError("backend 'onnx' scores token ids only: mixup (embeddings) needs "
+            raise UsageError("backend 'onnx' scores token ids only: mixup (embeddings) needs "
                              "backend eager or compile")
         if tuple(layers) != self.layers or attn_layers:
-            raise ValueError(f"this ONNX graph returns hidden states {self.layers} and no "
+            raise UsageError(f"this ONNX graph returns hidden states {self.layers} and no "
                              "attention maps")
         feed = {"input_ids": kwargs["input_ids"].numpy(),
                 "attention_mask": kwargs["attention_mask"].numpy()}

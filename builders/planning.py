@@ -7,6 +7,8 @@ import logging
 import shutil
 from typing import Any, Dict, List, Mapping, Sequence
 
+from distiller.common.errors import UsageError
+
 from .errors import UnsatisfiableRequest
 from .quant import itemsize
 from .spec import CacheSpec
@@ -96,7 +98,7 @@ def satisfiable(spec: CacheSpec, requirements: Mapping[str, Any]) -> Satisfiabil
     known = {"layers", "attentions", "pooling", "full_logits", "fingerprint"}
     unknown = sorted(set(requirements) - known)
     if unknown:
-        raise ValueError(f"unknown requirement(s) {unknown}; known: {sorted(known)}")
+        raise UsageError(f"unknown requirement(s) {unknown}; known: {sorted(known)}")
     missing: List[str] = []
     layers = [int(i) for i in requirements.get("layers") or ()]
     absent = [i for i in layers if i not in spec.layers]

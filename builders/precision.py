@@ -21,6 +21,8 @@ from __future__ import annotations
 import logging
 from typing import Optional, Sequence
 
+from distiller.common.errors import UsageError
+
 __all__ = ["AMP_OF_COMPUTE", "COMPUTE_OF_AMP", "resolve_amp", "cache_compute", "teacher_compute",
            "cpu_has_native_bf16"]
 
@@ -48,25 +50,25 @@ def resolve_amp(amp: str, *, recorded: Optional[str], kinds: Sequence[str],
     recorded: the cache's `compute` (None for a new cache); kinds: device kinds of the workers
     ('cpu', 'cuda'; empty when unknown here); bf16_supported: whether those GPUs run bfloat16."""
     if amp not in ("auto", *COMPUTE_OF_AMP):
-        raise ValueError(f"--amp {amp!r}: expected auto, off, bf16 or fp16")
+        raise UsageError(f"--amp {amp!r}: expected auto, off, bf16 or fp16")
     kinds = tuple(sorted(set(kinds)))
     if recorded is not None:
         if recorded not in AMP_OF_COMPUTE:
-            raise ValueError(f"{cache} records an unknown precision {recorded!r}")
+            raise UsageError(f"{cache} records an unknown precision {recorded!r}")
         if amp != "auto" and COMPUTE_OF_AMP[amp] != recorded:
-            raise ValueError(
+            raise UsageError(
                 f"--amp {amp} asks for {COMPUTE_OF_AMP[amp]} but {cache} holds outputs computed "
                 f"in {recorded} (one precision per cache): leave --amp out (or pass --amp "
                 f"{AMP_OF_COMPUTE[recorded]}) to extend it, or build into a new cache directory")
         amp = AMP_OF_COMPUTE[recorded]
     elif amp == "auto":
         if len(kinds) > 1:
-            raise ValueError(f"--devices mixes {' and '.join(kinds)}, which run --amp auto at "
+            raise UsageError(f"--devices mixes {' and '.join(kinds)}, which run --amp auto at "
                              "different precisions: pass --amp off (float32) or --amp bf16")
         amp = ("bf16" if bf16_supported else "fp16") if kinds == ("cuda",) else "off"
     if amp == "fp16" and "cpu" in kinds:  # unknown kinds: a remote worker checks its own
         where = "the cache records float16 (made on a GPU)" if recorded else "--amp fp16"
-        raise ValueError(f"{where}: float16 runs on GPUs only, and these workers include a "
+        raise UsageError(f"{where}: float16 runs on GPUs only, and these workers include a "
                          "CPU: build on GPUs (--devices cuda) or into a new cache directory")
     return amp
 
@@ -78,7 +80,7 @@ def teacher_compute(amp: str, device_type: str) -> str:
     import torch
 
     if device_type != "cuda" and amp == "fp16":
-        raise ValueError("amp 'fp16' is for GPUs; on a CPU use amp 'bf16' (or 'off')")
+        raise UsageError("amp 'fp16' is for GPUs; on a CPU use amp 'bf16' (or 'off')")
     if amp == "auto" and device_type == "cpu" and cpu_has_native_bf16():
         # Not the default (README, "Precision policy"): a new cache would then depend on
         # the CPU it was started on. Said once per load, for whoever wants the speed.

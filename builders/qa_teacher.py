@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
+from distiller.common.errors import UsageError
 from distiller.taskdata.task import SPAN_PROBLEM_TYPE
 
 from .keys import cache_key as _cache_key
@@ -38,7 +39,7 @@ class QATeacher(Teacher):
             return self
         super().load()
         if not getattr(self.tokenizer, "is_fast", False):
-            raise ValueError(f"teacher {self.config.model!r}: question answering needs a fast "
+            raise UsageError(f"teacher {self.config.model!r}: question answering needs a fast "
                              "tokenizer (character offsets of tokens)")
         self.window_settings.tokenization(True)   # validates the settings early
         return self
@@ -67,13 +68,13 @@ class QATeacher(Teacher):
     def window_key(self, question: str, context: str, window: int) -> str:
         """Key of one window: its index joins the settings, so each window is its own row."""
         if isinstance(window, bool) or not isinstance(window, int) or window < 0:
-            raise ValueError(f"a window index is an integer >= 0, got {window!r}")
+            raise UsageError(f"a window index is an integer >= 0, got {window!r}")
         return _cache_key(self.fingerprint, dict(self.tokenization_settings, window=window),
                           question, context)
 
     def record_key(self, record: Any) -> str:
         if not isinstance(record, Mapping) or "window" not in record:
-            raise ValueError("a question-answering teacher scores window records (a record "
+            raise UsageError("a question-answering teacher scores window records (a record "
                              "with 'text_a', 'text_b' and 'window'; see "
                              "distiller.builders.qa_windows), "
                              f"got {record!r:.200}")
@@ -85,7 +86,7 @@ class QATeacher(Teacher):
         for r in records:
             for field in ("text_a", "text_b"):
                 if not isinstance(r.get(field), str) or not r[field].strip():
-                    raise ValueError(f"empty or missing {field} in {r.get('id')!r}: bad rows "
+                    raise UsageError(f"empty or missing {field} in {r.get('id')!r}: bad rows "
                                      "must be dead-lettered before scoring")
         return make_windows(self.tokenizer, [(r["text_a"], r["text_b"]) for r in records],
                             self.window_settings)
@@ -121,7 +122,7 @@ class QATeacher(Teacher):
         for record, wd in zip(records, windowed):
             index = int(record["window"])
             if index >= len(wd.windows):
-                raise ValueError(f"record {record.get('id')!r} has {len(wd.windows)} window(s), "
+                raise UsageError(f"record {record.get('id')!r} has {len(wd.windows)} window(s), "
                                  f"window {index} was asked for")
             w = wd.windows[index]
             out.append((w.input_ids, w.token_type_ids, wd.question_truncated))
@@ -129,7 +130,7 @@ class QATeacher(Teacher):
 
     # ----------------------------------------------------------------- scoring
     def score_mixed(self, pairs) -> List[Dict[str, Any]]:
-        raise ValueError("mixup is for classification and regression tasks, not for question "
+        raise UsageError("mixup is for classification and regression tasks, not for question "
                          "answering")
 
     def describe_windows(self, windowed: Sequence[Windowed]) -> Dict[str, Any]:

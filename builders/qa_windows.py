@@ -28,6 +28,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from distiller.common.errors import UsageError
+
 __all__ = ["WINDOWS_VERSION", "WindowSettings", "Window", "Windowed", "make_windows",
            "gold_span", "window_label", "window_row", "question_row"]
 
@@ -47,10 +49,10 @@ class WindowSettings:
         for name in ("max_length", "doc_stride", "max_query_length"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"window setting {name} must be a positive integer, got "
+                raise UsageError(f"window setting {name} must be a positive integer, got "
                                  f"{value!r}")
         if self.max_query_length >= self.max_length - 2:
-            raise ValueError(f"max_query_length {self.max_query_length} leaves no room for the "
+            raise UsageError(f"max_query_length {self.max_query_length} leaves no room for the "
                              f"context in windows of max_length {self.max_length}")
 
     def tokenization(self, question_first: bool = True) -> Dict[str, Any]:
@@ -103,7 +105,7 @@ def make_windows(tokenizer, pairs: Sequence[Tuple[str, str]], settings: WindowSe
                  ) -> List[Windowed]:
     """The windows of each (question, context), in order. Needs a fast tokenizer (offsets)."""
     if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"question answering needs a fast tokenizer (character offsets); "
+        raise UsageError(f"question answering needs a fast tokenizer (character offsets); "
                          f"{type(tokenizer).__name__} is not one")
     if not pairs:
         return []
@@ -118,7 +120,7 @@ def make_windows(tokenizer, pairs: Sequence[Tuple[str, str]], settings: WindowSe
     for n_q, members in sorted(groups.items()):
         room = settings.max_length - n_q - special
         if room < 1:
-            raise ValueError(f"a question of {n_q} tokens leaves no room for the context in "
+            raise UsageError(f"a question of {n_q} tokens leaves no room for the context in "
                              f"windows of max_length {settings.max_length}: raise max_length or "
                              "lower max_query_length")
         step = min(settings.doc_stride, room)
@@ -147,13 +149,13 @@ def _assemble(tokenizer, enc, ks: List[int], step: int, ctx_seq: int, cut: bool,
         seq = enc.sequence_ids(k)
         ctx = [p for p, s in enumerate(seq) if s == ctx_seq]
         if not ctx or ctx[-1] - ctx[0] + 1 != len(ctx):
-            raise ValueError(f"window {w} of question {pair[0][:60]!r} has no contiguous "
+            raise UsageError(f"window {w} of question {pair[0][:60]!r} has no contiguous "
                              "context tokens: the tokenizer's pair template is not supported")
         spans = [tuple(enc["offset_mapping"][k][p]) for p in ctx]
         first = w * step
         overlap = spans[:max(0, len(offsets) - first)]
         if first > len(offsets) or overlap != offsets[first:first + len(overlap)]:
-            raise ValueError(f"the tokenizer cut the context of question {pair[0][:60]!r} into "
+            raise UsageError(f"the tokenizer cut the context of question {pair[0][:60]!r} into "
                              "windows that do not line up (window starts every "
                              f"{step} tokens expected)")
         offsets.extend(spans[len(overlap):])

@@ -9,6 +9,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from distiller.common.errors import UsageError
+
 __all__ = ["encode", "decode", "itemsize", "max_abs_error_bound"]
 
 _NP = {"float32": np.float32, "float16": np.float16, "int8": np.int8}
@@ -34,7 +36,7 @@ def encode(x: np.ndarray, dtype: str) -> Tuple[bytes, Optional[bytes]]:
         scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
         q = np.clip(np.rint(flat / scale[:, None]), -127, 127).astype(np.int8)
         return q.tobytes(), scale.tobytes()
-    raise ValueError(f"unknown storage dtype {dtype!r}: use float32, float16 or int8")
+    raise UsageError(f"unknown storage dtype {dtype!r}: use float32, float16 or int8")
 
 
 def decode(data: bytes, scale: Optional[bytes], dtype: str, shape: Tuple[int, ...]) -> np.ndarray:
@@ -42,12 +44,12 @@ def decode(data: bytes, scale: Optional[bytes], dtype: str, shape: Tuple[int, ..
     arr = np.frombuffer(data, dtype=_NP[dtype])
     n = int(np.prod(shape)) if shape else 1
     if arr.size != n:
-        raise ValueError(f"stored tensor has {arr.size} values, expected {n} for shape {shape}")
+        raise UsageError(f"stored tensor has {arr.size} values, expected {n} for shape {shape}")
     if dtype == "int8":
         s = np.frombuffer(scale, dtype=np.float32)
         vec = shape[-1] if shape else 1
         if s.size * vec != n:
-            raise ValueError(f"stored int8 tensor has {s.size} scales, expected {n // vec}")
+            raise UsageError(f"stored int8 tensor has {s.size} scales, expected {n // vec}")
         return (arr.reshape(-1, vec).astype(np.float32) * s[:, None]).reshape(shape)
     return arr.astype(np.float32).reshape(shape)
 

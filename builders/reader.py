@@ -13,6 +13,8 @@ import os
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from distiller.common.errors import MissingEntryError
+
 from .cachefiles import entry_path
 from .errors import CacheSpecMismatch, CorruptShardError, UnsatisfiableRequest
 from .manifest import SHARD_DIR, read_manifest
@@ -170,8 +172,8 @@ class CacheReader:
         try:
             return self._index[key]
         except KeyError:
-            raise KeyError(f"key {key!r} is not in cache {self.path!r} (score it first; "
-                           "`TeacherCache.missing` lists absent keys)") from None
+            raise MissingEntryError(f"key {key!r} is not in cache {self.path!r} (score it first; "
+                                    "`TeacherCache.missing` lists absent keys)") from None
 
     def get(self, key: str) -> Dict[str, Any]:
         return self.get_row(self.row_of(key))

@@ -18,6 +18,8 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
+from distiller.common.errors import UsageError
+
 from .batching import plan_batches
 
 if TYPE_CHECKING:
@@ -41,7 +43,7 @@ class ShardWriter:
 
     def __init__(self, cache: "TeacherCache", *, queue_chunks: int = 1, writers: int = 1) -> None:
         if queue_chunks < 1 or writers < 1:
-            raise ValueError(f"queue_chunks and writers must be >= 1, got {queue_chunks}, "
+            raise UsageError(f"queue_chunks and writers must be >= 1, got {queue_chunks}, "
                              f"{writers}")
         self.cache = cache
         self.added: List["ShardInfo"] = []
@@ -132,7 +134,7 @@ def plan_chunks(teacher: "Teacher", records: Sequence[Any], chunk: int,
     records), and the last chunk's batches are cut into up to `tail_pieces` smaller shards (only
     the last write waits with nothing to overlap it)."""
     if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
+        raise UsageError(f"chunk must be >= 1, got {chunk}")
     toks = teacher.tokenize(records)
     cfg = teacher.config
     batches = plan_batches([len(t[0]) for t in toks], max_tokens=cfg.max_tokens_per_batch,

@@ -16,14 +16,15 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from distiller.augment.seeding import stable_hash
+from distiller.common.errors import UsageError
+from distiller.common.seeding import stable_hash
+from distiller.common.files import atomic_open
 
 from .cachefiles import check_regular, name_problem, open_regular
 from .encoding import encode_columns
 from .errors import CorruptShardError, MissingShardError
 from .quant import decode
 from .spec import CacheSpec
-from .tempnames import temp_path
 
 __all__ = ["ShardInfo", "shard_schema", "write_shard_file", "read_shard_table",
            "decode_row", "file_sha256", "shard_name_for", "SPEC_METADATA_KEY", "write_table_file"]
@@ -133,7 +134,7 @@ def write_shard_file(directory: str, spec: CacheSpec, outputs: Sequence[Dict[str
     import pyarrow as pa
 
     if not outputs:
-        raise ValueError("write_shard needs at least one output")
+        raise UsageError("write_shard needs at least one output")
     table = pa.table(encode_columns(outputs, spec), schema=shard_schema(spec))
     return write_table_file(directory, spec, table, name)
 
@@ -148,26 +149,18 @@ def write_table_file(directory: str, spec: CacheSpec, table, name: Optional[str]
         {SPEC_METADATA_KEY: json.dumps(spec.to_dict(), sort_keys=True).encode()})
     name = name or shard_name_for(keys)
     if name_problem(name) or not name.endswith(".parquet"):
-        raise ValueError(f"shard name {name!r} must be a plain file name ending in .parquet")
+        raise UsageError(f"shard name {name!r} must be a plain file name ending in .parquet")
     per_row = max(1, table.nbytes // max(1, table.num_rows))
     rows_per_group = max(1, min(table.num_rows, TARGET_ROW_GROUP_BYTES // per_row))
     final = os.path.join(directory, name)
-    tmp = temp_path(final)
-    try:
-        with open(tmp, "wb") as fh:
-            sink = _HashingFile(fh)
-            # No dictionary pages: keys are distinct and tensors are raw bytes, so a dictionary
-            # would only be built to be dropped.
-            pq.write_table(table, sink, row_group_size=rows_per_group, compression="none",
-                           use_dictionary=False, write_statistics=False,
-                           write_page_checksum=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        digest = sink.sha256.hexdigest()
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(final, "wb") as fh:
+        sink = _HashingFile(fh)
+        # No dictionary pages: keys are distinct and tensors are raw bytes, so a dictionary
+        # would only be built to be dropped.
+        pq.write_table(table, sink, row_group_size=rows_per_group, compression="none",
+                       use_dictionary=False, write_statistics=False, write_page_checksum=True)
+        fh.flush()
+    digest = sink.sha256.hexdigest()
     return ShardInfo(name=name, rows=table.num_rows, bytes=os.path.getsize(final), sha256=digest,
                      tokens=int(sum(table.column("length").to_pylist())),
                      truncated=int(sum(table.column("truncated").to_pylist())), keys=tuple(keys))

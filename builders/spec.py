@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from distiller.common.errors import UsageError
+
 from .errors import CacheSpecMismatch
 
 __all__ = ["CacheSpec", "SCHEMA_VERSION", "DTYPES", "COMPUTE_DTYPES", "BACKENDS", "POOLINGS"]
@@ -64,40 +66,40 @@ class CacheSpec:
 
     def __post_init__(self) -> None:
         if not self.fingerprint:
-            raise ValueError("CacheSpec.fingerprint is empty: build the spec with Teacher.spec()")
+            raise UsageError("CacheSpec.fingerprint is empty: build the spec with Teacher.spec()")
         object.__setattr__(self, "model", str(self.model))
         object.__setattr__(self, "tokenization", _as_items(self.tokenization))
         object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
         object.__setattr__(self, "attentions", tuple(int(i) for i in self.attentions))
         if self.dtype not in DTYPES:
-            raise ValueError(f"CacheSpec.dtype must be one of {DTYPES}, got {self.dtype!r}")
+            raise UsageError(f"CacheSpec.dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.logits_dtype not in DTYPES:
-            raise ValueError(f"CacheSpec.logits_dtype must be one of {DTYPES}, "
+            raise UsageError(f"CacheSpec.logits_dtype must be one of {DTYPES}, "
                              f"got {self.logits_dtype!r}")
         if self.compute not in COMPUTE_DTYPES:
-            raise ValueError(f"CacheSpec.compute must be one of {COMPUTE_DTYPES}, "
+            raise UsageError(f"CacheSpec.compute must be one of {COMPUTE_DTYPES}, "
                              f"got {self.compute!r}")
         if self.backend not in BACKENDS:
-            raise ValueError(f"CacheSpec.backend must be one of {BACKENDS}, got {self.backend!r}")
+            raise UsageError(f"CacheSpec.backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.pooling not in POOLINGS:
-            raise ValueError(f"CacheSpec.pooling must be one of {POOLINGS}, got {self.pooling!r}")
+            raise UsageError(f"CacheSpec.pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.pooling != "none" and self.attentions:
-            raise ValueError("attention maps are per token: they cannot be kept with pooling "
+            raise UsageError("attention maps are per token: they cannot be kept with pooling "
                              f"{self.pooling!r}; use pooling='none' or attentions=()")
         if len(set(self.layers)) != len(self.layers) or any(i < 0 for i in self.layers):
-            raise ValueError(f"CacheSpec.layers must be distinct indices >= 0, got {self.layers}")
+            raise UsageError(f"CacheSpec.layers must be distinct indices >= 0, got {self.layers}")
         if self.num_hidden_layers and any(i > self.num_hidden_layers for i in self.layers):
-            raise ValueError(f"CacheSpec.layers {self.layers} exceed the teacher's "
+            raise UsageError(f"CacheSpec.layers {self.layers} exceed the teacher's "
                              f"{self.num_hidden_layers} layers "
                              f"(valid: 0..{self.num_hidden_layers})")
         if any(i < 1 or (self.num_hidden_layers and i > self.num_hidden_layers)
                for i in self.attentions):
-            raise ValueError(f"CacheSpec.attentions must be transformer layers 1.."
+            raise UsageError(f"CacheSpec.attentions must be transformer layers 1.."
                              f"{self.num_hidden_layers or 'N'}, got {self.attentions}")
         if self.logits_topk < 0:
-            raise ValueError(f"CacheSpec.logits_topk must be >= 0, got {self.logits_topk}")
+            raise UsageError(f"CacheSpec.logits_topk must be >= 0, got {self.logits_topk}")
         if self.token_logits and (self.logits_topk or self.pooling != "none"):
-            raise ValueError("a question-answering cache keeps every position's start/end "
+            raise UsageError("a question-answering cache keeps every position's start/end "
                              "logits and per-token states: logits_topk 0, pooling 'none'")
 
     @property
@@ -127,7 +129,7 @@ class CacheSpec:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(f"unknown CacheSpec fields {unknown}: written by a newer version?")
+            raise UsageError(f"unknown CacheSpec fields {unknown}: written by a newer version?")
         return cls(**dict(data))
 
     def differences(self, other: "CacheSpec") -> Dict[str, Tuple[Any, Any]]:
@@ -167,7 +169,7 @@ def default_layers(num_hidden_layers: int, layers: "str | Sequence[int]") -> Tup
     """Resolve "all" (0..N) or an explicit list of hidden-state indices."""
     if isinstance(layers, str):
         if layers != "all":
-            raise ValueError(f"layers must be 'all' or a tuple of indices, got {layers!r}")
+            raise UsageError(f"layers must be 'all' or a tuple of indices, got {layers!r}")
         return tuple(range(num_hidden_layers + 1))
     return tuple(int(i) for i in layers)
 

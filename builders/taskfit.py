@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
+from distiller.common.errors import UsageError
 from distiller.taskdata.heads import has_classification_head, head_problem, label_names
 from distiller.taskdata.task import Task
 
@@ -27,12 +28,12 @@ def fit_teacher_to_task(model: str, task: Task) -> Tuple[Task, Optional[int]]:
     try:
         config = AutoConfig.from_pretrained(model)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot load the teacher {model!r}: {str(exc).splitlines()[0]}") \
+        raise UsageError(f"cannot load the teacher {model!r}: {str(exc).splitlines()[0]}") \
             from None
     head = has_classification_head(config)
     if not task.resolved:
         if not head:
-            raise ValueError(f"task {task.name}: its labels are not known and the teacher "
+            raise UsageError(f"task {task.name}: its labels are not known and the teacher "
                              f"{model!r} has no classification head to take them from: give "
                              "--labels (or --regression)")
         if getattr(config, "problem_type", None) == "regression" or config.num_labels == 1:
@@ -42,7 +43,7 @@ def fit_teacher_to_task(model: str, task: Task) -> Tuple[Task, Optional[int]]:
             task = task.replace(labels=tuple(names), metrics=())
     problem = head_problem(config, task, what="teacher", where=repr(model))
     if problem:
-        raise ValueError(problem)
+        raise UsageError(problem)
     if task.is_span:   # a start/end head has its two outputs whatever the checkpoint holds
         return task, None
     return task, (None if head else task.num_labels)

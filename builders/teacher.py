@@ -22,6 +22,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from distiller.common.errors import UsageError
+
 from .batching import plan_batches
 from .keys import cache_key as _cache_key
 from .spec import CacheSpec
@@ -180,7 +182,7 @@ class Teacher:
             b = [pairs[i][1] for i in group] if pairs[group[0]][1] is not None else None
             for text in a + (b or []):
                 if not isinstance(text, str) or not text.strip():
-                    raise ValueError(f"empty or non-string text {text!r}: bad rows must be "
+                    raise UsageError(f"empty or non-string text {text!r}: bad rows must be "
                                      "dead-lettered before scoring")
             enc = self.tokenizer(a, b, truncation="longest_first",
                                  max_length=self.config.max_length, add_special_tokens=True,
@@ -220,16 +222,16 @@ class Teacher:
         if keys is None:
             keys = [self.record_key(r) for r in records]
         elif len(keys) != len(records):
-            raise ValueError(f"score: {len(keys)} keys for {len(records)} records")
+            raise UsageError(f"score: {len(keys)} keys for {len(records)} records")
         if tokens is not None and len(tokens) != len(records):
-            raise ValueError(f"score: {len(tokens)} tokenizations for {len(records)} records")
+            raise UsageError(f"score: {len(tokens)} tokenizations for {len(records)} records")
         toks = list(tokens) if tokens is not None else self.tokenize(records)
         cfg = self.config
         if batches is None:
             batches = plan_batches([len(t[0]) for t in toks], max_tokens=cfg.max_tokens_per_batch,
                                    max_batch_size=cfg.max_batch_size, window=cfg.sort_window)
         elif sorted(i for b in batches for i in b) != list(range(len(records))):
-            raise ValueError("score: the batches must hold every record's position exactly once")
+            raise UsageError("score: the batches must hold every record's position exactly once")
         outputs: List[Dict[str, Any]] = [None] * len(records)  # type: ignore[list-item]
         for batch in batches:
             results = self.forward_batch([toks[i][0] for i in batch], [toks[i][1] for i in batch],

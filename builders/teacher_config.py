@@ -7,6 +7,8 @@ import dataclasses
 import os
 from typing import Any, Mapping, Optional, Tuple, Union
 
+from distiller.common.errors import UsageError
+
 from .spec import BACKENDS, POOLINGS
 
 __all__ = ["TeacherConfig", "as_text_pair", "HEADS"]
@@ -60,38 +62,38 @@ class TeacherConfig:
 
     def __post_init__(self) -> None:
         if not self.model:
-            raise ValueError("TeacherConfig.model must name a model or a directory")
+            raise UsageError("TeacherConfig.model must name a model or a directory")
         object.__setattr__(self, "model", os.fspath(self.model))   # accept pathlib paths
         if self.tokenizer is not None:
             object.__setattr__(self, "tokenizer", os.fspath(self.tokenizer))
         if self.max_length < 2:
-            raise ValueError(f"TeacherConfig.max_length must be >= 2, got {self.max_length}")
+            raise UsageError(f"TeacherConfig.max_length must be >= 2, got {self.max_length}")
         if self.pooling not in POOLINGS:
-            raise ValueError(f"TeacherConfig.pooling must be one of {POOLINGS}, "
+            raise UsageError(f"TeacherConfig.pooling must be one of {POOLINGS}, "
                              f"got {self.pooling!r}")
         if isinstance(self.layers, str):
             if self.layers != "all":
-                raise ValueError(f"TeacherConfig.layers must be 'all' or a tuple of indices, "
+                raise UsageError(f"TeacherConfig.layers must be 'all' or a tuple of indices, "
                                  f"got {self.layers!r}")
         else:
             object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
         if not isinstance(self.attentions, bool):
             object.__setattr__(self, "attentions", tuple(int(i) for i in self.attentions))
         if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise ValueError(f"TeacherConfig.amp must be auto, bf16, fp16 or off, got {self.amp!r}")
+            raise UsageError(f"TeacherConfig.amp must be auto, bf16, fp16 or off, got {self.amp!r}")
         if self.backend not in BACKENDS:
-            raise ValueError(f"TeacherConfig.backend must be one of {BACKENDS}, "
+            raise UsageError(f"TeacherConfig.backend must be one of {BACKENDS}, "
                              f"got {self.backend!r}")
         for name in ("max_tokens_per_batch", "max_batch_size", "sort_window"):
             if getattr(self, name) < 1:
-                raise ValueError(f"TeacherConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise UsageError(f"TeacherConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.head not in HEADS:
-            raise ValueError(f"TeacherConfig.head must be one of {HEADS}, got {self.head!r}")
+            raise UsageError(f"TeacherConfig.head must be one of {HEADS}, got {self.head!r}")
         for name in ("doc_stride", "max_query_length"):
             if getattr(self, name) < 1:
-                raise ValueError(f"TeacherConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise UsageError(f"TeacherConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_tokens_per_batch < self.max_length:
-            raise ValueError(f"max_tokens_per_batch ({self.max_tokens_per_batch}) must be at "
+            raise UsageError(f"max_tokens_per_batch ({self.max_tokens_per_batch}) must be at "
                              f"least max_length ({self.max_length})")
 
 
@@ -101,7 +103,7 @@ def as_text_pair(record: Any) -> Tuple[str, Optional[str]]:
         return record, None
     if isinstance(record, Mapping):
         if "text_a" not in record:
-            raise ValueError(f"record has no 'text_a' field: {dict(record)!r}")
+            raise UsageError(f"record has no 'text_a' field: {dict(record)!r}")
         return record["text_a"], record.get("text_b")
     if isinstance(record, (tuple, list)) and len(record) in (1, 2):
         return record[0], (record[1] if len(record) == 2 else None)

@@ -15,6 +15,10 @@ import dataclasses
 import logging
 from typing import Any, Dict, Tuple
 
+from distiller.common.errors import UsageError
+from distiller.common.device import resolve_device
+from distiller.common.seeding import thread_independent_math
+
 from .devices import usable_cpus
 from .spec import default_layers
 from .teacher_config import TeacherConfig
@@ -54,6 +58,7 @@ def load_teacher(config: TeacherConfig,
     """Load `config.model` as the transformers class `auto_class` (e.g.
     "AutoModelForQuestionAnswering") with its tokenizer. ValueError for a setting the model or
     device cannot honour (fp16 off a GPU, max_length beyond its positions, layers it lacks)."""
+    thread_independent_math()   # a teacher loading in a worker: before any torch math
     import torch
     import transformers
 
@@ -78,17 +83,14 @@ def load_teacher(config: TeacherConfig,
                     "seed 0 (%s): is it fine-tuned?", cfg.model, len(info["missing_keys"]),
                     ", ".join(sorted(info["missing_keys"])[:4]))
     model.eval()
-    if cfg.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(cfg.device)
+    device = resolve_device(cfg.device)
     compute = teacher_compute(cfg.amp, device.type)   # once: autocast runs on every batch
     if device.type == "cpu":
         threads = cfg.num_threads or usable_cpus()
         torch.set_num_threads(max(1, threads))
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and cfg.max_length > limit:
-        raise ValueError(f"max_length {cfg.max_length} exceeds what {cfg.model} can embed "
+        raise UsageError(f"max_length {cfg.max_length} exceeds what {cfg.model} can embed "
                          f"({limit} positions): lower max_length")
     model = model.to(device)
     from .fingerprint import teacher_fingerprint
@@ -113,7 +115,7 @@ def _kept_layers(cfg: TeacherConfig, num_hidden_layers: int
     layers = default_layers(num_hidden_layers, cfg.layers)
     bad = [i for i in layers if i > num_hidden_layers]
     if bad:
-        raise ValueError(f"layers {bad} do not exist: {cfg.model} has hidden states "
+        raise UsageError(f"layers {bad} do not exist: {cfg.model} has hidden states "
                          f"0..{num_hidden_layers}")
     if cfg.attentions is True:
         return layers, tuple(range(1, num_hidden_layers + 1))

@@ -8,9 +8,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# thread-count-independent MKL, before any torch math
-import distiller.augment.seeding  # noqa: F401
-
 __all__ = [
     "TrainConfig", "TrainResult", "train",
     "SoftTargetLoss", "LogitMSELoss", "GoldLoss",

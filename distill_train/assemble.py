@@ -13,6 +13,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from torch import nn
 
+from distiller.common.errors import UsageError
+
 from .data import Batches, cache_fetcher, text_examples, text_fetcher
 from .objective import DistillObjective
 from .student import build_student, check_vocab
@@ -44,22 +46,22 @@ def resolve_run_task(config):
     for name in config.dev_corpora:
         other = cache.corpus_task(name)
         if recorded is not None and other is not None and not other.same_labels(recorded):
-            raise ValueError(f"dev corpus {name!r} was built for task {other.name} "
+            raise UsageError(f"dev corpus {name!r} was built for task {other.name} "
                              f"({_labels(other)}), the training corpus {config.train_corpus!r} "
                              f"for {recorded.name} ({_labels(recorded)})")
     given = config._task
     if recorded is None:
         if given is None:
-            raise ValueError(f"corpus {config.train_corpus!r} records no task (built by an older "
+            raise UsageError(f"corpus {config.train_corpus!r} records no task (built by an older "
                              "version): pass --task")
         return config
     if given is None:
         if isinstance(config.task, str) and config.task != recorded.name:
-            raise ValueError(f"task {config.task!r}: corpus {config.train_corpus!r} was built "
+            raise UsageError(f"task {config.task!r}: corpus {config.train_corpus!r} was built "
                              f"for task {recorded.name!r}")
         return config.replace(task=recorded.to_dict())
     if not given.same_labels(recorded):
-        raise ValueError(f"task {given.name} ({_labels(given)}) disagrees with the task corpus "
+        raise UsageError(f"task {given.name} ({_labels(given)}) disagrees with the task corpus "
                          f"{config.train_corpus!r} was built for: {recorded.name} "
                          f"({_labels(recorded)}); leave --task out to use the cache's")
     return config
@@ -116,7 +118,7 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
 
         cache = TeacherCache.open(config.cache)
         if getattr(cache.spec, "logits_topk", 0):
-            raise ValueError(f"cache {config.cache!r} keeps only the top-{cache.spec.logits_topk} "
+            raise UsageError(f"cache {config.cache!r} keeps only the top-{cache.spec.logits_topk} "
                              "logits; distillation needs full logits: build with logits_topk 0")
     if train_rows is None:
         train_rows = cache.read_corpus(config.train_corpus)
@@ -128,17 +130,17 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
     if config.limit_train:
         train_rows = list(train_rows)[:config.limit_train]
     if not train_rows:
-        raise ValueError(f"training corpus {config.train_corpus!r} is empty")
+        raise UsageError(f"training corpus {config.train_corpus!r} is empty")
     for name, rows in dev_sets:
         if not rows:
             # no dev metric: no best model to keep and a result of NaN; refused before training
-            raise ValueError(f"dev corpus {name!r} of cache {config.cache!r} is empty: build it "
+            raise UsageError(f"dev corpus {name!r} of cache {config.cache!r} is empty: build it "
                              "from a file that has rows, or leave out --dev-corpus")
     _check_labels(config, train_rows, dev_sets)
     sample = provider.get_many([train_rows[0]["key"]])[0] if provider is not None else None
     shape = teacher_shape(provider if provider is not None else cache, sample)
     if shape["pooling"] != "none" and config.inter_loss != "none":
-        raise ValueError(f"the cache keeps pooled hidden states ({shape['pooling']}); inter_loss "
+        raise UsageError(f"the cache keeps pooled hidden states ({shape['pooling']}); inter_loss "
                          f"{config.inter_loss!r} needs per-token states: build a cache with "
                          "pooling 'none' (or use inter_loss 'none')")
     objective = _objective_for(config, model, shape)
@@ -146,18 +148,18 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
     attn_layers = objective.teacher_layers if objective.needs_attentions else []
     missing = [l for l in layers if l not in shape["layers"]]
     if missing:
-        raise ValueError(f"the cache holds teacher layers {list(shape['layers'])} but the "
+        raise UsageError(f"the cache holds teacher layers {list(shape['layers'])} but the "
                          f"{config.inter_loss!r} loss with mapping {config.mapping!r} needs "
                          f"{missing}: rebuild the cache with those layers or change the mapping")
     missing = [l for l in attn_layers if l not in shape["attentions"]]
     if missing:
-        raise ValueError(f"inter_loss {config.inter_loss!r} needs the teacher's attention maps of "
+        raise UsageError(f"inter_loss {config.inter_loss!r} needs the teacher's attention maps of "
                          f"layers {missing}, the cache holds {list(shape['attentions'])}: build "
                          "the cache with attentions")
     if objective.needs_attentions:
         heads = getattr(getattr(provider, "spec", None), "num_heads", None)
         if heads and heads != model.config.num_attention_heads:
-            raise ValueError(f"attention-map losses need the student's heads "
+            raise UsageError(f"attention-map losses need the student's heads "
                              f"({model.config.num_attention_heads}) to equal the teacher's "
                              f"({heads})")
     dev_provider = provider
@@ -191,7 +193,7 @@ def _dev_batches(config, rows, fetch, questions) -> Batches:
     from .qa_eval import SpanBatches
 
     if questions is None:
-        raise ValueError("a question-answering dev corpus needs its question rows (contexts, "
+        raise UsageError("a question-answering dev corpus needs its question rows (contexts, "
                          "offsets, answers), which this corpus lacks: build it with a span task")
     if isinstance(questions, list):
         questions = {q["id"]: q for q in questions}
@@ -206,10 +208,10 @@ def _check_labels(config, train_rows, dev_sets) -> None:
     training corpus when the gold loss has weight."""
     for name, rows in dev_sets:
         if rows and all(r.get("label") is None for r in rows):
-            raise ValueError(f"dev corpus {name!r} has no labels (an unlabelled build): a dev "
+            raise UsageError(f"dev corpus {name!r} has no labels (an unlabelled build): a dev "
                              "set must be labelled to score the student")
     if config.w_gold and all(r.get("label") is None for r in train_rows):
-        raise ValueError(f"training corpus {config.train_corpus!r} has no gold labels (an "
+        raise UsageError(f"training corpus {config.train_corpus!r} has no gold labels (an "
                          "unlabelled build): set w_gold 0 (learn from the teacher alone)")
 
 
@@ -244,7 +246,7 @@ def read_text_records(path: str, task, limit: Optional[int] = None) -> List[Dict
         log.warning("%s: %d rows dead-lettered (first: row %d, %s)", path, len(dead), dead[0].row,
                     dead[0].reason)
     if not records:
-        raise ValueError(f"{path!r} holds no usable records for task {task.name}"
+        raise UsageError(f"{path!r} holds no usable records for task {task.name}"
                          + (f" (all {len(dead)} rows dead-lettered, first: {dead[0].reason})"
                             if dead else ""))
     return records
@@ -252,7 +254,7 @@ def read_text_records(path: str, task, limit: Optional[int] = None) -> List[Dict
 
 def _assemble_finetune(config, model, tokenizer, pad_id: int) -> RunParts:
     if tokenizer is None:
-        raise ValueError(f"fine-tuning on raw text needs a tokenizer, and {config.student!r} has "
+        raise UsageError(f"fine-tuning on raw text needs a tokenizer, and {config.student!r} has "
                          "none: save one next to the model")
     task = config.task_def
     examples = _span_examples if task.is_span else _text_examples

@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any, Dict
 
+from distiller.common.errors import UsageError
 from distiller.taskdata.resolve import add_task_arguments
 
 from .choices import OPTIONS, cli_arguments
@@ -125,7 +126,7 @@ def _config_from_args(args, keys) -> Any:
     if args.config:
         data = load_yaml_file(args.config, "--config") or {}
         if not isinstance(data, dict):
-            raise ValueError(f"--config {args.config!r} must hold a mapping of config keys")
+            raise UsageError(f"--config {args.config!r} must hold a mapping of config keys")
     overrides = {k: getattr(args, k, None) for k in keys}
     overrides.update({k: getattr(args, k) for k, _ in _TRAIN_FLAGS.values()})
     overrides.update({k: getattr(args, k) for k in _TABLE_FLAGS.values()})
@@ -133,7 +134,7 @@ def _config_from_args(args, keys) -> Any:
         overrides["progress"] = False
     for item in args.sets:
         if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         overrides[key.strip()] = load_yaml_text(value, f"--set {item!r}: the value")
     return TrainConfig.from_dict(data, **overrides)
@@ -159,7 +160,7 @@ def _train_and_print(config, args) -> int:
     elif args.nproc == 1:
         result = train(config).to_dict()
     else:
-        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+        raise UsageError(f"--nproc must be >= 1, got {args.nproc}")
     if rank_from_env() == 0:
         _report(result, args.command)
     return 0
@@ -230,7 +231,7 @@ def _run_evaluate(args) -> int:
     from .evaluate import evaluate_saved
 
     if bool(args.file) == bool(args.cache and args.corpus):
-        raise ValueError("evaluate needs either --cache DIR --corpus NAME or --file PATH")
+        raise UsageError("evaluate needs either --cache DIR --corpus NAME or --file PATH")
     task, _ = task_from_args(args, required=False)
     span = dict(doc_stride=args.doc_stride, max_query_length=args.max_query_length,
                 n_best=args.n_best, max_answer_length=args.max_answer_length,

@@ -13,6 +13,8 @@ import dataclasses
 import json
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from distiller.common.errors import UsageError
+
 from .choices import OPTIONS, default
 from .config_types import check_types, load_yaml_file
 
@@ -96,7 +98,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         def bad(key: str, value: Any, allowed: str) -> ValueError:
-            return ValueError(f"config key {key!r}: got {value!r}; {allowed}")
+            return UsageError(f"config key {key!r}: got {value!r}; {allowed}")
 
         check_types(self, bad)  # types first (config_types.py); pathlib paths become strings
         for key in ("dev_corpus", "dev_file"):
@@ -152,7 +154,7 @@ class TrainConfig:
             raise bad("loader_workers", self.loader_workers, "expected an integer >= 0 or null")
         if self.mode == "distill" and self.pred_loss == "none" and self.inter_loss == "none" \
                 and self.w_gold == 0:
-            raise ValueError("config: pred_loss 'none', inter_loss 'none' and w_gold 0 leave "
+            raise UsageError("config: pred_loss 'none', inter_loss 'none' and w_gold 0 leave "
                              "nothing to learn from; set one of them")
 
     def _resolve_task(self) -> None:
@@ -173,10 +175,10 @@ class TrainConfig:
                 raise
             resolved = None   # a name the cache's corpus must confirm
         if resolved is None and self.mode == "finetune":
-            raise ValueError("config key 'task': fine-tuning needs a task (a built-in name, a "
+            raise UsageError("config key 'task': fine-tuning needs a task (a built-in name, a "
                              "task file or the task flags --text-a/--label/--labels)")
         if resolved is not None and not resolved.resolved and self.mode == "finetune":
-            raise ValueError(f"config key 'task': the labels of task {resolved.name} are not "
+            raise UsageError(f"config key 'task': the labels of task {resolved.name} are not "
                              "known: give them (--labels) or let them be inferred from the "
                              "training file")
         object.__setattr__(self, "_task", resolved)
@@ -186,7 +188,7 @@ class TrainConfig:
     def task_def(self):
         """The resolved taskdata.Task; an error if it is still to be read from the cache."""
         if self._task is None:
-            raise ValueError("the task is not resolved yet: distiller.distill_train.assemble."
+            raise UsageError("the task is not resolved yet: distiller.distill_train.assemble."
                              "resolve_run_task reads it from the cache's training corpus")
         return self._task
 
@@ -232,7 +234,7 @@ class TrainConfig:
             for key in unknown:
                 close = difflib.get_close_matches(key, cls.keys(), n=1)
                 hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise ValueError(f"unknown config keys: {', '.join(hints)}; allowed keys are "
+            raise UsageError(f"unknown config keys: {', '.join(hints)}; allowed keys are "
                              f"{list(cls.keys())}")
         return cls(**merged)
 
@@ -240,7 +242,7 @@ class TrainConfig:
     def from_yaml(cls, path: str, **overrides: Any) -> "TrainConfig":
         data = load_yaml_file(path) or {}
         if not isinstance(data, dict):
-            raise ValueError(f"config file {path!r} must hold a mapping of keys, got "
+            raise UsageError(f"config file {path!r} must hold a mapping of keys, got "
                              f"{type(data).__name__}")
         return cls.from_dict(data, **overrides)
 

@@ -18,7 +18,8 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import torch
 
-from distiller.augment.seeding import derive_seed
+from distiller.common.errors import UsageError
+from distiller.common.seeding import derive_seed
 
 __all__ = ["InMemoryProvider", "OnlineTeacherProvider", "OnlineTokenProvider", "Batches",
            "collate", "cache_fetcher", "text_examples", "text_fetcher", "SPAN_FIELDS"]
@@ -196,7 +197,7 @@ def _check_ids(rows: Sequence[Mapping], items: Sequence[Mapping], vocab_size: in
         for field in ("input_ids", "mix_ids_b"):
             ids = item.get(field)
             if ids is not None and len(ids) and int(max(ids)) >= vocab_size:
-                raise ValueError(f"cache row {row['key']} holds token id {int(max(ids))} but the "
+                raise UsageError(f"cache row {row['key']} holds token id {int(max(ids))} but the "
                                  f"student embeds only {vocab_size} ids: use a student with the "
                                  "teacher's tokenizer")
 
@@ -252,7 +253,7 @@ class Batches:
     def __init__(self, rows: Sequence[Mapping], fetch: Callable[[Sequence[Mapping]], Dict],
                  *, batch_size: int, shuffle: bool, seed: int = 0, prefetch: bool = False):
         if not rows:
-            raise ValueError("no examples to iterate over (empty corpus?)")
+            raise UsageError("no examples to iterate over (empty corpus?)")
         self.rows, self.fetch = list(rows), fetch
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.prefetch = prefetch

@@ -34,6 +34,9 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import torch
 
+from distiller.common.device import cuda_rng_states, gpu_count
+from distiller.common.errors import UsageError
+
 __all__ = ["DistContext", "setup", "teardown", "StudentStep", "wrap", "RankBatches",
            "global_parts", "on_main", "gather_rng", "barrier", "epoch_seed", "NullLog",
            "launch", "run_ranks", "rank_from_env", "RankFailed"]
@@ -65,14 +68,14 @@ def rank_from_env() -> int:
 
 
 def _rank_device(name: str, local_rank: int) -> torch.device:
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+    if name == "cpu" or (name == "auto" and gpu_count() == 0):
         return torch.device("cpu")
     if name in ("auto", "cuda"):
-        if local_rank >= torch.cuda.device_count():
-            raise ValueError(f"rank with LOCAL_RANK {local_rank} has no GPU: this machine sees "
-                             f"{torch.cuda.device_count()}; start at most that many processes")
+        if local_rank >= gpu_count():
+            raise UsageError(f"rank with LOCAL_RANK {local_rank} has no GPU: this machine sees "
+                             f"{gpu_count()}; start at most that many processes")
         return torch.device(f"cuda:{local_rank}")
-    raise ValueError(f"device {name!r} with several processes: use auto or cuda (each rank takes "
+    raise UsageError(f"device {name!r} with several processes: use auto or cuda (each rank takes "
                      "cuda:LOCAL_RANK) or cpu")
 
 
@@ -247,7 +250,7 @@ def _fork_context():
     import multiprocessing
 
     if "fork" not in multiprocessing.get_all_start_methods():
-        raise ValueError("loader_workers > 0 needs the fork start method (Linux, macOS): set "
+        raise UsageError("loader_workers > 0 needs the fork start method (Linux, macOS): set "
                          "loader_workers 0")
     return multiprocessing.get_context("fork")
 
@@ -286,7 +289,7 @@ def gather_rng(ctx: DistContext) -> Optional[List[Dict[str, Any]]]:
     import torch.distributed as dist
 
     mine = {"cpu": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+            "cuda": cuda_rng_states()}
     out: List[Any] = [None] * ctx.world_size
     dist.all_gather_object(out, mine)
     return out
@@ -295,7 +298,7 @@ def gather_rng(ctx: DistContext) -> Optional[List[Dict[str, Any]]]:
 def epoch_seed(seed: int, epoch: int, ctx: DistContext) -> int:
     """The seed of an epoch's dropout draws: (seed, epoch) alone with one process, as before;
     with several, each rank its own (seed, epoch, rank)."""
-    from distiller.augment.seeding import derive_seed
+    from distiller.common.seeding import derive_seed
 
     if not ctx.enabled:
         return derive_seed(seed, "epoch", epoch)
@@ -315,19 +318,21 @@ class NullLog:
         pass
 
 
-class RankFailed(ValueError):
+class RankFailed(UsageError):
     """A rank of a `launch`ed run failed: the message names the rank and its error (a
-    ValueError so that the command prints it as its one error line; -v adds the traceback)."""
+    UsageError so that the command prints it as its one error line; -v adds the traceback)."""
 
 
 def _rank_main(config: Dict[str, Any], verbosity: int) -> Dict[str, Any]:
     """What each process started by `launch` runs: the trainer on the config, logging as its
     command's (WARNING and the libraries quiet; -v INFO, -vv DEBUG)."""
+    from distiller.common.seeding import thread_independent_math
     from distiller.taskdata.console import configure
 
     from .config import TrainConfig
     from .train import train
 
+    thread_independent_math()  # inherited from the command's environment; set if started alone
     configure(verbosity)  # the quiet environment the command set is inherited; logging is not
     return train(TrainConfig.from_dict(config)).to_dict()
 
@@ -369,9 +374,9 @@ def launch(config, nproc: int, *, verbosity: int = 0) -> Dict[str, Any]:
     from .assemble import resolve_run_task
 
     if nproc < 1:
-        raise ValueError(f"--nproc must be >= 1, got {nproc}")
+        raise UsageError(f"--nproc must be >= 1, got {nproc}")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError("--nproc inside a torchrun job: torchrun already started the ranks")
+        raise UsageError("--nproc inside a torchrun job: torchrun already started the ranks")
     resolve_run_task(config)  # a wrong cache, corpus or task: one error here, not one per rank
     os.makedirs(config.run_dir, exist_ok=True)
     return run_ranks(_rank_main, (config.to_dict(), verbosity), nproc)[0]

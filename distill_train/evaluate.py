@@ -13,6 +13,10 @@ import json
 import os
 from typing import Dict, Optional
 
+from distiller.common.errors import UsageError
+from distiller.common.device import resolve_device
+from distiller.common.files import atomic_open
+
 __all__ = ["evaluate_saved", "with_known_labels"]
 
 
@@ -25,7 +29,6 @@ def evaluate_saved(model_dir: str, task=None, *, cache: Optional[str] = None,
     with `predictions`, one JSON line per example (id, predicted and gold label by name).
     span_options (question answering): doc_stride, max_query_length (--file), n_best,
     max_answer_length, null_threshold."""
-    import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     from distiller.taskdata.heads import head_problem
@@ -46,19 +49,18 @@ def evaluate_saved(model_dir: str, task=None, *, cache: Optional[str] = None,
         recorded = TeacherCache.open(cache).corpus_task(corpus)
         task = with_known_labels(task, recorded)
         if task is not None and recorded is not None and not task.same_labels(recorded):
-            raise ValueError(f"task {task.name} disagrees with the task corpus {corpus!r} was "
+            raise UsageError(f"task {task.name} disagrees with the task corpus {corpus!r} was "
                              f"built for ({recorded.name})")
         task = recorded or task
     task = with_known_labels(task, task_of_model(model_dir))
     if task is None:
-        raise ValueError(f"no task for {model_dir!r}: no task file beside the model and no "
+        raise UsageError(f"no task for {model_dir!r}: no task file beside the model and no "
                          "cache corpus; give --task (and the columns of your data)")
     problem = head_problem(AutoConfig.from_pretrained(model_dir), task, what="model",
                            where=repr(model_dir))
     if problem:
-        raise ValueError(problem)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+        raise UsageError(problem)
+    dev = resolve_device(device)
     if task.is_span:
         return _evaluate_spans(model_dir, task, cache=cache, corpus=corpus, file=file,
                                batch_size=batch_size, max_length=max_length, device=dev,
@@ -72,7 +74,7 @@ def evaluate_saved(model_dir: str, task=None, *, cache: Optional[str] = None,
         is not None else 0
     if file:
         if tokenizer is None:
-            raise ValueError(f"{model_dir!r} has no tokenizer to read raw text with")
+            raise UsageError(f"{model_dir!r} has no tokenizer to read raw text with")
         rows = text_examples(read_text_records(file, task), tokenizer, max_length)
         batches = Batches(rows, text_fetcher(pad_id), batch_size=batch_size, shuffle=False)
     else:
@@ -83,7 +85,7 @@ def evaluate_saved(model_dir: str, task=None, *, cache: Optional[str] = None,
 
         rows = TeacherCache.open(cache).read_corpus(corpus)
         if not rows:
-            raise ValueError(f"corpus {corpus!r} is empty")
+            raise UsageError(f"corpus {corpus!r} is empty")
         reader = CacheReader(cache, layers=[], attentions=False)
         expected, source = cache_vocabulary(cache)
         check_vocab(model, tokenizer, expected, source=source, student=model_dir)
@@ -93,7 +95,7 @@ def evaluate_saved(model_dir: str, task=None, *, cache: Optional[str] = None,
     logits, gold, teacher = predict(model, batches, dev)
     labelled = [i for i, r in enumerate(rows) if r.get("label") is not None]
     if not labelled:
-        raise ValueError("the examples have no gold labels (an unlabelled corpus): there is "
+        raise UsageError("the examples have no gold labels (an unlabelled corpus): there is "
                          "nothing to score the model against")
     student = compute_metrics(task.metrics, logits[labelled], gold[labelled])
     teacher_m = (compute_metrics(task.metrics, teacher[labelled], gold[labelled])
@@ -120,15 +122,13 @@ def with_known_labels(task, known):
 def _write_predictions(path: str, task, rows, logits) -> None:
     """One JSON line per example: id, prediction (label name or number), gold label."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_open(path, durable=False) as fh:
         for row, out in zip(rows, logits):
             pred = float(out.reshape(-1)[0]) if task.is_regression else \
                 task.label_name(int(out.argmax()))
             fh.write(json.dumps({"id": row["id"], "prediction": pred,
                                  "label": task.label_name(row.get("label"))},
                                 ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def _evaluate_spans(model_dir: str, task, *, cache, corpus, file, batch_size: int,
@@ -160,7 +160,7 @@ def _evaluate_spans(model_dir: str, task, *, cache, corpus, file, batch_size: in
         store = TeacherCache.open(cache)
         rows, questions = store.read_corpus(corpus), store.read_questions(corpus)
         if questions is None:
-            raise ValueError(f"corpus {corpus!r} has no question rows: it was not built for a "
+            raise UsageError(f"corpus {corpus!r} has no question rows: it was not built for a "
                              "question-answering task")
         questions = {q["id"]: q for q in questions}
         reader = CacheReader(cache, layers=[], attentions=False)
@@ -168,7 +168,7 @@ def _evaluate_spans(model_dir: str, task, *, cache, corpus, file, batch_size: in
             int(max(o["input_ids"])) for o in reader.get_many([r["key"] for r in rows[:64]])))
         fetch = cache_fetcher(reader, pad_id=pad_id)
     if not rows:
-        raise ValueError("no questions to evaluate on")
+        raise UsageError("no questions to evaluate on")
     batches = SpanBatches(rows, fetch, questions=questions, task=task,
                           decode=DecodeConfig(n_best=n_best, max_answer_length=max_answer_length),
                           threshold=null_threshold, batch_size=batch_size)

@@ -11,13 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distiller.common.errors import UsageError
+
 __all__ = ["HiddenCELoss", "HiddenMSELoss", "CosineLoss", "PKDLoss", "AttentionLoss",
            "HIDDEN_LOSSES"]
 
 
 def _check(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> None:
     if student.shape != teacher.shape or mask.shape != student.shape[:2]:
-        raise ValueError(f"intermediate loss needs student and teacher [B, L, H] of one shape and "
+        raise UsageError(f"intermediate loss needs student and teacher [B, L, H] of one shape and "
                          f"mask [B, L]; got {tuple(student.shape)}, {tuple(teacher.shape)}, "
                          f"{tuple(mask.shape)}")
 
@@ -79,12 +81,12 @@ class AttentionLoss(nn.Module):
     def __init__(self, kind: str = "mse"):
         super().__init__()
         if kind not in ("mse", "kl"):
-            raise ValueError(f"AttentionLoss kind must be 'mse' or 'kl', got {kind!r}")
+            raise UsageError(f"AttentionLoss kind must be 'mse' or 'kl', got {kind!r}")
         self.kind = kind
 
     def forward(self, student, teacher, mask):
         if student.shape != teacher.shape or student.dim() != 4:
-            raise ValueError(f"attention maps must both be [B, heads, L, L] with the same "
+            raise UsageError(f"attention maps must both be [B, heads, L, L] with the same "
                              f"number of heads; got student {tuple(student.shape)}, teacher "
                              f"{tuple(teacher.shape)} (pick a student with the teacher's heads)")
         m = mask.float()

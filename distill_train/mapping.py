@@ -12,6 +12,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from distiller.common.errors import UsageError
+
 __all__ = ["skip_mapping", "last_mapping", "explicit_mapping", "layer_pairs", "emd_flow"]
 
 Pairs = List[Tuple[int, int]]
@@ -19,7 +21,7 @@ Pairs = List[Tuple[int, int]]
 
 def _check(n_student: int, n_teacher: int) -> None:
     if n_student < 1 or n_teacher < 1 or n_student > n_teacher:
-        raise ValueError(f"layer mapping needs 1 <= student layers <= teacher layers, got "
+        raise UsageError(f"layer mapping needs 1 <= student layers <= teacher layers, got "
                          f"student {n_student}, teacher {n_teacher}")
 
 
@@ -42,7 +44,7 @@ def explicit_mapping(pairs: Sequence[Sequence[int]], n_student: int, n_teacher: 
     for pair in pairs:
         s, t = int(pair[0]), int(pair[1])
         if not (0 <= s <= n_student and 0 <= t <= n_teacher):
-            raise ValueError(f"mapping pair ({s}, {t}) out of range: student hidden states are "
+            raise UsageError(f"mapping pair ({s}, {t}) out of range: student hidden states are "
                              f"0..{n_student}, teacher hidden states 0..{n_teacher}")
         out.append((s, t))
     return out
@@ -57,12 +59,12 @@ def layer_pairs(kind: str, n_student: int, n_teacher: int,
         return last_mapping(n_student, n_teacher)
     if kind == "explicit":
         if not pairs:
-            raise ValueError("mapping 'explicit' needs mapping_pairs")
+            raise UsageError("mapping 'explicit' needs mapping_pairs")
         return explicit_mapping(pairs, n_student, n_teacher)
     if kind == "emd":
         return [(0, 0)] + [(i, j) for i in range(1, n_student + 1)
                            for j in range(1, n_teacher + 1)]
-    raise ValueError(f"unknown mapping {kind!r}: expected skip, last, emd or explicit")
+    raise UsageError(f"unknown mapping {kind!r}: expected skip, last, emd or explicit")
 
 
 def emd_flow(cost: np.ndarray, student_weights: Optional[np.ndarray] = None,
@@ -75,7 +77,7 @@ def emd_flow(cost: np.ndarray, student_weights: Optional[np.ndarray] = None,
     """
     cost = np.asarray(cost, dtype=np.float64)
     if cost.ndim != 2 or not np.all(np.isfinite(cost)):
-        raise ValueError(f"emd_flow needs a finite 2-D cost matrix, got shape {cost.shape}")
+        raise UsageError(f"emd_flow needs a finite 2-D cost matrix, got shape {cost.shape}")
     n, m = cost.shape
     ws = np.full(n, 1.0 / n) if student_weights is None else np.asarray(student_weights, float)
     wt = np.full(m, 1.0 / m) if teacher_weights is None else np.asarray(teacher_weights, float)

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distiller.common.errors import UsageError
+
 __all__ = ["interpolated_bound", "MIAlphaLoss", "TransformerCritic", "MLPCritic", "make_critic"]
 
 
@@ -52,10 +54,10 @@ def interpolated_bound(scores: torch.Tensor, log_baseline: torch.Tensor, alpha: 
     """I_alpha (nats) from critic scores [B, B] (scores[i, j] = f(x_j, y_i)) and log q(y_i) [B]."""
     b = scores.shape[0]
     if scores.dim() != 2 or scores.shape[1] != b or b < 2:
-        raise ValueError(f"MI-alpha needs a square score matrix over a batch of >= 2, got "
+        raise UsageError(f"MI-alpha needs a square score matrix over a batch of >= 2, got "
                          f"{tuple(scores.shape)}")
     if log_baseline.shape != (b,):
-        raise ValueError(f"log q(y) must be [B]={b}, got {tuple(log_baseline.shape)}")
+        raise UsageError(f"log q(y) must be [B]={b}, got {tuple(log_baseline.shape)}")
     scores = scores.float()
     log_q = log_baseline.float()[:, None].expand(b, b)
     log_d = _log_interpolate(_log_loo_mean_exp(scores), log_q, alpha)         # [B, B]
@@ -126,7 +128,7 @@ class TransformerCritic(_SeparableCritic):
         super().__init__(out_dim, teacher_width)
         for name, width in (("student", student_width), ("teacher", teacher_width)):
             if width % heads:
-                raise ValueError(f"Transformer critic: {name} width {width} is not divisible by "
+                raise UsageError(f"Transformer critic: {name} width {width} is not divisible by "
                                  f"critic_heads={heads}; pick heads dividing both widths or "
                                  f"critic 'mlp'")
             layer = nn.TransformerEncoderLayer(width, heads, ff, dropout=0.0, batch_first=True)
@@ -148,7 +150,7 @@ def make_critic(kind: str, student_width: int, teacher_width: int, *, out_dim: i
                                  heads=heads, ff=ff)
     if kind == "mlp":
         return MLPCritic(student_width, teacher_width, out_dim=out_dim, hidden=ff)
-    raise ValueError(f"unknown critic {kind!r}: expected 'transformer' or 'mlp'")
+    raise UsageError(f"unknown critic {kind!r}: expected 'transformer' or 'mlp'")
 
 
 class MIAlphaLoss(nn.Module):
@@ -158,12 +160,12 @@ class MIAlphaLoss(nn.Module):
     def __init__(self, critic: nn.Module, alpha: float = 0.9):
         super().__init__()
         if not 0.0 <= float(alpha) <= 1.0:
-            raise ValueError(f"MI-alpha alpha must be in [0, 1], got {alpha!r}")
+            raise UsageError(f"MI-alpha alpha must be in [0, 1], got {alpha!r}")
         self.critic, self.alpha = critic, float(alpha)
 
     def forward(self, student, teacher, mask):
         if student.shape[:2] != teacher.shape[:2] or mask.shape != student.shape[:2]:
-            raise ValueError(f"MI-alpha needs student [B, L, Hs], teacher [B, L, Ht], mask [B, L];"
+            raise UsageError(f"MI-alpha needs student [B, L, Hs], teacher [B, L, Ht], mask [B, L];"
                              f" got {tuple(student.shape)}, {tuple(teacher.shape)}, "
                              f"{tuple(mask.shape)}")
         scores, log_q = self.critic(student, teacher, mask)

@@ -13,6 +13,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from distiller.common.errors import UsageError
+
 from .forward import mixed_targets
 from .inter_losses import HIDDEN_LOSSES, AttentionLoss
 from .mapping import emd_flow, layer_pairs
@@ -42,7 +44,7 @@ def combine_losses(*, pred: Optional[torch.Tensor], inter: Sequence[torch.Tensor
             continue
         total = weight * term if total is None else total + weight * term
     if total is None:
-        raise ValueError("no loss term is active: every weight is 0 or every term is missing")
+        raise UsageError("no loss term is active: every weight is 0 or every term is missing")
     return total
 
 
@@ -142,7 +144,7 @@ class DistillObjective(nn.Module):
             student = (None,) + tuple(student)  # attention of layer i at index i
         missing = [t for t in self.teacher_layers if t not in teacher]
         if missing:
-            raise ValueError(f"the batch lacks teacher layers {missing} needed by the "
+            raise UsageError(f"the batch lacks teacher layers {missing} needed by the "
                              f"{self.kind!r} loss over mapping pairs {self.pairs}: build the cache "
                              f"with those layers (or attentions) or change the mapping")
         real = mask.bool() if self.kind in ("ce", "mse", "cosine") else None

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distiller.common.errors import UsageError
+
 __all__ = ["SoftTargetLoss", "LogitMSELoss", "GoldLoss"]
 
 
@@ -28,15 +30,15 @@ class SoftTargetLoss(nn.Module):
     def __init__(self, temperature: float = 1.0, *, kind: str = "kl", scale_by_t2: bool = True):
         super().__init__()
         if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+            raise UsageError(f"temperature must be > 0, got {temperature!r}")
         if kind not in ("kl", "soft_ce"):
-            raise ValueError(f"SoftTargetLoss kind must be 'kl' or 'soft_ce', got {kind!r}")
+            raise UsageError(f"SoftTargetLoss kind must be 'kl' or 'soft_ce', got {kind!r}")
         self.temperature, self.kind, self.scale_by_t2 = float(temperature), kind, scale_by_t2
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
         """student_logits, teacher_logits: [B, C] -> scalar."""
         if student_logits.shape != teacher_logits.shape:
-            raise ValueError(f"logit shapes differ: student {tuple(student_logits.shape)}, "
+            raise UsageError(f"logit shapes differ: student {tuple(student_logits.shape)}, "
                              f"teacher {tuple(teacher_logits.shape)}")
         t = self.temperature
         log_ps = F.log_softmax(student_logits.float() / t, dim=-1)
@@ -55,7 +57,7 @@ class LogitMSELoss(nn.Module):
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
         if student_logits.shape != teacher_logits.shape:
-            raise ValueError(f"logit shapes differ: student {tuple(student_logits.shape)}, "
+            raise UsageError(f"logit shapes differ: student {tuple(student_logits.shape)}, "
                              f"teacher {tuple(teacher_logits.shape)}")
         return F.mse_loss(student_logits.float(), teacher_logits.float())
 
@@ -70,7 +72,7 @@ class GoldLoss(nn.Module):
     def __init__(self, problem_type: str):
         super().__init__()
         if problem_type not in ("single_label_classification", "regression"):
-            raise ValueError(f"problem_type must be single_label_classification or regression, "
+            raise UsageError(f"problem_type must be single_label_classification or regression, "
                              f"got {problem_type!r}")
         self.problem_type = problem_type
 

@@ -23,6 +23,8 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
+from distiller.common.errors import MissingEntryError, UsageError
+
 __all__ = ["DecodeConfig", "Span", "decode_spans", "question_of"]
 
 
@@ -37,7 +39,7 @@ class DecodeConfig:
         for name in ("n_best", "max_answer_length"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise UsageError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +65,8 @@ def question_of(row: Mapping[str, Any], questions: Mapping[str, Mapping[str, Any
     if found is None and row.get("parent_id") is not None:
         found = questions.get(row["parent_id"])
     if found is None:
-        raise KeyError(f"no question row for {row['id']!r}: the corpus's questions file lacks "
-                       "it (build the corpus again)")
+        raise MissingEntryError(f"no question row for {row['id']!r}: the corpus's questions "
+                                "file lacks it (build the corpus again)")
     return found
 
 
@@ -111,7 +113,7 @@ def decode_spans(rows: Sequence[Mapping[str, Any]], logits: Sequence[np.ndarray]
     """{record id: Span} over window rows and their logits [L, 2] (rows of one record may be
     anywhere in the list)."""
     if len(rows) != len(logits):
-        raise ValueError(f"{len(rows)} window rows but {len(logits)} logits")
+        raise UsageError(f"{len(rows)} window rows but {len(logits)} logits")
     groups: Dict[str, List[int]] = {}
     for i, row in enumerate(rows):
         groups.setdefault(row["id"], []).append(i)

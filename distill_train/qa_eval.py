@@ -16,6 +16,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from distiller.common.errors import UsageError
+from distiller.common.files import atomic_open
+
 from .data import Batches
 from .qa_decode import DecodeConfig, decode_spans, question_of
 
@@ -33,7 +36,7 @@ class SpanBatches(Batches):
                  batch_size: int = 128):
         super().__init__(rows, fetch, batch_size=batch_size, shuffle=False)
         if not task.is_span:
-            raise ValueError(f"task {task.name} is not a span task")
+            raise UsageError(f"task {task.name} is not a span task")
         self.questions, self.task, self.decode, self.threshold = questions, task, decode, \
             threshold
 
@@ -80,7 +83,7 @@ def score_spans(task, rows: Sequence[Mapping[str, Any]], logits: Sequence[np.nda
     for rid in spans:
         answers = question_of(first[rid], questions).get("answers")
         if answers is None:
-            raise ValueError(f"question {rid!r} has no gold answers (an unlabelled corpus): "
+            raise UsageError(f"question {rid!r} has no gold answers (an unlabelled corpus): "
                              "there is nothing to score the model against")
         gold[rid] = list(answers)
     texts = {rid: s.text for rid, s in spans.items()}
@@ -125,10 +128,8 @@ def write_predictions(path: str, predictions: Mapping[str, str],
     ``.null_odds.json`` sibling (returned) for evaluate-v2.0.py --na-prob-file."""
     def dump(target: str, data: Mapping[str, Any]) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-        tmp = f"{target}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with atomic_open(target, durable=False) as fh:
             json.dump(dict(data), fh, ensure_ascii=False, indent=1, sort_keys=True)
-        os.replace(tmp, target)
 
     dump(path, predictions)
     if null_odds is None:

@@ -1,17 +1,20 @@
-"""Run outputs: the JSONL metrics log (plus optional TensorBoard), atomic checkpoints (and the
-check that a run directory's checkpoint belongs to the config resuming it), the saved model."""
+"""The trainer's run outputs over the shared run files (distiller.common.runfiles,
+distiller.common.checkpoints): the metrics log (plus optional TensorBoard), the checkpoint of
+the student, objective, optimizer, schedule and scaler (and the check that a run directory's
+checkpoint belongs to the config resuming it), the saved model."""
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
-import time
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from distiller.taskdata.checkpoints import load_checkpoint_file, save_checkpoint_file
+from distiller.common import runfiles
+from distiller.common.checkpoints import load_checkpoint_file, save_checkpoint_file
+from distiller.common.device import cuda_rng_states
+from distiller.common.errors import UsageError
+from distiller.common.runfiles import append_event, json_safe
 
 __all__ = ["RunLog", "save_checkpoint", "load_checkpoint", "check_resumable", "save_model",
            "json_safe"]
@@ -23,23 +26,6 @@ _CHECKPOINT_KEYS = ("state", "model", "objective", "optimizer", "scheduler", "sc
 # Config keys that may change between a killed run and its resumption.
 RESUME_FREE = {"resume", "progress", "tensorboard", "log_every", "device", "eval_batch_size",
                "loader_workers"}
-
-
-def json_safe(value: Any) -> Any:
-    """`value` with every NaN or infinite float (an undefined metric, a diverged loss) replaced
-    by None, so that json.dumps(..., allow_nan=False) writes valid JSON; tensors and numpy
-    scalars become floats."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (bool, int, str)) or value is None:
-        return value
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return value
-    return number if math.isfinite(number) else None
 
 
 class RunLog:
@@ -61,9 +47,7 @@ class RunLog:
                             exc)
 
     def event(self, record: Dict[str, Any]) -> None:
-        record = dict(record, time=round(time.time(), 3))
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(json_safe(record), sort_keys=True, allow_nan=False) + "\n")
+        record = append_event(self.path, record)
         if self.tb is not None and record.get("event") == "epoch":
             for name, value in (record.get("dev") or {}).items():
                 self.tb.add_scalar(f"dev/{name}", value, record["global_step"])
@@ -88,7 +72,7 @@ def save_checkpoint(path: str, *, state: Dict[str, Any], model, objective, optim
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
         "rng": {"cpu": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+                "cuda": cuda_rng_states()},
     }
     save_checkpoint_file(path, payload)
 
@@ -111,26 +95,18 @@ def load_checkpoint(path: str, *, model, objective, optimizer, scheduler, scaler
     except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
         detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         detail = detail if len(detail) <= 300 else detail[:300] + " ..."
-        raise ValueError(f"{path} does not fit this run ({detail or type(exc).__name__}); "
+        raise UsageError(f"{path} does not fit this run ({detail or type(exc).__name__}); "
                          f"{fix}") from None
     if not isinstance(state, dict) or not (rng is None or isinstance(rng, dict)):
-        raise ValueError(f"{path} holds no loop state; {fix}")
+        raise UsageError(f"{path} holds no loop state; {fix}")
     return state, rng
 
 
 def check_resumable(run_dir: str, config: Dict[str, Any]) -> None:
-    """ValueError unless the config saved in `run_dir` (if any) equals `config` (a
+    """UsageError unless the config saved in `run_dir` (if any) equals `config` (a
     TrainConfig.to_dict()) in every key but those a resumed run may change (RESUME_FREE)."""
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(path):
-        return
-    with open(path, encoding="utf-8") as fh:
-        old = json.load(fh)
-    diff = {k: (old.get(k), config[k]) for k in config
-            if k not in RESUME_FREE and old.get(k) != config[k]}
-    if diff:
-        raise ValueError(f"run_dir {run_dir!r} holds a checkpoint of a different config "
-                         f"(key: (saved, now): {diff}); use a new run_dir or resume=false")
+    runfiles.check_resumable(os.path.join(run_dir, "config.json"), config, free=RESUME_FREE,
+                             what=f"run_dir {run_dir!r}", fix="use a new run_dir or resume=false")
 
 
 def save_model(model, tokenizer, path: str, task) -> None:

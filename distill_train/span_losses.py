@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distiller.common.errors import UsageError
+
 __all__ = ["SpanKDLoss", "SpanGoldLoss", "MASKED"]
 
 MASKED = -1e9   # a logit no softmax gives weight to (finite: no inf - inf in the gradients)
@@ -19,10 +21,10 @@ MASKED = -1e9   # a logit no softmax gives weight to (finite: no inf - inf in th
 
 def _check(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> None:
     if student.shape != teacher.shape or student.dim() != 3 or student.shape[-1] != 2:
-        raise ValueError(f"span logits must both be [B, L, 2], got student "
+        raise UsageError(f"span logits must both be [B, L, 2], got student "
                          f"{tuple(student.shape)} and teacher {tuple(teacher.shape)}")
     if mask.shape != student.shape[:2]:
-        raise ValueError(f"span mask must be [B, L] = {tuple(student.shape[:2])}, got "
+        raise UsageError(f"span mask must be [B, L] = {tuple(student.shape[:2])}, got "
                          f"{tuple(mask.shape)}")
 
 
@@ -35,9 +37,9 @@ class SpanKDLoss(nn.Module):
     def __init__(self, temperature: float = 1.0, *, kind: str = "kl", scale_by_t2: bool = True):
         super().__init__()
         if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+            raise UsageError(f"temperature must be > 0, got {temperature!r}")
         if kind not in ("kl", "soft_ce", "mse"):
-            raise ValueError(f"SpanKDLoss kind must be kl, soft_ce or mse, got {kind!r}")
+            raise UsageError(f"SpanKDLoss kind must be kl, soft_ce or mse, got {kind!r}")
         self.temperature, self.kind, self.scale_by_t2 = float(temperature), kind, scale_by_t2
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor
@@ -66,7 +68,7 @@ class SpanGoldLoss(nn.Module):
                 ) -> torch.Tensor:
         """logits [B, L, 2], labels [B, 2] (Long), mask [B, L] -> scalar."""
         if labels.dim() != 2 or labels.shape[-1] != 2:
-            raise ValueError(f"span labels must be [B, 2] (start, end), got "
+            raise UsageError(f"span labels must be [B, 2] (start, end), got "
                              f"{tuple(labels.shape)}")
         known = labels[:, 0] != -100
         if not bool(known.any()):

@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence, Tuple
 
 from torch import nn
 
+from distiller.common.errors import UsageError
 from distiller.taskdata.heads import head_problem
 
 from .mapping import skip_mapping
@@ -46,7 +47,7 @@ def _layer_list(model: nn.Module) -> Tuple[nn.Module, str]:
                 return parent, parts[-1]
         except AttributeError:
             continue
-    raise ValueError(f"cannot find the transformer layers of {type(model).__name__} to truncate; "
+    raise UsageError(f"cannot find the transformer layers of {type(model).__name__} to truncate; "
                      "use student_init 'config' or 'pretrained' for this architecture")
 
 
@@ -56,7 +57,7 @@ def truncate_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
     layers = getattr(parent, attr)
     n = len(layers)
     if not keep or any(not 1 <= k <= n for k in keep) or list(keep) != sorted(set(keep)):
-        raise ValueError(f"layers to keep must be increasing, distinct and within 1..{n}, "
+        raise UsageError(f"layers to keep must be increasing, distinct and within 1..{n}, "
                          f"got {list(keep)}")
     out = copy.deepcopy(model)
     parent, attr = _layer_list(out)
@@ -97,7 +98,7 @@ def build_student(config) -> Tuple[nn.Module, Any]:
         problem = head_problem(AutoConfig.from_pretrained(config.student), task, what="model",
                                where=repr(config.student))
         if problem and not config.reinit_head:
-            raise ValueError(problem)
+            raise UsageError(problem)
         model = auto.from_pretrained(config.student, ignore_mismatched_sizes=bool(problem),
                                      **kwargs)
         if problem:
@@ -109,7 +110,7 @@ def build_student(config) -> Tuple[nn.Module, Any]:
         keep = config.student_layers
         if keep is None:
             if not config.student_num_layers:
-                raise ValueError("student_init 'truncate' needs student_layers (teacher layers to "
+                raise UsageError("student_init 'truncate' needs student_layers (teacher layers to "
                                  "keep, 1-based) or student_num_layers (kept by skip mapping)")
             keep = [t for _, t in skip_mapping(config.student_num_layers, n_teacher)[1:]]
         model = truncate_layers(model, keep)
@@ -125,7 +126,7 @@ def build_student(config) -> Tuple[nn.Module, Any]:
             if value is not None:
                 setattr(base, key, value)
         if base.hidden_size % base.num_attention_heads:
-            raise ValueError(f"student hidden size {base.hidden_size} is not divisible by "
+            raise UsageError(f"student hidden size {base.hidden_size} is not divisible by "
                              f"{base.num_attention_heads} heads")
         for key, value in kwargs.items():
             if key != "attn_implementation":
@@ -168,18 +169,18 @@ def check_vocab(model: nn.Module, tokenizer, expected: Optional[Sequence[Optiona
                 head = (f"the tokenizer of {student} is not the one {what} was tokenised with "
                         f"({source}): ")
                 if not n:
-                    raise ValueError(f"{head}it has {len(mine)} tokens, {what}'s {len(expected)} "
+                    raise UsageError(f"{head}it has {len(mine)} tokens, {what}'s {len(expected)} "
                                      f"(the first {common} agree): {fix}")
                 sizes = (f"{len(mine)} tokens against {len(expected)}"
                          if len(mine) != len(expected) else f"{len(expected)} tokens each")
-                raise ValueError(f"{head}{n} of the ids both have differ ({sizes}); "
+                raise UsageError(f"{head}{n} of the ids both have differ ({sizes}); "
                                  f"{'; '.join(first)}: {fix}")
         else:
             log.warning("%s has no tokenizer: its vocabulary cannot be compared with %s's (%s); "
                         "only its size is checked", student, what, source)
         if rows < len(expected):
-            raise ValueError(f"{student} embeds {rows} token ids but {what} was tokenised with a "
+            raise UsageError(f"{student} embeds {rows} token ids but {what} was tokenised with a "
                              f"vocabulary of {len(expected)} ({source}): {fix}")
     if max_token_id is not None and max_token_id >= rows:
-        raise ValueError(f"{what} holds token id {max_token_id} but {student} embeds only {rows} "
+        raise UsageError(f"{what} holds token id {max_token_id} but {student} embeds only {rows} "
                          f"ids: {fix}")

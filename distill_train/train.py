@@ -28,7 +28,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from distiller.augment.seeding import derive_seed
+from distiller.common.errors import UsageError
+from distiller.common.device import gpu_count, resolve_device
+from distiller.common.seeding import derive_seed
 
 from . import distributed
 from .assemble import assemble, resolve_run_task
@@ -135,7 +137,7 @@ def _open_run_dir(config: TrainConfig, dist, *, own_task: bool) -> Tuple[TrainCo
 def _set_up(config: TrainConfig, dist, rank_device, resuming: bool, **data) -> _Run:
     """Model and objective on the device (weights initialised from the seed alone), wrapped as
     one training step; this rank's batches; the optimisation over all the run's steps."""
-    device = rank_device or _device(config.device)
+    device = rank_device or resolve_device(config.device)
     torch.manual_seed(derive_seed(config.seed, "init"))
     parts = assemble(config, **data)
     model, objective = parts.model.to(device), parts.objective.to(device)
@@ -161,7 +163,7 @@ def _start_or_resume(run: _Run) -> Dict[str, Any]:
         state, run.rng = load_checkpoint(path, model=run.model, objective=run.objective,
                                          **run.opt.checkpointed())
         if state.get("world_size", 1) != dist.world_size:
-            raise ValueError(f"{path} was written by a run of {state.get('world_size', 1)} "
+            raise UsageError(f"{path} was written by a run of {state.get('world_size', 1)} "
                              f"process(es), this one has {dist.world_size}: resume with as many "
                              "(the global batch and the data order depend on it)")
         if dist.enabled:  # each rank continues from its own RNG state
@@ -218,7 +220,7 @@ def _seed_epoch(run: _Run, epoch: int, skip: int) -> None:
     rng, run.rng = run.rng, None
     if rng is not None and skip:
         torch.set_rng_state(rng["cpu"])
-        if rng.get("cuda") is not None and torch.cuda.is_available():
+        if rng.get("cuda") is not None and gpu_count():
             torch.cuda.set_rng_state_all(rng["cuda"])
     else:
         torch.manual_seed(distributed.epoch_seed(run.config.seed, epoch, run.dist))
@@ -320,12 +322,6 @@ def _finish(run: _Run, state: Dict[str, Any], wall_time_s: float) -> TrainResult
             json.dump(result.to_dict(), fh, indent=2, allow_nan=False)
     distributed.teardown(run.dist)
     return result
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _progress(config: TrainConfig, total: int, initial: int, desc: str):

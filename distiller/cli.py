@@ -6,6 +6,11 @@ those cli modules by name and is the only one that dispatches: no package calls 
 The cli modules import heavy libraries (torch, beam, optuna) inside ``func`` only, so
 ``distiller --help`` stays fast. ``python -m distiller`` runs the same command (what sweeps and
 tests use as a subprocess).
+
+Errors (docs/errors.md): bad input raises `UsageError` (distiller.common.errors) and the
+environment raises `OSError` (a missing file, a full disk); both print one line, exit code 2 (the
+traceback with -v). Any other exception is a defect of the program: its traceback and a line
+asking to report it, exit code 1. An interrupt exits with 130.
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ import distiller.builders.cli
 import distiller.distill_train.cli
 import distiller.pipelines.build_cli
 import distiller.taskdata.cli
+from distiller.common.errors import UsageError
+from distiller.common.seeding import thread_independent_math
 from distiller.taskdata.console import configure, error_message
 
 __all__ = ["main", "build_parser"]
@@ -55,15 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    thread_independent_math()  # before any torch math here or in the workers this starts
     configure(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, KeyError, OSError) as exc:
-        # Library errors carry a message saying what was wrong and how to fix it; the
-        # traceback is for -v only.
+    except (UsageError, OSError) as exc:
+        # Bad input or the environment: the message says what was wrong and how to fix it;
+        # the traceback is for -v only.
         if args.verbose:
             traceback.print_exc()
         print(f"distiller {args.command}: error: {error_message(exc)}", file=sys.stderr)
@@ -73,6 +81,12 @@ def main(argv: Optional[List[str]] = None) -> int:
               "holds only committed shards and a training run resumes from its last checkpoint. "
               "Run the same command again to continue.", file=sys.stderr)
         return 130
+    except Exception:  # noqa: BLE001 - anything else is a defect: show where it happened
+        traceback.print_exc()
+        print(f"distiller {args.command}: internal error: this is a bug in distiller, not in "
+              "your input; please report it, with the command and the traceback above, to the "
+              "project's issue tracker", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

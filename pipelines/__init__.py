@@ -9,9 +9,6 @@ Public API (imported lazily, so `distiller --help` does not pay for Beam or torc
 """
 import importlib
 
-# thread-count-independent MKL, before any torch math
-import distiller.augment.seeding  # noqa: F401
-
 __all__ = ["BuildOptions", "build_distill_set", "BuildDistillSet", "corpus_names", "ReadCorpus",
            "KeyRecords", "AugmentCorpus", "CachedKeys", "MissingKeys", "ScoreWithTeacher",
            "TeacherModelHandler", "CommitAndIndex", "MixupPairs", "pipeline_args",

@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import apache_beam as beam
 
-from distiller.augment.seeding import stable_hash
+from distiller.common.seeding import stable_hash
 
 __all__ = ["BatchRecords", "SHUFFLE_GROUPS", "uses_shuffle_batching"]
 

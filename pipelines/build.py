@@ -30,6 +30,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 
+from distiller.common.errors import UsageError
 from distiller.pipelines.augmentation import AugmentCorpus
 from distiller.pipelines.buildcheck import check_outputs, failure_message
 from distiller.pipelines.buildlog import Progress, beam_counters, stderr_of_workers, worker_log_path
@@ -97,25 +98,25 @@ class BuildOptions:
 
         object.__setattr__(self, "task", resolve_task(self.task))
         if self.task is None:
-            raise ValueError("a build needs a task (a built-in name or a taskdata.Task)")
+            raise UsageError("a build needs a task (a built-in name or a taskdata.Task)")
         if self.workers is not None and self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+            raise UsageError(f"workers must be >= 1, got {self.workers}")
         if self.threads_per_worker is not None and self.threads_per_worker < 1:
-            raise ValueError(f"threads_per_worker must be >= 1, got {self.threads_per_worker}")
+            raise UsageError(f"threads_per_worker must be >= 1, got {self.threads_per_worker}")
         if self.max_length < 2:
-            raise ValueError(f"max_length must be >= 2, got {self.max_length}")
+            raise UsageError(f"max_length must be >= 2, got {self.max_length}")
         if self.limit is not None and self.limit < 0:
-            raise ValueError(f"limit must be >= 0, got {self.limit}")
+            raise UsageError(f"limit must be >= 0, got {self.limit}")
         if self.mixup < 0 or self.mixup_alpha <= 0:
-            raise ValueError(f"mixup must be >= 0 and mixup_alpha > 0, got {self.mixup} and "
+            raise UsageError(f"mixup must be >= 0 and mixup_alpha > 0, got {self.mixup} and "
                              f"{self.mixup_alpha}")
         if self.mixup and self.backend == "onnx":
-            raise ValueError("mixup scores interpolated embeddings, which the onnx backend does "
+            raise UsageError("mixup scores interpolated embeddings, which the onnx backend does "
                              "not take: use --backend eager or compile with --mixup")
         if not self.split:
-            raise ValueError("split must be non-empty: it names the corpora written")
+            raise UsageError("split must be non-empty: it names the corpora written")
         if self.task.is_span and self.mixup:
-            raise ValueError("mixup interpolates whole inputs of classification and regression "
+            raise UsageError("mixup interpolates whole inputs of classification and regression "
                              f"tasks; task {self.task.name} is question answering: drop --mixup")
         object.__setattr__(self, "beam_args", tuple(self.beam_args))
 

@@ -21,6 +21,8 @@ import re
 import tempfile
 from typing import Optional, Sequence
 
+from distiller.common.errors import UsageError
+
 __all__ = ["check_outputs", "check_writable_dir", "failure_message"]
 
 
@@ -38,13 +40,13 @@ def check_writable_dir(path: str, what: str) -> None:
     """ValueError unless `path` is (or can be created as) a directory this process can write."""
     existing = _nearest_existing(path)
     if not os.path.isdir(existing):
-        raise ValueError(f"{what} {path!r} cannot be created: {existing!r} is a file, not a "
+        raise UsageError(f"{what} {path!r} cannot be created: {existing!r} is a file, not a "
                          "directory; choose another path")
     try:
         with tempfile.NamedTemporaryFile(dir=existing, prefix=".distiller-write-probe-"):
             pass
     except OSError as exc:
-        raise ValueError(f"{what} {path!r} is not writable ({exc.strerror or exc} in "
+        raise UsageError(f"{what} {path!r} is not writable ({exc.strerror or exc} in "
                          f"{existing!r}): check its permissions, free disk space or choose "
                          "another path") from None
 
@@ -57,24 +59,24 @@ def check_outputs(*, cache: str, corpus_names: Sequence[str], dead_letter_path: 
     # inputs are read through fsspec; what a build writes goes through plain file operations
     for flag, path in (("--cache", cache), ("--dead-letters", dead_letter_path)):
         if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path or ""):
-            raise ValueError(f"{flag} {path!r} is a URL: the cache and the dead-letter file are "
+            raise UsageError(f"{flag} {path!r} is a URL: the cache and the dead-letter file are "
                              "written with plain file operations, so give a local path or one "
                              "on a shared filesystem mounted where every worker runs")
     for name in corpus_names:
         try:
             check_corpus_name(name)
         except ValueError as exc:
-            raise ValueError(f"{exc}: it is made from --task, --split and the policy name; "
+            raise UsageError(f"{exc}: it is made from --task, --split and the policy name; "
                              "choose another --split or --task") from None
     if os.path.exists(cache) and not os.path.isdir(cache):
-        raise ValueError(f"--cache {cache!r} is a file, not a cache directory: choose another "
+        raise UsageError(f"--cache {cache!r} is a file, not a cache directory: choose another "
                          "path")
     check_writable_dir(cache, "--cache")
     for sub in ("shards", "corpora"):
         if os.path.isdir(os.path.join(cache, sub)):
             check_writable_dir(os.path.join(cache, sub), "--cache")
     if os.path.isdir(dead_letter_path):
-        raise ValueError(f"the dead-letter file {dead_letter_path!r} is a directory: pass "
+        raise UsageError(f"the dead-letter file {dead_letter_path!r} is a directory: pass "
                          "--dead-letters FILE.jsonl")
     check_writable_dir(os.path.dirname(os.path.abspath(dead_letter_path)),
                        "the dead-letter directory")

@@ -19,6 +19,7 @@ import tempfile
 import uuid
 from typing import Any, Optional, Tuple
 
+from distiller.common.errors import UsageError
 from distiller.builders.devices import claim_device, device_kind, gpus_run_bf16, resolve_devices
 
 __all__ = ["DevicePlan", "plan_devices", "place_build"]
@@ -87,7 +88,7 @@ def place_build(opts) -> Tuple[Any, DevicePlan]:
     plan, workers = plan_devices(opts.devices, local=local, workers=opts.workers)
     kinds = plan.kinds()
     if getattr(opts, "backend", "eager") == "onnx" and "cuda" in kinds:
-        raise ValueError(f"--backend onnx runs on a CPU, but --devices {opts.devices!r} gives the "
+        raise UsageError(f"--backend onnx runs on a CPU, but --devices {opts.devices!r} gives the "
                          "workers GPUs: pass --devices cpu, or use --backend eager or compile")
     bf16 = gpus_run_bf16(plan.slots) if kinds == ("cuda",) else True
     amp = resolve_amp(opts.amp, recorded=cache_compute(opts.cache), kinds=kinds,

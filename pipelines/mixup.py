@@ -17,7 +17,8 @@ from typing import Any, Dict, Iterator
 
 import apache_beam as beam
 
-from distiller.augment.seeding import make_rng
+from distiller.common.errors import UsageError
+from distiller.common.seeding import make_rng
 from distiller.pipelines.keying import strip_internal
 
 __all__ = ["MixupPairs", "draw_pairs", "MIXUP_CHAIN", "mixup_corpus_row"]
@@ -64,9 +65,9 @@ class MixupPairs(beam.PTransform):
     def __init__(self, *, pairs_per_example: int, alpha: float = 0.4, seed: int = 0):
         super().__init__()
         if pairs_per_example < 1:
-            raise ValueError(f"pairs_per_example must be >= 1, got {pairs_per_example}")
+            raise UsageError(f"pairs_per_example must be >= 1, got {pairs_per_example}")
         if alpha <= 0:
-            raise ValueError(f"mixup alpha must be > 0 (Beta(alpha, alpha)), got {alpha}")
+            raise UsageError(f"mixup alpha must be > 0 (Beta(alpha, alpha)), got {alpha}")
         self.kwargs = dict(pairs_per_example=pairs_per_example, alpha=alpha, seed=seed)
 
     def expand(self, records):

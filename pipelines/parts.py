@@ -16,7 +16,8 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import apache_beam as beam
 
-from distiller.augment.seeding import stable_hash
+from distiller.common.errors import UsageError
+from distiller.common.seeding import stable_hash
 from distiller.builders.corpusparts import PART_ROWS, write_part
 
 __all__ = ["WriteParts", "corpus_row", "reason_category", "row_entry", "mix_entry",
@@ -126,7 +127,7 @@ class WriteParts(beam.PTransform):
                  part_rows: int = PART_ROWS):
         super().__init__()
         if kind not in self._ENTRIES:
-            raise ValueError(f"kind must be one of {sorted(self._ENTRIES)}, got {kind!r}")
+            raise UsageError(f"kind must be one of {sorted(self._ENTRIES)}, got {kind!r}")
         self.directory, self.kind, self.by_shuffle = directory, kind, by_shuffle
         self.part_rows = part_rows
 

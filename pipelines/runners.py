@@ -30,6 +30,8 @@ import importlib.util
 import logging
 from typing import Iterator, List, Optional, Sequence
 
+from distiller.common.errors import UsageError
+
 __all__ = ["pipeline_args", "runner_context", "is_local_runner"]
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ def pipeline_args(runner: str, *, workers: int, dask_address: Optional[str] = No
                   extra: Sequence[str] = ()) -> List[str]:
     """Beam command-line pipeline arguments for a runner name."""
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise UsageError(f"workers must be >= 1, got {workers}")
     name = _canonical(runner)
     if name == "DirectRunner":
         args = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
@@ -65,7 +67,7 @@ def pipeline_args(runner: str, *, workers: int, dask_address: Optional[str] = No
     elif name == "DaskRunner":
         _require_dask()
         if not dask_address:
-            raise ValueError("the Dask runner needs a scheduler address: use runner_context(), "
+            raise UsageError("the Dask runner needs a scheduler address: use runner_context(), "
                              "which starts a local cluster, or pass --dask-address")
         args = ["--runner=apache_beam.runners.dask.dask_runner.DaskRunner",
                 f"--dask_client_address={dask_address}"]
@@ -77,7 +79,7 @@ def pipeline_args(runner: str, *, workers: int, dask_address: Optional[str] = No
 def _require_dask() -> None:
     """Dask comes with the optional extra: say how to get it instead of failing on an import."""
     if importlib.util.find_spec("dask") is None or importlib.util.find_spec("distributed") is None:
-        raise ValueError("the Dask runner needs Dask, which is not installed: "
+        raise UsageError("the Dask runner needs Dask, which is not installed: "
                          "pip install 'distiller-nlp[dask]'")
 
 

@@ -31,6 +31,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
+from distiller.common.errors import UsageError
 from distiller.pipelines.keying import carried_tokens, strip_internal
 
 __all__ = ["ScoreWithTeacher", "TeacherModelHandler", "assign_unit", "cut_units",
@@ -140,7 +141,7 @@ class ScoreWithTeacher(beam.PTransform):
                  progress_dir: Optional[str] = None, mixup: bool = False, devices=None):
         super().__init__()
         if unit_size < 1:
-            raise ValueError(f"unit_size must be >= 1, got {unit_size}")
+            raise UsageError(f"unit_size must be >= 1, got {unit_size}")
         self.handler = TeacherModelHandler(teacher_config, cache_path=cache_path,
                                            write_shards=write_shards, share_model=share_model,
                                            progress_dir=progress_dir, mixup=mixup,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
+from distiller.common.errors import UsageError
+
 __all__ = ["foreign_encoding", "encoding_error", "check_encoding", "SNIFF_BYTES"]
 
 SNIFF_BYTES = 4096   # how much of a file's start is looked at
@@ -73,4 +75,4 @@ def check_encoding(inp) -> None:
         head = fh.read(SNIFF_BYTES)
     problem = encoding_error(inp.name, head, compressed=bool(inp.compression))
     if problem:
-        raise ValueError(problem)
+        raise UsageError(problem)

@@ -11,6 +11,8 @@ from typing import Dict, Sequence, Union
 
 import numpy as np
 
+from distiller.common.errors import UsageError
+
 __all__ = ["compute_metrics", "METRIC_FUNCTIONS"]
 
 
@@ -61,7 +63,7 @@ def compute_metrics(metrics: Union[str, Sequence[str]], predictions, labels) -> 
     names = [metrics] if isinstance(metrics, str) else list(metrics)
     unknown = [m for m in names if m not in METRIC_FUNCTIONS]
     if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}: known metrics are "
+        raise UsageError(f"unknown metric(s) {unknown}: known metrics are "
                          f"{sorted(METRIC_FUNCTIONS)}")
     predictions = np.asarray(predictions, dtype=np.float64)
     labels = np.asarray(labels)

@@ -26,6 +26,8 @@ import io
 import json
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+from distiller.common.errors import UsageError
+
 from .encoding import check_encoding
 from .records import DeadLetter, parse_row
 from .sources import Input, resolve_inputs
@@ -78,12 +80,12 @@ def _check_columns(inp: Input, task: Task, labelled: bool, names: Sequence[str],
             continue
         shown = list(names)[:12]
         if not header:
-            raise ValueError(f"{inp.name}: column {col!r} is not there: the file has no header "
+            raise UsageError(f"{inp.name}: column {col!r} is not there: the file has no header "
                              f"row and {len(names)} columns; give columns by 0-based position")
         hint = ("; if the file has no header row, pass --no-header and columns by 0-based "
                 "position" if isinstance(col, str) else "")
         what = "label column" if col == task.label else "column"
-        raise ValueError(f"{inp.name}: {what} {col!r} not found (the columns are {shown})"
+        raise UsageError(f"{inp.name}: {what} {col!r} not found (the columns are {shown})"
                          f"{hint}")
 
 
@@ -252,7 +254,7 @@ def _load_dataset(url: str, fmt: str, config: Optional[str], split: Optional[str
         ds = datasets.load_dataset(url, config, split=split)
     if isinstance(ds, datasets.DatasetDict):
         how = "add @SPLIT to hf:NAME" if fmt == "hub" else "point at one split's directory"
-        raise ValueError(f"{url!r} holds several splits {sorted(ds)}: {how}")
+        raise UsageError(f"{url!r} holds several splits {sorted(ds)}: {how}")
     return ds
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
+from distiller.common.errors import UsageError
+
 from .builtin import builtin_names, builtin_task
 from .task import Task, _is_int, names_in_class_order
 
@@ -107,7 +109,7 @@ def load_task_file(path: str) -> Task:
     except FileNotFoundError:
         raise FileNotFoundError(f"task file {path!r} does not exist") from None
     if not isinstance(data, dict):
-        raise ValueError(f"task file {path!r} must hold a mapping of task keys, got "
+        raise UsageError(f"task file {path!r} must hold a mapping of task keys, got "
                          f"{type(data).__name__}")
     data.setdefault("name", os.path.splitext(os.path.basename(path))[0])
     return Task.from_dict(data)
@@ -125,10 +127,10 @@ def resolve_task(value: Union[str, Mapping[str, Any], Task, None]) -> Optional[T
             return found
         if value.endswith((".yaml", ".yml")):
             return load_task_file(value)
-        raise ValueError(f"unknown task {value!r}: built-in tasks are {builtin_names()}; for "
+        raise UsageError(f"unknown task {value!r}: built-in tasks are {builtin_names()}; for "
                          "your own data give the columns (--text-a, --label, --labels ...) or a "
                          "task file (--task-file)")
-    raise ValueError(f"a task is a name, a task file or a mapping, got {type(value).__name__}")
+    raise UsageError(f"a task is a name, a task file or a mapping, got {type(value).__name__}")
 
 
 def task_from_args(args, *, data: Optional[str] = None, required: bool = True
@@ -166,10 +168,10 @@ def task_from_args(args, *, data: Optional[str] = None, required: bool = True
             if not required and not name:
                 return None, notes
             if name:
-                raise ValueError(f"unknown task {name!r}: built-in tasks are {builtin_names()}; "
+                raise UsageError(f"unknown task {name!r}: built-in tasks are {builtin_names()}; "
                                  "for your own data give its columns (--text-a, --label, "
                                  "--labels ...) or a task file (--task-file)")
-            raise ValueError("no task: give --task NAME (a built-in task, or a name with "
+            raise UsageError("no task: give --task NAME (a built-in task, or a name with "
                              "--text-a/--label for your own data) or --task-file")
         name = name or default_task_name(data)
         base = Task(name=name, text_a=given.pop("text_a"), labels=given.get("labels"),
@@ -218,7 +220,7 @@ def infer_labels(task: Task, data: str, *, limit: Optional[int] = None) -> Tuple
                 values.add(text)
     where = os.path.basename(data.rstrip("/")) or data
     if not values:
-        raise ValueError(f"task {task.name}: the label column {task.label!r} of {where} holds no "
+        raise UsageError(f"task {task.name}: the label column {task.label!r} of {where} holds no "
                          "values to infer the labels from: give --labels (or --regression)")
     if all(_is_number(v) for v in values) and not all(_is_int(v) for v in values):
         task = task.replace(kind="regression", labels=None, metrics=())
@@ -226,7 +228,7 @@ def infer_labels(task: Task, data: str, *, limit: Optional[int] = None) -> Tuple
                       f"({len(values)} distinct): a regression task (pass --labels to make it "
                       "a classification)")
     if len(values) > 1000:
-        raise ValueError(f"task {task.name}: {len(values)} distinct labels in {where}: is "
+        raise UsageError(f"task {task.name}: {len(values)} distinct labels in {where}: is "
                          f"{task.label!r} the label column? Give --labels or --regression")
     order = names_in_class_order(values)
     task = task.replace(labels=order, metrics=task.metrics if task.metrics else ())

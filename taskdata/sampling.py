@@ -6,6 +6,8 @@ import os
 import random
 from typing import List
 
+from distiller.common.files import atomic_write
+
 __all__ = ["sample_tsv", "write_lines_atomic"]
 
 
@@ -26,7 +28,4 @@ def write_lines_atomic(path: str, lines: List[bytes]) -> None:
     """Write `lines` (bytes, newlines included) to `path` through a temporary file renamed into
     place, so a reader never sees half a file; creates the parent directory."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as fh:
-        fh.writelines(lines)
-    os.replace(tmp, path)
+    atomic_write(path, b"".join(lines))

@@ -16,6 +16,8 @@ import os
 import posixpath
 from typing import List, Optional, Tuple
 
+from distiller.common.errors import UsageError
+
 __all__ = ["Input", "resolve_inputs", "detect_format", "parse_hf_spec", "HF_PREFIX"]
 
 HF_PREFIX = "hf:"
@@ -54,7 +56,7 @@ def parse_hf_spec(spec: str) -> Tuple[str, Optional[str], Optional[str]]:
         body, split = body.rsplit("@", 1)
     name, _, config = body.partition(":")
     if not name:
-        raise ValueError(f"input {spec!r}: expected hf:NAME[:CONFIG][@SPLIT], e.g. "
+        raise UsageError(f"input {spec!r}: expected hf:NAME[:CONFIG][@SPLIT], e.g. "
                          "hf:glue:sst2@validation")
     return name, config or None, split or None
 
@@ -80,7 +82,7 @@ def detect_format(path: str, fs=None) -> str:
                          compression=compression) as fh:
             first = fh.readline(1 << 20)
         return "tsv" if b"\t" in first else "text"
-    raise ValueError(f"cannot tell the format of {path!r} from its extension: use .tsv, .csv, "
+    raise UsageError(f"cannot tell the format of {path!r} from its extension: use .tsv, .csv, "
                      ".jsonl, .parquet or .txt (or give the format: --format)")
 
 
@@ -94,7 +96,7 @@ def resolve_inputs(spec: str, fmt: Optional[str] = None) -> List[Input]:
     import fsspec
 
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"an input must be a path, a glob or hf:NAME, got {spec!r}")
+        raise UsageError(f"an input must be a path, a glob or hf:NAME, got {spec!r}")
     if spec.startswith(HF_PREFIX):
         name, config, split = parse_hf_spec(spec)
         label = name + (f":{config}" if config else "") + (f"@{split}" if split else "")
@@ -115,7 +117,7 @@ def resolve_inputs(spec: str, fmt: Optional[str] = None) -> List[Input]:
             if _is_saved_dataset(fs, path):
                 return [Input(url=spec, name=posixpath.basename(path.rstrip("/")),
                               fmt="saved")]
-            raise ValueError(f"input {spec!r} is a directory: give a file, a glob such as "
+            raise UsageError(f"input {spec!r} is a directory: give a file, a glob such as "
                              f"{spec.rstrip('/')}/*.tsv, or a dataset saved with save_to_disk")
         paths, names = [path], [posixpath.basename(path)]
     out = []

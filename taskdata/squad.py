@@ -23,6 +23,8 @@ import functools
 import json
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from distiller.common.errors import UsageError
+
 from .records import MISSING, DeadLetter, Unusable, cell_text, column_value, record_id
 
 __all__ = ["FIELDS", "plan_squad", "read_squad_split", "span_record", "load_squad",
@@ -46,9 +48,9 @@ def _load(url: str, compression: Optional[str]):
         try:
             data = json.loads(fh.read().decode("utf-8-sig"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{url}: not readable SQuAD JSON ({exc})") from None
+            raise UsageError(f"{url}: not readable SQuAD JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise ValueError(f"{url}: not SQuAD JSON: expected an object with a 'data' list of "
+        raise UsageError(f"{url}: not SQuAD JSON: expected an object with a 'data' list of "
                          "articles (the official SQuAD format); for one JSON object per line "
                          "use --format jsonl")
     rows = list(_entries(data["data"]))

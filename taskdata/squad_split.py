@@ -17,6 +17,8 @@ import os
 import sys
 from typing import List, Optional, Sequence, Tuple
 
+from distiller.common.errors import UsageError
+
 __all__ = ["split_articles", "main"]
 
 
@@ -25,16 +27,16 @@ def split_articles(data: dict, *, dev_articles: int = 1,
     """(train, dev) SQuAD objects; dev = the titled articles, else the last `dev_articles`."""
     articles = data.get("data") if isinstance(data, dict) else None
     if not isinstance(articles, list) or not articles:
-        raise ValueError("not SQuAD JSON: expected an object with a non-empty 'data' list")
+        raise UsageError("not SQuAD JSON: expected an object with a non-empty 'data' list")
     titles = [a.get("title") for a in articles]
     if dev_titles:
         unknown = [t for t in dev_titles if t not in titles]
         if unknown:
-            raise ValueError(f"no article titled {unknown}; the titles are {titles}")
+            raise UsageError(f"no article titled {unknown}; the titles are {titles}")
         dev = [i for i, t in enumerate(titles) if t in set(dev_titles)]
     else:
         if not 1 <= dev_articles < len(articles):
-            raise ValueError(f"--dev-articles must be in 1..{len(articles) - 1} (the file has "
+            raise UsageError(f"--dev-articles must be in 1..{len(articles) - 1} (the file has "
                              f"{len(articles)} articles), got {dev_articles}")
         dev = list(range(len(articles) - dev_articles, len(articles)))
     keep = {k: v for k, v in data.items() if k != "data"}

@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
+from distiller.common.errors import UsageError
+
 __all__ = ["Task", "Column", "KINDS", "METRICS", "LabelError", "default_metrics",
            "UNANSWERABLE_METRICS", "SPAN_PROBLEM_TYPE"]
 
@@ -42,7 +44,7 @@ _FORMATS = ("tsv", "csv", "jsonl", "parquet", "text", "hf", "squad")
 TEXT_FIELDS = ("text_a", "text_b")
 
 
-class LabelError(ValueError):
+class LabelError(UsageError):
     """A label value that is not one of the task's classes (or not a number for regression)."""
 
 
@@ -63,21 +65,21 @@ def _column(value: Any, what: str) -> Optional[Union[Column, Tuple[str, ...]]]:
     """A column reference: a name, a 0-based position, or (labels, ids) alternatives 'a|b'."""
     if value is None or isinstance(value, int) and not isinstance(value, bool):
         if isinstance(value, int) and value < 0:
-            raise ValueError(f"task {what}: column position must be >= 0, got {value}")
+            raise UsageError(f"task {what}: column position must be >= 0, got {value}")
         return value
     if isinstance(value, (list, tuple)):
         names = tuple(str(v) for v in value)
         if not names or not all(names):
-            raise ValueError(f"task {what}: alternatives must be non-empty names, got {value!r}")
+            raise UsageError(f"task {what}: alternatives must be non-empty names, got {value!r}")
         return names if len(names) > 1 else names[0]
     if isinstance(value, str):
         text = value.strip()
         if not text:
-            raise ValueError(f"task {what}: empty column name")
+            raise UsageError(f"task {what}: empty column name")
         if text.isdigit():
             return int(text)
         return tuple(text.split("|")) if "|" in text else text
-    raise ValueError(f"task {what}: a column is a name or a 0-based position, got {value!r}")
+    raise UsageError(f"task {what}: a column is a name or a 0-based position, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,51 +120,51 @@ class Task:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
-            raise ValueError(f"a task needs a name, got {self.name!r}")
+            raise UsageError(f"a task needs a name, got {self.name!r}")
         set_ = object.__setattr__
         set_(self, "name", self.name.strip())
         for field in ("text_a", "text_b", "label", "id"):
             set_(self, field, _column(getattr(self, field), f"{self.name}.{field}"))
         if self.text_a is None:
-            raise ValueError(f"task {self.name}: text_a must name the text column")
+            raise UsageError(f"task {self.name}: text_a must name the text column")
         for field in ("text_a", "text_b"):
             if isinstance(getattr(self, field), tuple):
-                raise ValueError(f"task {self.name}: {field} must be one column, got "
+                raise UsageError(f"task {self.name}: {field} must be one column, got "
                                  f"{getattr(self, field)!r}")
         if self.kind not in KINDS:
-            raise ValueError(f"task {self.name}: kind must be one of {list(KINDS)}, got "
+            raise UsageError(f"task {self.name}: kind must be one of {list(KINDS)}, got "
                              f"{self.kind!r}")
         self._check_span()
         if self.labels is not None:
             labels = tuple(str(x) for x in self.labels)
             if self.kind != "classification":
-                raise ValueError(f"task {self.name}: a {self.kind} task has no label names "
+                raise UsageError(f"task {self.name}: a {self.kind} task has no label names "
                                  f"(got {list(labels)})")
             if len(labels) < 2:
-                raise ValueError(f"task {self.name}: a classification task needs at least 2 "
+                raise UsageError(f"task {self.name}: a classification task needs at least 2 "
                                  f"labels, got {list(labels)}")
             if len(set(labels)) != len(labels):
-                raise ValueError(f"task {self.name}: label names repeat: {list(labels)}")
+                raise UsageError(f"task {self.name}: label names repeat: {list(labels)}")
             set_(self, "labels", labels)
         if self.format is not None and self.format not in _FORMATS:
-            raise ValueError(f"task {self.name}: format must be one of {list(_FORMATS)}, got "
+            raise UsageError(f"task {self.name}: format must be one of {list(_FORMATS)}, got "
                              f"{self.format!r}")
         metrics = tuple(self.metrics) or (
             default_metrics(self.kind, len(self.labels or ()), self.unanswerable)
             if self.kind != "classification" or self.labels else ())
         for m in metrics:
             if m not in METRICS:
-                raise ValueError(f"task {self.name}: unknown metric {m!r}; known metrics: "
+                raise UsageError(f"task {self.name}: unknown metric {m!r}; known metrics: "
                                  f"{sorted(METRICS)}")
             if self.kind not in METRICS[m]:
-                raise ValueError(f"task {self.name}: metric {m!r} does not apply to a "
+                raise UsageError(f"task {self.name}: metric {m!r} does not apply to a "
                                  f"{self.kind} task")
         without = [m for m in metrics if m in UNANSWERABLE_METRICS and not self.unanswerable]
         if without:
-            raise ValueError(f"task {self.name}: metrics {without} need questions without an "
+            raise UsageError(f"task {self.name}: metrics {without} need questions without an "
                              "answer (unanswerable: true, SQuAD 2.0)")
         if "f1" in metrics and self.labels is not None and len(self.labels) != 2:
-            raise ValueError(f"task {self.name}: metric 'f1' is binary F1 (positive class = "
+            raise UsageError(f"task {self.name}: metric 'f1' is binary F1 (positive class = "
                              f"label 1) but the task has {len(self.labels)} labels: use macro_f1")
         set_(self, "metrics", metrics)
         set_(self, "dev_splits", tuple(self.dev_splits) or ("dev",))
@@ -175,14 +177,14 @@ class Task:
             tuple(self.augment_fields or ())
         if not fields or any(f not in TEXT_FIELDS for f in fields) or len(set(fields)) != \
                 len(fields):
-            raise ValueError(f"task {self.name}: augment_fields must be a non-empty subset of "
+            raise UsageError(f"task {self.name}: augment_fields must be a non-empty subset of "
                              f"{list(TEXT_FIELDS)}, got {self.augment_fields!r}")
         set_(self, "augment_fields", tuple(f for f in TEXT_FIELDS if f in fields))
         if self.unanswerable and self.kind != "span":
-            raise ValueError(f"task {self.name}: unanswerable is for span tasks (SQuAD 2.0), "
+            raise UsageError(f"task {self.name}: unanswerable is for span tasks (SQuAD 2.0), "
                              f"not {self.kind}")
         if self.kind == "span" and self.text_b is None:
-            raise ValueError(f"task {self.name}: a span task needs text_b, the context column "
+            raise UsageError(f"task {self.name}: a span task needs text_b, the context column "
                              "(text_a is the question)")
 
     # ------------------------------------------------------------------ derived
@@ -209,7 +211,7 @@ class Task:
         if self.is_span:
             return 2
         if self.labels is None:
-            raise ValueError(f"task {self.name}: its labels are not known yet: give --labels or "
+            raise UsageError(f"task {self.name}: its labels are not known yet: give --labels or "
                              "let them be inferred from the training file")
         return len(self.labels)
 
@@ -224,7 +226,7 @@ class Task:
     @property
     def primary_metric(self) -> str:
         if not self.metrics:
-            raise ValueError(f"task {self.name}: no metric (labels unknown)")
+            raise UsageError(f"task {self.name}: no metric (labels unknown)")
         return self.metrics[0]
 
     @property
@@ -291,7 +293,7 @@ class Task:
 
             hints = [repr(k) + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(
                 k, names, n=1)) else "") for k in unknown]
-            raise ValueError(f"unknown task keys: {', '.join(hints)}; task keys are "
+            raise UsageError(f"unknown task keys: {', '.join(hints)}; task keys are "
                              f"{sorted(names)}")
         data = dict(data)
         for key in ("labels", "metrics", "dev_splits", "augment_fields"):

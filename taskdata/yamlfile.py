@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from distiller.common.errors import UsageError
+
 __all__ = ["load_yaml_text", "load_yaml_file"]
 
 
@@ -18,7 +20,7 @@ def load_yaml_text(text: str, what: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ValueError(f"{what} is not valid YAML{where}: {problem}") from None
+        raise UsageError(f"{what} is not valid YAML{where}: {problem}") from None
 
 
 def load_yaml_file(path: str, what: str = "config file") -> Any:
@@ -27,5 +29,5 @@ def load_yaml_file(path: str, what: str = "config file") -> Any:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except UnicodeDecodeError:
-        raise ValueError(f"{what} {path!r} is not UTF-8 text") from None
+        raise UsageError(f"{what} {path!r} is not UTF-8 text") from None
     return load_yaml_text(text, f"{what} {path!r}")

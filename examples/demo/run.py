@@ -29,6 +29,7 @@ import time
 from typing import Callable, Dict, Optional
 
 from distiller.builders.pretrained import minilm_path
+from distiller.common.seeding import thread_independent_math
 from distiller.taskdata.paths import shared_data
 from distiller.taskdata.sampling import write_lines_atomic
 
@@ -113,6 +114,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = log.info) -> Dict[s
     from distiller.distill_train.train import train
     from distiller.pipelines.build import BuildOptions, build_distill_set
 
+    thread_independent_math()  # an entry point: before any torch math (and its workers')
     if opts.fresh and os.path.exists(opts.out):
         shutil.rmtree(opts.out)
     os.makedirs(opts.out, exist_ok=True)

@@ -21,7 +21,7 @@ def _killed_writer(final: str) -> str:
     """Start a process that opens `final`'s temp file as the cache writers do, writes half a
     line and is SIGKILLed; returns the temp file it left."""
     code = ("import os, signal, sys\n"
-            "from distiller.builders.tempnames import temp_path\n"
+            "from distiller.common.tempnames import temp_path\n"
             "tmp = temp_path(sys.argv[1])\n"
             "fh = open(tmp, 'w'); fh.write('{\"id\": \"half'); fh.flush()\n"
             "print(tmp, flush=True)\n"
@@ -39,7 +39,7 @@ def _dead_pid() -> int:
 
 
 def test_temp_names_carry_their_writer():
-    from distiller.builders.tempnames import HOST, temp_owner, temp_path
+    from distiller.common.tempnames import HOST, temp_owner, temp_path
 
     name = os.path.basename(temp_path("/c/corpora/sst2-train.jsonl"))
     assert name.startswith(".sst2-train.jsonl.tmp-")
@@ -50,7 +50,7 @@ def test_temp_names_carry_their_writer():
 
 
 def test_verify_lists_leftovers_and_clean_removes_what_nothing_can_use(tmp_path, capsys):
-    from distiller.builders.tempnames import temp_path
+    from distiller.common.tempnames import temp_path
 
     cache = TeacherCache.create(str(tmp_path / "cache"), make_spec())
     cache.add(make_outputs(["a", "b"]))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from distiller.cli import main
-from distiller.taskdata.checkpoints import load_checkpoint_file, plain_data, save_checkpoint_file
+from distiller.common.checkpoints import load_checkpoint_file, plain_data, save_checkpoint_file
 from tests.crafted import MARKER, Payload, assert_live
 
 BASE = ["--task", "sst2", "--train-corpus", "sst2-train", "--epochs", "1", "--batch-size", "8",

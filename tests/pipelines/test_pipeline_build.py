@@ -132,7 +132,7 @@ def _byte_differences(contents):
 def test_same_bytes_with_one_and_two_workers_and_on_dask(tmp_path, tiny_teacher, capsys):
     data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 150)
     # 1 worker scores with 2 torch threads, 2 workers with 1 each: the same bytes need
-    # thread-count-independent math (distiller.augment.seeding.THREAD_INDEPENDENT_MKL; without it a
+    # thread-count-independent math (distiller.common.seeding.THREAD_INDEPENDENT_MKL; without it a
     # few logits differed in their last bit, in some runs, depending on the random tiny teacher).
     differences = _byte_differences(_builds_by_runner(tmp_path, tiny_teacher, capsys, data, 0))
     assert differences == []

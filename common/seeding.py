@@ -9,25 +9,31 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 Part = Union[str, int, float, bytes, None]
 
 __all__ = ["derive_seed", "make_rng", "make_numpy_rng", "make_torch_generator", "stable_hash",
-           "THREAD_INDEPENDENT_MKL"]
+           "THREAD_INDEPENDENT_MKL", "thread_independent_math"]
 
 # Worker count must not change outputs either, and it sets the torch threads of each local worker
 # (CPUs // workers). MKL's float32 GEMM gives different last bits on 1 and 2 threads for some
 # shapes (measured: 12 of 528 rows of a tiny BERT's logits, small batches, where the classifier's
 # GEMM splits a few rows between threads): that made caches built with 1 and 2 workers differ.
 # Strict conditional numerical reproducibility makes GEMM results independent of the thread count
-# (no measurable cost here: see README, Benchmarks). MKL reads it at its first call, so it is set
-# when this package is imported (every package of the project imports it first); a value the
-# user set wins.
+# (no measurable cost here: see benchmarks/README.md). MKL reads it at its first call, so the
+# entry points (the `distiller` command, a teacher loading in a worker, a spawned training rank)
+# call `thread_independent_math` before any torch math; a value the user set wins.
 THREAD_INDEPENDENT_MKL = ("MKL_CBWR", "AUTO,STRICT")
-os.environ.setdefault(*THREAD_INDEPENDENT_MKL)
+
+
+def thread_independent_math() -> None:
+    """Make MKL's results independent of the thread count, here and in child processes (they
+    inherit the environment). Call it before the first torch computation of a process."""
+    os.environ.setdefault(*THREAD_INDEPENDENT_MKL)
 
 
 def stable_hash(*parts: Part, digest_size: int = 16) -> str:
@@ -52,6 +58,8 @@ def make_rng(*parts: Part) -> random.Random:
 
 def make_numpy_rng(*parts: Part) -> np.random.Generator:
     """A private numpy Generator seeded from the parts."""
+    import numpy as np
+
     return np.random.default_rng(derive_seed(*parts))
 
 

@@ -1,19 +1,21 @@
-"""A run's checkpoint file (`distiller train`'s and `mlm-adapt`'s checkpoint.pt), written and
-read as data only.
+"""A run's checkpoint file (checkpoint.pt of `distiller train`, `finetune` and `mlm-adapt`),
+written and read as data only.
 
 A run directory may come from someone else, and unpickling a file can run any code it names, so
 checkpoints are read with ``torch.load(weights_only=True)``: tensors, numbers, strings, None and
 lists, tuples and dicts of them, nothing else. `save_checkpoint_file` writes nothing else (numpy
 numbers become Python numbers; anything that is not plain data is an error while saving, not a
 checkpoint that cannot be resumed). `load_checkpoint_file` turns a refused, damaged or truncated
-file into one ValueError naming it and what to do.
+file into one UsageError naming it and what to do.
 """
 from __future__ import annotations
 
-import os
 import pickle
 import warnings
 from typing import Any, Dict, Sequence
+
+from .errors import UsageError
+from .files import atomic_write
 
 __all__ = ["save_checkpoint_file", "load_checkpoint_file", "plain_data"]
 
@@ -43,20 +45,16 @@ def plain_data(value: Any, where: str = "checkpoint") -> Any:
 
 
 def save_checkpoint_file(path: str, payload: Dict[str, Any]) -> None:
-    """`payload` (plain_data) written through a temporary file, fsynced, renamed over `path`."""
+    """`payload` (plain_data) written durably and atomically (distiller.common.files)."""
     import torch
 
     data = plain_data(payload)
-    tmp = path + ".tmp"
-    torch.save(data, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(data, tmp))
 
 
 def load_checkpoint_file(path: str, *, keys: Sequence[str], fix: str) -> Dict[str, Any]:
     """The checkpoint at `path`, a dict holding at least `keys`, loaded as data only on the CPU.
-    ValueError (one line: the file, what is wrong with it, then `fix`, e.g. how to start the run
+    UsageError (one line: the file, what is wrong with it, then `fix`, e.g. how to start the run
     over) when it holds anything but plain data, is damaged or truncated, or lacks a key."""
     import torch
 
@@ -67,16 +65,16 @@ def load_checkpoint_file(path: str, *, keys: Sequence[str], fix: str) -> Dict[st
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except pickle.UnpicklingError as exc:
-        raise ValueError(f"{path} is not a checkpoint that loads as data only ({_detail(exc)}); "
+        raise UsageError(f"{path} is not a checkpoint that loads as data only ({_detail(exc)}); "
                          f"nothing in it was run: it was not written by Distiller or was altered "
                          f"since; {fix}") from None
     except Exception as exc:  # noqa: BLE001 - any failure to parse the file means it is damaged
         detail = f": {_first_sentence(str(exc))}" if str(exc).strip() else ""
-        raise ValueError(f"{path} is damaged or truncated and cannot be resumed "
+        raise UsageError(f"{path} is damaged or truncated and cannot be resumed "
                          f"({type(exc).__name__}{detail}); {fix}") from None
     missing = [k for k in keys if not isinstance(payload, dict) or k not in payload]
     if missing:
-        raise ValueError(f"{path} is not a checkpoint of this kind of run (it lacks {missing}); "
+        raise UsageError(f"{path} is not a checkpoint of this kind of run (it lacks {missing}); "
                          f"{fix}")
     return payload
 
