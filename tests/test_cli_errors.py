@@ -56,3 +56,12 @@ def test_a_programming_error_prints_its_traceback_and_asks_for_a_report(monkeypa
     last = err.strip().splitlines()[-1]
     assert last.startswith("distiller cache: internal error: this is a bug in distiller")
     assert "please report it" in last
+
+
+def test_interrupt_prints_what_is_safe_and_exits_130(monkeypatch, capsys):
+    """Ctrl-C in any command: a one-paragraph message and exit 130, no traceback."""
+    code = _run_raising(monkeypatch, KeyboardInterrupt())
+    err = capsys.readouterr().err
+    assert code == 130
+    assert "distiller cache: interrupted" in err and "Run the same command again" in err
+    assert "Traceback" not in err
