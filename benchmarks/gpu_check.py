@@ -26,8 +26,10 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,8 +120,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     deadline = time.perf_counter() + args.budget
     out = os.path.abspath(args.out)
-    work = os.path.join(out, "work")
-    os.makedirs(work, exist_ok=True)
+    os.makedirs(out, exist_ok=True)
+    # models, caches and runs go to a scratch directory: only the reports come back from $OUT
+    work = tempfile.mkdtemp(prefix="gpu-check-")
     steps = args.steps.split(",")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [REPO] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])),
@@ -168,6 +171,7 @@ def main(argv=None) -> int:
             log=os.path.join(out, "bench.log"), env=bench_env, timeout=left(args.budget))
         summary["steps"]["bench"]["mode"] = ("cuda" if cuda else
                                              "cpu smoke run: no CUDA device here")
+    shutil.rmtree(work, ignore_errors=True)
     with open(os.path.join(out, "summary.json"), "w") as fh:
         json.dump(summary, fh, indent=1)
     bad = [k for k, v in summary["steps"].items() if v["status"] != "passed"]
