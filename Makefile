@@ -17,7 +17,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install wordnet lint docs test test-fast wheel-check demo mlm bench clean
+.PHONY: install wordnet lint docs test test-fast wheel-check demo mlm bench gpu-check gpu-data clean
 
 $(STAMP): setup.cfg
 	python3 -m venv $(VENV)
@@ -64,6 +64,22 @@ mlm: install
 
 bench: install
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# One prepared run for a lent GPU machine without network (docs/gpu.md): tests under CUDA,
+# score -> train -> evaluate on the sample in benchmarks/gpu_sample, the GPU benchmark; results
+# under $$OUT (default runs/gpu-check). Uses the machine's own Python when there is no .venv
+# (it installs nothing). On a CPU it rehearses: GPU_CHECK_FLAGS=--as-gpu-machine also hides the
+# packages and data that machine lacks.
+CHECK_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	$(CHECK_PY) benchmarks/gpu_check.py $(GPU_CHECK_FLAGS)
+
+# The part of ../shared/data the tests read (~9 MB), copied into runs/gpu-data so that it can be
+# carried with the tree to a GPU machine (gpu-check uses it when ../shared/data is absent).
+gpu-data:
+	mkdir -p runs/gpu-data/glue
+	cp -r $(GLUE)/SST-2 $(GLUE)/RTE $(GLUE)/STS-B $(GLUE)/CoLA $(GLUE)/MRPC runs/gpu-data/glue/
+	cp -r $(GLUE)/../squad runs/gpu-data/
 
 clean:
 	rm -rf $(VENV) runs build site *.egg-info

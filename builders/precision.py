@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 from distiller.common.errors import UsageError
 
 __all__ = ["AMP_OF_COMPUTE", "COMPUTE_OF_AMP", "resolve_amp", "cache_compute", "teacher_compute",
-           "cpu_has_native_bf16"]
+           "cpu_has_native_bf16", "warn_if_bf16_emulated"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ def teacher_compute(amp: str, device_type: str) -> str:
 
     if device_type != "cuda" and amp == "fp16":
         raise UsageError("amp 'fp16' is for GPUs; on a CPU use amp 'bf16' (or 'off')")
+    if device_type == "cpu" and amp == "bf16":
+        warn_if_bf16_emulated("the teacher")
     if amp == "auto" and device_type == "cpu" and cpu_has_native_bf16():
         # Not the default (README, "Precision policy"): a new cache would then depend on
         # the CPU it was started on. Said once per load, for whoever wants the speed.
@@ -101,3 +103,23 @@ def cpu_has_native_bf16() -> bool:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except (AttributeError, RuntimeError):   # private helpers: absent in another torch
         return False
+
+
+_warned_emulated = False
+
+
+def warn_if_bf16_emulated(what: str) -> bool:
+    """Log one warning per process when bfloat16 was asked for on a CPU without native bfloat16
+    (an AVX2-only CPU emulates it: about 8x slower than float32 on the AMD EPYC measured in
+    benchmarks/README.md); True when this CPU lacks it."""
+    global _warned_emulated
+    if cpu_has_native_bf16():
+        return False
+    if not _warned_emulated:
+        import torch
+
+        _warned_emulated = True
+        log.warning("--amp bf16 runs %s in bfloat16 on a CPU without native bfloat16 "
+                    "(capability %s, no AVX512-BF16 or AMX): emulated, several times slower than "
+                    "float32; use --amp off here", what, torch.backends.cpu.get_cpu_capability())
+    return True

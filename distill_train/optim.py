@@ -59,6 +59,10 @@ def autocast_for(amp: str, device: torch.device) -> Tuple[Optional[Callable[[], 
         return None, False
     if amp == "auto":
         amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if amp == "bf16" and device.type == "cpu":
+        from distiller.builders.precision import warn_if_bf16_emulated
+
+        warn_if_bf16_emulated("training")
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     return (lambda: torch.autocast(device.type, dtype=dtype)), (dtype == torch.float16
                                                                 and device.type == "cuda")

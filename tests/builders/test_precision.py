@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from distiller.builders import precision
 from distiller.builders.precision import resolve_amp, teacher_compute
 from distiller.cli import main
 
@@ -49,6 +50,32 @@ def test_teacher_compute_rules(monkeypatch):
     for supported, want in ((True, "bfloat16"), (False, "float16")):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: supported)
         assert teacher_compute("auto", "cuda") == want
+
+
+def test_bf16_on_a_cpu_without_it_is_said_once(monkeypatch, caplog):
+    """An explicit bf16 on a CPU that only emulates it (AVX2) logs one warning per process, for
+    the teacher and for training alike; a CPU with AVX512-BF16 or AMX says nothing."""
+    import torch
+
+    from distiller.distill_train.optim import autocast_for
+
+    monkeypatch.setattr(precision, "_warned_emulated", False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger=precision.__name__):
+        assert teacher_compute("bf16", "cpu") == "bfloat16"
+        teacher_compute("bf16", "cpu")
+        autocast, _ = autocast_for("bf16", torch.device("cpu"))
+        teacher_compute("off", "cpu")
+    said = [r.getMessage() for r in caplog.records if "without native bfloat16" in r.getMessage()]
+    assert len(said) == 1 and "the teacher" in said[0] and "--amp off" in said[0], said
+    assert autocast is not None        # still runs, as asked
+    monkeypatch.setattr(precision, "_warned_emulated", False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger=precision.__name__):
+        teacher_compute("bf16", "cpu")
+        autocast_for("bf16", torch.device("cpu"))
+    assert not [r for r in caplog.records if "without native bfloat16" in r.getMessage()]
 
 
 def test_score_follows_the_cache_precision_and_refuses_another(tmp_path, tiny_teacher_dir,

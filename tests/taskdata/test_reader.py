@@ -125,7 +125,7 @@ def test_unlabelled_corpus_reads_texts_only(tmp_path):
 
 
 def test_jsonl_parquet_saved_dataset_glob_gzip_and_fsspec(tmp_path):
-    import datasets
+    datasets = pytest.importorskip("datasets", reason="saved datasets need the datasets package")
     import fsspec
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -172,7 +172,7 @@ def test_jsonl_parquet_saved_dataset_glob_gzip_and_fsspec(tmp_path):
 def test_a_hugging_face_dataset_by_name_offline(tmp_path, monkeypatch):
     """`hf:NAME[:CONFIG][@SPLIT]` goes through datasets.load_dataset: a local dataset repository
     here (a hub name online, or from the local datasets cache, takes the same path)."""
-    import datasets
+    datasets = pytest.importorskip("datasets", reason="hf: inputs need the datasets package")
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -1,0 +1,49 @@
+"""Suite-wide hooks: a test that needs the shared real data (taskdata.paths.shared_data) skips
+with a reason when that data is not on this machine (a lent GPU machine gets the tree only),
+instead of failing in its set-up."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from distiller.taskdata.paths import shared_data
+
+
+def _missing_shared_path(exc: BaseException):
+    """The path under the shared data directory that `exc` (or an exception it chains) names and
+    that does not exist, else None."""
+    root = shared_data()
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        names = [getattr(exc, "filename", None)] + [str(a) for a in getattr(exc, "args", ())]
+        for name in names:
+            if not isinstance(name, str) or root not in name:
+                continue
+            path = name[name.index(root):].split("'")[0].split('"')[0].split()[0].rstrip(":,.")
+            if not os.path.exists(path):
+                return path
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _skip_if_data_missing(outcome) -> None:
+    exc = outcome.exception
+    missing = _missing_shared_path(exc) if isinstance(exc, Exception) else None
+    if missing:
+        outcome.force_exception(pytest.skip.Exception(
+            f"shared data absent: {missing} (set DISTILLER_DATA or provide ../shared/data)",
+            _use_item_location=True))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    outcome = yield
+    _skip_if_data_missing(outcome)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    outcome = yield
+    _skip_if_data_missing(outcome)
