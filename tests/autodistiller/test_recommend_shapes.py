@@ -65,3 +65,26 @@ def test_question_answering_is_refused_clearly(tmp_path, fitted, capsys):
     assert _recommend(fitted, str(data), "--task", "squad2") == 2
     err = capsys.readouterr().err
     assert "question answering" in err and len(err.strip().splitlines()) == 1
+
+
+def test_top_k_spans_objectives_and_augmentations():
+    import pandas as pd
+
+    from distiller.autodistiller.picks import spread_top_k
+
+    ranked = pd.DataFrame({"inter_loss": ["mse", "mse", "mse", "mi", "none", "mi"],
+                           "augmentation": ["none", "none", "eda", "none", "none", "none"],
+                           "predicted_ratio": [0.95, 0.94, 0.93, 0.90, 0.80, 0.79]})
+    assert spread_top_k(ranked, 3)["predicted_ratio"].tolist() == [0.95, 0.93, 0.90]
+    # fewer distinct combinations than k: the best of the rest fill up, in ranked order
+    assert spread_top_k(ranked, 5)["predicted_ratio"].tolist() == [0.95, 0.94, 0.93, 0.90, 0.80]
+    assert len(spread_top_k(ranked, 10)) == 6
+
+
+def test_recommend_prints_distinct_ideas(tmp_path, fitted, capsys):
+    import json
+
+    assert _recommend(fitted, _glue(tmp_path, "RTE", 40, 20), "--task", "rte") == 0
+    picks = [json.loads(ln.split("  ", 1)[1]) for ln in _ranked(capsys)]
+    combos = {(p.get("inter_loss"), p.get("augmentation")) for p in picks}
+    assert len(combos) == len(picks) == 3
