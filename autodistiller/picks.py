@@ -16,7 +16,7 @@ def spread_top_k(ranked, k: int, factors: Sequence[str] = SPREAD_FACTORS):
     rest; the order among the picks stays the ranking's."""
     if k >= len(ranked):
         return ranked.reset_index(drop=True)
-    keys = ranked[list(factors)].astype(str).agg("|".join, axis=1).tolist()
+    keys = ["|".join(map(str, row)) for row in ranked[list(factors)].itertuples(index=False)]
     seen, first, rest = set(), [], []
     for pos, key in enumerate(keys):
         (rest if key in seen else first).append(pos)
