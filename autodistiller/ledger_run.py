@@ -298,6 +298,7 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"{os.path.join(args.out, 'runner.log')}")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)  # a line per bundle otherwise
     _lower_priority()
     plan = None
     if args.plan:
