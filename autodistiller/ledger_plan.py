@@ -113,9 +113,9 @@ class Plan:
     second_seed: Tuple[str, ...]
     steps: int                   # optimizer steps of every run (batch_size examples each)
     batch_size: int = 32
-    train_size: int = 3000
+    train_size: int = 2000
     dev_size: int = 1000
-    teacher_size: int = 4000
+    teacher_size: int = 2000
     teacher_epochs: int = 2
     probe_steps: int = 100       # the no-KD student of the task features (teacher/no-KD gap)
     student: str = "minilm"      # "minilm" (the MiniLM-L6 teacher's base) or a model path
@@ -146,8 +146,14 @@ class Plan:
         return Plan(**data)
 
 
-def default_plan(tasks: Sequence[str] = tuple(TASKS), steps: int = 300) -> Plan:
-    """The seven-task plan (24 configurations, 6 with a second seed: 30 cells per task)."""
+def default_plan(tasks: Sequence[str] = tuple(TASKS), steps: int = 100) -> Plan:
+    """The seven-task plan (24 configurations, 6 with a second seed: 30 cells per task).
+
+    The budget of 100 steps of 32 examples (1.6 epochs of a plain 2,000-row sample, half an
+    epoch of its EDA corpus) fits the ledger in 6-10 hours of a 2-core CPU: a step of the 2-layer
+    MiniLM student takes 1-2 s there, one cell about 2-3 minutes with its evaluations, and each
+    task's preparation (teacher, cache, probe) about 15 minutes. `ledger_run status` prints the
+    ETA measured on the machine; a different budget needs a new ledger folder."""
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise ValueError(f"unknown ledger task(s) {unknown}; known: {sorted(TASKS)}")

@@ -278,7 +278,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("command", choices=("start", "run", "status", "stop"))
     p.add_argument("--out", default=os.path.join("runs", "ledger"))
     p.add_argument("--tasks", help=f"comma-separated subset of {','.join(TASKS)}")
-    p.add_argument("--steps", type=int, help="optimizer steps per run (default 300)")
+    p.add_argument("--steps", type=int, help="optimizer steps per run (default 100)")
     p.add_argument("--plan", help="a plan JSON file (Plan.to_dict) instead of the default plan")
     p.add_argument("--data", help="the shared data folder (holding glue/ and text/)")
     p.add_argument("--encoder", choices=("minilm", "hashing"), default="minilm",
@@ -306,7 +306,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             plan = Plan.from_dict(json.load(fh))
     elif args.tasks or args.steps:
         plan = default_plan(tuple(args.tasks.split(",")) if args.tasks else tuple(TASKS),
-                            steps=args.steps or 300)
+                            steps=args.steps or 100)
     encoder = None
     if args.encoder == "hashing":
         from distiller.autodistiller.features import HashingEncoder
