@@ -17,7 +17,8 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install wordnet lint docs test test-fast wheel-check demo mlm bench gpu-check gpu-data clean
+.PHONY: install wordnet lint docs test test-fast wheel-check demo mlm bench gpu-check gpu-data \
+	ledger ledger-status ledger-stop clean
 
 $(STAMP): setup.cfg
 	python3 -m venv $(VENV)
@@ -61,6 +62,19 @@ mlm: install
 	  --input '$(GLUE)/*/train.tsv' --exclude '$(GLUE)/*/dev.tsv' --eval $(GLUE)/SST-2/dev.tsv \
 	  --output $(MLM_DIR) $(or $(MLM_FLAGS),$$($(PY) -c 'import torch; print("$(MLM_GPU_FLAGS)" \
 	    if torch.cuda.is_available() else "$(MLM_CPU_FLAGS)")'))
+
+# The seven-task ledger of the recommender (distiller/autodistiller/ledger_run.py): starts a
+# detached, niced runner that survives the shell and resumes where it stopped (6-10 h of 2 cores);
+# its log and ledger are under $(LEDGER_DIR).
+LEDGER_DIR ?= runs/ledger
+ledger: install
+	$(PY) -m distiller.autodistiller.ledger_run start --out $(LEDGER_DIR)
+
+ledger-status:
+	$(PY) -m distiller.autodistiller.ledger_run status --out $(LEDGER_DIR)
+
+ledger-stop:
+	$(PY) -m distiller.autodistiller.ledger_run stop --out $(LEDGER_DIR)
 
 bench: install
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -273,6 +273,10 @@ def _cmd_recommend(args) -> int:
     from distiller.autodistiller.space import load_space
 
     task = _task(args, args.cache)
+    if task.kind == "span":
+        raise ValueError(f"recommend ranks configurations for classification and regression "
+                         f"tasks; {task.name!r} is question answering (spans), which the "
+                         "recommender's ledger has no runs of")
     space = load_space(args.space)
     if args.ledger:
         model = AutoDistiller().fit(Ledger(args.ledger).read())

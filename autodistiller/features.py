@@ -139,7 +139,10 @@ def _difficulty_prior(train: List[Dict[str, Any]], dev: List[Dict[str, Any]],
         return float(np.mean(y_dev == y_train[0]))
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(max_iter=1000, C=1.0, solver="liblinear", random_state=seed)
+    # liblinear fits two classes only; lbfgs fits a multinomial model over any number
+    binary = len(set(y_train.tolist())) == 2
+    model = LogisticRegression(max_iter=1000, C=1.0, solver="liblinear" if binary else "lbfgs",
+                               random_state=seed)
     return float(np.mean(model.fit(x_train, y_train).predict(x_dev) == y_dev))
 
 

@@ -137,13 +137,19 @@ class AutoDistiller:
         return self.model.predict(x)
 
     def rank(self, space: SearchSpace, features: Mapping[str, Any], *, teacher: str = "",
-             k: Optional[int] = None):
-        """Every candidate configuration of `space` for a dataset, best predicted ratio first."""
+             k: Optional[int] = None, spread: bool = True):
+        """Every candidate configuration of `space` for a dataset, best predicted ratio first;
+        with `k`, the top k, spread over distinct objectives and augmentations unless
+        `spread` is False (distiller.autodistiller.picks)."""
+        from distiller.autodistiller.picks import spread_top_k
+
         frame = candidate_frame(space, features, teacher=teacher)
         frame["predicted_ratio"] = self.predict(frame)
         frame = frame.sort_values("predicted_ratio", ascending=False, kind="mergesort")
         frame = frame.reset_index(drop=True)
-        return frame if k is None else frame.head(k)
+        if k is None:
+            return frame
+        return spread_top_k(frame, k) if spread else frame.head(k)
 
     def save(self, path: str) -> None:
         """The model file (JSON: settings, what it was fitted on, the regressor's numbers)."""

@@ -21,7 +21,7 @@ __all__ = ["add_parsers"]
 # key=value) ...
 _TRAIN_FLAGS = {
     "--run-dir": ("run_dir", str), "--epochs": ("epochs", int), "--batch-size": ("batch_size", int),
-    "--seed": ("seed", int), "--device": ("device", str),
+    "--seed": ("seed", int), "--device": ("device", str), "--max-steps": ("max_steps", int),
     "--student-num-layers": ("student_num_layers", int),
     "--max-length": ("max_length", int), "--limit-train": ("limit_train", int),
     # question answering (span tasks): windows (finetune) and decoding (dev evaluation)

@@ -76,6 +76,9 @@ class TrainConfig:
     #                                          None = the best threshold on the dev set
     # --- optimisation ---------------------------------------------------------------------
     epochs: int = 3
+    max_steps: Optional[int] = None          # stop after N optimizer steps (a budget that compares
+    #                                          corpora of any size); epochs then follow from it,
+    #                                          evaluated at each epoch end and at the last step
     batch_size: int = 32
     eval_batch_size: int = 128
     lr: float = default("lr")
@@ -142,7 +145,7 @@ class TrainConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise bad(key, value, "expected a positive integer")
-        for key in ("early_stopping_patience", "save_every_steps", "limit_train",
+        for key in ("early_stopping_patience", "save_every_steps", "limit_train", "max_steps",
                     "student_num_layers", "student_hidden", "student_heads",
                     "student_intermediate"):
             value = getattr(self, key)

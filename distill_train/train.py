@@ -77,7 +77,7 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
     run = _set_up(config, dist, rank_device, resuming, provider=provider, train_rows=train_rows,
                   dev_rows=dev_rows)
     state = _start_or_resume(run)
-    for epoch in range(state["epoch"], config.epochs):
+    for epoch in range(state["epoch"], run.config.epochs):
         sums = _train_epoch(run, state, epoch, on_step)
         entry = _evaluate(run, state, epoch, sums)
         stop = _end_epoch(run, state, entry)
@@ -146,7 +146,11 @@ def _set_up(config: TrainConfig, dist, rank_device, resuming: bool, **data) -> _
                             hidden=objective.kind != "none" and not attentions)
     batches = distributed.RankBatches(parts.train, dist, device, workers=config.loader_workers)
     steps_per_epoch = math.ceil(len(batches) / config.grad_accum)  # len: global batches
-    opt = Optimisation.build(config, model, objective, device, steps_per_epoch * config.epochs)
+    total = steps_per_epoch * config.epochs
+    if config.max_steps:  # a step budget: as many epochs as it needs, the last one cut short
+        config = dataclasses.replace(config, epochs=math.ceil(config.max_steps / steps_per_epoch))
+        total = config.max_steps
+    opt = Optimisation.build(config, model, objective, device, total)
     return _Run(config=config, dist=dist, device=device, model=model, objective=objective,
                 step=step, batches=batches, dev=parts.dev, tokenizer=parts.tokenizer, opt=opt,
                 steps_per_epoch=steps_per_epoch, resuming=resuming)
@@ -209,6 +213,8 @@ def _train_epoch(run: _Run, state: Dict[str, Any], epoch: int,
                 bar.update(index + 1 - bar.n)
                 bar.set_postfix(loss=f"{step_parts['loss']:.4f}")
             _optimizer_step(run, state, epoch, step_parts, on_step)
+            if config.max_steps and state["global_step"] >= config.max_steps:
+                break
     if bar is not None:
         bar.close()
     return state.pop("epoch_sums")
@@ -254,7 +260,7 @@ def _evaluate(run: _Run, state: Dict[str, Any], epoch: int, sums: Dict[str, floa
     and resets the early-stopping count. Without a dev set the last epoch's model is kept."""
     config = run.config
     entry: Dict[str, Any] = {"epoch": epoch, "global_step": state["global_step"],
-                             "train": {k: v / max(1, run.steps_per_epoch)
+                             "train": {k: v / max(1, state["step_in_epoch"])
                                        for k, v in sorted(sums.items())}}
     if not run.dev:
         _save_best(run)

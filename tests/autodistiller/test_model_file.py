@@ -69,9 +69,10 @@ def test_a_crafted_pickle_as_model_runs_nothing(tmp_path, capsys, monkeypatch, p
 
     evil = tmp_path / "model.joblib"
     crafted_pickle(evil, protocol)
+    task_dir = _task_dir(tmp_path)  # the shared data resolves from the working directory
     monkeypatch.chdir(tmp_path)
     marker = tmp_path / MARKER
-    rc = main(["recommend", "--task-data", _task_dir(tmp_path), "--task", "rte",
+    rc = main(["recommend", "--task-data", task_dir, "--task", "rte",
                "--model", str(evil), "--encoder", "hashing"])
     err = capsys.readouterr().err
     assert rc == 2 and not marker.exists()

@@ -1,0 +1,322 @@
+"""The resumable runner of the seven-task ledger (plan: distiller.autodistiller.ledger_plan).
+
+    python -m distiller.autodistiller.ledger_run start  [--out runs/ledger]   # detached, niced
+    python -m distiller.autodistiller.ledger_run status [--out runs/ledger]   # done/total, ETA
+    python -m distiller.autodistiller.ledger_run stop   [--out runs/ledger]
+    python -m distiller.autodistiller.ledger_run run    [--out runs/ledger]   # in the foreground
+
+The first start writes ``{out}/plan.json``; later starts continue that plan (a different
+--steps or task list is refused). Each task is prepared once (ledger_tasks), then the cells run
+in the plan's order; each finished cell appends one JSON line to ``{out}/ledger.jsonl`` (the
+ledger's columns plus cell, seed, steps, machine, start/end time, git commit and the task
+features). A restart skips cells with a complete row; a cell killed mid-way has none and is run
+again from scratch. `run` lowers its own priority to nice 19 and holds ``{out}/runner.lock``
+so two runners never share one ledger.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import fcntl
+import importlib.util
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional, Set
+
+from distiller.autodistiller.ledger_plan import TASKS, Cell, Plan, default_plan
+
+__all__ = ["run_ledger", "read_rows", "done_cells", "status_text", "start_detached", "main"]
+
+log = logging.getLogger("distiller.autodistiller.ledger_run")
+# the checkout holding the `distiller` package (its git commit; the detached runner's path)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(
+    importlib.util.find_spec("distiller").origin)))
+
+
+def read_rows(out: str) -> List[Dict[str, Any]]:
+    """The ledger's rows; a line cut short by a kill is skipped."""
+    path = os.path.join(out, "ledger.jsonl")
+    rows = []
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return rows
+
+
+def done_cells(rows: List[Dict[str, Any]]) -> Set[str]:
+    return {r["cell"] for r in rows if r.get("status") == "complete"}
+
+
+def _append(out: str, row: Dict[str, Any]) -> None:
+    path = os.path.join(out, "ledger.jsonl")
+    with open(path, "a+b") as fh:  # a line a kill cut short is closed first, then skipped
+        fh.seek(0, os.SEEK_END)
+        if fh.tell():
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, sort_keys=True, default=str) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def machine() -> Dict[str, Any]:
+    """CPU model and the cores this process may use."""
+    from distiller.builders.devices import usable_cpus
+
+    model = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            model = next((ln.split(":", 1)[1].strip() for ln in fh
+                          if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"cpu": model, "cores": usable_cpus(), "host": platform.node()}
+
+
+def git_commit() -> str:
+    """HEAD of the checkout the code runs from ('+dirty' with uncommitted changes)."""
+    try:
+        head = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "-uno"],
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def load_plan(out: str, requested: Optional[Plan]) -> Plan:
+    """The ledger's plan: plan.json when the ledger exists (`requested` must match it), else
+    `requested` (default: the seven-task plan), written to plan.json."""
+    path = os.path.join(out, "plan.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            plan = Plan.from_dict(json.load(fh))
+        if requested is not None and requested != plan:
+            raise SystemExit(f"{out} holds a ledger of another plan ({path}); continue it without "
+                             "plan options, or give another --out")
+        return plan
+    plan = requested or default_plan()
+    os.makedirs(out, exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as fh:
+        json.dump(plan.to_dict(), fh, indent=1)
+    os.replace(path + ".tmp", path)
+    return plan
+
+
+def run_cell(cell: Cell, plan: Plan, task: Dict[str, Any], out: str) -> Dict[str, Any]:
+    """Train one cell from scratch and return its ledger row (status complete or failed)."""
+    from distiller.autodistiller.ledger_tasks import _student
+    from distiller.autodistiller.sweep import ledger_row
+    from distiller.distill_train.config import TrainConfig
+    from distiller.distill_train.train import train
+
+    cfg = dict(plan.config(cell.config))
+    run_dir = os.path.join(out, "runs", cell.task, f"{cell.config}-s{cell.seed}")
+    shutil.rmtree(run_dir, ignore_errors=True)  # a killed cell restarts from scratch
+    corpus = task["plain_corpus"] if cfg["augmentation"] == "none" else task["aug_corpus"]
+    settings = {k: cfg[k] for k in ("inter_loss", "mapping", "temperature", "lr", "w_inter",
+                                    "pred_loss", "mi_alpha") if k in cfg}
+    config = TrainConfig(
+        task=task["task_spec"], mode="distill", cache=task["cache"], train_corpus=corpus,
+        dev_corpus=task["dev_corpus"], run_dir=run_dir, student=_student(plan),
+        student_init="truncate", student_num_layers=plan.student_layers, max_steps=plan.steps,
+        batch_size=plan.batch_size, seed=cell.seed, progress=False, resume=False, **settings)
+    started, t0 = _now(), time.time()
+    status, metric, best_epoch, epochs, error = "failed", None, -1, 0, ""
+    try:
+        result = train(config)
+        status, metric = "complete", float(result.best_metric)
+        best_epoch, epochs = int(result.best_epoch or 0), len(result.history)
+    except Exception as exc:  # recorded; the cell runs again on the next start
+        log.exception("cell %s failed", cell.key)
+        error = f"{type(exc).__name__}: {exc}"
+    feats = task["task_features"]
+    values = {"augmentation": cfg["augmentation"], "mapping": cfg["mapping"]}
+    row = ledger_row(
+        run_id=cell.key, study="ledger7", trial=plan.cells().index(cell), task=cell.task,
+        student=f"{os.path.basename(_student(plan).rstrip('/'))}-l{plan.student_layers}",
+        teacher=task["teacher"], teacher_fingerprint="", teacher_metric=feats["teacher_metric"],
+        values=values, config=config.to_dict(), features=task["features"],
+        metric_name=task["metric_name"], metric=metric, best_epoch=best_epoch, epochs=epochs,
+        wall=time.time() - t0, status=status)
+    row.update(cell=cell.key, config_name=cell.config, seed=cell.seed, steps=plan.steps,
+               batch_size=plan.batch_size, machine=machine(), started_at=started,
+               ended_at=_now(), git_commit=git_commit(), task_features=feats, error=error)
+    return row
+
+
+def run_ledger(out: str, plan: Optional[Plan] = None, *, data_root: Optional[str] = None,
+               encoder=None, workers: int = 2) -> Dict[str, int]:
+    """Run every cell the ledger lacks (one pass); returns counts of this pass."""
+    from distiller.autodistiller.ledger_tasks import prepare_task
+    from distiller.taskdata.paths import shared_data
+
+    plan = load_plan(out, plan)
+    data_root = data_root or os.path.dirname(shared_data("glue"))
+    lock = open(os.path.join(out, "runner.lock"), "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"another runner holds {out}/runner.lock") from None
+    done = done_cells(read_rows(out))
+    counts = {"complete": 0, "failed": 0, "skipped": 0}
+    tasks: Dict[str, Optional[Dict[str, Any]]] = {}
+    for cell in plan.cells():
+        if cell.key in done:
+            continue
+        if cell.task not in tasks:
+            try:
+                log.info("preparing task %s", cell.task)
+                tasks[cell.task] = prepare_task(TASKS[cell.task], plan, out, data_root,
+                                                encoder=encoder, workers=workers)
+            except Exception:  # its cells wait for the next start; the other tasks go on
+                log.exception("preparing task %s failed", cell.task)
+                tasks[cell.task] = None
+        if tasks[cell.task] is None:
+            counts["skipped"] += 1
+            continue
+        log.info("cell %s", cell.key)
+        row = run_cell(cell, plan, tasks[cell.task], out)
+        _append(out, row)
+        counts[row["status"]] += 1
+        log.info("cell %s %s: %s %s", cell.key, row["status"], row["metric_name"],
+                 row["dev_metric"])
+    lock.close()
+    return counts
+
+
+def _lower_priority() -> None:
+    try:
+        os.nice(max(0, 19 - os.nice(0)))
+    except OSError:
+        pass
+
+
+def _pid(out: str) -> Optional[int]:
+    try:
+        with open(os.path.join(out, "runner.pid"), encoding="utf-8") as fh:
+            pid = int(fh.read().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def status_text(out: str) -> str:
+    """Cells done/total, per task, the mean time per cell and the ETA of the rest."""
+    if not os.path.exists(os.path.join(out, "plan.json")):
+        return f"no ledger in {out} (start it first)"
+    plan = load_plan(out, None)
+    rows = read_rows(out)
+    done = done_cells(rows)
+    cells = plan.cells()
+    walls = [r["wall_time_s"] for r in rows if r.get("status") == "complete"]
+    left = len(cells) - len(done & {c.key for c in cells})
+    pid = _pid(out)
+    lines = [f"ledger {out}: {len(cells) - left}/{len(cells)} cells done, "
+             f"{sum(r.get('status') == 'failed' for r in rows)} failed attempts; runner "
+             + (f"running (pid {pid})" if pid else "not running")]
+    for task in plan.tasks:
+        mine = [c for c in cells if c.task == task]
+        lines.append(f"  {task:6s} {sum(c.key in done for c in mine)}/{len(mine)}")
+    if walls:
+        mean = sum(walls) / len(walls)
+        eta = datetime.timedelta(seconds=int(mean * left))
+        lines.append(f"mean {mean:.0f} s per cell; ETA {eta} for the {left} left "
+                     "(task preparation not counted)")
+    return "\n".join(lines)
+
+
+def start_detached(out: str, argv: List[str]) -> int:
+    """Start `run` with `argv` in a new session (survives the shell), niced, logging to
+    {out}/runner.log; returns its pid."""
+    if _pid(out):
+        raise SystemExit(f"a runner is already running on {out} (pid {_pid(out)})")
+    os.makedirs(out, exist_ok=True)
+    logf = open(os.path.join(out, "runner.log"), "a", encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
+    proc = subprocess.Popen(["nohup", "nice", "-n", "19", sys.executable, "-m",
+                             "distiller.autodistiller.ledger_run", "run", *argv],
+                            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                            start_new_session=True, env=env)
+    with open(os.path.join(out, "runner.pid"), "w", encoding="utf-8") as fh:
+        fh.write(str(proc.pid))
+    return proc.pid
+
+
+def stop(out: str) -> str:
+    pid = _pid(out)
+    if pid is None:
+        return "no runner running"
+    os.killpg(pid, signal.SIGTERM)  # its own session: the runner and its build workers
+    return f"stopped runner {pid}"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m distiller.autodistiller.ledger_run",
+                                description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=("start", "run", "status", "stop"))
+    p.add_argument("--out", default=os.path.join("runs", "ledger"))
+    p.add_argument("--tasks", help=f"comma-separated subset of {','.join(TASKS)}")
+    p.add_argument("--steps", type=int, help="optimizer steps per run (default 100)")
+    p.add_argument("--plan", help="a plan JSON file (Plan.to_dict) instead of the default plan")
+    p.add_argument("--data", help="the shared data folder (holding glue/ and text/)")
+    p.add_argument("--encoder", choices=("minilm", "hashing"), default="minilm",
+                   help="text encoder of the task features' embedding")
+    args, rest = p.parse_known_args(argv)
+    if rest:
+        p.error(f"unknown arguments {rest}")
+    if args.command == "status":
+        print(status_text(args.out))
+        return 0
+    if args.command == "stop":
+        print(stop(args.out))
+        return 0
+    passed = [a for a in (argv if argv is not None else sys.argv[1:]) if a != args.command]
+    if args.command == "start":
+        print(f"ledger runner started, pid {start_detached(args.out, passed)}; log "
+              f"{os.path.join(args.out, 'runner.log')}")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)  # a line per bundle otherwise
+    _lower_priority()
+    plan = None
+    if args.plan:
+        with open(args.plan, encoding="utf-8") as fh:
+            plan = Plan.from_dict(json.load(fh))
+    elif args.tasks or args.steps:
+        plan = default_plan(tuple(args.tasks.split(",")) if args.tasks else tuple(TASKS),
+                            steps=args.steps or 100)
+    encoder = None
+    if args.encoder == "hashing":
+        from distiller.autodistiller.features import HashingEncoder
+
+        encoder = HashingEncoder()
+    counts = run_ledger(args.out, plan, data_root=args.data, encoder=encoder)
+    print(json.dumps(counts))
+    print(status_text(args.out))
+    return 0 if counts["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
