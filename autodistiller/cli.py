@@ -274,7 +274,7 @@ def _cmd_recommend(args) -> int:
 
     task = _task(args, args.cache)
     if task.kind == "span":
-        raise ValueError(f"recommend ranks configurations for classification and regression "
+        raise UsageError(f"recommend ranks configurations for classification and regression "
                          f"tasks; {task.name!r} is question answering (spans), which the "
                          "recommender's ledger has no runs of")
     space = load_space(args.space)

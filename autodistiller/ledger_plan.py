@@ -14,6 +14,8 @@ import dataclasses
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from distiller.common.errors import UsageError
+
 __all__ = ["TaskSource", "TASKS", "CONFIGS", "SECOND_SEED", "Cell", "Plan", "default_plan"]
 
 EDA = "eda_synonym:0.1+eda_swap:0.1,copies=2"
@@ -156,7 +158,7 @@ def default_plan(tasks: Sequence[str] = tuple(TASKS), steps: int = 100) -> Plan:
     ETA measured on the machine; a different budget needs a new ledger folder."""
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
-        raise ValueError(f"unknown ledger task(s) {unknown}; known: {sorted(TASKS)}")
+        raise UsageError(f"unknown ledger task(s) {unknown}; known: {sorted(TASKS)}")
     return Plan(tasks=tuple(tasks), configs=CONFIGS, second_seed=SECOND_SEED, steps=steps)
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from distiller.common.errors import UsageError
+
 __all__ = ["task_table", "loto_regret", "bootstrap_mean", "autodistiller_ranker"]
 
 # ranker(train_rows, held_rows) -> the held task's configuration keys, best first
@@ -100,7 +102,7 @@ def loto_regret(ledger, ranker: Optional[Ranker] = None, *, seed: int = 0,
     rows["config"] = _config_key(rows)
     tasks = sorted(table["task"].unique().tolist())
     if len(tasks) < 2:
-        raise ValueError(f"leave-one-task-out needs at least 2 tasks, the ledger has {tasks}")
+        raise UsageError(f"leave-one-task-out needs at least 2 tasks, the ledger has {tasks}")
     out = []
     for task in tasks:
         mine = table[table["task"] == task].set_index("config")
