@@ -1,13 +1,19 @@
-"""Suite-wide hooks: a test that needs the shared real data (taskdata.paths.shared_data) skips
-with a reason when that data is not on this machine (a lent GPU machine gets the tree only),
-instead of failing in its set-up."""
+"""Suite-wide hooks: the test run is an entry point like `distiller`'s main, so it makes MKL's
+results thread-count independent before any torch math (MKL reads the setting at its first
+call: a later call, such as loading a teacher after other tests ran, is too late); and a test
+that needs the shared real data (taskdata.paths.shared_data) skips with a reason when that data
+is not on this machine (a lent GPU machine gets the tree only), instead of failing in its
+set-up."""
 from __future__ import annotations
 
 import os
 
 import pytest
 
+from distiller.common.seeding import thread_independent_math
 from distiller.taskdata.paths import shared_data
+
+thread_independent_math()
 
 
 def _missing_shared_path(exc: BaseException):
