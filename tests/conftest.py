@@ -35,6 +35,10 @@ def _missing_shared_path(exc: BaseException):
 
 
 def _skip_if_data_missing(outcome) -> None:
+    """Only off CI: CI always has the shared data, so there a missing file is a defect (a wrong
+    path computed by the code under test), not a machine without the data."""
+    if os.environ.get("CI"):
+        return
     exc = outcome.exception
     missing = _missing_shared_path(exc) if isinstance(exc, Exception) else None
     if missing:
