@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-__all__ = ["ASSETS", "asset"]
-
-ASSETS = str(resources.files(__package__).joinpath("assets"))
+__all__ = ["asset"]
 
 
 def asset(name: str) -> str:
