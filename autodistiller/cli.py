@@ -116,7 +116,7 @@ def _task(args, cache: Optional[str] = None):
     except ValueError:
         task, notes = None, []
     if task is None and cache:
-        from distiller.builders.cache import TeacherCache
+        from distiller.builders.cache.store import TeacherCache
 
         opened = TeacherCache.open(cache)
         found = [t for t in (opened.corpus_task(c) for c in opened.corpora())

@@ -35,7 +35,7 @@ def build_missing_corpora(space: SearchSpace, *, task: Any, cache: str, train_fi
     one `build_distill_set` per augmentation choice (with mixup pairs when a missing variant
     needs them), with the cache's own spec; returns the build summaries (empty if none was
     missing). Only new texts are scored: the originals' outputs are cache hits."""
-    from distiller.builders.cache import TeacherCache
+    from distiller.builders.cache.store import TeacherCache
     from distiller.pipelines.build import BuildOptions, build_distill_set
 
     from distiller.taskdata.resolve import resolve_task

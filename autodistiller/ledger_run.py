@@ -74,7 +74,7 @@ def _append(out: str, row: Dict[str, Any]) -> None:
 
 def machine() -> Dict[str, Any]:
     """CPU model and the cores this process may use."""
-    from distiller.builders.devices import usable_cpus
+    from distiller.builders.teacher.devices import usable_cpus
 
     model = platform.processor() or ""
     try:

@@ -74,7 +74,7 @@ def mean_words(records: Sequence[Dict[str, Any]]) -> float:
 
 def _student(plan: Plan) -> str:
     if plan.student == "minilm":
-        from distiller.builders.pretrained import minilm_path
+        from distiller.builders.teacher.pretrained import minilm_path
 
         return minilm_path()
     return plan.student
@@ -84,8 +84,8 @@ def _teacher_calibration(cache: str, dev_corpus: str, regression: bool) -> Optio
     """The teacher's ECE on the dev corpus, from the logits the cache holds (None: regression)."""
     if regression:
         return None
-    from distiller.builders.cache import TeacherCache
-    from distiller.builders.reader import CacheReader
+    from distiller.builders.cache.store import TeacherCache
+    from distiller.builders.cache.reader import CacheReader
 
     rows = TeacherCache.open(cache).read_corpus(dev_corpus)
     rows = [r for r in rows if r.get("label") is not None]

@@ -29,7 +29,7 @@ _REFIT = "fit one with `distiller recommend-fit --ledger LEDGER --out MODEL.json
 
 def write_model_file(path: str, info: Mapping[str, Any], model: RatioModel) -> None:
     """Write `path` atomically (strict JSON: a NaN or infinity is an error, never written)."""
-    from distiller.builders.manifest import atomic_write_bytes
+    from distiller.builders.cache.manifest import atomic_write_bytes
 
     data = {"format": FORMAT, "version": VERSION, "info": dict(info), "model": model.to_dict()}
     text = json.dumps(data, allow_nan=False, separators=(",", ":")) + "\n"

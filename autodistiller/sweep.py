@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 from distiller.common.errors import UsageError
 from distiller.autodistiller.space import SearchSpace
-from distiller.builders.devices import usable_cpus
+from distiller.builders.teacher.devices import usable_cpus
 
 __all__ = ["SweepOptions", "TrialRunner", "run_sweep", "teacher_info", "study_storage",
            "config_columns"]
@@ -105,7 +105,7 @@ def teacher_info(cache: str) -> Dict[str, str]:
     """{"fingerprint", "model"} of the teacher that filled `cache`, read from its manifest."""
     spec = None
     try:
-        from distiller.builders.cache import TeacherCache
+        from distiller.builders.cache.store import TeacherCache
 
         spec = TeacherCache.open(cache).spec
     except ImportError:

@@ -41,7 +41,7 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from distiller.builders.devices import usable_cpus  # noqa: E402
+from distiller.builders.teacher.devices import usable_cpus  # noqa: E402
 from distiller.taskdata.paths import shared_data  # noqa: E402
 
 GLUE = shared_data("glue")

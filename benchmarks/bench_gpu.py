@@ -35,7 +35,7 @@ from scoring_compare import (bare_sorted_loop, interleaved, median_ratio, ours, 
 
 
 def teacher_for(model: str, amp: str, max_tokens: int, layers="all", device: str = "cuda"):
-    from distiller.builders.teacher import Teacher, TeacherConfig
+    from distiller.builders.teacher.model import Teacher, TeacherConfig
 
     return Teacher(TeacherConfig(model=model, num_labels=2, device=device, amp=amp,
                                  layers=layers, max_tokens_per_batch=max_tokens,

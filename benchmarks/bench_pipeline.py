@@ -32,7 +32,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from distiller.builders.devices import usable_cpus  # noqa: E402
+from distiller.builders.teacher.devices import usable_cpus  # noqa: E402
 from distiller.taskdata.paths import shared_data  # noqa: E402
 
 DATA = shared_data("glue", "SST-2", "train.tsv")
@@ -103,8 +103,8 @@ def run_plain_loop(args, data, cache):
     """The same work with the libraries called directly in one process."""
     from distiller.augment.policy import AugmentationPolicy
     from distiller.taskdata import builtin_task, read_records
-    from distiller.builders.cache import TeacherCache
-    from distiller.builders.teacher import Teacher, TeacherConfig
+    from distiller.builders.cache.store import TeacherCache
+    from distiller.builders.teacher.model import Teacher, TeacherConfig
 
     start = time.perf_counter()
     teacher = Teacher(TeacherConfig(model=args.teacher, max_length=args.max_length,

@@ -2,7 +2,8 @@
 naive loop over the same context windows, measured side by side in one run.
 
 Ours: `distiller score`'s path -- the question-answering teacher windows each (question,
-context) (distiller.builders.qa_windows), keys every window, runs length-bucketed forward batches
+context) (distiller.builders.teacher.qa_windows), keys every window, runs length-bucketed forward
+batches
 padded per batch (max_tokens_per_batch) keeping start/end logits and every hidden state, and writes
 them to a float16 cache (score_into_cache: writing overlaps the next chunk's forward).
 Naive: the same windows' token ids, padded to max_length, in batches of 32 in corpus order,
@@ -99,9 +100,9 @@ def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
-    from distiller.builders.cache import TeacherCache
-    from distiller.builders.scoring import score_into_cache
-    from distiller.builders.teacher import TeacherConfig, make_teacher
+    from distiller.builders.cache.store import TeacherCache
+    from distiller.builders.teacher.scoring import score_into_cache
+    from distiller.builders.teacher.model import TeacherConfig, make_teacher
     from distiller.taskdata import builtin_task, read_records
 
     torch.set_num_threads(args.threads)

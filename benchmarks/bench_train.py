@@ -70,8 +70,8 @@ def best_of(repeats, fn):
 
 
 def build_cache(path, teacher_dir, records, layers, threads, num_labels=2):
-    from distiller.builders.cache import TeacherCache
-    from distiller.builders.teacher import Teacher, TeacherConfig
+    from distiller.builders.cache.store import TeacherCache
+    from distiller.builders.teacher.model import Teacher, TeacherConfig
 
     teacher = Teacher(TeacherConfig(model=teacher_dir, max_length=64, layers=tuple(layers),
                                     num_threads=threads, num_labels=num_labels)).load()
@@ -110,7 +110,7 @@ def scenario(name, teacher_dir, records, student_kw, work, args):
                       student=teacher_dir, inter_loss="mse", mapping="skip", epochs=1,
                       batch_size=32, progress=False, log_every=1000, resume=False,
                       run_dir=os.path.join(work, f"run-{name}"), **student_kw)
-    from distiller.builders.reader import CacheReader
+    from distiller.builders.cache.reader import CacheReader
 
     shares = []
 
@@ -168,8 +168,8 @@ def big_cache_rss(teacher_dir, records, work, args):
     """D: peak RSS training from a >= args.big_cache_gb GB cache vs from a small one."""
     import random
 
-    from distiller.builders.cache import TeacherCache
-    from distiller.builders.teacher import Teacher, TeacherConfig
+    from distiller.builders.cache.store import TeacherCache
+    from distiller.builders.teacher.model import Teacher, TeacherConfig
 
     teacher = Teacher(TeacherConfig(model=teacher_dir, max_length=64,
                                     num_threads=args.threads, num_labels=2)).load()
@@ -267,7 +267,7 @@ def main(argv=None):
                          max_length=64, epochs=1, batch_size=32, progress=False, resume=False,
                          log_every=1000, run_dir=os.path.join(work, "run-ft"), **student)
         # Interleaved, so both see the same machine load (it is shared and noisy).
-        from distiller.builders.reader import CacheReader
+        from distiller.builders.cache.reader import CacheReader
 
         kd_times, ft_times = [], []
         for _ in range(args.repeats):

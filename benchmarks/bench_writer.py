@@ -36,7 +36,7 @@ HIDDEN = 384
 
 
 def make_spec():
-    from distiller.builders.spec import CacheSpec
+    from distiller.builders.cache.spec import CacheSpec
 
     return CacheSpec(fingerprint="b" * 32, tokenization=(("max_length", 128),), layers=LAYERS,
                      hidden_size=HIDDEN, num_heads=12, num_hidden_layers=6, dtype="float16")
@@ -91,8 +91,8 @@ def parts(spec, chunks):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from distiller.builders.encoding import encode_columns
-    from distiller.builders.shards import shard_schema
+    from distiller.builders.cache.encoding import encode_columns
+    from distiller.builders.cache.shards import shard_schema
 
     sec = {"encode": 0.0, "parquet_crc": 0.0, "parquet_no_crc": 0.0}
     files = []
@@ -116,7 +116,7 @@ def parts(spec, chunks):
 def write_today(spec, chunks, directory, threads=1):
     """Wall seconds, CPU seconds and bytes of writing every chunk as a shard with the library's
     path, `threads` shards at a time."""
-    from distiller.builders.shards import write_shard_file
+    from distiller.builders.cache.shards import write_shard_file
 
     done, lock = [], threading.Lock()
     todo = list(enumerate(chunks))

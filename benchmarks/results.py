@@ -46,7 +46,7 @@ from typing import Dict, List
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from distiller.builders.pretrained import minilm_path  # noqa: E402
+from distiller.builders.teacher.pretrained import minilm_path  # noqa: E402
 from distiller.taskdata import builtin_task, read_records  # noqa: E402
 from distiller.taskdata.paths import shared_data  # noqa: E402
 from distiller.taskdata.sampling import sample_tsv  # noqa: E402
@@ -216,7 +216,7 @@ def run_online(task: str, seed: int, paths: Dict[str, str], student: Dict) -> Di
     (everything else as pred+mse, the temperature included)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from distiller.builders.cache import TeacherCache
+    from distiller.builders.cache.store import TeacherCache
     from distiller.distill_train.config import TrainConfig
     from distiller.distill_train.data import OnlineTeacherProvider
     from distiller.distill_train.train import train

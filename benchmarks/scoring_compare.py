@@ -27,7 +27,7 @@ def bare_sorted_loop(teacher, rows, keep: bool = False) -> float:
     length, in memory; nothing keyed or written): the floor of any scorer that keeps them."""
     import torch
 
-    from distiller.builders.batching import plan_batches
+    from distiller.builders.teacher.batching import plan_batches
 
     toks = teacher.tokenize(rows)
     lengths = [len(t[0]) for t in toks]
@@ -60,7 +60,7 @@ def user_loop(teacher, rows, batch_size: int = 64) -> float:
     each batch of `batch_size` with padding, forward, logits to the host (tokenization timed)."""
     import torch
 
-    from distiller.builders.teacher import as_text_pair
+    from distiller.builders.teacher.model import as_text_pair
 
     pairs = sorted((as_text_pair(r) for r in rows), key=lambda p: len(p[0]) + len(p[1] or ""))
     t = time.perf_counter()
@@ -78,7 +78,7 @@ def user_loop(teacher, rows, batch_size: int = 64) -> float:
 def ours(teacher, rows, workdir: str, name: str, chunk: int = 512, writers: int = 1) -> float:
     """Seconds of `score_into_cache` of `rows` into a fresh float16 cache (written, committed)."""
     from distiller.builders import TeacherCache
-    from distiller.builders.scoring import score_into_cache
+    from distiller.builders.teacher.scoring import score_into_cache
 
     path = os.path.join(workdir, name)
     shutil.rmtree(path, ignore_errors=True)
@@ -95,7 +95,7 @@ def writer_alone(teacher, rows, workdir: str, writers: int = 1, chunk: int = 512
     """Seconds (with `cpu`: CPU seconds of this process) to encode, write, hash, fsync and
     commit precomputed float16 outputs of `rows`: the writer's share, without any forward."""
     from distiller.builders import TeacherCache
-    from distiller.builders.scoring import ShardWriter
+    from distiller.builders.teacher.scoring import ShardWriter
 
     outputs = teacher.score(rows, store_as="float16")
     path = os.path.join(workdir, f"writer{writers}")
@@ -166,7 +166,7 @@ def scoring_section(args, rows, model_path, workdir, fig):
     """Section 2: interleaved rounds of our scoring and the bare loop, per precision/backend."""
     import functools
 
-    from distiller.builders.teacher import Teacher, TeacherConfig
+    from distiller.builders.teacher.model import Teacher, TeacherConfig
 
     def teacher(**kw):
         return Teacher(TeacherConfig(model=model_path, num_labels=2, max_length=128,

@@ -2,17 +2,17 @@
 
 Heavy libraries (torch, transformers, pyarrow) are imported by the submodules on use.
 """
-from .cache import CORPUS_FIELDS, TeacherCache
-from .errors import (CacheError, CacheSpecMismatch, CorruptShardError, FingerprintError,
+from .cache.store import CORPUS_FIELDS, TeacherCache
+from .cache.errors import (CacheError, CacheSpecMismatch, CorruptShardError, FingerprintError,
                      ForeignDirectoryError, MissingShardError, UnsafeEntryError,
                      UnsatisfiableRequest)
-from .keys import cache_key, mixup_key
-from .planning import Satisfiability, estimate, plan, satisfiable
-from .reader import CacheReader
-from .scoring import score_into_cache
-from .shards import ShardInfo
-from .spec import CacheSpec
-from .teacher import Teacher, TeacherConfig, make_teacher
+from .cache.keys import cache_key, mixup_key
+from .cache.planning import Satisfiability, estimate, plan, satisfiable
+from .cache.reader import CacheReader
+from .teacher.scoring import score_into_cache
+from .cache.shards import ShardInfo
+from .cache.spec import CacheSpec
+from .teacher.model import Teacher, TeacherConfig, make_teacher
 
 __all__ = [
     "CacheError", "CacheReader", "CacheSpec", "CacheSpecMismatch", "CORPUS_FIELDS",

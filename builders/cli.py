@@ -86,7 +86,7 @@ def add_parsers(subparsers) -> None:
 
 
 def _cmd_info(args) -> int:
-    from .cache import TeacherCache
+    from .cache.store import TeacherCache
 
     cache = TeacherCache.open(args.path)
     print(json.dumps({"path": cache.path, "spec": cache.spec.to_dict(),
@@ -96,8 +96,8 @@ def _cmd_info(args) -> int:
 
 
 def _cmd_corpora(args) -> int:
-    from .cache import TeacherCache
-    from .corpus_flags import evaluate_flags, format_corpora, train_flags
+    from .cache.store import TeacherCache
+    from .cache.corpus_flags import evaluate_flags, format_corpora, train_flags
 
     corpora = TeacherCache.open(args.path).manifest.get("corpora", {})
     if args.flags is None:
@@ -110,14 +110,14 @@ def _cmd_corpora(args) -> int:
 
 
 def _cmd_stats(args) -> int:
-    from .cache import TeacherCache
+    from .cache.store import TeacherCache
 
     print(json.dumps(TeacherCache.open(args.path).stats(), indent=1, sort_keys=True))
     return 0
 
 
 def _cmd_verify(args) -> int:
-    from .cache import TeacherCache
+    from .cache.store import TeacherCache
 
     cache = TeacherCache.open(args.path)
     problems = cache.verify()
@@ -133,7 +133,7 @@ def _cmd_verify(args) -> int:
 
 
 def _cmd_clean(args) -> int:
-    from .cache import TeacherCache
+    from .cache.store import TeacherCache
 
     cache = TeacherCache.open(args.path)
     done = cache.clean()
@@ -150,7 +150,7 @@ def _cmd_clean(args) -> int:
 
 
 def _cmd_merge(args) -> int:
-    from .cache import TeacherCache
+    from .cache.store import TeacherCache
 
     cache = TeacherCache.open(args.path)
     for src in args.sources:
@@ -162,8 +162,8 @@ def _cmd_merge(args) -> int:
 def _cmd_score(args) -> int:
     from distiller.taskdata.resolve import task_from_args
 
-    from .taskfit import fit_teacher_to_task
-    from .teacher import TeacherConfig
+    from .teacher.taskfit import fit_teacher_to_task
+    from .teacher.model import TeacherConfig
 
     task, notes = task_from_args(args, data=None if args.unlabelled else args.input)
     for note in notes:
@@ -201,10 +201,10 @@ def _cmd_score(args) -> int:
 
 
 def _placement(spec: str, amp: str, cache_dir: str):
-    """(device slots, concrete amp) of `distiller score` (distiller.builders.devices,
-    distiller.builders.precision)."""
-    from .devices import device_kind, gpus_run_bf16, resolve_devices
-    from .precision import cache_compute, resolve_amp
+    """(device slots, concrete amp) of `distiller score` (distiller.builders.teacher.devices,
+    distiller.builders.teacher.precision)."""
+    from .teacher.devices import device_kind, gpus_run_bf16, resolve_devices
+    from .teacher.precision import cache_compute, resolve_amp
 
     devices = resolve_devices(spec)
     kinds = {device_kind(d) for d in devices}
@@ -225,24 +225,24 @@ def score_file(config, *, input_path: str, task, cache_dir: str, dtype: str = "f
     None, chain "original", copy 0) with the task recorded. A span task (question answering)
     is scored window by window: the corpus has a row per window and its question rows; the
     dry run counts windows. devices: several device names score with one teacher replica each
-    (distiller.builders.multiscore); None runs on `config.device`.
+    (distiller.builders.teacher.multiscore); None runs on `config.device`.
     """
     from distiller.taskdata.records import DeadLetter
     from distiller.taskdata.reader import read_records
     from distiller.taskdata.resolve import resolve_task
 
-    from .cache import TeacherCache
-    from .manifest import MANIFEST
-    from .planning import length_histogram, plan
-    from .multiscore import load_replicas, score_on_devices
-    from .leftovers import remove_dead_temp_files
-    from .teacher import make_teacher
-    from .vocab import record_vocabulary
+    from .cache.store import TeacherCache
+    from .cache.manifest import MANIFEST
+    from .cache.planning import length_histogram, plan
+    from .teacher.multiscore import load_replicas, score_on_devices
+    from .cache.leftovers import remove_dead_temp_files
+    from .teacher.model import make_teacher
+    from .cache.vocab import record_vocabulary
 
     task = resolve_task(task)
     name = corpus or f"{task.name}-{os.path.splitext(os.path.basename(input_path))[0]}"
     if not dry_run:  # what the run writes, checked before the teacher scores anything
-        from .cache import check_corpus_name
+        from .cache.store import check_corpus_name
 
         try:
             check_corpus_name(name)
@@ -260,7 +260,7 @@ def score_file(config, *, input_path: str, task, cache_dir: str, dtype: str = "f
                                "dead_letter_examples": [d.to_dict() for d in dead[:20]]}
     questions = None
     if task.is_span:   # one row per context window, and the question rows beside them
-        from .qa_windows import question_row
+        from .teacher.qa_windows import question_row
 
         parts = teacher.window_records(records)
         questions = [question_row(r, wd) for r, (wd, _) in zip(records, parts)]

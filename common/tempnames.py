@@ -1,7 +1,8 @@
 """Temp-file names that say who writes them: ``.<final name>.tmp-<host>-<pid>-<8 hex>``.
 
 Every file of a cache is written under such a name next to its final path, then renamed; the
-host and process id let `distiller.builders.leftovers` tell a temp file whose writer is gone (a
+host and process id let `distiller.builders.cache.leftovers` tell a temp file whose writer is gone
+(a
 killed build, a full disk) from one being written now. Names of earlier versions
 (``.<name>.tmp-<pid>-<hex>``, ``<name>.tmp-<pid>``) are read as written on this host.
 """

@@ -39,7 +39,7 @@ def resolve_run_task(config):
     disagrees with it (other labels or kind) is an error before any work."""
     if config.mode != "distill" or config.cache is None:
         return config
-    from distiller.builders.cache import TeacherCache
+    from distiller.builders.cache.store import TeacherCache
 
     cache = TeacherCache.open(config.cache)
     recorded = cache.corpus_task(config.train_corpus)
@@ -114,7 +114,7 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
     span = config.task_def.is_span
     if provider is None or train_rows is None or (dev_rows is None and config.dev_corpus) or \
             (span and config.dev_corpus):   # a QA dev set decodes with the cache's questions
-        from distiller.builders.cache import TeacherCache
+        from distiller.builders.cache.store import TeacherCache
 
         cache = TeacherCache.open(config.cache)
         if getattr(cache.spec, "logits_topk", 0):
@@ -164,7 +164,7 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
                              f"({heads})")
     dev_provider = provider
     if provider is None:
-        from distiller.builders.reader import CacheReader
+        from distiller.builders.cache.reader import CacheReader
 
         provider = CacheReader(config.cache, layers=layers, attentions=list(attn_layers) or False)
         dev_provider = CacheReader(config.cache, layers=[], attentions=False)
@@ -217,11 +217,12 @@ def _check_labels(config, train_rows, dev_sets) -> None:
 
 def _check_student_vocab(config, model, tokenizer, cache, sample) -> None:
     """The student's vocabulary against the one the cache was tokenised with
-    (distiller.builders.vocab); when that is unknown, the largest id of the first row here and of
+    (distiller.builders.cache.vocab); when that is unknown, the largest id of the first row here
+    and of
     every batch later."""
     expected, source = None, ""
     if cache is not None:
-        from distiller.builders.vocab import cache_vocabulary
+        from distiller.builders.cache.vocab import cache_vocabulary
 
         expected, source = cache_vocabulary(config.cache)
         if expected is None:
@@ -283,7 +284,7 @@ def _text_examples(config, records, tokenizer):
 
 def _span_examples(config, records, tokenizer):
     """Context windows of question records, made with the model's own tokenizer."""
-    from distiller.builders.qa_windows import WindowSettings
+    from distiller.builders.teacher.qa_windows import WindowSettings
 
     from .qa_eval import text_windows
 

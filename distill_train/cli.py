@@ -185,8 +185,8 @@ def _report(result, command: str) -> None:
 
 def _verify_run_shards(config) -> None:
     """--verify: the shards the run's corpora read, checked in full; one line either way."""
-    from distiller.builders.cache import TeacherCache
-    from distiller.builders.errors import CorruptShardError
+    from distiller.builders.cache.store import TeacherCache
+    from distiller.builders.cache.errors import CorruptShardError
 
     cache = TeacherCache.open(config.cache)
     names = [n for n in (config.train_corpus, config.dev_corpus) if n]

@@ -1,7 +1,7 @@
 """The data layer: teacher-output providers, examples, and per-batch padded batches.
 
 A *provider* is anything with ``get_many(keys) -> list of dicts``
-(distiller.builders.reader.CacheReader,
+(distiller.builders.cache.reader.CacheReader,
 `InMemoryProvider`, `OnlineTeacherProvider`), each dict holding ``input_ids`` [L],
 ``token_type_ids`` [L], ``logits`` [C], ``hidden`` {layer: [L, H]} and optionally
 ``attentions`` {layer: [heads, L, L]}. A training *row* is a corpus row of the cache:
@@ -24,7 +24,7 @@ from distiller.common.seeding import derive_seed
 __all__ = ["InMemoryProvider", "OnlineTeacherProvider", "OnlineTokenProvider", "Batches",
            "collate", "cache_fetcher", "text_examples", "text_fetcher", "SPAN_FIELDS"]
 
-# as distiller.builders.cache stores them
+# as distiller.builders.cache.store stores them
 SPAN_FIELDS = ("window", "ctx_start", "ctx_end", "ctx_first", "cls_index")
 
 

@@ -44,7 +44,7 @@ def evaluate_saved(model_dir: str, task=None, *, cache: Optional[str] = None,
         raise FileNotFoundError(f"--model {model_dir!r} is not a saved model directory")
     task = resolve_task(task)
     if cache and corpus:
-        from distiller.builders.cache import TeacherCache
+        from distiller.builders.cache.store import TeacherCache
 
         recorded = TeacherCache.open(cache).corpus_task(corpus)
         task = with_known_labels(task, recorded)
@@ -78,10 +78,10 @@ def evaluate_saved(model_dir: str, task=None, *, cache: Optional[str] = None,
         rows = text_examples(read_text_records(file, task), tokenizer, max_length)
         batches = Batches(rows, text_fetcher(pad_id), batch_size=batch_size, shuffle=False)
     else:
-        from distiller.builders.cache import TeacherCache
-        from distiller.builders.reader import CacheReader
+        from distiller.builders.cache.store import TeacherCache
+        from distiller.builders.cache.reader import CacheReader
 
-        from distiller.builders.vocab import cache_vocabulary
+        from distiller.builders.cache.vocab import cache_vocabulary
 
         rows = TeacherCache.open(cache).read_corpus(corpus)
         if not rows:
@@ -147,15 +147,15 @@ def _evaluate_spans(model_dir: str, task, *, cache, corpus, file, batch_size: in
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     if file:
-        from distiller.builders.qa_windows import WindowSettings
+        from distiller.builders.teacher.qa_windows import WindowSettings
 
         settings = WindowSettings(max_length=max_length, doc_stride=doc_stride,
                                   max_query_length=max_query_length)
         rows, questions = text_windows(read_text_records(file, task), tokenizer, settings)
         fetch = text_fetcher(pad_id)
     else:
-        from distiller.builders.cache import TeacherCache
-        from distiller.builders.reader import CacheReader
+        from distiller.builders.cache.store import TeacherCache
+        from distiller.builders.cache.reader import CacheReader
 
         store = TeacherCache.open(cache)
         rows, questions = store.read_corpus(corpus), store.read_questions(corpus)

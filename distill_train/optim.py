@@ -60,7 +60,7 @@ def autocast_for(amp: str, device: torch.device) -> Tuple[Optional[Callable[[], 
     if amp == "auto":
         amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if amp == "bf16" and device.type == "cpu":
-        from distiller.builders.precision import warn_if_bf16_emulated
+        from distiller.builders.teacher.precision import warn_if_bf16_emulated
 
         warn_if_bf16_emulated("training")
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16

@@ -10,7 +10,8 @@ windows, and its null odds are null score - best span score (SQuAD 2.0: answer "
 threshold, distiller.taskdata.squad_metrics).
 
 Inputs: window rows of a corpus (``id``, ``window``, ``ctx_start``, ``ctx_end``, ``ctx_first``,
-``cls_index``; distiller.builders.qa_windows) with their logits float[L, 2], and question rows
+``cls_index``; distiller.builders.teacher.qa_windows) with their logits float[L, 2], and question
+rows
 (``context``,
 ``offsets``, flat character spans of the context's tokens); an augmented copy's question is its
 parent's (``parent_id``).

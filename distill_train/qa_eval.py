@@ -108,8 +108,9 @@ def evaluate_spans(model, batches: SpanBatches, device, *, autocast=None
 def text_windows(records: Sequence[Mapping[str, Any]], tokenizer, settings
                  ) -> Tuple[List[Dict[str, Any]], Dict[str, Dict[str, Any]]]:
     """(window rows with input_ids, token_type_ids and label; {id: question row}) of span
-    records, windowed with `tokenizer` (distiller.builders.qa_windows.WindowSettings `settings`)."""
-    from distiller.builders.qa_windows import make_windows, question_row, window_row
+    records, windowed with `tokenizer` (distiller.builders.teacher.qa_windows.WindowSettings
+    `settings`)."""
+    from distiller.builders.teacher.qa_windows import make_windows, question_row, window_row
 
     rows, questions = [], {}
     windowed = make_windows(tokenizer, [(r["text_a"], r["text_b"]) for r in records], settings)

@@ -151,11 +151,11 @@ def check_vocab(model: nn.Module, tokenizer, expected: Optional[Sequence[Optiona
     """Raise a one-line ValueError when the student cannot read `what`'s token ids.
 
     expected: the token of each id of the tokenizer the ids were made with
-    (distiller.builders.vocab;
+    (distiller.builders.cache.vocab;
     `source` says where it came from): the student's tokenizer must hold the same tokens at the
     same ids, and its embedding matrix a row for each. Without it only `max_token_id` (the
     largest id seen) is checked against the embedding rows."""
-    from distiller.builders.vocab import tokenizer_tokens, vocab_differences
+    from distiller.builders.cache.vocab import tokenizer_tokens, vocab_differences
 
     rows = model.get_input_embeddings().weight.shape[0]
     fix = ("use a student with the teacher's tokenizer (--student-init truncate of the teacher, "

@@ -134,14 +134,14 @@ def corpus_names(task: str, split: str, policy_name: Optional[str], *, mixup: in
 
 
 def _teacher_config(opts: BuildOptions, num_labels: Optional[int] = None):
-    from distiller.builders.teacher import TeacherConfig
+    from distiller.builders.teacher.model import TeacherConfig
     from distiller.pipelines.runners import is_local_runner
 
     # Each local worker process gets its share of this machine's CPUs (no oversubscription);
     # on a remote runner (or a remote dask scheduler) workers use the CPUs they have.
     threads = opts.threads_per_worker
     if threads is None and is_local_runner(opts.runner) and not opts.dask_address:
-        from distiller.builders.devices import usable_cpus
+        from distiller.builders.teacher.devices import usable_cpus
 
         threads = max(1, usable_cpus() // opts.workers)
     return TeacherConfig(model=opts.teacher, max_length=opts.max_length, layers=opts.layers,
@@ -246,17 +246,17 @@ class BuildDistillSet(beam.PTransform):
 def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     """Run one build; returns the summary: records_read, augmented_copies, cache_hits,
     newly_scored, dead_letters (+ reasons), bytes_written, seconds, beam_counters, ..."""
-    from distiller.builders.cache import TeacherCache
-    from distiller.builders.corpusparts import staging_dir
-    from distiller.builders.leftovers import remove_dead_temp_files, temp_files
-    from distiller.builders.precision import COMPUTE_OF_AMP
-    from distiller.builders.teacher import make_teacher
-    from distiller.builders.vocab import record_vocabulary
+    from distiller.builders.cache.store import TeacherCache
+    from distiller.builders.cache.corpusparts import staging_dir
+    from distiller.builders.cache.leftovers import remove_dead_temp_files, temp_files
+    from distiller.builders.teacher.precision import COMPUTE_OF_AMP
+    from distiller.builders.teacher.model import make_teacher
+    from distiller.builders.cache.vocab import record_vocabulary
     from distiller.pipelines.batching import uses_shuffle_batching
     from distiller.pipelines.devices import place_build
     from distiller.pipelines.runners import is_local_runner, runner_context
 
-    from distiller.builders.taskfit import fit_teacher_to_task
+    from distiller.builders.teacher.taskfit import fit_teacher_to_task
     from distiller.taskdata.reader import check_input
 
     start = time.monotonic()

@@ -54,7 +54,7 @@ def check_writable_dir(path: str, what: str) -> None:
 def check_outputs(*, cache: str, corpus_names: Sequence[str], dead_letter_path: str) -> None:
     """Every name and path a build will write, checked before any work (its input is checked
     by distiller.taskdata.reader.check_input)."""
-    from distiller.builders.cache import check_corpus_name
+    from distiller.builders.cache.store import check_corpus_name
 
     # inputs are read through fsspec; what a build writes goes through plain file operations
     for flag, path in (("--cache", cache), ("--dead-letters", dead_letter_path)):

@@ -24,7 +24,7 @@ def pick_representative(item: Tuple[str, Iterable[Dict[str, Any]]]) -> Tuple[str
 
 def list_cache_shards(cache_path: str) -> Iterator[Tuple[str, str]]:
     """(cache path, shard name) for every committed shard (nothing if there is no cache yet)."""
-    from distiller.builders.cachekeys import committed_shards
+    from distiller.builders.cache.held_keys import committed_shards
 
     for name in committed_shards(cache_path):
         yield cache_path, name
@@ -32,7 +32,7 @@ def list_cache_shards(cache_path: str) -> Iterator[Tuple[str, str]]:
 
 def list_shard_keys(item: Tuple[str, str]) -> Iterator[str]:
     """Every key of one committed shard (its key column only is read)."""
-    from distiller.builders.cachekeys import shard_keys
+    from distiller.builders.cache.held_keys import shard_keys
 
     yield from shard_keys(*item)
 

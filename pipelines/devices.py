@@ -5,7 +5,8 @@ cluster) the device slots of this machine, resolved once (``auto`` = every GPU i
 CPU), and the number of workers follows them unless ``--workers`` says otherwise; on a remote
 runner the spec itself travels and each worker resolves it on its own machine (``auto``: its
 GPUs, else its CPU). A worker process takes its slot by a file-lock claim in a directory named
-after the build (`distiller.builders.devices.claim_slot`: no environment variable per worker exists
+after the build (`distiller.builders.teacher.devices.claim_slot`: no environment variable per
+worker exists
 on Beam's runners, and a restarted worker takes over its predecessor's slot), once per process:
 the teacher is a per-process singleton (distiller.pipelines.workers).
 """
@@ -20,7 +21,8 @@ import uuid
 from typing import Any, Optional, Tuple
 
 from distiller.common.errors import UsageError
-from distiller.builders.devices import claim_device, device_kind, gpus_run_bf16, resolve_devices
+from distiller.builders.teacher.devices import (claim_device, device_kind, gpus_run_bf16,
+                                                resolve_devices)
 
 __all__ = ["DevicePlan", "plan_devices", "place_build"]
 
@@ -62,7 +64,7 @@ def plan_devices(spec: str, *, local: bool, workers: Optional[int],
     """(plan, worker count). Local: slots resolved here; workers default to one per GPU slot
     (or `default_cpu_workers` for the CPU, given as `workers`=None → 2 capped by the CPUs).
     Remote: the spec is checked and resolved on each worker; workers as given."""
-    from distiller.builders.devices import parse_devices, usable_cpus
+    from distiller.builders.teacher.devices import parse_devices, usable_cpus
 
     parse_devices(spec)  # a bad value is an error here, before any work
     job = uuid.uuid4().hex[:12]
@@ -80,8 +82,8 @@ def plan_devices(spec: str, *, local: bool, workers: Optional[int],
 def place_build(opts) -> Tuple[Any, DevicePlan]:
     """(opts with `workers` and a concrete `amp`, plan) for a
     `distiller.pipelines.build.BuildOptions`: devices resolved on a local runner, the precision
-    following the cache (distiller.builders.precision)."""
-    from distiller.builders.precision import cache_compute, resolve_amp
+    following the cache (distiller.builders.teacher.precision)."""
+    from distiller.builders.teacher.precision import cache_compute, resolve_amp
     from distiller.pipelines.runners import is_local_runner
 
     local = is_local_runner(opts.runner) and not opts.dask_address

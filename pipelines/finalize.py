@@ -71,7 +71,7 @@ def _write_corpora(cache, staging: str, parts: Dict[str, List[dict]], corpus_nam
     """Merge the row (and mixup) parts into the corpus files; returns their row counts in the
     order of `corpus_names`. Originals: rows without a parent; then originals and copies; with
     mixup, the last corpus adds the pair rows after those rows (as `write_corpus` was given)."""
-    from distiller.builders.corpusparts import CorpusFile, install_corpora, merged_lines
+    from distiller.builders.cache.corpusparts import CorpusFile, install_corpora, merged_lines
 
     files = [CorpusFile(cache.path, name) for name in corpus_names]
     try:
@@ -106,9 +106,9 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str], dead_l
     when the build started (TeacherCache.commit).
     task (a Task's dict) is recorded with every corpus; labelled False marks them unlabelled.
     """
-    from distiller.builders.cache import TeacherCache
-    from distiller.builders.corpusparts import merged_lines, write_text_atomic
-    from distiller.builders.errors import CacheError
+    from distiller.builders.cache.store import TeacherCache
+    from distiller.builders.cache.corpusparts import merged_lines, write_text_atomic
+    from distiller.builders.cache.errors import CacheError
 
     start_rss = _reset_peak_rss()  # the committing step's own memory (benchmarks/bench_finalize)
     _, items = item
@@ -192,7 +192,8 @@ def _strip_keys(info):
 class CommitAndIndex(beam.PTransform):
     """(ShardInfos, keyed records, dead letters, mixup pairs, key counts, question rows) → one
     summary dict,
-    after commit and indexing. `staging_dir` (distiller.builders.corpusparts.staging_dir) receives
+    after commit and indexing. `staging_dir` (distiller.builders.cache.corpusparts.staging_dir)
+    receives
     the parts; `known_shards` are the shards committed when the build started."""
 
     def __init__(self, *, cache_path: str, corpus_names: Sequence[str], dead_letter_path: str,

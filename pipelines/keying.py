@@ -75,7 +75,8 @@ class KeyRecordsFn(beam.DoFn):
 
 def carried_tokens(records: List[Dict[str, Any]]):
     """The (ids, token types, truncated) KeyRecords left on each record, or None if any lacks
-    them: the input `distiller.builders.teacher.Teacher.score` takes instead of tokenizing again."""
+    them: the input `distiller.builders.teacher.model.Teacher.score` takes instead of tokenizing
+    again."""
     import numpy as np
 
     if not all("token_ids" in r and "token_types" in r for r in records):

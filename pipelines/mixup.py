@@ -3,7 +3,8 @@
 For every record r (originals and augmented copies) and every m < pairs_per_example, a partner
 p != r and λ ~ Beta(alpha, alpha) are drawn from a generator seeded by (base seed, r's id,
 "mixup", m) over the corpus sorted by id — the same pairs on every runner and worker count.
-λ is rounded to 6 decimals before use, so the key (distiller.builders.keys.mixup_key(key_r, key_p,
+λ is rounded to 6 decimals before use, so the key (distiller.builders.cache.keys.mixup_key(key_r,
+key_p,
 λ)) and the scored interpolation agree exactly. The teacher scores the interpolated word embeddings
 (`Teacher.score_mixed`, docs/cache.md "Mixup rows": both sequences padded to the longer, mask =
 max of the masks, token types from r where r is real); outputs are cached under the mixup key.
@@ -29,7 +30,7 @@ MIXUP_CHAIN = "mixup"
 def draw_pairs(item, *, pairs_per_example: int, alpha: float, seed: int
                ) -> Iterator[Dict[str, Any]]:
     """(_, all keyed records) → pair rows, pairs_per_example per record (none if < 2 records)."""
-    from distiller.builders.keys import mixup_key
+    from distiller.builders.cache.keys import mixup_key
 
     _, records = item
     records = sorted(records, key=lambda r: r["id"])

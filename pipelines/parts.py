@@ -1,6 +1,6 @@
 """WriteParts: what the last step indexes (corpus rows, mixup rows, dead letters), written by the
 workers as sorted part files; only a small descriptor per part travels on
-(distiller.builders.corpusparts).
+(distiller.builders.cache.corpusparts).
 
 Each element becomes one JSON line (the exact line of the final file) plus what the summary
 counts; lines are batched (Beam's BatchElements, or a shuffle on the Dask runner, which loses what
@@ -18,7 +18,7 @@ import apache_beam as beam
 
 from distiller.common.errors import UsageError
 from distiller.common.seeding import stable_hash
-from distiller.builders.corpusparts import PART_ROWS, write_part
+from distiller.builders.cache.corpusparts import PART_ROWS, write_part
 
 __all__ = ["WriteParts", "corpus_row", "reason_category", "row_entry", "mix_entry",
            "dead_entry", "add_counts"]
@@ -50,8 +50,9 @@ def reason_category(reason: str) -> str:
 
 def corpus_row(record: Dict[str, Any]) -> Dict[str, Any]:
     """The corpus-index row of a keyed record (originals: parent_id None, chain 'original');
-    a question-answering window keeps its window fields (distiller.builders.cache.SPAN_FIELDS)."""
-    from distiller.builders.cache import SPAN_FIELDS
+    a question-answering window keeps its window fields
+    (distiller.builders.cache.store.SPAN_FIELDS)."""
+    from distiller.builders.cache.store import SPAN_FIELDS
 
     row = {"id": record["id"], "key": record["key"], "label": record.get("label"),
            "parent_id": record.get("parent_id"), "chain": record.get("chain", "original"),
@@ -67,7 +68,7 @@ def _line(item: Dict[str, Any]) -> str:
 
 def row_entry(record: Dict[str, Any]) -> Tuple[str, Dict[str, int]]:
     """(corpus line, counts) of a keyed record."""
-    from distiller.builders.cache import corpus_item
+    from distiller.builders.cache.store import corpus_item
 
     item = corpus_item(corpus_row(record))
     # a question's windows share its id: records count once, by their first window
@@ -79,7 +80,7 @@ def row_entry(record: Dict[str, Any]) -> Tuple[str, Dict[str, int]]:
 
 def mix_entry(pair: Dict[str, Any]) -> Tuple[str, Dict[str, int]]:
     """(corpus line, counts) of a mixup pair row (its pairing fields kept for the trainer)."""
-    from distiller.builders.cache import corpus_item
+    from distiller.builders.cache.store import corpus_item
     from distiller.pipelines.mixup import mixup_corpus_row
 
     return _line(corpus_item(mixup_corpus_row(pair))), {}

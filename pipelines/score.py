@@ -2,8 +2,9 @@
 
 Why our own handler: Beam's stock PyTorch/Hugging Face handlers stack equal-length tensors and
 split outputs per example in ways that mis-assign tuples of hidden states. Ours hands a whole
-*work unit* of records to `distiller.builders.teacher.Teacher.score`, which pads per forward batch
-and length-buckets inside the unit (distiller.builders.batching.plan_batches).
+*work unit* of records to `distiller.builders.teacher.model.Teacher.score`, which pads per forward
+batch
+and length-buckets inside the unit (distiller.builders.teacher.batching.plan_batches).
 
 Work units are formed deterministically before RunInference: records are grouped by a coarse
 token-length bucket and a hash of their key, sorted by key and cut into units of at most

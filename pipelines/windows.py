@@ -1,9 +1,11 @@
 """WindowRecords: question-answering records → context windows, keyed like KeyRecords' records.
 
 A span task's record (question, context, answers: distiller.taskdata.squad) becomes one record per
-context window (distiller.builders.qa_windows): the question's fields without its answers, plus the
+context window (distiller.builders.teacher.qa_windows): the question's fields without its answers,
+plus the
 window's index, where its context tokens are, its gold [start, end] token positions (``label``), its
-cache key (distiller.builders.qa_teacher: the window's content), ``n_tokens`` and the token ids, so
+cache key (distiller.builders.teacher.qa_teacher: the window's content), ``n_tokens`` and the token
+ids, so
 the scoring step does not tokenize again. Windows then flow through the same dedupe, scoring and
 commit steps as any record. Each original question also yields its question row (context, token
 offsets, gold answers: what decoding and the metric need), tagged apart. A question cut at
@@ -40,7 +42,7 @@ class WindowRecordsFn(beam.DoFn):
         self.teacher = get_teacher(self.teacher_config)
 
     def process(self, batch: List[Dict[str, Any]]) -> Iterator:
-        from distiller.builders.qa_windows import question_row
+        from distiller.builders.teacher.qa_windows import question_row
 
         batch = [strip_internal(r) for r in batch]
         for record, (windowed, rows) in zip(batch, self.teacher.window_records(batch)):

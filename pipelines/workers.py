@@ -32,14 +32,15 @@ def loads_in_process(kind: str) -> int:
 
 
 def get_teacher(config, devices=None) -> Any:
-    """The loaded `distiller.builders.teacher.Teacher` for a `TeacherConfig` (frozen, hashable);
+    """The loaded `distiller.builders.teacher.model.Teacher` for a `TeacherConfig` (frozen,
+    hashable);
     with a
     `distiller.pipelines.devices.DevicePlan`, on the device this process claims (one per
     process)."""
     def load():
         import dataclasses
 
-        from distiller.builders.teacher import make_teacher
+        from distiller.builders.teacher.model import make_teacher
 
         placed = config if devices is None else dataclasses.replace(config,
                                                                     device=devices.device())
@@ -63,9 +64,9 @@ def get_policy(spec: Any) -> Any:
 
 
 def get_cache(path: str) -> Any:
-    """`distiller.builders.cache.TeacherCache.open(path)`, once per process."""
+    """`distiller.builders.cache.store.TeacherCache.open(path)`, once per process."""
     def load():
-        from distiller.builders.cache import TeacherCache
+        from distiller.builders.cache.store import TeacherCache
 
         return TeacherCache.open(path)
 

@@ -57,10 +57,10 @@ def test_clean_markdown_passes(hooks):
 
 def test_repository_links_become_site_links(hooks):
     readme = ("[c](docs/cache.md#spec) [d](benchmarks/README.md#headline-figures) "
-              "[s](builders/cache.py) [u](https://example.org/x.md) [a](#here)\n"
+              "[s](builders/cache/store.py) [u](https://example.org/x.md) [a](#here)\n"
               "```\n[c](docs/cache.md)\n```")
     assert hooks.rewrite_links(readme, "README.md") == (
-        "[c](cache.md#spec) [d](benchmarks.md#headline-figures) [s](builders/cache.py) "
+        "[c](cache.md#spec) [d](benchmarks.md#headline-figures) [s](builders/cache/store.py) "
         "[u](https://example.org/x.md) [a](#here)\n```\n[c](docs/cache.md)\n```")
     page = "[g](../README.md#install) ![r](../benchmarks/results/results.png) [m](method.md)"
     assert hooks.rewrite_links(page, "docs/results.md") == (

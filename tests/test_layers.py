@@ -39,7 +39,7 @@ BARE = "bare:"   # prefix of a part imported by its old top-level name
 
 
 def project_part(name: str) -> str:
-    """The project part an absolute module name belongs to: `distiller.builders.cache` ->
+    """The project part an absolute module name belongs to: `distiller.builders.cache.store` ->
     `builders`, `distiller.cli` -> `distiller`; a part's bare name (`builders.cache`) ->
     `bare:builders`; anything else -> its own top-level name (`os`, `torch`)."""
     head, _, rest = name.partition(".")

@@ -39,7 +39,7 @@ TASKS = {"sst2": ("SST-2", 64), "rte": ("RTE", 128), "stsb": ("STS-B", 128), "co
 
 def prepare_task(task: str, out: str, *, train_size: int, dev_size: int, seed: int,
                  teacher_epochs: int, workers: int, policy: str) -> dict:
-    from distiller.builders.pretrained import minilm_path
+    from distiller.builders.teacher.pretrained import minilm_path
     from distiller.distill_train.config import TrainConfig
     from distiller.distill_train.train import train
     from distiller.pipelines.build import BuildOptions, build_distill_set

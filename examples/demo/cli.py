@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from distiller.builders.devices import usable_cpus
+from distiller.builders.teacher.devices import usable_cpus
 from examples.demo import run as demo_module
 from examples.demo.run import DemoOptions, run_demo
 from distiller.taskdata.console import configure

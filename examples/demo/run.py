@@ -28,7 +28,7 @@ import sys
 import time
 from typing import Callable, Dict, Optional
 
-from distiller.builders.pretrained import minilm_path
+from distiller.builders.teacher.pretrained import minilm_path
 from distiller.common.seeding import thread_independent_math
 from distiller.taskdata.paths import shared_data
 from distiller.taskdata.sampling import write_lines_atomic

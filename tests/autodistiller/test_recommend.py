@@ -186,8 +186,8 @@ def test_recommend_cli_fit_rank_and_run(tmp_path, capsys):
     assert main(argv + run + ["--cache", str(tmp_path / "not-a-cache")]) == 2
     assert "not a teacher cache" in capsys.readouterr().err
 
-    builders_cache = pytest.importorskip("distiller.builders.cache")
-    from distiller.builders.spec import CacheSpec
+    builders_cache = pytest.importorskip("distiller.builders.cache.store")
+    from distiller.builders.cache.spec import CacheSpec
 
     builders_cache.TeacherCache.create(str(tmp_path / "cache"), CacheSpec(
         fingerprint="fp-rte", tokenization=(("max_length", 128),), layers=(0,), model="minilm"))

@@ -208,7 +208,7 @@ def test_trainer_without_epoch_hook_reports_afterwards_and_never_prunes_finished
 def test_three_trials_with_the_real_trainer_and_a_real_cache(tmp_path, cache_f32, teacher_dir):
     """`distiller sweep` through argv with distiller.distill_train.train.train on a real teacher
     cache (tiny random BERT teacher, 48 SST-2 rows): every trial trains, every row is complete."""
-    from distiller.builders.cache import TeacherCache
+    from distiller.builders.cache.store import TeacherCache
 
     data = tmp_path / "sst2"
     data.mkdir()
@@ -265,7 +265,7 @@ def test_sweep_builds_the_corpus_variants_its_space_needs(tmp_path, task_data, t
     from distiller.autodistiller.space import SearchSpace
     from distiller.autodistiller.corpora import build_missing_corpora, needed_corpora
     from distiller.pipelines.build import BuildOptions, build_distill_set
-    from distiller.builders.cache import TeacherCache
+    from distiller.builders.cache.store import TeacherCache
 
     cache = str(tmp_path / "cache")
     train = os.path.join(task_data, "train.tsv")

@@ -48,7 +48,7 @@ def tiny_teacher_dir(tmp_path_factory, sst2_rows):
 
 @pytest.fixture(scope="session")
 def tiny_teacher(tiny_teacher_dir):
-    from distiller.builders.teacher import Teacher, TeacherConfig
+    from distiller.builders.teacher.model import Teacher, TeacherConfig
 
     return Teacher(TeacherConfig(model=tiny_teacher_dir, max_length=64, device="cpu",
                                  num_threads=1, max_tokens_per_batch=512)).load()

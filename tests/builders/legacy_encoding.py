@@ -1,4 +1,4 @@
-"""The per-row shard encoding as it was before the vectorised one (builders/encoding.py), kept
+"""The per-row shard encoding as it was before the vectorised one (builders/cache/encoding.py), kept
 verbatim as the reference that the new encoding must equal byte for byte (test_encoding.py)."""
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 
-from distiller.builders.quant import encode
-from distiller.builders.shards import shard_schema
-from distiller.builders.spec import CacheSpec
+from distiller.builders.cache.quant import encode
+from distiller.builders.cache.shards import shard_schema
+from distiller.builders.cache.spec import CacheSpec
 
 
 def _check_output(o: Dict[str, Any], spec: CacheSpec) -> int:

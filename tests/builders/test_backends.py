@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from distiller.builders.errors import CacheSpecMismatch
+from distiller.builders.cache.errors import CacheSpecMismatch
 
 
 def _max_diff(a, b):
@@ -17,7 +17,7 @@ def _max_diff(a, b):
 
 def _check_backend(tmp_path, tiny_teacher, tiny_teacher_dir, records, backend):
     from distiller.builders import TeacherCache
-    from distiller.builders.teacher import Teacher, TeacherConfig
+    from distiller.builders.teacher.model import Teacher, TeacherConfig
 
     fast = Teacher(TeacherConfig(model=tiny_teacher_dir, max_length=64, device="cpu",
                                  num_threads=1, max_tokens_per_batch=512,
@@ -37,7 +37,7 @@ def _check_backend(tmp_path, tiny_teacher, tiny_teacher_dir, records, backend):
 
 def test_onnx_backend(tmp_path, tiny_teacher, tiny_teacher_dir, rte_rows, sst2_rows):
     pytest.importorskip("onnxruntime", reason="ONNX Runtime is an extra: pip install .[onnx]")
-    from distiller.builders.teacher import Teacher, TeacherConfig
+    from distiller.builders.teacher.model import Teacher, TeacherConfig
 
     records = rte_rows[:8] + sst2_rows[:30]
     fast = _check_backend(tmp_path, tiny_teacher, tiny_teacher_dir, records, "onnx")
@@ -58,7 +58,7 @@ def test_compile_backend(tmp_path, tiny_teacher, tiny_teacher_dir, rte_rows, sst
 
 
 def test_unknown_backend_is_refused(tiny_teacher_dir):
-    from distiller.builders.teacher import TeacherConfig
+    from distiller.builders.teacher.model import TeacherConfig
 
     with pytest.raises(ValueError, match="backend"):
         TeacherConfig(model=tiny_teacher_dir, backend="tensorrt")

@@ -307,7 +307,7 @@ def test_corpora_and_merge(tmp_path):
 
 def test_estimate_matches_real_size(tmp_path, tiny_teacher, sst2_rows):
     from distiller.builders import estimate
-    from distiller.builders.planning import length_histogram, plan
+    from distiller.builders.cache.planning import length_histogram, plan
 
     spec = tiny_teacher.spec()
     outs = tiny_teacher.score(sst2_rows[:150])

@@ -12,9 +12,9 @@ import shutil
 import pytest
 
 from distiller.builders import CacheReader, CorruptShardError, TeacherCache, UnsafeEntryError
-from distiller.builders.cachefiles import name_problem
-from distiller.builders.cachekeys import shard_keys
-from distiller.builders.vocab import cache_vocabulary
+from distiller.builders.cache.files import name_problem
+from distiller.builders.cache.held_keys import shard_keys
+from distiller.builders.cache.vocab import cache_vocabulary
 from distiller.cli import main
 
 from .synthetic import make_outputs, make_spec

@@ -1,7 +1,7 @@
-"""distiller.builders.cachekeys: the committed shards and their keys, as a distributed build
+"""distiller.builders.cache.held_keys: the committed shards and their keys, as a distributed build
 reads them."""
 from distiller.builders import TeacherCache
-from distiller.builders.cachekeys import committed_shards, shard_keys
+from distiller.builders.cache.held_keys import committed_shards, shard_keys
 
 
 def test_no_cache_yet_has_no_shards(tmp_path):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import shlex
 
-from distiller.builders.corpus_flags import (describe_corpora, evaluate_flags, format_corpora,
+from distiller.builders.cache.corpus_flags import (describe_corpora, evaluate_flags, format_corpora,
                                              train_flags)
 from distiller.cli import main
 

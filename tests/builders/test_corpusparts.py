@@ -6,11 +6,12 @@ import json
 import os
 import random
 
-from distiller.builders import corpusparts
-from distiller.builders.cache import TeacherCache, corpus_item
-from distiller.builders.corpusparts import (CorpusFile, install_corpora, merged_lines, staging_dir,
+from distiller.builders.cache import corpusparts
+from distiller.builders.cache.store import TeacherCache, corpus_item
+from distiller.builders.cache.corpusparts import (CorpusFile, install_corpora, merged_lines,
+staging_dir,
                                             write_part)
-from distiller.builders.leftovers import remove_dead_temp_files, temp_files
+from distiller.builders.cache.leftovers import remove_dead_temp_files, temp_files
 
 from .synthetic import make_outputs, make_spec
 

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from distiller.builders.devices import claim_slot, parse_devices, resolve_devices, usable_cpus
+from distiller.builders.teacher.devices import (claim_slot, parse_devices, resolve_devices,
+                                                usable_cpus)
 
 
 def test_cpu_count_without_affinity_or_process_count(monkeypatch):

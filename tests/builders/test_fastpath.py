@@ -11,10 +11,10 @@ import threading
 import numpy as np
 import pytest
 
-from distiller.builders.encoding import _binary, encode_columns
-from distiller.builders.forward import _stored, pad_batch
-from distiller.builders.shards import shard_schema, write_table_file
-from distiller.builders.spec import CacheSpec
+from distiller.builders.cache.encoding import _binary, encode_columns
+from distiller.builders.teacher.forward import _stored, pad_batch
+from distiller.builders.cache.shards import shard_schema, write_table_file
+from distiller.builders.cache.spec import CacheSpec
 
 from .legacy_encoding import encode_rows
 
@@ -90,7 +90,7 @@ def test_float16_outputs_are_stored_as_they_are(tmp_path):
 
 
 def test_binary_columns_are_cut_below_two_gib(monkeypatch):
-    import distiller.builders.encoding as enc
+    import distiller.builders.cache.encoding as enc
 
     values = np.arange(100, dtype=np.float32)
     items = np.array([10, 30, 5, 25, 30])
@@ -131,7 +131,7 @@ def _reference_outputs(teacher, records):
     """The forward as it was: plain HF call over the same batch plan, padded stack trimmed."""
     import torch
 
-    from distiller.builders.batching import plan_batches
+    from distiller.builders.teacher.batching import plan_batches
 
     toks = teacher.tokenize(records)
     lengths = [len(t[0]) for t in toks]
@@ -179,7 +179,7 @@ def test_score_takes_the_callers_keys(tiny_teacher, sst2_rows):
 
 
 def test_backend_is_recorded_and_old_manifests_read_as_eager():
-    from distiller.builders.errors import CacheSpecMismatch
+    from distiller.builders.cache.errors import CacheSpecMismatch
 
     eager = CacheSpec(fingerprint="f" * 16, tokenization={}, layers=(0,))
     assert "backend" not in eager.to_dict()           # eager manifests keep their old bytes
@@ -197,7 +197,7 @@ class _SlowCache:
     """A cache stand-in whose writes wait for a signal: shows the queue bound."""
 
     def __init__(self, fail_on=None):
-        from distiller.builders.spec import CacheSpec
+        from distiller.builders.cache.spec import CacheSpec
 
         self.spec = CacheSpec(fingerprint="f" * 16, tokenization={}, layers=())
         self.go = threading.Event()
@@ -217,7 +217,7 @@ class _SlowCache:
 
 
 def test_writer_queue_is_bounded_and_errors_reach_the_caller():
-    from distiller.builders.scoring import ShardWriter
+    from distiller.builders.teacher.scoring import ShardWriter
 
     cache = _SlowCache()
     writer = ShardWriter(cache, queue_chunks=1)

@@ -116,7 +116,7 @@ def test_score_records_the_vocabulary_cleans_up_and_checks_names_first(tmp_path,
     capsys.readouterr()
     from transformers import AutoTokenizer
 
-    from distiller.builders.vocab import cache_vocabulary, tokenizer_tokens
+    from distiller.builders.cache.vocab import cache_vocabulary, tokenizer_tokens
 
     manifest = json.load(open(os.path.join(cache, "manifest.json")))
     assert manifest["vocab"]["size"] == len(AutoTokenizer.from_pretrained(tiny_teacher_dir))

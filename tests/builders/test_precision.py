@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from distiller.builders import precision
-from distiller.builders.precision import resolve_amp, teacher_compute
+from distiller.builders.teacher import precision
+from distiller.builders.teacher.precision import resolve_amp, teacher_compute
 from distiller.cli import main
 
 from .test_cli import sst2_file  # noqa: F401  (fixture)

@@ -24,7 +24,7 @@ def qa_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def teacher(qa_dir):
-    from distiller.builders.teacher import TeacherConfig, make_teacher
+    from distiller.builders.teacher.model import TeacherConfig, make_teacher
 
     return make_teacher(TeacherConfig(model=qa_dir, max_length=64, head="span", doc_stride=24,
                                       max_query_length=16, device="cpu", num_threads=1,
@@ -64,8 +64,8 @@ def test_windows_are_keyed_by_content_and_scored_per_token(teacher, qa_dir):
 
 def test_score_dry_run_counts_windows_then_scores_into_a_verified_cache(tmp_path, qa_dir,
                                                                        capsys):
-    from distiller.builders.cache import TeacherCache
-    from distiller.builders.reader import CacheReader
+    from distiller.builders.cache.store import TeacherCache
+    from distiller.builders.cache.reader import CacheReader
 
     cache = str(tmp_path / "cache")
     base = ["score", "--input", SAMPLE, "--task", "squad2", "--teacher", qa_dir, "--cache",
@@ -101,8 +101,8 @@ def test_a_classification_head_is_refused_for_a_span_task(tmp_path, capsys):
 
 def test_the_onnx_backend_scores_windows_as_eager_does(teacher, qa_dir, tmp_path):
     pytest.importorskip("onnxruntime", reason="ONNX Runtime is an extra: pip install .[onnx]")
-    from distiller.builders.cache import TeacherCache
-    from distiller.builders.teacher import TeacherConfig, make_teacher
+    from distiller.builders.cache.store import TeacherCache
+    from distiller.builders.teacher.model import TeacherConfig, make_teacher
 
     recs = [r for r in read_records(SAMPLE, builtin_task("squad2"), limit=4)]
     windows = [w for _, rows in teacher.window_records(recs) for w in rows]

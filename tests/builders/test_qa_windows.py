@@ -3,7 +3,8 @@ answer that crosses a window boundary, contexts longer than three windows, quest
 import numpy as np
 import pytest
 
-from distiller.builders.qa_windows import (WindowSettings, gold_span, make_windows, question_row,
+from distiller.builders.teacher.qa_windows import (WindowSettings, gold_span, make_windows,
+question_row,
                                  window_label)
 from distiller.taskdata import builtin_task, read_records
 from distiller.taskdata.paths import shared_data

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from distiller.builders import CacheReader, TeacherCache
-from distiller.builders.quant import max_abs_error_bound
+from distiller.builders.cache.quant import max_abs_error_bound
 
 
 @pytest.fixture(scope="module")

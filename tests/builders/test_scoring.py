@@ -1,4 +1,5 @@
-"""Local scoring into a cache (distiller.builders.scoring): the chunk plan and several writer
+"""Local scoring into a cache (distiller.builders.teacher.scoring): the chunk plan and several
+writer
 threads."""
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import numpy as np
 import pytest
 
 from distiller.builders import CacheReader, TeacherCache
-from distiller.builders.scoring import plan_chunks, score_into_cache
+from distiller.builders.teacher.scoring import plan_chunks, score_into_cache
 
 
 @pytest.mark.parametrize("n,chunk", [(1, 4), (7, 4), (40, 8), (64, 1000)])
 def test_chunks_are_runs_of_whole_batches_of_one_plan(tiny_teacher, sst2_rows, n, chunk):
-    from distiller.builders.batching import plan_batches
+    from distiller.builders.teacher.batching import plan_batches
 
     rows = sst2_rows[:n]
     toks, planned = plan_chunks(tiny_teacher, rows, chunk)
@@ -34,7 +35,7 @@ def test_chunks_are_runs_of_whole_batches_of_one_plan(tiny_teacher, sst2_rows, n
 
 
 def test_a_chunk_is_scored_as_its_planned_batches(tiny_teacher, sst2_rows):
-    from distiller.builders.scoring import score_chunk
+    from distiller.builders.teacher.scoring import score_chunk
 
     rows = sst2_rows[:40]
     toks, planned = plan_chunks(tiny_teacher, rows, 8)
@@ -67,7 +68,7 @@ def test_several_writer_threads_commit_the_same_rows(tmp_path, tiny_teacher, sst
 
 def test_score_into_cache_overlaps_and_surfaces_write_errors(tmp_path, tiny_teacher, sst2_rows,
                                                             monkeypatch):
-    from distiller.builders.scoring import plan_chunks, score_into_cache
+    from distiller.builders.teacher.scoring import plan_chunks, score_into_cache
 
     cache = TeacherCache.create(str(tmp_path / "s"), tiny_teacher.spec())
     rows = sst2_rows[:25] + sst2_rows[:5]

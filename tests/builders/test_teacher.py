@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from distiller.builders import FingerprintError, Teacher, TeacherConfig, cache_key
-from distiller.builders.batching import plan_batches
-from distiller.builders.fingerprint import teacher_fingerprint
+from distiller.builders.teacher.batching import plan_batches
+from distiller.builders.teacher.fingerprint import teacher_fingerprint
 
 from .conftest import make_tiny_teacher
 
@@ -250,7 +250,7 @@ def test_load_teacher_is_the_one_load_the_teacher_reads(tiny_teacher_dir):
     properties are that result, not a second copy that could drift."""
     import dataclasses
 
-    from distiller.builders.teacher_load import LoadedTeacher, load_teacher
+    from distiller.builders.teacher.load import LoadedTeacher, load_teacher
 
     cfg = TeacherConfig(model=tiny_teacher_dir, max_length=64, device="cpu", num_threads=1,
                         layers=(0, 2), attentions=(2,))

@@ -101,8 +101,8 @@ def teacher_outputs(teacher_dir, sst2_small):
 
 def build_cache(path, teacher_dir, train, dev, *, dtype="float32", attentions=True, task="sst2"):
     """Score records with builders' Teacher into a real cache with corpora f"{task}-train/dev"."""
-    from distiller.builders.cache import TeacherCache
-    from distiller.builders.teacher import Teacher, TeacherConfig
+    from distiller.builders.cache.store import TeacherCache
+    from distiller.builders.teacher.model import Teacher, TeacherConfig
 
     teacher = Teacher(TeacherConfig(model=teacher_dir, max_length=64, device="cpu",
                                     attentions=attentions, num_threads=1,

@@ -57,8 +57,8 @@ def students(tmp_path_factory, tokenizer_dir, cache_f32):
     """Students that cannot read the cache's ids: `swapped` has the teacher's 600 tokens with
     ids 100 and 101 exchanged (same size); `smaller` has the teacher's first n tokens, n one
     more than the largest id of the first training row (the old check's blind spot)."""
-    from distiller.builders.cache import TeacherCache
-    from distiller.builders.reader import CacheReader
+    from distiller.builders.cache.store import TeacherCache
+    from distiller.builders.cache.reader import CacheReader
 
     root = tmp_path_factory.mktemp("students")
     tokens = _tokens(tokenizer_dir)
@@ -89,8 +89,8 @@ def caches(tmp_path_factory, teacher_dir, sst2_small, cache_f32):
         if kind == "recorded":
             from transformers import AutoTokenizer
 
-            from distiller.builders.cache import TeacherCache
-            from distiller.builders.vocab import record_vocabulary
+            from distiller.builders.cache.store import TeacherCache
+            from distiller.builders.cache.vocab import record_vocabulary
 
             recorded = shutil.copytree(cache_f32, root / "recorded")
             assert record_vocabulary(TeacherCache.open(str(recorded)),
@@ -194,7 +194,7 @@ def test_malformed_yaml_config_is_one_line_and_numeric_strings_are_numbers(tmp_p
 
 def test_empty_dev_corpus_is_refused_and_no_dev_set_writes_valid_json(tmp_path, cache_f32,
                                                                       teacher_dir, capsys):
-    from distiller.builders.cache import TeacherCache
+    from distiller.builders.cache.store import TeacherCache
 
     cache = str(shutil.copytree(cache_f32, tmp_path / "cache"))
     TeacherCache.open(cache).write_corpus("sst2-nothing", [])
@@ -227,7 +227,7 @@ def test_a_missing_corpus_is_named_without_quotes(cache_f32, teacher_dir, tmp_pa
 
 def test_train_verify_checks_the_shards_it_reads_in_full(tmp_path, cache_f32, teacher_dir,
                                                          capsys):
-    from distiller.builders.cache import TeacherCache
+    from distiller.builders.cache.store import TeacherCache
 
     cache = str(shutil.copytree(cache_f32, tmp_path / "cache"))
     common = ["train", "--cache", cache, "--student", teacher_dir, "--student-init", "truncate",

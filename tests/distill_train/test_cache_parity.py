@@ -9,7 +9,7 @@ from distiller.distill_train.train import train
 
 
 def _online(teacher_dir, cache_path, corpora):
-    from distiller.builders.cache import TeacherCache
+    from distiller.builders.cache.store import TeacherCache
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from distiller.distill_train.data import OnlineTeacherProvider
@@ -53,8 +53,8 @@ def test_cache_equals_online_teacher_step_by_step(tmp_path, teacher_dir, cache_f
 
 def test_cache_missing_layers_and_vocab_mismatch_are_clear_errors(tmp_path, teacher_dir,
                                                                   sst2_small):
-    from distiller.builders.cache import TeacherCache
-    from distiller.builders.teacher import Teacher, TeacherConfig
+    from distiller.builders.cache.store import TeacherCache
+    from distiller.builders.teacher.model import Teacher, TeacherConfig
 
     train_recs, _ = sst2_small
     path = tmp_path / "nolayers"

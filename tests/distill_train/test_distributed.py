@@ -143,8 +143,8 @@ def test_loader_workers_give_the_batches_of_the_prefetch_path(cache_f32, tmp_pat
     GPU) yields the same padded batches, in the same order, as the trainer's own path."""
     import torch
 
-    from distiller.builders.cache import TeacherCache
-    from distiller.builders.reader import CacheReader
+    from distiller.builders.cache.store import TeacherCache
+    from distiller.builders.cache.reader import CacheReader
     from distiller.distill_train.data import Batches, cache_fetcher
     from distiller.distill_train.distributed import DistContext, RankBatches
 

@@ -44,7 +44,7 @@ def test_evaluate_file_with_builds_task_flags_takes_the_models_labels(tmp_path, 
 
 def test_evaluate_cache_with_builds_task_flags_takes_the_corpus_labels(tmp_path, teacher_dir,
                                                                       dev_file, capsys):
-    from distiller.builders.cache import TeacherCache
+    from distiller.builders.cache.store import TeacherCache
 
     _, rows = dev_file
     cache = build_cache(tmp_path / "cache", teacher_dir, rows[:4], rows, attentions=False,

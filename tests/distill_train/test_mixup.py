@@ -12,9 +12,9 @@ from distiller.distill_train.forward import mixed_targets, student_forward
 
 @pytest.fixture(scope="module")
 def mixed_cache(tmp_path_factory, teacher_dir, sst2_small):
-    from distiller.builders.cache import TeacherCache
-    from distiller.builders.mixup import score_mixed
-    from distiller.builders.teacher import Teacher, TeacherConfig
+    from distiller.builders.cache.store import TeacherCache
+    from distiller.builders.teacher.mixup import score_mixed
+    from distiller.builders.teacher.model import Teacher, TeacherConfig
 
     train, _ = sst2_small
     teacher = Teacher(TeacherConfig(model=teacher_dir, max_length=64, device="cpu",
@@ -46,7 +46,7 @@ def _model(teacher_dir):
 def test_student_interpolation_matches_cached_teacher_scoring(teacher_dir, mixed_cache):
     """With the teacher itself as the student, the student-side mixed forward must reproduce the
     teacher's cached outputs on the mixed pairs (same interpolation, masks, token types)."""
-    from distiller.builders.reader import CacheReader
+    from distiller.builders.cache.reader import CacheReader
 
     path, rows, plain = mixed_cache
     reader = CacheReader(path)
@@ -63,7 +63,7 @@ def test_student_interpolation_matches_cached_teacher_scoring(teacher_dir, mixed
 
 
 def test_lam_one_reproduces_the_plain_record(teacher_dir, mixed_cache):
-    from distiller.builders.reader import CacheReader
+    from distiller.builders.cache.reader import CacheReader
 
     path, rows, plain = mixed_cache
     reader = CacheReader(path)
@@ -86,7 +86,7 @@ def test_mixed_gold_targets_and_training_on_mixup_rows(tmp_path, teacher_dir, mi
     r = mixed_targets(torch.tensor([1.0]), torch.tensor([3.0]), torch.tensor([0.25]), 1)
     torch.testing.assert_close(r, torch.tensor([2.5]))
 
-    from distiller.builders.reader import CacheReader
+    from distiller.builders.cache.reader import CacheReader
 
     from distiller.distill_train.config import TrainConfig
     from distiller.distill_train.train import train

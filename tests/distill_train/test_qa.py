@@ -93,7 +93,7 @@ def test_span_losses_use_only_context_and_cls_positions():
 @pytest.fixture(scope="module")
 def qa_setup(tmp_path_factory):
     from distiller.builders.cli import score_file
-    from distiller.builders.teacher import TeacherConfig
+    from distiller.builders.teacher.model import TeacherConfig
     from distiller.taskdata.squad_split import main as split
     from tests.tinymodels import squad_texts, tiny_bert_qa
 
@@ -128,8 +128,8 @@ def _config(qa_setup, tmp_path, **extra):
 def test_training_from_the_cache_equals_the_online_teacher_step_by_step(qa_setup, tmp_path):
     from transformers import AutoModelForQuestionAnswering
 
-    from distiller.builders.cache import TeacherCache
-    from distiller.builders.reader import CacheReader
+    from distiller.builders.cache.store import TeacherCache
+    from distiller.builders.cache.reader import CacheReader
     from distiller.distill_train.data import OnlineTokenProvider
     from distiller.distill_train.train import train
 
@@ -222,7 +222,8 @@ def test_gold_logits_on_real_windows_decode_to_the_gold_answers():
     """Windows of real contexts (more than three each, answers crossing window boundaries),
     logits that point at each window's gold positions: decoding merges the windows back into
     the gold answers' text and the official v2.0 scoring of the result is (near) perfect."""
-    from distiller.builders.qa_windows import WindowSettings, make_windows, question_row, window_row
+    from distiller.builders.teacher.qa_windows import (WindowSettings, make_windows, question_row,
+                                                       window_row)
     from distiller.taskdata import builtin_task, read_records
     from distiller.taskdata.squad_metrics import squad_metrics
     from tests.tinymodels import squad_texts, wordpiece_tokenizer

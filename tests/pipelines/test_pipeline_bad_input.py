@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from distiller.builders.cache import TeacherCache
+from distiller.builders.cache.store import TeacherCache
 from distiller.cli import main
 from .pipeline_testlib import glue_path, head_tsv
 
@@ -60,7 +60,7 @@ def test_names_and_paths_are_checked_before_any_work(case, tmp_path, tiny_teache
 
 
 def test_summary_counts_the_rows_another_build_committed_first(tmp_path):
-    from distiller.builders.corpusparts import staging_dir, write_part
+    from distiller.builders.cache.corpusparts import staging_dir, write_part
     from distiller.pipelines.build_cli import format_summary
     from distiller.pipelines.finalize import finalize_build
     from distiller.pipelines.parts import row_entry

@@ -9,7 +9,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from distiller.builders.cache import TeacherCache
+from distiller.builders.cache.store import TeacherCache
 from distiller.cli import main
 from .pipeline_testlib import glue_path, head_tsv
 
@@ -226,7 +226,7 @@ def test_two_builds_at_once_each_commit_what_they_scored(tmp_path, tiny_teacher,
     "interrupted build" scored them and A does not say another build committed its rows."""
     import shutil
 
-    from distiller.builders.corpusparts import staging_dir
+    from distiller.builders.cache.corpusparts import staging_dir
 
     data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 40)
     donor, cache = str(tmp_path / "donor"), str(tmp_path / "cache")

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from distiller.builders.cache import TeacherCache, corpus_item
+from distiller.builders.cache.store import TeacherCache, corpus_item
 from distiller.cli import main
 from distiller.pipelines.parts import corpus_row
 from .pipeline_testlib import glue_path
@@ -43,7 +43,7 @@ def _lines(rows):
 
 def test_a_build_on_worker_processes_writes_the_corpora_and_dead_letters_of_one_gather(
         tmp_path, tiny_teacher, capsys):
-    from distiller.builders.teacher import Teacher, TeacherConfig, as_text_pair
+    from distiller.builders.teacher.model import Teacher, TeacherConfig, as_text_pair
     from distiller.taskdata.reader import read_records
     from distiller.taskdata.records import DeadLetter
     from distiller.taskdata.resolve import resolve_task

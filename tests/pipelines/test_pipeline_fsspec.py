@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from distiller.builders.cache import TeacherCache
+from distiller.builders.cache.store import TeacherCache
 from distiller.cli import main
 
 from .pipeline_testlib import glue_path

@@ -5,10 +5,10 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from distiller.builders.cache import TeacherCache
-from distiller.builders.keys import mixup_key
-from distiller.builders.reader import CacheReader
-from distiller.builders.teacher import Teacher, TeacherConfig
+from distiller.builders.cache.store import TeacherCache
+from distiller.builders.cache.keys import mixup_key
+from distiller.builders.cache.reader import CacheReader
+from distiller.builders.teacher.model import Teacher, TeacherConfig
 from distiller.pipelines.mixup import MixupPairs, draw_pairs
 from distiller.pipelines.score import ScoreWithTeacher
 from .pipeline_testlib import sst2_sentences

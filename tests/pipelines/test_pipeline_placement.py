@@ -26,11 +26,11 @@ def fake_gpus(monkeypatch):
     """Two visible GPUs: cuda:0 and cuda:1 of the given compute capabilities (major, minor)."""
     import torch
 
-    import distiller.builders.devices
+    import distiller.builders.teacher.devices
 
     def install(first, second=None):
         capabilities = {"cuda:0": first, "cuda:1": second or first}
-        monkeypatch.setattr(distiller.builders.devices, "visible_gpu_count", lambda: 2)
+        monkeypatch.setattr(distiller.builders.teacher.devices, "visible_gpu_count", lambda: 2)
         monkeypatch.setattr(torch.cuda, "get_device_capability",
                             lambda device: capabilities[str(device)])
 
@@ -57,8 +57,8 @@ def test_a_new_cache_on_gpus_gets_a_worker_each_and_their_precision(tmp_path, fa
 
 def test_a_float32_cache_stays_float32_on_gpus_and_another_precision_is_an_error(
         tmp_path, fake_gpus, tiny_teacher):
-    from distiller.builders.cache import TeacherCache
-    from distiller.builders.teacher import Teacher, TeacherConfig
+    from distiller.builders.cache.store import TeacherCache
+    from distiller.builders.teacher.model import Teacher, TeacherConfig
     from distiller.pipelines.devices import place_build
 
     fake_gpus((9, 0))

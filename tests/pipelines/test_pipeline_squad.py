@@ -31,8 +31,8 @@ def _small_squad(path, n=10):
 
 @pytest.mark.slow    # a Beam run: ~30 s on a loaded 2-core machine
 def test_squad_build_augments_questions_and_indexes_windows(tmp_path, qa_teacher, capsys):
-    from distiller.builders.cache import TeacherCache
-    from distiller.builders.reader import CacheReader
+    from distiller.builders.cache.store import TeacherCache
+    from distiller.builders.cache.reader import CacheReader
 
     path, qas = _small_squad(tmp_path / "dev.json")
     cache = str(tmp_path / "cache")

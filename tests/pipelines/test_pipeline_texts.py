@@ -6,7 +6,7 @@ import string
 
 import pytest
 
-from distiller.builders.cache import TeacherCache
+from distiller.builders.cache.store import TeacherCache
 from distiller.cli import main
 from distiller.pipelines.parts import reason_category
 

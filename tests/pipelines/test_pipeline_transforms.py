@@ -4,8 +4,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from distiller.builders.cache import TeacherCache
-from distiller.builders.teacher import Teacher, TeacherConfig
+from distiller.builders.cache.store import TeacherCache
+from distiller.builders.teacher.model import Teacher, TeacherConfig
 from distiller.pipelines.augmentation import AugmentCorpus
 from distiller.pipelines.batching import BatchRecords
 from distiller.pipelines.dedupe import CachedKeys, MissingKeys
@@ -100,7 +100,7 @@ def test_score_with_teacher_writes_shards_equal_to_a_direct_forward(teacher, tin
                                                                      tmp_path, write_shards,
                                                                      carry):
     import numpy as np
-    from distiller.builders.reader import CacheReader
+    from distiller.builders.cache.reader import CacheReader
 
     config = TeacherConfig(model=tiny_teacher, max_length=8)
     cache_path = str(tmp_path / "cache")

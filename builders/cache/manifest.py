@@ -38,7 +38,7 @@ def read_manifest(path: str) -> Dict[str, Any]:
         raise ForeignDirectoryError(
             f"{path!r} is not a teacher cache: it has no {MANIFEST} (a cache is created by "
             "TeacherCache.create / `distiller score`; an interrupted first build leaves none)")
-    from .cachefiles import open_regular  # (cachefiles imports this module)
+    from .files import open_regular  # (cachefiles imports this module)
 
     try:
         with open_regular(mpath, what="the manifest") as fh:  # no link, FIFO or device

@@ -23,9 +23,9 @@ from distiller.common.errors import UsageError
 from .batching import plan_batches
 
 if TYPE_CHECKING:
-    from .cache import TeacherCache
-    from .shards import ShardInfo
-    from .teacher import Teacher
+    from ..cache.store import TeacherCache
+    from ..cache.shards import ShardInfo
+    from .model import Teacher
 
 __all__ = ["score_into_cache", "ShardWriter"]
 

@@ -1,9 +1,11 @@
 """`distiller score` on several devices: one teacher replica per device, chunks shared out.
 
-The local scorer (distiller.builders.scoring) runs one teacher. With ``--devices cuda:0,cuda:1`` the
+The local scorer (distiller.builders.teacher.scoring) runs one teacher. With ``--devices
+cuda:0,cuda:1`` the
 same chunks (cut in the same order, so the same shards) are scored by one replica per device, each
 on its own thread (a forward pass releases the GIL while its device works), and written and
-committed by the writer threads of `distiller.builders.scoring.ShardWriter`, as `score_into_cache`
+committed by the writer threads of `distiller.builders.teacher.scoring.ShardWriter`, as
+`score_into_cache`
 does. A chunk's outputs do not depend on which replica scored it when the replicas are of one kind
 (CPUs, or GPUs of one model): the cache is the same as with one device.
 """
@@ -18,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Sequence
 from distiller.common.errors import UsageError
 
 if TYPE_CHECKING:
-    from .cache import TeacherCache
-    from .teacher import Teacher, TeacherConfig
+    from ..cache.store import TeacherCache
+    from .model import Teacher, TeacherConfig
 
 __all__ = ["load_replicas", "score_on_devices"]
 
@@ -29,7 +31,7 @@ log = logging.getLogger(__name__)
 def load_replicas(config: "TeacherConfig", devices: Sequence[str]) -> List["Teacher"]:
     """A loaded teacher per device (CPU replicas share this process's CPUs between them)."""
     from .devices import usable_cpus
-    from .teacher import make_teacher
+    from .model import make_teacher
 
     n_cpu = sum(1 for d in devices if d == "cpu")
     threads = config.num_threads or (max(1, usable_cpus() // n_cpu) if n_cpu else None)
@@ -39,7 +41,8 @@ def load_replicas(config: "TeacherConfig", devices: Sequence[str]) -> List["Teac
 
 def score_on_devices(teachers: Sequence["Teacher"], cache: "TeacherCache",
                      records: Sequence[Any], *, chunk: int = 2048) -> Dict[str, Any]:
-    """`distiller.builders.scoring.score_into_cache` with one replica per device; same result
+    """`distiller.builders.teacher.scoring.score_into_cache` with one replica per device; same
+    result
     dict."""
     from .scoring import (ShardWriter, default_writers, missing_records, plan_chunks,
                           score_chunk, score_into_cache, summary)

@@ -4,10 +4,13 @@
 This module owns the decisions made once per load: the weights' dtype (float32) and attention
 implementation (eager when attention maps are kept), a seeded head for weights the checkpoint
 lacks, the device, CPU threads, the max_length check against the model's positions, the
-fingerprint (distiller.builders.fingerprint), the kept layers and attention layers, the compute
-precision (distiller.builders.precision.teacher_compute) and the backend that runs the forward
-(distiller.builders.backends). Keys, tokenisation and scoring are distiller.builders.teacher's; the
-forward and the extraction of outputs are distiller.builders.forward's.
+fingerprint (distiller.builders.teacher.fingerprint), the kept layers and attention layers, the
+compute
+precision (distiller.builders.teacher.precision.teacher_compute) and the backend that runs the
+forward
+(distiller.builders.teacher.backends). Keys, tokenisation and scoring are
+distiller.builders.teacher.model's; the
+forward and the extraction of outputs are distiller.builders.teacher.forward's.
 """
 from __future__ import annotations
 
@@ -20,8 +23,8 @@ from distiller.common.device import resolve_device
 from distiller.common.seeding import thread_independent_math
 
 from .devices import usable_cpus
-from .spec import default_layers
-from .teacher_config import TeacherConfig
+from ..cache.spec import default_layers
+from .config import TeacherConfig
 
 __all__ = ["LoadedTeacher", "load_teacher"]
 
@@ -37,7 +40,8 @@ class LoadedTeacher:
     states kept (0 = embeddings output, i = output of transformer layer i); attention_layers:
     transformer layers (1..N) whose attention maps are kept; compute_dtype: what forwards run at
     ("float32", or "bfloat16" / "float16" under autocast); uses_token_types: whether the model
-    takes token_type_ids; backend: what runs the forward (distiller.builders.backends; None only
+    takes token_type_ids; backend: what runs the forward (distiller.builders.teacher.backends; None
+    only
     while
     `load_teacher` builds it)."""
 

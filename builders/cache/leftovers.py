@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Dict, List
 
 from distiller.common.tempnames import HOST, temp_owner, writer_alive
 
-from .cachefiles import real_directory
+from .files import real_directory
 from .manifest import CORPUS_DIR, SHARD_DIR, locked
 
 if TYPE_CHECKING:
-    from .cache import TeacherCache
+    from .store import TeacherCache
 
 __all__ = ["TempFile", "temp_files", "Uncommitted",
            "uncommitted_shards", "leftover_warnings", "remove_dead_temp_files", "clean_cache"]
@@ -48,7 +48,7 @@ class TempFile:
 
 def _size(path: str) -> int:
     """Bytes of a file, or of the files in a directory (a build's staging directory of corpus
-    parts, distiller.builders.corpusparts); FileNotFoundError once its writer removed it."""
+    parts, distiller.builders.cache.corpusparts); FileNotFoundError once its writer removed it."""
     if not real_directory(path):
         return os.lstat(path).st_size  # a link is measured, never followed
     total = 0

@@ -4,14 +4,15 @@ keys records, tokenizes them and scores them in length-bucketed batches.
 This module owns the cache keys and the cache spec of a teacher, tokenisation (with truncation
 counted) and scoring (`score`: bucketing by length, then one forward per batch). Loading, the
 fingerprint, the kept layers, the device and the precision are decided once in
-distiller.builders.teacher_load (`load_teacher`, whose `LoadedTeacher` the properties here read);
-the padded forward and the extraction of what a cache keeps are distiller.builders.forward's
+distiller.builders.teacher.load (`load_teacher`, whose `LoadedTeacher` the properties here read);
+the padded forward and the extraction of what a cache keeps are distiller.builders.teacher.forward's
 (`run_batch`).
 
 Outputs per example (docs/cache.md, "Shards"): key, input_ids int32[L], token_type_ids int8[L],
 logits float32[C], hidden {layer: float32[L, H] or [H] if pooled}, attentions {layer: [heads, L, L]}
 when kept, truncated bool. Layer 0 is the embeddings output, i the output of transformer layer i.
-A question-answering teacher (distiller.builders.qa_teacher, via `make_teacher`) scores context
+A question-answering teacher (distiller.builders.teacher.qa_teacher, via `make_teacher`) scores
+context
 windows and keeps per-token logits float32[L, 2] (start, end) instead.
 """
 from __future__ import annotations
@@ -25,10 +26,10 @@ import numpy as np
 from distiller.common.errors import UsageError
 
 from .batching import plan_batches
-from .keys import cache_key as _cache_key
-from .spec import CacheSpec
-from .teacher_config import TeacherConfig, as_text_pair
-from .teacher_load import LoadedTeacher, load_teacher
+from ..cache.keys import cache_key as _cache_key
+from ..cache.spec import CacheSpec
+from .config import TeacherConfig, as_text_pair
+from .load import LoadedTeacher, load_teacher
 
 __all__ = ["TeacherConfig", "Teacher", "as_text_pair", "make_teacher"]
 
@@ -46,7 +47,7 @@ def make_teacher(config: TeacherConfig) -> "Teacher":
 
 class Teacher:
     """A teacher. Construct cheaply; `load()` (idempotent) loads model and tokenizer
-    (distiller.builders.teacher_load) and the properties below read what was loaded."""
+    (distiller.builders.teacher.load) and the properties below read what was loaded."""
 
     auto_class = "AutoModelForSequenceClassification"   # the transformers class to load
 
@@ -83,7 +84,7 @@ class Teacher:
 
     @property
     def backend(self):
-        """What runs the forward (distiller.builders.backends)."""
+        """What runs the forward (distiller.builders.teacher.backends)."""
         self._require_loaded()
         return self.loaded.backend
 
@@ -247,7 +248,7 @@ class Teacher:
         return outputs
 
     def score_mixed(self, pairs: Sequence[Tuple[Any, Any, float]]) -> List[Dict[str, Any]]:
-        """Outputs on mixup inputs (record_i, record_j, lam); see builders/mixup.py."""
+        """Outputs on mixup inputs (record_i, record_j, lam); see builders/teacher/mixup.py."""
         from .mixup import score_mixed
 
         return score_mixed(self, pairs)

@@ -1,4 +1,5 @@
-"""What a corpus index row holds, and the check of a corpus name (distiller.builders.cache writes
+"""What a corpus index row holds, and the check of a corpus name (distiller.builders.cache.store
+writes
 them).
 
 A corpus row names one cached teacher output (its key) and what training needs beside it: the
@@ -19,7 +20,8 @@ CORPUS_FIELDS = ("id", "key", "label", "parent_id", "chain", "copy")
 # Mixup rows (issue 8) also carry their parents' keys, lambda and the partner's label: the trainer
 # interpolates the student's own embeddings of both parents with the same lambda.
 MIXUP_FIELDS = ("mix_key_a", "mix_key_b", "mix_lam", "mix_label_b")
-# Question-answering rows (one per context window, distiller.builders.qa_windows): the window, where
+# Question-answering rows (one per context window, distiller.builders.teacher.qa_windows): the
+# window, where
 # its context tokens are, the [CLS] position; their label is the gold [start, end] token positions.
 SPAN_FIELDS = ("window", "ctx_start", "ctx_end", "ctx_first", "cls_index")
 _CORPUS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")

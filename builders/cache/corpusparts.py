@@ -100,7 +100,7 @@ class CorpusFile:
     counted and hashed as they are written; `install_corpora` renames it into place."""
 
     def __init__(self, cache_path: str, name: str):
-        from .cache import check_corpus_name
+        from .store import check_corpus_name
 
         check_corpus_name(name)
         self.name, self.file = name, f"{name}.jsonl"

@@ -15,7 +15,7 @@ __all__ = ["committed_shards", "shard_keys"]
 
 def committed_shards(cache_path: str) -> List[str]:
     """Names of the committed shards of the cache at `cache_path` ([] if there is no cache yet)."""
-    from .cache import TeacherCache
+    from .store import TeacherCache
     from .manifest import MANIFEST
 
     if not os.path.exists(os.path.join(cache_path, MANIFEST)):
@@ -25,7 +25,7 @@ def committed_shards(cache_path: str) -> List[str]:
 
 def shard_keys(cache_path: str, name: str) -> List[str]:
     """Every key of the committed shard `name` (its key column only is read)."""
-    from .cachefiles import entry_path
+    from .files import entry_path
     from .manifest import SHARD_DIR
     from .shards import read_shard_table
 

@@ -2,7 +2,8 @@
 encoder, which gets a start/end head initialised from seed 0) scoring context windows.
 
 A record is a *window record*: the question's record (``text_a`` question, ``text_b`` context)
-plus ``window`` (its index, distiller.builders.qa_windows). Each window is one cache row keyed by
+plus ``window`` (its index, distiller.builders.teacher.qa_windows). Each window is one cache row
+keyed by
 its content: hash(teacher fingerprint, window settings + window index, question, context). Its
 logits are float32[L, 2] (start, end per token), stored trimmed to the window's length like
 hidden states; the cache spec says so (problem_type "question_answering", num_labels 2).
@@ -17,9 +18,9 @@ import numpy as np
 from distiller.common.errors import UsageError
 from distiller.taskdata.task import SPAN_PROBLEM_TYPE
 
-from .keys import cache_key as _cache_key
+from ..cache.keys import cache_key as _cache_key
 from .qa_windows import Windowed, WindowSettings, make_windows, window_row
-from .teacher import Teacher
+from .model import Teacher
 
 __all__ = ["QATeacher"]
 
@@ -76,7 +77,7 @@ class QATeacher(Teacher):
         if not isinstance(record, Mapping) or "window" not in record:
             raise UsageError("a question-answering teacher scores window records (a record "
                              "with 'text_a', 'text_b' and 'window'; see "
-                             "distiller.builders.qa_windows), "
+                             "distiller.builders.teacher.qa_windows), "
                              f"got {record!r:.200}")
         return self.window_key(record["text_a"], record["text_b"], int(record["window"]))
 
@@ -94,7 +95,8 @@ class QATeacher(Teacher):
     def window_records(self, records: Sequence[Mapping[str, Any]]
                        ) -> List[Tuple[Windowed, List[Dict[str, Any]]]]:
         """(windows, window records) per question record. A window record is the question's
-        record without its answers, plus the window's corpus fields (distiller.builders.qa_windows
+        record without its answers, plus the window's corpus fields
+        (distiller.builders.teacher.qa_windows
         .window_row: window, ctx_start, ctx_end, ctx_first, cls_index, label [start, end]),
         its key, input_ids, token_type_ids and truncated (the question was cut)."""
         out = []

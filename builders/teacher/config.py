@@ -9,7 +9,7 @@ from typing import Any, Mapping, Optional, Tuple, Union
 
 from distiller.common.errors import UsageError
 
-from .spec import BACKENDS, POOLINGS
+from ..cache.spec import BACKENDS, POOLINGS
 
 __all__ = ["TeacherConfig", "as_text_pair", "HEADS"]
 
@@ -37,9 +37,10 @@ class TeacherConfig:
     num_labels: override the head size (a random head for an encoder-only checkpoint).
     head: "sequence" (a classification/regression head: logits [C] per input) or "span" (a
     question-answering head over context windows: logits [L, 2] per window,
-    distiller.builders.qa_teacher). doc_stride / max_query_length (head "span"): context tokens
+    distiller.builders.teacher.qa_teacher). doc_stride / max_query_length (head "span"): context
+    tokens
     between the starts of consecutive windows, and question tokens kept
-    (distiller.builders.qa_windows).
+    (distiller.builders.teacher.qa_windows).
     """
 
     model: str

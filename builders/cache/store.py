@@ -21,7 +21,7 @@ import logging
 import os
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
-from .cachefiles import check_regular, entry_path, open_regular
+from .files import check_regular, entry_path, open_regular
 from .corpus_rows import (CORPUS_FIELDS, MIXUP_FIELDS, SPAN_FIELDS,  # noqa: F401 (re-exported)
                           check_corpus_name, clean_rows, corpus_item)
 from .errors import CacheError, ForeignDirectoryError
@@ -236,7 +236,8 @@ class TeacherCache:
         a dict: labels, kind, metrics), recorded in the manifest so that training and evaluation
         need no task flags; labelled False marks a corpus whose rows carry no gold label.
         questions (question answering): one row per question {"id", "context", "offsets",
-        "answers", "is_impossible"} (distiller.builders.qa_windows.question_row), written beside the
+        "answers", "is_impossible"} (distiller.builders.teacher.qa_windows.question_row), written
+        beside the
         corpus for decoding and scoring; rows then carry SPAN_FIELDS."""
         check_corpus_name(name)
         clean = clean_rows(rows)
@@ -341,7 +342,7 @@ class TeacherCache:
 
     def leftovers(self) -> List[str]:
         """Temp files and uncommitted shards left by writers, one line each
-        (distiller.builders.leftovers); warnings, not problems: nothing committed depends on
+        (distiller.builders.cache.leftovers); warnings, not problems: nothing committed depends on
         them."""
         from .leftovers import leftover_warnings
 
@@ -349,7 +350,7 @@ class TeacherCache:
 
     def clean(self) -> Dict[str, list]:
         """Remove dead writers' temp files and unusable uncommitted shards
-        (distiller.builders.leftovers)."""
+        (distiller.builders.cache.leftovers)."""
         from .leftovers import clean_cache
 
         return clean_cache(self)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, List, Sequence, Tuple
 from distiller.common.errors import UsageError
 from distiller.common.files import atomic_open
 
-from .cachefiles import (ADVICE, check_regular, entry_path, name_problem, open_regular,
+from .files import (ADVICE, check_regular, entry_path, name_problem, open_regular,
                          real_directory)
 from .errors import CacheError, CorruptShardError, UnsafeEntryError
 from .manifest import CORPUS_DIR, SHARD_DIR
@@ -18,7 +18,7 @@ from .shards import (SPEC_METADATA_KEY, ShardInfo, file_sha256, open_shard, shar
                      shard_schema)
 
 if TYPE_CHECKING:
-    from .cache import TeacherCache
+    from .store import TeacherCache
 
 __all__ = ["verify_cache", "verify_corpora", "merge_into", "adopt_uncommitted"]
 
@@ -209,7 +209,7 @@ def merge_into(cache: "TeacherCache", other_path: str) -> List[ShardInfo]:
 
     Shards are copied (temp + rename) then committed; keys already present are skipped. A corpus
     of the same name but different content is an error (rename one first)."""
-    from .cache import TeacherCache
+    from .store import TeacherCache
 
     other = TeacherCache.open(other_path)
     cache.spec.check_compatible(other.spec, what="cache")

@@ -41,7 +41,7 @@ class MissingShardError(CorruptShardError):
 class UnsafeEntryError(CorruptShardError):
     """A cache's own file names an entry (shard, corpus, vocabulary) that is not a plain regular
     file inside the cache: a path out of it, a symbolic link, a FIFO or device
-    (distiller.builders.cachefiles). `.shard` names the entry, `.problem` says what it is."""
+    (distiller.builders.cache.files). `.shard` names the entry, `.problem` says what it is."""
 
     def __init__(self, message: str, entry: str = "", problem: str = "") -> None:
         super().__init__(message, shard=entry)

@@ -3,7 +3,7 @@
 A teacher whose head disagrees with the task (another number of outputs, other class names) is a
 one-line error naming both, before anything is read or scored. A bare encoder (no head) gets a
 head of the task's size (initialised from seed 0, the same in every worker:
-distiller.builders.teacher_load).
+distiller.builders.teacher.load).
 A task whose labels are not known yet (an unlabelled corpus of a new task) takes them from the
 teacher's head.
 """

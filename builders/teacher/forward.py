@@ -17,7 +17,7 @@ import numpy as np
 from distiller.common.errors import UsageError
 
 if TYPE_CHECKING:
-    from .teacher import Teacher
+    from .model import Teacher
 
 __all__ = ["pad_batch", "run_batch"]
 

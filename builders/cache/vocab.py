@@ -17,12 +17,12 @@ import logging
 import os
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
-from .cachefiles import entry_path, open_regular
+from .files import entry_path, open_regular
 from .errors import CacheError
 from .manifest import atomic_write_bytes, locked, read_manifest, write_manifest
 
 if TYPE_CHECKING:
-    from .cache import TeacherCache
+    from .store import TeacherCache
 
 __all__ = ["VOCAB_FILE", "tokenizer_tokens", "record_vocabulary", "cache_vocabulary",
            "vocab_differences"]

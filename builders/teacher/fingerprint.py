@@ -8,7 +8,7 @@ import hashlib
 import json
 from typing import Any, Dict
 
-from .errors import FingerprintError
+from ..cache.errors import FingerprintError
 
 __all__ = ["FINGERPRINT_VERSION", "weights_digest", "config_digest", "tokenizer_digest",
            "teacher_fingerprint"]

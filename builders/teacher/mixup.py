@@ -14,11 +14,11 @@ import numpy as np
 from distiller.common.errors import UsageError
 
 from .batching import plan_batches
-from .keys import mixup_key
-from .teacher import as_text_pair
+from ..cache.keys import mixup_key
+from .model import as_text_pair
 
 if TYPE_CHECKING:
-    from .teacher import Teacher
+    from .model import Teacher
 
 __all__ = ["score_mixed", "mix_inputs"]
 

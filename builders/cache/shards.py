@@ -20,7 +20,7 @@ from distiller.common.errors import UsageError
 from distiller.common.seeding import stable_hash
 from distiller.common.files import atomic_open
 
-from .cachefiles import check_regular, name_problem, open_regular
+from .files import check_regular, name_problem, open_regular
 from .encoding import encode_columns
 from .errors import CorruptShardError, MissingShardError
 from .quant import decode
@@ -89,7 +89,7 @@ def shard_name_for(keys: Sequence[str]) -> str:
 
 def file_sha256(path: str, *, what: str = "cache file") -> str:
     """sha256 of a cache's file, read only if it is a regular file
-    (distiller.builders.cachefiles)."""
+    (distiller.builders.cache.files)."""
     h = hashlib.sha256()
     with open_regular(path, what=what) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

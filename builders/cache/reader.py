@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from distiller.common.errors import MissingEntryError
 
-from .cachefiles import entry_path
+from .files import entry_path
 from .errors import CacheSpecMismatch, CorruptShardError, UnsatisfiableRequest
 from .manifest import SHARD_DIR, read_manifest
 from .shards import ShardInfo, decode_row, file_sha256, open_shard

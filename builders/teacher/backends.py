@@ -90,7 +90,7 @@ class CompiledBackend(EagerBackend):
 
 def make_backend(name: str, model, *, teacher=None):
     """The backend called `name` ("eager", "compile" or "onnx") for a loaded model. teacher: the
-    distiller.builders.teacher_load.LoadedTeacher being built (ONNX checks its device, precision and
+    distiller.builders.teacher.load.LoadedTeacher being built (ONNX checks its device, precision and
     kept layers and exports for them)."""
     if name == "eager":
         return EagerBackend(model)

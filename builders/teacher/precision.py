@@ -36,7 +36,7 @@ def cache_compute(cache_path: str) -> Optional[str]:
     """The precision an existing cache records (None when there is no cache there yet)."""
     import os
 
-    from .manifest import MANIFEST, read_manifest
+    from ..cache.manifest import MANIFEST, read_manifest
 
     if not os.path.exists(os.path.join(cache_path, MANIFEST)):
         return None
