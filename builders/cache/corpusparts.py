@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 from distiller.common.files import atomic_open, replace_durably
 from distiller.common.tempnames import temp_path
 
+from .corpus_rows import check_corpus_name
 from .manifest import CORPUS_DIR, atomic_write_bytes, locked, read_manifest, write_manifest
 
 __all__ = ["PART_ROWS", "FAN_IN", "staging_dir", "write_part", "merged_lines", "part_sort_key",
@@ -100,8 +101,6 @@ class CorpusFile:
     counted and hashed as they are written; `install_corpora` renames it into place."""
 
     def __init__(self, cache_path: str, name: str):
-        from .store import check_corpus_name
-
         check_corpus_name(name)
         self.name, self.file = name, f"{name}.jsonl"
         self.final = os.path.join(cache_path, CORPUS_DIR, self.file)

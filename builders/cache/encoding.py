@@ -13,6 +13,7 @@ import numpy as np
 
 from distiller.common.errors import UsageError
 
+from .schema import shard_schema
 from .spec import CacheSpec
 
 __all__ = ["encode_columns", "encode_flat", "check_output", "topk_logprobs"]
@@ -144,8 +145,6 @@ def encode_columns(outputs: Sequence[Dict[str, Any]], spec: CacheSpec) -> Dict[s
     deduplicated (first kept) and rows sorted by key, so the same set of outputs always gives the
     same bytes. ValueError if there is no output or one lacks what `spec` stores."""
     import pyarrow as pa
-
-    from .shards import shard_schema   # here: shards imports this module
 
     if not outputs:
         raise UsageError("a shard needs at least one output")

@@ -21,7 +21,7 @@ import stat
 from typing import Any, BinaryIO
 
 from .errors import UnsafeEntryError
-from .manifest import MANIFEST
+from .layout import MANIFEST
 
 __all__ = ["ADVICE", "name_problem", "entry_path", "real_directory", "check_regular",
            "open_regular"]

@@ -10,14 +10,16 @@ from __future__ import annotations
 import os
 from typing import List
 
+from .files import entry_path
+from .manifest import MANIFEST, SHARD_DIR
+from .shards import read_shard_table
+from .store import TeacherCache
+
 __all__ = ["committed_shards", "shard_keys"]
 
 
 def committed_shards(cache_path: str) -> List[str]:
     """Names of the committed shards of the cache at `cache_path` ([] if there is no cache yet)."""
-    from .store import TeacherCache
-    from .manifest import MANIFEST
-
     if not os.path.exists(os.path.join(cache_path, MANIFEST)):
         return []
     return [info.name for info in TeacherCache.open(cache_path).shards()]
@@ -25,10 +27,6 @@ def committed_shards(cache_path: str) -> List[str]:
 
 def shard_keys(cache_path: str, name: str) -> List[str]:
     """Every key of the committed shard `name` (its key column only is read)."""
-    from .files import entry_path
-    from .manifest import SHARD_DIR
-    from .shards import read_shard_table
-
     path = entry_path(os.path.abspath(cache_path), SHARD_DIR, name, what="shard")
     table = read_shard_table(path, name, columns=["key"])
     return table.column("key").to_pylist()

@@ -10,6 +10,8 @@ from typing import Any, Mapping, Optional
 
 from distiller.common.seeding import stable_hash
 
+from .errors import FingerprintError
+
 __all__ = ["KEY_VERSION", "cache_key", "mixup_key", "settings_digest"]
 
 # Bumped whenever the key derivation changes (old caches then miss instead of reusing wrongly).
@@ -22,8 +24,6 @@ def settings_digest(tokenization_settings: Mapping[str, Any]) -> str:
         return json.dumps(dict(tokenization_settings), sort_keys=True, separators=(",", ":"),
                           allow_nan=False)
     except (TypeError, ValueError) as exc:
-        from .errors import FingerprintError
-
         raise FingerprintError(
             f"tokenization settings {tokenization_settings!r} are not plain JSON data ({exc}); "
             "pass only str/int/float/bool/None values") from exc
@@ -37,8 +37,6 @@ def cache_key(fingerprint: str, tokenization_settings: Mapping[str, Any], text_a
     tokenization_settings: e.g. {"max_length": 128, "truncation": "longest_first"}.
     """
     if not fingerprint or not isinstance(fingerprint, str):
-        from .errors import FingerprintError
-
         raise FingerprintError(f"cache_key needs a teacher fingerprint string, got {fingerprint!r}")
     if not isinstance(text_a, str):
         raise TypeError(f"text_a must be a str, got {type(text_a).__name__}: {text_a!r}")

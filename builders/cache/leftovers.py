@@ -13,15 +13,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import TYPE_CHECKING, Dict, List
+import shutil
+from typing import Dict, List
 
 from distiller.common.tempnames import HOST, temp_owner, writer_alive
 
+from .directory import CacheDirectory
 from .files import real_directory
 from .manifest import CORPUS_DIR, SHARD_DIR, locked
-
-if TYPE_CHECKING:
-    from .store import TeacherCache
+from .shard_checks import uncommitted_info
 
 __all__ = ["TempFile", "temp_files", "Uncommitted",
            "uncommitted_shards", "leftover_warnings", "remove_dead_temp_files", "clean_cache"]
@@ -90,10 +90,8 @@ class Uncommitted:
     problem: str     # '' when sound (the next build commits it)
 
 
-def uncommitted_shards(cache: "TeacherCache") -> List[Uncommitted]:
+def uncommitted_shards(cache: CacheDirectory) -> List[Uncommitted]:
     """Shard files the manifest does not list, each checked as `verify` checks a shard."""
-    from .maintenance import _uncommitted_info
-
     directory = os.path.join(cache.path, SHARD_DIR)
     committed = {info.name for info in cache.shards()}
     out = []
@@ -101,7 +99,7 @@ def uncommitted_shards(cache: "TeacherCache") -> List[Uncommitted]:
         if name.startswith(".") or not name.endswith(".parquet") or name in committed:
             continue
         try:
-            out.append(Uncommitted(name, _uncommitted_info(cache, name).rows, ""))
+            out.append(Uncommitted(name, uncommitted_info(cache, name).rows, ""))
         except ValueError as exc:
             out.append(Uncommitted(name, 0, _short(str(exc))))
     return out
@@ -116,7 +114,7 @@ def _short(problem: str) -> str:
     return problem
 
 
-def leftover_warnings(cache: "TeacherCache") -> List[str]:
+def leftover_warnings(cache: CacheDirectory) -> List[str]:
     """One line per leftover, saying what it is and what will happen to it."""
     lines = []
     for tmp in temp_files(cache.path):
@@ -136,8 +134,6 @@ def leftover_warnings(cache: "TeacherCache") -> List[str]:
 def _unlink(path: str) -> bool:
     try:
         if real_directory(path):  # a link is removed, never what it points to
-            import shutil
-
             shutil.rmtree(path)
         else:
             os.unlink(path)
@@ -159,7 +155,7 @@ def remove_dead_temp_files(cache_path: str) -> List[TempFile]:
     return removed
 
 
-def clean_cache(cache: "TeacherCache") -> Dict[str, list]:
+def clean_cache(cache: CacheDirectory) -> Dict[str, list]:
     """Remove dead writers' temp files and unusable uncommitted shards (under the lock).
 
     Returns {"temp_files": removed TempFiles, "shards": removed Uncommitted, "kept": lines for

@@ -1,71 +1,27 @@
 """verify and merge: whole-cache checks and combining two caches of one spec."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
-from typing import TYPE_CHECKING, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
-from distiller.common.errors import UsageError
 from distiller.common.files import atomic_open
 
-from .files import (ADVICE, check_regular, entry_path, name_problem, open_regular,
-                         real_directory)
+from .directory import CacheDirectory
 from .errors import CacheError, CorruptShardError, UnsafeEntryError
-from .manifest import CORPUS_DIR, SHARD_DIR
-from .shards import (SPEC_METADATA_KEY, ShardInfo, file_sha256, open_shard, shard_name_for,
-                     shard_schema)
-
-if TYPE_CHECKING:
-    from .store import TeacherCache
+from .files import entry_path, name_problem, open_regular, real_directory
+from .manifest import (CORPUS_DIR, SHARD_DIR, atomic_write_bytes, locked, read_manifest,
+                       write_manifest)
+from .shard_checks import shard_problem, uncommitted_info, unsafe_problem
+from .shards import ShardInfo, file_sha256, shard_schema
 
 __all__ = ["verify_cache", "verify_corpora", "merge_into", "adopt_uncommitted"]
 
 log = logging.getLogger(__name__)
 
 
-def _spec_problem(pf, cache: "TeacherCache", expected) -> str:
-    """What makes an open shard file foreign to `cache` (schema, embedded spec), or ''."""
-    schema = pf.schema_arrow
-    if not schema.remove_metadata().equals(expected):
-        return f"schema differs from the spec's ({schema.names} vs {expected.names})"
-    meta = (schema.metadata or {}).get(SPEC_METADATA_KEY)
-    if meta is None or json.loads(meta) != cache.spec.to_dict():
-        return "embedded spec differs from the manifest's"
-    return ""
-
-
-def _shard_problem(cache: "TeacherCache", info: ShardInfo, expected) -> Tuple[str, List[str]]:
-    """(what is wrong with a committed shard or '', its keys): size, sha256 of every byte,
-    Parquet footer, schema and embedded spec against the manifest's, row count."""
-    import pyarrow as pa
-
-    try:
-        path = cache.shard_path(info.name)
-        size = check_regular(path, what="shard").st_size
-    except UnsafeEntryError as exc:
-        return _unsafe(exc), []
-    except FileNotFoundError:
-        return "missing (listed in the manifest, file not found)", []
-    if size != info.bytes:
-        return (f"size {size} bytes, manifest says {info.bytes} "
-                f"({'truncated' if size < info.bytes else 'grown'})"), []
-    if file_sha256(path, what="shard") != info.sha256:
-        return "checksum mismatch (content altered)", []
-    try:
-        pf = open_shard(path, info.name)
-        problem = _spec_problem(pf, cache, expected)
-        if problem:
-            return problem, []
-        if pf.metadata.num_rows != info.rows:
-            return f"{pf.metadata.num_rows} rows, manifest says {info.rows}", []
-        return "", pf.read(columns=["key"]).column("key").to_pylist()
-    except (CorruptShardError, pa.ArrowException, OSError, ValueError) as exc:
-        return f"unreadable ({exc})", []
-
-
-def verify_cache(cache: "TeacherCache") -> List[str]:
+def verify_cache(cache: CacheDirectory) -> List[str]:
     """Problems found, one line each naming the shard or corpus ([] when the cache is sound).
 
     Recomputes every shard's sha256 and size, reads its Parquet footer, compares its schema and
@@ -77,7 +33,7 @@ def verify_cache(cache: "TeacherCache") -> List[str]:
     seen: dict = {}
     for entry in manifest["shards"]:
         info = ShardInfo.from_manifest(entry)
-        problem, keys = _shard_problem(cache, info, expected)
+        problem, keys = shard_problem(cache, info, expected)
         if problem:
             problems.append(f"{_shown(info.name)}: {problem}")
             continue
@@ -98,14 +54,14 @@ def verify_cache(cache: "TeacherCache") -> List[str]:
     return problems
 
 
-def _file_problem(cache: "TeacherCache", sub: str, entry: dict, *, what: str) -> str:
+def _file_problem(cache: CacheDirectory, sub: str, entry: dict, *, what: str) -> str:
     """What is wrong with a corpus or vocabulary file the manifest lists, or ''."""
     try:
         path = entry_path(cache.path, sub, entry["file"], what=what)
         if file_sha256(path, what=what) != entry["sha256"]:
             return "checksum mismatch (content altered)"
     except UnsafeEntryError as exc:
-        return f"is {_unsafe(exc)}"
+        return f"is {unsafe_problem(exc)}"
     except FileNotFoundError:
         return "missing"
     return ""
@@ -116,16 +72,10 @@ def _shown(name) -> str:
     return name if isinstance(name, str) and not name_problem(name) else repr(name)
 
 
-def _unsafe(exc: UnsafeEntryError) -> str:
-    return f"{exc.problem}; {ADVICE}"
-
-
-def verify_corpora(cache: "TeacherCache", names: Sequence[str]) -> Tuple[List[str], int, int]:
+def verify_corpora(cache: CacheDirectory, names: Sequence[str]) -> Tuple[List[str], int, int]:
     """(problems, shards checked, rows in them) for the shards that hold the keys of corpora
     `names` (mixup rows' parents included): each checked in full as `verify_cache` does, so a
     run reading those corpora meets no damaged byte, whichever columns it reads."""
-    from .errors import CacheError
-
     wanted: set = set()
     for name in names:
         for row in cache.read_corpus(name):
@@ -138,47 +88,21 @@ def verify_corpora(cache: "TeacherCache", names: Sequence[str]) -> Tuple[List[st
         try:
             holds = any(k in wanted for k in cache._keys_of(info))
         except UnsafeEntryError as exc:
-            problems.append(f"{_shown(info.name)}: {_unsafe(exc)}")
+            problems.append(f"{_shown(info.name)}: {unsafe_problem(exc)}")
             continue
         except (CacheError, OSError) as exc:
             problems.append(f"{info.name}: unreadable ({exc})")
             continue
         if not holds:
             continue
-        problem, _ = _shard_problem(cache, info, expected)
+        problem, _ = shard_problem(cache, info, expected)
         checked, rows = checked + 1, rows + info.rows
         if problem:
             problems.append(f"{info.name}: {problem}")
     return problems, checked, rows
 
 
-def _uncommitted_info(cache: "TeacherCache", name: str) -> ShardInfo:
-    """The ShardInfo of an uncommitted shard file after checking it as verify does (schema,
-    embedded spec, content-derived name, every page's CRC); ValueError says what is wrong."""
-    import pyarrow as pa
-
-    path = cache.shard_path(name)
-    try:
-        pf = open_shard(path, name)
-    except UnsafeEntryError as exc:
-        raise UsageError(f"it is {exc.problem}") from exc
-    try:
-        problem = _spec_problem(pf, cache, shard_schema(cache.spec))
-        if problem:
-            raise UsageError(f"{problem}: written under another cache spec")
-        table = pf.read()  # reads every page: a damaged one fails its CRC here
-    except (CorruptShardError, pa.ArrowException, OSError) as exc:
-        raise UsageError(f"it cannot be read ({exc})") from exc
-    keys = table.column("key").to_pylist()
-    if shard_name_for(keys) != name:
-        raise UsageError("its name is not the one its keys give")
-    return ShardInfo(name=name, rows=table.num_rows, bytes=os.lstat(path).st_size,
-                     sha256=file_sha256(path, what="shard"),
-                     tokens=int(sum(table.column("length").to_pylist())),
-                     truncated=int(sum(table.column("truncated").to_pylist())), keys=tuple(keys))
-
-
-def adopt_uncommitted(cache: "TeacherCache") -> List[ShardInfo]:
+def adopt_uncommitted(cache: CacheDirectory) -> List[ShardInfo]:
     """Commit the complete shards that an interrupted build wrote but never committed.
 
     A shard file appears only whole (temp file, fsync, rename to its content-derived name), so
@@ -194,7 +118,7 @@ def adopt_uncommitted(cache: "TeacherCache") -> List[ShardInfo]:
         if name.startswith(".") or not name.endswith(".parquet") or name in committed:
             continue  # hidden names are a writer's temp files
         try:
-            found.append(_uncommitted_info(cache, name))
+            found.append(uncommitted_info(cache, name))
         except ValueError as exc:
             log.warning("left uncommitted shard %s alone: %s", name, exc)
     added = cache.commit(found) if found else []
@@ -204,16 +128,14 @@ def adopt_uncommitted(cache: "TeacherCache") -> List[ShardInfo]:
     return added
 
 
-def merge_into(cache: "TeacherCache", other_path: str) -> List[ShardInfo]:
+def merge_into(cache: CacheDirectory, other_path: str) -> List[ShardInfo]:
     """Copy into `cache` the shards and corpora of the cache at `other_path` (same spec).
 
     Shards are copied (temp + rename) then committed; keys already present are skipped. A corpus
     of the same name but different content is an error (rename one first)."""
-    from .store import TeacherCache
-
-    other = TeacherCache.open(other_path)
+    other = CacheDirectory.open(other_path)
     cache.spec.check_compatible(other.spec, what="cache")
-    problems = other.verify()
+    problems = verify_cache(other)
     if problems:
         raise CorruptShardError(f"refusing to merge from {other_path!r}: it fails verify: "
                                 + "; ".join(problems))
@@ -252,10 +174,8 @@ def _copy_regular(src: str, dst: str) -> None:
         shutil.copyfileobj(fin, fout, 1 << 20)
 
 
-def _merge_vocabulary(cache: "TeacherCache", other: "TeacherCache") -> None:
+def _merge_vocabulary(cache: CacheDirectory, other: CacheDirectory) -> None:
     """Copy the other cache's recorded vocabulary when this one has none (same fingerprint)."""
-    from .manifest import atomic_write_bytes, locked, read_manifest, write_manifest
-
     entry = other.manifest.get("vocab")
     if not entry or cache.refresh().get("vocab"):
         return

@@ -12,16 +12,12 @@ from typing import Any, Dict, Iterator
 from distiller.common.files import atomic_write
 
 from .errors import ForeignDirectoryError
+from .files import open_regular
+from .layout import CORPUS_DIR, FORMAT, LOCK, MANIFEST, SHARD_DIR
 from .spec import SCHEMA_VERSION
 
 __all__ = ["MANIFEST", "FORMAT", "LOCK", "SHARD_DIR", "CORPUS_DIR", "read_manifest",
            "write_manifest", "locked", "new_manifest", "atomic_write_bytes"]
-
-MANIFEST = "manifest.json"
-LOCK = ".lock"
-SHARD_DIR = "shards"
-CORPUS_DIR = "corpora"
-FORMAT = "distiller-teacher-cache"
 
 
 def new_manifest(spec_dict: Dict[str, Any]) -> Dict[str, Any]:
@@ -38,8 +34,6 @@ def read_manifest(path: str) -> Dict[str, Any]:
         raise ForeignDirectoryError(
             f"{path!r} is not a teacher cache: it has no {MANIFEST} (a cache is created by "
             "TeacherCache.create / `distiller score`; an interrupted first build leaves none)")
-    from .files import open_regular  # (cachefiles imports this module)
-
     try:
         with open_regular(mpath, what="the manifest") as fh:  # no link, FIFO or device
             data = json.loads(fh.read().decode("utf-8"))

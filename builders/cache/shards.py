@@ -24,9 +24,10 @@ from .files import check_regular, name_problem, open_regular
 from .encoding import encode_columns
 from .errors import CorruptShardError, MissingShardError
 from .quant import decode
+from .schema import shard_schema, tensor_columns
 from .spec import CacheSpec
 
-__all__ = ["ShardInfo", "shard_schema", "write_shard_file", "read_shard_table",
+__all__ = ["ShardInfo", "shard_schema", "tensor_columns", "write_shard_file", "read_shard_table",
            "decode_row", "file_sha256", "shard_name_for", "SPEC_METADATA_KEY", "write_table_file"]
 
 SPEC_METADATA_KEY = b"distiller.spec"
@@ -53,33 +54,6 @@ class ShardInfo:
     def from_manifest(cls, d: Dict[str, Any]) -> "ShardInfo":
         return cls(name=d["name"], rows=int(d["rows"]), bytes=int(d["bytes"]),
                    sha256=d["sha256"], tokens=int(d["tokens"]), truncated=int(d["truncated"]))
-
-
-def tensor_columns(spec: CacheSpec) -> List[str]:
-    cols = ["logits"]
-    cols += [f"hidden_{l}" for l in spec.layers]
-    cols += [f"attn_{l}" for l in spec.attentions]
-    return cols
-
-
-def shard_schema(spec: CacheSpec):
-    """The exact Arrow schema of a shard for `spec` (verify compares against it)."""
-    import pyarrow as pa
-
-    fields = [pa.field("key", pa.string(), nullable=False),
-              pa.field("length", pa.int32(), nullable=False),
-              pa.field("truncated", pa.bool_(), nullable=False),
-              pa.field("input_ids", pa.binary(), nullable=False),
-              pa.field("token_type_ids", pa.binary(), nullable=False)]
-    if spec.logits_topk:
-        fields += [pa.field("topk_indices", pa.binary(), nullable=False),
-                   pa.field("rest_mass", pa.float32(), nullable=False)]
-    for col in tensor_columns(spec):
-        fields.append(pa.field(col, pa.binary(), nullable=False))
-        dtype = spec.logits_dtype if col == "logits" else spec.dtype
-        if dtype == "int8":
-            fields.append(pa.field(col + "_scale", pa.binary(), nullable=False))
-    return pa.schema(fields)
 
 
 def shard_name_for(keys: Sequence[str]) -> str:
