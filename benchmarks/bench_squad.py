@@ -102,7 +102,8 @@ def main(argv=None) -> int:
 
     from distiller.builders.cache.store import TeacherCache
     from distiller.builders.teacher.scoring import score_into_cache
-    from distiller.builders.teacher.model import TeacherConfig, make_teacher
+    from distiller.builders.teacher.factory import make_teacher
+    from distiller.builders.teacher.model import TeacherConfig
     from distiller.taskdata import builtin_task, read_records
 
     torch.set_num_threads(args.threads)

@@ -12,7 +12,8 @@ from .cache.reader import CacheReader
 from .teacher.scoring import score_into_cache
 from .cache.shards import ShardInfo
 from .cache.spec import CacheSpec
-from .teacher.model import Teacher, TeacherConfig, make_teacher
+from .teacher.factory import make_teacher
+from .teacher.model import Teacher, TeacherConfig
 
 __all__ = [
     "CacheError", "CacheReader", "CacheSpec", "CacheSpecMismatch", "CORPUS_FIELDS",

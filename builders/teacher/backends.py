@@ -16,9 +16,7 @@ import logging
 import time
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from distiller.common.errors import UsageError
-
-__all__ = ["make_backend", "output_logits", "EagerBackend", "CompiledBackend"]
+__all__ = ["output_logits", "EagerBackend", "CompiledBackend"]
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +84,3 @@ class CompiledBackend(EagerBackend):
         self.warmup_s += spent
         log.info("torch.compile of the teacher (%s): %.1f s", ", ".join(kind), spent)
         return out
-
-
-def make_backend(name: str, model, *, teacher=None):
-    """The backend called `name` ("eager", "compile" or "onnx") for a loaded model. teacher: the
-    distiller.builders.teacher.load.LoadedTeacher being built (ONNX checks its device, precision and
-    kept layers and exports for them)."""
-    if name == "eager":
-        return EagerBackend(model)
-    if name == "compile":
-        return CompiledBackend(model)
-    if name == "onnx":
-        from .onnx_backend import OnnxBackend
-
-        return OnnxBackend(model, teacher=teacher)
-    raise UsageError(f"unknown teacher backend {name!r}: use eager, compile or onnx")

@@ -10,16 +10,16 @@ synchronisation per batch (measured on a lent H200: benchmarks/README.md, "Scori
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+import contextlib
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from distiller.common.errors import UsageError
 
-if TYPE_CHECKING:
-    from .model import Teacher
+from .load import LoadedTeacher
 
-__all__ = ["pad_batch", "run_batch"]
+__all__ = ["pad_batch", "run_batch", "autocast"]
 
 
 def pad_batch(ids_list: Sequence[np.ndarray], tts_list: Sequence[np.ndarray], pad_id: int
@@ -94,11 +94,23 @@ def _packed_tokens(states: Sequence[Any], lens: np.ndarray, half: bool):
     return out
 
 
-def run_batch(teacher: "Teacher", ids_list: Sequence[np.ndarray], tts_list: Sequence[np.ndarray],
-              *, inputs_embeds=None, attention_mask: Optional[np.ndarray] = None,
+def autocast(loaded: LoadedTeacher):
+    """The autocast context of a loaded teacher's forward (a no-op at float32)."""
+    import torch
+
+    compute = loaded.compute_dtype
+    if compute == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(loaded.device.type, dtype=getattr(torch, compute))
+
+
+def run_batch(loaded: LoadedTeacher, ids_list: Sequence[np.ndarray],
+              tts_list: Sequence[np.ndarray], *, inputs_embeds=None,
+              attention_mask: Optional[np.ndarray] = None,
               store_as: Optional[str] = None) -> List[Dict[str, Any]]:
-    """One padded forward; per example {"logits" float32[C] (a question-answering teacher's
-    per-token start/end logits: float32[n, 2]), "hidden" {layer: [n, H] or [H]},
+    """One padded forward of a loaded teacher; per example {"logits" float32[C] (a
+    question-answering teacher's per-token start/end logits: float32[n, 2]), "hidden" {layer:
+    [n, H] or [H]},
     "attentions" {layer: [heads, n, n]} when kept}, n = the example's real length (its number of
     ones in `attention_mask` when one is given, as for mixup inputs).
 
@@ -106,25 +118,24 @@ def run_batch(teacher: "Teacher", ids_list: Sequence[np.ndarray], tts_list: Sequ
     cache stores them (half the memory; the writer copies them as they are); else float32."""
     import torch
 
-    pad_id = teacher.tokenizer.pad_token_id if teacher.tokenizer.pad_token_id is not None else 0
+    pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
     ids, tts, mask = pad_batch(ids_list, tts_list, pad_id)
     if attention_mask is not None:
         mask = np.asarray(attention_mask, dtype=np.int64)
     lens = mask.sum(1)
     half = store_as == "float16"
-    device = teacher.device
+    device = loaded.device
     kwargs: Dict[str, Any] = {"attention_mask": torch.from_numpy(mask).to(device)}
     if inputs_embeds is not None:
         kwargs["inputs_embeds"] = inputs_embeds
     else:
         kwargs["input_ids"] = torch.from_numpy(ids).to(device)
-    if teacher.uses_token_types:
+    if loaded.uses_token_types:
         kwargs["token_type_ids"] = torch.from_numpy(tts).to(device)
-    layers, attn_layers, pooling = teacher.layers, teacher.attention_layers, teacher.config.pooling
+    layers, attn_layers, pooling = loaded.layers, loaded.attention_layers, loaded.config.pooling
     with torch.inference_mode():
-        with teacher.autocast():   # the forward only: the extraction below runs in float32
-            logits, states, attn = teacher.backend.forward(kwargs, layers, attn_layers)
-        teacher.calls += 1
+        with autocast(loaded):   # the forward only: the extraction below runs in float32
+            logits, states, attn = loaded.backend.forward(kwargs, layers, attn_layers)
         hidden = None
         if states:
             if pooling == "none":

@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from distiller.common.errors import UsageError
 from distiller.common.device import resolve_device
 from distiller.common.seeding import thread_independent_math
 
-from .devices import usable_cpus
 from ..cache.spec import default_layers
+from .backends import CompiledBackend, EagerBackend
 from .config import TeacherConfig
+from .devices import usable_cpus
+from .fingerprint import teacher_fingerprint
+from .onnx_backend import OnnxBackend
+from .precision import teacher_compute
 
-__all__ = ["LoadedTeacher", "load_teacher"]
+__all__ = ["LoadedTeacher", "load_teacher", "make_backend"]
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +70,6 @@ def load_teacher(config: TeacherConfig,
     import torch
     import transformers
 
-    from .precision import teacher_compute
-
     cfg = config
     kwargs: Dict[str, Any] = {"dtype": torch.float32}
     if cfg.attentions:
@@ -97,8 +99,6 @@ def load_teacher(config: TeacherConfig,
         raise UsageError(f"max_length {cfg.max_length} exceeds what {cfg.model} can embed "
                          f"({limit} positions): lower max_length")
     model = model.to(device)
-    from .fingerprint import teacher_fingerprint
-
     fingerprint = teacher_fingerprint(model, tokenizer)
     layers, attention_layers = _kept_layers(cfg, int(model.config.num_hidden_layers))
     loaded = LoadedTeacher(
@@ -107,10 +107,21 @@ def load_teacher(config: TeacherConfig,
         uses_token_types="token_type_ids" in getattr(tokenizer, "model_input_names",
                                                      ["token_type_ids"]),
         backend=None)
-    from .backends import make_backend
-
     # a backend may check the rest of what was loaded (ONNX: CPU, float32, no attentions)
     return dataclasses.replace(loaded, backend=make_backend(cfg.backend, model, teacher=loaded))
+
+
+def make_backend(name: str, model, *, teacher: Optional[LoadedTeacher] = None):
+    """The backend called `name` ("eager", "compile" or "onnx", distiller.builders.teacher.backends)
+    for a loaded model. teacher: the LoadedTeacher being built (ONNX checks its device, precision
+    and kept layers and exports for them)."""
+    if name == "eager":
+        return EagerBackend(model)
+    if name == "compile":
+        return CompiledBackend(model)
+    if name == "onnx":
+        return OnnxBackend(model, teacher=teacher)
+    raise UsageError(f"unknown teacher backend {name!r}: use eager, compile or onnx")
 
 
 def _kept_layers(cfg: TeacherConfig, num_hidden_layers: int

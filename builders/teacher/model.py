@@ -11,13 +11,12 @@ the padded forward and the extraction of what a cache keeps are distiller.builde
 Outputs per example (docs/cache.md, "Shards"): key, input_ids int32[L], token_type_ids int8[L],
 logits float32[C], hidden {layer: float32[L, H] or [H] if pooled}, attentions {layer: [heads, L, L]}
 when kept, truncated bool. Layer 0 is the embeddings output, i the output of transformer layer i.
-A question-answering teacher (distiller.builders.teacher.qa_teacher, via `make_teacher`) scores
-context
-windows and keeps per-token logits float32[L, 2] (start, end) instead.
+A question-answering teacher (distiller.builders.teacher.qa_teacher, via
+distiller.builders.teacher.factory.make_teacher) scores context windows and keeps per-token
+logits float32[L, 2] (start, end) instead.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -25,24 +24,17 @@ import numpy as np
 
 from distiller.common.errors import UsageError
 
-from .batching import plan_batches
 from ..cache.keys import cache_key as _cache_key
 from ..cache.spec import CacheSpec
+from .batching import plan_batches
 from .config import TeacherConfig, as_text_pair
+from .forward import autocast, run_batch
 from .load import LoadedTeacher, load_teacher
+from .mixup import check_lambdas, mix_embeddings, mix_inputs, mixed_output, pad_mixed
 
-__all__ = ["TeacherConfig", "Teacher", "as_text_pair", "make_teacher"]
+__all__ = ["TeacherConfig", "Teacher", "as_text_pair"]
 
 log = logging.getLogger(__name__)
-
-
-def make_teacher(config: TeacherConfig) -> "Teacher":
-    """The teacher for a config: a question-answering one for head "span", else `Teacher`."""
-    if config.head == "span":
-        from .qa_teacher import QATeacher
-
-        return QATeacher(config)
-    return Teacher(config)
 
 
 class Teacher:
@@ -248,10 +240,30 @@ class Teacher:
         return outputs
 
     def score_mixed(self, pairs: Sequence[Tuple[Any, Any, float]]) -> List[Dict[str, Any]]:
-        """Outputs on mixup inputs (record_i, record_j, lam); see builders/teacher/mixup.py."""
-        from .mixup import score_mixed
-
-        return score_mixed(self, pairs)
+        """Outputs on mixup inputs (record_i, record_j, lam), in order (builders/teacher/mixup.py).
+        Each is storable in a cache of the teacher's spec (key = mixup key; input_ids = ids of i
+        padded to L; hidden trimmed to L) and carries "mix": {"key_i", "key_j", "lam",
+        "input_ids_j"} for the student side."""
+        self._require_loaded()
+        pairs = list(pairs)
+        check_lambdas(pairs)
+        firsts, seconds = [p[0] for p in pairs], [p[1] for p in pairs]
+        tok_i, tok_j = self.tokenize(firsts), self.tokenize(seconds)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        mixed = [mix_inputs(ti[0], ti[1], tj[0], tj[1], pad_id) for ti, tj in zip(tok_i, tok_j)]
+        embed = self.model.get_input_embeddings()
+        cfg = self.config
+        out: List[Dict[str, Any]] = [None] * len(pairs)  # type: ignore[list-item]
+        for batch in plan_batches([len(m[0]) for m in mixed], max_tokens=cfg.max_tokens_per_batch,
+                                  max_batch_size=cfg.max_batch_size, window=cfg.sort_window):
+            a, b, mask = pad_mixed(mixed, batch, pad_id)
+            embeds = mix_embeddings(embed, a, b, [pairs[k][2] for k in batch], self.device)
+            results = self.forward_batch([mixed[k][0] for k in batch], [mixed[k][2] for k in batch],
+                                         inputs_embeds=embeds, attention_mask=mask)
+            for k, res in zip(batch, results):
+                out[k] = mixed_output(res, self.record_key(firsts[k]), self.record_key(seconds[k]),
+                                      float(pairs[k][2]), mixed[k], tok_i[k][2] or tok_j[k][2])
+        return out
 
     @property
     def compute_dtype(self) -> str:
@@ -261,19 +273,16 @@ class Teacher:
 
     def autocast(self):
         """The autocast context of the teacher's forward (a no-op at float32)."""
-        import torch
-
-        compute = self.compute_dtype
-        if compute == "float32":
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=getattr(torch, compute))
+        self._require_loaded()
+        return autocast(self.loaded)
 
     def forward_batch(self, ids_list: Sequence[np.ndarray], tts_list: Sequence[np.ndarray],
                       *, inputs_embeds=None, attention_mask=None,
                       store_as: Optional[str] = None) -> List[Dict[str, Any]]:
         """One padded forward over a batch; per example logits/hidden/attentions trimmed to its
         real length (see forward.run_batch)."""
-        from .forward import run_batch
-
-        return run_batch(self, ids_list, tts_list, inputs_embeds=inputs_embeds,
-                         attention_mask=attention_mask, store_as=store_as)
+        self._require_loaded()
+        results = run_batch(self.loaded, ids_list, tts_list, inputs_embeds=inputs_embeds,
+                            attention_mask=attention_mask, store_as=store_as)
+        self.calls += 1
+        return results

@@ -19,6 +19,11 @@ from typing import TYPE_CHECKING, Any, Dict, List, Sequence
 
 from distiller.common.errors import UsageError
 
+from .devices import usable_cpus
+from .factory import make_teacher
+from .scoring import (ShardWriter, default_writers, missing_records, plan_chunks, score_chunk,
+                      score_into_cache, summary)
+
 if TYPE_CHECKING:
     from ..cache.store import TeacherCache
     from .model import Teacher, TeacherConfig
@@ -30,9 +35,6 @@ log = logging.getLogger(__name__)
 
 def load_replicas(config: "TeacherConfig", devices: Sequence[str]) -> List["Teacher"]:
     """A loaded teacher per device (CPU replicas share this process's CPUs between them)."""
-    from .devices import usable_cpus
-    from .model import make_teacher
-
     n_cpu = sum(1 for d in devices if d == "cpu")
     threads = config.num_threads or (max(1, usable_cpus() // n_cpu) if n_cpu else None)
     return [make_teacher(dataclasses.replace(config, device=d, num_threads=threads)).load()
@@ -44,9 +46,6 @@ def score_on_devices(teachers: Sequence["Teacher"], cache: "TeacherCache",
     """`distiller.builders.teacher.scoring.score_into_cache` with one replica per device; same
     result
     dict."""
-    from .scoring import (ShardWriter, default_writers, missing_records, plan_chunks,
-                          score_chunk, score_into_cache, summary)
-
     if len(teachers) == 1:
         return score_into_cache(teachers[0], cache, records, chunk=chunk)
     fingerprints = {t.fingerprint for t in teachers}

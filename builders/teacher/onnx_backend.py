@@ -20,6 +20,8 @@ from typing import Any, Dict, Sequence
 
 from distiller.common.errors import UsageError
 
+from .backends import output_logits
+
 __all__ = ["OnnxBackend"]
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,6 @@ _FUSABLE = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
 def _exportable(model, layers: Sequence[int]):
     """A module whose forward returns (logits, *kept hidden states): what is exported."""
     import torch
-
-    from .backends import output_logits
 
     class Exportable(torch.nn.Module):
         def __init__(self) -> None:

@@ -19,9 +19,12 @@ loaded teacher turns its amp into the dtype its forwards run at with `teacher_co
 from __future__ import annotations
 
 import logging
+import os
 from typing import Optional, Sequence
 
 from distiller.common.errors import UsageError
+
+from ..cache.manifest import MANIFEST, read_manifest
 
 __all__ = ["AMP_OF_COMPUTE", "COMPUTE_OF_AMP", "resolve_amp", "cache_compute", "teacher_compute",
            "cpu_has_native_bf16", "warn_if_bf16_emulated"]
@@ -34,10 +37,6 @@ AMP_OF_COMPUTE = {v: k for k, v in COMPUTE_OF_AMP.items()}
 
 def cache_compute(cache_path: str) -> Optional[str]:
     """The precision an existing cache records (None when there is no cache there yet)."""
-    import os
-
-    from ..cache.manifest import MANIFEST, read_manifest
-
     if not os.path.exists(os.path.join(cache_path, MANIFEST)):
         return None
     return read_manifest(cache_path)["spec"].get("compute", "float32")

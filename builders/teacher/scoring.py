@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 from distiller.common.errors import UsageError
 
 from .batching import plan_batches
+from .devices import usable_cpus
 
 if TYPE_CHECKING:
     from ..cache.store import TeacherCache
@@ -117,8 +118,6 @@ def default_writers(teachers: Sequence["Teacher"]) -> int:
     """Writer threads for teachers of these devices: one when they all run on a CPU (whose
     cores the forward already fills), else up to 4 per GPU, at most half the usable CPUs
     (measured on an H200: 4 writers doubled one's rate, benchmarks/README.md)."""
-    from .devices import usable_cpus
-
     gpus = sum(1 for t in teachers if t.device is not None and t.device.type == "cuda")
     return 1 if not gpus else max(1, min(4 * gpus, usable_cpus() // 2))
 

@@ -24,7 +24,8 @@ def qa_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def teacher(qa_dir):
-    from distiller.builders.teacher.model import TeacherConfig, make_teacher
+    from distiller.builders.teacher.factory import make_teacher
+    from distiller.builders.teacher.model import TeacherConfig
 
     return make_teacher(TeacherConfig(model=qa_dir, max_length=64, head="span", doc_stride=24,
                                       max_query_length=16, device="cpu", num_threads=1,
@@ -102,7 +103,8 @@ def test_a_classification_head_is_refused_for_a_span_task(tmp_path, capsys):
 def test_the_onnx_backend_scores_windows_as_eager_does(teacher, qa_dir, tmp_path):
     pytest.importorskip("onnxruntime", reason="ONNX Runtime is an extra: pip install .[onnx]")
     from distiller.builders.cache.store import TeacherCache
-    from distiller.builders.teacher.model import TeacherConfig, make_teacher
+    from distiller.builders.teacher.factory import make_teacher
+    from distiller.builders.teacher.model import TeacherConfig
 
     recs = [r for r in read_records(SAMPLE, builtin_task("squad2"), limit=4)]
     windows = [w for _, rows in teacher.window_records(recs) for w in rows]

@@ -13,7 +13,6 @@ from distiller.distill_train.forward import mixed_targets, student_forward
 @pytest.fixture(scope="module")
 def mixed_cache(tmp_path_factory, teacher_dir, sst2_small):
     from distiller.builders.cache.store import TeacherCache
-    from distiller.builders.teacher.mixup import score_mixed
     from distiller.builders.teacher.model import Teacher, TeacherConfig
 
     train, _ = sst2_small
@@ -24,7 +23,7 @@ def mixed_cache(tmp_path_factory, teacher_dir, sst2_small):
     recs = train[:8]
     # Pair 2 (lam = 1) has a partner no longer than itself (checked in the lam = 1 test).
     pairs = [(recs[i], recs[i + 1], lam) for i, lam in zip(range(0, 8, 2), (0.3, 0.8, 1.0, 0.0))]
-    mixed = score_mixed(teacher, pairs)
+    mixed = teacher.score_mixed(pairs)
     cache.add(teacher.score(recs))
     cache.add([{k: v for k, v in m.items() if k != "mix"} for m in mixed])
     rows = []
