@@ -1,17 +1,19 @@
 """`distiller cache info|corpora|stats|verify|clean|merge` and `distiller score` (local scoring,
-no Beam).
+no Beam: distiller.builders.teacher.score_file, re-exported here).
 
-Only argparse at import time: torch/transformers/pyarrow load inside the command functions.
+No heavy library at import time: torch/transformers/pyarrow load inside the command functions.
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
-from typing import Any, Dict
+from typing import Any
 
 from distiller.common.errors import UsageError
 from distiller.taskdata.resolve import add_task_arguments
+
+from .teacher.score_file import score_file
 
 __all__ = ["add_parsers", "score_file"]
 
@@ -212,87 +214,3 @@ def _placement(spec: str, amp: str, cache_dir: str):
     recorded = cache_compute(cache_dir) if os.path.isdir(cache_dir) else None
     return devices, resolve_amp(amp, recorded=recorded, kinds=sorted(kinds),
                                 bf16_supported=bf16, cache=f"cache {cache_dir!r}")
-
-
-def score_file(config, *, input_path: str, task, cache_dir: str, dtype: str = "float16",
-               logits_topk: int = 0, dry_run: bool = False, chunk: int = 2048,
-               limit: int = None, corpus: str = None, labelled: bool = True,
-               devices=None) -> Dict[str, Any]:
-    """Score every good row of an input into the cache; returns counts (the CLI prints them).
-
-    task: a `taskdata.Task` (or a built-in name). Only keys the cache lacks are scored; each chunk
-    is committed as it finishes. Also writes the corpus index TASK-SPLIT (originals: parent_id
-    None, chain "original", copy 0) with the task recorded. A span task (question answering)
-    is scored window by window: the corpus has a row per window and its question rows; the
-    dry run counts windows. devices: several device names score with one teacher replica each
-    (distiller.builders.teacher.multiscore); None runs on `config.device`.
-    """
-    from distiller.taskdata.records import DeadLetter
-    from distiller.taskdata.reader import read_records
-    from distiller.taskdata.resolve import resolve_task
-
-    from .cache.store import TeacherCache
-    from .cache.manifest import MANIFEST
-    from .cache.planning import length_histogram, plan
-    from .teacher.multiscore import load_replicas, score_on_devices
-    from .cache.leftovers import remove_dead_temp_files
-    from .teacher.model import make_teacher
-    from .cache.vocab import record_vocabulary
-
-    task = resolve_task(task)
-    name = corpus or f"{task.name}-{os.path.splitext(os.path.basename(input_path))[0]}"
-    if not dry_run:  # what the run writes, checked before the teacher scores anything
-        from .cache.store import check_corpus_name
-
-        try:
-            check_corpus_name(name)
-        except ValueError as exc:
-            raise UsageError(f"{exc}: pass --corpus NAME") from None
-        if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
-            raise UsageError(f"--cache {cache_dir!r} is a file, not a cache directory")
-    records, dead = [], []
-    for rec in read_records(input_path, task, limit=limit, labelled=labelled):
-        (dead if isinstance(rec, DeadLetter) else records).append(rec)
-    teacher = make_teacher(config).load()
-    spec = teacher.spec(dtype, logits_topk=logits_topk)
-    summary: Dict[str, Any] = {"input": input_path, "records": len(records),
-                               "dead_letters": len(dead), "fingerprint": spec.fingerprint,
-                               "dead_letter_examples": [d.to_dict() for d in dead[:20]]}
-    questions = None
-    if task.is_span:   # one row per context window, and the question rows beside them
-        from .teacher.qa_windows import question_row
-
-        parts = teacher.window_records(records)
-        questions = [question_row(r, wd) for r, (wd, _) in zip(records, parts)]
-        summary.update(teacher.describe_windows([wd for wd, _ in parts]))
-        records = [dict(w, parent_id=None, chain="original", copy=0)
-                   for _, rows in parts for w in rows]
-        keys = [r["key"] for r in records]
-        toks = [(r["input_ids"], r["token_type_ids"], r["truncated"]) for r in records]
-    else:
-        keys = [teacher.cache_key(r["text_a"], r["text_b"]) for r in records]
-        toks = teacher.tokenize(records) if dry_run else None
-    if dry_run:
-        hist = length_histogram(len(t[0]) for t in toks)
-        where = cache_dir if os.path.isdir(cache_dir) else (os.path.dirname(
-            os.path.abspath(cache_dir)) or ".")
-        estimate = plan(spec, hist, where)
-        summary.update({"dry_run": True, "truncated": int(sum(t[2] for t in toks)),
-                        "estimate": estimate})
-        if not estimate["fits"]:
-            summary["warning"] = "the cache would be larger than the free disk"
-        return summary
-    cache = (TeacherCache.open(cache_dir, spec) if os.path.exists(os.path.join(cache_dir, MANIFEST))
-             else TeacherCache.create(cache_dir, spec))
-    record_vocabulary(cache, teacher.tokenizer)
-    remove_dead_temp_files(cache.path)
-    replicas = [teacher] + (load_replicas(config, devices[1:]) if devices else [])
-    result = score_on_devices(replicas, cache, records, chunk=chunk)
-    cache.write_corpus(name, [dict(r, key=k, parent_id=None, chain="original", copy=0)
-                              for r, k in zip(records, keys)],
-                       task=task.to_dict(), labelled=labelled, questions=questions)
-    summary.update({"scored": result["scored"], "reused": result["reused"],
-                    "duplicates": result["duplicates"],
-                    "truncated": teacher.truncated_count, "corpus": name,
-                    "cache": cache.path, "stats": cache.stats()})
-    return summary
