@@ -14,16 +14,22 @@ __all__ = ["BuildOptions", "build_distill_set", "BuildDistillSet", "corpus_names
            "TeacherModelHandler", "CommitAndIndex", "MixupPairs", "pipeline_args",
            "runner_context"]
 
+# name -> the module that defines it (absolute, literal names: tests/test_layers.py checks them)
 _HOME = {
-    "BuildOptions": "build", "build_distill_set": "build", "BuildDistillSet": "build",
-    "corpus_names": "build", "ReadCorpus": "read", "KeyRecords": "keying",
-    "AugmentCorpus": "augmentation", "CachedKeys": "dedupe", "MissingKeys": "dedupe",
-    "ScoreWithTeacher": "score", "TeacherModelHandler": "score", "CommitAndIndex": "finalize",
-    "MixupPairs": "mixup", "pipeline_args": "runners", "runner_context": "runners",
+    "BuildOptions": "distiller.pipelines.build", "build_distill_set": "distiller.pipelines.build",
+    "BuildDistillSet": "distiller.pipelines.build", "corpus_names": "distiller.pipelines.build",
+    "ReadCorpus": "distiller.pipelines.read", "KeyRecords": "distiller.pipelines.keying",
+    "AugmentCorpus": "distiller.pipelines.augmentation",
+    "CachedKeys": "distiller.pipelines.dedupe", "MissingKeys": "distiller.pipelines.dedupe",
+    "ScoreWithTeacher": "distiller.pipelines.score",
+    "TeacherModelHandler": "distiller.pipelines.score",
+    "CommitAndIndex": "distiller.pipelines.finalize", "MixupPairs": "distiller.pipelines.mixup",
+    "pipeline_args": "distiller.pipelines.runners",
+    "runner_context": "distiller.pipelines.runners",
 }
 
 
 def __getattr__(name):
     if name in _HOME:
-        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+        return getattr(importlib.import_module(_HOME[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,6 +14,7 @@ import apache_beam as beam
 
 from distiller.pipelines.batching import BatchRecords
 from distiller.pipelines.keying import strip_internal
+from distiller.pipelines.workers import get_policy
 
 __all__ = ["AugmentCorpus", "AugmentBatchFn"]
 
@@ -30,8 +31,6 @@ class AugmentBatchFn(beam.DoFn):
                          for name in _STAT_COUNTERS}
 
     def setup(self):
-        from distiller.pipelines.workers import get_policy
-
         self.policy = get_policy(self.policy_spec)
 
     def process(self, batch: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:

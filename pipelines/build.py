@@ -18,39 +18,46 @@ window is what is scored, cached and indexed; augmentation changes the question 
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import os
 import shutil
-import tempfile
 import time
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 
+from distiller.augment.policy import AugmentationPolicy
+from distiller.builders.cache.corpusparts import staging_dir
+from distiller.builders.cache.leftovers import remove_dead_temp_files, temp_files
+from distiller.builders.cache.store import TeacherCache
+from distiller.builders.cache.vocab import record_vocabulary
+from distiller.builders.teacher.config import TeacherConfig
+from distiller.builders.teacher.devices import usable_cpus
+from distiller.builders.teacher.factory import make_teacher
+from distiller.builders.teacher.precision import COMPUTE_OF_AMP
+from distiller.builders.teacher.taskfit import fit_teacher_to_task
 from distiller.common.errors import UsageError
 from distiller.pipelines.augmentation import AugmentCorpus
-from distiller.pipelines.buildcheck import check_outputs, failure_message
-from distiller.pipelines.buildlog import Progress, beam_counters, stderr_of_workers, worker_log_path
+from distiller.pipelines.buildcheck import check_outputs
+from distiller.pipelines.buildlog import beam_counters
+from distiller.pipelines.buildrun import BuildError, run_pipeline
 from distiller.pipelines.dedupe import CachedKeys, MissingKeys
+from distiller.pipelines.devices import DevicePlan, place_build
 from distiller.pipelines.finalize import CommitAndIndex
 from distiller.pipelines.keying import KeyRecords
 from distiller.pipelines.mixup import MixupPairs
 from distiller.pipelines.read import ReadCorpus
+from distiller.pipelines.runners import is_local_runner
 from distiller.pipelines.score import ScoreWithTeacher
 from distiller.pipelines.windows import WindowRecords
-from distiller.taskdata.console import is_quiet
+from distiller.taskdata.reader import check_input
+from distiller.taskdata.resolve import resolve_task
 
 __all__ = ["BuildOptions", "BuildDistillSet", "BuildError", "build_distill_set", "corpus_names"]
 
 log = logging.getLogger(__name__)
-
-
-class BuildError(RuntimeError):
-    """The pipeline failed on a worker; the message is one line: the worker's last error line,
-    what to do, and where the workers' log is (distiller.pipelines.buildcheck.failure_message)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +101,6 @@ class BuildOptions:
     mixup_alpha: float = 0.4        # λ ~ Beta(alpha, alpha)
 
     def __post_init__(self) -> None:
-        from distiller.taskdata.resolve import resolve_task
-
         object.__setattr__(self, "task", resolve_task(self.task))
         if self.task is None:
             raise UsageError("a build needs a task (a built-in name or a taskdata.Task)")
@@ -133,16 +138,12 @@ def corpus_names(task: str, split: str, policy_name: Optional[str], *, mixup: in
     return names
 
 
-def _teacher_config(opts: BuildOptions, num_labels: Optional[int] = None):
-    from distiller.builders.teacher.model import TeacherConfig
-    from distiller.pipelines.runners import is_local_runner
-
+def _teacher_config(opts: BuildOptions, num_labels: Optional[int] = None) -> TeacherConfig:
+    """The workers' teacher for a build."""
     # Each local worker process gets its share of this machine's CPUs (no oversubscription);
     # on a remote runner (or a remote dask scheduler) workers use the CPUs they have.
     threads = opts.threads_per_worker
     if threads is None and is_local_runner(opts.runner) and not opts.dask_address:
-        from distiller.builders.teacher.devices import usable_cpus
-
         threads = max(1, usable_cpus() // opts.workers)
     return TeacherConfig(model=opts.teacher, max_length=opts.max_length, layers=opts.layers,
                          pooling=opts.pooling, attentions=opts.attentions, num_threads=threads,
@@ -245,110 +246,111 @@ class BuildDistillSet(beam.PTransform):
 
 def build_distill_set(opts: BuildOptions) -> Dict[str, Any]:
     """Run one build; returns the summary: records_read, augmented_copies, cache_hits,
-    newly_scored, dead_letters (+ reasons), bytes_written, seconds, beam_counters, ..."""
-    from distiller.builders.cache.store import TeacherCache
-    from distiller.builders.cache.corpusparts import staging_dir
-    from distiller.builders.cache.leftovers import remove_dead_temp_files, temp_files
-    from distiller.builders.teacher.precision import COMPUTE_OF_AMP
-    from distiller.builders.teacher.model import make_teacher
-    from distiller.builders.cache.vocab import record_vocabulary
-    from distiller.pipelines.batching import uses_shuffle_batching
-    from distiller.pipelines.devices import place_build
-    from distiller.pipelines.runners import is_local_runner, runner_context
+    newly_scored, dead_letters (+ reasons), bytes_written, seconds, beam_counters, ...
 
-    from distiller.builders.teacher.taskfit import fit_teacher_to_task
-    from distiller.taskdata.reader import check_input
-
+    Everything that can be refused (the input, the teacher's head, the devices, the names and
+    paths written, the cache's spec) is checked before the pipeline starts."""
     start = time.monotonic()
-    # the input's columns and the teacher's head are checked before any work
+    opts, num_labels, devices = _checked_options(opts)
+    out = _outputs(opts)
+    teacher_config = _teacher_config(opts, num_labels)
+    cache = _open_cache(opts, teacher_config)
+    adopted = _recover_leftovers(cache)
+    known_shards = [info.name for info in cache.shards()]  # the keys the build will exclude
+    staging = staging_dir(cache.path)  # the workers' corpus and dead-letter parts
+    if os.path.exists(out.summary_path):
+        os.unlink(out.summary_path)
+
+    def transform(progress_dir: Optional[str], batch_by_shuffle: bool) -> BuildDistillSet:
+        return BuildDistillSet(
+            opts, teacher_config=teacher_config, names=out.names,
+            dead_letter_path=out.dead_letter_path, summary_path=out.summary_path,
+            progress_dir=progress_dir, batch_by_shuffle=batch_by_shuffle, devices=devices,
+            staging_dir=staging, known_shards=known_shards)
+
+    try:
+        result = run_pipeline(transform, runner=opts.runner, workers=opts.workers,
+                              dask_address=opts.dask_address, beam_args=opts.beam_args,
+                              progress=opts.progress, cache=opts.cache)
+    finally:
+        devices.release()
+        shutil.rmtree(staging, ignore_errors=True)
+    summary = _read_summary(out.summary_path)
+    summary.update({"seconds": round(time.monotonic() - start, 3), "cache": opts.cache,
+                    "runner": opts.runner, "workers": opts.workers,
+                    "devices": ",".join(devices.slots) or opts.devices, "amp": opts.amp,
+                    "adopted_rows": sum(i.rows for i in adopted),
+                    "task": opts.task.describe(), "labelled": opts.labelled,
+                    "beam_counters": beam_counters(result)})
+    return summary
+
+
+def _checked_options(opts: BuildOptions) -> Tuple[BuildOptions, Optional[int], DevicePlan]:
+    """(options with the task fitted to the teacher, the workers and a concrete amp; the
+    teacher's label count; the devices' plan). The input's columns and the teacher's head are
+    checked before any work; one worker per device; the precision the cache records, or a clear
+    error (distiller.pipelines.devices.place_build)."""
     check_input(opts.input, opts.task, labelled=opts.labelled)
     task, num_labels = fit_teacher_to_task(opts.teacher, opts.task)
-    opts = dataclasses.replace(opts, task=task)
-    # issue 19: one worker per device; the precision the cache records, or a clear error
-    opts, devices = place_build(opts)
+    opts, devices = place_build(dataclasses.replace(opts, task=task))
+    return opts, num_labels, devices
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outputs:
+    """What a build writes besides shards: its corpora, its dead letters and its summary."""
+
+    names: List[str]
+    dead_letter_path: str
+    summary_path: str
+
+
+def _outputs(opts: BuildOptions) -> _Outputs:
+    """The corpus names (the policy's name in them: its models checked now) and the dead-letter
+    and summary paths, each checked before the teacher loads (distiller.pipelines.buildcheck)."""
     policy_name = None
     if opts.augment is not None:
-        from distiller.augment.policy import AugmentationPolicy
-
-        policy = AugmentationPolicy.from_spec(opts.augment).check_models()
-        policy_name = policy.name
-    names = corpus_names(task.name, opts.split, policy_name, mixup=opts.mixup,
+        policy_name = AugmentationPolicy.from_spec(opts.augment).check_models().name
+    names = corpus_names(opts.task.name, opts.split, policy_name, mixup=opts.mixup,
                          mixup_alpha=opts.mixup_alpha)
     dead_path = opts.dead_letters or os.path.join(
         os.path.abspath(opts.cache).rstrip("/") + ".dead_letters",
         f"{names[1 if len(names) > 1 and policy_name else 0]}.jsonl")
-    # every name and path the build writes, checked before the teacher loads
-    # (distiller.pipelines.buildcheck)
     check_outputs(cache=opts.cache, corpus_names=names, dead_letter_path=dead_path)
-    summary_path = dead_path + ".summary.json"
-    teacher_config = _teacher_config(opts, num_labels)
-    # the driver's teacher only fingerprints: on the CPU, at the precision the workers will use
+    return _Outputs(names, dead_path, dead_path + ".summary.json")
+
+
+def _open_cache(opts: BuildOptions, teacher_config: TeacherConfig) -> TeacherCache:
+    """The build's cache for the teacher's spec, created if absent (a spec mismatch is an error
+    here, before any work), with the teacher's vocabulary recorded. The driver's teacher only
+    fingerprints: on the CPU, at the precision the workers will use."""
     teacher = make_teacher(dataclasses.replace(teacher_config, device="cpu", amp="off")).load()
     spec = teacher.spec(opts.dtype).with_(compute=COMPUTE_OF_AMP[opts.amp])
-    # a spec mismatch is an error here, before any work
     cache = TeacherCache.open_or_create(opts.cache, spec)
     record_vocabulary(cache, teacher.tokenizer)
-    del teacher
-    # under the lock: temp files of writers that are gone (a killed build) are removed, and
-    # what an interrupted build scored but did not commit is committed now, not scored again.
-    # While another writer is at work on the cache (a staging directory or temp file whose
-    # process runs), uncommitted shards may be its own, still to be committed by it: they are
-    # left to it, so that each build commits what it scored and says who committed what.
+    return cache
+
+
+def _recover_leftovers(cache: TeacherCache) -> list:
+    """Under the lock: temp files of writers that are gone (a killed build) are removed, and
+    what an interrupted build scored but did not commit is committed now, not scored again;
+    returns those shards. While another writer is at work on the cache (a staging directory or
+    temp file whose process runs), uncommitted shards may be its own, still to be committed by
+    it: they are left to it, so that each build commits what it scored and says who committed
+    what."""
     remove_dead_temp_files(cache.path)
     at_work = [t for t in temp_files(cache.path) if t.alive]
     if at_work:
         log.info("%s: left uncommitted shards to the writer at work there (%s)", cache.path,
                  at_work[0].describe())
-    adopted = [] if at_work else cache.adopt_uncommitted()
-    known_shards = [info.name for info in cache.shards()]  # the keys the build will exclude
-    staging = staging_dir(cache.path)  # the workers' corpus and dead-letter parts
-    if os.path.exists(summary_path):
-        os.unlink(summary_path)
-    local = is_local_runner(opts.runner)
-    progress_dir = tempfile.mkdtemp(prefix="distiller-progress-") if local else None
-    # quiet (no -v): local worker processes write their stderr to a log, kept if the build fails
-    worker_log = worker_log_path() if local and is_quiet() else None
-    failed = False
-    try:
-        with stderr_of_workers(worker_log) as stderr_fd, \
-                runner_context(opts.runner, workers=opts.workers, dask_address=opts.dask_address,
-                               extra=opts.beam_args) as args:
-            pipeline = beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(args))
-            _ = pipeline | "build_distill_set" >> BuildDistillSet(
-                opts, teacher_config=teacher_config, names=names, dead_letter_path=dead_path,
-                summary_path=summary_path, progress_dir=progress_dir,
-                batch_by_shuffle=uses_shuffle_batching(args), devices=devices,
-                staging_dir=staging, known_shards=known_shards)
-            with Progress(progress_dir, opts.progress, stderr_fd):
-                try:
-                    result = pipeline.run()
-                    try:
-                        result.wait_until_finish()
-                    finally:
-                        client = getattr(result, "client", None)  # the Dask runner's client
-                        if client is not None:
-                            client.close()
-                except Exception as exc:  # a worker's error arrives wrapped by the runner
-                    failed = True
-                    raise BuildError(failure_message(exc, cache=opts.cache,
-                                                     log_path=worker_log)) from exc
-    finally:
-        devices.release()
-        shutil.rmtree(staging, ignore_errors=True)
-        if progress_dir:
-            shutil.rmtree(progress_dir, ignore_errors=True)
-        if worker_log and not failed:
-            with contextlib.suppress(OSError):
-                os.unlink(worker_log)
+        return []
+    return cache.adopt_uncommitted()
+
+
+def _read_summary(summary_path: str) -> Dict[str, Any]:
+    """The summary the build's last step wrote (distiller.pipelines.finalize)."""
     if not os.path.exists(summary_path):
         raise RuntimeError(f"the build finished without writing its summary {summary_path!r}: "
                            "check the runner's logs")
     with open(summary_path, encoding="utf-8") as fh:
-        summary = json.loads(fh.readline())
-    summary.update({"seconds": round(time.monotonic() - start, 3), "cache": opts.cache,
-                    "runner": opts.runner, "workers": opts.workers,
-                    "devices": ",".join(devices.slots) or opts.devices, "amp": opts.amp,
-                    "adopted_rows": sum(i.rows for i in adopted),
-                    "task": task.describe(), "labelled": opts.labelled,
-                    "beam_counters": beam_counters(result)})
-    return summary
+        return json.loads(fh.readline())

@@ -21,6 +21,7 @@ import re
 import tempfile
 from typing import Optional, Sequence
 
+from distiller.builders.cache.corpus_rows import check_corpus_name
 from distiller.common.errors import UsageError
 
 __all__ = ["check_outputs", "check_writable_dir", "failure_message"]
@@ -54,8 +55,6 @@ def check_writable_dir(path: str, what: str) -> None:
 def check_outputs(*, cache: str, corpus_names: Sequence[str], dead_letter_path: str) -> None:
     """Every name and path a build will write, checked before any work (its input is checked
     by distiller.taskdata.reader.check_input)."""
-    from distiller.builders.cache.store import check_corpus_name
-
     # inputs are read through fsspec; what a build writes goes through plain file operations
     for flag, path in (("--cache", cache), ("--dead-letters", dead_letter_path)):
         if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path or ""):

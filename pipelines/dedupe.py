@@ -12,6 +12,8 @@ from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 import apache_beam as beam
 
+from distiller.builders.cache.held_keys import committed_shards, shard_keys
+
 __all__ = ["MissingKeys", "CachedKeys", "pick_representative", "list_cache_shards",
            "list_shard_keys"]
 
@@ -24,16 +26,12 @@ def pick_representative(item: Tuple[str, Iterable[Dict[str, Any]]]) -> Tuple[str
 
 def list_cache_shards(cache_path: str) -> Iterator[Tuple[str, str]]:
     """(cache path, shard name) for every committed shard (nothing if there is no cache yet)."""
-    from distiller.builders.cache.held_keys import committed_shards
-
     for name in committed_shards(cache_path):
         yield cache_path, name
 
 
 def list_shard_keys(item: Tuple[str, str]) -> Iterator[str]:
     """Every key of one committed shard (its key column only is read)."""
-    from distiller.builders.cache.held_keys import shard_keys
-
     yield from shard_keys(*item)
 
 

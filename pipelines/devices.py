@@ -20,9 +20,11 @@ import tempfile
 import uuid
 from typing import Any, Optional, Tuple
 
-from distiller.common.errors import UsageError
 from distiller.builders.teacher.devices import (claim_device, device_kind, gpus_run_bf16,
-                                                resolve_devices)
+                                                parse_devices, resolve_devices, usable_cpus)
+from distiller.builders.teacher.precision import cache_compute, resolve_amp
+from distiller.common.errors import UsageError
+from distiller.pipelines.runners import is_local_runner
 
 __all__ = ["DevicePlan", "plan_devices", "place_build"]
 
@@ -64,8 +66,6 @@ def plan_devices(spec: str, *, local: bool, workers: Optional[int],
     """(plan, worker count). Local: slots resolved here; workers default to one per GPU slot
     (or `default_cpu_workers` for the CPU, given as `workers`=None → 2 capped by the CPUs).
     Remote: the spec is checked and resolved on each worker; workers as given."""
-    from distiller.builders.teacher.devices import parse_devices, usable_cpus
-
     parse_devices(spec)  # a bad value is an error here, before any work
     job = uuid.uuid4().hex[:12]
     if not local:
@@ -83,9 +83,6 @@ def place_build(opts) -> Tuple[Any, DevicePlan]:
     """(opts with `workers` and a concrete `amp`, plan) for a
     `distiller.pipelines.build.BuildOptions`: devices resolved on a local runner, the precision
     following the cache (distiller.builders.teacher.precision)."""
-    from distiller.builders.teacher.precision import cache_compute, resolve_amp
-    from distiller.pipelines.runners import is_local_runner
-
     local = is_local_runner(opts.runner) and not opts.dask_address
     plan, workers = plan_devices(opts.devices, local=local, workers=opts.workers)
     kinds = plan.kinds()

@@ -25,10 +25,14 @@ import json
 import resource
 import shutil
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 
+from distiller.builders.cache.corpusparts import (CorpusFile, install_corpora, merged_lines,
+                                                  write_text_atomic)
+from distiller.builders.cache.errors import CacheError
+from distiller.builders.cache.store import TeacherCache
 from distiller.pipelines.parts import WriteParts, add_counts, corpus_row, reason_category
 
 __all__ = ["CommitAndIndex", "corpus_row", "reason_category", "finalize_build"]
@@ -71,8 +75,6 @@ def _write_corpora(cache, staging: str, parts: Dict[str, List[dict]], corpus_nam
     """Merge the row (and mixup) parts into the corpus files; returns their row counts in the
     order of `corpus_names`. Originals: rows without a parent; then originals and copies; with
     mixup, the last corpus adds the pair rows after those rows (as `write_corpus` was given)."""
-    from distiller.builders.cache.corpusparts import CorpusFile, install_corpora, merged_lines
-
     files = [CorpusFile(cache.path, name) for name in corpus_names]
     try:
         originals, everything = files[0], files[1:]
@@ -92,6 +94,20 @@ def _write_corpora(cache, staging: str, parts: Dict[str, List[dict]], corpus_nam
     return [f.rows for f in files]
 
 
+@dataclasses.dataclass
+class _Gathered:
+    """What the build's workers sent to the committing step: the shards they wrote (sorted by
+    name), the part files by kind ("rows", "mix", "dead") and their summed counts, the key
+    counts of the deduplication join ({"rows"|"mix": (distinct, cached)}) and, for a span
+    task, the question rows."""
+
+    infos: List[Any]
+    parts: Dict[str, List[dict]]
+    counts: Dict[str, Dict[str, int]]
+    keys: Dict[str, Tuple[int, int]]
+    questions: List[dict]
+
+
 def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str], dead_letter_path: str,
                    summary_path: str, staging_dir: str, known_shards: Sequence[str] = (),
                    mixup: bool = False, task: Optional[Dict[str, Any]] = None,
@@ -106,12 +122,35 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str], dead_l
     when the build started (TeacherCache.commit).
     task (a Task's dict) is recorded with every corpus; labelled False marks them unlabelled.
     """
-    from distiller.builders.cache.store import TeacherCache
-    from distiller.builders.cache.corpusparts import merged_lines, write_text_atomic
-    from distiller.builders.cache.errors import CacheError
-
     start_rss = _reset_peak_rss()  # the committing step's own memory (benchmarks/bench_finalize)
-    _, items = item
+    got = _gather(item[1])
+    cache = TeacherCache.open(cache_path)
+    before = {name: dict(entry) for name, entry in cache.manifest.get("corpora", {}).items()}
+    added = _commit(cache, got, known_shards, cache_path)
+    span = bool(got.counts["rows"].get("windows", 0) or got.questions)
+    corpus_rows = _write_corpora(cache, staging_dir, got.parts, corpus_names, mixup, task,
+                                 labelled,
+                                 sorted(got.questions, key=lambda q: q["id"]) if span else None)
+    replaced = _replaced(before, cache.manifest.get("corpora", {}), corpus_names)
+    dead_n = write_text_atomic(dead_letter_path, merged_lines(
+        staging_dir, [p["file"] for p in got.parts["dead"]], "dead"))
+    summary = _counts_summary(got, added, dead_n)
+    summary.update({
+        "corpora": dict(zip(corpus_names, corpus_rows)),
+        "corpora_replaced": replaced,
+        "dead_letter_file": dead_letter_path,
+        # the committing process's RSS when this step began, and its peak during the step
+        "commit_rss_mb": {"start": start_rss, "peak": _peak_rss_mb()},
+    })
+    if span:
+        summary["windows"] = got.counts["rows"].get("windows", 0)
+    write_text_atomic(summary_path, [json.dumps(summary, ensure_ascii=False, sort_keys=True)])
+    shutil.rmtree(staging_dir, ignore_errors=True)
+    return summary
+
+
+def _gather(items) -> _Gathered:
+    """Sort the tagged elements the workers sent (see `finalize_build`) by kind."""
     infos, keys = [], {"rows": (0, 0), "mix": (0, 0)}
     parts: Dict[str, List[dict]] = {"rows": [], "mix": [], "dead": []}
     questions: List[dict] = []
@@ -128,60 +167,58 @@ def finalize_build(item, *, cache_path: str, corpus_names: Sequence[str], dead_l
     for kind, descriptors in parts.items():
         for d in descriptors:
             add_counts(counts[kind], dict(d["counts"], rows=d["rows"]))
-    cache = TeacherCache.open(cache_path)
-    before = {name: dict(entry) for name, entry in cache.manifest.get("corpora", {}).items()}
     infos.sort(key=lambda i: i.name)
-    scored = sum(i.rows for i in infos)  # records' and mixup pairs' outputs alike
-    to_score = sum(distinct - cached for distinct, cached in keys.values())
+    return _Gathered(infos, parts, counts, keys, questions)
+
+
+def _commit(cache: TeacherCache, got: _Gathered, known_shards: Sequence[str], cache_path: str):
+    """Commit the build's shards (TeacherCache.commit); returns those added. Nothing is
+    committed unless the shards hold as many rows as the join found keys missing."""
+    scored = sum(i.rows for i in got.infos)  # records' and mixup pairs' outputs alike
+    to_score = sum(distinct - cached for distinct, cached in got.keys.values())
     if scored != to_score:
         raise CacheError(f"the build scored {scored} row(s) but {to_score} key(s) were missing "
                          f"from cache {cache_path!r}: nothing committed; run the build again")
-    added = cache.commit(infos, known=known_shards)
-    rows_n = counts["rows"].get("rows", 0)
-    originals_n = counts["rows"].get("originals", 0)
-    windows_n = counts["rows"].get("windows", 0)
-    span = bool(windows_n or questions)
-    corpus_rows = _write_corpora(cache, staging_dir, parts, corpus_names, mixup, task, labelled,
-                                 sorted(questions, key=lambda q: q["id"]) if span else None)
-    # A corpus of the same name from another input (another sample, another file) is replaced:
-    # said in the summary, since trainers that name the corpus now read other rows.
-    after = cache.manifest.get("corpora", {})
-    replaced = {name: {"rows_before": before[name]["rows"], "rows_after": after[name]["rows"]}
-                for name in corpus_names
-                if name in before and before[name].get("sha256") != after[name].get("sha256")}
-    dead_n = write_text_atomic(dead_letter_path, merged_lines(
-        staging_dir, [p["file"] for p in parts["dead"]], "dead"))
-    reasons = {name.split(":", 1)[1]: n for name, n in counts["dead"].items()
+    return cache.commit(got.infos, known=known_shards)
+
+
+def _replaced(before: Dict[str, dict], after: Dict[str, dict],
+              corpus_names: Sequence[str]) -> Dict[str, Dict[str, int]]:
+    """The corpora of these names that held other rows before the build. A corpus of the same
+    name from another input (another sample, another file) is replaced: said in the summary,
+    since trainers that name the corpus now read other rows."""
+    return {name: {"rows_before": before[name]["rows"], "rows_after": after[name]["rows"]}
+            for name in corpus_names
+            if name in before and before[name].get("sha256") != after[name].get("sha256")}
+
+
+def _counts_summary(got: _Gathered, added, dead_n: int) -> Dict[str, Any]:
+    """The summary's counts: records, copies, keys, rows scored and committed, shards, dead
+    letters (by reason), mixup pairs and part files."""
+    rows = got.counts["rows"]
+    originals_n = rows.get("originals", 0)
+    scored = sum(i.rows for i in got.infos)
+    reasons = {name.split(":", 1)[1]: n for name, n in got.counts["dead"].items()
                if name.startswith("reason:")}
-    summary = {
+    return {
         "records_read": originals_n,
-        "augmented_copies": counts["rows"].get("records", rows_n) - originals_n,
-        "unique_keys": keys["rows"][0],
+        "augmented_copies": rows.get("records", rows.get("rows", 0)) - originals_n,
+        "unique_keys": got.keys["rows"][0],
         "newly_scored": scored,
-        "cache_hits": keys["rows"][1] + keys["mix"][1],  # of records' and pairs' keys
+        "cache_hits": got.keys["rows"][1] + got.keys["mix"][1],  # of records' and pairs' keys
         "committed_rows": sum(i.rows for i in added),
         # rows this build scored that another writer committed first (commit skips those keys)
         "committed_by_other": scored - sum(i.rows for i in added),
-        "shards_written": len(infos),
-        "bytes_written": sum(i.bytes for i in infos),
-        "truncated": counts["rows"].get("truncated", 0),
+        "shards_written": len(got.infos),
+        "bytes_written": sum(i.bytes for i in got.infos),
+        "truncated": rows.get("truncated", 0),
         "dead_letters": dead_n,
         "dead_letter_reasons": dict(sorted(reasons.items())),
-        "mixup_pairs": counts["mix"].get("rows", 0),
-        "mixup_unique_keys": keys["mix"][0],
-        "corpora": dict(zip(corpus_names, corpus_rows)),
-        "corpora_replaced": replaced,
-        "dead_letter_file": dead_letter_path,
+        "mixup_pairs": got.counts["mix"].get("rows", 0),
+        "mixup_unique_keys": got.keys["mix"][0],
         # how many sorted part files the workers wrote, merged here (corpus rows, mixup, dead)
-        "part_files": {kind: len(descriptors) for kind, descriptors in parts.items()},
-        # the committing process's RSS when this step began, and its peak during the step
-        "commit_rss_mb": {"start": start_rss, "peak": _peak_rss_mb()},
+        "part_files": {kind: len(descriptors) for kind, descriptors in got.parts.items()},
     }
-    if span:
-        summary["windows"] = windows_n
-    write_text_atomic(summary_path, [json.dumps(summary, ensure_ascii=False, sort_keys=True)])
-    shutil.rmtree(staging_dir, ignore_errors=True)
-    return summary
 
 
 def _strip_keys(info):

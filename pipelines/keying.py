@@ -15,6 +15,7 @@ import apache_beam as beam
 
 from distiller.taskdata.records import DeadLetter
 from distiller.pipelines.batching import BatchRecords
+from distiller.pipelines.workers import get_teacher
 
 __all__ = ["KeyRecords", "KeyRecordsFn", "INTERNAL_FIELDS", "strip_internal", "carried_tokens"]
 
@@ -53,8 +54,6 @@ class KeyRecordsFn(beam.DoFn):
         self.rejected = beam.metrics.Metrics.counter("distiller", "rejected_long")
 
     def setup(self):
-        from distiller.pipelines.workers import get_teacher
-
         self.teacher = get_teacher(self.teacher_config, self.devices)
 
     def process(self, batch: List[Dict[str, Any]]) -> Iterator:

@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterator
 
 import apache_beam as beam
 
+from distiller.builders.cache.keys import mixup_key
 from distiller.common.errors import UsageError
 from distiller.common.seeding import make_rng
 from distiller.pipelines.keying import strip_internal
@@ -30,8 +31,6 @@ MIXUP_CHAIN = "mixup"
 def draw_pairs(item, *, pairs_per_example: int, alpha: float, seed: int
                ) -> Iterator[Dict[str, Any]]:
     """(_, all keyed records) → pair rows, pairs_per_example per record (none if < 2 records)."""
-    from distiller.builders.cache.keys import mixup_key
-
     _, records = item
     records = sorted(records, key=lambda r: r["id"])
     n = len(records)

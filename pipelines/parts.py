@@ -18,7 +18,9 @@ import apache_beam as beam
 
 from distiller.common.errors import UsageError
 from distiller.common.seeding import stable_hash
+from distiller.builders.cache.corpus_rows import SPAN_FIELDS, corpus_item
 from distiller.builders.cache.corpusparts import PART_ROWS, write_part
+from distiller.pipelines.mixup import mixup_corpus_row
 
 __all__ = ["WriteParts", "corpus_row", "reason_category", "row_entry", "mix_entry",
            "dead_entry", "add_counts"]
@@ -52,8 +54,6 @@ def corpus_row(record: Dict[str, Any]) -> Dict[str, Any]:
     """The corpus-index row of a keyed record (originals: parent_id None, chain 'original');
     a question-answering window keeps its window fields
     (distiller.builders.cache.store.SPAN_FIELDS)."""
-    from distiller.builders.cache.store import SPAN_FIELDS
-
     row = {"id": record["id"], "key": record["key"], "label": record.get("label"),
            "parent_id": record.get("parent_id"), "chain": record.get("chain", "original"),
            "copy": int(record.get("copy", 0))}
@@ -68,8 +68,6 @@ def _line(item: Dict[str, Any]) -> str:
 
 def row_entry(record: Dict[str, Any]) -> Tuple[str, Dict[str, int]]:
     """(corpus line, counts) of a keyed record."""
-    from distiller.builders.cache.store import corpus_item
-
     item = corpus_item(corpus_row(record))
     # a question's windows share its id: records count once, by their first window
     first = int(record.get("window") or 0) == 0
@@ -80,9 +78,6 @@ def row_entry(record: Dict[str, Any]) -> Tuple[str, Dict[str, int]]:
 
 def mix_entry(pair: Dict[str, Any]) -> Tuple[str, Dict[str, int]]:
     """(corpus line, counts) of a mixup pair row (its pairing fields kept for the trainer)."""
-    from distiller.builders.cache.store import corpus_item
-    from distiller.pipelines.mixup import mixup_corpus_row
-
     return _line(corpus_item(mixup_corpus_row(pair))), {}
 
 

@@ -34,6 +34,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from distiller.common.errors import UsageError
 from distiller.pipelines.keying import carried_tokens, strip_internal
+from distiller.pipelines.workers import get_cache, get_teacher
 
 __all__ = ["ScoreWithTeacher", "TeacherModelHandler", "assign_unit", "cut_units",
            "LENGTH_BUCKETS", "write_unit_shard"]
@@ -77,8 +78,6 @@ class TeacherModelHandler(ModelHandler):
         self.devices = devices
 
     def load_model(self):
-        from distiller.pipelines.workers import get_teacher
-
         return get_teacher(self.teacher_config, self.devices)
 
     def run_inference(self, batch: Sequence[Dict[str, Any]], model,
@@ -93,8 +92,6 @@ class TeacherModelHandler(ModelHandler):
             # forward batch, half the memory); passed-on tensors stay float32.
             store_as = None
             if self.write_shards:
-                from distiller.pipelines.workers import get_cache
-
                 store_as = get_cache(self.cache_path).spec.dtype
             outputs = model.score([strip_internal(r) for r in unit],
                                   tokens=carried_tokens(unit), store_as=store_as)
@@ -119,8 +116,6 @@ class TeacherModelHandler(ModelHandler):
 
 def write_unit_shard(cache_path: str, outputs: List[Dict[str, Any]]):
     """Write one unit's outputs as an uncommitted shard; returns its ShardInfo."""
-    from distiller.pipelines.workers import get_cache
-
     info = get_cache(cache_path).write_shard(outputs)
     beam.metrics.Metrics.counter("distiller", "shards_written").inc()
     return info

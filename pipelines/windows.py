@@ -18,8 +18,10 @@ from typing import Any, Dict, Iterator, List
 
 import apache_beam as beam
 
+from distiller.builders.teacher.qa_windows import question_row
 from distiller.pipelines.batching import BatchRecords
 from distiller.pipelines.keying import strip_internal
+from distiller.pipelines.workers import get_teacher
 from distiller.taskdata.records import DeadLetter
 
 __all__ = ["WindowRecords", "WindowRecordsFn"]
@@ -37,13 +39,9 @@ class WindowRecordsFn(beam.DoFn):
         self.windows = beam.metrics.Metrics.counter("distiller", "windows")
 
     def setup(self):
-        from distiller.pipelines.workers import get_teacher
-
         self.teacher = get_teacher(self.teacher_config)
 
     def process(self, batch: List[Dict[str, Any]]) -> Iterator:
-        from distiller.builders.teacher.qa_windows import question_row
-
         batch = [strip_internal(r) for r in batch]
         for record, (windowed, rows) in zip(batch, self.teacher.window_records(batch)):
             if windowed.question_truncated:

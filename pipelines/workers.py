@@ -7,8 +7,13 @@ it. The first call loads, later calls return the same object; a lock makes threa
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any, Callable, Dict, Hashable
+
+from distiller.augment.policy import AugmentationPolicy
+from distiller.builders.cache.store import TeacherCache
+from distiller.builders.teacher.factory import make_teacher
 
 __all__ = ["process_singleton", "get_teacher", "get_policy", "get_cache", "loads_in_process"]
 
@@ -38,10 +43,6 @@ def get_teacher(config, devices=None) -> Any:
     `distiller.pipelines.devices.DevicePlan`, on the device this process claims (one per
     process)."""
     def load():
-        import dataclasses
-
-        from distiller.builders.teacher.model import make_teacher
-
         placed = config if devices is None else dataclasses.replace(config,
                                                                     device=devices.device())
         return make_teacher(placed).load()
@@ -53,8 +54,6 @@ def get_policy(spec: Any) -> Any:
     """The loaded `distiller.augment.policy.AugmentationPolicy` for a spec string, YAML path or
     dict."""
     def load():
-        from distiller.augment.policy import AugmentationPolicy
-
         policy = AugmentationPolicy.from_spec(spec)
         policy.load()  # WordNet / MLM / translation models, once per process
         return policy
@@ -66,8 +65,6 @@ def get_policy(spec: Any) -> Any:
 def get_cache(path: str) -> Any:
     """`distiller.builders.cache.store.TeacherCache.open(path)`, once per process."""
     def load():
-        from distiller.builders.cache.store import TeacherCache
-
         return TeacherCache.open(path)
 
     return process_singleton("cache", path, load)
