@@ -20,7 +20,6 @@ lacks is an error before any row is read. The official SQuAD JSON (format "squad
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import io
 import json
@@ -31,6 +30,8 @@ from distiller.common.errors import UsageError
 from .encoding import check_encoding
 from .records import DeadLetter, parse_row
 from .sources import Input, resolve_inputs
+from .splits import Split
+from .squad import FIELDS, plan_squad, read_squad_split
 from .task import Task
 
 __all__ = ["Split", "plan_splits", "read_split", "to_record", "read_records", "check_input",
@@ -40,22 +41,6 @@ ROWS_PER_SPLIT = 2000   # rows per parallel read unit: small enough to spread ov
 _BOM = b"\xef\xbb\xbf"
 _LINE_FORMATS = ("tsv", "csv", "jsonl", "text")
 Item = Tuple[int, Optional[Dict[Any, Any]], Optional[str], Optional[str]]
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-    """Rows [first_row, first_row + rows) of one input. Line formats: bytes [start, end) (end -1:
-    to the end of a compressed file); Parquet: row group `start`; datasets: rows [start, end).
-    columns: the column names of a TSV/CSV file (positions "0", "1", ... without a header)."""
-
-    input: Input
-    first_row: int
-    start: int
-    end: int
-    columns: Optional[Tuple[str, ...]] = None
-    max_rows: Optional[int] = None
-    skip_header: bool = False   # a compressed TSV/CSV split starts at its header line
-    positional: bool = False    # no header row: rows are keyed by 0-based column position
 
 
 # ---------------------------------------------------------------------------- columns
@@ -144,8 +129,6 @@ def _column_names(inp: Input, task: Task) -> Optional[Sequence[str]]:
     if inp.fmt in ("saved", "hub"):
         return list(_dataset(inp).column_names)
     if inp.fmt == "squad":
-        from .squad import FIELDS
-
         return FIELDS
     return None  # jsonl, text: per row
 
@@ -173,8 +156,6 @@ def _rows_of(split: Split) -> int:
 def _plan_one(inp: Input, task: Task, rows_per_split: int, limit: Optional[int]
               ) -> Iterator[Split]:
     if inp.fmt == "squad":
-        from .squad import plan_squad
-
         yield from plan_squad(inp, rows_per_split, limit)
     elif inp.fmt in _LINE_FORMATS:
         if inp.compression:   # no random access: one split (rows counted by a first pass)
@@ -267,8 +248,6 @@ def read_split(split: Split, task: Task) -> Iterator[Item]:
     that cannot be parsed at all comes with row None and the reason."""
     inp = split.input
     if inp.fmt == "squad":
-        from .squad import read_squad_split
-
         items = read_squad_split(split)
     elif inp.fmt in _LINE_FORMATS:
         with inp.open() as fh:

@@ -9,13 +9,18 @@ file whose labels it infers (and says so). Every command that reads data takes t
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from distiller.common.errors import UsageError
 
 from .builtin import builtin_names, builtin_task
+from .reader import _dataset, plan_splits, read_split
+from .rows import MISSING, column_value
+from .sources import resolve_inputs
 from .task import Task, _is_int, names_in_class_order
+from .yamlfile import load_yaml_file
 
 __all__ = ["add_task_arguments", "task_from_args", "resolve_task", "load_task_file",
            "infer_labels", "default_task_name", "FORMATS", "TASK_FILE", "save_task",
@@ -27,8 +32,6 @@ TASK_FILE = "distiller_task.json"   # saved next to a trained model: its task tr
 
 def save_task(task: Task, directory: str) -> str:
     """Write the task beside a saved model (``distiller_task.json``); returns the path."""
-    import json
-
     path = os.path.join(directory, TASK_FILE)
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(task.to_dict(), fh, indent=1, sort_keys=True)
@@ -37,8 +40,6 @@ def save_task(task: Task, directory: str) -> str:
 
 def task_of_model(directory: str) -> Optional[Task]:
     """The task saved beside a model by `save_task`, or None."""
-    import json
-
     path = os.path.join(directory, TASK_FILE)
     if not os.path.isfile(path):
         return None
@@ -102,8 +103,6 @@ def default_task_name(path: Optional[str]) -> str:
 
 def load_task_file(path: str) -> Task:
     """A task from a YAML file of `Task` keys (name defaults to the file's stem)."""
-    from .yamlfile import load_yaml_file
-
     try:
         data = load_yaml_file(path, "task file")
     except FileNotFoundError:
@@ -193,9 +192,6 @@ def infer_labels(task: Task, data: str, *, limit: Optional[int] = None) -> Tuple
     """The task with its labels read from a training input: class names from a dataset's
     ClassLabel feature, else the distinct values of the label column (numeric order when all are
     integers, else sorted); real-valued labels make it a regression task. Returns (task, note)."""
-    from .reader import plan_splits, read_split
-    from .records import MISSING, column_value
-
     names = _classlabel_names(task, data)
     if names:
         task = task.replace(labels=tuple(names))
@@ -241,9 +237,6 @@ def _classlabel_names(task: Task, data: str) -> Optional[List[str]]:
     if not (data.startswith("hf:") or os.path.isdir(data)) or isinstance(task.label, int):
         return None
     try:
-        from .reader import _dataset
-        from .sources import resolve_inputs
-
         (inp,) = resolve_inputs(data, task.format)
         feature = _dataset(inp).features.get(task.label if isinstance(task.label, str)
                                              else next(iter(task.label)))

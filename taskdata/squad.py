@@ -25,7 +25,9 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from distiller.common.errors import UsageError
 
-from .records import MISSING, DeadLetter, Unusable, cell_text, column_value, record_id
+from .rows import MISSING, DeadLetter, Unusable, cell_text, column_value, record_id
+from .sources import Input
+from .splits import Split
 
 __all__ = ["FIELDS", "plan_squad", "read_squad_split", "span_record", "load_squad",
            "questions_of"]
@@ -41,8 +43,6 @@ def _raw(obj: Any) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _load(url: str, compression: Optional[str]):
-    from .sources import Input
-
     inp = Input(url=url, name=url, fmt="squad", compression=compression)
     with inp.open() as fh:
         try:
@@ -105,8 +105,6 @@ def _entries(articles: list) -> Iterator[Tuple[int, Optional[Dict], Optional[str
 
 def plan_squad(inp, rows_per_split: int, limit: Optional[int]):
     """Splits of whole articles holding about `rows_per_split` rows (the first `limit` rows)."""
-    from .reader import Split
-
     _, rows = load_squad(inp)
     total = len(rows) if limit is None else min(limit, len(rows))
     first = 0
