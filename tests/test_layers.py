@@ -235,7 +235,8 @@ def test_imports_for_type_checking_only_are_no_cycle(tmp_path):
 
 
 def test_a_project_import_in_a_function_is_found_outside_cli_modules(tmp_path):
-    body = "import json\ndef run():\n    import torch\n    from . import b\n    from pkg.b import x\n"
+    body = ("import json\ndef run():\n    import torch\n    from . import b\n"
+            "    from pkg.b import x\n")
     modules = synthetic(tmp_path, {"pkg/__init__.py": "", "pkg/b.py": "x = 1\n",
                                    "pkg/lib.py": body, "pkg/cli.py": body,
                                    "pkg/build_cli.py": body})
@@ -246,7 +247,8 @@ def test_a_project_import_in_a_function_is_found_outside_cli_modules(tmp_path):
 
 def test_a_package_getattr_may_load_its_exports_from_a_dict_of_names(tmp_path):
     init = ("import importlib\n_HOME = {'f': 'pkg.a', 'g': 'pkg.b'}\n"
-            "def __getattr__(name):\n    return getattr(importlib.import_module(_HOME[name]), name)\n")
+            "def __getattr__(name):\n"
+            "    return getattr(importlib.import_module(_HOME[name]), name)\n")
     modules = synthetic(tmp_path, {"pkg/__init__.py": init, "pkg/a.py": "f = 1\n",
                                    "pkg/b.py": "from pkg import f\n"})
     assert function_import_problems(list(modules.values()), {"pkg"}) == []
