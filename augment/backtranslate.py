@@ -25,7 +25,8 @@ from distiller.common.errors import UsageError
 from distiller.common.device import resolve_device
 from distiller.common.seeding import make_torch_generator
 
-from .base import Job, check_choice, check_fraction, check_positive, register
+from .base import Job, check_choice, check_fraction, check_positive
+from .model_files import local_model_digest
 
 __all__ = ["BackTranslationConfig", "BackTranslation", "split_sentences"]
 
@@ -136,8 +137,6 @@ class BackTranslation:
     def identity(self) -> Optional[Dict[str, str]]:
         """The local translation models' files, for the policy fingerprint (see
         augment/model_files.py); None when both are hub names."""
-        from .model_files import local_model_digest
-
         found = {f: local_model_digest(getattr(self.config, f))
                  for f in ("forward_model", "backward_model")}
         return {f: d for f, d in found.items() if d} or None
@@ -242,4 +241,5 @@ class BackTranslation:
         return result
 
 
-register("backtranslate", BackTranslationConfig, BackTranslation)
+# this module's augmenter, {name: (config class, factory)}, for the registry (registry.py)
+AUGMENTERS = {"backtranslate": (BackTranslationConfig, BackTranslation)}

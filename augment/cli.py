@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import sys
 
 from distiller.common.errors import UsageError
-from distiller.common.files import atomic_open
 from distiller.taskdata.resolve import add_task_arguments
 
 __all__ = ["add_parsers", "run_augment"]
-
-log = logging.getLogger(__name__)
 
 
 def add_parsers(subparsers) -> None:
@@ -54,85 +49,20 @@ def add_parsers(subparsers) -> None:
 
 def run_augment(args) -> int:
     """Run `distiller augment` from parsed arguments; returns the exit code."""
-    from tqdm import tqdm
+    from .to_jsonl import augment_to_jsonl, input_task, load_policy  # loaded when it runs
 
-    from distiller.taskdata.reader import check_input, read_records
-    from distiller.taskdata.records import DeadLetter
-    from distiller.taskdata.resolve import task_from_args
+    task = input_task(args)
+    _check_counts(args)
+    policy = load_policy(args)
+    summary = augment_to_jsonl(args, task, policy)
+    print(json.dumps(summary, indent=1, sort_keys=False), file=sys.stderr)
+    return 0
 
-    from .policy import AugmentationPolicy
 
-    labelled = not args.unlabelled
-    task, notes = task_from_args(args, data=args.input if labelled else None)
-    for note in notes:
-        print(f"distiller augment: {note}", file=sys.stderr)
-    check_input(args.input, task, labelled=labelled)
+def _check_counts(args) -> None:
     if args.copies is not None and args.copies < 1:
         raise UsageError(f"--copies must be >= 1, got {args.copies}")
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be >= 1, got {args.limit}")
     if args.batch_records < 1:
         raise UsageError(f"--batch-records must be >= 1, got {args.batch_records}")
-    policy = AugmentationPolicy.from_spec(args.policy, mlm_model=args.mlm_model,
-                                          bt_models=args.bt_models)
-    if args.copies is not None:
-        import dataclasses
-
-        policy = dataclasses.replace(policy, copies=args.copies)
-    log.info("policy %s (fingerprint %s)", policy.name, policy.fingerprint)
-    policy.load()
-
-    dead_path = args.output + ".dead.jsonl"
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    totals = {"records": 0, "dead_letters": 0, "requested": 0, "produced": 0, "shortfall": 0,
-              "noop": 0, "duplicate": 0}
-    extra: dict = {}
-    reasons: dict = {}
-    # both files appear whole when augmentation ends, neither when it fails
-    with atomic_open(args.output) as out, atomic_open(dead_path) as dead:
-        batch = []
-        bar = tqdm(desc="augment", unit="rec", disable=args.no_progress, file=sys.stderr)
-
-        def flush():
-            copies, stats = policy.augment_records(batch, args.seed,
-                                                   fields=task.augment_fields)
-            by_parent: dict = {}
-            for c in copies:
-                by_parent.setdefault(c["parent_id"], []).append(c)
-            for rec in batch:
-                if args.include_originals:
-                    out.write(_line({**rec, "parent_id": None, "chain": "original", "copy": 0,
-                                     "seed": None}, task))
-                for c in by_parent.get(rec["id"], []):
-                    out.write(_line(c, task))
-            for key, value in stats.items():
-                if key in totals:
-                    totals[key] += value
-                elif key != "candidates":
-                    extra[key] = extra.get(key, 0) + value
-            bar.update(len(batch))
-            batch.clear()
-
-        for item in read_records(args.input, task, limit=args.limit, labelled=labelled):
-            if isinstance(item, DeadLetter):
-                dead.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
-                totals["dead_letters"] += 1
-                reasons[item.reason] = reasons.get(item.reason, 0) + 1
-                continue
-            batch.append(item)
-            if len(batch) >= args.batch_records:
-                flush()
-        if batch:
-            flush()
-        bar.close()
-    summary = {"output": args.output, "dead_letters_file": dead_path, "policy": policy.name,
-               "task": task.describe(),
-               **totals, "dead_letter_reasons": reasons, "augmenters": extra}
-    print(json.dumps(summary, indent=1, sort_keys=False), file=sys.stderr)
-    return 0
-
-
-def _line(record, task) -> str:
-    """One output line; labels by name, so the file reads back with the same task."""
-    return json.dumps(dict(record, label=task.label_name(record.get("label"))),
-                      ensure_ascii=False) + "\n"

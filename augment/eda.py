@@ -28,7 +28,7 @@ from typing import List, Optional, Sequence
 from distiller.common.errors import UsageError
 from distiller.common.seeding import make_rng
 
-from .base import Job, check_choice, check_fraction, check_positive, register
+from .base import Job, check_choice, check_fraction, check_positive
 from .wordnet import synonyms
 from .words import (STOP_WORDS, Word, apply_edits, editable, is_clitic, looks_like_name,
                     match_case, n_to_change, split_words)
@@ -289,9 +289,13 @@ def _op_factory(op: str):
     return build
 
 
-for _op in OPS:
-    _cls = dataclasses.make_dataclass(
-        f"Eda{_op.title()}Config", [("op", str, dataclasses.field(default=_op))],
+def _op_config(op: str) -> type:
+    """The config class of augmenter eda_OP: EdaOpConfig with op fixed to OP."""
+    return dataclasses.make_dataclass(
+        f"Eda{op.title()}Config", [("op", str, dataclasses.field(default=op))],
         bases=(EdaOpConfig,), frozen=True)
-    register(f"eda_{_op}", _cls, _op_factory(_op))
-register("eda", EdaConfig, Eda)
+
+
+# this module's augmenters, {name: (config class, factory)}, for the registry (registry.py)
+AUGMENTERS = {**{f"eda_{op}": (_op_config(op), _op_factory(op)) for op in OPS},
+              "eda": (EdaConfig, Eda)}

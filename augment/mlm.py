@@ -31,7 +31,9 @@ from typing import Dict, List, Optional, Sequence
 from distiller.common.errors import UsageError
 from distiller.common.seeding import make_rng, make_torch_generator
 
-from .base import Job, check_choice, check_fraction, check_positive, register
+from .base import Job, check_choice, check_fraction, check_positive
+from .mlm_model import check_masked_lm_path, get_masked_lm
+from .model_files import local_model_digest
 from .words import Word, apply_edits, editable, match_case, n_to_change, split_words
 
 __all__ = ["ContextualConfig", "Contextual"]
@@ -101,20 +103,14 @@ class Contextual:
     def identity(self) -> Optional[Dict[str, str]]:
         """What the policy fingerprint adds for this step: the masked LM's files when it is a
         local directory (augment/model_files.py), else None."""
-        from .model_files import local_model_digest
-
         digest = local_model_digest(self.config.model)
         return {"model": digest} if digest else None
 
     def check(self) -> None:
         """FileNotFoundError now when the masked LM is a local path that does not exist."""
-        from .mlm_model import check_masked_lm_path
-
         check_masked_lm_path(self.config.model)
 
     def load(self) -> None:
-        from .mlm_model import get_masked_lm
-
         if self.lm is None:
             self.lm = get_masked_lm(self.config.model, self.config.device)
 
@@ -277,4 +273,5 @@ class Contextual:
         return ids[:self.config.top_k]
 
 
-register("contextual", ContextualConfig, Contextual)
+# this module's augmenter, {name: (config class, factory)}, for the registry (registry.py)
+AUGMENTERS = {"contextual": (ContextualConfig, Contextual)}

@@ -26,8 +26,14 @@ import json
 import logging
 import math
 import os
+import shutil
+import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
 
 from distiller.common.errors import UsageError
 from distiller.common.device import resolve_device
@@ -116,43 +122,60 @@ class MlmAdaptConfig:
 
 
 # ------------------------------------------------------------------------------ the loop
-def _unigram_counts(encoded: Encoded, vocab_size: int, special):
-    import torch
-
-    counts = torch.zeros(vocab_size)
-    flat = torch.tensor([t for ids in encoded.ids for t in ids], dtype=torch.long)
-    counts.index_add_(0, flat, torch.ones(len(flat)))
-    counts[list(special)] = 0
-    return counts
-
-
-def _start_bias(model, counts) -> bool:
-    """Set the fresh decoder bias to log unigram frequencies (add-0.5 smoothed)."""
-    import torch
-
-    out = model.get_output_embeddings()
-    bias = getattr(out, "bias", None)
-    if bias is None or bias.shape[0] != counts.shape[0]:
-        return False
-    with torch.no_grad():
-        bias.copy_(torch.log((counts + 0.5) / (counts.sum() + 0.5 * counts.shape[0])))
-    return True
-
-
 def adapt(config: MlmAdaptConfig, corpus: Corpus,
           on_step: Optional[Callable[[int, float], None]] = None) -> Dict[str, Any]:
     """Train (or resume, or find done) the masked LM; returns the result (also in
     OUTPUT/mlm_adapt.json). on_step(step, loss) is called after every optimizer step."""
-    import torch
-    import torch.nn.functional as F
-    from tqdm import tqdm
-
     fingerprint = config.fingerprint(corpus)
     done = prepare_output(config, fingerprint)
     if done is not None:
         log.info("%s: already built by this very run (fingerprint %s)", config.output,
                  fingerprint[:12])
         return dict(done, reused=True)
+    run = _set_up(config, corpus, fingerprint, on_step)
+    _start_or_resume(run)
+    if run.state["step"] == 0 and not run.state["history"]:
+        _evaluate(run, "start")
+    _train(run)
+    if run.state["history"][-1]["step"] != run.state["step"]:
+        _evaluate(run, "end")
+    return _finish(config, run.model, run.tokenizer, run.state, corpus, run.baseline,
+                   dict(run.facts, steps=run.total, steps_per_epoch=run.per_epoch))
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the loop works with: the model and its data, the optimisation, and `state` (the
+    loop position, clocks and eval history a checkpoint keeps)."""
+
+    config: MlmAdaptConfig
+    model: Any
+    tokenizer: Any
+    head: Any
+    device: torch.device
+    encoded: Encoded
+    held_out: HeldOut
+    baseline: Dict[str, Any]
+    replacements: Any
+    optimizer: Any
+    scheduler: Any
+    total: int       # optimizer steps of the run
+    per_epoch: int
+    facts: Dict[str, Any]   # fresh_head, tied, frozen_parameters: for the result
+    on_step: Optional[Callable[[int, float], None]]
+    state: Dict[str, Any]
+    window: List[float] = dataclasses.field(default_factory=list)  # losses since the last log
+    started: Tuple[float, float] = (0.0, 0.0)   # (wall, CPU) clock readings at step 0
+
+    @property
+    def checkpoint_path(self) -> str:
+        return os.path.join(self.config.output, CHECKPOINT_FILE)
+
+
+def _set_up(config: MlmAdaptConfig, corpus: Corpus, fingerprint: str, on_step) -> _Run:
+    """The encoder with its head (the decoder bias at the unigram frequencies), the encoded
+    corpus, the held-out set and its unigram baseline, and the optimizer, in this order (the
+    model's fresh weights are drawn from the seed)."""
     model, tokenizer, fresh_head = load_masked_lm(config.encoder, config.seed)
     device = resolve_device(config.device)
     head = lm_head(model)
@@ -171,114 +194,157 @@ def adapt(config: MlmAdaptConfig, corpus: Corpus,
     total = config.max_steps or config.epochs * per_epoch
     model.to(device)
     optimizer, scheduler = make_optimizer(model, config, total)
-    ckpt = os.path.join(config.output, CHECKPOINT_FILE)
-    state: Dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "wall_s": 0.0, "cpu_s": 0.0,
-                             "history": [], "fingerprint": fingerprint}
-    if os.path.exists(ckpt):
-        payload = load_checkpoint(ckpt)
-        if payload["state"].get("fingerprint") != fingerprint:
+    state = {"step": 0, "epoch": 0, "batch": 0, "wall_s": 0.0, "cpu_s": 0.0, "history": [],
+             "fingerprint": fingerprint}
+    return _Run(config, model, tokenizer, head, device, encoded, held_out, baseline,
+                replacements, optimizer, scheduler, total, per_epoch,
+                dict(fresh_head=fresh_head, tied=tied, frozen_parameters=frozen), on_step, state)
+
+
+def _unigram_counts(encoded: Encoded, vocab_size: int, special):
+    counts = torch.zeros(vocab_size)
+    flat = torch.tensor([t for ids in encoded.ids for t in ids], dtype=torch.long)
+    counts.index_add_(0, flat, torch.ones(len(flat)))
+    counts[list(special)] = 0
+    return counts
+
+
+def _start_bias(model, counts) -> bool:
+    """Set the fresh decoder bias to log unigram frequencies (add-0.5 smoothed)."""
+    out = model.get_output_embeddings()
+    bias = getattr(out, "bias", None)
+    if bias is None or bias.shape[0] != counts.shape[0]:
+        return False
+    with torch.no_grad():
+        bias.copy_(torch.log((counts + 0.5) / (counts.sum() + 0.5 * counts.shape[0])))
+    return True
+
+
+def _start_or_resume(run: _Run) -> None:
+    """Continue from OUTPUT's checkpoint (refused when it is another run's), else log the
+    start; the clocks go on from the checkpoint's minutes."""
+    config, path = run.config, run.checkpoint_path
+    if os.path.exists(path):
+        payload = load_checkpoint(path)
+        if payload["state"].get("fingerprint") != run.state["fingerprint"]:
             raise UsageError(f"{config.output} holds a checkpoint of another mlm-adapt run "
                              "(other settings or corpus); use another --output, or --fresh to "
                              "start over")
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        scheduler.load_state_dict(payload["scheduler"])
+        run.model.load_state_dict(payload["model"])
+        run.optimizer.load_state_dict(payload["optimizer"])
+        run.scheduler.load_state_dict(payload["scheduler"])
         torch.set_rng_state(payload["rng"])
-        if device.type == "cuda" and "cuda_rng" in payload:
-            torch.cuda.set_rng_state(payload["cuda_rng"], device)
-        state = payload["state"]
-        log.info("resuming %s at step %d of %d", config.output, state["step"], total)
-        log_event(config.output, {"event": "resume", "step": state["step"]})
+        if run.device.type == "cuda" and "cuda_rng" in payload:
+            torch.cuda.set_rng_state(payload["cuda_rng"], run.device)
+        run.state = payload["state"]
+        log.info("resuming %s at step %d of %d", config.output, run.state["step"], run.total)
+        log_event(config.output, {"event": "resume", "step": run.state["step"]})
     else:
-        log_event(config.output, {"event": "start", "fingerprint": fingerprint, "steps": total,
-                             "train_texts": len(encoded.ids), "baseline": baseline})
-    t0, c0 = time.perf_counter() - state["wall_s"], time.process_time() - state["cpu_s"]
+        log_event(config.output, {"event": "start", "fingerprint": run.state["fingerprint"],
+                                  "steps": run.total, "train_texts": len(run.encoded.ids),
+                                  "baseline": run.baseline})
+    run.started = (time.perf_counter() - run.state["wall_s"],
+                   time.process_time() - run.state["cpu_s"])
 
-    def clock() -> None:
-        state["wall_s"] = time.perf_counter() - t0
-        state["cpu_s"] = time.process_time() - c0
 
-    def evaluate(reason: str) -> None:
-        with autocast(device):
-            scores = held_out.score(model, head)
-        clock()
-        entry = {"step": state["step"], "epoch": state["epoch"], "reason": reason, **scores,
-                 "minutes": state["wall_s"] / 60, "cpu_minutes": state["cpu_s"] / 60}
-        state["history"].append(entry)
-        log_event(config.output, {"event": "eval", **entry})
-        log.info("step %d: held-out top-1 %.2f%% top-5 %.2f%%", state["step"], scores["top1"],
-                 scores["top5"])
+def _clock(run: _Run) -> None:
+    run.state["wall_s"] = time.perf_counter() - run.started[0]
+    run.state["cpu_s"] = time.process_time() - run.started[1]
 
-    def checkpoint() -> None:
-        clock()
-        save_checkpoint(ckpt, state, model, optimizer, scheduler)
 
-    if state["step"] == 0 and not state["history"]:
-        evaluate("start")
-    model.train()
-    bar = tqdm(total=total, initial=state["step"], desc="mlm-adapt", unit="step",
+def _evaluate(run: _Run, reason: str) -> None:
+    """Score the held-out texts; the entry goes to the history and the log."""
+    with autocast(run.device):
+        scores = run.held_out.score(run.model, run.head)
+    _clock(run)
+    state = run.state
+    entry = {"step": state["step"], "epoch": state["epoch"], "reason": reason, **scores,
+             "minutes": state["wall_s"] / 60, "cpu_minutes": state["cpu_s"] / 60}
+    state["history"].append(entry)
+    log_event(run.config.output, {"event": "eval", **entry})
+    log.info("step %d: held-out top-1 %.2f%% top-5 %.2f%%", state["step"], scores["top1"],
+             scores["top5"])
+
+
+def _checkpoint(run: _Run) -> None:
+    _clock(run)
+    save_checkpoint(run.checkpoint_path, run.state, run.model, run.optimizer, run.scheduler)
+
+
+def _train(run: _Run) -> None:
+    """Epochs of steps until `total`; an epoch's end is evaluated (unless a step just was) and
+    checkpointed, but the last one's (the caller evaluates the end)."""
+    config, state = run.config, run.state
+    run.model.train()
+    bar = tqdm(total=run.total, initial=state["step"], desc="mlm-adapt", unit="step",
                disable=not config.progress)
-    window: List[float] = []
-    while state["step"] < total:
-        batches = epoch_batches(encoded.lengths, config.batch_size, config.seed, state["epoch"])
+    while state["step"] < run.total:
+        batches = epoch_batches(run.encoded.lengths, config.batch_size, config.seed,
+                                state["epoch"])
         for index in batches[state["batch"]:]:
-            rows = [apply_masks(encoded.ids[i], encoded.units[i], config.masking,
-                                example_rng(config.seed, "mlm-train", state["epoch"], i),
-                                mask_id=tokenizer.mask_token_id, random_ids=replacements)
-                    for i in index]
-            ids, attention = pad_rows([r[0] for r in rows], tokenizer.pad_token_id or 0)
-            labels, _ = pad_rows([r[1] for r in rows], IGNORE)
-            state["batch"] += 1
-            if bool((labels != IGNORE).any()):  # a batch of short texts may mask nothing
-                with autocast(device):
-                    logits, gold = masked_logits(model, head, ids.to(device),
-                                                 attention.to(device), labels.to(device))
-                loss = F.cross_entropy(logits.float(), gold)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(
-                    [p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
-                optimizer.step()
-                window.append(loss.item())
-            scheduler.step()
-            state["step"] += 1
-            bar.update(1)
-            if window:
-                bar.set_postfix(loss=f"{sum(window[-20:]) / len(window[-20:]):.3f}")
-            if on_step is not None:
-                on_step(state["step"], window[-1] if window else float("nan"))
-            if state["step"] % config.log_every == 0 and window:
-                log_event(config.output, {"event": "train", "step": state["step"],
-                                     "loss": sum(window) / len(window),
-                                     "lr": scheduler.get_last_lr()[-1]})
-                window = []
-            if config.eval_every and state["step"] % config.eval_every == 0:
-                evaluate("every")
-            if state["step"] >= total:
+            _train_step(run, index)
+            _after_step(run, bar)
+            if state["step"] >= run.total:
                 break
             if state["step"] % config.save_every == 0:
-                checkpoint()
+                _checkpoint(run)
         if state["batch"] >= len(batches):
             state["epoch"] += 1
             state["batch"] = 0
-            if state["step"] < total:
+            if state["step"] < run.total:
                 if not (config.eval_every and state["step"] % config.eval_every == 0):
-                    evaluate("epoch")
-                checkpoint()
+                    _evaluate(run, "epoch")
+                _checkpoint(run)
     bar.close()
-    if state["history"][-1]["step"] != state["step"]:
-        evaluate("end")
-    return _finish(config, model, tokenizer, state, corpus, baseline, dict(
-        fresh_head=fresh_head, tied=tied, frozen_parameters=frozen, steps=total,
-        steps_per_epoch=per_epoch))
+
+
+def _train_step(run: _Run, index: List[int]) -> None:
+    """One optimizer step on the texts `index` of the epoch, masked as (seed, epoch, text)
+    says (a batch that masks nothing only advances the schedule)."""
+    config, state, tokenizer = run.config, run.state, run.tokenizer
+    rows = [apply_masks(run.encoded.ids[i], run.encoded.units[i], config.masking,
+                        example_rng(config.seed, "mlm-train", state["epoch"], i),
+                        mask_id=tokenizer.mask_token_id, random_ids=run.replacements)
+            for i in index]
+    ids, attention = pad_rows([r[0] for r in rows], tokenizer.pad_token_id or 0)
+    labels, _ = pad_rows([r[1] for r in rows], IGNORE)
+    state["batch"] += 1
+    if bool((labels != IGNORE).any()):  # a batch of short texts may mask nothing
+        with autocast(run.device):
+            logits, gold = masked_logits(run.model, run.head, ids.to(run.device),
+                                         attention.to(run.device), labels.to(run.device))
+        loss = F.cross_entropy(logits.float(), gold)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(
+            [p for p in run.model.parameters() if p.requires_grad], config.max_grad_norm)
+        run.optimizer.step()
+        run.window.append(loss.item())
+    run.scheduler.step()
+    state["step"] += 1
+
+
+def _after_step(run: _Run, bar) -> None:
+    """The progress bar, the caller's on_step, the log every `log_every` steps and the
+    held-out score every `eval_every`."""
+    config, state, window = run.config, run.state, run.window
+    bar.update(1)
+    if window:
+        bar.set_postfix(loss=f"{sum(window[-20:]) / len(window[-20:]):.3f}")
+    if run.on_step is not None:
+        run.on_step(state["step"], window[-1] if window else float("nan"))
+    if state["step"] % config.log_every == 0 and window:
+        log_event(config.output, {"event": "train", "step": state["step"],
+                                  "loss": sum(window) / len(window),
+                                  "lr": run.scheduler.get_last_lr()[-1]})
+        run.window = []
+    if config.eval_every and state["step"] % config.eval_every == 0:
+        _evaluate(run, "every")
 
 
 def _finish(config: MlmAdaptConfig, model, tokenizer, state, corpus: Corpus, baseline,
             facts: Dict[str, Any]) -> Dict[str, Any]:
     """Save the model and tokenizer into OUTPUT, then the result (the completion marker)."""
-    import shutil
-    import tempfile
-
     tmp = tempfile.mkdtemp(prefix=".mlm-adapt-", dir=config.output)
     try:
         with quiet_transformers():

@@ -23,6 +23,12 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from distiller.common.errors import UsageError
 from distiller.common.seeding import make_numpy_rng, make_rng
+from distiller.taskdata import builtin_task
+from distiller.taskdata.reader import read_records
+from distiller.taskdata.records import DeadLetter
+from distiller.taskdata.resolve import default_task_name
+from distiller.taskdata.sources import resolve_inputs
+from distiller.taskdata.task import Task
 
 __all__ = ["TextSource", "Corpus", "text_key", "collect_texts", "infer_source_task",
            "MaskingConfig", "mask_units", "apply_masks", "epoch_batches", "IGNORE"]
@@ -49,10 +55,6 @@ def infer_source_task(inp) -> object:
     """The task of one resolved input when no task flags were given: a plain .txt file is one
     text per line; a file in a folder named after a built-in task (glue/SST-2/train.tsv) is that
     task. Raises ValueError naming the flags to give otherwise."""
-    from distiller.taskdata import builtin_task
-    from distiller.taskdata.resolve import default_task_name
-    from distiller.taskdata.task import Task
-
     if inp.fmt == "text":
         stem = os.path.splitext(os.path.basename(inp.name))[0] or "text"
         return Task(name=stem, text_a=0, format="text")
@@ -66,9 +68,6 @@ def infer_source_task(inp) -> object:
 
 def _records(source: TextSource):
     """(input name, record or DeadLetter) for every row of a source."""
-    from distiller.taskdata.reader import read_records
-    from distiller.taskdata.sources import resolve_inputs
-
     if source.task is not None:
         inputs = resolve_inputs(source.spec, source.task.format)
         yield from ((source.spec, r) for r in read_records(inputs, source.task, labelled=False))
@@ -80,8 +79,6 @@ def _records(source: TextSource):
 
 
 def _texts(sources: Sequence[TextSource], counts: Counter, dead: Counter) -> Iterable[str]:
-    from distiller.taskdata.records import DeadLetter
-
     for source in sources:
         for _, rec in _records(source):
             if isinstance(rec, DeadLetter):

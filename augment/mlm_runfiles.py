@@ -7,6 +7,7 @@ import json
 import os
 from typing import Any, Dict, Optional
 
+from distiller.common.checkpoints import load_checkpoint_file, save_checkpoint_file
 from distiller.common.errors import UsageError
 from distiller.common.runfiles import append_event, write_json
 from distiller.common.tempnames import temp_owner
@@ -24,8 +25,6 @@ def save_checkpoint(path: str, state, model, optimizer, scheduler) -> None:
     dropout draws there), as plain data (what `load_checkpoint` reads), atomically."""
     import torch
 
-    from distiller.common.checkpoints import save_checkpoint_file
-
     payload = {"state": state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
     device = next(model.parameters()).device
@@ -38,8 +37,6 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     """The checkpoint `save_checkpoint` wrote, loaded as data only (weights_only=True: an
     output directory received from someone else runs no code); a refused, damaged or truncated
     one is a ValueError saying how to start over."""
-    from distiller.common.checkpoints import load_checkpoint_file
-
     payload = load_checkpoint_file(
         path, keys=("state", "model", "optimizer", "scheduler", "rng"),
         fix=f"start over with --fresh (or delete {os.path.dirname(path)!r})")

@@ -30,7 +30,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from distiller.common.errors import UsageError
 from distiller.common.seeding import stable_hash
 
-from . import base
+from distiller.taskdata.yamlfile import load_yaml_file
+
+from .base import check_positive
+from .registry import config_class, create_from_config
+from .runner import run_policy
 
 __all__ = ["AugmentationPolicy", "parse_step", "POLICY_VERSION"]
 
@@ -128,11 +132,11 @@ class AugmentationPolicy:
     def __post_init__(self) -> None:
         if not self.steps:
             raise UsageError("an augmentation policy needs at least one step, got none")
-        base.check_positive("AugmentationPolicy", "copies", self.copies)
-        base.check_positive("AugmentationPolicy", "max_rounds", self.max_rounds)
+        check_positive("AugmentationPolicy", "copies", self.copies)
+        check_positive("AugmentationPolicy", "max_rounds", self.max_rounds)
         configs = []
         for name, params in self.steps:
-            cls = base.config_class(name)
+            cls = config_class(name)
             fields = {f.name for f in dataclasses.fields(cls)}
             unknown = sorted(set(dict(params)) - fields)
             if unknown:
@@ -154,8 +158,6 @@ class AugmentationPolicy:
         defaults = {"mlm_model": mlm_model, "bt_models": tuple(bt_models) if bt_models else None}
         if isinstance(spec, str) and (spec.endswith((".yaml", ".yml", ".json"))
                                       or os.path.isfile(spec)):
-            from distiller.taskdata.yamlfile import load_yaml_file
-
             if not os.path.isfile(spec):
                 raise FileNotFoundError(f"policy file {spec!r} does not exist")
             spec = load_yaml_file(spec, "policy file")
@@ -198,7 +200,7 @@ class AugmentationPolicy:
         their files' digest (`identity()`: a model rebuilt at the same path is another model)."""
         out = []
         for (name, _), cfg in zip(self.steps, self._configs):
-            aug = base.create_from_config(name, cfg)
+            aug = create_from_config(name, cfg)
             identity = getattr(aug, "identity", lambda: None)()
             out.append([name, dataclasses.asdict(cfg), aug.VERSION]
                        + ([identity] if identity else []))
@@ -235,7 +237,7 @@ class AugmentationPolicy:
     def augmenters(self) -> list:
         if self._augmenters is None:
             object.__setattr__(self, "_augmenters", [
-                base.create_from_config(name, cfg) for (name, _), cfg in
+                create_from_config(name, cfg) for (name, _), cfg in
                 zip(self.steps, self._configs)])
         return self._augmenters
 
@@ -260,6 +262,4 @@ class AugmentationPolicy:
         """Augmented copies of records (originals not included) and stats; see the module doc.
         fields: the texts the chain changes (a task's augment_fields); the others, and every
         other field of a record (labels, answers), are carried over unchanged."""
-        from .runner import run_policy
-
         return run_policy(self, records, base_seed, fields=fields)

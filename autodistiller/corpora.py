@@ -7,6 +7,9 @@ from typing import Any, Dict, List, Tuple
 
 from distiller.common.errors import UsageError
 from distiller.autodistiller.space import MIXUP_SUFFIX, SearchSpace, corpus_name
+from distiller.builders.cache.store import TeacherCache
+from distiller.pipelines.build import BuildOptions, build_distill_set
+from distiller.taskdata.resolve import resolve_task
 
 __all__ = ["needed_corpora", "build_missing_corpora"]
 
@@ -35,11 +38,6 @@ def build_missing_corpora(space: SearchSpace, *, task: Any, cache: str, train_fi
     one `build_distill_set` per augmentation choice (with mixup pairs when a missing variant
     needs them), with the cache's own spec; returns the build summaries (empty if none was
     missing). Only new texts are scored: the originals' outputs are cache hits."""
-    from distiller.builders.cache.store import TeacherCache
-    from distiller.pipelines.build import BuildOptions, build_distill_set
-
-    from distiller.taskdata.resolve import resolve_task
-
     task = resolve_task(task)  # a Task or a built-in name
     opened = TeacherCache.open(cache)
     have, spec = set(opened.corpora()), opened.spec

@@ -21,6 +21,9 @@ from typing import Any, Dict, List, Optional, Protocol, Sequence
 
 from distiller.common.errors import UsageError
 from distiller.common.files import atomic_open
+from distiller.taskdata.reader import read_records
+from distiller.taskdata.records import DeadLetter
+from distiller.taskdata.resolve import resolve_task
 
 __all__ = ["DatasetFeatures", "TextEncoder", "MiniLMEncoder", "HashingEncoder",
            "compute_features", "records_text", "load_task_records"]
@@ -211,10 +214,6 @@ def find_split(data_dir: str, split: str) -> str:
 def load_task_records(data_dir: str, task, *, limit: Optional[int] = None):
     """(train, dev, regression) records of a task directory (train.* and the task's first dev
     split, e.g. dev.tsv), read with the task (a taskdata.Task or a built-in name)."""
-    from distiller.taskdata.reader import read_records
-    from distiller.taskdata.records import DeadLetter
-    from distiller.taskdata.resolve import resolve_task
-
     task = resolve_task(task)
     splits = []
     for split in ("train", task.dev_splits[0]):

@@ -30,7 +30,14 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Set
 
+from distiller.autodistiller.features import HashingEncoder
 from distiller.autodistiller.ledger_plan import TASKS, Cell, Plan, default_plan
+from distiller.autodistiller.ledger_rows import ledger_row
+from distiller.autodistiller.ledger_tasks import plan_student, prepare_task
+from distiller.builders.teacher.devices import usable_cpus
+from distiller.distill_train.config import TrainConfig
+from distiller.distill_train.train import train
+from distiller.taskdata.paths import shared_data
 
 __all__ = ["run_ledger", "read_rows", "done_cells", "status_text", "start_detached", "main"]
 
@@ -74,8 +81,6 @@ def _append(out: str, row: Dict[str, Any]) -> None:
 
 def machine() -> Dict[str, Any]:
     """CPU model and the cores this process may use."""
-    from distiller.builders.teacher.devices import usable_cpus
-
     model = platform.processor() or ""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
@@ -123,11 +128,6 @@ def load_plan(out: str, requested: Optional[Plan]) -> Plan:
 
 def run_cell(cell: Cell, plan: Plan, task: Dict[str, Any], out: str) -> Dict[str, Any]:
     """Train one cell from scratch and return its ledger row (status complete or failed)."""
-    from distiller.autodistiller.ledger_tasks import _student
-    from distiller.autodistiller.sweep import ledger_row
-    from distiller.distill_train.config import TrainConfig
-    from distiller.distill_train.train import train
-
     cfg = dict(plan.config(cell.config))
     run_dir = os.path.join(out, "runs", cell.task, f"{cell.config}-s{cell.seed}")
     shutil.rmtree(run_dir, ignore_errors=True)  # a killed cell restarts from scratch
@@ -136,7 +136,7 @@ def run_cell(cell: Cell, plan: Plan, task: Dict[str, Any], out: str) -> Dict[str
                                     "pred_loss", "mi_alpha") if k in cfg}
     config = TrainConfig(
         task=task["task_spec"], mode="distill", cache=task["cache"], train_corpus=corpus,
-        dev_corpus=task["dev_corpus"], run_dir=run_dir, student=_student(plan),
+        dev_corpus=task["dev_corpus"], run_dir=run_dir, student=plan_student(plan),
         student_init="truncate", student_num_layers=plan.student_layers, max_steps=plan.steps,
         batch_size=plan.batch_size, seed=cell.seed, progress=False, resume=False, **settings)
     started, t0 = _now(), time.time()
@@ -152,7 +152,7 @@ def run_cell(cell: Cell, plan: Plan, task: Dict[str, Any], out: str) -> Dict[str
     values = {"augmentation": cfg["augmentation"], "mapping": cfg["mapping"]}
     row = ledger_row(
         run_id=cell.key, study="ledger7", trial=plan.cells().index(cell), task=cell.task,
-        student=f"{os.path.basename(_student(plan).rstrip('/'))}-l{plan.student_layers}",
+        student=f"{os.path.basename(plan_student(plan).rstrip('/'))}-l{plan.student_layers}",
         teacher=task["teacher"], teacher_fingerprint="", teacher_metric=feats["teacher_metric"],
         values=values, config=config.to_dict(), features=task["features"],
         metric_name=task["metric_name"], metric=metric, best_epoch=best_epoch, epochs=epochs,
@@ -166,9 +166,6 @@ def run_cell(cell: Cell, plan: Plan, task: Dict[str, Any], out: str) -> Dict[str
 def run_ledger(out: str, plan: Optional[Plan] = None, *, data_root: Optional[str] = None,
                encoder=None, workers: int = 2) -> Dict[str, int]:
     """Run every cell the ledger lacks (one pass); returns counts of this pass."""
-    from distiller.autodistiller.ledger_tasks import prepare_task
-    from distiller.taskdata.paths import shared_data
-
     plan = load_plan(out, plan)
     data_root = data_root or os.path.dirname(shared_data("glue"))
     lock = open(os.path.join(out, "runner.lock"), "w")
@@ -309,8 +306,6 @@ def main(argv: Optional[List[str]] = None) -> int:
                             steps=args.steps or 100)
     encoder = None
     if args.encoder == "hashing":
-        from distiller.autodistiller.features import HashingEncoder
-
         encoder = HashingEncoder()
     counts = run_ledger(args.out, plan, data_root=args.data, encoder=encoder)
     print(json.dumps(counts))

@@ -18,9 +18,19 @@ import os
 from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence
 
+from distiller.autodistiller.features import compute_features, load_task_records
 from distiller.autodistiller.ledger_plan import Plan, TaskSource, source_paths
+from distiller.builders.cache.reader import CacheReader
+from distiller.builders.cache.store import TeacherCache
+from distiller.builders.teacher.pretrained import minilm_path
+from distiller.distill_train.config import TrainConfig
+from distiller.distill_train.train import train
+from distiller.pipelines.build import BuildOptions, build_distill_set
+from distiller.taskdata.resolve import resolve_task
+from distiller.taskdata.sampling import sample_tsv
 
-__all__ = ["prepare_task", "label_entropy", "expected_calibration_error", "mean_words"]
+__all__ = ["prepare_task", "plan_student", "label_entropy", "expected_calibration_error",
+           "mean_words"]
 
 
 def label_entropy(labels: Sequence[Any], regression: bool) -> float:
@@ -72,10 +82,9 @@ def mean_words(records: Sequence[Dict[str, Any]]) -> float:
     return sum(words) / len(words)
 
 
-def _student(plan: Plan) -> str:
+def plan_student(plan: Plan) -> str:
+    """The student the plan trains: its path (`minilm`: the all-MiniLM-L6-v2 weights)."""
     if plan.student == "minilm":
-        from distiller.builders.teacher.pretrained import minilm_path
-
         return minilm_path()
     return plan.student
 
@@ -84,9 +93,6 @@ def _teacher_calibration(cache: str, dev_corpus: str, regression: bool) -> Optio
     """The teacher's ECE on the dev corpus, from the logits the cache holds (None: regression)."""
     if regression:
         return None
-    from distiller.builders.cache.store import TeacherCache
-    from distiller.builders.cache.reader import CacheReader
-
     rows = TeacherCache.open(cache).read_corpus(dev_corpus)
     rows = [r for r in rows if r.get("label") is not None]
     outputs = CacheReader(cache).get_many([r["key"] for r in rows])
@@ -101,13 +107,6 @@ def prepare_task(source: TaskSource, plan: Plan, root: str, data_root: str, *,
     if os.path.exists(done):
         with open(done, encoding="utf-8") as fh:
             return json.load(fh)
-    from distiller.autodistiller.features import compute_features, load_task_records
-    from distiller.distill_train.config import TrainConfig
-    from distiller.distill_train.train import train
-    from distiller.pipelines.build import BuildOptions, build_distill_set
-    from distiller.taskdata.resolve import resolve_task
-    from distiller.taskdata.sampling import sample_tsv
-
     task = resolve_task(source.task)
     base = os.path.join(root, source.name)
     data = os.path.join(base, "data")
@@ -119,7 +118,7 @@ def prepare_task(source: TaskSource, plan: Plan, root: str, data_root: str, *,
         paths[split] = os.path.join(data, f"{split}.tsv")
         sample_tsv(src, paths[split], n, 0, header=task.header)
     teacher_run = os.path.join(base, "teacher")
-    student = _student(plan)
+    student = plan_student(plan)
     common = dict(task=source.task, max_length=source.max_length, progress=False,
                   batch_size=plan.batch_size)
     teacher = train(TrainConfig(mode="finetune", run_dir=teacher_run, student=student,

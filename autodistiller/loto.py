@@ -20,6 +20,8 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from distiller.autodistiller.ledger import CONFIG_COLUMNS
+from distiller.autodistiller.recommend import AutoDistiller, training_rows
 from distiller.common.errors import UsageError
 
 __all__ = ["task_table", "loto_regret", "bootstrap_mean", "autodistiller_ranker"]
@@ -31,8 +33,6 @@ Ranker = Callable[[Any, Any], Sequence[str]]
 def _config_key(ledger) -> Any:
     """The configuration of each row: its plan name when the ledger has one, else its config
     columns."""
-    from distiller.autodistiller.ledger import CONFIG_COLUMNS
-
     if "config_name" in ledger.columns:
         return ledger["config_name"].astype(str)
     keys = ["|".join(map(str, row))
@@ -82,8 +82,6 @@ def bootstrap_mean(values: Sequence[float], *, draws: int = 10000, seed: int = 0
 def autodistiller_ranker(train_rows, held_rows, **model_args) -> List[str]:
     """The AutoDistiller fitted on the other tasks' runs, ranking the held task's
     configurations (one row each: the first seed's row carries the features)."""
-    from distiller.autodistiller.recommend import AutoDistiller, training_rows
-
     model = AutoDistiller(**model_args).fit(training_rows(train_rows))
     held = held_rows.drop_duplicates("config").reset_index(drop=True)
     pred = model.predict(held)

@@ -13,6 +13,7 @@ from typing import Any, Dict, Mapping, Tuple
 
 from distiller.common.errors import UsageError
 from distiller.autodistiller.ratio_model import RatioModel
+from distiller.builders.cache.manifest import atomic_write_bytes
 
 __all__ = ["FORMAT", "VERSION", "write_model_file", "read_model_file"]
 
@@ -29,8 +30,6 @@ _REFIT = "fit one with `distiller recommend-fit --ledger LEDGER --out MODEL.json
 
 def write_model_file(path: str, info: Mapping[str, Any], model: RatioModel) -> None:
     """Write `path` atomically (strict JSON: a NaN or infinity is an error, never written)."""
-    from distiller.builders.cache.manifest import atomic_write_bytes
-
     data = {"format": FORMAT, "version": VERSION, "info": dict(info), "model": model.to_dict()}
     text = json.dumps(data, allow_nan=False, separators=(",", ":")) + "\n"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

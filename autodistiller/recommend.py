@@ -23,7 +23,9 @@ from typing import Any, List, Mapping, Optional
 from distiller.common.errors import UsageError
 from distiller.autodistiller.assets_path import asset
 from distiller.autodistiller.ledger import CONFIG_COLUMNS, FEATURE_COLUMNS
+from distiller.autodistiller.ledger_rows import config_columns
 from distiller.autodistiller.model_file import INFO_TYPES, read_model_file, write_model_file
+from distiller.autodistiller.picks import spread_top_k
 from distiller.autodistiller.ratio_model import RatioModel
 from distiller.autodistiller.space import SearchSpace
 
@@ -141,8 +143,6 @@ class AutoDistiller:
         """Every candidate configuration of `space` for a dataset, best predicted ratio first;
         with `k`, the top k, spread over distinct objectives and augmentations unless
         `spread` is False (distiller.autodistiller.picks)."""
-        from distiller.autodistiller.picks import spread_top_k
-
         frame = candidate_frame(space, features, teacher=teacher)
         frame["predicted_ratio"] = self.predict(frame)
         frame = frame.sort_values("predicted_ratio", ascending=False, kind="mergesort")
@@ -189,8 +189,6 @@ def candidate_frame(space: SearchSpace, features: Mapping[str, Any], *, teacher:
     """One row per candidate configuration of `space`, with the ledger's config and feature
     columns (`features` is DatasetFeatures.to_row()) plus ``params`` (the factor values)."""
     import pandas as pd
-
-    from distiller.autodistiller.sweep import config_columns
 
     missing = [c for c in FEATURE_COLUMNS if c not in features]
     if missing:

@@ -40,6 +40,7 @@ import os
 import re
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from distiller.augment.policy import AugmentationPolicy
 from distiller.common.errors import UsageError
 from distiller.distill_train.choices import OPTIONS
 from distiller.distill_train.config import TrainConfig
@@ -302,8 +303,6 @@ def corpus_name(augmentation: str, task: str, split: str = "train") -> str:
         return f"{task}-{split}"
     if augmentation.startswith("corpus:"):
         return augmentation[len("corpus:"):]
-    from distiller.augment.policy import AugmentationPolicy  # heavy only when a policy is named
-
     return f"{task}-{split}+{AugmentationPolicy.from_spec(augmentation).name}"
 
 

@@ -18,19 +18,24 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-import json
 import logging
 import os
 import time
 import warnings
 from typing import Any, Callable, Dict, Mapping, Optional
 
-from distiller.common.errors import UsageError
+from distiller.autodistiller.ledger import Ledger
+from distiller.autodistiller.ledger_rows import config_columns, ledger_row
 from distiller.autodistiller.space import SearchSpace
+from distiller.builders.cache.store import TeacherCache
 from distiller.builders.teacher.devices import usable_cpus
+from distiller.common.errors import UsageError
+from distiller.distill_train.assemble import resolve_run_task
+from distiller.distill_train.config import TrainConfig
+from distiller.taskdata.builtin import builtin_task
 
 __all__ = ["SweepOptions", "TrialRunner", "run_sweep", "teacher_info", "study_storage",
-           "config_columns"]
+           "config_columns", "ledger_row"]
 
 log = logging.getLogger(__name__)
 
@@ -103,22 +108,9 @@ def study_storage(db_path: str):
 
 def teacher_info(cache: str) -> Dict[str, str]:
     """{"fingerprint", "model"} of the teacher that filled `cache`, read from its manifest."""
-    spec = None
-    try:
-        from distiller.builders.cache.store import TeacherCache
-
-        spec = TeacherCache.open(cache).spec
-    except ImportError:
-        path = os.path.join(cache, "manifest.json")
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as fh:
-                manifest = json.load(fh)
-            spec = manifest.get("spec", manifest)
-    if spec is None:
-        raise FileNotFoundError(f"{cache!r} is not a teacher cache (no manifest); build it with "
-                                "`distiller build` or give --teacher-fingerprint")
-    get = spec.get if isinstance(spec, Mapping) else lambda k, d="": getattr(spec, k, d)
-    return {"fingerprint": str(get("fingerprint", "")), "model": str(get("model", ""))}
+    spec = TeacherCache.open(cache).spec
+    return {"fingerprint": str(getattr(spec, "fingerprint", "")),
+            "model": str(getattr(spec, "model", ""))}
 
 
 def _load_trainer(path: str) -> Callable[..., Any]:
@@ -142,8 +134,6 @@ def _metric_value(reported: Any, metric_name: Optional[str]) -> float:
 
 def _task_metric(task: str) -> Optional[str]:
     """A built-in task's primary dev metric (None for another trainer's task names)."""
-    from distiller.taskdata.builtin import builtin_task
-
     found = builtin_task(task)
     return found.primary_metric if found is not None else None
 
@@ -201,9 +191,6 @@ class TrialRunner:
         metric_name = _task_metric(opts.task)
         train_config: Any = config
         if self.wants_config:
-            from distiller.distill_train.assemble import resolve_run_task
-            from distiller.distill_train.config import TrainConfig
-
             train_config = resolve_run_task(TrainConfig.from_dict(config))
             metric_name = train_config.metric_name
             config = train_config.to_dict()
@@ -250,8 +237,6 @@ class TrialRunner:
 
     def _record(self, *, values, config, number, status, metric, metric_name, best_epoch,
                 epochs, wall, teacher_metric) -> Dict[str, Any]:
-        from distiller.autodistiller.ledger import Ledger
-
         opts = self.options
         teacher_metric = opts.teacher_metric if opts.teacher_metric is not None else teacher_metric
         row = ledger_row(
@@ -262,52 +247,6 @@ class TrialRunner:
             metric=metric, best_epoch=best_epoch, epochs=epochs, wall=wall, status=status)
         Ledger(opts.ledger_path).append([row])
         return row
-
-
-def ledger_row(*, run_id: str, study: str, trial: int, task: str, student: str, teacher: str,
-               teacher_fingerprint: str, teacher_metric: Optional[float],
-               values: Mapping[str, Any], config: Mapping[str, Any],
-               features: Mapping[str, Any], metric_name: Optional[str],
-               metric: Optional[float], best_epoch: int, epochs: int, wall: float,
-               status: str) -> Dict[str, Any]:
-    """One ledger row (distiller.autodistiller.ledger.COLUMNS) of a finished run."""
-    ratio = metric / teacher_metric if metric is not None and teacher_metric else None
-    return {
-        "run_id": run_id, "study": study, "trial": trial, "task": task, "student": student,
-        "teacher": teacher, "teacher_fingerprint": teacher_fingerprint,
-        "teacher_metric": teacher_metric, **config_columns(values, config), **dict(features),
-        "metric_name": metric_name or "", "dev_metric": metric, "ratio": ratio,
-        "best_epoch": best_epoch, "epochs_run": epochs, "wall_time_s": wall, "status": status,
-        "config_json": json.dumps(dict(config), sort_keys=True, default=str),
-        "created_at": time.time()}
-
-
-def config_columns(values: Mapping[str, Any], config: Mapping[str, Any]) -> Dict[str, Any]:
-    """The ledger's config columns of a run: sampled factors, else the trainer's settings,
-    else the trainer's defaults (TrainConfig's, or the study's recipe of docs/method.md
-    where it is not importable)."""
-    defaults: Dict[str, Any] = {"mapping": "skip", "inter_loss": "none", "mi_alpha": 0.9,
-                                "pred_loss": "kl", "temperature": 1.0, "w_kd": 1.0,
-                                "w_inter": 1.0, "w_gold": 0.0, "lr": 5e-5}
-    try:
-        from distiller.distill_train.config import TrainConfig
-
-        defaults.update({f.name: f.default for f in dataclasses.fields(TrainConfig)
-                         if f.name in defaults})
-    except ImportError:
-        pass
-    merged = {**defaults, **config}
-    mapping = values.get("mapping", merged["mapping"])
-    return {
-        "augmentation": str(values.get("augmentation", "none")),
-        "corpus": str(merged.get("train_corpus") or ""),
-        "mixup": bool(values.get("mixup", False)),
-        "mapping": str(mapping), "inter_loss": str(merged["inter_loss"]),
-        "mi_alpha": float(merged["mi_alpha"]) if merged["inter_loss"] == "mi" else None,
-        "pred_loss": str(merged["pred_loss"]), "temperature": float(merged["temperature"]),
-        "w_kd": float(merged["w_kd"]), "w_inter": float(merged["w_inter"]),
-        "w_gold": float(merged["w_gold"]), "lr": float(merged["lr"]),
-    }
 
 
 def _worker(options: SweepOptions, target: int, index: int, start: int) -> None:

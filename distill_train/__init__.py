@@ -18,21 +18,38 @@ __all__ = [
     "InMemoryProvider", "OnlineTeacherProvider",
 ]
 
+# each exported name -> the module defining it: literal names, so that tests/test_layers.py
+# sees what the lazy load imports
 _WHERE = {
-    "TrainConfig": "config", "TrainResult": "train", "train": "train",
-    "SoftTargetLoss": "pred_losses", "LogitMSELoss": "pred_losses", "GoldLoss": "pred_losses",
-    "HiddenCELoss": "inter_losses", "HiddenMSELoss": "inter_losses", "CosineLoss": "inter_losses",
-    "PKDLoss": "inter_losses", "AttentionLoss": "inter_losses",
-    "MIAlphaLoss": "mi_alpha", "TransformerCritic": "mi_alpha", "MLPCritic": "mi_alpha",
-    "interpolated_bound": "mi_alpha",
-    "skip_mapping": "mapping", "last_mapping": "mapping", "explicit_mapping": "mapping",
-    "emd_flow": "mapping", "DistillObjective": "objective", "combine_losses": "objective",
-    "build_student": "student", "truncate_layers": "student",
-    "InMemoryProvider": "data", "OnlineTeacherProvider": "data",
+    "TrainConfig": "distiller.distill_train.config",
+    "TrainResult": "distiller.distill_train.train",
+    "train": "distiller.distill_train.train",
+    "SoftTargetLoss": "distiller.distill_train.pred_losses",
+    "LogitMSELoss": "distiller.distill_train.pred_losses",
+    "GoldLoss": "distiller.distill_train.pred_losses",
+    "HiddenCELoss": "distiller.distill_train.inter_losses",
+    "HiddenMSELoss": "distiller.distill_train.inter_losses",
+    "CosineLoss": "distiller.distill_train.inter_losses",
+    "PKDLoss": "distiller.distill_train.inter_losses",
+    "AttentionLoss": "distiller.distill_train.inter_losses",
+    "MIAlphaLoss": "distiller.distill_train.mi_alpha",
+    "TransformerCritic": "distiller.distill_train.mi_alpha",
+    "MLPCritic": "distiller.distill_train.mi_alpha",
+    "interpolated_bound": "distiller.distill_train.mi_alpha",
+    "skip_mapping": "distiller.distill_train.mapping",
+    "last_mapping": "distiller.distill_train.mapping",
+    "explicit_mapping": "distiller.distill_train.mapping",
+    "emd_flow": "distiller.distill_train.mapping",
+    "DistillObjective": "distiller.distill_train.objective",
+    "combine_losses": "distiller.distill_train.objective",
+    "build_student": "distiller.distill_train.student",
+    "truncate_layers": "distiller.distill_train.student",
+    "InMemoryProvider": "distiller.distill_train.data",
+    "OnlineTeacherProvider": "distiller.distill_train.data",
 }
 
 
 def __getattr__(name: str) -> Any:
     if name in _WHERE:
-        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

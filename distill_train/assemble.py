@@ -13,10 +13,19 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from torch import nn
 
+from distiller.builders.cache.reader import CacheReader
+from distiller.builders.cache.store import TeacherCache
+from distiller.builders.cache.vocab import cache_vocabulary
+from distiller.builders.teacher.qa_windows import WindowSettings
 from distiller.common.errors import UsageError
+from distiller.taskdata.reader import read_records
+from distiller.taskdata.records import DeadLetter
+from distiller.taskdata.resolve import resolve_task
 
 from .data import Batches, cache_fetcher, text_examples, text_fetcher
 from .objective import DistillObjective
+from .qa_decode import DecodeConfig
+from .qa_eval import SpanBatches, text_windows
 from .student import build_student, check_vocab
 
 __all__ = ["RunParts", "assemble", "teacher_shape", "read_text_records", "resolve_run_task"]
@@ -39,8 +48,6 @@ def resolve_run_task(config):
     disagrees with it (other labels or kind) is an error before any work."""
     if config.mode != "distill" or config.cache is None:
         return config
-    from distiller.builders.cache.store import TeacherCache
-
     cache = TeacherCache.open(config.cache)
     recorded = cache.corpus_task(config.train_corpus)
     for name in config.dev_corpora:
@@ -110,16 +117,54 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
     pad_id = _pad_id(tokenizer)
     if config.mode == "finetune":
         return _assemble_finetune(config, model, tokenizer, pad_id)
-    cache = None
+    cache = _open_cache(config) if _reads_cache(config, provider, train_rows, dev_rows) else None
+    train_rows, dev_sets = _corpus_rows(config, cache, train_rows, dev_rows)
+    sample = provider.get_many([train_rows[0]["key"]])[0] if provider is not None else None
+    shape = _teacher_states(config, provider if provider is not None else cache, sample)
+    objective = _objective_for(config, model, shape)
+    layers, attn_layers = _states_needed(config, model, provider, shape, objective)
+    dev_provider = provider
+    if provider is None:   # the cache's own readers: of those states, and of logits for dev
+        provider = CacheReader(config.cache, layers=layers, attentions=list(attn_layers) or False)
+        dev_provider = CacheReader(config.cache, layers=[], attentions=False)
+        sample = provider.get_many([train_rows[0]["key"]])[0]
+    _check_student_vocab(config, model, tokenizer, cache, sample)
+    embeds = int(model.get_input_embeddings().weight.shape[0])
+    fetch = cache_fetcher(provider, pad_id=pad_id, layers=layers, attn_layers=attn_layers,
+                          vocab_size=embeds)
+    train = Batches(train_rows, fetch, batch_size=config.batch_size, shuffle=True,
+                    seed=config.seed, prefetch=bool(getattr(provider, "prefetch_safe", False)))
     span = config.task_def.is_span
-    if provider is None or train_rows is None or (dev_rows is None and config.dev_corpus) or \
-            (span and config.dev_corpus):   # a QA dev set decodes with the cache's questions
-        from distiller.builders.cache.store import TeacherCache
+    dev = [(name, _dev_batches(config, rows, cache_fetcher(dev_provider, pad_id=pad_id,
+                                                         vocab_size=embeds),
+                               cache.read_questions(name) if span else None))
+           for name, rows in dev_sets]
+    log.info("distill: %d training rows, dev sets %s, teacher %s layers x %s wide, pairs %s",
+             len(train_rows), {n: len(r) for n, r in dev_sets}, shape["num_hidden_layers"],
+             shape["hidden_size"], objective.pairs)
+    return RunParts(model, tokenizer, objective, train, dev)
 
-        cache = TeacherCache.open(config.cache)
-        if getattr(cache.spec, "logits_topk", 0):
-            raise UsageError(f"cache {config.cache!r} keeps only the top-{cache.spec.logits_topk} "
-                             "logits; distillation needs full logits: build with logits_topk 0")
+
+def _reads_cache(config, provider, train_rows, dev_rows) -> bool:
+    """Whether the run opens its cache: for what the caller did not inject, and for a question
+    answering dev set (it decodes with the cache's question rows)."""
+    return bool(provider is None or train_rows is None
+                or (dev_rows is None and config.dev_corpus)
+                or (config.task_def.is_span and config.dev_corpus))
+
+
+def _open_cache(config) -> TeacherCache:
+    cache = TeacherCache.open(config.cache)
+    if getattr(cache.spec, "logits_topk", 0):
+        raise UsageError(f"cache {config.cache!r} keeps only the top-{cache.spec.logits_topk} "
+                         "logits; distillation needs full logits: build with logits_topk 0")
+    return cache
+
+
+def _corpus_rows(config, cache, train_rows, dev_rows
+                 ) -> Tuple[Sequence[Mapping], List[Tuple[str, Sequence[Mapping]]]]:
+    """(training rows, [(name, rows)] of each dev set): the injected ones, else the cache's
+    corpora; --limit-train applied; none of them empty, and labelled where the run needs it."""
     if train_rows is None:
         train_rows = cache.read_corpus(config.train_corpus)
     dev_sets: List[Tuple[str, Sequence[Mapping]]] = []
@@ -137,13 +182,23 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
             raise UsageError(f"dev corpus {name!r} of cache {config.cache!r} is empty: build it "
                              "from a file that has rows, or leave out --dev-corpus")
     _check_labels(config, train_rows, dev_sets)
-    sample = provider.get_many([train_rows[0]["key"]])[0] if provider is not None else None
-    shape = teacher_shape(provider if provider is not None else cache, sample)
+    return train_rows, dev_sets
+
+
+def _teacher_states(config, source, sample) -> Dict[str, Any]:
+    """The teacher's shape (`teacher_shape`), refused when its hidden states are pooled and
+    the objective needs them per token."""
+    shape = teacher_shape(source, sample)
     if shape["pooling"] != "none" and config.inter_loss != "none":
         raise UsageError(f"the cache keeps pooled hidden states ({shape['pooling']}); inter_loss "
                          f"{config.inter_loss!r} needs per-token states: build a cache with "
                          "pooling 'none' (or use inter_loss 'none')")
-    objective = _objective_for(config, model, shape)
+    return shape
+
+
+def _states_needed(config, model, provider, shape, objective) -> Tuple[List[int], List[int]]:
+    """(hidden-state layers, attention-map layers) of the teacher the objective reads; each
+    must be in the cache, and attention maps need as many heads in the student."""
     layers = objective.teacher_layers if not objective.needs_attentions else []
     attn_layers = objective.teacher_layers if objective.needs_attentions else []
     missing = [l for l in layers if l not in shape["layers"]]
@@ -162,36 +217,13 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
             raise UsageError(f"attention-map losses need the student's heads "
                              f"({model.config.num_attention_heads}) to equal the teacher's "
                              f"({heads})")
-    dev_provider = provider
-    if provider is None:
-        from distiller.builders.cache.reader import CacheReader
-
-        provider = CacheReader(config.cache, layers=layers, attentions=list(attn_layers) or False)
-        dev_provider = CacheReader(config.cache, layers=[], attentions=False)
-        sample = provider.get_many([train_rows[0]["key"]])[0]
-    _check_student_vocab(config, model, tokenizer, cache, sample)
-    embeds = int(model.get_input_embeddings().weight.shape[0])
-    fetch = cache_fetcher(provider, pad_id=pad_id, layers=layers, attn_layers=attn_layers,
-                          vocab_size=embeds)
-    train = Batches(train_rows, fetch, batch_size=config.batch_size, shuffle=True,
-                    seed=config.seed, prefetch=bool(getattr(provider, "prefetch_safe", False)))
-    dev = [(name, _dev_batches(config, rows, cache_fetcher(dev_provider, pad_id=pad_id,
-                                                         vocab_size=embeds),
-                               cache.read_questions(name) if span else None))
-           for name, rows in dev_sets]
-    log.info("distill: %d training rows, dev sets %s, teacher %s layers x %s wide, pairs %s",
-             len(train_rows), {n: len(r) for n, r in dev_sets}, shape["num_hidden_layers"],
-             shape["hidden_size"], objective.pairs)
-    return RunParts(model, tokenizer, objective, train, dev)
+    return layers, attn_layers
 
 
 def _dev_batches(config, rows, fetch, questions) -> Batches:
     """A dev set's batches; for a span task with the question rows decoding needs."""
     if not config.task_def.is_span:
         return Batches(rows, fetch, batch_size=config.eval_batch_size, shuffle=False)
-    from .qa_decode import DecodeConfig
-    from .qa_eval import SpanBatches
-
     if questions is None:
         raise UsageError("a question-answering dev corpus needs its question rows (contexts, "
                          "offsets, answers), which this corpus lacks: build it with a span task")
@@ -222,8 +254,6 @@ def _check_student_vocab(config, model, tokenizer, cache, sample) -> None:
     every batch later."""
     expected, source = None, ""
     if cache is not None:
-        from distiller.builders.cache.vocab import cache_vocabulary
-
         expected, source = cache_vocabulary(config.cache)
         if expected is None:
             log.warning("%s: the student's vocabulary cannot be compared with the cache's; "
@@ -235,10 +265,6 @@ def _check_student_vocab(config, model, tokenizer, cache, sample) -> None:
 def read_text_records(path: str, task, limit: Optional[int] = None) -> List[Dict]:
     """Records of any input (file, glob, dataset) for a task; dead letters are counted and
     logged with the first reason."""
-    from distiller.taskdata.reader import read_records
-    from distiller.taskdata.records import DeadLetter
-    from distiller.taskdata.resolve import resolve_task
-
     task = resolve_task(task)
     records, dead = [], []
     for rec in read_records(path, task, limit=limit):
@@ -284,10 +310,6 @@ def _text_examples(config, records, tokenizer):
 
 def _span_examples(config, records, tokenizer):
     """Context windows of question records, made with the model's own tokenizer."""
-    from distiller.builders.teacher.qa_windows import WindowSettings
-
-    from .qa_eval import text_windows
-
     settings = WindowSettings(max_length=config.max_length, doc_stride=config.doc_stride,
                               max_query_length=config.max_query_length)
     return text_windows(records, tokenizer, settings)

@@ -152,7 +152,8 @@ def _run_train(args) -> int:
 def _train_and_print(config, args) -> int:
     """Train in this process (or as one rank of torchrun's job), or launch --nproc ranks; the
     result is printed once (by rank 0)."""
-    from .distributed import launch, rank_from_env
+    from .distributed import rank_from_env
+    from .launcher import launch
     from .train import train
 
     if args.nproc > 1:

@@ -14,6 +14,8 @@ import json
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from distiller.common.errors import UsageError
+from distiller.taskdata.resolve import resolve_task
+from distiller.taskdata.task import Task
 
 from .choices import OPTIONS, default
 from .config_types import check_types, load_yaml_file
@@ -164,9 +166,6 @@ class TrainConfig:
         """Resolve `task` into a taskdata.Task (kept apart from the fields). In distill mode a
         task left out, or named but not built in, is read from the cache's corpus by
         `distiller.distill_train.assemble.resolve_run_task` before training."""
-        from distiller.taskdata.resolve import resolve_task
-        from distiller.taskdata.task import Task
-
         value = self.task
         if isinstance(value, Task):
             object.__setattr__(self, "task", value.to_dict())

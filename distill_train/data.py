@@ -21,6 +21,8 @@ import torch
 from distiller.common.errors import UsageError
 from distiller.common.seeding import derive_seed
 
+from .forward import logits_of
+
 __all__ = ["InMemoryProvider", "OnlineTeacherProvider", "OnlineTokenProvider", "Batches",
            "collate", "cache_fetcher", "text_examples", "text_fetcher", "SPAN_FIELDS"]
 
@@ -96,8 +98,6 @@ class OnlineTokenProvider:
 
     @torch.no_grad()
     def get_many(self, keys: Sequence[str]) -> List[Dict[str, Any]]:
-        from .forward import logits_of
-
         ids = [_t(self.tokens[k][0], torch.long) for k in keys]
         tts = [_t(self.tokens[k][1], torch.long) for k in keys]
         width = max(len(x) for x in ids)

@@ -1,8 +1,8 @@
 """Data-parallel training with torch.distributed: what `train` needs to run as N processes.
 
 Launch with PyTorch's own launcher: ``torchrun --nproc-per-node N -m distiller train ...``,
-or ``distiller train --nproc N ...`` (which calls the same elastic launcher, `launch`). Each
-process (a *rank*) then:
+or ``distiller train --nproc N ...`` (launcher.py, which starts the ranks with the same
+elastic launcher through `run_ranks`). Each process (a *rank*) then:
 
 - takes its device: ``cuda:LOCAL_RANK`` when the config's device is auto or cuda and GPUs exist
   (process group backend nccl), else the CPU (gloo);
@@ -36,10 +36,13 @@ import torch
 
 from distiller.common.device import cuda_rng_states, gpu_count
 from distiller.common.errors import UsageError
+from distiller.common.seeding import derive_seed
+
+from .forward import logits_of, student_forward
 
 __all__ = ["DistContext", "setup", "teardown", "StudentStep", "wrap", "RankBatches",
            "global_parts", "on_main", "gather_rng", "barrier", "epoch_seed", "NullLog",
-           "launch", "run_ranks", "rank_from_env", "RankFailed"]
+           "run_ranks", "rank_from_env", "RankFailed"]
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +129,6 @@ class StudentStep(torch.nn.Module):
         self.hidden, self.attentions = hidden, attentions
 
     def forward(self, batch: Mapping[str, Any]):
-        from .forward import logits_of, student_forward
-
         out = student_forward(self.model, batch, hidden=self.hidden, attentions=self.attentions)
         return self.objective(student_logits=logits_of(out), student_hidden=out.hidden_states,
                               student_attn=out.attentions, batch=batch)
@@ -298,8 +299,6 @@ def gather_rng(ctx: DistContext) -> Optional[List[Dict[str, Any]]]:
 def epoch_seed(seed: int, epoch: int, ctx: DistContext) -> int:
     """The seed of an epoch's dropout draws: (seed, epoch) alone with one process, as before;
     with several, each rank its own (seed, epoch, rank)."""
-    from distiller.common.seeding import derive_seed
-
     if not ctx.enabled:
         return derive_seed(seed, "epoch", epoch)
     return derive_seed(seed, "epoch", epoch, "rank", ctx.rank)
@@ -321,20 +320,6 @@ class NullLog:
 class RankFailed(UsageError):
     """A rank of a `launch`ed run failed: the message names the rank and its error (a
     UsageError so that the command prints it as its one error line; -v adds the traceback)."""
-
-
-def _rank_main(config: Dict[str, Any], verbosity: int) -> Dict[str, Any]:
-    """What each process started by `launch` runs: the trainer on the config, logging as its
-    command's (WARNING and the libraries quiet; -v INFO, -vv DEBUG)."""
-    from distiller.common.seeding import thread_independent_math
-    from distiller.taskdata.console import configure
-
-    from .config import TrainConfig
-    from .train import train
-
-    thread_independent_math()  # inherited from the command's environment; set if started alone
-    configure(verbosity)  # the quiet environment the command set is inherited; logging is not
-    return train(TrainConfig.from_dict(config)).to_dict()
 
 
 def _recorded(fn: Callable, *args: Any) -> Any:
@@ -366,17 +351,3 @@ def run_ranks(fn: Callable, args: Sequence[Any], nproc: int) -> Dict[int, Any]:
             message = message.get("message", "")
         detail = message or f"exit code {failure.exitcode}"
         raise RankFailed(f"rank {rank} of {nproc} failed: {detail}") from exc
-
-
-def launch(config, nproc: int, *, verbosity: int = 0) -> Dict[str, Any]:
-    """Run `train(config)` as `nproc` data-parallel processes (`run_ranks`); returns rank 0's
-    result dict."""
-    from .assemble import resolve_run_task
-
-    if nproc < 1:
-        raise UsageError(f"--nproc must be >= 1, got {nproc}")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UsageError("--nproc inside a torchrun job: torchrun already started the ranks")
-    resolve_run_task(config)  # a wrong cache, corpus or task: one error here, not one per rank
-    os.makedirs(config.run_dir, exist_ok=True)
-    return run_ranks(_rank_main, (config.to_dict(), verbosity), nproc)[0]

@@ -1,15 +1,14 @@
-"""The student's forward pass over a batch (plain or mixup) and dev-set evaluation."""
+"""The student's forward pass over a batch (plain or mixup) and its predictions over a set
+(dev-set metrics: dev_metrics.py)."""
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
 
-from distiller.taskdata.metrics import compute_metrics
-
-__all__ = ["student_forward", "mixed_embeddings", "mixed_targets", "evaluate", "evaluate_sets",
-           "predict", "to_device", "logits_of"]
+__all__ = ["student_forward", "mixed_embeddings", "mixed_targets", "predict", "to_device",
+           "logits_of"]
 
 
 def logits_of(out) -> torch.Tensor:
@@ -85,35 +84,3 @@ def predict(model, batches, device, *, autocast=None
     model.train(was_training)
     return (np.concatenate(logits), np.concatenate(labels),
             np.concatenate(teacher) if teacher else None)
-
-
-def evaluate(model, batches, metrics: Sequence[str], device, *, autocast=None
-             ) -> Tuple[Dict[str, float], Optional[Dict[str, float]]]:
-    """(student metrics, teacher metrics or None) over a dev `Batches`: every metric in
-    `metrics` (a task's); teacher metrics come from cached teacher logits when the batches carry
-    them. Question-answering dev sets (distiller.distill_train.qa_eval.SpanBatches) are decoded into
-    answers and scored as SQuAD is."""
-    if getattr(batches, "questions", None) is not None:
-        from .qa_eval import evaluate_spans
-
-        return evaluate_spans(model, batches, device, autocast=autocast)
-    logits, gold, teacher = predict(model, batches, device, autocast=autocast)
-    student = compute_metrics(metrics, logits, gold)
-    return student, (compute_metrics(metrics, teacher, gold) if teacher is not None else None)
-
-
-def evaluate_sets(model, dev_sets, metrics: Sequence[str], device, *, autocast=None
-                  ) -> Tuple[Dict[str, float], Optional[Dict[str, float]]]:
-    """(student, teacher or None) metrics over every dev set, a list of (name, batches): the
-    first set's under their own names (``accuracy``), the others' prefixed with the set's name
-    (``dev_mismatched/accuracy``)."""
-    student: Dict[str, float] = {}
-    teacher: Optional[Dict[str, float]] = None
-    for i, (name, batches) in enumerate(dev_sets):
-        prefix = "" if i == 0 else f"{name}/"
-        got, t = evaluate(model, batches, metrics, device, autocast=autocast)
-        student.update({prefix + k: v for k, v in got.items()})
-        if t is not None:
-            teacher = teacher or {}
-            teacher.update({prefix + k: v for k, v in t.items()})
-    return student, teacher

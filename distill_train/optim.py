@@ -10,6 +10,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from distiller.builders.teacher.precision import warn_if_bf16_emulated
+
 __all__ = ["Optimisation", "param_groups", "clip_apart", "linear_schedule", "autocast_for"]
 
 
@@ -60,8 +62,6 @@ def autocast_for(amp: str, device: torch.device) -> Tuple[Optional[Callable[[], 
     if amp == "auto":
         amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if amp == "bf16" and device.type == "cpu":
-        from distiller.builders.teacher.precision import warn_if_bf16_emulated
-
         warn_if_bf16_emulated("training")
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     return (lambda: torch.autocast(device.type, dtype=dtype)), (dtype == torch.float16

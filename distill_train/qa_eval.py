@@ -16,10 +16,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from distiller.builders.teacher.qa_windows import make_windows, question_row, window_row
 from distiller.common.errors import UsageError
 from distiller.common.files import atomic_open
+from distiller.taskdata.squad_metrics import squad_metrics
 
 from .data import Batches
+from .forward import logits_of, student_forward, to_device
 from .qa_decode import DecodeConfig, decode_spans, question_of
 
 __all__ = ["SpanBatches", "span_logits", "score_spans", "evaluate_spans", "text_windows",
@@ -49,8 +52,6 @@ def _trim(x: torch.Tensor, lengths: Sequence[int]) -> List[np.ndarray]:
 def span_logits(model, batches: Batches, device, *, autocast=None
                 ) -> Tuple[List[np.ndarray], Optional[List[np.ndarray]]]:
     """(student logits [L, 2] per row, cached teacher logits per row or None), in row order."""
-    from .forward import logits_of, student_forward, to_device
-
     was_training = model.training
     model.eval()
     student: List[np.ndarray] = []
@@ -73,8 +74,6 @@ def score_spans(task, rows: Sequence[Mapping[str, Any]], logits: Sequence[np.nda
                 decode: DecodeConfig = DecodeConfig(), threshold: Optional[float] = None
                 ) -> Tuple[Dict[str, float], Dict[str, str], Optional[Dict[str, float]]]:
     """(metrics, predictions {id: answer}, null odds or None) of window logits."""
-    from distiller.taskdata.squad_metrics import squad_metrics
-
     spans = decode_spans(rows, logits, questions, decode)
     first = {}
     for row in rows:
@@ -110,8 +109,6 @@ def text_windows(records: Sequence[Mapping[str, Any]], tokenizer, settings
     """(window rows with input_ids, token_type_ids and label; {id: question row}) of span
     records, windowed with `tokenizer` (distiller.builders.teacher.qa_windows.WindowSettings
     `settings`)."""
-    from distiller.builders.teacher.qa_windows import make_windows, question_row, window_row
-
     rows, questions = [], {}
     windowed = make_windows(tokenizer, [(r["text_a"], r["text_b"]) for r in records], settings)
     for record, wd in zip(records, windowed):

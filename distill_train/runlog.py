@@ -15,6 +15,7 @@ from distiller.common.checkpoints import load_checkpoint_file, save_checkpoint_f
 from distiller.common.device import cuda_rng_states
 from distiller.common.errors import UsageError
 from distiller.common.runfiles import append_event, json_safe
+from distiller.taskdata.resolve import save_task
 
 __all__ = ["RunLog", "save_checkpoint", "load_checkpoint", "check_resumable", "save_model",
            "json_safe"]
@@ -112,8 +113,6 @@ def check_resumable(run_dir: str, config: Dict[str, Any]) -> None:
 def save_model(model, tokenizer, path: str, task) -> None:
     """A HF model directory: the weights and config, the tokenizer (if any) and the task
     (distiller_task.json, so that `distiller evaluate` knows the labels)."""
-    from distiller.taskdata.resolve import save_task
-
     model.save_pretrained(path)
     if tokenizer is not None:
         tokenizer.save_pretrained(path)

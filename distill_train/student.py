@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence, Tuple
 
 from torch import nn
 
+from distiller.builders.cache.vocab import tokenizer_tokens, vocab_differences
 from distiller.common.errors import UsageError
 from distiller.taskdata.heads import head_problem
 
@@ -155,8 +156,6 @@ def check_vocab(model: nn.Module, tokenizer, expected: Optional[Sequence[Optiona
     `source` says where it came from): the student's tokenizer must hold the same tokens at the
     same ids, and its embedding matrix a row for each. Without it only `max_token_id` (the
     largest id seen) is checked against the embedding rows."""
-    from distiller.builders.cache.vocab import tokenizer_tokens, vocab_differences
-
     rows = model.get_input_embeddings().weight.shape[0]
     fix = ("use a student with the teacher's tokenizer (--student-init truncate of the teacher, "
            "or a model sharing its vocabulary)")

@@ -35,7 +35,8 @@ from distiller.common.seeding import derive_seed
 from . import distributed
 from .assemble import assemble, resolve_run_task
 from .config import TrainConfig
-from .forward import evaluate_sets, to_device
+from .dev_metrics import evaluate_sets
+from .forward import to_device
 from .optim import Optimisation
 from .runlog import (RunLog, check_resumable, json_safe, load_checkpoint, save_checkpoint,
                      save_model)

@@ -21,6 +21,13 @@ from typing import Any, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+# offline; set before the Hugging Face libraries are imported (they read it then)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from distiller.autodistiller.assets.make_ledger import reuse_results  # noqa: E402
+from distiller.autodistiller.features import (MiniLMEncoder, compute_features,  # noqa: E402
+                                              load_task_records)
+from distiller.autodistiller.ledger import Ledger  # noqa: E402
+from distiller.autodistiller.ledger_rows import ledger_row  # noqa: E402
 
 SKIPPED = ("nokd", "online", "transfer")  # not KD from the cache, or not in the space
 POLICY = "eda_synonym:0.1+eda_swap:0.1,copies=2"   # results.py's default augmentation
@@ -29,8 +36,6 @@ POLICY = "eda_synonym:0.1+eda_swap:0.1,copies=2"   # results.py's default augmen
 def run_rows(task: str, results: str, features: Dict[str, Any],
              teacher_metric: float, policy: str = POLICY) -> List[Dict[str, Any]]:
     """Ledger rows of every finished KD run of `task` under `results` (results.py's --out)."""
-    from distiller.autodistiller.sweep import ledger_row
-
     rows = []
     root = os.path.join(results, task)
     for group in sorted(d for d in os.listdir(root) if d.startswith("runs")):
@@ -62,8 +67,6 @@ def run_rows(task: str, results: str, features: Dict[str, Any],
 def task_features(task: str, data_dir: str, feature_cache: Optional[str]) -> Dict[str, Any]:
     """The ledger's feature columns of a task directory (train.tsv, dev.tsv), with the encoder
     the sweeps used (all-MiniLM-L6-v2)."""
-    from distiller.autodistiller.features import MiniLMEncoder, compute_features, load_task_records
-
     train, dev, regression = load_task_records(data_dir, task)
     feats = compute_features(train, dev, regression=regression, encoder=MiniLMEncoder(),
                              cache_dir=feature_cache)
@@ -80,10 +83,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--work", default=None, help="task data copies and embeddings "
                         "(default: beside the ledger)")
     args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from distiller.autodistiller.assets.make_ledger import reuse_results
-    from distiller.autodistiller.ledger import Ledger
-
     work = args.work or os.path.dirname(os.path.abspath(args.ledger))
     total = 0
     for task in args.tasks.split(","):

@@ -30,7 +30,17 @@ log = logging.getLogger("distiller.autodistiller.assets.make_ledger")
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, REPO)
+# the runs are offline; set before the Hugging Face libraries are imported (they read it then)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from distiller.autodistiller.ledger import Ledger  # noqa: E402
+from distiller.builders.teacher.pretrained import minilm_path  # noqa: E402
+from distiller.distill_train.config import TrainConfig  # noqa: E402
+from distiller.distill_train.train import train  # noqa: E402
+from distiller.pipelines.build import BuildOptions, build_distill_set  # noqa: E402
+from distiller.taskdata import builtin_task  # noqa: E402
 from distiller.taskdata.paths import shared_data  # noqa: E402
+from distiller.taskdata.sampling import sample_tsv  # noqa: E402
 
 GLUE = shared_data("glue")
 TASKS = {"sst2": ("SST-2", 64), "rte": ("RTE", 128), "stsb": ("STS-B", 128), "cola": ("CoLA", 64),
@@ -39,17 +49,9 @@ TASKS = {"sst2": ("SST-2", 64), "rte": ("RTE", 128), "stsb": ("STS-B", 128), "co
 
 def prepare_task(task: str, out: str, *, train_size: int, dev_size: int, seed: int,
                  teacher_epochs: int, workers: int, policy: str) -> dict:
-    from distiller.builders.teacher.pretrained import minilm_path
-    from distiller.distill_train.config import TrainConfig
-    from distiller.distill_train.train import train
-    from distiller.pipelines.build import BuildOptions, build_distill_set
-
     folder, max_length = TASKS[task]
     data = os.path.join(out, task, "data")
     train_file, dev_file = os.path.join(data, "train.tsv"), os.path.join(data, "dev.tsv")
-    from distiller.taskdata import builtin_task
-    from distiller.taskdata.sampling import sample_tsv
-
     header = builtin_task(task).header
     sample_tsv(os.path.join(GLUE, folder, "train.tsv"), train_file, train_size, seed,
                header=header)
@@ -132,11 +134,6 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="copy ledger.parquet and autodistiller.json into the assets")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-    from distiller.autodistiller.ledger import Ledger
-
     ledger_dir = os.path.join(args.out, "ledger")
     if args.with_ledger:  # a ledger directory reads every part file: the earlier rows join
         os.makedirs(ledger_dir, exist_ok=True)
