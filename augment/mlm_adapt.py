@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from distiller.common.config import Allowed, Rule, Wording, setting, validate
 from distiller.common.errors import UsageError
 from distiller.common.device import resolve_device
 from distiller.common.files import replace_durably
@@ -57,6 +58,16 @@ _NOT_IN_FINGERPRINT = ("output", "eval_every", "save_every", "log_every", "progr
                        "device")
 
 
+_COUNT = Allowed(kind="int", low=1)
+_RATE = Allowed(kind="number", low=0, high=1, low_open=True, high_open=True)
+WORDING = Wording(field="mlm-adapt setting {key!r}", whole="mlm-adapt")
+RULES = (
+    Rule("a new output", key="output",
+         holds=lambda c: os.path.abspath(c.output) != os.path.abspath(c.encoder),
+         says="expected a directory other than the encoder's own (--output, --encoder)"),
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class MlmAdaptConfig:
     """What `adapt` trains; see the module docstring. lr: the encoder's learning rate (AdamW,
@@ -64,54 +75,34 @@ class MlmAdaptConfig:
     head's (None: 10 × lr); freeze_up_to: None trains everything, K >= 0 freezes the embeddings
     (a tied decoder's weights with them) and encoder layers 1..K; max_steps: stop there (the
     schedule spans it) instead of after `epochs`; device: "auto" (a GPU when there is one, with
-    bfloat16 autocast), "cpu" or "cuda[:N]"."""
+    bfloat16 autocast), "cpu" or "cuda[:N]". Each field declares what it may hold
+    (distiller.common.config); `RULES` (above) the rules between fields."""
 
-    encoder: str
-    output: str
+    encoder: str = setting(kind="path")
+    output: str = setting(kind="path")
     masking: MaskingConfig = MaskingConfig()
-    max_length: int = 128
-    batch_size: int = 32
-    epochs: int = 1
-    max_steps: Optional[int] = None
-    lr: float = 1e-4
-    head_lr: Optional[float] = None
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    max_grad_norm: float = 1.0
-    freeze_up_to: Optional[int] = None
-    unigram_bias: bool = True
-    seed: int = 0
-    eval_every: Optional[int] = None
-    save_every: int = 200
-    log_every: int = 50
-    progress: bool = True
-    fresh: bool = False
-    device: str = "auto"
+    max_length: int = setting(128, kind="int", low=3)
+    batch_size: int = setting(32, _COUNT)
+    epochs: int = setting(1, _COUNT)
+    max_steps: Optional[int] = setting(None, _COUNT, optional=True)
+    lr: float = setting(1e-4, _RATE)
+    head_lr: Optional[float] = setting(None, _RATE, optional=True)
+    weight_decay: float = setting(0.01, kind="number", low=0)
+    warmup_ratio: float = setting(0.06, kind="number", low=0, high=1, high_open=True)
+    max_grad_norm: float = setting(1.0, kind="number", low=0, low_open=True)
+    # None trains everything; K >= 0 freezes the embeddings (0) and layers 1..K
+    freeze_up_to: Optional[int] = setting(None, kind="int", low=0, optional=True)
+    unigram_bias: bool = setting(True, kind="bool")
+    seed: int = setting(0, kind="int")
+    eval_every: Optional[int] = setting(None, _COUNT, optional=True)
+    save_every: int = setting(200, _COUNT)
+    log_every: int = setting(50, _COUNT)
+    progress: bool = setting(True, kind="bool")
+    fresh: bool = setting(False, kind="bool")
+    device: str = setting("auto", kind="str")
 
     def __post_init__(self) -> None:
-        for name in ("max_length", "batch_size", "epochs", "save_every", "log_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UsageError(f"mlm-adapt {name} must be an integer >= 1, got {value!r}")
-        for name in ("max_steps", "eval_every"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 1):
-                raise UsageError(f"mlm-adapt {name} must be an integer >= 1, got {value!r}")
-        if self.max_length < 3:
-            raise UsageError(f"mlm-adapt max_length must be >= 3, got {self.max_length}")
-        for name in ("lr", "head_lr"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and 0 < value < 1):
-                raise UsageError(f"mlm-adapt {name} must be a number in (0, 1), got {value!r}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise UsageError(f"mlm-adapt warmup_ratio must be in [0, 1), got "
-                             f"{self.warmup_ratio}")
-        if self.freeze_up_to is not None and self.freeze_up_to < 0:
-            raise UsageError(f"mlm-adapt freeze_up_to must be >= 0 (0: the embeddings only), "
-                             f"got {self.freeze_up_to}")
-        if os.path.abspath(self.output) == os.path.abspath(self.encoder):
-            raise UsageError("--output must not be the encoder's own directory")
+        validate(self, RULES, WORDING)   # each field as declared, then the rules below
 
     def fingerprint(self, corpus: Corpus) -> str:
         """Changes with anything that changes the trained weights or the held-out figures."""

@@ -21,6 +21,7 @@ import os
 from collections import Counter
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from distiller.common.config import Allowed, Rule, Wording, setting, validate
 from distiller.common.errors import UsageError
 from distiller.common.seeding import make_numpy_rng, make_rng
 from distiller.taskdata import builtin_task
@@ -153,27 +154,27 @@ def collect_texts(inputs: Sequence[TextSource], *, exclude: Sequence[TextSource]
                   stats=dict(counts), dead_letters=dict(dead))
 
 
+_SHARE = Allowed(kind="number", low=0, high=1)
+_MASKING = Wording(field="mlm-adapt masking {key!r}", whole="mlm-adapt masking")
+_MASKING_RULES = (
+    Rule("a share of the chosen units", key="random_frac",
+         holds=lambda m: m.mask_frac + m.random_frac <= 1.0,
+         says="mask_frac + random_frac must be <= 1 (mask_frac is {self.mask_frac})"),
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class MaskingConfig:
     """BERT masking: choose units with mask_prob; of them mask_frac -> [MASK], random_frac ->
     a random token, the rest kept. whole_word: a unit is all the pieces of one word."""
 
-    mask_prob: float = 0.15
-    mask_frac: float = 0.8
-    random_frac: float = 0.1
-    whole_word: bool = False
+    mask_prob: float = setting(0.15, _SHARE, low_open=True)  # above 0: else nothing is learned
+    mask_frac: float = setting(0.8, _SHARE)
+    random_frac: float = setting(0.1, _SHARE)
+    whole_word: bool = setting(False, kind="bool")
 
     def __post_init__(self) -> None:
-        for name in ("mask_prob", "mask_frac", "random_frac"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                    0.0 <= value <= 1.0):
-                raise UsageError(f"masking {name} must be a number in [0, 1], got {value!r}")
-        if self.mask_prob == 0.0:
-            raise UsageError("masking mask_prob must be above 0: nothing would be learned")
-        if self.mask_frac + self.random_frac > 1.0:
-            raise UsageError(f"masking mask_frac + random_frac must be <= 1, got "
-                             f"{self.mask_frac} + {self.random_frac}")
+        validate(self, _MASKING_RULES, _MASKING)   # each field as declared, then the rule
 
 
 def mask_units(word_ids: Sequence[Optional[int]], whole_word: bool) -> List[List[int]]:

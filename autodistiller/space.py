@@ -38,9 +38,10 @@ import itertools
 import math
 import os
 import re
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from distiller.augment.policy import AugmentationPolicy
+from distiller.common.config import Allowed, Rule, Wording, check_rules, refuse_unknown, take
 from distiller.common.errors import UsageError
 from distiller.distill_train.choices import OPTIONS
 from distiller.distill_train.config import TrainConfig
@@ -59,47 +60,35 @@ _PAIRS = re.compile(r"^pairs:\d+-\d+(,\d+-\d+)*$")
 _MAPPINGS = tuple(v for v in OPTIONS["mapping"].values if v != "explicit")
 
 
-def _check_mapping(v: Any) -> Optional[str]:
-    if v in _MAPPINGS or (isinstance(v, str) and _PAIRS.match(v)):
+def _mapping_problem(v: str) -> Optional[str]:
+    if v in _MAPPINGS or _PAIRS.match(v):
         return None
     return f"expected {', '.join(_MAPPINGS)} or explicit pairs like 'pairs:0-0,2-6,4-12'"
 
 
-def _check_augmentation(v: Any) -> Optional[str]:
-    if isinstance(v, str) and v.strip() and v == v.strip():
+def _augmentation_problem(v: str) -> Optional[str]:
+    if v.strip() and v == v.strip():
         return None
     return "expected 'none', a policy spec such as 'eda_swap:0.3' or 'corpus:NAME'"
 
 
-def _bool(v: Any) -> Optional[str]:
-    return None if isinstance(v, bool) else "expected true or false"
-
-
-def _student(v: Any) -> Optional[str]:
-    return None if isinstance(v, str) and v.strip() else "expected a model name or path"
-
-
-def _trainer(key: str) -> Tuple[Callable[[Any], Optional[str]], bool]:
-    """A factor that is a trainer setting of the choices table (distill_train/choices.py): the
-    values and ranges the trainer accepts, checked before any trial starts."""
-    return OPTIONS[key].problem, OPTIONS[key].numeric
-
-
-# factor -> (validator of one value, True if numeric ranges are allowed). The order is the
-# order of sampling and of the ledger's config columns.
-FACTORS: Dict[str, Tuple[Callable[[Any], Optional[str]], bool]] = {
-    "augmentation": (_check_augmentation, False),
-    "mixup": (_bool, False),
-    "mapping": (_check_mapping, False),
-    "inter_loss": _trainer("inter_loss"),
-    "mi_alpha": _trainer("mi_alpha"),
-    "pred_loss": _trainer("pred_loss"),
-    "temperature": _trainer("temperature"),
-    "w_kd": _trainer("w_kd"),
-    "w_inter": _trainer("w_inter"),
-    "w_gold": _trainer("w_gold"),
-    "lr": _trainer("lr"),
-    "student": (_student, False),
+# factor -> what one of its values may be (the trainer's settings: their choices table,
+# distill_train/choices.py, checked before any trial starts); a numeric range is allowed where
+# the kind is "number". The order is the order of sampling and of the ledger's config columns.
+FACTORS: Dict[str, Allowed] = {
+    "augmentation": Allowed(kind="str", check=_augmentation_problem),
+    "mixup": Allowed(kind="bool"),
+    "mapping": Allowed(kind="str", check=_mapping_problem),
+    "inter_loss": OPTIONS["inter_loss"].spec,
+    "mi_alpha": OPTIONS["mi_alpha"].spec,
+    "pred_loss": OPTIONS["pred_loss"].spec,
+    "temperature": OPTIONS["temperature"].spec,
+    "w_kd": OPTIONS["w_kd"].spec,
+    "w_inter": OPTIONS["w_inter"].spec,
+    "w_gold": OPTIONS["w_gold"].spec,
+    "lr": OPTIONS["lr"].spec,
+    "student": Allowed(kind="str", check=lambda v: None if v.strip() else "expected a model "
+                       "name or path"),
 }
 # factor -> (the factor it depends on, the test its value must pass for it to be sampled);
 # a conditional factor is sampled after every unconditional one (SearchSpace.suggest).
@@ -108,8 +97,50 @@ _CONDITIONS: Dict[str, Tuple[str, Callable[[Any], bool]]] = {
     "w_inter": ("inter_loss", lambda v: v != "none"),
     "mapping": ("inter_loss", lambda v: v != "none"),  # layer pairs only matter to those losses
 }
-_TOP_KEYS = ("name", "params", "fixed", "grid_points")
-_SPEC_KEYS = ("choices", "low", "high", "log", "step", "type")
+_PARAMS = f"expected a non-empty mapping of factors {list(FACTORS)}"
+# A space file's top level: key -> (what it may be, its value when left out).
+_TOP: Dict[str, Tuple[Allowed, Any]] = {
+    "name": (Allowed(kind="str", check=lambda v: None if v else "expected a non-empty name"),
+             "space"),
+    "params": (Allowed(kind="mapping", check=lambda v: None if v else _PARAMS,
+                       what=_PARAMS[len("expected "):]), None),
+    "fixed": (Allowed(kind="mapping", optional=True, what="a mapping of trainer settings"),
+              None),
+    "grid_points": (Allowed(kind="int", low=2), 3),
+}
+_FIXED_RULES = (
+    Rule("factors and the sweep's own settings are not fixed", key="fixed",
+         holds=lambda s: not _clash(s.fixed),
+         says=lambda s: f"{_clash(s.fixed)} given under 'fixed'; put factors under 'params' (a "
+                        f"scalar there fixes them); {list(_SET_BY_SWEEP)} are set by the sweep "
+                        "itself"),
+)
+# A numeric range of a factor: key -> what it may be (low and high: what the factor allows),
+# its value when left out.
+_RANGE: Dict[str, Tuple[Optional[Allowed], Any]] = {
+    "low": (None, None), "high": (None, None),
+    "log": (Allowed(kind="bool"), False),
+    "step": (Allowed(kind="number", optional=True), None),
+    "type": (Allowed(kind="str", choices=("float", "int")), "float"),
+}
+_SPEC_KEYS = ("choices",) + tuple(_RANGE)
+# Rules on a factor's raw mapping (before its values are taken), then on its range.
+_SHAPE_RULES = (
+    Rule("choices or a range", holds=lambda r: "choices" not in r.keys or r.keys == {"choices"},
+         says="give either 'choices' or a range, not both"),
+    Rule("a range of a number", holds=lambda r: "choices" in r.keys or r.numeric,
+         says="is categorical; give 'choices', not a range"),
+    Rule("both ends", holds=lambda r: "choices" in r.keys or {"low", "high"} <= r.keys,
+         says=lambda r: f"a range needs both 'low' and 'high', got {r.given}"),
+)
+_RANGE_RULES = (
+    Rule("low below high", holds=lambda r: r.low < r.high,
+         says="'low' must be below 'high', got low={self.low}, high={self.high}"),
+    Rule("a step within the range", holds=lambda r: r.step is None or 0 < r.step <= r.high - r.low,
+         says="'step' must be a positive number no larger than high - low, got {self.step!r}"),
+    Rule("a log range", holds=lambda r: not r.log or (r.low > 0 and r.step is None),
+         says="a log range needs low > 0 and no step, got low={self.low}, step={self.step}"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,39 +196,21 @@ class SearchSpace:
         if not isinstance(data, Mapping):
             raise SpaceError(f"{source}: expected a mapping with a 'params' key, got "
                              f"{type(data).__name__}")
-        unknown = sorted(set(data) - set(_TOP_KEYS))
-        if unknown:
-            raise SpaceError(f"{source}: unknown top-level key(s) {unknown}; allowed: "
-                             f"{list(_TOP_KEYS)}")
-        raw = data.get("params")
-        if not isinstance(raw, Mapping) or not raw:
-            raise SpaceError(f"{source}: 'params' must be a non-empty mapping of factors "
-                             f"{list(FACTORS)}, got {raw!r}")
-        bad = sorted(str(k) for k in raw if k not in FACTORS)
-        if bad:
-            raise SpaceError(f"{source}: unknown factor(s) {bad}; known factors: {list(FACTORS)} "
-                             "(other trainer settings go under 'fixed')")
+        refuse_unknown(data, _TOP, what="top-level keys", where=source, error=SpaceError)
+        top = {key: take(allowed, data.get(key, missing), f"{source}: {key!r}", SpaceError)
+               for key, (allowed, missing) in _TOP.items()}
+        raw, fixed = top["params"], dict(top["fixed"] or {})
+        refuse_unknown(raw, FACTORS, what="factors", where=source, error=SpaceError,
+                       listing=f"known factors: {list(FACTORS)} (other trainer settings go "
+                               "under 'fixed')")
         params = tuple(_parse_param(name, raw[name], source) for name in FACTORS if name in raw)
-        fixed = data.get("fixed") or {}
-        if not isinstance(fixed, Mapping):
-            raise SpaceError(f"{source}: 'fixed' must be a mapping of trainer settings, got "
-                             f"{fixed!r}")
-        clash = sorted(set(fixed) & (set(FACTORS) | set(_SET_BY_SWEEP)))
-        if clash:
-            raise SpaceError(f"{source}: {clash} given under 'fixed'; put factors under 'params' "
-                             f"(a scalar there fixes them); {list(_SET_BY_SWEEP)} are set by "
-                             "the sweep itself")
-        unknown = sorted(str(k) for k in fixed if k not in TrainConfig.keys())
-        if unknown:
-            raise SpaceError(f"{source}: unknown trainer setting(s) {unknown} under 'fixed'; "
-                             f"allowed: {sorted(TrainConfig.keys())}")
-        points = data.get("grid_points", 3)
-        if isinstance(points, bool) or not isinstance(points, int) or points < 2:
-            raise SpaceError(f"{source}: 'grid_points' must be an integer >= 2, got {points!r}")
-        name = data.get("name", "space")
-        if not isinstance(name, str) or not name:
-            raise SpaceError(f"{source}: 'name' must be a non-empty string, got {name!r}")
-        return cls(params=params, fixed=dict(fixed), name=name, grid_points=points)
+        check_rules({"fixed": fixed}, _FIXED_RULES, Wording(
+            field=lambda _, key: f"{source}: {key!r}", whole=source, error=SpaceError))
+        refuse_unknown(fixed, TrainConfig.keys(), what="trainer settings under 'fixed'",
+                       where=source, error=SpaceError,
+                       listing=f"allowed: {sorted(TrainConfig.keys())}")
+        return cls(params=params, fixed=fixed, name=top["name"],
+                   grid_points=top["grid_points"])
 
     @property
     def names(self) -> List[str]:
@@ -306,62 +319,45 @@ def corpus_name(augmentation: str, task: str, split: str = "train") -> str:
     return f"{task}-{split}+{AugmentationPolicy.from_spec(augmentation).name}"
 
 
+def _wording(where: str) -> Wording:
+    """How a factor's errors name it: "space.yaml: params.lr" (+ ".low" for a range's key)."""
+    return Wording(field=lambda _, key: f"{where}.{key}", whole=where, error=SpaceError)
+
+
+def _clash(fixed: Mapping[str, Any]) -> List[str]:
+    return sorted(set(fixed) & (set(FACTORS) | set(_SET_BY_SWEEP)))
+
+
+def _choices_problem(values: Tuple[Any, ...]) -> Optional[str]:
+    if not values:
+        return "expected at least one value"
+    if len({repr(v) for v in values}) != len(values):
+        return "expected distinct values (duplicate choices)"
+    return None
+
+
 def _parse_param(name: str, raw: Any, source: str) -> ParamSpec:
-    check, numeric_ok = FACTORS[name]
-    where = f"{source}: params.{name}"
-
-    def validate(values: Sequence[Any]) -> Tuple[Any, ...]:
-        if len(values) == 0:
-            raise SpaceError(f"{where}: 'choices' is empty; give at least one value")
-        for v in values:
-            problem = check(v)
-            if problem:
-                raise SpaceError(f"{where}: bad value {v!r} ({type(v).__name__}): {problem}")
-        if len({repr(v) for v in values}) != len(values):
-            raise SpaceError(f"{where}: duplicate choices in {list(values)}")
-        return tuple(values)
-
+    """One factor from the space file: a scalar, a list of choices, {choices: [...]} or a
+    numeric range {low, high, log?, step?, type?}, each value as FACTORS[name] allows."""
+    allowed, where = FACTORS[name], f"{source}: params.{name}"
+    choices = Allowed(kind="list", each=allowed, check=_choices_problem)
     if isinstance(raw, (list, tuple)):
-        return ParamSpec(name, choices=validate(raw))
+        return ParamSpec(name, choices=take(choices, raw, where, SpaceError))
     if not isinstance(raw, Mapping):
-        return ParamSpec(name, choices=validate([raw]))
-    unknown = sorted(set(raw) - set(_SPEC_KEYS))
-    if unknown:
-        raise SpaceError(f"{where}: unknown key(s) {unknown}; use 'choices' or "
-                         "'low'/'high' with optional 'log', 'step', 'type'")
+        return ParamSpec(name, choices=take(choices, [raw], where, SpaceError))
+    refuse_unknown(raw, _SPEC_KEYS, what="keys", where=where, error=SpaceError,
+                   listing="use 'choices' or 'low'/'high' with optional 'log', 'step', 'type'")
+    check_rules({"keys": set(raw), "numeric": allowed.kind == "number", "given": dict(raw)},
+                _SHAPE_RULES, _wording(where))
     if "choices" in raw:
-        if set(raw) != {"choices"}:
-            raise SpaceError(f"{where}: give either 'choices' or a range, not both")
-        if not isinstance(raw["choices"], (list, tuple)):
-            raise SpaceError(f"{where}: 'choices' must be a list, got {raw['choices']!r}")
-        return ParamSpec(name, choices=validate(raw["choices"]))
-    if not numeric_ok:
-        raise SpaceError(f"{where}: is categorical; give 'choices', not a range")
-    if "low" not in raw or "high" not in raw:
-        raise SpaceError(f"{where}: a range needs both 'low' and 'high', got {dict(raw)}")
-    low, high = raw["low"], raw["high"]
-    for v in (low, high):
-        problem = check(v)
-        if problem:
-            raise SpaceError(f"{where}: bad bound {v!r} ({type(v).__name__}): {problem}")
-    if not low < high:
-        raise SpaceError(f"{where}: 'low' must be below 'high', got low={low}, high={high}")
-    log = raw.get("log", False)
-    if not isinstance(log, bool):
-        raise SpaceError(f"{where}: 'log' must be true or false, got {log!r}")
-    kind = raw.get("type", "float")
-    if kind not in ("float", "int"):
-        raise SpaceError(f"{where}: 'type' must be float or int, got {kind!r}")
-    step = raw.get("step")
-    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float))
-                             or step <= 0 or step > high - low):
-        raise SpaceError(f"{where}: 'step' must be a positive number no larger than high - low, "
-                         f"got {step!r}")
-    if log and (low <= 0 or step is not None):
-        raise SpaceError(f"{where}: a log range needs low > 0 and no step, got low={low}, "
-                         f"step={step}")
-    return ParamSpec(name, low=float(low), high=float(high), log=log,
-                     step=None if step is None else float(step), is_int=kind == "int")
+        return ParamSpec(name, choices=take(choices, raw["choices"], f"{where}.choices",
+                                            SpaceError))
+    ends = {key: take(spec or allowed, raw.get(key, missing), f"{where}.{key}", SpaceError)
+            for key, (spec, missing) in _RANGE.items()}
+    check_rules(ends, _RANGE_RULES, _wording(where))
+    step = ends["step"]
+    return ParamSpec(name, low=float(ends["low"]), high=float(ends["high"]), log=ends["log"],
+                     step=None if step is None else float(step), is_int=ends["type"] == "int")
 
 
 def load_space(path: str) -> SearchSpace:

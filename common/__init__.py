@@ -6,6 +6,8 @@
     save_checkpoint_file, load_checkpoint_file, RunLog, check_resumable
                               a run's files: checkpoint (data only), metrics log, resume check
     stable_hash, derive_seed  hashing and seeds; thread_independent_math, called by entry points
+    setting, Rule, validate   declared config fields and cross-field rules, one validator and
+                              one-line messages (config)
     UsageError                the error type of bad input (one line on the command line)
 
 Every layer may import it; it imports no other part of the project.

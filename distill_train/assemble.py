@@ -45,7 +45,9 @@ class RunParts:
 def resolve_run_task(config):
     """The config with its task resolved. Distillation reads the task the build recorded with
     the training corpus: a task left out (or only named) comes from there, and a task given that
-    disagrees with it (other labels or kind) is an error before any work."""
+    disagrees with it (other labels or kind) is an error before any work. A task file the config
+    names is read first (TrainConfig.read_task_file)."""
+    config = config.read_task_file()
     if config.mode != "distill" or config.cache is None:
         return config
     cache = TeacherCache.open(config.cache)

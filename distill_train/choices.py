@@ -6,7 +6,8 @@ the search space (autodistiller/space.py) checks its factors' values and ranges 
     OPTIONS["pred_loss"].values     ("kl", "soft_ce", "mse", "none")
     OPTIONS["mi_alpha"].problem(1.5)  "expected a number in [0, 1]"
 
-Standard library only: the command line imports it to build its parsers.
+Standard library only (and the common floor's declarations, distiller.common.config): the
+command line imports it to build its parsers.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import argparse
 import dataclasses
 import math
 from typing import Any, Dict, Optional, Tuple
+
+from distiller.common.config import Allowed
 
 __all__ = ["Option", "OPTIONS", "default", "cli_arguments"]
 
@@ -37,42 +40,28 @@ class Option:
     def numeric(self) -> bool:
         return self.values is None
 
+    @property
+    def spec(self) -> Allowed:
+        """The declaration (distiller.common.config) of what the setting may be: a name among
+        `values` or a number in range (as given: a table checks values, the config converts)."""
+        return Allowed(kind="number" if self.numeric else "str", choices=self.values,
+                       low=self.low, high=self.high, low_open=self.low_open,
+                       high_open=self.high_open, optional=self.optional)
+
     def allowed(self) -> str:
         """What is allowed, as an error message ends: "expected one of [...]"."""
-        if not self.numeric:
-            return f"expected one of {list(self.values)}"
-        null = " or null" if self.optional else ""
-        if self.high == math.inf:
-            if self.low == 0 and self.low_open:
-                return f"expected a positive number{null}"
-            sign = ">" if self.low_open else ">="
-            return f"expected a number {sign} {_num(self.low)}{null}"
-        return (f"expected a number in {'(' if self.low_open else '['}{_num(self.low)}, "
-                f"{_num(self.high)}{')' if self.high_open else ']'}{null}")
+        return self.spec.describe()
 
     def problem(self, value: Any) -> Optional[str]:
         """None when `value` is allowed, else `allowed()`. Numbers must be real numbers already
         (TrainConfig converts numeric strings first); booleans are not numbers."""
-        if value is None and self.optional:
-            return None
-        if not self.numeric:
-            return None if isinstance(value, str) and value in self.values else self.allowed()
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value):
-            return self.allowed()
-        below = value <= self.low if self.low_open else value < self.low
-        above = value >= self.high if self.high_open else value > self.high
-        return self.allowed() if below or above else None
+        return self.spec.problem(value)
 
     def describe(self) -> str:
         """The flag's help: what it does, what it may be and its default."""
         allowed = ("one of " + ", ".join(self.values)) if not self.numeric else \
             self.allowed()[len("expected "):]
         return f"{self.help}; {allowed}; default {self.default}"
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(x)
 
 
 _TABLE = (

@@ -119,8 +119,9 @@ def add_parsers(subparsers) -> None:
 
 
 def _config_from_args(args, keys) -> Any:
+    from distiller.taskdata.yamlfile import load_yaml_file, load_yaml_text
+
     from .config import TrainConfig
-    from .config_types import load_yaml_file, load_yaml_text
 
     data: Dict[str, Any] = {}
     if args.config:
@@ -137,7 +138,8 @@ def _config_from_args(args, keys) -> Any:
             raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         overrides[key.strip()] = load_yaml_text(value, f"--set {item!r}: the value")
-    return TrainConfig.from_dict(data, **overrides)
+    # a task file is read here, where the command's other files are, not by validation
+    return TrainConfig.from_dict(data, **overrides).read_task_file()
 
 
 def _run_train(args) -> int:

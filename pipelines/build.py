@@ -31,6 +31,7 @@ import apache_beam as beam
 from distiller.augment.policy import AugmentationPolicy
 from distiller.builders.cache.corpusparts import staging_dir
 from distiller.builders.cache.leftovers import remove_dead_temp_files, temp_files
+from distiller.builders.cache.spec import BACKENDS, DTYPES, POOLINGS
 from distiller.builders.cache.store import TeacherCache
 from distiller.builders.cache.vocab import record_vocabulary
 from distiller.builders.teacher.config import TeacherConfig
@@ -38,7 +39,7 @@ from distiller.builders.teacher.devices import usable_cpus
 from distiller.builders.teacher.factory import make_teacher
 from distiller.builders.teacher.precision import COMPUTE_OF_AMP
 from distiller.builders.teacher.taskfit import fit_teacher_to_task
-from distiller.common.errors import UsageError
+from distiller.common.config import Allowed, Rule, Wording, setting, validate
 from distiller.pipelines.augmentation import AugmentCorpus
 from distiller.pipelines.buildcheck import check_outputs
 from distiller.pipelines.buildlog import beam_counters
@@ -53,77 +54,100 @@ from distiller.pipelines.runners import is_local_runner
 from distiller.pipelines.score import ScoreWithTeacher
 from distiller.pipelines.windows import WindowRecords
 from distiller.taskdata.reader import check_input
-from distiller.taskdata.resolve import resolve_task
+from distiller.taskdata.resolve import is_task_file, resolve_task
+from distiller.taskdata.task import Task
 
 __all__ = ["BuildOptions", "BuildDistillSet", "BuildError", "build_distill_set", "corpus_names"]
 
 log = logging.getLogger(__name__)
 
 
+def _task_of_build(value: Any) -> Task:
+    """The build's task, resolved without reading a file: a Task, a built-in name (an unknown
+    name says which are built in) or a mapping of task keys."""
+    if value is None or is_task_file(value):
+        raise TypeError(value)
+    return resolve_task(value)
+
+
+_COUNT = Allowed(kind="int", low=1)
+_WORDING = Wording(field="build option {key!r}", whole="build")
+
+
 @dataclasses.dataclass(frozen=True)
 class BuildOptions:
-    """Everything one build needs; parsed once at the entry point and passed down."""
+    """Everything one build needs; parsed once at the entry point and passed down. Each field
+    declares what it may hold (distiller.common.config), `BUILD_RULES` the rules between fields;
+    validation reads no file."""
 
     # files, a glob, a saved dataset or hf:NAME (distiller.taskdata.sources)
-    input: str
-    task: Any                       # a taskdata.Task or a built-in task name: columns, labels
-    teacher: str                    # HF model name or save_pretrained directory
-    cache: str                      # teacher-cache directory (created if absent)
+    input: str = setting(kind="path")
+    # a taskdata.Task, a built-in task name or a mapping of task keys: columns, labels
+    task: Any = setting(convert=_task_of_build, what="a Task, a built-in task name or a mapping "
+                        "of task keys (a task file is read by the command: --task-file)")
+    teacher: str = setting(kind="path")    # HF model name or save_pretrained directory
+    cache: str = setting(kind="path")      # teacher-cache directory (created if absent)
     augment: Optional[Any] = None   # policy spec string, YAML path or dict; None = originals only
-    split: str = "train"            # split name used in corpus names
-    runner: str = "direct"          # direct | dask | any Beam runner name
-    workers: Optional[int] = None   # worker processes (direct, local dask); None = one per GPU
-    #                                 the devices give, else 2 (at most the CPUs)
+    # split name used in corpus names
+    split: str = setting("train", kind="str", check=lambda v: None if v else "expected a "
+                         "non-empty name: it names the corpora written")
+    runner: str = setting("direct", kind="str")  # direct | dask | any Beam runner name
+    # worker processes (direct, local dask); None = one per GPU the devices give, else 2 (at
+    # most the CPUs)
+    workers: Optional[int] = setting(None, _COUNT, optional=True)
     # auto | cpu | cuda | cuda:0,cuda:1,... (distiller.pipelines.devices)
-    devices: str = "auto"
-    threads_per_worker: Optional[int] = None  # torch threads per local worker; None = CPUs//workers
-    dask_address: Optional[str] = None  # existing dask scheduler; None starts a local cluster
-    dead_letters: Optional[str] = None  # JSONL of rejected rows; default next to the cache
-    seed: int = 0                   # base seed of every augmentation choice
-    max_length: int = 128           # teacher tokens per input (special tokens included)
-    doc_stride: int = 128           # span tasks: context tokens between window starts
-    max_query_length: int = 64      # span tasks: question tokens kept
-    reject_long: bool = False       # over-long texts: dead letters (True) or truncated (False)
-    labelled: bool = True           # False: an unlabelled corpus (texts only, label None)
-    limit: Optional[int] = None     # read only the first N rows
+    devices: str = setting("auto", kind="str")
+    # torch threads per local worker; None = CPUs//workers
+    threads_per_worker: Optional[int] = setting(None, _COUNT, optional=True)
+    # existing dask scheduler; None starts a local cluster
+    dask_address: Optional[str] = setting(None, kind="str", optional=True)
+    # JSONL of rejected rows; default next to the cache
+    dead_letters: Optional[str] = setting(None, kind="path", optional=True)
+    seed: int = setting(0, kind="int")  # base seed of every augmentation choice
+    # teacher tokens per input (special tokens included)
+    max_length: int = setting(128, kind="int", low=2)
+    doc_stride: int = setting(128, _COUNT)  # span tasks: context tokens between window starts
+    max_query_length: int = setting(64, _COUNT)  # span tasks: question tokens kept
+    # over-long texts: dead letters (True) or truncated (False)
+    reject_long: bool = setting(False, kind="bool")
+    # False: an unlabelled corpus (texts only, label None)
+    labelled: bool = setting(True, kind="bool")
+    limit: Optional[int] = setting(None, kind="int", low=0, optional=True)  # the first N rows
     layers: Union[str, Tuple[int, ...]] = "all"  # hidden states kept (0 = embeddings)
-    pooling: str = "none"           # none | cls | mean
-    attentions: bool = False        # keep attention maps
-    dtype: str = "float16"          # stored tensor dtype (float16 | float32 | int8)
-    amp: str = "auto"               # teacher precision: auto | bf16 | fp16 | off (TeacherConfig)
-    backend: str = "eager"          # what runs the teacher: eager | compile | onnx (TeacherConfig)
-    unit_size: int = 1024           # records per scoring work unit = per shard
-    write_shards_in_scoring: bool = True  # False: pass tensors on and write later (for measuring)
-    share_model: bool = False       # one teacher per machine across processes (large teachers)
-    beam_args: Sequence[str] = ()   # extra pipeline options, passed to Beam untouched
-    progress: bool = True           # progress bar on stderr
-    mixup: int = 0                  # mixup pairs per corpus record (0 = no mixup)
-    mixup_alpha: float = 0.4        # λ ~ Beta(alpha, alpha)
+    pooling: str = setting("none", kind="str", choices=POOLINGS)  # none | cls | mean
+    attentions: bool = setting(False, kind="bool")  # keep attention maps
+    # stored tensor dtype (float16 | float32 | int8)
+    dtype: str = setting("float16", kind="str", choices=DTYPES)
+    # teacher precision: auto | bf16 | fp16 | off (TeacherConfig)
+    amp: str = setting("auto", kind="str", choices=("auto", *COMPUTE_OF_AMP))
+    # what runs the teacher: eager | compile | onnx (TeacherConfig)
+    backend: str = setting("eager", kind="str", choices=BACKENDS)
+    unit_size: int = setting(1024, _COUNT)  # records per scoring work unit = per shard
+    # False: pass tensors on and write later (for measuring)
+    write_shards_in_scoring: bool = setting(True, kind="bool")
+    # one teacher per machine across processes (large teachers)
+    share_model: bool = setting(False, kind="bool")
+    # extra pipeline options, passed to Beam untouched
+    beam_args: Sequence[str] = setting((), kind="list")
+    progress: bool = setting(True, kind="bool")  # progress bar on stderr
+    # mixup pairs per corpus record (0 = no mixup)
+    mixup: int = setting(0, kind="int", low=0)
+    mixup_alpha: float = setting(0.4, kind="number", low=0, low_open=True)  # λ ~ Beta(a, a)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "task", resolve_task(self.task))
-        if self.task is None:
-            raise UsageError("a build needs a task (a built-in name or a taskdata.Task)")
-        if self.workers is not None and self.workers < 1:
-            raise UsageError(f"workers must be >= 1, got {self.workers}")
-        if self.threads_per_worker is not None and self.threads_per_worker < 1:
-            raise UsageError(f"threads_per_worker must be >= 1, got {self.threads_per_worker}")
-        if self.max_length < 2:
-            raise UsageError(f"max_length must be >= 2, got {self.max_length}")
-        if self.limit is not None and self.limit < 0:
-            raise UsageError(f"limit must be >= 0, got {self.limit}")
-        if self.mixup < 0 or self.mixup_alpha <= 0:
-            raise UsageError(f"mixup must be >= 0 and mixup_alpha > 0, got {self.mixup} and "
-                             f"{self.mixup_alpha}")
-        if self.mixup and self.backend == "onnx":
-            raise UsageError("mixup scores interpolated embeddings, which the onnx backend does "
-                             "not take: use --backend eager or compile with --mixup")
-        if not self.split:
-            raise UsageError("split must be non-empty: it names the corpora written")
-        if self.task.is_span and self.mixup:
-            raise UsageError("mixup interpolates whole inputs of classification and regression "
-                             f"tasks; task {self.task.name} is question answering: drop --mixup")
-        object.__setattr__(self, "beam_args", tuple(self.beam_args))
+        validate(self, BUILD_RULES, _WORDING)   # each field as declared, then the rules
+
+
+# The cross-field rules of a build, checked in this order after every field's own declaration.
+BUILD_RULES = (
+    Rule("mixup needs embeddings", key="mixup", holds=lambda o: not (o.mixup and
+                                                                     o.backend == "onnx"),
+         says="mixup scores interpolated embeddings, which the onnx backend does not take: use "
+              "--backend eager or compile with --mixup"),
+    Rule("mixup of whole inputs", key="mixup", holds=lambda o: not (o.mixup and o.task.is_span),
+         says="mixup interpolates whole inputs of classification and regression tasks; task "
+              "{self.task.name} is question answering: drop --mixup"),
+)
 
 
 def corpus_names(task: str, split: str, policy_name: Optional[str], *, mixup: int = 0,

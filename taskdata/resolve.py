@@ -24,7 +24,7 @@ from .yamlfile import load_yaml_file
 
 __all__ = ["add_task_arguments", "task_from_args", "resolve_task", "load_task_file",
            "infer_labels", "default_task_name", "FORMATS", "TASK_FILE", "save_task",
-           "task_of_model"]
+           "task_of_model", "is_task_file"]
 
 FORMATS = ("tsv", "csv", "jsonl", "parquet", "text", "squad")
 TASK_FILE = "distiller_task.json"   # saved next to a trained model: its task travels with it
@@ -112,6 +112,13 @@ def load_task_file(path: str) -> Task:
                          f"{type(data).__name__}")
     data.setdefault("name", os.path.splitext(os.path.basename(path))[0])
     return Task.from_dict(data)
+
+
+def is_task_file(value: Any) -> bool:
+    """Whether a config's task value names a YAML task file (read by `load_task_file`, the
+    one task value whose resolution reads a file) rather than a built-in task."""
+    return isinstance(value, str) and builtin_task(value) is None and \
+        value.endswith((".yaml", ".yml"))
 
 
 def resolve_task(value: Union[str, Mapping[str, Any], Task, None]) -> Optional[Task]:

@@ -17,8 +17,10 @@ when no label name is itself a number, as a 0-based class index: GLUE's RTE ship
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from distiller.common.config import Allowed, Rule, Wording, check_fields, check_rules, \
+    refuse_unknown, setting
 from distiller.common.errors import UsageError
 
 __all__ = ["Task", "Column", "KINDS", "METRICS", "LabelError", "default_metrics",
@@ -61,30 +63,73 @@ def default_metrics(kind: str, num_labels: int, unanswerable: bool = False) -> T
     return ("accuracy", "f1") if num_labels == 2 else ("accuracy", "macro_f1")
 
 
-def _column(value: Any, what: str) -> Optional[Union[Column, Tuple[str, ...]]]:
-    """A column reference: a name, a 0-based position, or (labels, ids) alternatives 'a|b'."""
-    if value is None or isinstance(value, int) and not isinstance(value, bool):
-        if isinstance(value, int) and value < 0:
-            raise UsageError(f"task {what}: column position must be >= 0, got {value}")
+def _column(value: Any, alternatives: bool = True) -> Union[Column, Tuple[str, ...]]:
+    """A column reference: a name, a 0-based position, or (where `alternatives`) the names of
+    alternatives, 'a|b' or a list: the first present in a row is used."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError("a column position is >= 0")
         return value
     if isinstance(value, (list, tuple)):
         names = tuple(str(v) for v in value)
         if not names or not all(names):
-            raise UsageError(f"task {what}: alternatives must be non-empty names, got {value!r}")
-        return names if len(names) > 1 else names[0]
-    if isinstance(value, str):
+            raise ValueError("alternatives are non-empty names")
+        found: Any = names if len(names) > 1 else names[0]
+    elif isinstance(value, str):
         text = value.strip()
         if not text:
-            raise UsageError(f"task {what}: empty column name")
+            raise ValueError("an empty column name")
         if text.isdigit():
             return int(text)
-        return tuple(text.split("|")) if "|" in text else text
-    raise UsageError(f"task {what}: a column is a name or a 0-based position, got {value!r}")
+        found = tuple(text.split("|")) if "|" in text else text
+    else:
+        raise TypeError(value)
+    if isinstance(found, tuple) and not alternatives:
+        raise ValueError("one column, not alternatives")
+    return found
+
+
+def _one_column(value: Any) -> Column:
+    return _column(value, alternatives=False)
+
+
+def _label_names(value: Any) -> Tuple[str, ...]:
+    if isinstance(value, str):
+        raise TypeError(value)   # "a,b" is split by from_dict; here a list of names
+    return tuple(str(x) for x in value)
+
+
+def _label_problem(labels: Tuple[str, ...]) -> Optional[str]:
+    if len(labels) < 2:
+        return "expected at least 2 labels (a classification task)"
+    if len(set(labels)) != len(labels):
+        return "expected distinct names: label names repeat"
+    return None
+
+
+def _augment_fields(value: Any) -> Tuple[str, ...]:
+    """A non-empty subset of TEXT_FIELDS (one name or a list), in TEXT_FIELDS' order."""
+    fields = (value,) if isinstance(value, str) else tuple(value or ())
+    if not fields or any(f not in TEXT_FIELDS for f in fields) or len(set(fields)) != \
+            len(fields):
+        raise ValueError(value)
+    return tuple(f for f in TEXT_FIELDS if f in fields)
+
+
+def _name_problem(name: str) -> Optional[str]:
+    return None if name else "expected a non-empty name"
+
+
+_COLUMN = "a column name or a 0-based position"
+_COLUMNS = _COLUMN + " (or alternatives: 'a|b' or a list)"
+WORDING = Wording(field=lambda t, key: "task key 'name'" if key == "name" else
+                  f"task {t.name}: key {key!r}", whole=lambda t: f"task {t.name}")
 
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """One task: columns, labels, metrics. Validated on construction.
+    """One task: columns, labels, metrics. Validated on construction: each field as declared
+    (distiller.common.config), then the rules (`RULES`, below the class).
 
     name: used in corpus names and reports. kind: "classification" or "regression".
     text_a / text_b: the text column(s) (text_b None for single-sentence tasks).
@@ -103,89 +148,33 @@ class Task:
     changes the question only, so that the context and its answer spans stay as they are).
     """
 
-    name: str
-    text_a: Column
-    text_b: Optional[Column] = None
-    label: Optional[Union[Column, Tuple[str, ...]]] = "label"
-    kind: str = "classification"
-    labels: Optional[Tuple[str, ...]] = None
-    id: Optional[Union[Column, Tuple[str, ...]]] = None
-    header: bool = True
-    format: Optional[str] = None
-    metrics: Tuple[str, ...] = ()
-    dev_splits: Tuple[str, ...] = ("dev",)
+    name: str = setting(kind="str", convert=str.strip, check=_name_problem)
+    text_a: Column = setting(convert=_one_column, what=_COLUMN)
+    text_b: Optional[Column] = setting(None, convert=_one_column, optional=True, what=_COLUMN)
+    label: Optional[Union[Column, Tuple[str, ...]]] = setting(
+        "label", convert=_column, optional=True, what=_COLUMNS)
+    kind: str = setting("classification", kind="str", choices=KINDS)
+    labels: Optional[Tuple[str, ...]] = setting(None, convert=_label_names, optional=True,
+                                                check=_label_problem, what="a list of names")
+    id: Optional[Union[Column, Tuple[str, ...]]] = setting(None, convert=_column, optional=True,
+                                                           what=_COLUMNS)
+    header: bool = setting(True, convert=bool)
+    format: Optional[str] = setting(None, kind="str", choices=_FORMATS, optional=True)
+    metrics: Tuple[str, ...] = setting((), kind="list", each=Allowed(kind="str",
+                                                                     choices=tuple(METRICS)))
+    dev_splits: Tuple[str, ...] = setting(("dev",), kind="list",
+                                          convert=lambda v: v or ("dev",))
     description: str = ""
-    unanswerable: bool = False
-    augment_fields: Tuple[str, ...] = TEXT_FIELDS
+    unanswerable: bool = setting(False, convert=bool)
+    augment_fields: Tuple[str, ...] = setting(
+        TEXT_FIELDS, convert=_augment_fields, what=f"a non-empty subset of {list(TEXT_FIELDS)}")
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise UsageError(f"a task needs a name, got {self.name!r}")
-        set_ = object.__setattr__
-        set_(self, "name", self.name.strip())
-        for field in ("text_a", "text_b", "label", "id"):
-            set_(self, field, _column(getattr(self, field), f"{self.name}.{field}"))
-        if self.text_a is None:
-            raise UsageError(f"task {self.name}: text_a must name the text column")
-        for field in ("text_a", "text_b"):
-            if isinstance(getattr(self, field), tuple):
-                raise UsageError(f"task {self.name}: {field} must be one column, got "
-                                 f"{getattr(self, field)!r}")
-        if self.kind not in KINDS:
-            raise UsageError(f"task {self.name}: kind must be one of {list(KINDS)}, got "
-                             f"{self.kind!r}")
-        self._check_span()
-        if self.labels is not None:
-            labels = tuple(str(x) for x in self.labels)
-            if self.kind != "classification":
-                raise UsageError(f"task {self.name}: a {self.kind} task has no label names "
-                                 f"(got {list(labels)})")
-            if len(labels) < 2:
-                raise UsageError(f"task {self.name}: a classification task needs at least 2 "
-                                 f"labels, got {list(labels)}")
-            if len(set(labels)) != len(labels):
-                raise UsageError(f"task {self.name}: label names repeat: {list(labels)}")
-            set_(self, "labels", labels)
-        if self.format is not None and self.format not in _FORMATS:
-            raise UsageError(f"task {self.name}: format must be one of {list(_FORMATS)}, got "
-                             f"{self.format!r}")
-        metrics = tuple(self.metrics) or (
-            default_metrics(self.kind, len(self.labels or ()), self.unanswerable)
-            if self.kind != "classification" or self.labels else ())
-        for m in metrics:
-            if m not in METRICS:
-                raise UsageError(f"task {self.name}: unknown metric {m!r}; known metrics: "
-                                 f"{sorted(METRICS)}")
-            if self.kind not in METRICS[m]:
-                raise UsageError(f"task {self.name}: metric {m!r} does not apply to a "
-                                 f"{self.kind} task")
-        without = [m for m in metrics if m in UNANSWERABLE_METRICS and not self.unanswerable]
-        if without:
-            raise UsageError(f"task {self.name}: metrics {without} need questions without an "
-                             "answer (unanswerable: true, SQuAD 2.0)")
-        if "f1" in metrics and self.labels is not None and len(self.labels) != 2:
-            raise UsageError(f"task {self.name}: metric 'f1' is binary F1 (positive class = "
-                             f"label 1) but the task has {len(self.labels)} labels: use macro_f1")
-        set_(self, "metrics", metrics)
-        set_(self, "dev_splits", tuple(self.dev_splits) or ("dev",))
-        set_(self, "header", bool(self.header))
-
-    def _check_span(self) -> None:
-        set_ = object.__setattr__
-        set_(self, "unanswerable", bool(self.unanswerable))
-        fields = (self.augment_fields,) if isinstance(self.augment_fields, str) else \
-            tuple(self.augment_fields or ())
-        if not fields or any(f not in TEXT_FIELDS for f in fields) or len(set(fields)) != \
-                len(fields):
-            raise UsageError(f"task {self.name}: augment_fields must be a non-empty subset of "
-                             f"{list(TEXT_FIELDS)}, got {self.augment_fields!r}")
-        set_(self, "augment_fields", tuple(f for f in TEXT_FIELDS if f in fields))
-        if self.unanswerable and self.kind != "span":
-            raise UsageError(f"task {self.name}: unanswerable is for span tasks (SQuAD 2.0), "
-                             f"not {self.kind}")
-        if self.kind == "span" and self.text_b is None:
-            raise UsageError(f"task {self.name}: a span task needs text_b, the context column "
-                             "(text_a is the question)")
+        check_fields(self, WORDING)   # each field as declared
+        if not self.metrics and (self.kind != "classification" or self.labels):
+            object.__setattr__(self, "metrics", default_metrics(
+                self.kind, len(self.labels or ()), self.unanswerable))
+        check_rules(self, RULES, WORDING)
 
     # ------------------------------------------------------------------ derived
     @property
@@ -286,15 +275,7 @@ class Task:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Task":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            import difflib
-
-            hints = [repr(k) + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(
-                k, names, n=1)) else "") for k in unknown]
-            raise UsageError(f"unknown task keys: {', '.join(hints)}; task keys are "
-                             f"{sorted(names)}")
+        refuse_unknown(data, [f.name for f in dataclasses.fields(cls)], what="task keys")
         data = dict(data)
         for key in ("labels", "metrics", "dev_splits", "augment_fields"):
             if isinstance(data.get(key), str):
@@ -325,6 +306,34 @@ class Task:
         label = f", label {self.label!r}" if self.label is not None else ", no label column"
         header = "" if self.header else ", no header row"
         return f"task {self.name}: {cols}{label}, {what}{header}, metrics {list(self.metrics)}"
+
+
+def _unfit_metrics(task: Task) -> List[str]:
+    return [m for m in task.metrics if task.kind not in METRICS[m]]
+
+
+# The cross-field rules, checked in this order after every field's own declaration.
+RULES = (
+    Rule("unanswerable questions are spans", key="unanswerable",
+         holds=lambda t: not t.unanswerable or t.kind == "span",
+         says="unanswerable is for span tasks (SQuAD 2.0), not {self.kind}"),
+    Rule("a span task has a context", key="text_b",
+         holds=lambda t: t.kind != "span" or t.text_b is not None,
+         says="a span task needs text_b, the context column (text_a is the question)"),
+    Rule("label names are classes", key="labels",
+         holds=lambda t: t.labels is None or t.kind == "classification",
+         says="a {self.kind} task has no label names"),
+    Rule("metrics fit the kind", key="metrics", holds=lambda t: not _unfit_metrics(t),
+         says=lambda t: f"metric {_unfit_metrics(t)[0]!r} does not apply to a {t.kind} task"),
+    Rule("breakdown metrics need unanswerable questions", key="metrics",
+         holds=lambda t: t.unanswerable or not set(t.metrics) & set(UNANSWERABLE_METRICS),
+         says=lambda t: f"metrics {[m for m in t.metrics if m in UNANSWERABLE_METRICS]} need "
+                        "questions without an answer (unanswerable: true, SQuAD 2.0)"),
+    Rule("f1 is binary", key="metrics",
+         holds=lambda t: "f1" not in t.metrics or t.labels is None or len(t.labels) == 2,
+         says=lambda t: f"metric 'f1' is binary F1 (positive class = label 1) but the task has "
+                        f"{len(t.labels)} labels: use macro_f1"),
+)
 
 
 def _is_int(text: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from distiller.common.config import Rule, Wording, refuse_unknown, setting, validate
 from distiller.common.errors import UsageError
 
 from .errors import CacheSpecMismatch
@@ -19,6 +20,29 @@ DTYPES = ("float32", "float16", "int8")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")  # what the teacher's forward ran at
 BACKENDS = ("eager", "compile", "onnx")  # what ran it: PyTorch eager, torch.compile, ONNX Runtime
 POOLINGS = ("none", "cls", "mean")
+
+
+def _as_items(value: Any) -> Tuple[Tuple[str, Any], ...]:
+    if isinstance(value, Mapping):
+        items = value.items()
+    else:
+        items = [tuple(kv) for kv in value]
+    return tuple(sorted((str(k), v) for k, v in items))
+
+
+def _indices(value: Any) -> Tuple[int, ...]:
+    if isinstance(value, str):
+        raise TypeError(value)
+    return tuple(int(i) for i in value)
+
+
+def _distinct(value: Tuple[int, ...]) -> Optional[str]:
+    if len(set(value)) != len(value) or any(i < 0 for i in value):
+        return "expected distinct hidden-state indices >= 0"
+    return None
+
+
+WORDING = Wording(field="CacheSpec field {key!r}", whole="CacheSpec")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,69 +62,39 @@ class CacheSpec:
     "compile" = torch.compile, "onnx" = ONNX Runtime): their outputs differ in the last bits
     (~1e-5), so a cache holds one too. "eager" is left out of `to_dict`, so the manifests and
     shards of an eager cache are byte-for-byte what they were before the field existed (and a
-    manifest without it reads as eager).
+    manifest without it reads as eager). Each field declares what it may hold
+    (distiller.common.config) and `RULES` (below) the rules between fields.
     problem_type "question_answering" (span tasks): the logits are per token, [L, num_labels]
     (num_labels 2: start, end) trimmed to the row's length like hidden states, one row per
     context window; otherwise they are [num_labels] per row. The shard layout is the same
     (schema version unchanged): only the logits' shape follows from the spec.
     """
 
-    fingerprint: str
-    tokenization: Tuple[Tuple[str, Any], ...]
-    layers: Tuple[int, ...]
-    pooling: str = "none"
-    attentions: Tuple[int, ...] = ()
-    dtype: str = "float16"
-    logits_dtype: str = "float32"
-    logits_topk: int = 0
-    compute: str = "float32"
-    backend: str = "eager"
+    fingerprint: str = setting(kind="str", check=lambda v: None if v else "expected the teacher's "
+                               "fingerprint: build the spec with Teacher.spec()")
+    tokenization: Tuple[Tuple[str, Any], ...] = setting(convert=_as_items,
+                                                        what="a mapping of settings")
+    layers: Tuple[int, ...] = setting(convert=_indices, check=_distinct,
+                                      what="a list of hidden-state indices >= 0")
+    pooling: str = setting("none", kind="str", choices=POOLINGS)
+    attentions: Tuple[int, ...] = setting((), convert=_indices,
+                                          what="a list of transformer layers >= 1")
+    dtype: str = setting("float16", kind="str", choices=DTYPES)
+    logits_dtype: str = setting("float32", kind="str", choices=DTYPES)
+    logits_topk: int = setting(0, kind="int", low=0)
+    compute: str = setting("float32", kind="str", choices=COMPUTE_DTYPES)
+    backend: str = setting("eager", kind="str", choices=BACKENDS)
     num_labels: int = 2
     problem_type: str = "single_label_classification"
     hidden_size: int = 0
     num_heads: int = 0
     num_hidden_layers: int = 0
     max_length: int = 128
-    model: str = ""
+    model: str = setting("", convert=str)
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        if not self.fingerprint:
-            raise UsageError("CacheSpec.fingerprint is empty: build the spec with Teacher.spec()")
-        object.__setattr__(self, "model", str(self.model))
-        object.__setattr__(self, "tokenization", _as_items(self.tokenization))
-        object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
-        object.__setattr__(self, "attentions", tuple(int(i) for i in self.attentions))
-        if self.dtype not in DTYPES:
-            raise UsageError(f"CacheSpec.dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if self.logits_dtype not in DTYPES:
-            raise UsageError(f"CacheSpec.logits_dtype must be one of {DTYPES}, "
-                             f"got {self.logits_dtype!r}")
-        if self.compute not in COMPUTE_DTYPES:
-            raise UsageError(f"CacheSpec.compute must be one of {COMPUTE_DTYPES}, "
-                             f"got {self.compute!r}")
-        if self.backend not in BACKENDS:
-            raise UsageError(f"CacheSpec.backend must be one of {BACKENDS}, got {self.backend!r}")
-        if self.pooling not in POOLINGS:
-            raise UsageError(f"CacheSpec.pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if self.pooling != "none" and self.attentions:
-            raise UsageError("attention maps are per token: they cannot be kept with pooling "
-                             f"{self.pooling!r}; use pooling='none' or attentions=()")
-        if len(set(self.layers)) != len(self.layers) or any(i < 0 for i in self.layers):
-            raise UsageError(f"CacheSpec.layers must be distinct indices >= 0, got {self.layers}")
-        if self.num_hidden_layers and any(i > self.num_hidden_layers for i in self.layers):
-            raise UsageError(f"CacheSpec.layers {self.layers} exceed the teacher's "
-                             f"{self.num_hidden_layers} layers "
-                             f"(valid: 0..{self.num_hidden_layers})")
-        if any(i < 1 or (self.num_hidden_layers and i > self.num_hidden_layers)
-               for i in self.attentions):
-            raise UsageError(f"CacheSpec.attentions must be transformer layers 1.."
-                             f"{self.num_hidden_layers or 'N'}, got {self.attentions}")
-        if self.logits_topk < 0:
-            raise UsageError(f"CacheSpec.logits_topk must be >= 0, got {self.logits_topk}")
-        if self.token_logits and (self.logits_topk or self.pooling != "none"):
-            raise UsageError("a question-answering cache keeps every position's start/end "
-                             "logits and per-token states: logits_topk 0, pooling 'none'")
+        validate(self, RULES, WORDING)   # each field as declared, then the rules below
 
     @property
     def token_logits(self) -> bool:
@@ -126,10 +120,8 @@ class CacheSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CacheSpec":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise UsageError(f"unknown CacheSpec fields {unknown}: written by a newer version?")
+        refuse_unknown(data, [f.name for f in dataclasses.fields(cls)], what="CacheSpec fields",
+                       note=" (written by a newer version?)")
         return cls(**dict(data))
 
     def differences(self, other: "CacheSpec") -> Dict[str, Tuple[Any, Any]]:
@@ -157,14 +149,6 @@ class CacheSpec:
         return dataclasses.replace(self, **changes)
 
 
-def _as_items(value: Any) -> Tuple[Tuple[str, Any], ...]:
-    if isinstance(value, Mapping):
-        items = value.items()
-    else:
-        items = [tuple(kv) for kv in value]
-    return tuple(sorted((str(k), v) for k, v in items))
-
-
 def default_layers(num_hidden_layers: int, layers: "str | Sequence[int]") -> Tuple[int, ...]:
     """Resolve "all" (0..N) or an explicit list of hidden-state indices."""
     if isinstance(layers, str):
@@ -172,6 +156,32 @@ def default_layers(num_hidden_layers: int, layers: "str | Sequence[int]") -> Tup
             raise UsageError(f"layers must be 'all' or a tuple of indices, got {layers!r}")
         return tuple(range(num_hidden_layers + 1))
     return tuple(int(i) for i in layers)
+
+
+def _attention_problem(spec: CacheSpec) -> bool:
+    top = spec.num_hidden_layers
+    return any(i < 1 or (top and i > top) for i in spec.attentions)
+
+
+# The cross-field rules, checked in this order after every field's own declaration.
+RULES = (
+    Rule("attention maps are per token", key="attentions",
+         holds=lambda s: s.pooling == "none" or not s.attentions,
+         says="attention maps are per token: they cannot be kept with pooling {self.pooling!r}; "
+              "use pooling='none' or attentions=()"),
+    Rule("layers the teacher has", key="layers",
+         holds=lambda s: not s.num_hidden_layers or all(i <= s.num_hidden_layers
+                                                        for i in s.layers),
+         says="the teacher has {self.num_hidden_layers} layers (valid: "
+              "0..{self.num_hidden_layers})"),
+    Rule("attentions of transformer layers", key="attentions",
+         holds=lambda s: not _attention_problem(s),
+         says=lambda s: f"expected transformer layers 1..{s.num_hidden_layers or 'N'}"),
+    Rule("question answering keeps every position", key="logits_topk",
+         holds=lambda s: not s.token_logits or (not s.logits_topk and s.pooling == "none"),
+         says="a question-answering cache keeps every position's start/end logits and "
+              "per-token states: logits_topk 0, pooling 'none'"),
+)
 
 
 def optional_spec(data: Optional[Mapping[str, Any]]) -> Optional[CacheSpec]:

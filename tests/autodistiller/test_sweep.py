@@ -175,7 +175,8 @@ def test_bad_space_file_is_a_clear_cli_error(tmp_path, task_data, capsys):
     argv[2] = str(tmp_path / "bad.yaml")
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "distiller sweep: error:" in err and "bad value 'l1'" in err
+    assert "distiller sweep: error:" in err and \
+        "params.inter_loss: got 'l1'; expected one of" in err
 
 
 def fake_train_no_hook(config):
@@ -255,7 +256,8 @@ def test_python_m_distiller_reaches_the_sweep_commands(tmp_path, task_data):
                           text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert "distiller sweep: error:" in proc.stderr
-    assert "unknown trainer setting(s) ['epoch']" in proc.stderr
+    assert "unknown trainer settings under 'fixed': 'epoch' (did you mean 'epochs'?)" in \
+        proc.stderr
     assert "Traceback" not in proc.stderr
 
 

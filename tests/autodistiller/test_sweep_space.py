@@ -79,27 +79,30 @@ def test_train_config_is_accepted_by_trainer_config():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("params: {inter_loss: [mse], colour: [red]}", "unknown factor(s) ['colour']"),
-    ("params: {inter_loss: []}", "'choices' is empty"),
-    ("params: {inter_loss: {choices: []}}", "'choices' is empty"),
-    ("params: {inter_loss: [mse, l1]}", "bad value 'l1'"),
+    ("params: {inter_loss: [mse], colour: [red]}", "unknown factors: 'colour'; known factors: "),
+    ("params: {inter_loss: []}", "params.inter_loss: got []; expected at least one value"),
+    ("params: {inter_loss: {choices: []}}", "params.inter_loss.choices: got []; expected at "
+                                          "least one value"),
+    ("params: {inter_loss: [mse, l1]}", "params.inter_loss: got 'l1'; expected one of ['none', "),
     ("params: {temperature: {low: 4, high: 1}}", "'low' must be below 'high'"),
     ("params: {lr: {low: 0, high: 0.1, log: true}}", "expected a number in (0, 1]"),
-    ("params: {temperature: {low: -1, high: 2}}", "bad bound -1"),
+    ("params: {temperature: {low: -1, high: 2}}", "params.temperature.low: got -1; expected a "
+                                                "positive number"),
     ("params: {temperature: {low: 1}}", "needs both 'low' and 'high'"),
-    ("params: {temperature: {low: 1, high: 2, lo: 3}}", "unknown key(s) ['lo']"),
+    ("params: {temperature: {low: 1, high: 2, lo: 3}}", "unknown keys: 'lo' (did you mean 'low'?)"),
     ("params: {mixup: [yes, 'no']}", "expected true or false"),
     ("params: {mi_alpha: [1.5]}", "expected a number in [0, 1]"),
-    ("params: {w_kd: ['1.0']}", "bad value '1.0' (str)"),
+    ("params: {w_kd: ['1.0']}", "params.w_kd: got '1.0'; expected a number >= 0"),
     ("params: {mapping: {low: 1, high: 2}}", "is categorical"),
     ("params: {mapping: [diagonal]}", "expected skip, last, emd"),
-    ("params: {student: [s]}\nsteps: 3", "unknown top-level key(s) ['steps']"),
-    ("params: {}", "'params' must be a non-empty mapping"),
+    ("params: {student: [s]}\nsteps: 3", "unknown top-level keys: 'steps'; allowed keys are "),
+    ("params: {}", "'params': got {}; expected a non-empty mapping of factors"),
     ("- a\n- b", "expected a mapping"),
     ("params: {student: [s]}\nfixed: {inter_loss: mse}", "given under 'fixed'"),
     ("params: {student: [s]}\nfixed: {task: rte}", "set by the sweep"),
-    ("params: {student: [s]}\ngrid_points: 1", "'grid_points' must be an integer >= 2"),
-    ("params: {inter_loss: [mse, mse]}", "duplicate choices"),
+    ("params: {student: [s]}\ngrid_points: 1", "'grid_points': got 1; expected an integer >= 2"),
+    ("params: {inter_loss: [mse, mse]}", "got ['mse', 'mse']; expected distinct values "
+                                         "(duplicate choices)"),
     ("params: [oops", "not valid YAML"),
 ])
 def test_bad_space_files_are_rejected_with_clear_messages(tmp_path, text, message):
@@ -112,7 +115,8 @@ def test_bad_space_files_are_rejected_with_clear_messages(tmp_path, text, messag
 
 def test_fixed_keys_checked_against_trainer_config(tmp_path):
     pytest.importorskip("distiller.distill_train.config")
-    with pytest.raises(SpaceError, match=r"unknown trainer setting\(s\) \['epoch'\]"):
+    with pytest.raises(SpaceError, match=r"unknown trainer settings under 'fixed': 'epoch' "
+                                         r"\(did you mean 'epochs'\?\)"):
         load_space(_write(tmp_path, "params: {student: [s]}\nfixed: {epoch: 3}"))
 
 

@@ -159,15 +159,16 @@ def test_evaluate_refuses_a_model_with_another_vocabulary(caches, students, caps
 
 
 @pytest.mark.parametrize("setting,message", [
-    ("lr=abc", "config key 'lr': got 'abc'; expected a number"),
-    ("temperature=[1,2]", "config key 'temperature': got [1, 2]; expected a number"),
-    ("w_kd=.nan", "config key 'w_kd': got nan; expected a number"),
-    ("max_grad_norm={a: 1}", "config key 'max_grad_norm': got {'a': 1}; expected a number or "
-                             "null"),
+    ("lr=abc", "config key 'lr': got 'abc'; expected a number in (0, 1]"),
+    ("temperature=[1,2]", "config key 'temperature': got [1, 2]; expected a positive number"),
+    ("w_kd=.nan", "config key 'w_kd': got nan; expected a number >= 0"),
+    ("max_grad_norm={a: 1}", "config key 'max_grad_norm': got {'a': 1}; expected a positive "
+                             "number or null"),
     ("seed=abc", "config key 'seed': got 'abc'; expected an integer"),
     ("resume=maybe", "config key 'resume': got 'maybe'; expected true or false"),
     ("run_dir=5", "config key 'run_dir': got 5; expected a path"),
-    ("student_layers=[a]", "config key 'student_layers': got ['a']; expected a list of integers"),
+    ("student_layers=[a]", "config key 'student_layers': got ['a']; expected a list of integers "
+                           "or null"),
     ("lr=[1,", "--set 'lr=[1,': the value is not valid YAML at line 1, column 4: expected the "
                "node content, but found '<stream end>'"),
 ])

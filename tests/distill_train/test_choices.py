@@ -57,11 +57,11 @@ def test_flags_and_space_factors_are_the_tables_settings():
                                "w_kd", "w_inter", "w_gold", "lr"]
     for key in trainer_factors:
         if key != "mapping":   # the space writes "explicit" as "pairs:..." (checked below)
-            assert FACTORS[key] == (OPTIONS[key].problem, OPTIONS[key].numeric), key
+            assert FACTORS[key] == OPTIONS[key].spec, key
     named = [v for v in OPTIONS["mapping"].values if v != "explicit"]
     assert _space("mapping", named + ["pairs:0-0,2-6"]).params[0].choices[:len(named)] == \
         tuple(named)
-    with pytest.raises(SpaceError, match="bad value 'explicit'"):
+    with pytest.raises(SpaceError, match="params.mapping: got 'explicit'; expected skip, "):
         _space("mapping", ["explicit"])
 
 
@@ -112,7 +112,7 @@ def test_a_value_outside_the_table_fails_everywhere_in_one_line(key, capsys):
             if key != "mapping":
                 assert str(err.value).endswith(option.allowed())
             if option.numeric:   # a range reaching past the bound too
-                with pytest.raises(SpaceError, match="bad bound"):
+                with pytest.raises(SpaceError, match=rf"params\.{key}\.(low|high): got "):
                     SearchSpace.from_dict({"params": {key: {"low": min(value, 0.5),
                                                             "high": max(value, 0.5) + 1}}})
 

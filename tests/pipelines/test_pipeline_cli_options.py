@@ -52,7 +52,8 @@ def test_bad_options_fail_with_the_value_and_the_fix(tmp_path):
                                        teacher="t", cache="c"))
     data = tmp_path / "a.tsv"
     data.write_text("sentence\tlabel\n")
-    with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"^build option 'workers': got 0; expected a positive "
+                                         "integer or null$"):
         BuildOptions(input=str(data), task="sst2", teacher="t", cache="c", workers=0)
     with pytest.raises(ValueError, match="unknown task 'mine'.*--text-a"):
         options_from_args(parse(["build", "--input", str(data), "--task", "mine", "--teacher",

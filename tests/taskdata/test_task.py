@@ -52,7 +52,8 @@ def test_labels_match_by_name_then_case_then_class_index():
 
 
 def test_task_validation_says_what_is_wrong():
-    with pytest.raises(ValueError, match="unknown metric 'auc'"):
+    with pytest.raises(ValueError, match=r"^task t: key 'metrics': got 'auc'; expected one of "
+                                         r"\['accuracy', 'f1', "):
         Task(name="t", text_a="x", labels=("a", "b"), metrics=("auc",))
     with pytest.raises(ValueError, match="'pearson' does not apply to a classification"):
         Task(name="t", text_a="x", labels=("a", "b"), metrics=("pearson",))
@@ -64,6 +65,16 @@ def test_task_validation_says_what_is_wrong():
         Task(name="t", text_a="x", labels=("a",))
     with pytest.raises(ValueError, match="regression task has no label names"):
         Task(name="t", text_a="x", kind="regression", labels=("a", "b"))
+    with pytest.raises(ValueError, match=r"^task t: key 'kind': got 'span2'; expected one of "):
+        Task(name="t", text_a="x", kind="span2")
+    with pytest.raises(ValueError, match=r"^task t: key 'text_b': got None; a span task needs "):
+        Task(name="t", text_a="x", kind="span")
+    with pytest.raises(ValueError, match=r"^task t: key 'text_a': got -1; expected a column "):
+        Task(name="t", text_a=-1)
+    with pytest.raises(ValueError, match=r"^task t: key 'text_a': got 'a\|b'; expected a column"):
+        Task(name="t", text_a="a|b")
+    with pytest.raises(ValueError, match=r"^task key 'name': got ' '; expected a non-empty name"):
+        Task(name=" ", text_a="x")
     with pytest.raises(ValueError, match="labels are not known yet"):
         Task(name="t", text_a="x").num_labels
     assert Task(name="t", text_a="x", labels=("a", "b", "c")).metrics == ("accuracy",
