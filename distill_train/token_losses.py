@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from distiller.builders.sparse_tokens import SampledTokens, TopKTokens
+from distiller.builders.cache.sparse_tokens import SampledTokens, TopKTokens
 from distiller.common.errors import UsageError
 
 __all__ = ["topk_kd_loss", "sampled_kd_loss", "gold_lm_loss", "mix_token_losses",

@@ -1,4 +1,4 @@
-"""The sparse per-token forms (builders/sparse_tokens.py): spec text, top-k and sampled forms
+"""The sparse per-token forms (builders/cache/sparse_tokens.py): spec text, top-k and sampled forms
 against references computed in float64, and their Arrow round trip (through Parquet too)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from distiller.builders.sparse_tokens import (SampledTokens, TokenSpec, TopKTokens, decode_samples,
+from distiller.builders.cache.sparse_tokens import (SampledTokens, TokenSpec, TopKTokens, decode_samples,
                                               decode_topk, encode_samples, encode_topk,
                                               estimate_bytes_per_token, id_dtype,
                                               parse_token_spec, sample_tokens,

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distiller.builders.sparse_tokens import (decode_samples, decode_topk, encode_samples,
+from distiller.builders.cache.sparse_tokens import (decode_samples, decode_topk, encode_samples,
                                               encode_topk, parse_token_spec, sample_tokens,
                                               topk_tokens)
 from distiller.common.errors import UsageError
