@@ -16,6 +16,9 @@ __all__ = [
     "skip_mapping", "last_mapping", "explicit_mapping", "emd_flow",
     "DistillObjective", "combine_losses", "build_student", "truncate_layers",
     "InMemoryProvider", "OnlineTeacherProvider",
+    # token-level (masked / causal LM) students
+    "TokenObjective", "build_lm_student", "InMemoryTokens", "OnlineSparseTeacher",
+    "evaluate_lm",
 ]
 
 _WHERE = {
@@ -29,6 +32,9 @@ _WHERE = {
     "emd_flow": "mapping", "DistillObjective": "objective", "combine_losses": "objective",
     "build_student": "student", "truncate_layers": "student",
     "InMemoryProvider": "data", "OnlineTeacherProvider": "data",
+    "TokenObjective": "token_objective", "build_lm_student": "lm_student",
+    "InMemoryTokens": "token_data", "OnlineSparseTeacher": "token_online",
+    "evaluate_lm": "lm_eval",
 }
 
 

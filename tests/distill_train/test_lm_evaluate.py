@@ -56,13 +56,13 @@ def test_top1_and_perplexity_by_hand():
     assert teacher == {"top1": pytest.approx(2 / 3)}     # the teacher's first id: 0 / 2 / 2
 
 
-def _expected(model_dir, problem, records, mask_prob, seed):
+def _expected(model_dir, problem, records, mask_prob, seed, max_length=128):
     """top1 and nll of the model on each text alone, from its logits at the scored positions."""
     from transformers import AutoTokenizer
 
     model = lm_auto_class(problem).from_pretrained(model_dir).eval()
     inputs = text_inputs(records, AutoTokenizer.from_pretrained(model_dir), problem,
-                         max_length=128, mask_prob=mask_prob, seed=seed)
+                         max_length=max_length, mask_prob=mask_prob, seed=seed)
     right, nll, n = 0, 0.0, 0
     with torch.no_grad():
         for item in inputs.values():
@@ -107,3 +107,29 @@ def test_evaluate_a_causal_lm_on_a_column_of_a_tsv(tmp_path, clm_teacher_dir, lm
     assert out["student"]["positions"] == n
     assert out["student"]["top1"] == pytest.approx(top1)
     assert out["student"]["perplexity"] == pytest.approx(math.exp(nll), rel=1e-5)
+
+
+def test_evaluate_on_a_token_cache_corpus_scores_the_inputs_the_teacher_saw(
+        monkeypatch, tmp_path, mlm_teacher_dir, lm_records):
+    from distiller.common.errors import UsageError
+    from distiller.distill_train import lm_eval
+    from tests.tinymodels import tiny_bert_mlm
+
+    from .lm_rows import MASK_PROB, MAX_LENGTH, cached_source
+
+    records = lm_records[1][:6]
+    cached, _, rows = cached_source(mlm_teacher_dir, "masked_lm", "topk:8", records)
+    cached.read_corpus = lambda name: rows if name == "dev" else []
+    monkeypatch.setattr(lm_eval, "CacheTokens", lambda path: cached)   # the cache's source
+    out = lm_eval.evaluate_lm(mlm_teacher_dir, "masked_lm", cache="c", corpus="dev",
+                              batch_size=4)
+    top1, nll, n = _expected(mlm_teacher_dir, "masked_lm", records, MASK_PROB, 0, MAX_LENGTH)
+    assert out["examples"] == 6 and out["student"]["positions"] == n
+    assert out["student"]["top1"] == pytest.approx(top1)
+    assert out["student"]["nll"] == pytest.approx(nll, rel=1e-5)
+    assert out["teacher"]["top1"] == out["student"]["top1"]   # the student is the teacher
+    other = tiny_bert_mlm(tmp_path / "other", [r["text_a"] for r in records], vocab_size=120)
+    with pytest.raises(UsageError, match="predicts"):
+        lm_eval.evaluate_lm(other, "masked_lm", cache="c", corpus="dev")
+    with pytest.raises(UsageError, match="causal_lm one"):
+        lm_eval.evaluate_lm(mlm_teacher_dir, "causal_lm", cache="c", corpus="dev")
