@@ -25,7 +25,7 @@ _SCALARS = (bool, int, float, str, bytes, type(None))
 def plain_data(value: Any, where: str = "checkpoint") -> Any:
     """`value` as what the weights-only loader reads: dicts, lists and tuples of tensors and
     plain scalars; numpy scalars become Python numbers and numpy arrays tensors. TypeError
-    naming the entry (`where`, e.g. checkpoint['state']['best']) for anything else."""
+    naming the entry (`where`, e.g. `checkpoint['state']['best']`) for anything else."""
     import torch
 
     if isinstance(value, torch.Tensor) or type(value) in _SCALARS:  # not numpy's float64 etc.

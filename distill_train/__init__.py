@@ -16,6 +16,9 @@ __all__ = [
     "skip_mapping", "last_mapping", "explicit_mapping", "emd_flow",
     "DistillObjective", "combine_losses", "build_student", "truncate_layers",
     "InMemoryProvider", "OnlineTeacherProvider",
+    # token-level (masked / causal LM) students
+    "TokenObjective", "build_lm_student", "InMemoryTokens", "OnlineSparseTeacher",
+    "evaluate_lm",
 ]
 
 # each exported name -> the module defining it: literal names, so that tests/test_layers.py
@@ -46,6 +49,11 @@ _WHERE = {
     "truncate_layers": "distiller.distill_train.student",
     "InMemoryProvider": "distiller.distill_train.data",
     "OnlineTeacherProvider": "distiller.distill_train.data",
+    "TokenObjective": "distiller.distill_train.token_objective",
+    "build_lm_student": "distiller.distill_train.lm_student",
+    "InMemoryTokens": "distiller.distill_train.token_data",
+    "OnlineSparseTeacher": "distiller.distill_train.token_online",
+    "evaluate_lm": "distiller.distill_train.lm_eval",
 }
 
 

@@ -40,6 +40,8 @@ class RunParts:
     objective: DistillObjective
     train: Batches
     dev: List[Tuple[str, Batches]]   # (name, batches) per dev set; the first selects models
+    lm: Any = None                   # a token-level run's token_run.LMRun (its dev metrics and
+    #                                  the one that selects); None for sentence-level tasks
 
 
 def resolve_run_task(config):

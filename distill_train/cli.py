@@ -91,7 +91,10 @@ def add_parsers(subparsers) -> None:
                               description="Every metric of the task for a saved model on a "
                               "cache corpus (--cache/--corpus) or any input (--file). The task "
                               "comes from the corpus, else from the model (saved beside it by "
-                              "finetune/train), else from the task flags.")
+                              "finetune/train), else from the task flags. A masked or causal "
+                              "LM (its saved architecture says which) is scored by top-1 "
+                              "accuracy and perplexity at the masked tokens (masked LM) or at "
+                              "every next token (causal LM).")
     p.add_argument("--model", required=True, help="saved model directory (e.g. RUN/best_model)")
     p.add_argument("--cache", help="teacher cache directory")
     p.add_argument("--corpus", help="corpus name in the cache")
@@ -113,6 +116,12 @@ def add_parsers(subparsers) -> None:
                    help="SQuAD 2.0: answer nothing when null score - best span score exceeds "
                    "it (default: the best threshold on these questions, as the official "
                    "script's best_f1_thresh)")
+    lm = p.add_argument_group("language models (masked or causal LM students)")
+    lm.add_argument("--mask-prob", type=float, default=0.15,
+                    help="--file, masked LM: the share of (non-special) tokens masked")
+    lm.add_argument("--mask-seed", type=int, default=0,
+                    help="--file, masked LM: the masking seed (each text's positions are drawn "
+                    "from it and the text's id)")
     p.add_argument("--device", default="auto")
     add_task_arguments(p)
     p.set_defaults(func=_run_evaluate)
@@ -232,7 +241,11 @@ def _run_evaluate(args) -> int:
     from distiller.taskdata.resolve import task_from_args
 
     from .evaluate import evaluate_saved
+    from .lm_student import lm_problem_of_model
 
+    problem = lm_problem_of_model(args.model)
+    if problem is not None:
+        return _run_evaluate_lm(args, problem)
     if bool(args.file) == bool(args.cache and args.corpus):
         raise UsageError("evaluate needs either --cache DIR --corpus NAME or --file PATH")
     task, _ = task_from_args(args, required=False)
@@ -243,6 +256,30 @@ def _run_evaluate(args) -> int:
                              file=args.file, batch_size=args.batch_size,
                              max_length=args.max_length, device=args.device,
                              predictions=args.predictions, span_options=span)
+    return _print_json(metrics)
+
+
+def _run_evaluate_lm(args, problem: str) -> int:
+    """evaluate for a masked / causal LM: top-1 and perplexity (lm_eval.evaluate_lm); texts of
+    --file are one per line, or the columns the task flags name."""
+    from distiller.taskdata.resolve import task_from_args
+
+    from .lm_eval import evaluate_lm
+
+    if args.predictions:
+        raise UsageError("--predictions is for classification and question answering; an LM "
+                         "student's evaluation reports its metrics only")
+    base = None
+    if args.file and (args.task or args.task_file or args.text_a is not None):
+        base, _ = task_from_args(args, required=False)
+    metrics = evaluate_lm(args.model, problem, cache=args.cache, corpus=args.corpus,
+                          file=args.file, task=base, batch_size=args.batch_size,
+                          max_length=args.max_length, mask_prob=args.mask_prob,
+                          seed=args.mask_seed, device=args.device)
+    return _print_json(metrics)
+
+
+def _print_json(metrics) -> int:
     from .runlog import json_safe
 
     json.dump(json_safe(metrics), sys.stdout, indent=2, allow_nan=False)

@@ -112,8 +112,10 @@ def check_resumable(run_dir: str, config: Dict[str, Any]) -> None:
 
 def save_model(model, tokenizer, path: str, task) -> None:
     """A HF model directory: the weights and config, the tokenizer (if any) and the task
-    (distiller_task.json, so that `distiller evaluate` knows the labels)."""
+    (distiller_task.json, so that `distiller evaluate` knows the labels; none for an LM
+    student, whose architecture says what it predicts)."""
     model.save_pretrained(path)
     if tokenizer is not None:
         tokenizer.save_pretrained(path)
-    save_task(task, path)
+    if task is not None:
+        save_task(task, path)

@@ -38,7 +38,9 @@ def _layer_list(model: nn.Module) -> Tuple[nn.Module, str]:
     """(parent module, attribute) of the encoder's ModuleList of transformer layers."""
     for path in ("bert.encoder.layer", "roberta.encoder.layer", "electra.encoder.layer",
                  "distilbert.transformer.layer", "deberta.encoder.layer", "encoder.layer",
-                 "transformer.layer"):
+                 "transformer.layer",
+                 # causal LMs: GPT-2, Llama-style (Llama, Qwen, Mistral ...), GPT-NeoX
+                 "transformer.h", "model.layers", "gpt_neox.layers"):
         parent = model
         parts = path.split(".")
         try:

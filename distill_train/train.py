@@ -40,6 +40,8 @@ from .forward import to_device
 from .optim import Optimisation
 from .runlog import (RunLog, check_resumable, json_safe, load_checkpoint, save_checkpoint,
                      save_model)
+from .token_run import assemble_tokens
+from .token_source import token_problem
 
 __all__ = ["TrainResult", "train"]
 
@@ -74,9 +76,11 @@ def train(config: TrainConfig, *, provider=None, train_rows: Optional[Sequence[M
     stops the run, as a kill would (a sweep prunes a trial this way)."""
     start = time.time()
     dist, rank_device = distributed.setup(config.device)  # one rank of several under torchrun
-    config, resuming = _open_run_dir(config, dist, own_task=provider is not None)
-    run = _set_up(config, dist, rank_device, resuming, provider=provider, train_rows=train_rows,
-                  dev_rows=dev_rows)
+    lm_problem = token_problem(config, provider)  # masked_lm / causal_lm: a token-level teacher
+    config, resuming = _open_run_dir(config, dist, own_task=provider is not None,
+                                     token_level=lm_problem is not None)
+    run = _set_up(config, dist, rank_device, resuming, lm_problem, provider=provider,
+                  train_rows=train_rows, dev_rows=dev_rows)
     state = _start_or_resume(run)
     for epoch in range(state["epoch"], run.config.epochs):
         sums = _train_epoch(run, state, epoch, on_step)
@@ -108,21 +112,40 @@ class _Run:
     resuming: bool
     runlog: Any = None                    # RunLog on rank 0, distributed.NullLog elsewhere
     rng: Optional[Dict[str, Any]] = None  # a mid-epoch checkpoint's RNG state, for its epoch
+    lm: Any = None                        # token-level runs: token_run.LMRun
 
     @property
     def ckpt_path(self) -> str:
         return _checkpoint_path(self.config)
+
+    @property
+    def metric_name(self) -> str:
+        """The dev metric that selects the best epoch."""
+        return self.lm.metric if self.lm is not None else self.config.metric_name
+
+    def better(self, value: float, best: float) -> bool:
+        return self.lm.better(value, best) if self.lm is not None else value > best
+
+    def dev_metrics(self) -> Tuple[Dict[str, float], Optional[Dict[str, float]]]:
+        """(student, teacher or None) metrics over every dev set."""
+        if self.lm is not None:
+            return self.lm.evaluate(self.model, self.dev, self.device,
+                                    autocast=self.opt.autocast)
+        return evaluate_sets(self.model, self.dev, self.config.task_def.metrics, self.device,
+                             autocast=self.opt.autocast)
 
 
 def _checkpoint_path(config: TrainConfig) -> str:
     return os.path.join(config.run_dir, "checkpoint.pt")
 
 
-def _open_run_dir(config: TrainConfig, dist, *, own_task: bool) -> Tuple[TrainConfig, bool]:
+def _open_run_dir(config: TrainConfig, dist, *, own_task: bool, token_level: bool = False
+                  ) -> Tuple[TrainConfig, bool]:
     """(the config with its task resolved, whether the run resumes): the task read from the cache
-    (unless an injected provider brings its own), the run directory made, a checkpoint there
-    checked to belong to this config and config.json written (rank 0)."""
-    if not own_task or config._task is None:
+    (unless an injected provider brings its own, or the teacher is token-level: an LM has no
+    task), the run directory made, a checkpoint there checked to belong to this config and
+    config.json written (rank 0)."""
+    if not token_level and (not own_task or config._task is None):
         config = resolve_run_task(config)
     os.makedirs(config.run_dir, exist_ok=True)
     resuming = config.resume and os.path.exists(_checkpoint_path(config))
@@ -135,12 +158,15 @@ def _open_run_dir(config: TrainConfig, dist, *, own_task: bool) -> Tuple[TrainCo
     return config, resuming
 
 
-def _set_up(config: TrainConfig, dist, rank_device, resuming: bool, **data) -> _Run:
+def _set_up(config: TrainConfig, dist, rank_device, resuming: bool, lm_problem: Optional[str],
+            **data) -> _Run:
     """Model and objective on the device (weights initialised from the seed alone), wrapped as
-    one training step; this rank's batches; the optimisation over all the run's steps."""
+    one training step; this rank's batches; the optimisation over all the run's steps. A
+    token-level run (`lm_problem`) is assembled by token_run.assemble_tokens."""
     device = rank_device or resolve_device(config.device)
     torch.manual_seed(derive_seed(config.seed, "init"))
-    parts = assemble(config, **data)
+    parts = (assemble_tokens(config, lm_problem, **data) if lm_problem
+             else assemble(config, **data))
     model, objective = parts.model.to(device), parts.objective.to(device)
     attentions = objective.needs_attentions
     step = distributed.wrap(model, objective, dist, device, attentions=attentions,
@@ -154,7 +180,7 @@ def _set_up(config: TrainConfig, dist, rank_device, resuming: bool, **data) -> _
     opt = Optimisation.build(config, model, objective, device, total)
     return _Run(config=config, dist=dist, device=device, model=model, objective=objective,
                 step=step, batches=batches, dev=parts.dev, tokenizer=parts.tokenizer, opt=opt,
-                steps_per_epoch=steps_per_epoch, resuming=resuming)
+                steps_per_epoch=steps_per_epoch, resuming=resuming, lm=parts.lm)
 
 
 def _start_or_resume(run: _Run) -> Dict[str, Any]:
@@ -259,7 +285,6 @@ def _evaluate(run: _Run, state: Dict[str, Any], epoch: int, sums: Dict[str, floa
     """The epoch's history entry (mean loss parts per optimizer step; every dev metric,
     evaluated on rank 0 and given to every rank); a better primary metric saves the best model
     and resets the early-stopping count. Without a dev set the last epoch's model is kept."""
-    config = run.config
     entry: Dict[str, Any] = {"epoch": epoch, "global_step": state["global_step"],
                              "train": {k: v / max(1, state["step_in_epoch"])
                                        for k, v in sorted(sums.items())}}
@@ -267,13 +292,12 @@ def _evaluate(run: _Run, state: Dict[str, Any], epoch: int, sums: Dict[str, floa
         _save_best(run)
         state["best_epoch"] = epoch
         return entry
-    dev, teacher = distributed.on_main(run.dist, lambda: evaluate_sets(
-        run.model, run.dev, config.task_def.metrics, run.device, autocast=run.opt.autocast))
+    dev, teacher = distributed.on_main(run.dist, run.dev_metrics)
     entry["dev"] = dev
-    metric = config.metric_name
-    if teacher is not None:
-        state["teacher_metric"], state["teacher_dev"] = teacher[metric], teacher
-    if state["best"] is None or dev[metric] > state["best"]:
+    metric = run.metric_name
+    if teacher is not None:  # (a sparse LM teacher has no perplexity: None)
+        state["teacher_metric"], state["teacher_dev"] = teacher.get(metric), teacher
+    if state["best"] is None or run.better(dev[metric], state["best"]):
         state.update(best=dev[metric], best_epoch=epoch, bad_epochs=0, best_dev=dev)
         _save_best(run)
     else:
@@ -312,14 +336,14 @@ def _checkpoint(run: _Run, state: Dict[str, Any]) -> None:
 def _save_best(run: _Run) -> None:
     if run.dist.is_main:
         save_model(run.model, run.tokenizer, os.path.join(run.config.run_dir, "best_model"),
-                   run.config.task_def)
+                   None if run.lm is not None else run.config.task_def)
 
 
 def _finish(run: _Run, state: Dict[str, Any], wall_time_s: float) -> TrainResult:
     """The result, written to run_dir/result.json (rank 0); the process group left."""
     run.runlog.close()
     best = state["best"] if state["best"] is not None else float("nan")
-    result = TrainResult(best_metric=best, metric_name=run.config.metric_name,
+    result = TrainResult(best_metric=best, metric_name=run.metric_name,
                          best_epoch=state["best_epoch"], history=state["history"],
                          run_dir=run.config.run_dir, wall_time_s=wall_time_s,
                          teacher_metric=state["teacher_metric"], best_dev=state.get("best_dev"),

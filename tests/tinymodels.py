@@ -92,3 +92,40 @@ def squad_texts(path=None, limit: int = 400):
             out.append(para["context"])
             out.extend(qa["question"] for qa in para["qas"])
     return out[:limit]
+
+
+def tiny_bert_mlm(directory, texts: Iterable[str], *, vocab_size: int = 400, seed: int = 0,
+                  layers: int = 2, hidden: int = 32) -> str:
+    """A random BertForMaskedLM (default 2 layers, 32 wide) plus a WordPiece tokenizer trained
+    on `texts` (with [MASK]), both saved to `directory`; returns the directory as a string.
+    Weights are drawn wider than BERT's (std 0.3) so its distributions are far from uniform."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    fast = wordpiece_tokenizer(texts, vocab_size)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(fast), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden,
+                        max_position_embeddings=128, initializer_range=0.3)
+    BertForMaskedLM(config).eval().save_pretrained(directory)
+    fast.save_pretrained(directory)
+    return str(directory)
+
+
+def tiny_gpt2_lm(directory, texts: Iterable[str], *, vocab_size: int = 400, seed: int = 0,
+                 layers: int = 2, hidden: int = 32) -> str:
+    """A random GPT2LMHeadModel (default 2 layers, 32 wide, 64 positions) plus a WordPiece
+    tokenizer trained on `texts`, both saved to `directory`; returns the directory. Weights
+    are drawn wider than GPT-2's (std 0.3) so its distributions are far from uniform."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    fast = wordpiece_tokenizer(texts, vocab_size)
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(fast), n_embd=hidden, n_layer=layers, n_head=2,
+                        n_positions=64, bos_token_id=fast.cls_token_id,
+                        eos_token_id=fast.sep_token_id, pad_token_id=fast.pad_token_id,
+                        initializer_range=0.3)
+    GPT2LMHeadModel(config).eval().save_pretrained(directory)
+    fast.save_pretrained(directory)
+    return str(directory)

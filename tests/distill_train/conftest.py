@@ -120,3 +120,29 @@ def build_cache(path, teacher_dir, train, dev, *, dtype="float32", attentions=Tr
 def cache_f32(tmp_path_factory, teacher_dir, sst2_small):
     train, dev = sst2_small
     return build_cache(tmp_path_factory.mktemp("cache") / "c32", teacher_dir, train, dev)
+
+
+# --- token-level (masked / causal LM) teachers --------------------------------------------------
+
+@pytest.fixture(scope="session")
+def lm_records():
+    """(train, dev) SST-2 records whose texts the LM teachers score."""
+    return sst2_records("train", 40), sst2_records("dev", 12)
+
+
+@pytest.fixture(scope="session")
+def mlm_teacher_dir(tmp_path_factory, lm_records):
+    from tests.tinymodels import tiny_bert_mlm
+
+    train, dev = lm_records
+    return tiny_bert_mlm(tmp_path_factory.mktemp("mlm"), [r["text_a"] for r in train + dev],
+                         vocab_size=300, layers=4)
+
+
+@pytest.fixture(scope="session")
+def clm_teacher_dir(tmp_path_factory, lm_records):
+    from tests.tinymodels import tiny_gpt2_lm
+
+    train, dev = lm_records
+    return tiny_gpt2_lm(tmp_path_factory.mktemp("clm"), [r["text_a"] for r in train + dev],
+                        vocab_size=300, layers=4)
