@@ -169,12 +169,37 @@ def _call_targets(node: ast.Call, package: str,
     return tuple(out)
 
 
+def graph_of(modules: Dict[str, Module]) -> Dict[str, List[str]]:
+    """{module: the modules of `modules` it imports}."""
+    return {name: sorted({t for imp in m.imports for t in imp.targets
+                          if t in modules and t != name})
+            for name, m in modules.items()}
+
+
+def cycle_path(modules: Dict[str, Module], component: Sequence[str]) -> List[str]:
+    """A shortest import loop from the first module of a cycle's `component` back to it (the
+    first module repeated at the end)."""
+    graph, start, inside = graph_of(modules), component[0], set(component)
+    came: Dict[str, str] = {}
+    queue = [start]
+    while queue:
+        node = queue.pop(0)
+        for nxt in graph[node]:
+            if nxt == start:
+                path = [node]
+                while path[-1] != start:
+                    path.append(came[path[-1]])
+                return path[::-1] + [start]
+            if nxt in inside and nxt not in came:
+                came[nxt] = node
+                queue.append(nxt)
+    raise ValueError(f"{component} is not a cycle")
+
+
 def cycles(modules: Dict[str, Module]) -> List[List[str]]:
     """The import cycles among `modules`: each strongly connected component of more than one
     module (Tarjan's algorithm), sorted."""
-    graph = {name: sorted({t for imp in m.imports for t in imp.targets
-                           if t in modules and t != name})
-             for name, m in modules.items()}
+    graph = graph_of(modules)
     index: Dict[str, int] = {}
     low: Dict[str, int] = {}
     stack: List[str] = []

@@ -24,7 +24,7 @@ from typing import Dict, List, Mapping, Sequence, Set
 
 import pytest
 
-from tests.importgraph import Module, cycles, scan, within
+from tests.importgraph import Module, cycle_path, cycles, scan, within
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROJECT = {"common", "taskdata", "augment", "builders", "distill_train", "pipelines",
@@ -88,8 +88,16 @@ def layer_problems(modules: Sequence[Module], forbidden: Set[str]) -> List[str]:
 
 
 def cycle_problems(modules: Mapping[str, Module], members: Set[str]) -> List[str]:
-    """The cycles of the graph that pass through one of `members`."""
-    return [" -> ".join(c + [c[0]]) for c in cycles(modules) if members & set(c)]
+    """The cycles of the graph that pass through one of `members`: a loop of imports, and
+    every module of the knot it belongs to when that holds more."""
+    out = []
+    for component in cycles(modules):
+        if members & set(component):
+            path = cycle_path(modules, component)
+            more = f" (a knot of {', '.join(component)})" if len(component) > len(path) - 1 \
+                else ""
+            out.append(" -> ".join(path) + more)
+    return out
 
 
 def is_cli_module(name: str) -> bool:
@@ -219,6 +227,8 @@ def test_a_cycle_through_the_package_init_is_found(tmp_path):
                                    "pkg/sub/__init__.py": "from .x import s\n",
                                    "pkg/sub/x.py": "from .. import a\ns = 1\n"})
     assert cycles(modules) == [["pkg", "pkg.a", "pkg.sub", "pkg.sub.x"]]
+    assert cycle_problems(modules, {"pkg.sub.x"}) == [
+        "pkg -> pkg.a -> pkg (a knot of pkg, pkg.a, pkg.sub, pkg.sub.x)"]
     # a submodule taken from its package is an import of that module, not of the __init__
     modules = synthetic(tmp_path / "other", {"pkg/__init__.py": "from .a import f\n",
                                              "pkg/a.py": "from pkg import b\ndef f(): pass\n",
