@@ -35,6 +35,7 @@ from distiller.autodistiller.ledger_plan import TASKS, Cell, Plan, default_plan
 from distiller.autodistiller.ledger_rows import ledger_row
 from distiller.autodistiller.ledger_tasks import plan_student, prepare_task
 from distiller.builders.teacher.devices import usable_cpus
+from distiller.common.files import atomic_write
 from distiller.distill_train.config import TrainConfig
 from distiller.distill_train.train import train
 from distiller.taskdata.paths import shared_data
@@ -120,9 +121,7 @@ def load_plan(out: str, requested: Optional[Plan]) -> Plan:
         return plan
     plan = requested or default_plan()
     os.makedirs(out, exist_ok=True)
-    with open(path + ".tmp", "w", encoding="utf-8") as fh:
-        json.dump(plan.to_dict(), fh, indent=1)
-    os.replace(path + ".tmp", path)
+    atomic_write(path, json.dumps(plan.to_dict(), indent=1))
     return plan
 
 

@@ -23,6 +23,7 @@ from distiller.autodistiller.ledger_plan import Plan, TaskSource, source_paths
 from distiller.builders.cache.reader import CacheReader
 from distiller.builders.cache.store import TeacherCache
 from distiller.builders.teacher.pretrained import minilm_path
+from distiller.common.files import atomic_write
 from distiller.distill_train.config import TrainConfig
 from distiller.distill_train.train import train
 from distiller.pipelines.build import BuildOptions, build_distill_set
@@ -154,10 +155,7 @@ def prepare_task(source: TaskSource, plan: Plan, root: str, data_root: str, *,
             "label_entropy": label_entropy([r.get("label") for r in train_rows], regression),
             "n_train": len(train_rows), "n_dev": len(dev_rows), "is_regression": regression},
     }
-    tmp = done + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(state, fh, indent=1, sort_keys=True, default=str)
-    os.replace(tmp, done)
+    atomic_write(done, json.dumps(state, indent=1, sort_keys=True, default=str))
     return state
 
 
