@@ -11,6 +11,11 @@ Corpus names written to the cache: ``f"{task}-{split}"`` for the originals and, 
 built-in one or the user's). Each corpus records its task (labels, kind, metrics) in the cache, so
 training and evaluation read it from there.
 
+A language-model task (kind masked_lm / causal_lm) takes the same steps with a token-level teacher
+(distiller.builders.teacher.token_teacher): a row per text holding the sparse form `tokens` of
+the teacher's distribution at each predicted position (a masked LM's input masked from the
+record's key, which holds the masking settings).
+
 A span task (extractive question answering, SQuAD) takes the same steps with one more: its
 records (questions) are cut into context windows (distiller.pipelines.windows) before keying, and a
 window is what is scored, cached and indexed; augmentation changes the question only (the task's
@@ -92,6 +97,9 @@ class BuildOptions:
     progress: bool = True           # progress bar on stderr
     mixup: int = 0                  # mixup pairs per corpus record (0 = no mixup)
     mixup_alpha: float = 0.4        # λ ~ Beta(alpha, alpha)
+    tokens: str = ""                # language-model tasks: topk:K | sample:N per predicted token
+    mask_prob: float = 0.15         # masked_lm: share of each text's tokens masked
+    mask_seed: int = 0              # masked_lm: seed mixed into every record's masking
 
     def __post_init__(self) -> None:
         from distiller.taskdata.resolve import resolve_task
@@ -115,6 +123,15 @@ class BuildOptions:
                              "not take: use --backend eager or compile with --mixup")
         if not self.split:
             raise UsageError("split must be non-empty: it names the corpora written")
+        if self.task.is_lm and not self.tokens:
+            raise UsageError(f"task {self.task.name} is a {self.task.kind} task: give --tokens "
+                             "topk:K or --tokens sample:N (what is kept per predicted token)")
+        if self.tokens and not self.task.is_lm:
+            raise UsageError(f"--tokens is for language-model tasks (--kind masked_lm or "
+                             f"causal_lm); task {self.task.name} is {self.task.kind}")
+        if self.task.is_lm and self.mixup:
+            raise UsageError("mixup interpolates whole inputs of classification and regression "
+                             f"tasks; task {self.task.name} is a language model's: drop --mixup")
         if self.task.is_span and self.mixup:
             raise UsageError("mixup interpolates whole inputs of classification and regression "
                              f"tasks; task {self.task.name} is question answering: drop --mixup")
@@ -147,8 +164,10 @@ def _teacher_config(opts: BuildOptions, num_labels: Optional[int] = None):
     return TeacherConfig(model=opts.teacher, max_length=opts.max_length, layers=opts.layers,
                          pooling=opts.pooling, attentions=opts.attentions, num_threads=threads,
                          amp=opts.amp, num_labels=num_labels, backend=opts.backend,
-                         head="span" if opts.task.is_span else "sequence",
-                         doc_stride=opts.doc_stride, max_query_length=opts.max_query_length)
+                         head=opts.task.kind if opts.task.is_lm else "span" if opts.task.is_span
+                         else "sequence", doc_stride=opts.doc_stride,
+                         max_query_length=opts.max_query_length, tokens=opts.tokens,
+                         mask_prob=opts.mask_prob, mask_seed=opts.mask_seed)
 
 
 class BuildDistillSet(beam.PTransform):

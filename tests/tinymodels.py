@@ -92,3 +92,54 @@ def squad_texts(path=None, limit: int = 400):
             out.append(para["context"])
             out.extend(qa["question"] for qa in para["qas"])
     return out[:limit]
+
+
+def tiny_bert_mlm(directory, texts: Iterable[str], *, vocab_size: int = 400, seed: int = 0,
+                  hidden: int = 32, layers: int = 2) -> str:
+    """A random BertForMaskedLM (default 2 layers, 32 wide) plus a fast WordPiece tokenizer with
+    a [MASK] token trained on `texts`, both saved to `directory`; returns it as a string."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    fast = wordpiece_tokenizer(texts, vocab_size)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(fast), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden,
+                        max_position_embeddings=128)
+    BertForMaskedLM(config).eval().save_pretrained(directory)
+    fast.save_pretrained(directory)
+    return str(directory)
+
+
+def bpe_tokenizer(texts: Iterable[str], vocab_size: int):
+    """A GPT-2-style fast tokenizer (byte-level BPE, one <|endoftext|> token, no padding token and
+    no special tokens added to a text) trained on `texts`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(list(texts), trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>",
+                                   eos_token="<|endoftext|>", unk_token="<|endoftext|>",
+                                   model_input_names=["input_ids", "attention_mask"])
+
+
+def tiny_gpt2_lm(directory, texts: Iterable[str], *, vocab_size: int = 400, seed: int = 0,
+                 hidden: int = 32, layers: int = 2, positions: int = 128) -> str:
+    """A random GPT2LMHeadModel (default 2 layers, 32 wide) plus a byte-level BPE tokenizer
+    trained on `texts` (`bpe_tokenizer`), both saved to `directory`; returns it as a string."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    fast = bpe_tokenizer(texts, vocab_size)
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(fast), n_embd=hidden, n_layer=layers, n_head=2,
+                        n_positions=positions, bos_token_id=fast.bos_token_id,
+                        eos_token_id=fast.eos_token_id)
+    GPT2LMHeadModel(config).eval().save_pretrained(directory)
+    fast.save_pretrained(directory)
+    return str(directory)

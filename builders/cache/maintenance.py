@@ -15,7 +15,7 @@ from .files import (ADVICE, check_regular, entry_path, name_problem, open_regula
 from .errors import CacheError, CorruptShardError, UnsafeEntryError
 from .manifest import CORPUS_DIR, SHARD_DIR
 from .shards import (SPEC_METADATA_KEY, ShardInfo, file_sha256, open_shard, shard_name_for,
-                     shard_schema)
+                     shard_schema, table_counts)
 
 if TYPE_CHECKING:
     from .store import TeacherCache
@@ -173,9 +173,8 @@ def _uncommitted_info(cache: "TeacherCache", name: str) -> ShardInfo:
     if shard_name_for(keys) != name:
         raise UsageError("its name is not the one its keys give")
     return ShardInfo(name=name, rows=table.num_rows, bytes=os.lstat(path).st_size,
-                     sha256=file_sha256(path, what="shard"),
-                     tokens=int(sum(table.column("length").to_pylist())),
-                     truncated=int(sum(table.column("truncated").to_pylist())), keys=tuple(keys))
+                     sha256=file_sha256(path, what="shard"), keys=tuple(keys),
+                     **table_counts(table))
 
 
 def adopt_uncommitted(cache: "TeacherCache") -> List[ShardInfo]:
@@ -228,7 +227,7 @@ def merge_into(cache: "TeacherCache", other_path: str) -> List[ShardInfo]:
             _copy_regular(other.shard_path(info.name), dst)
         infos.append(ShardInfo(name=info.name, rows=info.rows, bytes=info.bytes,
                                sha256=info.sha256, tokens=info.tokens, truncated=info.truncated,
-                               keys=tuple(keys)))
+                               keys=tuple(keys), positions=info.positions))
     added = cache.commit(infos)
     _merge_vocabulary(cache, other)
     mine = cache.refresh().get("corpora", {})

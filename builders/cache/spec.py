@@ -11,14 +11,17 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 from distiller.common.errors import UsageError
 
 from .errors import CacheSpecMismatch
+from .sparse_tokens import parse_token_spec
 
-__all__ = ["CacheSpec", "SCHEMA_VERSION", "DTYPES", "COMPUTE_DTYPES", "BACKENDS", "POOLINGS"]
+__all__ = ["CacheSpec", "SCHEMA_VERSION", "DTYPES", "COMPUTE_DTYPES", "BACKENDS", "POOLINGS",
+           "TOKEN_PROBLEM_TYPES"]
 
 SCHEMA_VERSION = 1           # bumped when the shard layout changes
 DTYPES = ("float32", "float16", "int8")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")  # what the teacher's forward ran at
 BACKENDS = ("eager", "compile", "onnx")  # what ran it: PyTorch eager, torch.compile, ONNX Runtime
 POOLINGS = ("none", "cls", "mean")
+TOKEN_PROBLEM_TYPES = ("masked_lm", "causal_lm")   # token-level teachers (`tokens` set)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,13 @@ class CacheSpec:
     (num_labels 2: start, end) trimmed to the row's length like hidden states, one row per
     context window; otherwise they are [num_labels] per row. The shard layout is the same
     (schema version unchanged): only the logits' shape follows from the spec.
+    tokens (problem_type "masked_lm" / "causal_lm", a token-level teacher): the sparse form kept
+    per predicted position, canonical text "topk:K" / "sample:N" (sparse_tokens.TokenSpec);
+    num_labels is then the teacher's vocabulary size. Such a cache has no `logits` column but
+    positions, targets and the sparse column (docs/cache.md, "Token-level caches"); a masked
+    LM's masking settings are in `tokenization` (so in every key). Empty for every other cache
+    and then left out of `to_dict`, like an eager backend: their manifests and shards keep
+    their bytes.
     """
 
     fingerprint: str
@@ -55,6 +65,7 @@ class CacheSpec:
     logits_topk: int = 0
     compute: str = "float32"
     backend: str = "eager"
+    tokens: str = ""
     num_labels: int = 2
     problem_type: str = "single_label_classification"
     hidden_size: int = 0
@@ -101,6 +112,30 @@ class CacheSpec:
         if self.token_logits and (self.logits_topk or self.pooling != "none"):
             raise UsageError("a question-answering cache keeps every position's start/end "
                              "logits and per-token states: logits_topk 0, pooling 'none'")
+        self._check_tokens()
+
+    def _check_tokens(self) -> None:
+        """`tokens` set exactly for the token-level problem types, canonical, fit to the
+        vocabulary (num_labels); no sentence-level top-k beside it."""
+        if not self.tokens:
+            if self.problem_type in TOKEN_PROBLEM_TYPES:
+                raise UsageError(f"a {self.problem_type} cache needs its token spec "
+                                 "(tokens='topk:K' or 'sample:N')")
+            return
+        spec = parse_token_spec(self.tokens)
+        object.__setattr__(self, "tokens", str(spec))
+        if self.problem_type not in TOKEN_PROBLEM_TYPES:
+            raise UsageError(f"a token spec ({self.tokens}) is for the problem types "
+                             f"{TOKEN_PROBLEM_TYPES}, not {self.problem_type!r}")
+        if self.logits_topk:
+            raise UsageError("a token-level cache keeps its sparse form (tokens); "
+                             "logits_topk must be 0")
+        spec.check_vocab(self.num_labels)
+
+    @property
+    def token_level(self) -> bool:
+        """Whether rows hold a token-level teacher's sparse distributions (`tokens` set)."""
+        return bool(self.tokens)
 
     @property
     def token_logits(self) -> bool:
@@ -122,6 +157,8 @@ class CacheSpec:
         d["attentions"] = list(self.attentions)
         if d["backend"] == "eager":   # the default: omitted, so eager caches keep their old bytes
             del d["backend"]
+        if not d["tokens"]:           # sentence-level: omitted likewise
+            del d["tokens"]
         return d
 
     @classmethod

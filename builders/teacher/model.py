@@ -37,11 +37,16 @@ log = logging.getLogger(__name__)
 
 
 def make_teacher(config: TeacherConfig) -> "Teacher":
-    """The teacher for a config: a question-answering one for head "span", else `Teacher`."""
+    """The teacher for a config: a question-answering one for head "span", a token-level one
+    (masked or causal LM) for heads "masked_lm" / "causal_lm", else `Teacher`."""
     if config.head == "span":
         from .qa_teacher import QATeacher
 
         return QATeacher(config)
+    if config.head in ("masked_lm", "causal_lm"):
+        from .token_teacher import TokenTeacher   # (it subclasses Teacher: imported here)
+
+        return TokenTeacher(config)
     return Teacher(config)
 
 
