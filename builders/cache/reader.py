@@ -6,9 +6,10 @@ memory stays bounded by (LRU size x row-group size) + the index, whatever the ca
 
 A token-level cache's rows (`CacheSpec.tokens`; docs/cache.md, "Token-level caches") are numpy
 arrays: input_ids int32 [L] (what the teacher saw: a masked LM's masked input), token_type_ids
-int8 [L], positions int32 [P], targets int32 [P] and `tokens`, the sparse distributions at those
-positions (sparse_tokens.TopKTokens or SampledTokens, ready for distill_train.token_losses'
-pad_topk / pad_samples), plus hidden states {layer: float32 array} when kept.
+int8 [L], positions int32 [P], targets int32 [P] and the sparse distributions at those positions
+under their column's name: `token_topk` (a sparse_tokens.TopKTokens) or `token_sample` (a
+SampledTokens), ready for distill_train.token_losses' pad_topk / pad_samples; plus hidden states
+{layer: float32 array} when kept.
 """
 from __future__ import annotations
 
@@ -221,7 +222,7 @@ class CacheReader:
             raise CorruptShardError(f"shard {self._names[s]!r} row {local} does not match the "
                                     f"spec ({exc})", shard=self._names[s]) from exc
         if self.spec.token_level:   # numpy fields (docs/cache.md, "Token-level caches")
-            return _token_row(ex)
+            return _token_row(ex, token_column(self.spec))
         out: Dict[str, Any] = {
             "key": ex["key"], "truncated": ex["truncated"],
             "input_ids": torch.from_numpy(ex["input_ids"].astype("int64")),
@@ -256,13 +257,14 @@ class CacheReader:
         return cols
 
 
-def _token_row(ex: Dict[str, Any]) -> Dict[str, Any]:
-    """A decoded token-level row as the reader returns it (numpy arrays, int32 ids)."""
+def _token_row(ex: Dict[str, Any], column: str) -> Dict[str, Any]:
+    """A decoded token-level row as the reader returns it (numpy arrays, int32 ids; the sparse
+    form under its column's name)."""
     out = {"key": ex["key"], "truncated": ex["truncated"],
            "input_ids": ex["input_ids"].astype("int32"),
            "token_type_ids": ex["token_type_ids"].astype("int8"),
            "positions": ex["positions"].astype("int32"), "targets": ex["targets"].astype("int32"),
-           "tokens": ex["tokens"], "hidden": ex["hidden"]}
+           column: ex[column], "hidden": ex["hidden"]}
     if "attentions" in ex:
         out["attentions"] = ex["attentions"]
     return out

@@ -252,12 +252,13 @@ def decode_row(cols: Dict[str, Any], r: int, spec: CacheSpec, *, layers: Sequenc
         out["positions"] = np.frombuffer(cols["positions"][r].as_py(), dtype="<i4")
         out["targets"] = np.frombuffer(cols["targets"][r].as_py(), dtype="<i4")
         # the reader decodes a row group's sparse column once (TOKENS_DECODED); else this row's
+        column = token_column(spec)   # the decoded form keeps its column's name
         decoded = cols.get(TOKENS_DECODED)
-        out["tokens"] = decoded[r] if decoded is not None else \
-            decode_tokens(cols[token_column(spec)].slice(r, 1), spec)[0]
-        if out["tokens"].positions != len(out["positions"]):
+        out[column] = decoded[r] if decoded is not None else \
+            decode_tokens(cols[column].slice(r, 1), spec)[0]
+        if out[column].positions != len(out["positions"]):
             raise ValueError(f"row {out['key']} stores {len(out['positions'])} positions but "
-                             f"{out['tokens'].positions} distributions")
+                             f"{out[column].positions} distributions")
     elif spec.logits_topk:
         idx = np.frombuffer(cols["topk_indices"][r].as_py(), dtype="<i4")
         vals = tensor("logits", spec.logits_dtype, (len(idx),))

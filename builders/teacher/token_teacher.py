@@ -57,7 +57,14 @@ class TokenTeacher(Teacher):
     def load(self) -> "TokenTeacher":
         if self.loaded is not None:
             return self
-        super().load()
+        try:
+            super().load()
+        except ValueError as exc:   # transformers: no such head for this model type
+            if "Unrecognized configuration class" not in str(exc):
+                raise
+            other = "causal_lm" if self.config.head == "masked_lm" else "masked_lm"
+            raise UsageError(f"teacher {self.config.model!r} has no {self.auto_class} head "
+                             f"(is it a {other} model? --kind {other})") from None
         self.token_spec.check_vocab(self.vocab_size)
         if len(self.tokenizer) > self.vocab_size:
             raise UsageError(f"teacher {self.config.model!r}: its tokenizer has "

@@ -68,7 +68,9 @@ def test_token_rows_round_trip_through_a_cache_and_the_reader(tmp_path, tokens):
         for name in ("input_ids", "positions", "targets"):
             assert row[name].dtype == np.int32 and np.array_equal(row[name], o[name]), name
         assert np.array_equal(row["token_type_ids"], o["token_type_ids"])
-        got, want = row["tokens"], o["tokens"]
+        column = "token_topk" if tokens.startswith("topk") else "token_sample"
+        assert "tokens" not in row and "logits" not in row
+        got, want = row[column], o["tokens"]
         assert type(got) is type(want) and got.positions == len(o["positions"])
         names = ("ids", "logprobs", "log_tail") if tokens.startswith("topk") else \
             ("sizes", "ids", "counts", "logprobs")
@@ -76,8 +78,7 @@ def test_token_rows_round_trip_through_a_cache_and_the_reader(tmp_path, tokens):
             a, b = getattr(got, name), getattr(want, name)
             assert a.dtype == b.dtype and np.array_equal(a, b), name
         assert np.allclose(row["hidden"][0], o["hidden"][0], atol=2e-2)   # float16 storage
-        assert "logits" not in row
-    assert reader.get("k3")["tokens"].positions == 0
+    assert reader.get("k3")[column].positions == 0
 
 
 def test_reader_rows_feed_pad_topk_and_pad_samples(tmp_path):
@@ -89,8 +90,8 @@ def test_reader_rows_feed_pad_topk_and_pad_samples(tmp_path):
         outs = token_outputs(["a", "b", "c"], spec)
         cache.add(outs)
         rows = CacheReader(cache.path).get_many(["c", "a"])
-        batch = pad_topk([r["tokens"] for r in rows], 4) if tokens.startswith("topk") else \
-            pad_samples([r["tokens"] for r in rows])
+        batch = pad_topk([r["token_topk"] for r in rows], 4) if tokens.startswith("topk") \
+            else pad_samples([r["token_sample"] for r in rows])
         counts = [len(o["positions"]) for o in (outs[2], outs[0])]
         assert batch.mask.sum(1).tolist() == counts
 

@@ -173,7 +173,7 @@ def test_hidden_states_are_kept_beside_the_sparse_form(tmp_path, capsys, tiny_gp
     assert row["hidden"][2].shape == (len(row["input_ids"]), 32)
 
 
-def test_refusals(tmp_path, capsys, tiny_mlm_dir, tiny_teacher_dir, texts):
+def test_refusals(tmp_path, capsys, tiny_mlm_dir, tiny_gpt2_dir, tiny_teacher_dir, texts):
     data = tmp_path / "t.txt"
     data.write_text("\n".join(texts[:3]) + "\n", encoding="utf-8")
     common = ["score", "--input", str(data), "--text-a", "x", "--cache", str(tmp_path / "c"),
@@ -187,6 +187,8 @@ def test_refusals(tmp_path, capsys, tiny_mlm_dir, tiny_teacher_dir, texts):
               "topk:2", "--logits-topk", "2"], "--logits-topk trims")):
         assert main(common + args) == 2
         assert said in capsys.readouterr().err
+    with pytest.raises(UsageError, match="has no AutoModelForMaskedLM head .* --kind causal_lm"):
+        teacher(tiny_gpt2_dir, "masked_lm")
     with pytest.raises(UsageError, match="onnx backend"):
         teacher(tiny_mlm_dir, "masked_lm", backend="onnx")
     with pytest.raises(UsageError, match="more tokens than the teacher's vocabulary"):

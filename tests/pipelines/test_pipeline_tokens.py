@@ -42,10 +42,11 @@ def test_build_writes_the_rows_score_writes(tmp_path, tiny_gpt2, capsys):
         x, y = ra.get(key), rb.get(key)
         for name in ("input_ids", "positions", "targets"):
             assert np.array_equal(x[name], y[name]), name
-        assert np.array_equal(x["tokens"].ids, y["tokens"].ids)
-        assert np.allclose(x["tokens"].logprobs.astype(np.float32),
-                           y["tokens"].logprobs.astype(np.float32), atol=2e-3)
-        assert np.allclose(x["tokens"].log_tail, y["tokens"].log_tail, atol=1e-4)
+        x, y = x["token_topk"], y["token_topk"]
+        assert np.array_equal(x.ids, y.ids)
+        assert np.allclose(x.logprobs.astype(np.float32), y.logprobs.astype(np.float32),
+                           atol=2e-3)
+        assert np.allclose(x.log_tail, y.log_tail, atol=1e-4)
     assert {r["id"]: r["key"] for r in a.read_corpus("lm-train")} == \
         {r["id"]: r["key"] for r in b.read_corpus("lm-train")}
 
