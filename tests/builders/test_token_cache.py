@@ -106,6 +106,7 @@ def test_manifest_counts_positions_and_stats_give_bytes_per_token(tmp_path):
     assert [s["positions"] for s in manifest["shards"]] == [positions]
     stats = cache.stats()
     assert stats["positions"] == positions and stats["token_spec"] == "topk:4"
+    assert stats["vocab_size"] == V and stats["problem_type"] == "masked_lm"
     assert stats["bytes_per_token"] == pytest.approx(stats["bytes"] / positions)
     assert stats["sparse_bytes_per_token_estimate"] == 4 * (2 + 2) + 4   # uint16 ids, float16
     assert cache.verify() == []
@@ -128,6 +129,9 @@ def test_token_spec_rules():
     spec = token_spec(" sample:006 ")
     assert spec.tokens == "sample:6" and spec.token_level
     assert CacheSpec.from_dict(spec.to_dict()) == spec
+    assert spec.vocab_size == spec.num_labels == V      # an LM's labels are its tokens
+    with pytest.raises(UsageError, match="has classes, not a vocabulary"):
+        make_spec().vocab_size
     with pytest.raises(UsageError, match="needs its token spec"):
         make_spec(problem_type="causal_lm", num_labels=V)
     with pytest.raises(UsageError, match="is for the problem types"):
