@@ -8,12 +8,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
 
-from distiller.common.errors import UsageError
 from distiller.taskdata.resolve import add_task_arguments
 
-from .teacher.score_file import score_file
+from .teacher.score_file import score_config, score_file
 
 __all__ = ["add_parsers", "score_file"]
 
@@ -31,7 +29,8 @@ def add_parsers(subparsers) -> None:
                    help="print only the flag lines of `distiller train` or `distiller "
                    "evaluate`, one per corpus (for scripts)")
     p.set_defaults(func=_cmd_corpora)
-    p = csub.add_parser("stats", help="examples, tokens, bytes per example (JSON)")
+    p = csub.add_parser("stats", help="examples, tokens, bytes per example; bytes per predicted "
+                                      "token for a language model's cache (JSON)")
     p.add_argument("path")
     p.set_defaults(func=_cmd_stats)
     p = csub.add_parser("verify", help="recompute checksums and schemas; exit 1 naming bad shards")
@@ -62,11 +61,23 @@ def add_parsers(subparsers) -> None:
                    "windows (BERT's and the study's meaning)")
     p.add_argument("--max-query-length", type=int, default=64,
                    help="question answering: question tokens kept")
-    p.add_argument("--layers", default="all", help="'all' or comma-separated hidden-state indices")
+    p.add_argument("--layers", default=None,
+                   help="'all', 'none' or comma-separated hidden-state indices (default: all; "
+                   "none for a language-model task)")
     p.add_argument("--pooling", default="none", choices=("none", "cls", "mean"))
     p.add_argument("--attentions", action="store_true", help="also keep attention maps")
     p.add_argument("--dtype", default="float16", choices=("float32", "float16", "int8"))
     p.add_argument("--logits-topk", type=int, default=0)
+    p.add_argument("--tokens", default=None, metavar="topk:K|sample:N",
+                   help="language-model tasks (--kind masked_lm / causal_lm): what is kept per "
+                   "predicted token, the K most likely tokens with the tail's mass, or N tokens "
+                   "drawn from the teacher (docs/cache.md, 'Token-level caches')")
+    p.add_argument("--mask-prob", type=float, default=0.15,
+                   help="masked_lm: share of each text's tokens masked (80%% [MASK], 10%% random, "
+                   "10%% kept; part of every key)")
+    p.add_argument("--mask-seed", type=int, default=0,
+                   help="masked_lm: seed mixed into every record's masking (another seed: "
+                   "another masking of the same texts, other keys)")
     p.add_argument("--max-tokens-per-batch", type=int, default=2048)
     p.add_argument("--chunk", type=int, default=2048,
                    help="records per committed shard (progress survives a kill)")
@@ -113,8 +124,13 @@ def _cmd_corpora(args) -> int:
 
 def _cmd_stats(args) -> int:
     from .cache.store import TeacherCache
+    from .cache.stats import measured_token_bytes
 
-    print(json.dumps(TeacherCache.open(args.path).stats(), indent=1, sort_keys=True))
+    cache = TeacherCache.open(args.path)
+    stats = cache.stats()
+    if cache.spec.token_level:   # the sparse column's measured bytes beside the estimate
+        stats["sparse_bytes_per_token"] = measured_token_bytes(cache)
+    print(json.dumps(stats, indent=1, sort_keys=True))
     return 0
 
 
@@ -165,28 +181,21 @@ def _cmd_score(args) -> int:
     from distiller.taskdata.resolve import task_from_args
 
     from .teacher.taskfit import fit_teacher_to_task
-    from .teacher.model import TeacherConfig
 
     task, notes = task_from_args(args, data=None if args.unlabelled else args.input)
     for note in notes:
         print(f"distiller score: {note}", file=sys.stderr)
     task, num_labels = fit_teacher_to_task(args.teacher, task)
 
-    layers: Any = args.layers
-    if layers != "all":
-        try:
-            layers = tuple(int(x) for x in layers.split(","))
-        except ValueError:
-            raise UsageError(f"--layers must be 'all' or comma-separated integers, got "
-                             f"{args.layers!r}") from None
     # issue 19: the devices' slots, and the precision the cache records (or a clear error)
     devices, amp = _placement(args.devices, args.amp, args.cache)
-    config = TeacherConfig(model=args.teacher, max_length=args.max_length, layers=layers,
-                           pooling=args.pooling, attentions=args.attentions,
-                           max_tokens_per_batch=args.max_tokens_per_batch, device=devices[0],
-                           amp=amp, num_labels=num_labels, backend=args.backend,
-                           head="span" if task.is_span else "sequence",
-                           doc_stride=args.doc_stride, max_query_length=args.max_query_length)
+    config = score_config(task, model=args.teacher, layers=args.layers, tokens=args.tokens or "",
+                          mask_prob=args.mask_prob, mask_seed=args.mask_seed,
+                          max_length=args.max_length, pooling=args.pooling,
+                          attentions=args.attentions,
+                          max_tokens_per_batch=args.max_tokens_per_batch, device=devices[0],
+                          amp=amp, num_labels=num_labels, backend=args.backend,
+                          doc_stride=args.doc_stride, max_query_length=args.max_query_length)
     summary = score_file(config, input_path=args.input, task=task, cache_dir=args.cache,
                          dtype=args.dtype, logits_topk=args.logits_topk, dry_run=args.dry_run,
                          chunk=args.chunk, limit=args.limit, corpus=args.corpus,

@@ -40,7 +40,8 @@ def token_problem(config, provider=None) -> Optional[str]:
 
 class CacheTokens:
     """The token-level source of a cache directory: its spec's problem type, token spec and
-    vocabulary size, its recorded vocabulary, and its rows through the cache reader."""
+    vocabulary size (what the teacher's scoring recorded: CacheSpec.tokens and vocab_size), its
+    recorded vocabulary, and its rows through the cache reader."""
 
     prefetch_safe = True     # reading and decoding: the trainer may fetch on a thread
 
@@ -51,12 +52,10 @@ class CacheTokens:
         if self.problem_type not in LM_PROBLEMS:
             raise UsageError(f"cache {path!r} was built for {self.problem_type}, not a masked or "
                              "causal LM teacher")
-        text = getattr(spec, "tokens", "")
-        if not text:
-            raise UsageError(f"cache {path!r} records no token spec (topk:K / sample:N): it "
-                             "holds no per-token distributions")
-        self.tokens = parse_token_spec(text)
-        self.vocab_size = int(getattr(spec, "vocab_size", 0) or spec.num_labels)
+        # the spec's rules hold `tokens` set for exactly these problem types, and an LM cache's
+        # num_labels is the teacher's vocabulary (CacheSpec.vocab_size)
+        self.tokens = parse_token_spec(spec.tokens)
+        self.vocab_size = spec.vocab_size
         self.vocab, self.vocab_source = cache_vocabulary(path)
         self.reader = CacheReader(path, layers=[], attentions=False)
         self._cache = cache

@@ -11,6 +11,9 @@ Corpus names written to the cache: ``f"{task}-{split}"`` for the originals and, 
 built-in one or the user's). Each corpus records its task (labels, kind, metrics) in the cache, so
 training and evaluation read it from there.
 
+A language-model task (kind masked_lm / causal_lm) takes the same steps with a token-level teacher
+(builders.teacher.token_teacher): a row per text keeps its sparse distribution at each position.
+
 A span task (extractive question answering, SQuAD) takes the same steps with one more: its
 records (questions) are cut into context windows (distiller.pipelines.windows) before keying, and a
 window is what is scored, cached and indexed; augmentation changes the question only (the task's
@@ -31,10 +34,10 @@ import apache_beam as beam
 from distiller.augment.policy import AugmentationPolicy
 from distiller.builders.cache.corpusparts import staging_dir
 from distiller.builders.cache.leftovers import remove_dead_temp_files, temp_files
-from distiller.builders.cache.spec import BACKENDS, DTYPES, POOLINGS
+from distiller.builders.cache.spec import BACKENDS, DTYPES, POOLINGS, TOKENS_ALLOWED
 from distiller.builders.cache.store import TeacherCache
 from distiller.builders.cache.vocab import record_vocabulary
-from distiller.builders.teacher.config import TeacherConfig
+from distiller.builders.teacher.config import TeacherConfig, head_for
 from distiller.builders.teacher.devices import usable_cpus
 from distiller.builders.teacher.factory import make_teacher
 from distiller.builders.teacher.precision import COMPUTE_OF_AMP
@@ -133,6 +136,10 @@ class BuildOptions:
     # mixup pairs per corpus record (0 = no mixup)
     mixup: int = setting(0, kind="int", low=0)
     mixup_alpha: float = setting(0.4, kind="number", low=0, low_open=True)  # λ ~ Beta(a, a)
+    tokens: str = setting("", TOKENS_ALLOWED)  # language models: topk:K | sample:N per position
+    # masked_lm: share of each text's tokens masked; seed mixed into every record's masking
+    mask_prob: float = setting(0.15, kind="number", low=0, high=1, low_open=True, high_open=True)
+    mask_seed: int = setting(0, kind="int", low=0)
 
     def __post_init__(self) -> None:
         validate(self, BUILD_RULES, _WORDING)   # each field as declared, then the rules
@@ -144,9 +151,20 @@ BUILD_RULES = (
                                                                      o.backend == "onnx"),
          says="mixup scores interpolated embeddings, which the onnx backend does not take: use "
               "--backend eager or compile with --mixup"),
-    Rule("mixup of whole inputs", key="mixup", holds=lambda o: not (o.mixup and o.task.is_span),
-         says="mixup interpolates whole inputs of classification and regression tasks; task "
-              "{self.task.name} is question answering: drop --mixup"),
+    Rule("mixup of whole inputs", key="mixup",
+         holds=lambda o: not (o.mixup and (o.task.is_span or o.task.is_lm)),
+         says=lambda o: "mixup interpolates whole inputs of classification and regression tasks; "
+                        f"task {o.task.name} is "
+                        f"{'question answering' if o.task.is_span else 'a language model'}: "
+                        "drop --mixup"),
+    Rule("a language model's task keeps a token form", key="tokens", shows_value=False,
+         holds=lambda o: o.tokens or not o.task.is_lm,
+         says="task {self.task.name} is a {self.task.kind} task: give --tokens topk:K or "
+              "--tokens sample:N (what is kept per predicted token)"),
+    Rule("a token form is a language model's", key="tokens",
+         holds=lambda o: not o.tokens or o.task.is_lm,
+         says="--tokens is for language-model tasks (--kind masked_lm or causal_lm); task "
+              "{self.task.name} is {self.task.kind}"),
 )
 
 
@@ -172,8 +190,9 @@ def _teacher_config(opts: BuildOptions, num_labels: Optional[int] = None) -> Tea
     return TeacherConfig(model=opts.teacher, max_length=opts.max_length, layers=opts.layers,
                          pooling=opts.pooling, attentions=opts.attentions, num_threads=threads,
                          amp=opts.amp, num_labels=num_labels, backend=opts.backend,
-                         head="span" if opts.task.is_span else "sequence",
-                         doc_stride=opts.doc_stride, max_query_length=opts.max_query_length)
+                         head=head_for(opts.task), doc_stride=opts.doc_stride,
+                         max_query_length=opts.max_query_length, tokens=opts.tokens,
+                         mask_prob=opts.mask_prob, mask_seed=opts.mask_seed)
 
 
 class BuildDistillSet(beam.PTransform):

@@ -30,6 +30,8 @@ __all__ = ["add_parsers", "options_from_args", "run_build", "format_summary",
 def _layers(text: str):
     if text == "all":
         return "all"
+    if text == "none":
+        return ()
     try:
         return tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
@@ -82,8 +84,9 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--reject-long", action="store_true",
                    help="dead-letter texts over --max-length instead of truncating them")
     p.add_argument("--limit", type=int, default=None, help="read only the first N rows")
-    p.add_argument("--layers", type=_layers, default="all",
-                   help="hidden states to keep: all or e.g. 0,3,6 (default: all)")
+    p.add_argument("--layers", type=_layers, default=None,
+                   help="hidden states to keep: all, none or e.g. 0,3,6 (default: all; none for "
+                        "a language-model task)")
     p.add_argument("--pooling", default="none", choices=["none", "cls", "mean"])
     p.add_argument("--attentions", action="store_true", help="keep attention maps")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32", "int8"])
@@ -100,6 +103,15 @@ def add_parsers(subparsers) -> None:
                    help="records per scoring unit (= per shard)")
     p.add_argument("--share-model", action="store_true",
                    help="one teacher shared by the worker processes of a machine")
+    p.add_argument("--tokens", default="", metavar="topk:K|sample:N",
+                   help="language-model tasks (--kind masked_lm / causal_lm): what is kept per "
+                        "predicted token, the K most likely tokens with the tail's mass, or N "
+                        "tokens drawn from the teacher (docs/cache.md, 'Token-level caches')")
+    p.add_argument("--mask-prob", type=float, default=0.15,
+                   help="masked_lm: share of each text's tokens masked (80%% [MASK], 10%% random, "
+                        "10%% kept; part of every key)")
+    p.add_argument("--mask-seed", type=int, default=0,
+                   help="masked_lm: seed mixed into every record's masking")
     p.add_argument("--mixup", type=int, default=0, metavar="N",
                    help="mixup pairs per record, scored offline on interpolated embeddings")
     p.add_argument("--mixup-alpha", type=float, default=0.4, help="λ ~ Beta(alpha, alpha)")
@@ -131,11 +143,13 @@ def options_from_args(args):
         max_length=args.max_length, doc_stride=args.doc_stride,
         max_query_length=args.max_query_length, reject_long=args.reject_long,
         labelled=not args.unlabelled,
-        limit=args.limit, layers=args.layers, pooling=args.pooling, attentions=args.attentions,
+        limit=args.limit, pooling=args.pooling, attentions=args.attentions,
+        layers=args.layers if args.layers is not None else (() if task.is_lm else "all"),
         dtype=args.dtype, amp=args.amp, backend=args.backend, unit_size=args.unit_size,
         share_model=args.share_model,
         beam_args=beam_args, progress=args.progress, mixup=args.mixup,
-        mixup_alpha=args.mixup_alpha)
+        mixup_alpha=args.mixup_alpha, tokens=args.tokens, mask_prob=args.mask_prob,
+        mask_seed=args.mask_seed)
 
 
 def _human_bytes(n: int) -> str:

@@ -6,6 +6,7 @@ file whose labels it infers (and says so). Every command that reads data takes t
     --task-file trec.yaml                         keys of `Task` (name, text_a, label, labels, ...)
     --task trec --text-a 1 --label 0              your own: a header-less TSV, label first
     --task trec --text-a text --label coarse --labels ABBR,DESC,ENTY,HUM,LOC,NUM --metric accuracy
+    --task wiki --kind masked_lm --text-a text    a language-model task: texts only, no label
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .builtin import builtin_names, builtin_task
 from .reader import _dataset, plan_splits, read_split
 from .rows import MISSING, column_value
 from .sources import resolve_inputs
-from .task import Task, _is_int, names_in_class_order
+from .task import KINDS, Task, _is_int, names_in_class_order
 from .yamlfile import load_yaml_file
 
 __all__ = ["add_task_arguments", "task_from_args", "resolve_task", "load_task_file",
@@ -63,6 +64,10 @@ def add_task_arguments(parser, *, labels_optional: bool = False) -> None:
                    "inferred from the training file, and said)")
     g.add_argument("--regression", action="store_true", default=None,
                    help="the label is a real number")
+    g.add_argument("--kind", choices=KINDS, default=None,
+                   help="what the task predicts (default: classification, or the built-in "
+                   "task's); masked_lm / causal_lm: a language-model task of texts only, "
+                   "scored by a token-level teacher (--tokens)")
     g.add_argument("--metric", help="metrics, comma-separated; the first selects models "
                    "(accuracy, f1, macro_f1, matthews, pearson, spearman; spans: f1, exact, "
                    "HasAns_f1, NoAns_f1, best_f1, ...)")
@@ -154,6 +159,10 @@ def task_from_args(args, *, data: Optional[str] = None, required: bool = True
     if getattr(args, "regression", None):
         given["kind"] = "regression"
         given["labels"] = None
+    if getattr(args, "kind", None):
+        given["kind"] = args.kind
+        if args.kind != "classification":
+            given["labels"] = None
     if getattr(args, "metric", None):
         given["metrics"] = tuple(x.strip() for x in args.metric.split(",") if x.strip())
     if getattr(args, "fmt", None):

@@ -6,6 +6,9 @@ are identified, and which metrics score a model on it (the first is the primary 
 model selection). Every command reads input and scores models through it, and a build records it
 with each corpus in the cache, so training and evaluation need no task flags.
 
+A language-model task (kind ``masked_lm`` or ``causal_lm``: a token-level teacher, issue 31) has a
+text column and no label: its targets are the text's own tokens.
+
 A span task (extractive question answering, SQuAD) has a question (text_a), a context (text_b)
 and answers (the label column: texts with their character starts); with ``unanswerable`` some
 questions have none (SQuAD 2.0). Its model predicts a start and an end position per token.
@@ -24,12 +27,13 @@ from distiller.common.config import Allowed, Rule, Wording, check_fields, check_
 from distiller.common.errors import UsageError
 
 __all__ = ["Task", "Column", "KINDS", "METRICS", "LabelError", "default_metrics",
-           "UNANSWERABLE_METRICS", "SPAN_PROBLEM_TYPE"]
+           "UNANSWERABLE_METRICS", "SPAN_PROBLEM_TYPE", "LM_KINDS"]
 
 SPAN_PROBLEM_TYPE = "question_answering"   # what a cache spec records for span tasks
 
 Column = Union[str, int]
-KINDS = ("classification", "regression", "span")
+LM_KINDS = ("masked_lm", "causal_lm")   # token-level: their kind is their problem type
+KINDS = ("classification", "regression", "span") + LM_KINDS
 # metric name -> task kinds it applies to (classification/regression: distiller.taskdata.metrics;
 # span: distiller.taskdata.squad_metrics, where "f1" is SQuAD's token F1, not binary F1)
 METRICS: Dict[str, Tuple[str, ...]] = {
@@ -56,6 +60,8 @@ def default_metrics(kind: str, num_labels: int, unanswerable: bool = False) -> T
     figures when questions may have no answer)."""
     if kind == "regression":
         return ("pearson", "spearman")
+    if kind in LM_KINDS:   # scored on tokens (masked-token top-1, perplexity), not on labels
+        return ()
     if kind == "span":
         breakdown = ("HasAns_f1", "HasAns_exact", "NoAns_f1", "NoAns_exact", "best_f1",
                      "best_exact")
@@ -131,7 +137,9 @@ class Task:
     """One task: columns, labels, metrics. Validated on construction: each field as declared
     (distiller.common.config), then the rules (`RULES`, below the class).
 
-    name: used in corpus names and reports. kind: "classification" or "regression".
+    name: used in corpus names and reports. kind: "classification", "regression", "span", or a
+    language model's "masked_lm" / "causal_lm" (no label column: `label` is cleared; no metric
+    of METRICS: a language model is scored on tokens, top-1 and perplexity).
     text_a / text_b: the text column(s) (text_b None for single-sentence tasks).
     label: the label column (None: an unlabelled corpus); "label|answer" lists alternatives, the
     first present in a row is used. labels: class names in class order (classification); None
@@ -171,6 +179,8 @@ class Task:
 
     def __post_init__(self) -> None:
         check_fields(self, WORDING)   # each field as declared
+        if self.kind in LM_KINDS:   # a language model's targets are its text's tokens: no label
+            object.__setattr__(self, "label", None)
         if not self.metrics and (self.kind != "classification" or self.labels):
             object.__setattr__(self, "metrics", default_metrics(
                 self.kind, len(self.labels or ()), self.unanswerable))
@@ -180,6 +190,11 @@ class Task:
     @property
     def is_regression(self) -> bool:
         return self.kind == "regression"
+
+    @property
+    def is_lm(self) -> bool:
+        """A language-model task (masked_lm, causal_lm): a token-level teacher's."""
+        return self.kind in LM_KINDS
 
     @property
     def is_span(self) -> bool:
@@ -199,6 +214,9 @@ class Task:
             return 1
         if self.is_span:
             return 2
+        if self.is_lm:
+            raise UsageError(f"task {self.name}: a {self.kind} task's outputs are the teacher's "
+                             "vocabulary, not labels")
         if self.labels is None:
             raise UsageError(f"task {self.name}: its labels are not known yet: give --labels or "
                              "let them be inferred from the training file")
@@ -210,6 +228,8 @@ class Task:
         in cache specs; Hugging Face's QA heads have none)."""
         if self.is_span:
             return SPAN_PROBLEM_TYPE
+        if self.is_lm:
+            return self.kind
         return "regression" if self.is_regression else "single_label_classification"
 
     @property
@@ -226,6 +246,8 @@ class Task:
         """What a model's config.id2label should say (regression: {0: name})."""
         if self.is_span:
             return {0: "start", 1: "end"}
+        if self.is_lm:
+            return {}
         if self.is_regression:
             return {0: self.name}
         return dict(enumerate(self.labels or ()))
@@ -238,6 +260,8 @@ class Task:
             value = "true" if value else "false"
         if self.is_span:
             raise LabelError(f"task {self.name}: a span task's labels are answers, not classes")
+        if self.is_lm:
+            raise LabelError(f"task {self.name}: a {self.kind} task has no labels")
         if isinstance(value, float) and value.is_integer() and not self.is_regression:
             value = int(value)
         text = str(value).strip()
@@ -261,7 +285,7 @@ class Task:
 
     def label_name(self, index: Union[int, float, None]) -> Any:
         """Inverse of `label_index` for outputs: the class name, or the float for regression."""
-        if index is None or self.is_regression or self.is_span:
+        if index is None or self.is_regression or self.is_span or self.is_lm:
             return index
         return (self.labels or ())[int(index)]
 
@@ -300,7 +324,8 @@ class Task:
         """One line for logs: name, kind, columns, labels."""
         cols = f"text {self.text_a!r}" + (f" + {self.text_b!r}" if self.is_pair else "")
         what = ("spans" + (" (questions may have no answer)" if self.unanswerable else "")
-                if self.is_span else "regression" if self.is_regression else
+                if self.is_span else f"{self.kind} (tokens)" if self.is_lm else
+                "regression" if self.is_regression else
                 f"{len(self.labels)} labels {list(self.labels)}" if self.labels else
                 "labels not known")
         label = f", label {self.label!r}" if self.label is not None else ", no label column"

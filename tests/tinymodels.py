@@ -112,20 +112,44 @@ def tiny_bert_mlm(directory, texts: Iterable[str], *, vocab_size: int = 400, see
     return str(directory)
 
 
+def bpe_tokenizer(texts: Iterable[str], vocab_size: int):
+    """A GPT-2-style fast tokenizer (byte-level BPE, one <|endoftext|> token, no padding token and
+    no special tokens added to a text) trained on `texts`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(list(texts), trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>",
+                                   eos_token="<|endoftext|>", unk_token="<|endoftext|>",
+                                   model_input_names=["input_ids", "attention_mask"])
+
+
 def tiny_gpt2_lm(directory, texts: Iterable[str], *, vocab_size: int = 400, seed: int = 0,
-                 layers: int = 2, hidden: int = 32) -> str:
-    """A random GPT2LMHeadModel (default 2 layers, 32 wide, 64 positions) plus a WordPiece
-    tokenizer trained on `texts`, both saved to `directory`; returns the directory. Weights
-    are drawn wider than GPT-2's (std 0.3) so its distributions are far from uniform."""
+                 layers: int = 2, hidden: int = 32, positions: int = 64,
+                 bpe: bool = False) -> str:
+    """A random GPT2LMHeadModel (default 2 layers, 32 wide, 64 positions) plus a tokenizer
+    trained on `texts`, both saved to `directory`; returns the directory. The tokenizer is a
+    WordPiece one ([CLS] as bos, [SEP] as eos, a padding token), or with `bpe` GPT-2's kind
+    (`bpe_tokenizer`: byte-level BPE, no padding token). Weights are drawn wider than GPT-2's
+    (std 0.3) so its distributions are far from uniform."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    fast = wordpiece_tokenizer(texts, vocab_size)
+    if bpe:
+        fast = bpe_tokenizer(texts, vocab_size)
+        ids = dict(bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
+    else:
+        fast = wordpiece_tokenizer(texts, vocab_size)
+        ids = dict(bos_token_id=fast.cls_token_id, eos_token_id=fast.sep_token_id,
+                   pad_token_id=fast.pad_token_id)
     torch.manual_seed(seed)
     config = GPT2Config(vocab_size=len(fast), n_embd=hidden, n_layer=layers, n_head=2,
-                        n_positions=64, bos_token_id=fast.cls_token_id,
-                        eos_token_id=fast.sep_token_id, pad_token_id=fast.pad_token_id,
-                        initializer_range=0.3)
+                        n_positions=positions, initializer_range=0.3, **ids)
     GPT2LMHeadModel(config).eval().save_pretrained(directory)
     fast.save_pretrained(directory)
     return str(directory)

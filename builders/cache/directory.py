@@ -32,6 +32,7 @@ from .manifest import (CORPUS_DIR, MANIFEST, SHARD_DIR, atomic_write_bytes, lock
                        new_manifest, read_manifest, write_manifest)
 from .shards import ShardInfo, read_shard_table, write_shard_file, write_table_file
 from .spec import CacheSpec
+from .stats import manifest_stats, token_stats
 
 __all__ = ["CacheDirectory"]
 
@@ -187,7 +188,7 @@ class CacheDirectory:
                     self._shard_keys[info.name] = fresh
                 added.append(info)
             if added:
-                manifest["stats"] = _stats(manifest)
+                manifest["stats"] = manifest_stats(manifest)
                 write_manifest(self.path, manifest)
         self._manifest = manifest
         if added:
@@ -316,23 +317,17 @@ class CacheDirectory:
 
     # ------------------------------------------------------------------ reporting
     def stats(self) -> Dict[str, Any]:
-        """examples, tokens, shards, bytes, bytes_per_example, truncated, plus the spec's dtype."""
+        """examples, tokens, shards, bytes, bytes_per_example, truncated, plus the spec's dtype;
+        a token-level cache adds positions (predicted tokens stored), bytes_per_token (shard
+        bytes per position) and stats.token_stats."""
         manifest = self.refresh()
-        out = _stats(manifest)
+        out = manifest_stats(manifest)
         out.update({"dtype": self.spec.dtype, "layers": list(self.spec.layers),
                     "pooling": self.spec.pooling, "attentions": list(self.spec.attentions),
                     "corpora": {k: v["rows"] for k, v in manifest.get("corpora", {}).items()}})
+        if self.spec.token_level:
+            out.update(token_stats(self.spec))
         return out
-
-
-def _stats(manifest: Dict[str, Any]) -> Dict[str, Any]:
-    shards = manifest["shards"]
-    examples = sum(s["rows"] for s in shards)
-    total = sum(s["bytes"] for s in shards)
-    return {"examples": examples, "shards": len(shards), "bytes": total,
-            "tokens": sum(s["tokens"] for s in shards),
-            "truncated": sum(s["truncated"] for s in shards),
-            "bytes_per_example": (total / examples) if examples else 0.0}
 
 
 def _foreign_entries(path: str) -> List[str]:

@@ -4,6 +4,10 @@ Each tensor column is built from one contiguous buffer: every row's tensor is ga
 concatenation, converted to the storage dtype in one step (quant.py's arithmetic, element for
 element, so the bytes equal those of a per-row `quant.encode`) and wrapped as an Arrow binary
 array over that buffer with computed offsets (no per-row bytes objects).
+
+A token-level output (`CacheSpec.tokens`) carries positions, targets and its sparse form
+(`tokens`, a sparse_tokens.TopKTokens or SampledTokens) instead of logits; its sparse column is
+sparse_tokens' Arrow encoding of every row at once.
 """
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ import numpy as np
 
 from distiller.common.errors import UsageError
 
-from .schema import shard_schema
+from .schema import shard_schema, token_column
+from .sparse_tokens import TOPK_COLUMN, encode_samples, encode_topk
 from .spec import CacheSpec
 
 __all__ = ["encode_columns", "encode_flat", "check_output", "topk_logprobs"]
@@ -32,11 +37,29 @@ def check_output(o: Dict[str, Any], spec: CacheSpec) -> int:
     missing = [l for l in spec.attentions if l not in (o.get("attentions") or {})]
     if missing:
         raise UsageError(f"output for key {o.get('key')!r} lacks attentions of layers {missing}")
+    if spec.token_level:
+        _check_token_output(o, spec, n)
+        return n
     shape = tuple(np.shape(o["logits"]))
     if shape != spec.logits_shape(n):    # [num_labels], or [n, 2] for question answering
         raise UsageError(f"output for key {o.get('key')!r} has logits of shape {shape}, the "
                          f"cache spec says {spec.logits_shape(n)}")
     return n
+
+
+def _check_token_output(o: Dict[str, Any], spec: CacheSpec, n: int) -> None:
+    """A token-level output: as many positions (each < n), targets and sparse distributions."""
+    p = len(o["positions"])
+    tokens = o.get("tokens")
+    if len(o["targets"]) != p or tokens is None or tokens.positions != p:
+        raise UsageError(f"output for key {o.get('key')!r}: {p} positions, "
+                         f"{len(o['targets'])} targets and "
+                         f"{getattr(tokens, 'positions', None)} sparse distributions (a "
+                         "token-level output has one of each per predicted position)")
+    pos = np.asarray(o["positions"])
+    if p and (pos.min() < 0 or pos.max() >= n):
+        raise UsageError(f"output for key {o.get('key')!r} predicts positions outside its "
+                         f"{n} tokens")
 
 
 def topk_logprobs(logits: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray, float]:
@@ -159,11 +182,19 @@ def encode_columns(outputs: Sequence[Dict[str, Any]], spec: CacheSpec) -> Dict[s
         "key": pa.array([o["key"] for o in rows], type=pa.string()),
         "length": pa.array(lengths, type=pa.int32()),
         "truncated": pa.array([bool(o.get("truncated", False)) for o in rows], type=pa.bool_())}
-    for name, np_type in (("input_ids", "<i4"), ("token_type_ids", "i1")):
+    ints = (("input_ids", "<i4"), ("token_type_ids", "i1"))
+    if spec.token_level:
+        ints += (("positions", "<i4"), ("targets", "<i4"))
+    for name, np_type in ints:
         arrays = [np.asarray(o[name], dtype=np_type) for o in rows]
         cols[name] = _binary(np.concatenate(arrays) if arrays else np.zeros(0, np_type),
                              np.fromiter((a.size for a in arrays), np.int64, len(arrays)))
-    logits = [np.asarray(o["logits"], dtype=np.float32) for o in rows]
+    if spec.token_level:
+        encode = encode_topk if token_column(spec) == TOPK_COLUMN else encode_samples
+        cols[token_column(spec)] = encode([o["tokens"] for o in rows], spec.tokens,
+                                          spec.num_labels)
+    logits = [] if spec.token_level else [np.asarray(o["logits"], dtype=np.float32)
+                                          for o in rows]
     if spec.logits_topk:   # per row on [num_labels] values: small
         top = [topk_logprobs(z, spec.logits_topk) for z in logits]
         idx = [t[0] for t in top]
@@ -171,7 +202,7 @@ def encode_columns(outputs: Sequence[Dict[str, Any]], spec: CacheSpec) -> Dict[s
                                        np.fromiter((len(i) for i in idx), np.int64, len(idx)))
         cols["rest_mass"] = pa.array([t[2] for t in top], type=pa.float32())
         logits = [t[1] for t in top]
-    tensors = [("logits", logits, spec.logits_dtype)]
+    tensors = [] if spec.token_level else [("logits", logits, spec.logits_dtype)]
     want = (spec.hidden_size,)
     for l in spec.layers:
         hidden = [o["hidden"][l] for o in rows]

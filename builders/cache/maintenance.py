@@ -150,7 +150,7 @@ def merge_into(cache: CacheDirectory, other_path: str) -> List[ShardInfo]:
             _copy_regular(other.shard_path(info.name), dst)
         infos.append(ShardInfo(name=info.name, rows=info.rows, bytes=info.bytes,
                                sha256=info.sha256, tokens=info.tokens, truncated=info.truncated,
-                               keys=tuple(keys)))
+                               keys=tuple(keys), positions=info.positions))
     added = cache.commit(infos)
     _merge_vocabulary(cache, other)
     mine = cache.refresh().get("corpora", {})

@@ -11,9 +11,11 @@ from distiller.common.errors import UsageError
 
 from .errors import UnsatisfiableRequest
 from .quant import itemsize
+from .sparse_tokens import estimate_bytes_per_token
 from .spec import CacheSpec
 
-__all__ = ["estimate", "plan", "satisfiable", "Satisfiability", "length_histogram"]
+__all__ = ["estimate", "plan", "satisfiable", "Satisfiability", "length_histogram",
+           "positions_for_length"]
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +31,31 @@ def length_histogram(lengths: Sequence[int]) -> Dict[int, int]:
     return out
 
 
+def positions_for_length(spec: CacheSpec, n: int) -> int:
+    """Predicted positions a token-level row of `n` tokens stores: a causal LM's n - 1; a masked
+    LM's share `mask_prob` of its tokens, at least one (an estimate: the two special tokens of
+    a BERT-style input are taken as never masked); 0 for a sentence-level spec."""
+    if not spec.token_level:
+        return 0
+    if spec.problem_type == "causal_lm":
+        return max(0, n - 1)
+    prob = float(spec.tokenization_settings.get("mask_prob", 0.15))
+    return max(1, int(round(prob * max(1, n - 2))))
+
+
 def bytes_for_length(spec: CacheSpec, n: int) -> int:
     """Estimated stored bytes of one example of `n` tokens under `spec`."""
     h, heads = spec.hidden_size, spec.num_heads
     b = 32 + 4 + 1 + 4 * n + n + _ROW_OVERHEAD + 5 * _VALUE_OVERHEAD     # key, ids, types
-    c = min(spec.logits_topk, spec.num_labels) if spec.logits_topk else \
-        spec.num_labels * (n if spec.token_logits else 1)
-    b += c * itemsize(spec.logits_dtype) + (4 if spec.logits_dtype == "int8" else 0)
-    if spec.logits_topk:
-        b += 4 * c + 4
+    if spec.token_level:   # positions and targets (int32), the sparse form per position
+        p = positions_for_length(spec, n)
+        b += 8 * p + int(round(p * estimate_bytes_per_token(spec.tokens, spec.num_labels))) + 4
+    else:
+        c = min(spec.logits_topk, spec.num_labels) if spec.logits_topk else \
+            spec.num_labels * (n if spec.token_logits else 1)
+        b += c * itemsize(spec.logits_dtype) + (4 if spec.logits_dtype == "int8" else 0)
+        if spec.logits_topk:
+            b += 4 * c + 4
     vectors = n if spec.pooling == "none" else 1
     per_layer = vectors * h * itemsize(spec.dtype) + _VALUE_OVERHEAD
     if spec.dtype == "int8":
@@ -52,12 +70,22 @@ def bytes_for_length(spec: CacheSpec, n: int) -> int:
 
 def estimate(spec: CacheSpec, histogram: Mapping[int, int]) -> Dict[str, Any]:
     """{"examples", "bytes_per_example", "total_bytes"} for a corpus with this length histogram
-    (token length including special tokens -> count)."""
+    (token length including special tokens -> count); a token-level spec adds "positions",
+    "bytes_per_token" (whole rows per predicted position) and "sparse_bytes_per_token" (the
+    sparse column alone, sparse_tokens.estimate_bytes_per_token)."""
     examples = sum(histogram.values())
     total = sum(bytes_for_length(spec, min(int(n), spec.max_length)) * c
                 for n, c in histogram.items())
-    return {"examples": examples, "total_bytes": total,
-            "bytes_per_example": (total / examples) if examples else 0.0}
+    out = {"examples": examples, "total_bytes": total,
+           "bytes_per_example": (total / examples) if examples else 0.0}
+    if spec.token_level:   # per predicted position: whole rows, and the sparse column alone
+        positions = sum(positions_for_length(spec, min(int(n), spec.max_length)) * c
+                        for n, c in histogram.items())
+        out.update(positions=positions,
+                   bytes_per_token=(total / positions) if positions else 0.0,
+                   sparse_bytes_per_token=estimate_bytes_per_token(spec.tokens,
+                                                                   spec.num_labels))
+    return out
 
 
 def plan(spec: CacheSpec, histogram: Mapping[int, int], path: str) -> Dict[str, Any]:

@@ -3,6 +3,13 @@
 Shards are memory-mapped; a key -> (shard, row group, offset) index is built from the key columns
 at open; whole row groups (a few MB each) are decoded on demand into a small LRU, so resident
 memory stays bounded by (LRU size x row-group size) + the index, whatever the cache size.
+
+A token-level cache's rows (`CacheSpec.tokens`; docs/cache.md, "Token-level caches") are numpy
+arrays: input_ids int32 [L] (what the teacher saw: a masked LM's masked input), token_type_ids
+int8 [L], positions int32 [P], targets int32 [P] and the sparse distributions at those positions
+under their column's name: `token_topk` (a sparse_tokens.TopKTokens) or `token_sample` (a
+SampledTokens), ready for distill_train.token_losses' pad_topk / pad_samples; plus hidden states
+{layer: float32 array} when kept.
 """
 from __future__ import annotations
 
@@ -18,7 +25,8 @@ from distiller.common.errors import MissingEntryError
 from .files import entry_path
 from .errors import CacheSpecMismatch, CorruptShardError, UnsatisfiableRequest
 from .manifest import SHARD_DIR, read_manifest
-from .shards import ShardInfo, decode_row, file_sha256, open_shard
+from .shards import (TOKENS_DECODED, ShardInfo, decode_row, decode_tokens, file_sha256,
+                     open_shard, token_column)
 from .spec import CacheSpec
 
 __all__ = ["CacheReader"]
@@ -135,10 +143,14 @@ class CacheReader:
 
     def _needed_columns(self) -> List[str]:
         spec = self.spec
-        cols = ["key", "length", "truncated", "input_ids", "token_type_ids", "logits"]
+        cols = ["key", "length", "truncated", "input_ids", "token_type_ids"]
+        if spec.token_level:
+            cols += ["positions", "targets", token_column(spec)]
+        else:
+            cols.append("logits")
         if spec.logits_topk:
             cols += ["topk_indices", "rest_mass"]
-        if spec.logits_dtype == "int8":
+        if spec.logits_dtype == "int8" and not spec.token_level:
             cols.append("logits_scale")
         for prefix, layers in (("hidden", self.layers), ("attn", self.attentions)):
             for l in layers:
@@ -192,7 +204,8 @@ class CacheReader:
 
     def get_row(self, row: int) -> Dict[str, Any]:
         """torch tensors of one row: input_ids/token_type_ids Long[L], logits Float[C],
-        hidden {layer: Float[L, H] or [H]}, attentions {layer: Float[heads, L, L]} if asked."""
+        hidden {layer: Float[L, H] or [H]}, attentions {layer: Float[heads, L, L]} if asked.
+        A token-level cache's row holds numpy arrays and its sparse form instead (module doc)."""
         import torch
 
         if not 0 <= row < len(self._keys):
@@ -208,6 +221,8 @@ class CacheReader:
         except ValueError as exc:
             raise CorruptShardError(f"shard {self._names[s]!r} row {local} does not match the "
                                     f"spec ({exc})", shard=self._names[s]) from exc
+        if self.spec.token_level:   # numpy fields (docs/cache.md, "Token-level caches")
+            return _token_row(ex, token_column(self.spec))
         out: Dict[str, Any] = {
             "key": ex["key"], "truncated": ex["truncated"],
             "input_ids": torch.from_numpy(ex["input_ids"].astype("int64")),
@@ -229,7 +244,27 @@ class CacheReader:
             self._lru.move_to_end((s, g))
             return hit
         cols = self._read(self._file(s), self._names[s], g, self._columns)
+        if self.spec.token_level:   # the group's sparse records, decoded once for its rows
+            try:
+                cols[TOKENS_DECODED] = decode_tokens(cols[token_column(self.spec)], self.spec)
+            except ValueError as exc:
+                raise CorruptShardError(f"shard {self._names[s]!r} row group {g}: its sparse "
+                                        f"column does not decode ({exc})",
+                                        shard=self._names[s]) from exc
         self._lru[(s, g)] = cols
         while len(self._lru) > self._max_groups:
             self._lru.popitem(last=False)
         return cols
+
+
+def _token_row(ex: Dict[str, Any], column: str) -> Dict[str, Any]:
+    """A decoded token-level row as the reader returns it (numpy arrays, int32 ids; the sparse
+    form under its column's name)."""
+    out = {"key": ex["key"], "truncated": ex["truncated"],
+           "input_ids": ex["input_ids"].astype("int32"),
+           "token_type_ids": ex["token_type_ids"].astype("int8"),
+           "positions": ex["positions"].astype("int32"), "targets": ex["targets"].astype("int32"),
+           column: ex[column], "hidden": ex["hidden"]}
+    if "attentions" in ex:
+        out["attentions"] = ex["attentions"]
+    return out

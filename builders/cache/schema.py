@@ -1,20 +1,28 @@
 """The Arrow schema of a shard for a cache spec: the columns a shard holds, in order.
 
 Both the column encoder (encoding.py) and the shard reader and writer (shards.py) need it, so it
-lives below both.
+lives below both. A token-level spec (`CacheSpec.tokens`) has no `logits` column but
+`positions`, `targets` and one sparse column (`token_column`: sparse_tokens' Arrow type).
 """
 from __future__ import annotations
 
 from typing import List
 
+from .sparse_tokens import SAMPLE_COLUMN, TOPK_COLUMN, column_type, parse_token_spec
 from .spec import CacheSpec
 
-__all__ = ["tensor_columns", "shard_schema"]
+__all__ = ["tensor_columns", "shard_schema", "token_column"]
+
+
+def token_column(spec: CacheSpec) -> str:
+    """The sparse column of a token-level spec: `token_topk` or `token_sample`."""
+    return TOPK_COLUMN if parse_token_spec(spec.tokens).kind == "topk" else SAMPLE_COLUMN
 
 
 def tensor_columns(spec: CacheSpec) -> List[str]:
-    """The tensor columns a shard of `spec` holds: logits, hidden_<layer>, attn_<layer>."""
-    cols = ["logits"]
+    """The tensor columns a shard of `spec` holds: logits (not for a token-level spec),
+    hidden_<layer>, attn_<layer>."""
+    cols = [] if spec.token_level else ["logits"]
     cols += [f"hidden_{l}" for l in spec.layers]
     cols += [f"attn_{l}" for l in spec.attentions]
     return cols
@@ -29,6 +37,11 @@ def shard_schema(spec: CacheSpec):
               pa.field("truncated", pa.bool_(), nullable=False),
               pa.field("input_ids", pa.binary(), nullable=False),
               pa.field("token_type_ids", pa.binary(), nullable=False)]
+    if spec.token_level:
+        fields += [pa.field("positions", pa.binary(), nullable=False),
+                   pa.field("targets", pa.binary(), nullable=False),
+                   pa.field(token_column(spec), column_type(spec.tokens, spec.num_labels),
+                            nullable=False)]
     if spec.logits_topk:
         fields += [pa.field("topk_indices", pa.binary(), nullable=False),
                    pa.field("rest_mass", pa.float32(), nullable=False)]

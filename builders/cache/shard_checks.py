@@ -15,7 +15,7 @@ from .directory import CacheDirectory
 from .errors import CorruptShardError, UnsafeEntryError
 from .files import ADVICE, check_regular
 from .shards import (SPEC_METADATA_KEY, ShardInfo, file_sha256, open_shard, shard_name_for,
-                     shard_schema)
+                     shard_schema, table_counts)
 
 __all__ = ["spec_problem", "shard_problem", "unsafe_problem", "uncommitted_info"]
 
@@ -85,6 +85,5 @@ def uncommitted_info(cache: CacheDirectory, name: str) -> ShardInfo:
     if shard_name_for(keys) != name:
         raise UsageError("its name is not the one its keys give")
     return ShardInfo(name=name, rows=table.num_rows, bytes=os.lstat(path).st_size,
-                     sha256=file_sha256(path, what="shard"),
-                     tokens=int(sum(table.column("length").to_pylist())),
-                     truncated=int(sum(table.column("truncated").to_pylist())), keys=tuple(keys))
+                     sha256=file_sha256(path, what="shard"), keys=tuple(keys),
+                     **table_counts(table))

@@ -5,6 +5,11 @@ float32 scale per vector in a `*_scale` column), trimmed to the example's real l
 spec's layers only. Shapes are implied by `length` and the spec. A shard is written to a temporary
 name and renamed to its deterministic, content-derived name; it is invisible until the manifest
 lists it (see cache.py).
+
+A token-level cache (`CacheSpec.tokens`, a masked or causal LM teacher) has no `logits` column:
+per row the predicted `positions` and their gold `targets` (raw int32, like input_ids) and the
+sparse distributions at those positions in one Arrow column (sparse_tokens: `token_topk` or
+`token_sample`); its manifest entries also count the positions (`ShardInfo.positions`).
 """
 from __future__ import annotations
 
@@ -24,11 +29,13 @@ from .files import check_regular, name_problem, open_regular
 from .encoding import encode_columns
 from .errors import CorruptShardError, MissingShardError
 from .quant import decode
-from .schema import shard_schema, tensor_columns
+from .schema import shard_schema, tensor_columns, token_column
+from .sparse_tokens import TOPK_COLUMN, decode_samples, decode_topk
 from .spec import CacheSpec
 
 __all__ = ["ShardInfo", "shard_schema", "tensor_columns", "write_shard_file", "read_shard_table",
-           "decode_row", "file_sha256", "shard_name_for", "SPEC_METADATA_KEY", "write_table_file"]
+           "decode_row", "file_sha256", "shard_name_for", "SPEC_METADATA_KEY", "write_table_file",
+           "table_counts", "token_column", "decode_tokens", "TOKENS_DECODED"]
 
 SPEC_METADATA_KEY = b"distiller.spec"
 TARGET_ROW_GROUP_BYTES = 512 << 10  # the reader decodes whole row groups: keep them small
@@ -36,7 +43,9 @@ TARGET_ROW_GROUP_BYTES = 512 << 10  # the reader decodes whole row groups: keep 
 
 @dataclasses.dataclass(frozen=True)
 class ShardInfo:
-    """A shard file and what it holds. `keys` stays in memory only (not in the manifest)."""
+    """A shard file and what it holds. `keys` stays in memory only (not in the manifest).
+    positions: the predicted positions a token-level shard stores (None for a sentence-level
+    one, whose manifest entry then has no such field)."""
 
     name: str
     rows: int
@@ -45,15 +54,20 @@ class ShardInfo:
     tokens: int
     truncated: int
     keys: Tuple[str, ...] = dataclasses.field(default=(), repr=False, compare=False)
+    positions: Optional[int] = None
 
     def to_manifest(self) -> Dict[str, Any]:
-        return {"name": self.name, "rows": self.rows, "bytes": self.bytes, "sha256": self.sha256,
-                "tokens": self.tokens, "truncated": self.truncated}
+        out = {"name": self.name, "rows": self.rows, "bytes": self.bytes, "sha256": self.sha256,
+               "tokens": self.tokens, "truncated": self.truncated}
+        if self.positions is not None:
+            out["positions"] = self.positions
+        return out
 
     @classmethod
     def from_manifest(cls, d: Dict[str, Any]) -> "ShardInfo":
         return cls(name=d["name"], rows=int(d["rows"]), bytes=int(d["bytes"]),
-                   sha256=d["sha256"], tokens=int(d["tokens"]), truncated=int(d["truncated"]))
+                   sha256=d["sha256"], tokens=int(d["tokens"]), truncated=int(d["truncated"]),
+                   positions=None if d.get("positions") is None else int(d["positions"]))
 
 
 def shard_name_for(keys: Sequence[str]) -> str:
@@ -136,8 +150,19 @@ def write_table_file(directory: str, spec: CacheSpec, table, name: Optional[str]
         fh.flush()
     digest = sink.sha256.hexdigest()
     return ShardInfo(name=name, rows=table.num_rows, bytes=os.path.getsize(final), sha256=digest,
-                     tokens=int(sum(table.column("length").to_pylist())),
-                     truncated=int(sum(table.column("truncated").to_pylist())), keys=tuple(keys))
+                     keys=tuple(keys), **table_counts(table))
+
+
+def table_counts(table) -> Dict[str, Any]:
+    """tokens, truncated and (token-level shards) positions of a table of shard rows."""
+    out: Dict[str, Any] = {"tokens": int(sum(table.column("length").to_pylist())),
+                           "truncated": int(sum(table.column("truncated").to_pylist()))}
+    if "positions" in table.column_names:   # int32 values: 4 bytes each
+        import pyarrow.compute as pc
+
+        out["positions"] = int(pc.sum(pc.binary_length(table.column("positions"))).as_py()
+                               or 0) // 4
+    return out
 
 
 def open_shard(path: str, name: str, *, memory_map: bool = False):
@@ -157,6 +182,15 @@ def open_shard(path: str, name: str, *, memory_map: bool = False):
     except (pa.ArrowException, OSError) as exc:
         raise CorruptShardError(f"shard {name!r} is truncated or not a Parquet file ({exc}); "
                                 "run `distiller cache verify`", shard=name) from exc
+
+
+TOKENS_DECODED = "_tokens_decoded"   # a decoded row group's sparse records (reader.py)
+
+
+def decode_tokens(column, spec: CacheSpec) -> list:
+    """The sparse records (sparse_tokens.TopKTokens or SampledTokens) of a token column."""
+    decode = decode_topk if token_column(spec) == TOPK_COLUMN else decode_samples
+    return decode(column, spec.tokens, spec.num_labels)
 
 
 def read_shard_table(path: str, name: str, columns: Optional[List[str]] = None):
@@ -183,7 +217,18 @@ def decode_row(cols: Dict[str, Any], r: int, spec: CacheSpec, *, layers: Sequenc
 
     out: Dict[str, Any] = {"key": cols["key"][r].as_py(), "input_ids": ids,
                            "token_type_ids": tts, "truncated": cols["truncated"][r].as_py()}
-    if spec.logits_topk:
+    if spec.token_level:
+        out["positions"] = np.frombuffer(cols["positions"][r].as_py(), dtype="<i4")
+        out["targets"] = np.frombuffer(cols["targets"][r].as_py(), dtype="<i4")
+        # the reader decodes a row group's sparse column once (TOKENS_DECODED); else this row's
+        column = token_column(spec)   # the decoded form keeps its column's name
+        decoded = cols.get(TOKENS_DECODED)
+        out[column] = decoded[r] if decoded is not None else \
+            decode_tokens(cols[column].slice(r, 1), spec)[0]
+        if out[column].positions != len(out["positions"]):
+            raise ValueError(f"row {out['key']} stores {len(out['positions'])} positions but "
+                             f"{out[column].positions} distributions")
+    elif spec.logits_topk:
         idx = np.frombuffer(cols["topk_indices"][r].as_py(), dtype="<i4")
         vals = tensor("logits", spec.logits_dtype, (len(idx),))
         rest = float(cols["rest_mass"][r].as_py())

@@ -21,6 +21,10 @@ the draws of a record depend on its seed and its logits only, not on the device 
 on (up to the last bit of the cumulative sum: a draw moves only when a uniform lands within about
 1e-15 of a boundary). Memory: one float64 [P, V] array per call; call it per record.
 
+torch is imported by the functions that take logits (topk_tokens, sample_tokens), not at import:
+the cache's spec, shards and reader use this module's spec and Arrow columns, and the CLI loads
+them without torch.
+
 Token ids are uint16 when the vocabulary has at most 65,536 tokens, else int32. In Arrow a
 record is one row: a list over its positions (`TOPK_COLUMN`, `SAMPLE_COLUMN`); an empty record
 is an empty list.
@@ -29,12 +33,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import List, Sequence, Union
+from typing import TYPE_CHECKING, List, Sequence, Union
 
 import numpy as np
-import torch
 
 from distiller.common.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["TokenSpec", "parse_token_spec", "TopKTokens", "SampledTokens", "id_dtype",
            "topk_tokens", "sample_tokens", "TOPK_COLUMN", "SAMPLE_COLUMN", "column_type",
@@ -136,9 +142,11 @@ class SampledTokens:
         return np.concatenate([[0], np.cumsum(self.sizes, dtype=np.int64)])
 
 
-def _teacher_logprobs(logits: torch.Tensor) -> torch.Tensor:
+def _teacher_logprobs(logits: "torch.Tensor") -> "torch.Tensor":
     """log-softmax (float32) of [P, V] teacher logits; UsageError for another shape or for NaN,
     +inf or all -inf rows (no distribution to keep)."""
+    import torch
+
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[1] < 1:
         raise UsageError(f"token-level teacher logits must be a [positions, vocab] tensor, got "
                          f"{getattr(logits, 'shape', type(logits).__name__)}")
@@ -151,9 +159,17 @@ def _teacher_logprobs(logits: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(z, dim=-1)
 
 
-@torch.no_grad()
-def topk_tokens(logits: torch.Tensor, k: int) -> TopKTokens:
+def topk_tokens(logits: "torch.Tensor", k: int) -> TopKTokens:
     """The top-k form of one record's teacher logits [P, V] (P may be 0)."""
+    import torch
+
+    with torch.no_grad():
+        return _topk_tokens(logits, k)
+
+
+def _topk_tokens(logits, k: int) -> TopKTokens:
+    import torch
+
     logp = _teacher_logprobs(logits)
     P, V = logp.shape
     TokenSpec("topk", k).check_vocab(V)
@@ -172,10 +188,18 @@ def topk_tokens(logits: torch.Tensor, k: int) -> TopKTokens:
                       log_tail=tail.cpu().numpy().astype(np.float32))
 
 
-@torch.no_grad()
-def sample_tokens(logits: torch.Tensor, n: int, seed: int) -> SampledTokens:
+def sample_tokens(logits: "torch.Tensor", n: int, seed: int) -> SampledTokens:
     """N draws per position (with replacement) from one record's teacher distribution
     softmax(logits [P, V]), seeded by the record's `seed` (an integer in [0, 2**64))."""
+    import torch
+
+    with torch.no_grad():
+        return _sample_tokens(logits, n, seed)
+
+
+def _sample_tokens(logits, n: int, seed: int) -> SampledTokens:
+    import torch
+
     logp = _teacher_logprobs(logits)
     P, V = logp.shape
     TokenSpec("sample", n).check_vocab(V)

@@ -8,18 +8,21 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from distiller.common.config import Rule, Wording, refuse_unknown, setting, validate
+from distiller.common.config import Allowed, Rule, Wording, refuse_unknown, setting, validate
 from distiller.common.errors import UsageError
 
 from .errors import CacheSpecMismatch
+from .sparse_tokens import parse_token_spec
 
-__all__ = ["CacheSpec", "SCHEMA_VERSION", "DTYPES", "COMPUTE_DTYPES", "BACKENDS", "POOLINGS"]
+__all__ = ["CacheSpec", "SCHEMA_VERSION", "DTYPES", "COMPUTE_DTYPES", "BACKENDS", "POOLINGS",
+           "TOKEN_PROBLEM_TYPES", "TOKENS_ALLOWED"]
 
 SCHEMA_VERSION = 1           # bumped when the shard layout changes
 DTYPES = ("float32", "float16", "int8")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")  # what the teacher's forward ran at
 BACKENDS = ("eager", "compile", "onnx")  # what ran it: PyTorch eager, torch.compile, ONNX Runtime
 POOLINGS = ("none", "cls", "mean")
+TOKEN_PROBLEM_TYPES = ("masked_lm", "causal_lm")   # token-level teachers (`tokens` set)
 
 
 def _as_items(value: Any) -> Tuple[Tuple[str, Any], ...]:
@@ -42,6 +45,19 @@ def _distinct(value: Tuple[int, ...]) -> Optional[str]:
     return None
 
 
+def _token_text(value: str) -> str:
+    """The canonical text of a token spec ('topk:K' / 'sample:N'), '' for none."""
+    if not value:
+        return ""
+    try:
+        return str(parse_token_spec(value))
+    except UsageError:
+        raise ValueError(value) from None
+
+
+# what a `tokens` field holds (the cache spec's, a build's): '' or a canonical token spec
+TOKENS_ALLOWED = Allowed(kind="str", convert=_token_text,
+                         what="'' or a token spec, topk:K or sample:N (K, N in 1..65535)")
 WORDING = Wording(field="CacheSpec field {key!r}", whole="CacheSpec")
 
 
@@ -68,6 +84,13 @@ class CacheSpec:
     (num_labels 2: start, end) trimmed to the row's length like hidden states, one row per
     context window; otherwise they are [num_labels] per row. The shard layout is the same
     (schema version unchanged): only the logits' shape follows from the spec.
+    tokens (problem_type "masked_lm" / "causal_lm", a token-level teacher): the sparse form kept
+    per predicted position, canonical text "topk:K" / "sample:N" (sparse_tokens.TokenSpec);
+    num_labels is then the teacher's vocabulary size (read it as `vocab_size`). Such a cache
+    has no `logits` column but positions, targets and the sparse column (docs/cache.md,
+    "Token-level caches"); a masked LM's masking settings are in `tokenization` (so in every
+    key). Empty for every other cache and then left out of `to_dict`, like an eager backend:
+    their manifests and shards keep their bytes.
     """
 
     fingerprint: str = setting(kind="str", check=lambda v: None if v else "expected the teacher's "
@@ -84,6 +107,7 @@ class CacheSpec:
     logits_topk: int = setting(0, kind="int", low=0)
     compute: str = setting("float32", kind="str", choices=COMPUTE_DTYPES)
     backend: str = setting("eager", kind="str", choices=BACKENDS)
+    tokens: str = setting("", TOKENS_ALLOWED)
     num_labels: int = 2
     problem_type: str = "single_label_classification"
     hidden_size: int = 0
@@ -95,6 +119,21 @@ class CacheSpec:
 
     def __post_init__(self) -> None:
         validate(self, RULES, WORDING)   # each field as declared, then the rules below
+
+    @property
+    def token_level(self) -> bool:
+        """Whether rows hold a token-level teacher's sparse distributions (`tokens` set)."""
+        return bool(self.tokens)
+
+    @property
+    def vocab_size(self) -> int:
+        """A token-level cache's vocabulary size, the width of the teacher's distribution at
+        each position: what `num_labels` records for a language model (its classes are its
+        tokens). UsageError for a sentence-level cache, whose num_labels are classes."""
+        if not self.token_level:
+            raise UsageError(f"a {self.problem_type} cache has classes, not a vocabulary: "
+                             "vocab_size is a token-level (masked_lm / causal_lm) cache's")
+        return self.num_labels
 
     @property
     def token_logits(self) -> bool:
@@ -116,6 +155,8 @@ class CacheSpec:
         d["attentions"] = list(self.attentions)
         if d["backend"] == "eager":   # the default: omitted, so eager caches keep their old bytes
             del d["backend"]
+        if not d["tokens"]:           # sentence-level: omitted likewise
+            del d["tokens"]
         return d
 
     @classmethod
@@ -158,6 +199,15 @@ def default_layers(num_hidden_layers: int, layers: "str | Sequence[int]") -> Tup
     return tuple(int(i) for i in layers)
 
 
+def _vocab_problem(spec: CacheSpec) -> Optional[str]:
+    """Why a token-level spec's form cannot apply to its vocabulary (num_labels), or None."""
+    try:
+        parse_token_spec(spec.tokens).check_vocab(spec.num_labels)
+    except UsageError as exc:
+        return str(exc)
+    return None
+
+
 def _attention_problem(spec: CacheSpec) -> bool:
     top = spec.num_hidden_layers
     return any(i < 1 or (top and i > top) for i in spec.attentions)
@@ -181,6 +231,20 @@ RULES = (
          holds=lambda s: not s.token_logits or (not s.logits_topk and s.pooling == "none"),
          says="a question-answering cache keeps every position's start/end logits and "
               "per-token states: logits_topk 0, pooling 'none'"),
+    Rule("a language model's cache keeps a token form", key="tokens",
+         holds=lambda s: s.tokens or s.problem_type not in TOKEN_PROBLEM_TYPES,
+         says="a {self.problem_type} cache needs its token spec (tokens 'topk:K' or "
+              "'sample:N')"),
+    Rule("a token form is a language model's", key="tokens",
+         holds=lambda s: not s.tokens or s.problem_type in TOKEN_PROBLEM_TYPES,
+         says=lambda s: f"a token spec is for the problem types {list(TOKEN_PROBLEM_TYPES)}, "
+                        f"not {s.problem_type!r}"),
+    Rule("a token-level cache keeps no sentence top-k", key="logits_topk",
+         holds=lambda s: not s.tokens or not s.logits_topk,
+         says="a token-level cache keeps its sparse form (tokens); logits_topk must be 0"),
+    Rule("the token form fits the vocabulary", key="tokens",
+         holds=lambda s: not s.tokens or _vocab_problem(s) is None,
+         says=lambda s: _vocab_problem(s)),
 )
 
 

@@ -9,11 +9,20 @@ from typing import Any, Mapping, Optional, Tuple, Union
 
 from distiller.common.errors import UsageError
 
-from ..cache.spec import BACKENDS, POOLINGS
+from ..cache.sparse_tokens import parse_token_spec
+from ..cache.spec import BACKENDS, POOLINGS, TOKEN_PROBLEM_TYPES
 
-__all__ = ["TeacherConfig", "as_text_pair", "HEADS"]
+__all__ = ["TeacherConfig", "as_text_pair", "HEADS", "head_for"]
 
-HEADS = ("sequence", "span")
+HEADS = ("sequence", "span") + TOKEN_PROBLEM_TYPES
+
+
+def head_for(task: Any) -> str:
+    """The teacher head a task's kind asks for (a taskdata.Task): its own kind for a language
+    model ("masked_lm" / "causal_lm"), "span" for question answering, else "sequence"."""
+    if task.is_lm:
+        return task.kind
+    return "span" if task.is_span else "sequence"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +50,11 @@ class TeacherConfig:
     tokens
     between the starts of consecutive windows, and question tokens kept
     (distiller.builders.teacher.qa_windows).
+    head "masked_lm" / "causal_lm": a token-level teacher (distiller.builders.teacher.token_teacher,
+    any AutoModelForMaskedLM / AutoModelForCausalLM) keeping, per predicted position, the sparse
+    form `tokens` ("topk:K" or "sample:N", required for these heads only). mask_prob / mask_seed
+    (masked_lm): the share of a text's tokens masked and the seed mixed into every record's
+    masking (distiller.builders.teacher.masking); both are part of every key.
     """
 
     model: str
@@ -60,6 +74,9 @@ class TeacherConfig:
     head: str = "sequence"
     doc_stride: int = 128
     max_query_length: int = 64
+    tokens: str = ""
+    mask_prob: float = 0.15
+    mask_seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -93,9 +110,28 @@ class TeacherConfig:
         for name in ("doc_stride", "max_query_length"):
             if getattr(self, name) < 1:
                 raise UsageError(f"TeacherConfig.{name} must be >= 1, got {getattr(self, name)}")
+        self._check_token_head()
         if self.max_tokens_per_batch < self.max_length:
             raise UsageError(f"max_tokens_per_batch ({self.max_tokens_per_batch}) must be at "
                              f"least max_length ({self.max_length})")
+
+    def _check_token_head(self) -> None:
+        """`tokens` given exactly for the token-level heads (canonical); mask_prob in (0, 1)."""
+        if self.head in TOKEN_PROBLEM_TYPES:
+            if not self.tokens:
+                raise UsageError(f"a {self.head} teacher needs a token spec: --tokens topk:K or "
+                                 "--tokens sample:N")
+            object.__setattr__(self, "tokens", str(parse_token_spec(self.tokens)))
+        elif self.tokens:
+            raise UsageError(f"--tokens {self.tokens} is for language-model tasks (--kind "
+                             f"masked_lm or causal_lm), not a {self.head!r} head")
+        if isinstance(self.mask_prob, bool) or not isinstance(self.mask_prob, (int, float)) \
+                or not 0.0 < self.mask_prob < 1.0:
+            raise UsageError(f"mask_prob must be a share in (0, 1), got {self.mask_prob!r}")
+        if isinstance(self.mask_seed, bool) or not isinstance(self.mask_seed, int) \
+                or self.mask_seed < 0:
+            raise UsageError(f"mask_seed must be an integer >= 0, got {self.mask_seed!r}")
+        object.__setattr__(self, "mask_prob", float(self.mask_prob))
 
 
 def as_text_pair(record: Any) -> Tuple[str, Optional[str]]:

@@ -5,6 +5,9 @@ input (bad rows become dead letters), load the teacher, turn the records into wh
 question-answering task: one row per context window, and the question rows), then either
 estimate the cache's size (a dry run) or open the cache and score into it
 (distiller.builders.teacher.multiscore) and write the corpus index.
+
+`score_config` is the step before: the TeacherConfig of the command's flags for a task (the
+head its kind asks for, the kept layers, a language model's token form and masking).
 """
 from __future__ import annotations
 
@@ -25,13 +28,13 @@ from ..cache.planning import length_histogram, plan
 from ..cache.spec import CacheSpec
 from ..cache.store import TeacherCache
 from ..cache.vocab import record_vocabulary
-from .config import TeacherConfig
+from .config import TeacherConfig, head_for
 from .factory import make_teacher
 from .model import Teacher
 from .multiscore import load_replicas, score_on_devices
 from .qa_windows import question_row
 
-__all__ = ["score_file"]
+__all__ = ["score_file", "score_config", "kept_layers"]
 
 # what the corpus index records of an original (not augmented) row
 _ORIGINAL = {"parent_id": None, "chain": "original", "copy": 0}
@@ -47,6 +50,35 @@ class _ToScore:
     tokens: Optional[List[Tuple[Any, Any, bool]]] = None
     questions: Optional[List[Dict[str, Any]]] = None
     described: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def score_config(task: Task, *, model: str, layers: Optional[str] = None, tokens: str = "",
+                 mask_prob: float = 0.15, mask_seed: int = 0, **settings: Any) -> TeacherConfig:
+    """The TeacherConfig `distiller score` runs for `task`: the head its kind asks for
+    (config.head_for), `layers` as `kept_layers` reads the flag, and a language model's token
+    form (`tokens`, required for one, refused for any other task) and masking; `settings` are
+    TeacherConfig's other fields (max_length, device, amp, ...)."""
+    if task.is_lm and not tokens:
+        raise UsageError(f"task {task.name} is a {task.kind} task: give --tokens topk:K or "
+                         "--tokens sample:N (what is kept per predicted token)")
+    if tokens and not task.is_lm:
+        raise UsageError(f"--tokens is for language-model tasks (--kind masked_lm or "
+                         f"causal_lm); task {task.name} is {task.kind}")
+    return TeacherConfig(model=model, layers=kept_layers(layers, task), head=head_for(task),
+                         tokens=tokens, mask_prob=mask_prob, mask_seed=mask_seed, **settings)
+
+
+def kept_layers(text: Optional[str], task: Task):
+    """The hidden states a --layers flag keeps: "all", "none" (()) or comma-separated indices;
+    not given: all, or none for a language model (its cache holds the sparse distributions)."""
+    text = text or ("none" if task.is_lm else "all")
+    if text in ("all", "none"):
+        return "all" if text == "all" else ()
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise UsageError(f"--layers must be 'all', 'none' or comma-separated integers, got "
+                         f"{text!r}") from None
 
 
 def score_file(config: TeacherConfig, *, input_path: str, task, cache_dir: str,

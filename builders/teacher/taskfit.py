@@ -30,6 +30,8 @@ def fit_teacher_to_task(model: str, task: Task) -> Tuple[Task, Optional[int]]:
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot load the teacher {model!r}: {str(exc).splitlines()[0]}") \
             from None
+    if task.is_lm:   # a language model's head is its vocabulary (token_teacher.py checks it)
+        return task, None
     head = has_classification_head(config)
     if not task.resolved:
         if not head:

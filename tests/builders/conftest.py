@@ -52,3 +52,26 @@ def tiny_teacher(tiny_teacher_dir):
 
     return Teacher(TeacherConfig(model=tiny_teacher_dir, max_length=64, device="cpu",
                                  num_threads=1, max_tokens_per_batch=512)).load()
+
+
+def lm_texts(limit=400):
+    """Real sentences of the shared SUBJ corpus (text column), for language-model tests."""
+    with open(shared_data("text", "SUBJ", "train.txt"), encoding="utf-8") as fh:
+        return [line.split("\t", 1)[1].strip() for _, line in zip(range(limit), fh)]
+
+
+@pytest.fixture(scope="session")
+def tiny_mlm_dir(tmp_path_factory):
+    """A random 2-layer BertForMaskedLM and its WordPiece tokenizer (trained on SUBJ)."""
+    from ..tinymodels import tiny_bert_mlm
+
+    return tiny_bert_mlm(tmp_path_factory.mktemp("tiny_mlm"), lm_texts(), vocab_size=300)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory):
+    """A random 2-layer GPT2LMHeadModel and its byte-level BPE tokenizer (trained on SUBJ)."""
+    from ..tinymodels import tiny_gpt2_lm
+
+    return tiny_gpt2_lm(tmp_path_factory.mktemp("tiny_gpt2"), lm_texts(), vocab_size=300,
+                        positions=128, bpe=True)

@@ -28,3 +28,26 @@ def tiny_teacher(tmp_path_factory):
     from .pipeline_testlib import make_tiny_teacher
 
     return make_tiny_teacher(str(tmp_path_factory.mktemp("teacher")))
+
+
+@pytest.fixture(scope="session")
+def tiny_mlm(tmp_path_factory):
+    """A random 2-layer BertForMaskedLM + a WordPiece tokenizer trained on real SST-2 text."""
+    from tests.tinymodels import tiny_bert_mlm
+
+    from .pipeline_testlib import sst2_sentences
+
+    return tiny_bert_mlm(str(tmp_path_factory.mktemp("mlm")), sst2_sentences(2000),
+                         vocab_size=600)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory):
+    """A random 2-layer GPT2LMHeadModel + a byte-level BPE tokenizer trained on real SST-2
+    text."""
+    from tests.tinymodels import tiny_gpt2_lm
+
+    from .pipeline_testlib import sst2_sentences
+
+    return tiny_gpt2_lm(str(tmp_path_factory.mktemp("gpt2")), sst2_sentences(2000),
+                        vocab_size=600, positions=128, bpe=True)

@@ -72,3 +72,25 @@ def test_corpus_names_follow_the_contract():
         "rte-dev", "rte-dev+eda_swap-p0.3-n1-ab"]
     assert corpus_names("rte", "dev", None, mixup=2, mixup_alpha=0.4)[-1] == \
         "rte-dev+mixup-n2-a0.4"
+
+
+def test_language_model_flags_and_their_refusals(tmp_path):
+    from distiller.common.errors import UsageError
+
+    data = tmp_path / "wiki.txt"
+    data.write_text("a text\n")
+    common = ["build", "--input", str(data), "--task", "wiki", "--teacher", "t", "--cache", "c",
+              "--text-a", "text"]
+    opts = options_from_args(parse(common + ["--kind", "masked_lm", "--tokens", "sample:12",
+                                             "--mask-prob", "0.2", "--mask-seed", "3"]))
+    assert (opts.tokens, opts.mask_prob, opts.mask_seed) == ("sample:12", 0.2, 3)
+    assert opts.task.kind == "masked_lm" and opts.layers == ()        # none by default
+    assert options_from_args(parse(common + ["--kind", "causal_lm", "--tokens", "topk:8",
+                                             "--layers", "all"])).layers == "all"
+    assert options_from_args(parse(common + ["--labels", "a,b"])).layers == "all"
+    for extra, said in ((["--kind", "causal_lm"], "give --tokens"),
+                        (["--labels", "a,b", "--tokens", "topk:8"], "for language-model tasks"),
+                        (["--kind", "masked_lm", "--tokens", "topk:8", "--mixup", "1"],
+                         "drop --mixup")):
+        with pytest.raises(UsageError, match=said):
+            options_from_args(parse(common + extra))

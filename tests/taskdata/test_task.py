@@ -3,6 +3,7 @@ import argparse
 
 import pytest
 
+from distiller.common.errors import UsageError
 from distiller.taskdata import LabelError, Task, builtin_names, builtin_task
 from distiller.taskdata.resolve import (add_task_arguments, default_task_name, load_task_file,
                               resolve_task, task_from_args)
@@ -146,3 +147,23 @@ def test_missing_task_information_is_one_clear_error():
     assert task_from_args(parse([]), required=False) == (None, [])
     with pytest.raises(ValueError, match="unknown task 'mnli2'"):
         resolve_task("mnli2")
+
+
+def test_language_model_tasks_have_texts_and_no_label(tmp_path):
+    task, notes = task_from_args(parse(["--task", "wiki", "--kind", "masked_lm", "--text-a",
+                                        "text"]), data=str(tmp_path / "wiki.txt"))
+    assert notes == [] and task.kind == "masked_lm" and task.is_lm and task.resolved
+    assert task.label is None and task.labels is None and task.metrics == ()
+    assert task.problem_type == "masked_lm" and task.id2label() == {}
+    assert Task(name="c", text_a="t", kind="causal_lm").problem_type == "causal_lm"
+    assert Task.from_dict(task.to_dict()) == task
+    with pytest.raises(UsageError, match="vocabulary, not labels"):
+        task.num_labels
+    with pytest.raises(LabelError, match="has no labels"):
+        task.label_index("x")
+    with pytest.raises(UsageError, match="does not apply"):
+        Task(name="c", text_a="t", kind="causal_lm", metrics=("accuracy",))
+    rte_lm, _ = task_from_args(parse(["--task", "rte", "--kind", "causal_lm"]))
+    assert rte_lm.kind == "causal_lm" and rte_lm.label is None and rte_lm.is_pair
+    with pytest.raises(SystemExit):
+        parse(["--task", "wiki", "--kind", "lm"])
