@@ -187,7 +187,7 @@ def _cmd_score(args) -> int:
         print(f"distiller score: {note}", file=sys.stderr)
     task, num_labels = fit_teacher_to_task(args.teacher, task)
 
-    # issue 19: the devices' slots, and the precision the cache records (or a clear error)
+    # the devices' slots, and the precision the cache records (or a clear error)
     devices, amp = _placement(args.devices, args.amp, args.cache)
     config = score_config(task, model=args.teacher, layers=args.layers, tokens=args.tokens or "",
                           mask_prob=args.mask_prob, mask_seed=args.mask_seed,

@@ -203,7 +203,7 @@ class BuildDistillSet(beam.PTransform):
                  batch_by_shuffle: bool = False, devices=None, staging_dir: str = "",
                  known_shards: Sequence[str] = ()):
         super().__init__()
-        # issue 19: where the workers write the corpus parts; the shards committed at the start
+        # where the workers write the corpus parts; the shards committed at the start
         self.staging_dir, self.known_shards = staging_dir, tuple(known_shards)
         self.batch_by_shuffle = batch_by_shuffle
         self.devices = devices  # distiller.pipelines.devices.DevicePlan (None: the config's device)

@@ -1,4 +1,4 @@
-"""MixupPairs: deterministic mixup pairs over a corpus, scored by the teacher offline (issue 8).
+"""MixupPairs: deterministic mixup pairs over a corpus, scored by the teacher offline.
 
 For every record r (originals and augmented copies) and every m < pairs_per_example, a partner
 p != r and λ ~ Beta(alpha, alpha) are drawn from a generator seeded by (base seed, r's id,

@@ -6,7 +6,7 @@ are identified, and which metrics score a model on it (the first is the primary 
 model selection). Every command reads input and scores models through it, and a build records it
 with each corpus in the cache, so training and evaluation need no task flags.
 
-A language-model task (kind ``masked_lm`` or ``causal_lm``: a token-level teacher, issue 31) has a
+A language-model task (kind ``masked_lm`` or ``causal_lm``: a token-level teacher) has a
 text column and no label: its targets are the text's own tokens.
 
 A span task (extractive question answering, SQuAD) has a question (text_a), a context (text_b)

@@ -17,7 +17,7 @@ __all__ = ["CORPUS_FIELDS", "MIXUP_FIELDS", "SPAN_FIELDS", "check_corpus_name", 
            "corpus_item"]
 
 CORPUS_FIELDS = ("id", "key", "label", "parent_id", "chain", "copy")
-# Mixup rows (issue 8) also carry their parents' keys, lambda and the partner's label: the trainer
+# Mixup rows also carry their parents' keys, lambda and the partner's label: the trainer
 # interpolates the student's own embeddings of both parents with the same lambda.
 MIXUP_FIELDS = ("mix_key_a", "mix_key_b", "mix_lam", "mix_label_b")
 # Question-answering rows (one per context window, distiller.builders.teacher.qa_windows): the

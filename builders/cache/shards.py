@@ -88,7 +88,7 @@ def file_sha256(path: str, *, what: str = "cache file") -> str:
 class _HashingFile:
     """A write-only file that hashes what goes through it: the shard's sha256 comes from the
     bytes as they are written, not from reading the file back (that read was about a quarter of
-    a writer's CPU time: benchmarks/README.md, issue 21's third pass)."""
+    a writer's CPU time: benchmarks/README.md, the writer measurements)."""
 
     closed = False
 

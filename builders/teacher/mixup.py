@@ -1,4 +1,4 @@
-"""Teacher inputs and outputs of mixup pairs (issue 8), as docs/cache.md ("Mixup rows") defines
+"""Teacher inputs and outputs of mixup pairs, as docs/cache.md ("Mixup rows") defines
 them; `Teacher.score_mixed` (model.py) runs the forwards with these pieces.
 
 Pair (i, j, lam): both token sequences padded to L = max(len_i, len_j); input embeddings =
