@@ -42,7 +42,7 @@ docs: install
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 test: install lint docs
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 tests
 	bash .ci/wheel-check $(PY)
 
 # The built wheel in a fresh virtual environment, outside the repository (.ci/wheel-check).
