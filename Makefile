@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
 .PHONY: install wordnet lint docs test test-fast wheel-check demo mlm bench gpu-check gpu-data \
-	ledger ledger-status ledger-stop clean
+	ledger ledger-status ledger-stop recommender clean
 
 $(STAMP): setup.cfg
 	python3 -m venv $(VENV)
@@ -75,6 +75,12 @@ ledger-status:
 
 ledger-stop:
 	$(PY) -m distiller.autodistiller.ledger_run stop --out $(LEDGER_DIR)
+
+# Refit the shipped recommender on that ledger (distiller/autodistiller/refit.py): writes
+# autodistiller/assets/{ledger.parquet,autodistiller.json,report/} with the leave-one-task-out
+# report; refused, writing nothing, while fewer than 3 tasks have every configuration.
+recommender: install
+	$(PY) -m distiller.autodistiller.refit --ledger $(LEDGER_DIR) --out autodistiller/assets
 
 bench: install
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -76,7 +76,12 @@ def add_parsers(subparsers) -> None:
     c.add_argument("--teacher", default="", help="teacher name (as in the ledger)")
     c.add_argument("--k", type=int, default=5)
     c.add_argument("--run", action="store_true", help="train the top k via the trainer")
-    c.add_argument("--cache", default=None, help="teacher cache (needed with --run)")
+    c.add_argument("--cache", default=None,
+                   help="the task's teacher cache: needed with --run, and by a recommender "
+                        "that uses the teacher's dev metric and calibration (read from its dev "
+                        "corpus)")
+    c.add_argument("--dev-corpus", default=None,
+                   help="the cache's dev corpus of this task (default TASK-dev)")
     c.add_argument("--out", default=None, help="run dir for --run (default runs/recommend/TASK)")
     c.add_argument("--trainer", default="distiller.distill_train.train:train",
                    help=argparse.SUPPRESS)
@@ -92,6 +97,9 @@ def add_parsers(subparsers) -> None:
     f.add_argument("--k", type=int, default=5)
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--note", default="", help="what the ledger is; printed with every ranking")
+    f.add_argument("--features", default=None,
+                   help="task features, comma-separated (default: those of "
+                        "distiller.autodistiller.design.DEFAULT_FEATURES the ledger has)")
     f.set_defaults(func=_cmd_fit)
 
 
@@ -129,14 +137,39 @@ def _task(args, cache: Optional[str] = None):
     return task
 
 
-def _features(args, task):
+def _features(args, task, records=None):
     from distiller.autodistiller.features import (HashingEncoder, MiniLMEncoder, compute_features,
                                         load_task_records)
 
-    train, dev, regression = load_task_records(args.task_data, task)
+    train, dev, regression = records or load_task_records(args.task_data, task)
     encoder = HashingEncoder() if args.encoder == "hashing" else MiniLMEncoder()
     return compute_features(train, dev, regression=regression, encoder=encoder,
                             sample_size=args.feature_sample, cache_dir=args.feature_cache)
+
+
+def _recommend_features(args, task, model):
+    """(DatasetFeatures, the candidate rows' feature columns): what the model uses, computed
+    for this task (distiller.autodistiller.task_inputs)."""
+    from distiller.autodistiller.features import load_task_records
+    from distiller.autodistiller.task_inputs import task_feature_row
+
+    records = load_task_records(args.task_data, task)
+    base = _features(args, task, records)
+    row = task_feature_row(task, args.task_data, base.to_row(),
+                           [r.get("label") for r in records[0]], model.needs(),
+                           cache=args.cache, dev_corpus=args.dev_corpus, probe=model.probe)
+    return base, row
+
+
+def _feature_values(model, row) -> str:
+    """The model's task features of this task, as printed beside the ranking."""
+    import pandas as pd
+
+    from distiller.autodistiller.design import TASK_FEATURES
+
+    frame = pd.DataFrame([row])
+    return ", ".join(f"{f} {float(TASK_FEATURES[f].compute(frame).iloc[0]):.4g}"
+                     for f in model.features or [] if f in TASK_FEATURES)
 
 
 def _cmd_sweep(args) -> int:
@@ -277,6 +310,8 @@ def _cmd_recommend(args) -> int:
         raise UsageError(f"recommend ranks configurations for classification and regression "
                          f"tasks; {task.name!r} is question answering (spans), which the "
                          "recommender's ledger has no runs of")
+    from distiller.autodistiller.refit_report import evaluation_lines
+
     space = load_space(args.space)
     if args.ledger:
         model = AutoDistiller().fit(Ledger(args.ledger).read())
@@ -284,12 +319,15 @@ def _cmd_recommend(args) -> int:
         model = AutoDistiller.load(args.model)
     else:
         model = load_default()
-    features = _features(args, task)
-    ranked = model.rank(space, features.to_row(), teacher=args.teacher, k=args.k)
-    print(f"top {len(ranked)} of {len(list(space.candidates()))} configurations for {task.name} "
-          f"(recommender fitted on {model.n_rows} runs of {model.tasks}):")
+    print("\n".join(evaluation_lines(model.evaluation, n_rows=model.n_rows, tasks=model.tasks)))
     if model.note:
         print(f"note on the recommender: {model.note}")
+    sys.stdout.flush()  # the evaluation before the features, which may take minutes (probe)
+    features, feature_row = _recommend_features(args, task, model)
+    ranked = model.rank(space, feature_row, teacher=args.teacher, k=args.k)
+    print(f"task features of {task.name}: {_feature_values(model, feature_row) or '(none)'}")
+    print(f"top {len(ranked)} of {len(list(space.candidates()))} configurations for {task.name}, "
+          "distinct objectives and augmentations first:")
     for i, row in ranked.iterrows():
         print(f"{i + 1:2d}. predicted ratio {row['predicted_ratio']:.4f}  "
               f"{json.dumps(row['params'], sort_keys=True)}")
@@ -318,9 +356,11 @@ def _cmd_fit(args) -> int:
     from distiller.autodistiller.recommend import AutoDistiller, leave_one_task_out
 
     df = Ledger(args.ledger).read()
-    model = AutoDistiller(seed=args.seed, note=args.note).fit(df)
+    features = args.features.split(",") if args.features else None
+    model = AutoDistiller(seed=args.seed, note=args.note, features=features).fit(df)
     model.save(args.out)
-    print(f"fitted on {model.n_rows} runs of tasks {model.tasks}; wrote {args.out}")
+    print(f"fitted on {model.n_rows} runs of tasks {model.tasks} with task features "
+          f"{model.features}; wrote {args.out}")
     if args.evaluate:
         report = leave_one_task_out(df, k=args.k, seed=args.seed)
         print(report.to_string(index=False, float_format=lambda x: f"{x:.4f}"))

@@ -13,13 +13,13 @@ entropy (normalised to [0, 1]; regression: over ten equal-width bins of the scor
 from __future__ import annotations
 
 import json
-import math
 import os
-from collections import Counter
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 from distiller.autodistiller.features import compute_features, load_task_records
 from distiller.autodistiller.ledger_plan import Plan, TaskSource, source_paths
+from distiller.autodistiller.task_stats import (expected_calibration_error, label_entropy,
+                                                mean_words)
 from distiller.builders.cache.reader import CacheReader
 from distiller.builders.cache.store import TeacherCache
 from distiller.builders.teacher.pretrained import minilm_path
@@ -32,55 +32,6 @@ from distiller.taskdata.sampling import sample_tsv
 
 __all__ = ["prepare_task", "plan_student", "label_entropy", "expected_calibration_error",
            "mean_words"]
-
-
-def label_entropy(labels: Sequence[Any], regression: bool) -> float:
-    """Entropy of the label distribution over its number of classes (bins), in [0, 1]."""
-    values = [v for v in labels if v is not None]
-    if not values:
-        return 0.0
-    if regression:
-        nums = [float(v) for v in values]
-        low, high = min(nums), max(nums)
-        width = (high - low) / 10 or 1.0
-        values = [min(int((v - low) / width), 9) for v in nums]
-        n_classes = 10
-    else:
-        n_classes = len(set(values))
-    if n_classes < 2:
-        return 0.0
-    counts = Counter(values).values()
-    total = sum(counts)
-    h = -sum(c / total * math.log(c / total) for c in counts)
-    return h / math.log(n_classes)
-
-
-def expected_calibration_error(logits: Sequence[Sequence[float]], labels: Sequence[int],
-                               bins: int = 10) -> float:
-    """ECE: |accuracy - confidence| averaged over equal-width confidence bins, weighted by size."""
-    import numpy as np
-
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-    conf, pred = p.max(axis=1), p.argmax(axis=1)
-    right = pred == np.asarray(labels)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        inside = (conf > lo) & (conf <= hi)
-        if inside.any():
-            ece += inside.mean() * abs(right[inside].mean() - conf[inside].mean())
-    return float(ece)
-
-
-def mean_words(records: Sequence[Dict[str, Any]]) -> float:
-    """Mean words per example (both texts of a pair)."""
-    if not records:
-        return 0.0
-    words = [len(str(r.get("text_a") or "").split()) + len(str(r.get("text_b") or "").split())
-             for r in records]
-    return sum(words) / len(words)
 
 
 def plan_student(plan: Plan) -> str:

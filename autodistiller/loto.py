@@ -13,7 +13,9 @@ different metrics average). Compared per task:
                              what a user without a model would pick
 
 and over tasks the mean regret of each with a bootstrap 95% interval (tasks resampled), plus the
-interval of the recommender's top-1 minus random's top-1.
+intervals of the recommender's top-1 minus random's and minus won-elsewhere's. `loto_curve`
+repeats the evaluation on growing subsets of the tasks: how the regret moves as tasks join the
+ledger.
 """
 from __future__ import annotations
 
@@ -24,16 +26,19 @@ from distiller.autodistiller.ledger import CONFIG_COLUMNS
 from distiller.autodistiller.recommend import AutoDistiller, training_rows
 from distiller.common.errors import UsageError
 
-__all__ = ["task_table", "loto_regret", "bootstrap_mean", "autodistiller_ranker"]
+__all__ = ["task_table", "per_task_regret", "loto_regret", "loto_curve", "bootstrap_mean",
+           "autodistiller_ranker", "REGRETS"]
 
 # ranker(train_rows, held_rows) -> the held task's configuration keys, best first
 Ranker = Callable[[Any, Any], Sequence[str]]
+REGRETS = ("recommended_top1", "recommended_top3", "random_top1", "random_top3",
+           "elsewhere_top1", "elsewhere_top3")
 
 
 def _config_key(ledger) -> Any:
-    """The configuration of each row: its plan name when the ledger has one, else its config
+    """The configuration of each row: its plan name when every row has one, else its config
     columns."""
-    if "config_name" in ledger.columns:
+    if "config_name" in ledger.columns and ledger["config_name"].notna().all():
         return ledger["config_name"].astype(str)
     keys = ["|".join(map(str, row))
             for row in ledger[list(CONFIG_COLUMNS)].itertuples(index=False)]
@@ -79,7 +84,7 @@ def bootstrap_mean(values: Sequence[float], *, draws: int = 10000, seed: int = 0
             "high": float(np.quantile(means, 1 - tail))}
 
 
-def autodistiller_ranker(train_rows, held_rows, **model_args) -> List[str]:
+def autodistiller_ranker(train_rows, held_rows, **model_args: Any) -> List[str]:
     """The AutoDistiller fitted on the other tasks' runs, ranking the held task's
     configurations (one row each: the first seed's row carries the features)."""
     model = AutoDistiller(**model_args).fit(training_rows(train_rows))
@@ -88,10 +93,10 @@ def autodistiller_ranker(train_rows, held_rows, **model_args) -> List[str]:
     return [held["config"].iloc[i] for i in sorted(range(len(held)), key=lambda i: -pred[i])]
 
 
-def loto_regret(ledger, ranker: Optional[Ranker] = None, *, seed: int = 0,
-                draws: int = 10000):
-    """(per-task DataFrame, summary dict) of the regrets described in the module docstring.
-    `ranker` defaults to `autodistiller_ranker`; it sees the other tasks' rows only."""
+def per_task_regret(ledger, ranker: Optional[Ranker] = None):
+    """One row per task of the ledger: its regrets (REGRETS, module docstring), the number of
+    configurations and the recommender's and won-elsewhere's picks. `ranker` defaults to
+    `autodistiller_ranker`; it sees the other tasks' rows only."""
     import pandas as pd
 
     ranker = ranker or autodistiller_ranker
@@ -121,10 +126,17 @@ def loto_regret(ledger, ranker: Optional[Ranker] = None, *, seed: int = 0,
             "elsewhere_top1": regret[elsewhere[0]] if elsewhere else float("nan"),
             "elsewhere_top3": min(regret[c] for c in elsewhere[:3]) if elsewhere else float("nan"),
             "recommended_pick": picks[0], "elsewhere_pick": elsewhere[0] if elsewhere else ""})
-    per_task = pd.DataFrame(out)
-    summary = {col: bootstrap_mean(per_task[col].tolist(), draws=draws, seed=seed)
-               for col in ("recommended_top1", "recommended_top3", "random_top1", "random_top3",
-                           "elsewhere_top1", "elsewhere_top3")}
+    return pd.DataFrame(out)
+
+
+def loto_regret(ledger, ranker: Optional[Ranker] = None, *, seed: int = 0,
+                draws: int = 10000):
+    """(per-task DataFrame, summary dict) of the regrets described in the module docstring:
+    `per_task_regret`, and over tasks each mean with its bootstrap interval."""
+    per_task = per_task_regret(ledger, ranker)
+    tasks = per_task["task"].tolist()
+    summary: Dict[str, Any] = {col: bootstrap_mean(per_task[col].tolist(), draws=draws,
+                                                   seed=seed) for col in REGRETS}
     summary["recommended_minus_random_top1"] = bootstrap_mean(
         (per_task["recommended_top1"] - per_task["random_top1"]).tolist(), draws=draws,
         seed=seed)
@@ -133,3 +145,34 @@ def loto_regret(ledger, ranker: Optional[Ranker] = None, *, seed: int = 0,
         seed=seed)
     summary["tasks"] = len(tasks)
     return per_task, summary
+
+
+def loto_curve(ledger, ranker: Optional[Ranker] = None, *, min_tasks: int = 2,
+               max_subsets: int = 10, seed: int = 0, full=None):
+    """Leave-one-task-out on growing subsets of the ledger's tasks: for each size from
+    `min_tasks` to all of them, every subset of that many tasks (at most `max_subsets`, drawn
+    without repeats, seeded), each scored by `per_task_regret`. One row per size: the number of
+    subsets and, per regret, the mean over subsets of the mean over their held-out tasks; and
+    the share of subsets where the recommender's top-1 regret is below random's. `full`: the
+    `per_task_regret` of all the tasks when already computed (the last size reuses it)."""
+    import numpy as np
+    import pandas as pd
+
+    tasks = sorted(ledger.loc[ledger["status"] == "complete", "task"].unique().tolist())
+    rng = np.random.default_rng(seed)
+    out = []
+    for size in range(max(2, min_tasks), len(tasks) + 1):
+        subsets = list(combinations(tasks, size))
+        if len(subsets) > max_subsets:
+            subsets = [subsets[i] for i in sorted(rng.choice(len(subsets), max_subsets,
+                                                             replace=False))]
+        means = [(full if full is not None and size == len(tasks)
+                  else per_task_regret(ledger[ledger["task"].isin(s)], ranker))[list(REGRETS)]
+                 .mean() for s in subsets]
+        frame = pd.DataFrame(means)
+        row = {"tasks": size, "subsets": len(subsets),
+               **{col: float(frame[col].mean()) for col in REGRETS},
+               "beats_random_share": float((frame["recommended_top1"]
+                                            < frame["random_top1"]).mean())}
+        out.append(row)
+    return pd.DataFrame(out)

@@ -1,30 +1,39 @@
 """AutoDistiller: predict the student/teacher score ratio of a configuration on a new dataset.
 
 A gradient-boosting regressor (scikit-learn) learns ``ratio`` from the ledger's completed runs:
-configuration (augmentation, mixup, mapping, objectives, temperature, weights, learning rate),
-student, teacher and dataset features (size, labels, length, difficulty prior, and the sample
-embedding reduced by PCA). `AutoDistiller.rank` scores every candidate configuration of a search
-space for a dataset; `leave_one_task_out` checks, task by task, whether the top-k predicted
-configurations beat k random ones on the real metric (as the study did with BoolQ).
+configuration (augmentation, mixup, mapping, objectives, temperature, weights, learning rate)
+and task features (by default the teacher/no-KD gap, the teacher's calibration, label entropy,
+text length and whether the label is a score: distiller.autodistiller.design says which and
+why). A model file names the features it was fitted on, and `distiller recommend` computes
+exactly those for a new task. `AutoDistiller.rank` scores every candidate configuration of a
+search space for a dataset; `leave_one_task_out` checks, task by task, whether the top-k
+predicted configurations beat k random ones on the real metric (as the study did with BoolQ);
+distiller.autodistiller.loto scores regret on a ledger of fixed configurations, and
+distiller.autodistiller.refit refits the shipped model with that evaluation.
 
 The fitted model is kept and saved as plain data (`distiller.autodistiller.ratio_model`: JSON
 numbers and strings, no pickle), so a model file received from someone else runs no code when
 loaded. Refit on your own ledger::
 
     distiller recommend-fit --ledger runs/sweeps/ledger --out my_model.json --evaluate
+    python -m distiller.autodistiller.refit --ledger runs/ledger --out autodistiller/assets
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
-from typing import Any, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from distiller.common.errors import UsageError
 from distiller.autodistiller.assets_path import asset
-from distiller.autodistiller.ledger import CONFIG_COLUMNS, FEATURE_COLUMNS
+from distiller.autodistiller.design import (CONFIG_CATEGORICAL, CONFIG_NUMERIC, EMBEDDING,
+                                            LEGACY_CATEGORICAL, TASK_FEATURES, available_features,
+                                            check_features, design_frame, feature_sources)
+from distiller.autodistiller.ledger import CONFIG_COLUMNS
 from distiller.autodistiller.ledger_rows import config_columns
-from distiller.autodistiller.model_file import INFO_TYPES, read_model_file, write_model_file
+from distiller.autodistiller.model_file import (INFO_TYPES, OPTIONAL_INFO, read_model_file,
+                                                write_model_file)
 from distiller.autodistiller.picks import spread_top_k
 from distiller.autodistiller.ratio_model import RatioModel
 from distiller.autodistiller.space import SearchSpace
@@ -37,36 +46,11 @@ log = logging.getLogger(__name__)
 ASSET_MODEL = asset("autodistiller.json")
 ASSET_LEDGER = asset("ledger.parquet")
 
-CATEGORICAL = ["augmentation", "mapping", "inter_loss", "pred_loss", "student", "teacher"]
-NUMERIC = ["mixup", "mi_alpha", "temperature", "w_kd", "w_inter", "w_gold", "log_lr",
-           "log_n_examples", "n_labels", "is_regression", "mean_length", "difficulty_prior"]
-
-
-def _design(df):
-    """The model's input frame: categorical columns as str, numeric ones as float, emb_i."""
-    import numpy as np
-    import pandas as pd
-
-    out = pd.DataFrame(index=df.index)
-    for col in CATEGORICAL:
-        out[col] = df[col].astype(str)
-    out["mixup"] = df["mixup"].astype(float)
-    out["mi_alpha"] = df["mi_alpha"].astype(float).fillna(-1.0)  # -1: objective is not MI-α
-    for col in ("temperature", "w_kd", "w_inter", "w_gold", "n_labels", "mean_length",
-                "difficulty_prior"):
-        out[col] = df[col].astype(float)
-    out["is_regression"] = df["is_regression"].astype(float)
-    out["log_lr"] = np.log10(df["lr"].astype(float))
-    out["log_n_examples"] = np.log10(df["n_examples"].astype(float).clip(lower=1))
-    emb = np.stack([np.asarray(e, dtype=np.float32) for e in df["embedding"]])
-    emb_frame = pd.DataFrame(emb, index=df.index,
-                             columns=[f"emb_{i}" for i in range(emb.shape[1])])
-    return pd.concat([out, emb_frame], axis=1)
-
 
 @dataclasses.dataclass
 class AutoDistiller:
-    """The fitted ratio regressor with what it was trained on (tasks, rows, embedding size)."""
+    """The fitted ratio regressor with what it was trained on (tasks, rows, task features,
+    embedding size) and, from a refit, its leave-one-task-out evaluation."""
 
     n_components: int = 4
     seed: int = 0
@@ -79,6 +63,11 @@ class AutoDistiller:
     embedding_dim: int = 0
     sklearn_version: str = ""
     note: str = ""                      # what the training ledger was (printed by `recommend`)
+    # task features (distiller.autodistiller.design); None before a fit: the default features
+    # every training row has. A list given here is used as it is (a row lacking one: an error).
+    features: Optional[List[str]] = None
+    probe: Optional[Dict[str, Any]] = None       # the no-KD probe's settings (info.probe)
+    evaluation: Optional[Dict[str, Any]] = None  # leave-one-task-out summary (refit)
 
     def fit(self, ledger) -> "AutoDistiller":
         """Fit on the ledger's completed rows that have a finite ratio; keeps the fitted
@@ -87,13 +76,31 @@ class AutoDistiller:
 
         rows = training_rows(ledger)
         pipeline = self.fit_pipeline(rows)
-        self.model = RatioModel.from_pipeline(pipeline, categorical=CATEGORICAL,
-                                              numeric=NUMERIC)
+        categorical, numeric, embedding = self.columns(rows)
+        self.model = RatioModel.from_pipeline(pipeline, categorical=categorical, numeric=numeric)
         self.tasks = sorted(rows["task"].unique().tolist())
         self.n_rows = len(rows)
-        self.embedding_dim = sum(c.startswith("emb_") for c in _design(rows).columns)
+        self.embedding_dim = len(rows["embedding"].iloc[0]) if embedding else 0
         self.sklearn_version = sklearn.__version__
         return self
+
+    def columns(self, rows) -> Tuple[List[str], List[str], bool]:
+        """(categorical, numeric, embedding?) input columns of a fit on `rows`; settles
+        `features` (the defaults the rows have, when none were given)."""
+        if self.features is None:
+            self.features = available_features(rows)
+        else:
+            self.features = check_features(self.features)
+            lacking = [f for f in self.features if f not in available_features(rows, [f])]
+            if lacking:
+                raise UsageError(f"the ledger's completed runs lack the task feature(s) "
+                                 f"{lacking} (a sweep ledger records no teacher calibration "
+                                 "or probe; the seven-task ledger does): leave them out")
+        embedding = EMBEDDING in self.features and rows["task"].nunique() > 1
+        if not embedding:  # one task's embedding is a constant: nothing to learn
+            self.features = [f for f in self.features if f != EMBEDDING]
+        numeric = list(CONFIG_NUMERIC) + [f for f in self.features if f != EMBEDDING]
+        return list(CONFIG_CATEGORICAL), numeric, embedding
 
     def fit_pipeline(self, rows):
         """The scikit-learn pipeline (one-hot, numeric, embedding PCA, gradient boosting)
@@ -107,15 +114,15 @@ class AutoDistiller:
         if len(rows) < 2:
             raise UsageError(f"need at least 2 completed ledger rows with a ratio to fit, got "
                              f"{len(rows)}; run a sweep first (`distiller sweep`)")
-        x = _design(rows)
+        categorical, numeric, embedding = self.columns(rows)
+        x = design_frame(rows, categorical, numeric, embedding)
         emb_cols = [c for c in x.columns if c.startswith("emb_")]
-        n_tasks = rows["task"].nunique()
-        n_comp = max(1, min(self.n_components, len(emb_cols), n_tasks))
+        n_comp = max(1, min(self.n_components, len(emb_cols), rows["task"].nunique()))
         transformers = [
-            ("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
-            ("num", "passthrough", NUMERIC),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), categorical),
+            ("num", "passthrough", numeric),
         ]
-        if emb_cols and n_tasks > 1:  # one task's embedding is a constant: nothing to learn
+        if embedding:
             transformers.append(("emb", PCA(n_components=n_comp, random_state=self.seed),
                                  emb_cols))
         pipeline = Pipeline([
@@ -126,17 +133,29 @@ class AutoDistiller:
         ])
         return pipeline.fit(x, rows["ratio"].astype(float).to_numpy())
 
-    def predict(self, frame):
-        """Predicted student/teacher ratios for rows with the ledger's config/feature columns."""
+    def design(self, frame):
+        """The fitted model's input frame of rows with the ledger's config/feature columns."""
         if self.model is None:
             raise UsageError("AutoDistiller is not fitted: call fit(ledger) or load(path)")
-        x = _design(frame)
-        dim = sum(c.startswith("emb_") for c in x.columns)
-        if dim != self.embedding_dim:
-            raise UsageError(f"dataset embedding has {dim} dimensions, the model was fitted on "
-                             f"{self.embedding_dim}: compute features with the same encoder "
-                             "(the default MiniLM encoder gives 384)")
+        embedding = self.model.pca_mean is not None
+        if embedding:
+            dims = {len(e) for e in frame["embedding"]} if "embedding" in frame else {0}
+            if dims != {self.embedding_dim}:
+                raise UsageError(f"dataset embedding has {sorted(dims)[0]} dimensions, the model "
+                                 f"was fitted on {self.embedding_dim}: compute features with "
+                                 "the same encoder (the default MiniLM encoder gives 384)")
+        return design_frame(frame, [c for c, _ in self.model.categorical], self.model.numeric,
+                            embedding)
+
+    def predict(self, frame):
+        """Predicted student/teacher ratios for rows with the ledger's config/feature columns."""
+        x = self.design(frame)  # refuses an unfitted model
         return self.model.predict(x)
+
+    def needs(self) -> set:
+        """What a new task must provide for this model's features (design.RECORDS, TEACHER,
+        PROBE)."""
+        return feature_sources(self.features or [])
 
     def rank(self, space: SearchSpace, features: Mapping[str, Any], *, teacher: str = "",
              k: Optional[int] = None, spread: bool = True):
@@ -155,7 +174,7 @@ class AutoDistiller:
         """The model file (JSON: settings, what it was fitted on, the regressor's numbers)."""
         if self.model is None:
             raise UsageError("AutoDistiller is not fitted: call fit(ledger) before save")
-        info = {k: getattr(self, k) for k in INFO_TYPES}
+        info = {k: getattr(self, k) for k in (*INFO_TYPES, *OPTIONAL_INFO)}
         write_model_file(path, info, self.model)
 
     @staticmethod
@@ -167,13 +186,18 @@ class AutoDistiller:
                                     "`distiller recommend-fit --ledger LEDGER --out PATH`")
         info, model = read_model_file(path)
         columns = [col for col, _ in model.categorical]
+        known = set(CONFIG_NUMERIC) | set(TASK_FEATURES)
         pca_dim = 0 if model.pca_mean is None else len(model.pca_mean)
-        if columns != CATEGORICAL or list(model.numeric) != NUMERIC \
+        if not set(columns) <= set(LEGACY_CATEGORICAL) or not set(model.numeric) <= known \
                 or pca_dim not in (0, info["embedding_dim"]):
             raise UsageError(f"{path!r} was fitted on other input columns than this Distiller "
                              f"computes ({columns + list(model.numeric)}, embedding {pca_dim}); "
                              "fit it again with `distiller recommend-fit --ledger LEDGER --out "
                              "PATH`")
+        if info["features"] is None:  # a model from before the task features: its columns
+            info["features"] = [c for c in model.numeric if c in TASK_FEATURES] \
+                + ([EMBEDDING] if pca_dim else [])
+        check_features(info["features"])
         return AutoDistiller(model=model, **info)
 
 
@@ -187,13 +211,10 @@ def training_rows(ledger):
 
 def candidate_frame(space: SearchSpace, features: Mapping[str, Any], *, teacher: str = ""):
     """One row per candidate configuration of `space`, with the ledger's config and feature
-    columns (`features` is DatasetFeatures.to_row()) plus ``params`` (the factor values)."""
+    columns (`features`: DatasetFeatures.to_row() and the task features a model needs,
+    distiller.autodistiller.task_inputs) plus ``params`` (the factor values)."""
     import pandas as pd
 
-    missing = [c for c in FEATURE_COLUMNS if c not in features]
-    if missing:
-        raise UsageError(f"dataset features lack {missing}; compute them with "
-                         "distiller.autodistiller.features.compute_features")
     rows = []
     for values in space.candidates():
         config = space.to_train_config(values, task="new", cache="", run_dir="",

@@ -70,3 +70,23 @@ def test_missing_and_unknown_columns_are_named(tmp_path):
     with pytest.raises(LedgerError,
                        match=r"missing columns \['lr'\], unknown columns \['colour'\]"):
         Ledger(str(tmp_path / "l")).append([bad])
+
+
+def test_a_file_without_the_later_columns_reads_them_as_empty(tmp_path):
+    """A part file written before EXTRA_COLUMNS (the shipped ledger is one) still reads; the
+    later columns are None, and rows may carry them or not."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from distiller.autodistiller.ledger import EXTRA_COLUMNS
+
+    ledger = Ledger(str(tmp_path / "l"))
+    ledger.append([row(config_name="pred-t2", seed=1, teacher_ece=0.05)])
+    old = {k: v for k, v in row(run_id="s/old").items() if k not in EXTRA_COLUMNS}
+    pq.write_table(pa.Table.from_pylist([old]), str(tmp_path / "l" / "part-0-old.parquet"))
+    df = ledger.read().set_index("run_id")
+    assert df.loc["s/0000", "config_name"] == "pred-t2" and df.loc["s/0000", "seed"] == 1
+    assert df.loc["s/0000", "teacher_ece"] == pytest.approx(0.05)
+    assert pd.isna(df.loc["s/old", "config_name"]) and pd.isna(df.loc["s/old", "teacher_ece"])
+    with pytest.raises(LedgerError, match="'seed' expects an integer"):
+        ledger.append([row(seed="1")])

@@ -8,8 +8,8 @@ import pytest
 
 from distiller.autodistiller.model_file import read_model_file
 from distiller.autodistiller.ratio_model import RatioModel
-from distiller.autodistiller.recommend import (CATEGORICAL, NUMERIC, AutoDistiller, _design,
-                                     candidate_frame, training_rows)
+from distiller.autodistiller.design import design_frame
+from distiller.autodistiller.recommend import AutoDistiller, candidate_frame, training_rows
 from distiller.taskdata.paths import shared_data
 from tests.crafted import MARKER, Payload, assert_live
 from tests.autodistiller.test_recommend import SPACE, features, synthetic_ledger
@@ -29,10 +29,17 @@ def crafted_pickle(path, protocol):
 @pytest.mark.parametrize("tasks", [("a", "b", "c"), ("a",)])  # with and without embedding PCA
 def test_numpy_regressor_equals_the_fitted_pipeline(tmp_path, tasks):
     rows = training_rows(synthetic_ledger(str(tmp_path / "ledger"), tasks=tasks))
-    pipeline = AutoDistiller(n_estimators=60).fit_pipeline(rows)
-    model = RatioModel.from_pipeline(pipeline, categorical=CATEGORICAL, numeric=NUMERIC)
+    fitter = AutoDistiller(n_estimators=60, features=["mean_length", "difficulty_prior",
+                                                      "embedding"])
+    pipeline = fitter.fit_pipeline(rows)
+    categorical, numeric, embedding = fitter.columns(rows)
+    model = RatioModel.from_pipeline(pipeline, categorical=categorical, numeric=numeric)
     assert (model.pca_mean is None) == (len(tasks) == 1) and len(model.trees) == 60
     frames = [rows, candidate_frame(SPACE, features(5).to_row(), teacher="unseen-teacher")]
+
+    def _design(frame):
+        return design_frame(frame, categorical, numeric, embedding)
+
     for frame in frames:  # the second has categories the fit never saw (one-hot all zeros)
         x = _design(frame)
         expected = pipeline.predict(x)
@@ -83,7 +90,8 @@ def test_a_crafted_pickle_as_model_runs_nothing(tmp_path, capsys, monkeypatch, p
 
 def _model_file(tmp_path):
     path = str(tmp_path / "m.json")
-    AutoDistiller(n_estimators=3).fit(synthetic_ledger(str(tmp_path / "ledger"))).save(path)
+    AutoDistiller(n_estimators=3, features=["mean_length", "embedding"]).fit(
+        synthetic_ledger(str(tmp_path / "ledger"))).save(path)
     with open(path, encoding="utf-8") as fh:
         return path, json.load(fh)
 
@@ -101,7 +109,10 @@ def _rewrite(path, data):
     (lambda d: d["model"]["trees"][1]["feature"].__setitem__(0, 10 ** 6), "node 0 is malformed"),
     (lambda d: d["model"]["trees"][0].pop("value"), r"trees\[0\].value must be a list"),
     (lambda d: d["model"]["embedding_pca"]["mean"].__setitem__(0, "x"), "numbers only"),
-    (lambda d: d["model"]["numeric"].reverse(), "other input columns"),
+    (lambda d: d["model"]["numeric"].__setitem__(0, "colour"), "other input columns"),
+    (lambda d: d["info"].update(features=["colour"]), "unknown recommender feature"),
+    (lambda d: d["info"].update(probe={"student": "minilm"}), "info.probe must hold"),
+    (lambda d: d["info"].update(evaluation={"tasks": 3}), "info.evaluation must hold"),
 ])
 def test_a_damaged_model_file_is_one_clear_error(tmp_path, damage, message):
     path, data = _model_file(tmp_path)

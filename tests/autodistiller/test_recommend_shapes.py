@@ -88,3 +88,67 @@ def test_recommend_prints_distinct_ideas(tmp_path, fitted, capsys):
     picks = [json.loads(ln.split("  ", 1)[1]) for ln in _ranked(capsys)]
     combos = {(p.get("inter_loss"), p.get("augmentation")) for p in picks}
     assert len(combos) == len(picks) == 3
+
+
+@pytest.fixture(scope="module")
+def refit_model(tmp_path_factory, refitted7, teacher_dir):
+    """The refitted model of the synthetic seven-task-style ledger (it uses the teacher's
+    calibration and the teacher/no-KD gap), its probe cut to 2 steps of the tiny test BERT."""
+    import json
+
+    with open(refitted7["model"], encoding="utf-8") as fh:
+        data = json.load(fh)
+    data["info"]["probe"].update(student=teacher_dir, steps=2, batch_size=8, train_size=32)
+    path = tmp_path_factory.mktemp("refit-model") / "model.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def _shape(tmp_path, shape):
+    """(data dir, task flags, Task, outputs of its teacher) of one task shape."""
+    from distiller.taskdata.resolve import resolve_task
+    from distiller.taskdata.task import Task
+    from examples.six_class import SIX_CLASSES
+
+    if shape == "multi-class":
+        data = tmp_path / "mixed6"
+        data.mkdir()
+        six_class_tsv(data / "train.txt", per_class=8)
+        six_class_tsv(data / "dev.txt", per_class=3, offset=8)
+        flags = ["--task", "mixed6", "--text-a", "1", "--label", "0", "--labels",
+                 ",".join(SIX_CLASSES)]
+        task = Task(name="mixed6", text_a=1, label=0, header=False, labels=SIX_CLASSES)
+        return str(data), flags, task, 6
+    folder, name, outputs = {"binary pairs": ("RTE", "rte", 2),
+                             "regression": ("STS-B", "stsb", 1)}[shape]
+    return _glue(tmp_path, folder, 40, 16), ["--task", name], resolve_task(name), outputs
+
+
+@pytest.mark.parametrize("shape", ["binary pairs", "multi-class", "regression"])
+def test_a_refitted_model_reads_the_teacher_cache_and_runs_the_probe(
+        tmp_path, capsys, tokenizer_dir, teacher_dir, refit_model, shape):
+    import json
+
+    from distiller.autodistiller.features import load_task_records
+    from tests.distill_train.conftest import build_cache, make_bert
+
+    data, flags, task, outputs = _shape(tmp_path, shape)
+    teacher = teacher_dir if outputs == 2 else make_bert(str(tmp_path / "teacher"),
+                                                         tokenizer_dir, num_labels=outputs)
+    train, dev, _ = load_task_records(data, task)
+    cache = build_cache(tmp_path / "cache", teacher, train, dev, task=task.name,
+                        attentions=False)
+    argv = ["recommend", "--task-data", data, *flags, "--model", refit_model, "--k", "3",
+            "--encoder", "hashing"]
+    assert main(argv) == 2  # the model uses the teacher's calibration: a cache is needed
+    assert "pass --cache" in capsys.readouterr().err
+    assert main(argv + ["--cache", cache]) == 0
+    out = capsys.readouterr().out
+    assert "recommender fitted on 28 runs of 4 tasks (a, b, c, d)" in out
+    assert "leave-one-task-out over 4 tasks" in out and "note on the recommender: synthetic" in out
+    features = next(ln for ln in out.splitlines() if ln.startswith("task features of"))
+    assert "teacher_nokd_gap" in features
+    assert ("teacher_ece -1," in features) == (shape == "regression")
+    picks = [json.loads(ln.split("  ", 1)[1]) for ln in out.splitlines()
+             if "predicted ratio" in ln]
+    assert len({(p.get("inter_loss"), p.get("augmentation")) for p in picks}) == len(picks) == 3
