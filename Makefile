@@ -41,8 +41,11 @@ lint: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
+# The suite on TEST_WORKERS processes (pytest-xdist; CI has 2 cores): it must stay under 15
+# minutes there. TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
 test: install lint docs
-	$(PY) -m pytest -q -p no:cacheprovider --durations=15 tests
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=15 tests
 	bash .ci/wheel-check $(PY)
 
 # The built wheel in a fresh virtual environment, outside the repository (.ci/wheel-check).
