@@ -49,9 +49,13 @@ def add_parsers(subparsers) -> None:
 
 def run_augment(args) -> int:
     """Run `distiller augment` from parsed arguments; returns the exit code."""
-    from .to_jsonl import augment_to_jsonl, input_task, load_policy  # loaded when it runs
+    from .to_jsonl import (augment_to_jsonl, check_task_input, input_task,  # loaded when it runs
+                           load_policy)
 
-    task = input_task(args)
+    task, notes = input_task(args)
+    for note in notes:
+        print(f"distiller augment: {note}", file=sys.stderr)
+    check_task_input(args, task)
     _check_counts(args)
     policy = load_policy(args)
     summary = augment_to_jsonl(args, task, policy)

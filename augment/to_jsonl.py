@@ -19,20 +19,20 @@ from distiller.taskdata.resolve import task_from_args
 
 from .policy import AugmentationPolicy
 
-__all__ = ["input_task", "load_policy", "augment_to_jsonl"]
+__all__ = ["input_task", "check_task_input", "load_policy", "augment_to_jsonl"]
 
 log = logging.getLogger(__name__)
 
 
 def input_task(args):
-    """The task the input is read with (notes on how it was chosen go to stderr), checked
-    against the input's first rows."""
-    labelled = not args.unlabelled
-    task, notes = task_from_args(args, data=args.input if labelled else None)
-    for note in notes:
-        print(f"distiller augment: {note}", file=sys.stderr)
-    check_input(args.input, task, labelled=labelled)
-    return task
+    """(task, notes): the task the input is read with and notes on how it was chosen (the
+    command prints them before `check_task_input`)."""
+    return task_from_args(args, data=None if args.unlabelled else args.input)
+
+
+def check_task_input(args, task) -> None:
+    """The input's first rows checked against the task (one clear error when they do not fit)."""
+    check_input(args.input, task, labelled=not args.unlabelled)
 
 
 def load_policy(args) -> AugmentationPolicy:
