@@ -94,6 +94,30 @@ def _packed_tokens(states: Sequence[Any], lens: np.ndarray, half: bool):
     return out
 
 
+def extract_states(states, attn, kwargs: Dict[str, Any], lens: np.ndarray, pooling: str,
+                   half: bool):
+    """(hidden, attentions) of a forward as a cache keeps them: hidden states packed per token
+    ("none") or pooled ("cls"/"mean" over the attention mask), both in their storage precision;
+    None where the forward returned none."""
+    import torch
+
+    hidden = None
+    if states:
+        if pooling == "none":
+            hidden = _packed_tokens(states, lens, half)
+        else:
+            stacked = torch.stack(list(states)).float()
+            if pooling == "cls":
+                stacked = stacked[:, :, 0]
+            else:
+                m = kwargs["attention_mask"].to(stacked.dtype)
+                stacked = (stacked * m[None, :, :, None]).sum(2) / m.sum(1)[None, :, None]
+            hidden = _stored(stacked, half)
+    if attn is not None:
+        attn = _stored(attn, half)
+    return hidden, attn
+
+
 def autocast(loaded: LoadedTeacher):
     """The autocast context of a loaded teacher's forward (a no-op at float32)."""
     import torch
@@ -136,20 +160,7 @@ def run_batch(loaded: LoadedTeacher, ids_list: Sequence[np.ndarray],
     with torch.inference_mode():
         with autocast(loaded):   # the forward only: the extraction below runs in float32
             logits, states, attn = loaded.backend.forward(kwargs, layers, attn_layers)
-        hidden = None
-        if states:
-            if pooling == "none":
-                hidden = _packed_tokens(states, lens, half)
-            else:
-                stacked = torch.stack(list(states)).float()
-                if pooling == "cls":
-                    stacked = stacked[:, :, 0]
-                else:
-                    m = kwargs["attention_mask"].to(stacked.dtype)
-                    stacked = (stacked * m[None, :, :, None]).sum(2) / m.sum(1)[None, :, None]
-                hidden = _stored(stacked, half)
-        if attn is not None:
-            attn = _stored(attn, half)
+        hidden, attn = extract_states(states, attn, kwargs, lens, pooling, half)
         logits, hidden, attn = _to_host([logits.float(), hidden, attn])
     ends = np.cumsum(lens).tolist()
     starts = [0] + ends[:-1]

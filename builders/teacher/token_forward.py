@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..cache.sparse_tokens import TokenSpec, TopKTokens, sample_tokens, topk_tokens
-from .forward import _packed_tokens, _stored, _to_host, autocast, pad_batch
+from .forward import _to_host, autocast, extract_states, pad_batch
 from .load import LoadedTeacher
 
 __all__ = ["run_token_batch", "ROWS_PER_BLOCK"]
@@ -69,20 +69,7 @@ def run_token_batch(loaded: LoadedTeacher, ids_list: Sequence[np.ndarray],
             ends = np.cumsum(counts)
             tokens = [sample_tokens(rows[e - c:e], spec.k, int(seed))
                       for c, e, seed in zip(counts, ends, seeds)]
-        hidden = None
-        if states:
-            if pooling == "none":
-                hidden = _packed_tokens(states, lens, half)
-            else:
-                stacked = torch.stack(list(states)).float()
-                if pooling == "cls":
-                    stacked = stacked[:, :, 0]
-                else:
-                    m = kwargs["attention_mask"].to(stacked.dtype)
-                    stacked = (stacked * m[None, :, :, None]).sum(2) / m.sum(1)[None, :, None]
-                hidden = _stored(stacked, half)
-        if attn is not None:
-            attn = _stored(attn, half)
+        hidden, attn = extract_states(states, attn, kwargs, lens, pooling, half)
         hidden, attn = _to_host([hidden, attn])
     ends = np.cumsum(lens).tolist()
     starts = [0] + ends[:-1]
