@@ -52,7 +52,8 @@ def test_a_compressed_utf16_file_is_named_too(tmp_path):
 
 @pytest.mark.parametrize("name,data", [("empty.tsv", b""), ("bom.tsv", b"\xef\xbb\xbf"),
                                        ("empty.csv", b""), ("empty.jsonl", b""),
-                                       ("empty.tsv.gz", gzip.compress(b""))])
+                                       ("empty.tsv.gz", gzip.compress(b"", mtime=0))],
+                         ids=["empty.tsv", "bom.tsv", "empty.csv", "empty.jsonl", "empty.tsv.gz"])
 def test_an_empty_file_has_no_rows(tmp_path, name, data):
     path = tmp_path / name
     path.write_bytes(data)
