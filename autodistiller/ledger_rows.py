@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from distiller.distill_train.config import TrainConfig
 
-__all__ = ["ledger_row", "config_columns"]
+__all__ = ["ledger_row", "config_columns", "read_jsonl_rows"]
 
 
 def ledger_row(*, run_id: str, study: str, trial: int, task: str, student: str, teacher: str,
@@ -50,3 +50,15 @@ def config_columns(values: Mapping[str, Any], config: Mapping[str, Any]) -> Dict
         "w_kd": float(merged["w_kd"]), "w_inter": float(merged["w_inter"]),
         "w_gold": float(merged["w_gold"]), "lr": float(merged["lr"]),
     }
+
+
+def read_jsonl_rows(path: str) -> List[Dict[str, Any]]:
+    """The rows of a ledger.jsonl; a line a kill cut short is skipped."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows

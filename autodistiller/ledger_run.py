@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional, Set
 
 from distiller.autodistiller.features import HashingEncoder
 from distiller.autodistiller.ledger_plan import TASKS, Cell, Plan, default_plan
-from distiller.autodistiller.ledger_rows import ledger_row
+from distiller.autodistiller.ledger_rows import ledger_row, read_jsonl_rows
 from distiller.autodistiller.ledger_tasks import plan_student, prepare_task
 from distiller.builders.teacher.devices import usable_cpus
 from distiller.common.files import atomic_write
@@ -51,15 +51,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(
 def read_rows(out: str) -> List[Dict[str, Any]]:
     """The ledger's rows; a line cut short by a kill is skipped."""
     path = os.path.join(out, "ledger.jsonl")
-    rows = []
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-    return rows
+    return read_jsonl_rows(path) if os.path.exists(path) else []
 
 
 def done_cells(rows: List[Dict[str, Any]]) -> Set[str]:

@@ -37,6 +37,7 @@ from distiller.autodistiller.cli import sweep_report as write_sweep_report
 from distiller.autodistiller.design import DEFAULT_FEATURES, check_features
 from distiller.autodistiller.ledger import COLUMNS, EXTRA_COLUMNS, Ledger, write_parquet
 from distiller.autodistiller.ledger_plan import Plan, default_plan
+from distiller.autodistiller.ledger_rows import read_jsonl_rows
 from distiller.autodistiller.loto import autodistiller_ranker, loto_curve, loto_regret
 from distiller.autodistiller.recommend import AutoDistiller
 from distiller.autodistiller.refit_report import (evaluation_lines, evaluation_summary,
@@ -56,18 +57,6 @@ def _read_json(path: str) -> Optional[Dict[str, Any]]:
         return json.load(fh)
 
 
-def _read_lines(path: str) -> List[Dict[str, Any]]:
-    """The rows of ledger.jsonl; a line a kill cut short is skipped (as ledger_run reads it)."""
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
-
-
 def convert_ledger(ledger_dir: str) -> Tuple[List[Dict[str, Any]], Optional[Dict[str, Any]]]:
     """(parquet rows, plan dict or None) of a ledger directory: each line of ledger.jsonl as a
     row of the recommender's ledger schema, its task features from the row (`task_features`)
@@ -78,7 +67,7 @@ def convert_ledger(ledger_dir: str) -> Tuple[List[Dict[str, Any]], Optional[Dict
     plan = _read_json(os.path.join(ledger_dir, "plan.json"))
     task_files: Dict[str, Dict[str, Any]] = {}
     out = []
-    for row in _read_lines(os.path.join(ledger_dir, "ledger.jsonl")):
+    for row in read_jsonl_rows(os.path.join(ledger_dir, "ledger.jsonl")):
         task = row.get("task", "")
         if task not in task_files:
             state = _read_json(os.path.join(ledger_dir, task, "task.json")) or {}
