@@ -67,9 +67,10 @@ mlm: install
 	    if torch.cuda.is_available() else "$(MLM_CPU_FLAGS)")'))
 
 # The seven-task ledger of the recommender (distiller/autodistiller/ledger_run.py): starts a
-# detached, niced runner that survives the shell and resumes where it stopped (6-10 h of 2 cores);
-# its log and ledger are under $(LEDGER_DIR).
-LEDGER_DIR ?= runs/ledger
+# detached, niced runner that survives the shell and resumes where it stopped (6-10 h of 2 cores),
+# task after task. Its plan.json and ledger.jsonl under $(LEDGER_DIR) are tracked by git: commit
+# them and the ledger continues from any checkout (the rest of the folder stays local).
+LEDGER_DIR ?= benchmarks/ledger7
 ledger: install
 	$(PY) -m distiller.autodistiller.ledger_run start --out $(LEDGER_DIR)
 

@@ -130,10 +130,14 @@ class Plan:
         raise KeyError(f"no configuration {name!r} in the plan")
 
     def cells(self) -> List[Cell]:
-        """Every cell, in run order: the first seed of each configuration on every task before
-        the next configuration, then the second seeds, so a partial ledger covers all tasks."""
-        order = [Cell(t, c["name"], 0) for c in self.configs for t in self.tasks]
-        order += [Cell(t, name, 1) for name in self.second_seed for t in self.tasks]
+        """Every cell, in run order: task after task (each task's first seeds, then its second
+        seeds). A task is prepared (teacher, cache, features) once per machine, and a session's
+        machine does not outlive it: finishing one task before preparing the next keeps every
+        task's rows on one preparation and spends no session preparing tasks it never runs."""
+        order: List[Cell] = []
+        for task in self.tasks:
+            order += [Cell(task, c["name"], 0) for c in self.configs]
+            order += [Cell(task, name, 1) for name in self.second_seed]
         return order
 
     def to_dict(self) -> Dict[str, Any]:

@@ -1,9 +1,13 @@
 """The resumable runner of the seven-task ledger (plan: distiller.autodistiller.ledger_plan).
 
-    python -m distiller.autodistiller.ledger_run start  [--out runs/ledger]   # detached, niced
-    python -m distiller.autodistiller.ledger_run status [--out runs/ledger]   # done/total, ETA
-    python -m distiller.autodistiller.ledger_run stop   [--out runs/ledger]
-    python -m distiller.autodistiller.ledger_run run    [--out runs/ledger]   # in the foreground
+    python -m distiller.autodistiller.ledger_run start  [--out DIR]   # detached, niced
+    python -m distiller.autodistiller.ledger_run status [--out DIR]   # done/total, ETA
+    python -m distiller.autodistiller.ledger_run stop   [--out DIR]
+    python -m distiller.autodistiller.ledger_run run    [--out DIR]   # in the foreground
+
+DIR defaults to runs/ledger; `make ledger` uses benchmarks/ledger7, whose plan.json and
+ledger.jsonl are tracked by git (the rest ignored), so a ledger continues on another machine
+from a checkout of the repository: its finished rows are skipped, its current task prepared again.
 
 The first start writes ``{out}/plan.json``; later starts continue that plan (a different
 --steps or task list is refused). Each task is prepared once (ledger_tasks), then the cells run
@@ -84,12 +88,19 @@ def machine() -> Dict[str, Any]:
     return {"cpu": model, "cores": usable_cpus(), "host": platform.node()}
 
 
-def git_commit() -> str:
-    """HEAD of the checkout the code runs from ('+dirty' with uncommitted changes)."""
+def git_commit(ledger: Optional[str] = None) -> str:
+    """HEAD of the checkout the code runs from ('+dirty' with uncommitted changes to its code;
+    the ledger's own folder, which may be tracked so its rows travel between machines, is not
+    code and does not count)."""
+    spec = ["--", "."]
+    if ledger:
+        rel = os.path.relpath(os.path.abspath(ledger), REPO)
+        if not rel.startswith(".."):
+            spec.append(f":(exclude){rel}")
     try:
         head = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "-uno"],
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "-uno", *spec],
                                capture_output=True, text=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
@@ -150,7 +161,7 @@ def run_cell(cell: Cell, plan: Plan, task: Dict[str, Any], out: str) -> Dict[str
         wall=time.time() - t0, status=status)
     row.update(cell=cell.key, config_name=cell.config, seed=cell.seed, steps=plan.steps,
                batch_size=plan.batch_size, machine=machine(), started_at=started,
-               ended_at=_now(), git_commit=git_commit(), task_features=feats, error=error)
+               ended_at=_now(), git_commit=git_commit(out), task_features=feats, error=error)
     return row
 
 

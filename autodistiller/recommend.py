@@ -16,7 +16,7 @@ numbers and strings, no pickle), so a model file received from someone else runs
 loaded. Refit on your own ledger::
 
     distiller recommend-fit --ledger runs/sweeps/ledger --out my_model.json --evaluate
-    python -m distiller.autodistiller.refit --ledger runs/ledger --out autodistiller/assets
+    python -m distiller.autodistiller.refit --ledger benchmarks/ledger7 --out autodistiller/assets
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Refit the shipped recommender on the seven-task ledger, in one command::
 
-    python -m distiller.autodistiller.refit --ledger runs/ledger --out autodistiller/assets
-    make recommender                      # the same, LEDGER_DIR=runs/ledger
+    python -m distiller.autodistiller.refit --ledger benchmarks/ledger7 --out autodistiller/assets
+    make recommender                      # the same, LEDGER_DIR=benchmarks/ledger7
 
 From the ledger directory `distiller.autodistiller.ledger_run` fills (ledger.jsonl, plan.json,
 TASK/task.json), it writes into --out:

@@ -25,9 +25,10 @@ def test_default_plan_is_the_same_configurations_on_seven_tasks():
     for task in plan.tasks:  # every task gets exactly the same (configuration, seed) pairs
         assert sorted((c.config, c.seed) for c in cells if c.task == task) == \
             sorted((c.config, c.seed) for c in cells if c.task == "sst2")
-    # a partial ledger covers every task early
-    assert {c.task for c in cells[:7]} == set(TASKS)
-    assert {c.task for c in cells[7:14]} == set(TASKS)
+    # task after task: a task's cells are consecutive, in the plan's task order
+    per_task = len(CONFIGS) + len(SECOND_SEED)
+    assert [c.task for c in cells] == [t for t in plan.tasks for _ in range(per_task)]
+    assert set(TASKS) == set(plan.tasks)
     # the factors the study varies all vary
     assert {c["inter_loss"] for c in CONFIGS} == {"none", "mse", "cosine", "pkd", "mi"}
     assert {c["mi_alpha"] for c in CONFIGS if c["inter_loss"] == "mi"} == {0.1, 0.5, 0.9}
