@@ -21,8 +21,6 @@ from typing import Any, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
-# offline; set before the Hugging Face libraries are imported (they read it then)
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from distiller.autodistiller.assets.make_ledger import reuse_results  # noqa: E402
 from distiller.autodistiller.features import (MiniLMEncoder, compute_features,  # noqa: E402
                                               load_task_records)

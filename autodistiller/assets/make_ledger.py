@@ -30,9 +30,6 @@ log = logging.getLogger("distiller.autodistiller.assets.make_ledger")
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, REPO)
-# the runs are offline; set before the Hugging Face libraries are imported (they read it then)
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from distiller.autodistiller.ledger import Ledger  # noqa: E402
 from distiller.builders.teacher.pretrained import minilm_path  # noqa: E402
 from distiller.distill_train.config import TrainConfig  # noqa: E402
