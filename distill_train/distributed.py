@@ -38,7 +38,7 @@ from distiller.common.device import cuda_rng_states, gpu_count
 from distiller.common.errors import UsageError
 from distiller.common.seeding import derive_seed
 
-from .forward import logits_of, student_forward
+from .forward import logits_of, scored_logits, student_forward
 
 __all__ = ["DistContext", "setup", "teardown", "StudentStep", "wrap", "RankBatches",
            "global_parts", "on_main", "gather_rng", "barrier", "epoch_seed", "NullLog",
@@ -129,6 +129,8 @@ class StudentStep(torch.nn.Module):
         self.hidden, self.attentions = hidden, attentions
 
     def forward(self, batch: Mapping[str, Any]):
+        if "positions" in batch:  # a token-level batch: the LM head at the scored positions only
+            return self.objective(student_logits=scored_logits(self.model, batch), batch=batch)
         out = student_forward(self.model, batch, hidden=self.hidden, attentions=self.attentions)
         return self.objective(student_logits=logits_of(out), student_hidden=out.hidden_states,
                               student_attn=out.attentions, batch=batch)

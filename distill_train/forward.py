@@ -1,5 +1,5 @@
-"""The student's forward pass over a batch (plain or mixup) and its predictions over a set
-(dev-set metrics: dev_metrics.py)."""
+"""The student's forward pass over a batch (plain or mixup), a language-model student's logits at
+the scored positions only, and its predictions over a set (dev-set metrics: dev_metrics.py)."""
 from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -7,8 +7,10 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
+from distiller.common.errors import UsageError
+
 __all__ = ["student_forward", "mixed_embeddings", "mixed_targets", "predict", "to_device",
-           "logits_of"]
+           "logits_of", "gather_positions", "scored_logits"]
 
 
 def logits_of(out) -> torch.Tensor:
@@ -62,6 +64,43 @@ def student_forward(model, batch: Mapping[str, Any], *, hidden: bool = False,
         embeds = mixed_embeddings(model, batch["input_ids"], batch["mix_ids_b"], batch["mix_lam"])
         return model(inputs_embeds=embeds, **kwargs)
     return model(input_ids=batch["input_ids"], **kwargs)
+
+
+def gather_positions(logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """logits [B, L, V] at positions [B, P] (long) -> [B, P, V]."""
+    if logits.dim() != 3 or positions.dim() != 2 or positions.shape[0] != logits.shape[0]:
+        raise UsageError(f"cannot gather student logits {tuple(logits.shape)} at positions "
+                         f"{tuple(positions.shape)}: an LM student gives [batch, length, vocab]")
+    rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
+    return logits[rows, positions.to(logits.device).long()]
+
+
+def scored_logits(model, batch: Mapping[str, Any]) -> torch.Tensor:
+    """An LM student's logits [B, P, V] at a token-level batch's `positions` [B, P].
+
+    The vocabulary projection is the largest matrix product of a small LM student, and a masked
+    LM scores about one position in seven: the model's output embeddings (its LM head's last
+    linear layer) are fed only the hidden states at the scored positions, through a forward
+    pre-hook, so the projection and its gradient cost P instead of L rows per text. The values
+    are those of gathering the full logits. A model whose head does not go through its output
+    embeddings module (the hook never runs) gets the full logits, gathered."""
+    positions = batch["positions"]
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    fired = []
+
+    def at_positions(module, args):
+        hidden = args[0]
+        rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
+        fired.append(True)
+        return (hidden[rows, positions.to(hidden.device).long()],) + tuple(args[1:])
+
+    handle = head.register_forward_pre_hook(at_positions) if head is not None else None
+    try:
+        logits = student_forward(model, batch).logits
+    finally:
+        if handle is not None:
+            handle.remove()
+    return logits if fired else gather_positions(logits, positions)
 
 
 @torch.no_grad()

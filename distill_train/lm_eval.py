@@ -28,12 +28,11 @@ from distiller.taskdata.task import Task
 
 from .assemble import read_text_records
 from .data import Batches
-from .forward import student_forward, to_device
+from .forward import scored_logits, to_device
 from .lm_student import check_lm_vocab, lm_auto_class, output_vocab_size
 from .student import _load_tokenizer
 from .token_data import TokenRows, collate_tokens, token_fetcher
 from .token_inputs import text_inputs
-from .token_objective import gather_positions
 from .token_source import CacheTokens
 
 __all__ = ["PRIMARY_METRIC", "LOWER_IS_BETTER", "lm_metrics", "evaluate_lm_sets", "evaluate_lm",
@@ -62,8 +61,7 @@ def lm_metrics(model, batches: Iterable[Mapping[str, Any]], device, *, autocast=
         batch = to_device(batch, device)
         ctx = autocast() if autocast else torch.autocast("cpu", enabled=False)
         with ctx:
-            logits = student_forward(model, batch).logits
-        z = gather_positions(logits, batch["positions"]).float()
+            z = scored_logits(model, batch).float()
         mask, gold = batch["position_mask"], batch["targets"]
         safe = torch.where(mask, gold, torch.zeros_like(gold))
         token_nll = -torch.log_softmax(z, -1).gather(-1, safe[..., None])[..., 0]

@@ -22,7 +22,7 @@ and a row without a distribution is an input only (evaluation on text, the gold 
     sampled: teacher_ids long [B, P, M], teacher_counts float [B, P, M], teacher_logprobs [B, P, M]
 
 (token_losses.pad_topk / pad_samples pad the distribution). A student's logits are gathered at
-`positions` (token_objective.gather_positions).
+`positions` (forward.scored_logits: the LM head runs on those positions only).
 """
 from __future__ import annotations
 

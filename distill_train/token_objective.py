@@ -20,18 +20,9 @@ from distiller.common.errors import UsageError
 
 from .token_losses import gold_lm_loss, mix_token_losses, sampled_kd_loss, topk_kd_loss
 
-__all__ = ["TokenObjective", "gather_positions", "TOKEN_PRED_LOSSES"]
+__all__ = ["TokenObjective", "TOKEN_PRED_LOSSES"]
 
 TOKEN_PRED_LOSSES = ("kl", "soft_ce", "none")
-
-
-def gather_positions(logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """logits [B, L, V] at positions [B, P] (long) -> [B, P, V]."""
-    if logits.dim() != 3 or positions.dim() != 2 or positions.shape[0] != logits.shape[0]:
-        raise UsageError(f"cannot gather student logits {tuple(logits.shape)} at positions "
-                         f"{tuple(positions.shape)}: an LM student gives [batch, length, vocab]")
-    rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
-    return logits[rows, positions.to(logits.device).long()]
 
 
 class TokenObjective(nn.Module):
@@ -71,8 +62,14 @@ class TokenObjective(nn.Module):
 
     def forward(self, *, student_logits: torch.Tensor, student_hidden=None, student_attn=None,
                 batch: Mapping) -> Tuple[torch.Tensor, Dict[str, float]]:
-        """-> (total loss, {"loss", "pred" (the KD term), "gold"} as floats for logging)."""
-        z = gather_positions(student_logits, batch["positions"])
+        """-> (total loss, {"loss", "pred" (the KD term), "gold"} as floats for logging).
+        `student_logits`: [B, P, V], the student's logits at the batch's positions
+        (forward.scored_logits)."""
+        z = student_logits
+        if z.dim() != 3 or tuple(z.shape[:2]) != tuple(batch["positions"].shape):
+            raise UsageError(f"student logits {tuple(z.shape)} are not at the batch's "
+                             f"positions {tuple(batch['positions'].shape)} "
+                             "(forward.scored_logits gives them)")
         mask = batch["position_mask"].to(z.device)
         kd: Optional[torch.Tensor] = self.kd(z, batch, mask) if self.w_kd else None
         gold = gold_lm_loss(z, batch["targets"].to(z.device)) if self.w_gold else None

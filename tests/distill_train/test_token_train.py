@@ -11,7 +11,7 @@ import torch
 
 from distiller.common.errors import UsageError
 from distiller.distill_train.config import TrainConfig
-from distiller.distill_train.forward import student_forward
+from distiller.distill_train.forward import scored_logits
 from distiller.distill_train.lm_student import build_lm_student
 from distiller.distill_train.token_data import InMemoryTokens, token_fetcher
 from distiller.distill_train.token_objective import TokenObjective
@@ -33,8 +33,7 @@ def _config(tmp_path, student, **kw):
 
 
 def _loss(model, objective, batch):
-    out = student_forward(model, batch)
-    return objective(student_logits=out.logits, batch=batch)
+    return objective(student_logits=scored_logits(model, batch), batch=batch)
 
 
 @pytest.mark.parametrize("problem,spec", [("masked_lm", "topk:8"), ("causal_lm", "sample:6")])
@@ -175,3 +174,31 @@ def test_a_llama_style_decoder_is_cut_to_renumbered_layers(tmp_path):
     assert [layer.self_attn.layer_idx for layer in layers] == [0, 1]
     out = model(input_ids=torch.tensor([[1, 2, 3]]), use_cache=True)
     assert out.logits.shape == (1, 3, 64) and len(out.past_key_values) == 2
+
+
+@pytest.mark.parametrize("problem,spec", [("masked_lm", "topk:8"), ("causal_lm", "sample:6")])
+def test_the_lm_head_at_the_scored_positions_equals_the_gathered_full_logits(
+        problem, spec, lm_records, mlm_teacher_dir, clm_teacher_dir, tmp_path):
+    from distiller.distill_train.forward import gather_positions, student_forward
+
+    teacher = _teacher(problem, mlm_teacher_dir, clm_teacher_dir)
+    cached, _, rows = cached_source(teacher, problem, spec, lm_records[0][:8])
+    model, _ = build_lm_student(_config(tmp_path, teacher), problem)
+    batch = token_fetcher(cached, spec=cached.tokens)(rows)
+    mask = batch["position_mask"]
+    head = model.get_output_embeddings()
+
+    z = scored_logits(model, batch)
+    assert tuple(z.shape[:2]) == tuple(batch["positions"].shape)
+    z[mask].sum().backward()
+    grad = head.weight.grad.clone()
+    model.zero_grad()
+
+    full = gather_positions(student_forward(model, batch).logits, batch["positions"])
+    torch.testing.assert_close(z, full, rtol=1e-5, atol=1e-5)
+    full[mask].sum().backward()
+    torch.testing.assert_close(grad, head.weight.grad, rtol=1e-4, atol=1e-5)
+
+    # a head the hook cannot reach: the full logits, gathered
+    model.get_output_embeddings = lambda: None
+    torch.testing.assert_close(scored_logits(model, batch), full.detach(), rtol=1e-5, atol=1e-5)
