@@ -31,6 +31,7 @@ import time
 from typing import Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from distiller.common.files import atomic_write  # noqa: E402
 from distiller.taskdata.paths import shared_data  # noqa: E402
 
 # sizes of the full runs and of --quick (a smoke test of the script, minutes on 2 cores)
@@ -94,9 +95,7 @@ class Runner:
             raise SystemExit(f"step {name} failed (exit {proc.returncode}): {' '.join(cmd)}")
         result = json.loads(proc.stdout)
         result["_seconds"] = round(time.time() - t0, 1)
-        with open(path + ".tmp", "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=1)
-        os.replace(path + ".tmp", path)
+        atomic_write(path, json.dumps(result, indent=1))
         print(f"  ({result['_seconds']} s)", flush=True)
         return result
 
