@@ -69,7 +69,8 @@ mlm: install
 # The seven-task ledger of the recommender (distiller/autodistiller/ledger_run.py): starts a
 # detached, niced runner that survives the shell and resumes where it stopped (6-10 h of 2 cores),
 # task after task. Its plan.json and ledger.jsonl under $(LEDGER_DIR) are tracked by git: commit
-# them and the ledger continues from any checkout (the rest of the folder stays local).
+# them and the ledger continues from any checkout (the rest of the folder stays local). Give it
+# the machine: beside another torch job on 2 cores both run many times slower, niced or not.
 LEDGER_DIR ?= benchmarks/ledger7
 ledger: install
 	$(PY) -m distiller.autodistiller.ledger_run start --out $(LEDGER_DIR)
