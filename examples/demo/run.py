@@ -50,7 +50,7 @@ class DemoOptions:
     policy: str = "eda_synonym:0.1+eda_swap:0.1,copies=1"  # copies of the transfer set
     teacher_epochs: int = 3
     student_epochs: int = 3                # the no-KD student on the labelled sample
-    kd_epochs: int = 2                     # the KD student on the (larger) transfer set
+    kd_epochs: int = 1                     # the KD student on the (larger) transfer set
     student_layers: int = 2                # the students keep this many MiniLM layers
     max_length: int = 64                   # the study's length for SST-2
     workers: int = 2                       # Beam DirectRunner worker processes
