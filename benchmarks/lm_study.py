@@ -17,7 +17,7 @@ test texts): masked-token top-1 and perplexity, next-token perplexity. Writes OU
 and OUT/results.md; every command is logged as it runs. Resumable: a finished step is skipped.
 
     .venv/bin/python benchmarks/lm_study.py --out runs/lm-study [--part mlm|clm|all]
-        [--mlm-teacher runs/mlm/minilm-glue] [--topk-only K] [--quick]
+        [--mlm-teacher runs/mlm/minilm-glue] [--quick]
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from distiller.common.files import atomic_write  # noqa: E402
@@ -131,20 +131,16 @@ def evaluate(run: Runner, name: str, model: str, cache: str) -> Dict:
     return {k: result["student"][k] for k in ("top1", "perplexity", "nll", "positions")}
 
 
-def masked_lm(run: Runner, out: str, paths: Dict[str, str], teacher: str, sizes,
-              topk_only: Optional[int] = None) -> Dict:
+def masked_lm(run: Runner, out: str, paths: Dict[str, str], teacher: str, sizes) -> Dict:
     n = sizes["sample_n"]
     caches = {"sample": os.path.join(out, f"mlm-sample{n}")}
-    if topk_only:
-        k, sample_bytes = topk_only, None
-    else:
-        for split in ("train", "heldout"):
-            score(run, f"score-mlm-sample-{split}", teacher, "masked_lm", paths[split],
-                  caches["sample"], split, f"sample:{n}", 64)
-        # top-k at the sampled cache's bytes per token: a top-k position stores K ids (2 bytes),
-        # K float16 log-probabilities and a float32 tail, 4K + 4 bytes in the sparse column
-        sample_bytes = token_bytes(caches["sample"])
-        k = max(1, round((sample_bytes["sparse"] - 4) / 4))
+    for split in ("train", "heldout"):
+        score(run, f"score-mlm-sample-{split}", teacher, "masked_lm", paths[split],
+              caches["sample"], split, f"sample:{n}", 64)
+    # top-k at the sampled cache's bytes per token: a top-k position stores K ids (2 bytes), K
+    # float16 log-probabilities and a float32 tail, 4K + 4 bytes in the sparse column
+    sample_bytes = token_bytes(caches["sample"])
+    k = max(1, round((sample_bytes["sparse"] - 4) / 4))
     caches["topk"] = os.path.join(out, f"mlm-top{k}")
     for split in ("train", "heldout"):
         score(run, f"score-mlm-topk-{split}", teacher, "masked_lm", paths[split], caches["topk"],
@@ -157,18 +153,17 @@ def masked_lm(run: Runner, out: str, paths: Dict[str, str], teacher: str, sizes,
         f"kd topk:{k}": train(run, "mlm-kd-topk", out, caches["topk"], teacher, "truncate",
                               *common, "--pred-loss", "kl", "--temperature", "1",
                               "--w-kd", "1", "--w-gold", "0.5"),
+        f"kd sample:{n}": train(run, "mlm-kd-sample", out, caches["sample"], teacher, "truncate",
+                                *common, "--pred-loss", "kl", "--temperature", "1",
+                                "--w-kd", "1", "--w-gold", "0.5"),
     }
-    if not topk_only:
-        models[f"kd sample:{n}"] = train(run, "mlm-kd-sample", out, caches["sample"], teacher,
-                                         "truncate", *common, "--pred-loss", "kl",
-                                         "--temperature", "1", "--w-kd", "1", "--w-gold", "0.5")
     rows = {"teacher (6 layers)": evaluate(run, "mlm-teacher", teacher, caches["topk"])}
     for label, model in models.items():
         rows[label] = evaluate(run, f"mlm-{label.split()[-1].replace(':', '')}", model,
                                caches["topk"])
     return {"teacher": teacher, "k": k, "n": n, "students": rows,
             "bytes_per_token": {f"topk:{k}": token_bytes(caches["topk"]),
-                                **({f"sample:{n}": sample_bytes} if sample_bytes else {})}}
+                                f"sample:{n}": sample_bytes}}
 
 
 def new_causal_lm(directory: str, texts: List[str], *, vocab: int, layers: int, hidden: int,
@@ -178,18 +173,11 @@ def new_causal_lm(directory: str, texts: List[str], *, vocab: int, layers: int, 
     if os.path.exists(os.path.join(directory, "config.json")):
         return directory
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers import GPT2Config, GPT2LMHeadModel
 
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(texts, trainers.BpeTrainer(
-        vocab_size=vocab, special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|endoftext|>",
-                                  eos_token="<|endoftext|>", unk_token="<|endoftext|>",
-                                  model_input_names=["input_ids", "attention_mask"])
+    from tests.tinymodels import bpe_tokenizer
+
+    tok = bpe_tokenizer(texts, vocab, prefix_space=True)
     torch.manual_seed(seed)
     eos = tok.convert_tokens_to_ids("<|endoftext|>")
     config = GPT2Config(vocab_size=len(tok), n_embd=hidden, n_layer=layers,
@@ -256,8 +244,6 @@ def main(argv=None) -> int:
     p.add_argument("--part", choices=("mlm", "clm", "all"), default="all")
     p.add_argument("--mlm-teacher", default="runs/mlm/minilm-glue",
                    help="the masked LM of `make mlm` (its --output)")
-    p.add_argument("--topk-only", type=int, metavar="K",
-                   help="masked LM: only the topk:K cache and its student beside the LM loss alone")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the script")
     args = p.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -265,19 +251,20 @@ def main(argv=None) -> int:
     paths = write_corpora(args.out, sizes)
     run = Runner(args.out)
     path = os.path.join(args.out, "results.json")
-    results = json.load(open(path, encoding="utf-8")) if os.path.exists(path) else {}
+    results = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            results = json.load(fh)
     results["sizes"] = sizes
     if args.part in ("mlm", "all"):
         if not os.path.exists(os.path.join(args.mlm_teacher, "config.json")):
             raise SystemExit(f"no masked LM in {args.mlm_teacher}: run `make mlm` first")
-        results["mlm"] = masked_lm(run, args.out, paths, args.mlm_teacher, sizes, args.topk_only)
+        results["mlm"] = masked_lm(run, args.out, paths, args.mlm_teacher, sizes)
     if args.part in ("clm", "all"):
         results["clm"] = causal_lm(run, args.out, paths, sizes)
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(results, fh, indent=1)
+    atomic_write(path, json.dumps(results, indent=1))
     table = markdown(results)
-    with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as fh:
-        fh.write(table)
+    atomic_write(os.path.join(args.out, "results.md"), table)
     print(table)
     assert all(math.isfinite(r["perplexity"]) for part in ("mlm", "clm") if part in results
                for r in results[part]["students"].values())

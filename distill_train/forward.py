@@ -89,10 +89,8 @@ def scored_logits(model, batch: Mapping[str, Any]) -> torch.Tensor:
     fired = []
 
     def at_positions(module, args):
-        hidden = args[0]
-        rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
         fired.append(True)
-        return (hidden[rows, positions.to(hidden.device).long()],) + tuple(args[1:])
+        return (gather_positions(args[0], positions),) + tuple(args[1:])
 
     handle = head.register_forward_pre_hook(at_positions) if head is not None else None
     try:

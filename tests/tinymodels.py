@@ -112,14 +112,15 @@ def tiny_bert_mlm(directory, texts: Iterable[str], *, vocab_size: int = 400, see
     return str(directory)
 
 
-def bpe_tokenizer(texts: Iterable[str], vocab_size: int):
+def bpe_tokenizer(texts: Iterable[str], vocab_size: int, *, prefix_space: bool = False):
     """A GPT-2-style fast tokenizer (byte-level BPE, one <|endoftext|> token, no padding token and
-    no special tokens added to a text) trained on `texts`."""
+    no special tokens added to a text) trained on `texts`; `prefix_space`: a text's first word
+    is read as if a space preceded it (the same token as the word inside a text)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=prefix_space)
     tok.decoder = decoders.ByteLevel()
     tok.train_from_iterator(list(texts), trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=["<|endoftext|>"],

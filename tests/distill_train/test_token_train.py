@@ -188,7 +188,11 @@ def test_the_lm_head_at_the_scored_positions_equals_the_gathered_full_logits(
     mask = batch["position_mask"]
     head = model.get_output_embeddings()
 
+    seen = []  # the rows the vocabulary projection is fed: the scored positions only
+    hook = head.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape[:2])))
     z = scored_logits(model, batch)
+    hook.remove()
+    assert seen == [tuple(batch["positions"].shape)]
     assert tuple(z.shape[:2]) == tuple(batch["positions"].shape)
     z[mask].sum().backward()
     grad = head.weight.grad.clone()
