@@ -37,11 +37,9 @@ from typing import Any, Dict, List, Optional, Set
 from distiller.autodistiller.features import HashingEncoder
 from distiller.autodistiller.ledger_plan import TASKS, Cell, Plan, default_plan
 from distiller.autodistiller.ledger_rows import ledger_row, read_jsonl_rows
-from distiller.autodistiller.ledger_tasks import plan_student, prepare_task
 from distiller.builders.teacher.devices import usable_cpus
 from distiller.common.files import atomic_write
 from distiller.distill_train.config import TrainConfig
-from distiller.distill_train.train import train
 from distiller.taskdata.paths import shared_data
 
 __all__ = ["run_ledger", "read_rows", "done_cells", "status_text", "start_detached", "main"]
@@ -130,6 +128,9 @@ def load_plan(out: str, requested: Optional[Plan]) -> Plan:
 
 def run_cell(cell: Cell, plan: Plan, task: Dict[str, Any], out: str) -> Dict[str, Any]:
     """Train one cell from scratch and return its ledger row (status complete or failed)."""
+    from distiller.autodistiller.ledger_tasks import plan_student
+    from distiller.distill_train.train import train  # torch: not needed by status or stop
+
     cfg = dict(plan.config(cell.config))
     run_dir = os.path.join(out, "runs", cell.task, f"{cell.config}-s{cell.seed}")
     shutil.rmtree(run_dir, ignore_errors=True)  # a killed cell restarts from scratch
@@ -168,6 +169,8 @@ def run_cell(cell: Cell, plan: Plan, task: Dict[str, Any], out: str) -> Dict[str
 def run_ledger(out: str, plan: Optional[Plan] = None, *, data_root: Optional[str] = None,
                encoder=None, workers: int = 2) -> Dict[str, int]:
     """Run every cell the ledger lacks (one pass); returns counts of this pass."""
+    from distiller.autodistiller.ledger_tasks import prepare_task
+
     plan = load_plan(out, plan)
     data_root = data_root or os.path.dirname(shared_data("glue"))
     lock = open(os.path.join(out, "runner.lock"), "w")
@@ -296,7 +299,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"ledger runner started, pid {start_detached(args.out, passed)}; log "
               f"{os.path.join(args.out, 'runner.log')}")
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # force: an import (apache_beam's) may already have given the root logger a WARNING handler
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        force=True)
     logging.getLogger("apache_beam").setLevel(logging.WARNING)  # a line per bundle otherwise
     _lower_priority()
     plan = None
