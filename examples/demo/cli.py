@@ -37,7 +37,8 @@ def _rows(res: Dict, opts: DemoOptions):
 
 def print_report(res: Dict, opts: DemoOptions, total_s: float) -> None:
     rows = _rows(res, opts)
-    print("\nSST-2 dev (872 sentences)")
+    print(f"\nSST-2 dev (872 sentences; sentences/s over {res['speed_sentences']} "
+          "of them, every second by length)")
     print("| model | accuracy % | parameters | sentences/s |\n|---|---|---|---|")
     for name, acc, params, rate in rows:
         print(f"| {name} | {acc:.2f} | {params / 1e6:.1f} M | {rate:.0f} |")
