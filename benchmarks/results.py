@@ -47,6 +47,7 @@ from typing import Dict, List
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from distiller.builders.teacher.pretrained import minilm_path  # noqa: E402
+from distiller.common.files import atomic_write  # noqa: E402
 from distiller.taskdata import builtin_task, read_records  # noqa: E402
 from distiller.taskdata.paths import shared_data  # noqa: E402
 from distiller.taskdata.sampling import sample_tsv  # noqa: E402
@@ -89,9 +90,7 @@ def transfer_tsv(full_train: str, sample: str, dst: str, pool: int, *, header: b
     others = [r for r in rows if r not in seen]
     extra = random.Random(1).sample(others, min(pool, len(others)))
     os.makedirs(os.path.dirname(dst), exist_ok=True)
-    with open(dst + ".tmp", "wb") as fh:
-        fh.writelines(head + taken + extra)
-    os.replace(dst + ".tmp", dst)
+    atomic_write(dst, b"".join(head + taken + extra))
     return len(taken) + len(extra)
 
 
