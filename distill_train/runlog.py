@@ -24,9 +24,10 @@ log = logging.getLogger(__name__)
 
 # What a checkpoint holds (save_checkpoint).
 _CHECKPOINT_KEYS = ("state", "model", "objective", "optimizer", "scheduler", "scaler")
-# Config keys that may change between a killed run and its resumption.
+# Config keys that may change between a killed run and its resumption; run_dir among them: a
+# run directory moved or copied elsewhere (another disk, another machine) resumes from there.
 RESUME_FREE = {"resume", "progress", "tensorboard", "log_every", "device", "eval_batch_size",
-               "loader_workers"}
+               "loader_workers", "run_dir"}
 
 
 class RunLog:

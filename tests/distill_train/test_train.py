@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 
 import pytest
 
@@ -82,6 +83,9 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, teacher_dir, teacher_
 
     with pytest.raises(_Kill):
         train(cfg, provider=provider, train_rows=train_rows, dev_rows=dev_rows, on_step=kill)
+    # the killed run's directory moved elsewhere resumes from its new place
+    shutil.move(cfg.run_dir, str(tmp_path / "moved"))
+    cfg = cfg.replace(run_dir=str(tmp_path / "moved"))
     resumed_steps = []
     resumed = train(cfg, provider=provider, train_rows=train_rows, dev_rows=dev_rows,
                     on_step=lambda s, p: resumed_steps.append((s, p["loss"])))
