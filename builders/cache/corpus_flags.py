@@ -16,18 +16,22 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from distiller.taskdata.task import LM_KINDS
+
 __all__ = ["CorpusLine", "describe_corpora", "train_flags", "evaluate_flags", "format_corpora"]
 
 
 @dataclass(frozen=True)
 class CorpusLine:
     """One corpus of a cache: its name, rows, task name (None when none was recorded), whether
-    its rows carry gold labels, and whether it is a dev corpus of its task."""
+    its rows carry gold labels, whether it is a dev corpus of its task, and whether the task is a
+    language model's (whose targets are the text's own tokens: no gold labels to carry)."""
     name: str
     rows: int
     task: Optional[str]
     labelled: bool
     dev: bool
+    lm: bool = False
 
 
 def _dev_names(task: Mapping[str, Any]) -> List[str]:
@@ -43,7 +47,8 @@ def describe_corpora(corpora: Mapping[str, Mapping[str, Any]]) -> List[CorpusLin
         labelled = bool(entry.get("labelled", True))
         dev = task is not None and labelled and name in _dev_names(task)
         out.append(CorpusLine(name=name, rows=int(entry.get("rows", 0)),
-                              task=task["name"] if task else None, labelled=labelled, dev=dev))
+                              task=task["name"] if task else None, labelled=labelled, dev=dev,
+                              lm=bool(task) and task.get("kind") in LM_KINDS))
     return out
 
 
@@ -83,7 +88,7 @@ def format_corpora(cache_path: str, corpora: Mapping[str, Mapping[str, Any]]) ->
         return (f"cache {cache_path}: no corpora yet (`distiller build` or `distiller score` "
                 "writes them)")
     rows: List[Dict[str, str]] = [{"corpus": c.name, "rows": str(c.rows), "task": c.task or "-",
-                                   "gold labels": "yes" if c.labelled else "no",
+                                   "gold labels": "-" if c.lm else "yes" if c.labelled else "no",
                                    "use": "dev" if c.dev else "train"} for c in lines]
     heads = list(rows[0])
     widths = {h: max(len(h), *(len(r[h]) for r in rows)) for h in heads}

@@ -67,6 +67,15 @@ def test_the_printed_table():
     assert "no corpora yet" in format_corpora("c", {})
 
 
+def test_a_language_models_corpora_carry_no_gold_labels():
+    mlm = {"name": "wiki", "kind": "masked_lm", "dev_splits": ["dev"]}
+    text = format_corpora("c", {"wiki-dev": {"rows": 5, "task": mlm},
+                                "wiki-train": {"rows": 50, "task": mlm}})
+    assert text.splitlines()[1:4] == ["  corpus      rows  task  gold labels  use",
+                                      "  wiki-dev       5  wiki  -            dev",
+                                      "  wiki-train    50  wiki  -            train"]
+
+
 def test_cache_corpora_through_the_real_argv(tmp_path, tiny_teacher_dir, capsys):
     from .conftest import GLUE
 
