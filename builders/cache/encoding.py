@@ -18,7 +18,7 @@ import numpy as np
 from distiller.common.errors import UsageError
 
 from .schema import shard_schema, token_column
-from .sparse_tokens import TOPK_COLUMN, encode_samples, encode_topk
+from .token_columns import encode_column
 from .spec import CacheSpec
 
 __all__ = ["encode_columns", "encode_flat", "check_output", "topk_logprobs"]
@@ -190,9 +190,8 @@ def encode_columns(outputs: Sequence[Dict[str, Any]], spec: CacheSpec) -> Dict[s
         cols[name] = _binary(np.concatenate(arrays) if arrays else np.zeros(0, np_type),
                              np.fromiter((a.size for a in arrays), np.int64, len(arrays)))
     if spec.token_level:
-        encode = encode_topk if token_column(spec) == TOPK_COLUMN else encode_samples
-        cols[token_column(spec)] = encode([o["tokens"] for o in rows], spec.tokens,
-                                          spec.num_labels)
+        cols[token_column(spec)] = encode_column([o["tokens"] for o in rows], spec.tokens,
+                                                 spec.num_labels)
     logits = [] if spec.token_level else [np.asarray(o["logits"], dtype=np.float32)
                                           for o in rows]
     if spec.logits_topk:   # per row on [num_labels] values: small

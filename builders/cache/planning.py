@@ -11,7 +11,7 @@ from distiller.common.errors import UsageError
 
 from .errors import UnsatisfiableRequest
 from .quant import itemsize
-from .sparse_tokens import estimate_bytes_per_token
+from .token_columns import estimate_bytes_per_token
 from .spec import CacheSpec
 
 __all__ = ["estimate", "plan", "satisfiable", "Satisfiability", "length_histogram",
@@ -72,7 +72,7 @@ def estimate(spec: CacheSpec, histogram: Mapping[int, int]) -> Dict[str, Any]:
     """{"examples", "bytes_per_example", "total_bytes"} for a corpus with this length histogram
     (token length including special tokens -> count); a token-level spec adds "positions",
     "bytes_per_token" (whole rows per predicted position) and "sparse_bytes_per_token" (the
-    sparse column alone, sparse_tokens.estimate_bytes_per_token)."""
+    sparse column alone, token_columns.estimate_bytes_per_token)."""
     examples = sum(histogram.values())
     total = sum(bytes_for_length(spec, min(int(n), spec.max_length)) * c
                 for n, c in histogram.items())

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import List
 
-from .sparse_tokens import SAMPLE_COLUMN, TOPK_COLUMN, column_type, parse_token_spec
+from .sparse_tokens import SAMPLE_COLUMN, TOPK_COLUMN, parse_token_spec
+from .token_columns import column_type
 from .spec import CacheSpec
 
 __all__ = ["tensor_columns", "shard_schema", "token_column"]

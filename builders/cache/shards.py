@@ -30,7 +30,8 @@ from .encoding import encode_columns
 from .errors import CorruptShardError, MissingShardError
 from .quant import decode
 from .schema import shard_schema, tensor_columns, token_column
-from .sparse_tokens import TOPK_COLUMN, decode_samples, decode_topk
+from .sparse_tokens import parse_token_spec
+from .token_columns import decode_column
 from .spec import CacheSpec
 
 __all__ = ["ShardInfo", "shard_schema", "tensor_columns", "write_shard_file", "read_shard_table",
@@ -138,6 +139,8 @@ def write_table_file(directory: str, spec: CacheSpec, table, name: Optional[str]
     name = name or shard_name_for(keys)
     if name_problem(name) or not name.endswith(".parquet"):
         raise UsageError(f"shard name {name!r} must be a plain file name ending in .parquet")
+    # a token spec's `:zstd` compresses its shards (sparse_tokens.py); the rest are raw bytes
+    compression = "zstd" if spec.token_level and parse_token_spec(spec.tokens).zstd else "none"
     per_row = max(1, table.nbytes // max(1, table.num_rows))
     rows_per_group = max(1, min(table.num_rows, TARGET_ROW_GROUP_BYTES // per_row))
     final = os.path.join(directory, name)
@@ -145,7 +148,7 @@ def write_table_file(directory: str, spec: CacheSpec, table, name: Optional[str]
         sink = _HashingFile(fh)
         # No dictionary pages: keys are distinct and tensors are raw bytes, so a dictionary
         # would only be built to be dropped.
-        pq.write_table(table, sink, row_group_size=rows_per_group, compression="none",
+        pq.write_table(table, sink, row_group_size=rows_per_group, compression=compression,
                        use_dictionary=False, write_statistics=False, write_page_checksum=True)
         fh.flush()
     digest = sink.sha256.hexdigest()
@@ -189,8 +192,7 @@ TOKENS_DECODED = "_tokens_decoded"   # a decoded row group's sparse records (rea
 
 def decode_tokens(column, spec: CacheSpec) -> list:
     """The sparse records (sparse_tokens.TopKTokens or SampledTokens) of a token column."""
-    decode = decode_topk if token_column(spec) == TOPK_COLUMN else decode_samples
-    return decode(column, spec.tokens, spec.num_labels)
+    return decode_column(column, spec.tokens, spec.num_labels)
 
 
 def read_shard_table(path: str, name: str, columns: Optional[List[str]] = None):

@@ -21,19 +21,22 @@ the draws of a record depend on its seed and its logits only, not on the device 
 on (up to the last bit of the cumulative sum: a draw moves only when a uniform lands within about
 1e-15 of a boundary). Memory: one float64 [P, V] array per call; call it per record.
 
-torch is imported by the functions that take logits (topk_tokens, sample_tokens), not at import:
-the cache's spec, shards and reader use this module's spec and Arrow columns, and the CLI loads
-them without torch.
+How a cache stores either form is part of the spec text: `topk:K` / `sample:N` keep the values
+above in plain Arrow columns; the suffix `:packed` bit-packs the ids and quantises the
+log-probabilities to 8 bits per entry (token_packing.py); `:zstd` compresses the cache's shards
+with zstd. E.g. `topk:32:packed:zstd` (options in that order). The storage decides only the
+bytes a position takes and the rounding of the stored values, not what is kept (token_columns.py).
 
-Token ids are uint16 when the vocabulary has at most 65,536 tokens, else int32. In Arrow a
-record is one row: a list over its positions (`TOPK_COLUMN`, `SAMPLE_COLUMN`); an empty record
-is an empty list.
+torch is imported by the functions that take logits (topk_tokens, sample_tokens), not at import:
+the cache's spec, shards and reader use this module's spec, and the CLI loads them without torch.
+
+Token ids are uint16 when the vocabulary has at most 65,536 tokens, else int32.
 """
 from __future__ import annotations
 
 import dataclasses
 import re
-from typing import TYPE_CHECKING, List, Sequence, Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
@@ -43,25 +46,27 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["TokenSpec", "parse_token_spec", "TopKTokens", "SampledTokens", "id_dtype",
-           "topk_tokens", "sample_tokens", "TOPK_COLUMN", "SAMPLE_COLUMN", "column_type",
-           "encode_topk", "decode_topk", "encode_samples", "decode_samples",
-           "estimate_bytes_per_token", "stored_bytes_per_token"]
+           "topk_tokens", "sample_tokens", "TOPK_COLUMN", "SAMPLE_COLUMN", "STORAGE_OPTIONS"]
 
 KINDS = ("topk", "sample")
 MAX_K = 65535            # counts are uint16; beyond this a "sparse" form is no longer sparse
 MAX_SEED = 2 ** 64       # torch.Generator.manual_seed takes [0, 2**64)
 TOPK_COLUMN = "token_topk"
 SAMPLE_COLUMN = "token_sample"
-_SPEC_TEXT = re.compile(r"(topk|sample):([0-9]+)")
+STORAGE_OPTIONS = ("packed", "zstd")    # spec suffixes, in this order (see the module's doc)
+_SPEC_TEXT = re.compile(r"(topk|sample):([0-9]+)((?::[a-z0-9]+)*)")
 
 
 @dataclasses.dataclass(frozen=True)
 class TokenSpec:
     """What a token-level cache keeps per position: kind "topk" (k = K most likely tokens) or
-    "sample" (k = N draws). `str()` is the canonical text, e.g. "topk:32"."""
+    "sample" (k = N draws), and how: `packed` (bit-packed ids, 8-bit log-probabilities) and
+    `zstd` (compressed shards). `str()` is the canonical text, e.g. "topk:32:packed"."""
 
     kind: str
     k: int
+    packed: bool = False
+    zstd: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -71,9 +76,14 @@ class TokenSpec:
             raise UsageError(f"token spec {self.kind}:K needs an integer K in 1..{MAX_K}, "
                              f"got {self.k!r}")
         object.__setattr__(self, "k", int(self.k))
+        for name in STORAGE_OPTIONS:
+            if not isinstance(getattr(self, name), bool):
+                raise UsageError(f"token spec option {name} must be True or False, got "
+                                 f"{getattr(self, name)!r}")
 
     def __str__(self) -> str:
-        return f"{self.kind}:{self.k}"
+        return f"{self.kind}:{self.k}" + "".join(f":{o}" for o in STORAGE_OPTIONS
+                                                  if getattr(self, o))
 
     def check_vocab(self, vocab_size: int) -> None:
         """UsageError when this spec cannot apply to a vocabulary of `vocab_size` tokens (top-k
@@ -85,14 +95,17 @@ class TokenSpec:
 
 
 def parse_token_spec(text: Union[str, TokenSpec]) -> TokenSpec:
-    """`topk:K` or `sample:N` (K, N positive integers, at most 65535) -> TokenSpec."""
+    """`topk:K` or `sample:N` (K, N positive integers, at most 65535), optionally followed by
+    `:packed` and/or `:zstd` in that order -> TokenSpec."""
     if isinstance(text, TokenSpec):
         return text
     m = _SPEC_TEXT.fullmatch(text.strip()) if isinstance(text, str) else None
-    if m is None:
-        raise UsageError(f"token spec must be topk:K or sample:N with a positive integer "
-                         f"(e.g. topk:32, sample:12), got {text!r}")
-    return TokenSpec(m.group(1), int(m.group(2)))
+    options = m.group(3).split(":")[1:] if m else []
+    if m is None or options != [o for o in STORAGE_OPTIONS if o in options]:
+        raise UsageError(f"token spec must be topk:K or sample:N with a positive integer, "
+                         f"optionally followed by :packed and/or :zstd in that order (e.g. "
+                         f"topk:32, sample:12:packed), got {text!r}")
+    return TokenSpec(m.group(1), int(m.group(2)), **{o: True for o in options})
 
 
 def _check_vocab_size(vocab_size: int) -> None:
@@ -224,156 +237,3 @@ def _sample_tokens(logits, n: int, seed: int) -> SampledTokens:
                          ids=d.ravel()[starts].astype(id_dtype(V)),
                          counts=counts.astype(np.uint16),
                          logprobs=drawn_logp.ravel()[starts].astype(np.float16))
-
-
-# --- Arrow columns -----------------------------------------------------------------------------
-
-def _arrow_id_type(vocab_size: int):
-    import pyarrow as pa
-
-    return pa.uint16() if id_dtype(vocab_size) == np.uint16 else pa.int32()
-
-
-def column_type(spec: TokenSpec, vocab_size: int):
-    """The Arrow type of a record's column: topk -> list<struct<ids: fixed_size_list<id>[K],
-    logprobs: fixed_size_list<float16>[K], log_tail: float32>> (one struct per position);
-    sample -> list<list<struct<id, count: uint16, logprob: float16>>> (positions, then the
-    distinct ids drawn there)."""
-    import pyarrow as pa
-
-    spec = parse_token_spec(spec)
-    ids = _arrow_id_type(vocab_size)
-    if spec.kind == "topk":
-        return pa.list_(pa.struct([("ids", pa.list_(ids, spec.k)),
-                                   ("logprobs", pa.list_(pa.float16(), spec.k)),
-                                   ("log_tail", pa.float32())]))
-    return pa.list_(pa.list_(pa.struct([("id", ids), ("count", pa.uint16()),
-                                        ("logprob", pa.float16())])))
-
-
-def _offsets(sizes: Sequence[int]):
-    import pyarrow as pa
-
-    return pa.array(np.concatenate([[0], np.cumsum(np.asarray(sizes, dtype=np.int64))])
-                    .astype(np.int32), type=pa.int32())
-
-
-def encode_topk(records: Sequence[TopKTokens], spec: TokenSpec, vocab_size: int):
-    """A `column_type(spec)` Arrow array with one row per record."""
-    import pyarrow as pa
-
-    spec = parse_token_spec(spec)
-    typ, k = column_type(spec, vocab_size), spec.k
-    want = id_dtype(vocab_size)
-    for r in records:
-        if r.ids.shape != (r.positions, k) or r.ids.dtype != want \
-                or r.logprobs.shape != r.ids.shape:
-            raise UsageError(f"a top-k record of ids {r.ids.dtype}{list(r.ids.shape)} does not "
-                             f"fit {spec} over a vocabulary of {vocab_size} ({want} ids)")
-    ids = np.concatenate([r.ids.reshape(-1) for r in records] + [np.zeros(0, want)])
-    lps = np.concatenate([r.logprobs.reshape(-1) for r in records] + [np.zeros(0, np.float16)])
-    tails = np.concatenate([r.log_tail for r in records] + [np.zeros(0, np.float32)])
-    fields = typ.value_type
-    per_position = pa.StructArray.from_arrays(
-        [pa.FixedSizeListArray.from_arrays(pa.array(ids), k),
-         pa.FixedSizeListArray.from_arrays(pa.array(lps.astype(np.float16)), k),
-         pa.array(tails.astype(np.float32))], fields=list(fields))
-    return pa.ListArray.from_arrays(_offsets([r.positions for r in records]), per_position,
-                                    type=typ)
-
-
-def encode_samples(records: Sequence[SampledTokens], spec: TokenSpec, vocab_size: int):
-    """A `column_type(spec)` Arrow array with one row per record."""
-    import pyarrow as pa
-
-    spec = parse_token_spec(spec)
-    typ, want = column_type(spec, vocab_size), id_dtype(vocab_size)
-    for r in records:
-        if r.ids.dtype != want or int(r.sizes.sum()) != len(r.ids) \
-                or not len(r.ids) == len(r.counts) == len(r.logprobs):
-            raise UsageError(f"a sampled record of {r.ids.dtype} ids does not fit {spec} over "
-                             f"a vocabulary of {vocab_size} ({want} ids)")
-    flat = {name: np.concatenate([getattr(r, name) for r in records] + [np.zeros(0, dt)])
-            for name, dt in (("ids", want), ("counts", np.uint16), ("logprobs", np.float16))}
-    entries = pa.StructArray.from_arrays(
-        [pa.array(flat["ids"]), pa.array(flat["counts"].astype(np.uint16)),
-         pa.array(flat["logprobs"].astype(np.float16))], fields=list(typ.value_type.value_type))
-    sizes = np.concatenate([r.sizes for r in records] + [np.zeros(0, np.int64)])
-    positions = pa.ListArray.from_arrays(_offsets(sizes), entries, type=typ.value_type)
-    return pa.ListArray.from_arrays(_offsets([r.positions for r in records]), positions, type=typ)
-
-
-def _list_parts(column):
-    """(values, offsets from 0) of a list array (chunked or sliced) without nulls."""
-    import pyarrow as pa
-
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if column.null_count:
-        raise UsageError("a token-level column holds a null row: the shard is damaged; rebuild it")
-    offsets = column.offsets.to_numpy().astype(np.int64)
-    return column.flatten(), offsets - offsets[0]
-
-
-def _np(array, dtype) -> np.ndarray:
-    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
-
-
-def decode_topk(column, spec: TokenSpec, vocab_size: int) -> List[TopKTokens]:
-    """The records of an `encode_topk` column (after a Parquet round trip too)."""
-    import pyarrow as pa
-
-    spec = parse_token_spec(spec)
-    typ = column_type(spec, vocab_size)
-    if not (pa.types.is_list(column.type) and column.type.value_type.equals(typ.value_type)):
-        raise UsageError(f"the token column holds {column.type}, not the {spec} form over a "
-                         f"vocabulary of {vocab_size}: the cache was built with another spec")
-    per_position, offsets = _list_parts(column)
-    ids_col, lps_col, tail_col = per_position.flatten()
-    k, want = spec.k, id_dtype(vocab_size)
-    ids = _np(ids_col.flatten(), want).reshape(-1, k)
-    lps = _np(lps_col.flatten(), np.float16).reshape(-1, k)
-    tails = _np(tail_col, np.float32)
-    return [TopKTokens(ids=ids[a:b], logprobs=lps[a:b], log_tail=tails[a:b])
-            for a, b in zip(offsets[:-1], offsets[1:])]
-
-
-def decode_samples(column, spec: TokenSpec, vocab_size: int) -> List[SampledTokens]:
-    """The records of an `encode_samples` column (after a Parquet round trip too)."""
-    import pyarrow as pa
-
-    spec = parse_token_spec(spec)
-    typ = column_type(spec, vocab_size)
-    if not (pa.types.is_list(column.type) and column.type.value_type.equals(typ.value_type)):
-        raise UsageError(f"the token column holds {column.type}, not the {spec} form over a "
-                         f"vocabulary of {vocab_size}: the cache was built with another spec")
-    positions, rec_off = _list_parts(column)
-    entries, pos_off = _list_parts(positions)
-    ids_col, counts_col, lps_col = entries.flatten()
-    ids, counts = _np(ids_col, id_dtype(vocab_size)), _np(counts_col, np.uint16)
-    lps, sizes = _np(lps_col, np.float16), np.diff(pos_off)
-    return [SampledTokens(sizes=sizes[a:b], ids=ids[pos_off[a]:pos_off[b]],
-                          counts=counts[pos_off[a]:pos_off[b]], logprobs=lps[pos_off[a]:pos_off[b]])
-            for a, b in zip(rec_off[:-1], rec_off[1:])]
-
-
-def estimate_bytes_per_token(spec: TokenSpec, vocab_size: int) -> float:
-    """Bytes the Arrow column holds per position (before Parquet's encoding and compression;
-    the 4-byte offset per record is left out). topk: exact, K x (id + 2) + 4; sample: an
-    upper bound, 4 (the position's offset) + N x (id + 2 + 2), reached when all N draws differ
-    (a peaked teacher repeats draws, so fewer are stored)."""
-    spec = parse_token_spec(spec)
-    id_bytes = id_dtype(vocab_size).itemsize
-    if spec.kind == "topk":
-        return float(spec.k * (id_bytes + 2) + 4)
-    return float(4 + spec.k * (id_bytes + 2 + 2))
-
-
-def stored_bytes_per_token(column) -> float:
-    """Measured Arrow bytes per position of an encoded column (0.0 for no positions): what
-    `cache stats` reports beside the estimate."""
-    import pyarrow as pa
-
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    positions = sum(len(c.flatten()) for c in chunks)
-    return float(sum(c.nbytes for c in chunks)) / positions if positions else 0.0

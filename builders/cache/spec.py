@@ -57,7 +57,8 @@ def _token_text(value: str) -> str:
 
 # what a `tokens` field holds (the cache spec's, a build's): '' or a canonical token spec
 TOKENS_ALLOWED = Allowed(kind="str", convert=_token_text,
-                         what="'' or a token spec, topk:K or sample:N (K, N in 1..65535)")
+                         what="'' or a token spec, topk:K or sample:N (K, N in 1..65535), "
+                              "optionally :packed and/or :zstd")
 WORDING = Wording(field="CacheSpec field {key!r}", whole="CacheSpec")
 
 

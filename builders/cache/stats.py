@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Dict
 
 from .schema import token_column
 from .shards import read_shard_table
-from .sparse_tokens import estimate_bytes_per_token, stored_bytes_per_token
+from .token_columns import estimate_bytes_per_token, stored_bytes_per_token
 from .spec import CacheSpec
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def manifest_stats(manifest: Dict[str, Any]) -> Dict[str, Any]:
 def token_stats(spec: CacheSpec) -> Dict[str, Any]:
     """What a token-level cache's stats add to `manifest_stats`: its token spec, problem type,
     vocabulary size and the sparse column's estimated bytes per position
-    (sparse_tokens.estimate_bytes_per_token, Arrow bytes before Parquet)."""
+    (token_columns.estimate_bytes_per_token, Arrow bytes before Parquet)."""
     return {"token_spec": spec.tokens, "problem_type": spec.problem_type,
             "vocab_size": spec.vocab_size,
             "sparse_bytes_per_token_estimate": estimate_bytes_per_token(spec.tokens,
@@ -48,7 +48,7 @@ def token_stats(spec: CacheSpec) -> Dict[str, Any]:
 
 def measured_token_bytes(cache: "CacheDirectory") -> float:
     """The sparse column's Arrow bytes per position over every committed shard of a token-level
-    `cache` (sparse_tokens.stored_bytes_per_token): reads that column of each shard, so it is
+    `cache` (token_columns.stored_bytes_per_token): reads that column of each shard, so it is
     `distiller cache stats`'s, not every commit's."""
     import pyarrow as pa
 

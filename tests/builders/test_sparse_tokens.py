@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from distiller.builders.cache.sparse_tokens import (SampledTokens, TokenSpec, TopKTokens,
-decode_samples,
-                                              decode_topk, encode_samples, encode_topk,
-                                              estimate_bytes_per_token, id_dtype,
-                                              parse_token_spec, sample_tokens,
-                                              stored_bytes_per_token, topk_tokens)
+                                                    id_dtype, parse_token_spec, sample_tokens,
+                                                    topk_tokens)
+from distiller.builders.cache.token_columns import (decode_samples, decode_topk, encode_samples,
+                                                    encode_topk, estimate_bytes_per_token,
+                                                    stored_bytes_per_token)
 from distiller.common.errors import UsageError
 
 

@@ -198,3 +198,33 @@ def test_refusals(tmp_path, capsys, tiny_mlm_dir, tiny_gpt2_dir, tiny_teacher_di
     with pytest.raises(UsageError, match="mixup"):
         teacher(tiny_mlm_dir, "masked_lm").score_mixed([("a", "b", 0.5)])
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("kind,form", [("masked_lm", "topk:8"), ("causal_lm", "sample:12")])
+def test_a_packed_zstd_cache_holds_what_a_plain_one_does_in_fewer_bytes(
+        tmp_path, capsys, tiny_mlm_dir, tiny_gpt2_dir, texts, kind, form):
+    data = tmp_path / "wiki.txt"
+    data.write_text("\n".join(texts[:30]) + "\n", encoding="utf-8")
+    model = tiny_mlm_dir if kind == "masked_lm" else tiny_gpt2_dir
+    got, stats = {}, {}
+    for tokens in (form, form + ":packed:zstd"):
+        cache = str(tmp_path / tokens.replace(":", "-"))
+        score(capsys, "--input", str(data), "--task", "wiki", "--kind", kind, "--text-a", "text",
+              "--teacher", model, "--tokens", tokens, "--cache", cache)
+        opened = TeacherCache.open(cache)
+        assert opened.spec.tokens == tokens and opened.verify() == []
+        keys = [r["key"] for r in opened.read_corpus("wiki-wiki")]
+        got[tokens] = CacheReader(cache).get_many(keys)
+        assert main(["cache", "stats", cache]) == 0
+        stats[tokens] = json.loads(capsys.readouterr().out)
+    plain, packed = got[form], got[form + ":packed:zstd"]
+    for a, b in zip(plain, packed):        # the same records and positions; values rounded
+        np.testing.assert_array_equal(a["positions"], b["positions"])
+        column = "token_topk" if form.startswith("topk") else "token_sample"
+        ta, tb = a[column], b[column]
+        np.testing.assert_array_equal(ta.ids, tb.ids)
+        np.testing.assert_allclose(tb.logprobs.astype(np.float32),
+                                   ta.logprobs.astype(np.float32), atol=0.05)
+    small, big = stats[form + ":packed:zstd"], stats[form]
+    assert small["sparse_bytes_per_token"] < big["sparse_bytes_per_token"]
+    assert small["bytes"] < big["bytes"]

@@ -1,16 +1,15 @@
 """Token-level teacher rows for tests, made from a tiny LM teacher's real logits: the inputs
 (token_inputs.text_inputs), the rows a token-level cache would hold (through
 builders.cache.sparse_tokens' topk_tokens / sample_tokens and, for the "cached" rows, an Arrow
-column written to Parquet and decoded back, as the cache reader would return them), and the
-sources the trainer takes."""
+column in the spec's storage (token_columns) written to Parquet and decoded back, as the cache
+reader would return them), and the sources the trainer takes."""
 from __future__ import annotations
 
 import io
 from typing import Dict, List, Mapping, Sequence, Tuple
 
-from distiller.builders.cache.sparse_tokens import (SAMPLE_COLUMN, TOPK_COLUMN, decode_samples,
-                                                    decode_topk, encode_samples, encode_topk,
-                                                    parse_token_spec)
+from distiller.builders.cache.sparse_tokens import SAMPLE_COLUMN, TOPK_COLUMN, parse_token_spec
+from distiller.builders.cache.token_columns import decode_column, encode_column
 from distiller.builders.cache.vocab import tokenizer_tokens
 from distiller.distill_train.lm_student import lm_auto_class
 from distiller.distill_train.token_data import InMemoryTokens
@@ -47,12 +46,10 @@ def through_parquet(rows: List[Dict], spec: str, vocab_size: int) -> List[Dict]:
 
     spec = parse_token_spec(spec)
     column = TOPK_COLUMN if spec.kind == "topk" else SAMPLE_COLUMN
-    encode, decode = (encode_topk, decode_topk) if spec.kind == "topk" else \
-        (encode_samples, decode_samples)
-    table = pa.table({column: encode([r[column] for r in rows], spec, vocab_size)})
+    table = pa.table({column: encode_column([r[column] for r in rows], spec, vocab_size)})
     buf = io.BytesIO()
     pq.write_table(table, buf)
-    back = decode(pq.read_table(io.BytesIO(buf.getvalue())).column(column), spec, vocab_size)
+    back = decode_column(pq.read_table(io.BytesIO(buf.getvalue())).column(column), spec, vocab_size)
     return [dict(r, **{column: d}) for r, d in zip(rows, back)]
 
 

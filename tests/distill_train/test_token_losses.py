@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distiller.builders.cache.sparse_tokens import (decode_samples, decode_topk, encode_samples,
-                                              encode_topk, parse_token_spec, sample_tokens,
-                                              topk_tokens)
+from distiller.builders.cache.sparse_tokens import parse_token_spec, sample_tokens, topk_tokens
+from distiller.builders.cache.token_columns import (decode_samples, decode_topk, encode_samples,
+                                                    encode_topk)
 from distiller.common.errors import UsageError
 from distiller.distill_train.token_losses import (gold_lm_loss, mix_token_losses, pad_samples,
                                                   pad_topk, sampled_kd_loss, topk_kd_loss)

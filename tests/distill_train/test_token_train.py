@@ -55,7 +55,9 @@ def test_a_student_equal_to_its_teacher_has_kd_loss_near_zero(problem, spec, lm_
 
 @pytest.mark.parametrize("problem,spec,kind", [("masked_lm", "topk:8", "kl"),
                                                ("causal_lm", "sample:6", "soft_ce"),
-                                               ("causal_lm", "topk:4", "kl")])
+                                               ("causal_lm", "topk:4", "kl"),
+                                               ("masked_lm", "topk:8:packed", "kl"),
+                                               ("causal_lm", "sample:6:packed", "kl")])
 def test_training_steps_decrease_the_token_loss(problem, spec, kind, lm_records, tmp_path,
                                                 mlm_teacher_dir, clm_teacher_dir):
     teacher = _teacher(problem, mlm_teacher_dir, clm_teacher_dir)
