@@ -106,7 +106,9 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--tokens", default="", metavar="topk:K|sample:N",
                    help="language-model tasks (--kind masked_lm / causal_lm): what is kept per "
                         "predicted token, the K most likely tokens with the tail's mass, or N "
-                        "tokens drawn from the teacher (docs/cache.md, 'Token-level caches')")
+                        "tokens drawn from the teacher; a suffix :packed (bit-packed ids, 8-bit "
+                        "log-probabilities) and/or :zstd (compressed shards) stores it in fewer "
+                        "bytes (docs/cache.md, 'Token-level caches')")
     p.add_argument("--mask-prob", type=float, default=0.15,
                    help="masked_lm: share of each text's tokens masked (80%% [MASK], 10%% random, "
                         "10%% kept; part of every key)")
