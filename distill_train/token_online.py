@@ -18,7 +18,7 @@ from distiller.builders.cache.sparse_tokens import (SAMPLE_COLUMN, TOPK_COLUMN, 
 from distiller.common.errors import UsageError
 from distiller.common.seeding import derive_seed
 
-from .forward import student_forward
+from .forward import scored_logits
 from .lm_student import output_vocab_size
 from .token_data import collate_tokens, token_item
 from .token_inputs import LM_PROBLEMS
@@ -63,9 +63,9 @@ class OnlineSparseTeacher:
         items = [token_item(dict(self.inputs[k], key=k)) for k in keys]
         batch = collate_tokens(items, pad_id=self.pad_id)
         batch = {k: v.to(self.device) for k, v in batch.items()}
-        logits = student_forward(self.model, batch).logits.float()
-        return [logits[i, torch.as_tensor(it.positions, device=logits.device)]
-                for i, it in enumerate(items)]
+        # the vocabulary projection at the scored positions only (padded with position 0)
+        logits = scored_logits(self.model, batch).float()
+        return [logits[i, :len(it.positions)] for i, it in enumerate(items)]
 
     def get_many(self, keys: Sequence[str]) -> List[Dict[str, Any]]:
         missing = [k for k in keys if k not in self.inputs]
