@@ -36,21 +36,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from distiller.common.files import atomic_write  # noqa: E402
 from distiller.taskdata.paths import shared_data  # noqa: E402
 
+import lm_study  # noqa: E402  (benchmarks/, this script's folder)
+
 FORMS = ("topk:8", "topk:32", "topk:64", "sample:12")
 STORAGES = ("", ":zstd", ":packed", ":packed:zstd")
 MAX_LENGTH, MASK_PROB = 64, 0.15
 
 
 def read_texts(limit: int) -> List[str]:
-    out = []
-    with open(os.path.join(shared_data("text", "SUBJ"), "train.txt"), encoding="utf-8") as fh:
-        for line in fh:
-            text = line.rstrip("\n").split("\t", 1)[-1].strip()
-            if text:
-                out.append(text)
-            if len(out) >= limit:
-                break
-    return out
+    """The first `limit` texts of SUBJ's training file."""
+    return lm_study.read_texts(os.path.join(shared_data("text", "SUBJ"), "train.txt"), limit)
 
 
 def distiller(*argv: str) -> Dict:

@@ -117,15 +117,23 @@ def _np(array, dtype) -> np.ndarray:
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
-def decode_topk(column, spec: TokenSpec, vocab_size: int) -> List[TopKTokens]:
-    """The records of an `encode_topk` column (after a Parquet round trip too)."""
+def _check_column(column, spec: TokenSpec, vocab_size: int) -> TokenSpec:
+    """The parsed spec; UsageError when `column` holds another form, storage or vocabulary."""
     import pyarrow as pa
 
     spec = parse_token_spec(spec)
     typ = column_type(spec, vocab_size)
-    if not (pa.types.is_list(column.type) and column.type.value_type.equals(typ.value_type)):
+    same = column.type.equals(typ) if spec.packed else (
+        pa.types.is_list(column.type) and column.type.value_type.equals(typ.value_type))
+    if not same:
         raise UsageError(f"the token column holds {column.type}, not the {spec} form over a "
                          f"vocabulary of {vocab_size}: the cache was built with another spec")
+    return spec
+
+
+def decode_topk(column, spec: TokenSpec, vocab_size: int) -> List[TopKTokens]:
+    """The records of an `encode_topk` column (after a Parquet round trip too)."""
+    spec = _check_column(column, spec, vocab_size)
     per_position, offsets = _list_parts(column)
     ids_col, lps_col, tail_col = per_position.flatten()
     k, want = spec.k, id_dtype(vocab_size)
@@ -138,13 +146,7 @@ def decode_topk(column, spec: TokenSpec, vocab_size: int) -> List[TopKTokens]:
 
 def decode_samples(column, spec: TokenSpec, vocab_size: int) -> List[SampledTokens]:
     """The records of an `encode_samples` column (after a Parquet round trip too)."""
-    import pyarrow as pa
-
-    spec = parse_token_spec(spec)
-    typ = column_type(spec, vocab_size)
-    if not (pa.types.is_list(column.type) and column.type.value_type.equals(typ.value_type)):
-        raise UsageError(f"the token column holds {column.type}, not the {spec} form over a "
-                         f"vocabulary of {vocab_size}: the cache was built with another spec")
+    spec = _check_column(column, spec, vocab_size)
     positions, rec_off = _list_parts(column)
     entries, pos_off = _list_parts(positions)
     ids_col, counts_col, lps_col = entries.flatten()
@@ -203,9 +205,7 @@ def decode_column(column, spec: TokenSpec, vocab_size: int) -> list:
     spec = parse_token_spec(spec)
     if not spec.packed:
         return (decode_topk if spec.kind == "topk" else decode_samples)(column, spec, vocab_size)
-    if not column.type.equals(packed_type()):
-        raise UsageError(f"the token column holds {column.type}, not the packed {spec} form: "
-                         "the cache was built with another spec")
+    _check_column(column, spec, vocab_size)
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     return decode_packed(column, spec, vocab_size)
