@@ -32,7 +32,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, Iterator, List, Optional, Set
 
 from distiller.autodistiller.features import HashingEncoder
 from distiller.autodistiller.ledger_plan import TASKS, Cell, Plan, default_plan
@@ -160,15 +160,57 @@ def run_cell(cell: Cell, plan: Plan, task: Dict[str, Any], out: str) -> Dict[str
         values=values, config=config.to_dict(), features=task["features"],
         metric_name=task["metric_name"], metric=metric, best_epoch=best_epoch, epochs=epochs,
         wall=time.time() - t0, status=status)
+    import torch
+
     row.update(cell=cell.key, config_name=cell.config, seed=cell.seed, steps=plan.steps,
-               batch_size=plan.batch_size, machine=machine(), started_at=started,
+               batch_size=plan.batch_size, machine=dict(machine(), threads=torch.get_num_threads()),
+               started_at=started,
                ended_at=_now(), git_commit=git_commit(out), task_features=feats, error=error)
     return row
 
 
+def _cell_in_worker(threads: int, cell: Cell, plan: Plan, task: Dict[str, Any],
+                    out: str) -> Dict[str, Any]:
+    """run_cell in a worker process of `parallel` ones, with `threads` torch threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return run_cell(cell, plan, task, out)
+
+
+def _run_cells(cells: List[Cell], plan: Plan, task: Dict[str, Any], out: str,
+               parallel: int) -> Iterator[Dict[str, Any]]:
+    """The rows of `cells`, one at a time in this process, or `parallel` at a time in worker
+    processes sharing the usable cores (rows in the order they finish; a worker that dies ends
+    the pass, its cells left for the next start)."""
+    if parallel <= 1 or len(cells) <= 1:
+        for cell in cells:
+            log.info("cell %s", cell.key)
+            yield run_cell(cell, plan, task, out)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    threads = max(1, usable_cpus() // parallel)
+    log.info("cells %s, %d at a time, %d torch threads each", ", ".join(c.key for c in cells),
+             parallel, threads)
+    # spawn: a fork of a process whose torch threads have run can hang in the child
+    with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_cell_in_worker, threads, c, plan, task, out) for c in cells]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BrokenProcessPool:
+            log.error("a worker process died; the cells without a row run at the next start")
+            for future in futures:
+                future.cancel()
+
+
 def run_ledger(out: str, plan: Optional[Plan] = None, *, data_root: Optional[str] = None,
-               encoder=None, workers: int = 2) -> Dict[str, int]:
-    """Run every cell the ledger lacks (one pass); returns counts of this pass."""
+               encoder=None, workers: int = 2, parallel: int = 1) -> Dict[str, int]:
+    """Run every cell the ledger lacks (one pass), `parallel` cells at a time (each with the
+    usable cores / parallel torch threads); returns counts of this pass."""
     from distiller.autodistiller.ledger_tasks import prepare_task
 
     plan = load_plan(out, plan)
@@ -180,27 +222,22 @@ def run_ledger(out: str, plan: Optional[Plan] = None, *, data_root: Optional[str
         raise SystemExit(f"another runner holds {out}/runner.lock") from None
     done = done_cells(read_rows(out))
     counts = {"complete": 0, "failed": 0, "skipped": 0}
-    tasks: Dict[str, Optional[Dict[str, Any]]] = {}
-    for cell in plan.cells():
-        if cell.key in done:
+    todo = [c for c in plan.cells() if c.key not in done]
+    for name in dict.fromkeys(c.task for c in todo):   # task after task, in the plan's order
+        cells = [c for c in todo if c.task == name]
+        try:
+            log.info("preparing task %s", name)
+            task = prepare_task(TASKS[name], plan, out, data_root, encoder=encoder,
+                                workers=workers)
+        except Exception:  # its cells wait for the next start; the other tasks go on
+            log.exception("preparing task %s failed", name)
+            counts["skipped"] += len(cells)
             continue
-        if cell.task not in tasks:
-            try:
-                log.info("preparing task %s", cell.task)
-                tasks[cell.task] = prepare_task(TASKS[cell.task], plan, out, data_root,
-                                                encoder=encoder, workers=workers)
-            except Exception:  # its cells wait for the next start; the other tasks go on
-                log.exception("preparing task %s failed", cell.task)
-                tasks[cell.task] = None
-        if tasks[cell.task] is None:
-            counts["skipped"] += 1
-            continue
-        log.info("cell %s", cell.key)
-        row = run_cell(cell, plan, tasks[cell.task], out)
-        _append(out, row)
-        counts[row["status"]] += 1
-        log.info("cell %s %s: %s %s", cell.key, row["status"], row["metric_name"],
-                 row["dev_metric"])
+        for row in _run_cells(cells, plan, task, out, parallel):
+            _append(out, row)
+            counts[row["status"]] += 1
+            log.info("cell %s %s: %s %s", row["cell"], row["status"], row["metric_name"],
+                     row["dev_metric"])
     lock.close()
     return counts
 
@@ -285,6 +322,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--data", help="the shared data folder (holding glue/ and text/)")
     p.add_argument("--encoder", choices=("minilm", "hashing"), default="minilm",
                    help="text encoder of the task features' embedding")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="cells trained at a time, in worker processes sharing the cores "
+                        "(default 1: one cell with every core)")
     args, rest = p.parse_known_args(argv)
     if rest:
         p.error(f"unknown arguments {rest}")
@@ -314,7 +354,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     encoder = None
     if args.encoder == "hashing":
         encoder = HashingEncoder()
-    counts = run_ledger(args.out, plan, data_root=args.data, encoder=encoder)
+    counts = run_ledger(args.out, plan, data_root=args.data, encoder=encoder,
+                        parallel=max(1, args.parallel))
     print(json.dumps(counts))
     print(status_text(args.out))
     return 0 if counts["failed"] == 0 else 1

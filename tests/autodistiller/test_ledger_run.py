@@ -1,5 +1,6 @@
 """The seven-task ledger: its plan, and the resumable runner end to end on a tiny plan (tiny
 random BERT teacher and students, a few rows of SST-2 and SUBJ copied into a shared-data folder)."""
+import dataclasses
 import json
 import math
 import os
@@ -138,3 +139,22 @@ def test_status_and_stop_load_neither_torch_nor_beam():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env=dict(os.environ, PYTHONPATH=ledger_run.REPO))
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_two_cells_at_a_time_give_the_rows_of_one_at_a_time(tmp_path, mini_data, teacher_dir):
+    from distiller.autodistiller.features import HashingEncoder
+
+    plan = dataclasses.replace(tiny_plan(teacher_dir), tasks=("sst2",))
+    out = str(tmp_path / "ledger")
+    rows = {}
+    for parallel in (1, 2):   # the second pass reuses the task's preparation (task.json)
+        counts = ledger_run.run_ledger(out, plan, data_root=mini_data, encoder=HashingEncoder(),
+                                       workers=1, parallel=parallel)
+        assert counts == {"complete": 4, "failed": 0, "skipped": 0}
+        rows[parallel] = {r["cell"]: r for r in ledger_run.read_rows(out)}
+        os.remove(os.path.join(out, "ledger.jsonl"))
+    assert set(rows[1]) == set(rows[2]) == {c.key for c in plan.cells()}
+    for key, row in rows[2].items():
+        assert row["machine"]["threads"] >= 1
+        assert row["dev_metric"] == pytest.approx(rows[1][key]["dev_metric"], abs=1e-6), key
