@@ -1,6 +1,6 @@
 """The resumable runner of the seven-task ledger (plan: distiller.autodistiller.ledger_plan).
 
-    python -m distiller.autodistiller.ledger_run start  [--out DIR]   # detached, niced
+    python -m distiller.autodistiller.ledger_run start  [--out DIR] [--parallel N]  # detached
     python -m distiller.autodistiller.ledger_run status [--out DIR]   # done/total, ETA
     python -m distiller.autodistiller.ledger_run stop   [--out DIR]
     python -m distiller.autodistiller.ledger_run run    [--out DIR]   # in the foreground
