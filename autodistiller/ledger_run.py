@@ -25,6 +25,7 @@ import fcntl
 import importlib.util
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import shutil
@@ -32,14 +33,20 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Dict, Iterator, List, Optional, Set
+
+import torch
 
 from distiller.autodistiller.features import HashingEncoder
 from distiller.autodistiller.ledger_plan import TASKS, Cell, Plan, default_plan
 from distiller.autodistiller.ledger_rows import ledger_row, read_jsonl_rows
+from distiller.autodistiller.ledger_tasks import plan_student, prepare_task
 from distiller.builders.teacher.devices import usable_cpus
 from distiller.common.files import atomic_write
 from distiller.distill_train.config import TrainConfig
+from distiller.distill_train.train import train
 from distiller.taskdata.paths import shared_data
 
 __all__ = ["run_ledger", "read_rows", "done_cells", "status_text", "start_detached", "main"]
@@ -128,9 +135,6 @@ def load_plan(out: str, requested: Optional[Plan]) -> Plan:
 
 def run_cell(cell: Cell, plan: Plan, task: Dict[str, Any], out: str) -> Dict[str, Any]:
     """Train one cell from scratch and return its ledger row (status complete or failed)."""
-    from distiller.autodistiller.ledger_tasks import plan_student
-    from distiller.distill_train.train import train  # torch: not needed by status or stop
-
     cfg = dict(plan.config(cell.config))
     run_dir = os.path.join(out, "runs", cell.task, f"{cell.config}-s{cell.seed}")
     shutil.rmtree(run_dir, ignore_errors=True)  # a killed cell restarts from scratch
@@ -160,8 +164,6 @@ def run_cell(cell: Cell, plan: Plan, task: Dict[str, Any], out: str) -> Dict[str
         values=values, config=config.to_dict(), features=task["features"],
         metric_name=task["metric_name"], metric=metric, best_epoch=best_epoch, epochs=epochs,
         wall=time.time() - t0, status=status)
-    import torch
-
     row.update(cell=cell.key, config_name=cell.config, seed=cell.seed, steps=plan.steps,
                batch_size=plan.batch_size, machine=dict(machine(), threads=torch.get_num_threads()),
                started_at=started,
@@ -172,8 +174,6 @@ def run_cell(cell: Cell, plan: Plan, task: Dict[str, Any], out: str) -> Dict[str
 def _cell_in_worker(threads: int, cell: Cell, plan: Plan, task: Dict[str, Any],
                     out: str) -> Dict[str, Any]:
     """run_cell in a worker process of `parallel` ones, with `threads` torch threads."""
-    import torch
-
     torch.set_num_threads(threads)
     return run_cell(cell, plan, task, out)
 
@@ -188,10 +188,6 @@ def _run_cells(cells: List[Cell], plan: Plan, task: Dict[str, Any], out: str,
             log.info("cell %s", cell.key)
             yield run_cell(cell, plan, task, out)
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
     threads = max(1, usable_cpus() // parallel)
     log.info("cells %s, %d at a time, %d torch threads each", ", ".join(c.key for c in cells),
              parallel, threads)
@@ -211,8 +207,6 @@ def run_ledger(out: str, plan: Optional[Plan] = None, *, data_root: Optional[str
                encoder=None, workers: int = 2, parallel: int = 1) -> Dict[str, int]:
     """Run every cell the ledger lacks (one pass), `parallel` cells at a time (each with the
     usable cores / parallel torch threads); returns counts of this pass."""
-    from distiller.autodistiller.ledger_tasks import prepare_task
-
     plan = load_plan(out, plan)
     data_root = data_root or os.path.dirname(shared_data("glue"))
     lock = open(os.path.join(out, "runner.lock"), "w")

@@ -130,17 +130,6 @@ def test_status_without_a_ledger(tmp_path, capsys):
     assert "no ledger" in capsys.readouterr().out
 
 
-def test_status_and_stop_load_neither_torch_nor_beam():
-    # `make ledger-status` beside a running ledger: a quick look, not a second torch process
-    import subprocess
-    import sys
-    code = ("import sys; import distiller.autodistiller.ledger_run; "
-            "print(sorted(m for m in ('torch', 'apache_beam') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env=dict(os.environ, PYTHONPATH=ledger_run.REPO))
-    assert out.stdout.strip() == "[]"
-
-
 @pytest.mark.slow
 def test_two_cells_at_a_time_give_the_rows_of_one_at_a_time(tmp_path, mini_data, teacher_dir):
     from distiller.autodistiller.features import HashingEncoder
