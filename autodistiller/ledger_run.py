@@ -165,9 +165,9 @@ def run_cell(cell: Cell, plan: Plan, task: Dict[str, Any], out: str) -> Dict[str
         metric_name=task["metric_name"], metric=metric, best_epoch=best_epoch, epochs=epochs,
         wall=time.time() - t0, status=status)
     row.update(cell=cell.key, config_name=cell.config, seed=cell.seed, steps=plan.steps,
-               batch_size=plan.batch_size, machine=dict(machine(), threads=torch.get_num_threads()),
-               started_at=started,
-               ended_at=_now(), git_commit=git_commit(out), task_features=feats, error=error)
+               batch_size=plan.batch_size, started_at=started, ended_at=_now(),
+               machine=dict(machine(), threads=torch.get_num_threads()),
+               git_commit=git_commit(out), task_features=feats, error=error)
     return row
 
 
@@ -189,6 +189,9 @@ def _run_cells(cells: List[Cell], plan: Plan, task: Dict[str, Any], out: str,
             yield run_cell(cell, plan, task, out)
         return
     threads = max(1, usable_cpus() // parallel)
+    # the MI-alpha cells (their critic makes them several times slower) first, so that the last
+    # cells of a task, which leave workers idle as they end, are short ones
+    cells = sorted(cells, key=lambda c: plan.config(c.config)["inter_loss"] != "mi")
     log.info("cells %s, %d at a time, %d torch threads each", ", ".join(c.key for c in cells),
              parallel, threads)
     # spawn: a fork of a process whose torch threads have run can hang in the child
