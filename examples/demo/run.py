@@ -45,10 +45,10 @@ class DemoOptions:
     out: str = "runs/demo"                 # every artifact goes under here
     data: str = DEFAULT_DATA               # GLUE directory holding SST-2/{train,dev}.tsv
     labelled: int = 1000                   # labelled SST-2 training sentences (seeded sample)
-    pool: int = 5000                       # other training sentences, labels dropped
+    pool: int = 6000                       # other training sentences, labels dropped
     seed: int = 0                          # sampling, augmentation and training seed
     policy: str = "eda_synonym:0.1+eda_swap:0.1,copies=1"  # copies of the transfer set
-    teacher_epochs: int = 2
+    teacher_epochs: int = 3
     student_epochs: int = 3                # the no-KD student on the labelled sample
     kd_epochs: int = 1                     # the KD student on the (larger) transfer set
     student_layers: int = 2                # the students keep this many MiniLM layers
