@@ -134,13 +134,15 @@ def test_status_without_a_ledger(tmp_path, capsys):
 def test_two_cells_at_a_time_give_the_rows_of_one_at_a_time(tmp_path, mini_data, teacher_dir):
     from distiller.autodistiller.features import HashingEncoder
 
-    plan = dataclasses.replace(tiny_plan(teacher_dir), tasks=("sst2",))
+    base = tiny_plan(teacher_dir)   # one task, one configuration, two seeds: two cells
+    plan = dataclasses.replace(base, tasks=("sst2",), second_seed=("pred-t2",),
+                               configs=tuple(c for c in base.configs if c["name"] == "pred-t2"))
     out = str(tmp_path / "ledger")
     rows = {}
     for parallel in (1, 2):   # the second pass reuses the task's preparation (task.json)
         counts = ledger_run.run_ledger(out, plan, data_root=mini_data, encoder=HashingEncoder(),
                                        workers=1, parallel=parallel)
-        assert counts == {"complete": 4, "failed": 0, "skipped": 0}
+        assert counts == {"complete": 2, "failed": 0, "skipped": 0}
         rows[parallel] = {r["cell"]: r for r in ledger_run.read_rows(out)}
         os.remove(os.path.join(out, "ledger.jsonl"))
     assert set(rows[1]) == set(rows[2]) == {c.key for c in plan.cells()}
