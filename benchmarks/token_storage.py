@@ -171,9 +171,11 @@ def speed_part(out: str, teacher_dir: str, texts: List[str], caches: Dict[str, s
                                  vocab_source=f"{teacher_dir} (online)")
     online_rows = [{"id": k, "key": k} for k in inputs]
     per_record = {"online": statistics.mean(len(v["positions"]) for v in inputs.values())}
-    for name, cache in caches.items():
+    corpora = {}
+    for name, cache in caches.items():   # each cache opened once: its corpus, positions per row
         c = TeacherCache.open(cache)
-        per_record[name] = c.stats()["positions"] / max(1, len(c.read_corpus(_corpus(c))))
+        corpora[name] = _corpus(c)
+        per_record[name] = c.stats()["positions"] / max(1, len(c.read_corpus(corpora[name])))
     times: Dict[str, List[float]] = {name: [] for name in list(caches) + ["online"]}
     for r in range(rounds):
         for name in times:
@@ -185,8 +187,7 @@ def speed_part(out: str, teacher_dir: str, texts: List[str], caches: Dict[str, s
                 train(cfg, provider=online, train_rows=online_rows, dev_rows=online_rows[:8],
                       on_step=lambda s, p: stamps.append(time.perf_counter()))
             else:
-                c = TeacherCache.open(caches[name])
-                corpus = _corpus(c)
+                corpus = corpora[name]
                 cfg = TrainConfig(cache=caches[name], train_corpus=corpus, dev_corpus=corpus,
                                   run_dir=run_dir, **base)
                 train(cfg, on_step=lambda s, p: stamps.append(time.perf_counter()))

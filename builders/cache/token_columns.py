@@ -200,12 +200,8 @@ def encode_column(records: Sequence, spec: TokenSpec, vocab_size: int):
 def decode_column(column, spec: TokenSpec, vocab_size: int) -> list:
     """The records (TopKTokens or SampledTokens) of an `encode_column` column; a column of
     another spec, storage or vocabulary is refused."""
-    import pyarrow as pa
-
     spec = parse_token_spec(spec)
     if not spec.packed:
         return (decode_topk if spec.kind == "topk" else decode_samples)(column, spec, vocab_size)
     _check_column(column, spec, vocab_size)
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
     return decode_packed(column, spec, vocab_size)
