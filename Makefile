@@ -79,10 +79,10 @@ ledger: install
 	$(PY) -m distiller.autodistiller.ledger_run start --out $(LEDGER_DIR) --parallel $(LEDGER_PARALLEL)
 
 ledger-status:
-	$(PY) -m distiller.autodistiller.ledger_run status --out $(LEDGER_DIR)
+	$(PY) -m distiller.autodistiller.ledger_control status --out $(LEDGER_DIR)
 
 ledger-stop:
-	$(PY) -m distiller.autodistiller.ledger_run stop --out $(LEDGER_DIR)
+	$(PY) -m distiller.autodistiller.ledger_control stop --out $(LEDGER_DIR)
 
 # Refit the shipped recommender on that ledger (distiller/autodistiller/refit.py): writes
 # autodistiller/assets/{ledger.parquet,autodistiller.json,report/} with the leave-one-task-out

@@ -22,49 +22,37 @@ from __future__ import annotations
 import argparse
 import datetime
 import fcntl
-import importlib.util
 import json
 import logging
 import multiprocessing
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Dict, Iterator, List, Optional, Set
+from typing import Any, Dict, Iterator, List, Optional
 
 import torch
 
 from distiller.autodistiller.features import HashingEncoder
+from distiller.autodistiller.ledger_control import (REPO, done_cells, load_plan, read_rows,
+                                                    start_detached, status_text, stop)
 from distiller.autodistiller.ledger_plan import TASKS, Cell, Plan, default_plan
-from distiller.autodistiller.ledger_rows import ledger_row, read_jsonl_rows
+from distiller.autodistiller.ledger_rows import ledger_row
 from distiller.autodistiller.ledger_tasks import plan_student, prepare_task
 from distiller.builders.teacher.devices import usable_cpus
-from distiller.common.files import atomic_write
 from distiller.distill_train.config import TrainConfig
 from distiller.distill_train.train import train
 from distiller.taskdata.paths import shared_data
 
-__all__ = ["run_ledger", "read_rows", "done_cells", "status_text", "start_detached", "main"]
+# read_rows .. stop live in ledger_control (no trainer import); re-exported for callers here
+__all__ = ["run_ledger", "read_rows", "done_cells", "load_plan", "status_text", "start_detached",
+           "stop", "main"]
 
 log = logging.getLogger("distiller.autodistiller.ledger_run")
-# the checkout holding the `distiller` package (its git commit; the detached runner's path)
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(
-    importlib.util.find_spec("distiller").origin)))
-
-
-def read_rows(out: str) -> List[Dict[str, Any]]:
-    """The ledger's rows; a line cut short by a kill is skipped."""
-    path = os.path.join(out, "ledger.jsonl")
-    return read_jsonl_rows(path) if os.path.exists(path) else []
-
-
-def done_cells(rows: List[Dict[str, Any]]) -> Set[str]:
-    return {r["cell"] for r in rows if r.get("status") == "complete"}
 
 
 def _append(out: str, row: Dict[str, Any]) -> None:
@@ -114,23 +102,6 @@ def git_commit(ledger: Optional[str] = None) -> str:
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def load_plan(out: str, requested: Optional[Plan]) -> Plan:
-    """The ledger's plan: plan.json when the ledger exists (`requested` must match it), else
-    `requested` (default: the seven-task plan), written to plan.json."""
-    path = os.path.join(out, "plan.json")
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as fh:
-            plan = Plan.from_dict(json.load(fh))
-        if requested is not None and requested != plan:
-            raise SystemExit(f"{out} holds a ledger of another plan ({path}); continue it without "
-                             "plan options, or give another --out")
-        return plan
-    plan = requested or default_plan()
-    os.makedirs(out, exist_ok=True)
-    atomic_write(path, json.dumps(plan.to_dict(), indent=1))
-    return plan
 
 
 def run_cell(cell: Cell, plan: Plan, task: Dict[str, Any], out: str) -> Dict[str, Any]:
@@ -244,67 +215,6 @@ def _lower_priority() -> None:
         os.nice(max(0, 19 - os.nice(0)))
     except OSError:
         pass
-
-
-def _pid(out: str) -> Optional[int]:
-    try:
-        with open(os.path.join(out, "runner.pid"), encoding="utf-8") as fh:
-            pid = int(fh.read().strip())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
-
-
-def status_text(out: str) -> str:
-    """Cells done/total, per task, the mean time per cell and the ETA of the rest."""
-    if not os.path.exists(os.path.join(out, "plan.json")):
-        return f"no ledger in {out} (start it first)"
-    plan = load_plan(out, None)
-    rows = read_rows(out)
-    done = done_cells(rows)
-    cells = plan.cells()
-    walls = [r["wall_time_s"] for r in rows if r.get("status") == "complete"]
-    left = len(cells) - len(done & {c.key for c in cells})
-    pid = _pid(out)
-    lines = [f"ledger {out}: {len(cells) - left}/{len(cells)} cells done, "
-             f"{sum(r.get('status') == 'failed' for r in rows)} failed attempts; runner "
-             + (f"running (pid {pid})" if pid else "not running")]
-    for task in plan.tasks:
-        mine = [c for c in cells if c.task == task]
-        lines.append(f"  {task:6s} {sum(c.key in done for c in mine)}/{len(mine)}")
-    if walls:
-        mean = sum(walls) / len(walls)
-        eta = datetime.timedelta(seconds=int(mean * left))
-        lines.append(f"mean {mean:.0f} s per cell; ETA {eta} for the {left} left "
-                     "(task preparation not counted)")
-    return "\n".join(lines)
-
-
-def start_detached(out: str, argv: List[str]) -> int:
-    """Start `run` with `argv` in a new session (survives the shell), niced, logging to
-    {out}/runner.log; returns its pid."""
-    if _pid(out):
-        raise SystemExit(f"a runner is already running on {out} (pid {_pid(out)})")
-    os.makedirs(out, exist_ok=True)
-    logf = open(os.path.join(out, "runner.log"), "a", encoding="utf-8")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
-    proc = subprocess.Popen(["nohup", "nice", "-n", "19", sys.executable, "-m",
-                             "distiller.autodistiller.ledger_run", "run", *argv],
-                            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                            start_new_session=True, env=env)
-    with open(os.path.join(out, "runner.pid"), "w", encoding="utf-8") as fh:
-        fh.write(str(proc.pid))
-    return proc.pid
-
-
-def stop(out: str) -> str:
-    pid = _pid(out)
-    if pid is None:
-        return "no runner running"
-    os.killpg(pid, signal.SIGTERM)  # its own session: the runner and its build workers
-    return f"stopped runner {pid}"
 
 
 def main(argv: Optional[List[str]] = None) -> int:

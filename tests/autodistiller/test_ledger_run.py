@@ -149,3 +149,31 @@ def test_two_cells_at_a_time_give_the_rows_of_one_at_a_time(tmp_path, mini_data,
     for key, row in rows[2].items():
         assert row["machine"]["threads"] >= 1
         assert row["dev_metric"] == pytest.approx(rows[1][key]["dev_metric"], abs=1e-6), key
+
+
+def test_machine_time_per_cell_divides_by_the_cells_run_beside_it(tmp_path):
+    """Two cells side by side count half their wall time each; one alone, all of it: the ETA of
+    `make ledger-status` follows the runner's parallelism."""
+    import subprocess
+    import sys
+
+    from distiller.autodistiller import ledger_control
+
+    def row(cell, start, end):
+        return {"cell": cell, "status": "complete", "wall_time_s": end - start,
+                "started_at": f"2026-12-07T10:{start // 60:02d}:{start % 60:02d}+00:00",
+                "ended_at": f"2026-12-07T10:{end // 60:02d}:{end % 60:02d}+00:00"}
+
+    rows = [row("a", 0, 100), row("b", 0, 120), row("c", 200, 260),
+            {"cell": "d", "status": "complete", "wall_time_s": 50.0}]   # no times: counted whole
+    assert ledger_control.cell_seconds(rows) == [50.0, 60.0, 60.0, 50.0]
+    out = tmp_path / "ledger"
+    plan = default_plan(("sst2",))
+    ledger_control.load_plan(str(out), plan)
+    (out / "ledger.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    status = subprocess.run([sys.executable, "-c", "import sys; from distiller.autodistiller "
+                             "import ledger_control as c; print(c.status_text(sys.argv[1])); "
+                             "print('torch' in sys.modules)", str(out)],
+                            capture_output=True, text=True, check=True).stdout
+    assert "57 s of the machine per cell" in status and "0/30 cells done" in status
+    assert status.strip().endswith("False")      # the status loads no trainer
