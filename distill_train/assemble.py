@@ -22,7 +22,7 @@ from distiller.taskdata.reader import read_records
 from distiller.taskdata.records import DeadLetter
 from distiller.taskdata.resolve import resolve_task
 
-from .data import Batches, cache_fetcher, text_examples, text_fetcher
+from .data import Batches, batch_lengths, cache_fetcher, text_examples, text_fetcher
 from .objective import DistillObjective
 from .qa_decode import DecodeConfig
 from .qa_eval import SpanBatches, text_windows
@@ -137,7 +137,8 @@ def assemble(config, *, provider=None, train_rows: Optional[Sequence[Mapping]] =
     fetch = cache_fetcher(provider, pad_id=pad_id, layers=layers, attn_layers=attn_layers,
                           vocab_size=embeds)
     train = Batches(train_rows, fetch, batch_size=config.batch_size, shuffle=True,
-                    seed=config.seed, prefetch=bool(getattr(provider, "prefetch_safe", False)))
+                    seed=config.seed, prefetch=bool(getattr(provider, "prefetch_safe", False)),
+                    lengths=batch_lengths(config.batching, train_rows, provider))
     span = config.task_def.is_span
     dev = [(name, _dev_batches(config, rows, cache_fetcher(dev_provider, pad_id=pad_id,
                                                          vocab_size=embeds),
@@ -304,7 +305,7 @@ def _assemble_finetune(config, model, tokenizer, pad_id: int) -> RunParts:
                                  student_width=model.config.hidden_size,
                                  teacher_width=model.config.hidden_size)
     train = Batches(train_rows, text_fetcher(pad_id), batch_size=config.batch_size, shuffle=True,
-                    seed=config.seed)
+                    seed=config.seed, lengths=batch_lengths(config.batching, train_rows))
     return RunParts(model, tokenizer, objective, train, dev)
 
 

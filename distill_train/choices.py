@@ -78,6 +78,10 @@ _TABLE = (
            "the mapping_pairs given)", values=("skip", "last", "emd", "explicit")),
     Option("critic", "transformer", "the MI-alpha critic: a small transformer over the tokens "
            "or an MLP on [CLS]", values=("transformer", "mlp")),
+    Option("batching", "random", "how training rows form batches: random draws, or draws "
+           "grouped by length so that a batch pads little (the same rows each epoch, in "
+           "batches of near-equal length, in random order; faster on short, varied texts)",
+           values=("random", "length")),
     Option("amp", "auto", "mixed precision (auto: bf16 or fp16 on CUDA, off on a CPU)",
            values=("auto", "off", "fp16", "bf16")),
     Option("temperature", 1.0, "tau of the soft targets", low=0.0, low_open=True),

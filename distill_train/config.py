@@ -139,6 +139,7 @@ class TrainConfig:
     # follow from it, evaluated at each epoch end and at the last step
     max_steps: Optional[int] = setting(None, POSITIVE_OR_NULL)
     batch_size: int = setting(32, POSITIVE)
+    batching: str = _table("batching")       # "random" | "length" (length-grouped batches)
     eval_batch_size: int = setting(128, POSITIVE)
     lr: float = _table("lr")
     weight_decay: float = _table("weight_decay")  # none on bias and LayerNorm weights

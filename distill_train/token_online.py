@@ -67,6 +67,9 @@ class OnlineSparseTeacher:
         logits = scored_logits(self.model, batch).float()
         return [logits[i, :len(it.positions)] for i, it in enumerate(items)]
 
+    def lengths(self, keys: Sequence[str]) -> List[int]:
+        return [len(self.inputs[k]["input_ids"]) for k in keys]
+
     def get_many(self, keys: Sequence[str]) -> List[Dict[str, Any]]:
         missing = [k for k in keys if k not in self.inputs]
         if missing:

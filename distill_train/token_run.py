@@ -19,7 +19,7 @@ from distiller.builders.cache.store import TeacherCache
 from distiller.common.errors import UsageError
 
 from .assemble import RunParts, _pad_id
-from .data import Batches
+from .data import Batches, batch_lengths
 from .lm_eval import LOWER_IS_BETTER, PRIMARY_METRIC, evaluate_lm_sets
 from .lm_student import build_lm_student, check_lm_vocab, output_vocab_size
 from .token_data import token_fetcher
@@ -98,7 +98,8 @@ def assemble_tokens(config, problem_type: str, *, provider=None,
                           embeds=int(model.get_input_embeddings().weight.shape[0]),
                           vocab_size=output_vocab_size(model))
     train = Batches(train_rows, fetch, batch_size=config.batch_size, shuffle=True,
-                    seed=config.seed, prefetch=bool(getattr(source, "prefetch_safe", False)))
+                    seed=config.seed, prefetch=bool(getattr(source, "prefetch_safe", False)),
+                    lengths=batch_lengths(config.batching, train_rows, source))
     dev = [(name, Batches(rows, fetch, batch_size=config.eval_batch_size, shuffle=False))
            for name, rows in dev_sets]
     objective = TokenObjective(form=source.tokens.kind, loss=config.pred_loss,

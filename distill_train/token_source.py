@@ -65,3 +65,6 @@ class CacheTokens:
 
     def get_many(self, keys: Sequence[str]) -> List[Dict[str, Any]]:
         return self.reader.get_many(keys)
+
+    def lengths(self, keys: Sequence[str]) -> List[int]:
+        return self.reader.lengths(keys)

@@ -89,6 +89,7 @@ class CacheReader:
         self._group_starts: List[List[int]] = []   # per shard: first row of each row group
         self._shard_starts: List[int] = []          # global row of each shard's first row
         self._keys: List[str] = []
+        self._lengths: List[int] = []               # tokens of each row (length-grouped batches)
         total = 0
         for entry in manifest["shards"]:
             info = ShardInfo.from_manifest(entry)
@@ -108,7 +109,9 @@ class CacheReader:
             if acc != info.rows:
                 raise CorruptShardError(f"shard {info.name!r} has {acc} rows, the manifest says "
                                         f"{info.rows}", shard=info.name)
-            self._keys.extend(self._read(pf, info.name, None, ["key"])["key"].to_pylist())
+            head = self._read(pf, info.name, None, ["key", "length"])
+            self._keys.extend(head["key"].to_pylist())
+            self._lengths.extend(head["length"].to_pylist())
             self._files.append(pf)
             self._names.append(info.name)
             self._group_starts.append(starts)
@@ -186,6 +189,10 @@ class CacheReader:
         except KeyError:
             raise MissingEntryError(f"key {key!r} is not in cache {self.path!r} (score it first; "
                                     "`TeacherCache.missing` lists absent keys)") from None
+
+    def lengths(self, keys: Sequence[str]) -> List[int]:
+        """Token count of each key's input (read at open: no row is decoded)."""
+        return [self._lengths[self.row_of(k)] for k in keys]
 
     def get(self, key: str) -> Dict[str, Any]:
         return self.get_row(self.row_of(key))

@@ -20,6 +20,8 @@ def test_round_trip_within_dtype_tolerance(tmp_path, tiny_teacher, outputs, dtyp
     assert cache.verify() == []
     reader = CacheReader(cache.path)
     assert len(reader) == len({o["key"] for o in outputs})
+    # token counts from the index, without decoding a row (length-grouped batches)
+    assert reader.lengths([o["key"] for o in outputs]) == [len(o["input_ids"]) for o in outputs]
     for o in outputs:
         got = reader.get(o["key"])
         np.testing.assert_array_equal(got["input_ids"].numpy(), o["input_ids"])
