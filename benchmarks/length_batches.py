@@ -5,8 +5,8 @@
   speed    the demo's KD student (MiniLM cut to 2 layers, KL at tau 2 + MSE on the skip mapping)
            trained from the cache for --steps optimizer steps with each batching, in interleaved
            rounds; seconds per step over the steps after the first (setup, evaluation and the
-           first step's warm-up excluded);
-  accuracy the dev accuracy of each run (one seed per round: a sanity check, not a study).
+           first step's warm-up excluded). Accuracy is the demo's to compare (docs/demo.md):
+           a few dozen steps say nothing of it.
 
     .venv/bin/python benchmarks/length_batches.py [--cache runs/demo/cache] [--steps 40]
         [--rounds 2] [--out runs/length-batches]
@@ -58,7 +58,7 @@ def timed_run(args, student: str, corpus: str, dev: str, batching: str, seed: in
     res = train(cfg, on_step=lambda step, parts: stamps.append(time.perf_counter()))
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     return {"batching": batching, "seed": seed, "s_per_step": statistics.mean(gaps),
-            "dev_accuracy": res.best_metric}
+            "steps": len(stamps), "wall_s": res.wall_time_s}
 
 
 def main(argv=None) -> int:

@@ -111,3 +111,20 @@ def test_a_fine_tuning_run_groups_its_tokenized_rows(teacher_dir):
     assert train.lengths == [len(r["input_ids"]) for r in train.rows]
     order = train.order(0)
     assert sorted(order) == list(range(40))
+
+
+def test_each_rank_reads_one_length_grouped_batch_per_global_batch():
+    import torch
+
+    from distiller.distill_train.distributed import DistContext, RankBatches
+
+    grouped, lens = _batches(n=203, size=8)
+    single = grouped.order(1)
+    ranks = [list(RankBatches(grouped, DistContext(rank=r, world_size=2),
+                              torch.device("cpu")).epoch(1)) for r in (0, 1)]
+    for g, (mine0, mine1) in enumerate(zip(*ranks)):
+        rows0, rows1 = [r["i"] for r in mine0[0]], [r["i"] for r in mine1[0]]
+        if len(rows0) + len(rows1) == 16:                  # a full global batch
+            assert rows0 == single[16 * g:16 * g + 8] and rows1 == single[16 * g + 8:16 * g + 16]
+            for rows in (rows0, rows1):                    # one sorted window's slice
+                assert max(lens[i] for i in rows) - min(lens[i] for i in rows) < 20
