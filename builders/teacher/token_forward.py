@@ -1,8 +1,12 @@
 """One padded forward of a token-level teacher (a masked or causal LM) and the sparse forms of its
 distributions at each record's predicted positions (docs/cache.md, "Token-level caches").
 
-The model gives logits [B, W, V]; only the rows of the predicted positions are gathered (on the
-teacher's device) and turned into the cache's sparse form there (sparse_tokens): top-k over
+Only the rows of the predicted positions are kept (on the teacher's device): with the eager
+backend the model's output embeddings (the LM head's vocabulary projection, its largest matrix
+product: a masked LM predicts about one position in seven) are fed only the hidden states of those
+positions, through a forward pre-hook; a backend or model the hook cannot reach gives logits
+[B, W, V], gathered after. The rows are turned into the cache's sparse form there
+(sparse_tokens): top-k over
 blocks of at most `ROWS_PER_BLOCK` positions of the whole batch (rows are independent, so the
 blocks change nothing but the memory: a few [rows, V] float32 temporaries), draws record by
 record (each record has its own seed). Hidden states and attention maps are extracted as the
@@ -10,7 +14,8 @@ sentence-level forward does (distiller.builders.teacher.forward), from the same 
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+import contextlib
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -33,6 +38,30 @@ def _topk_split(rows, k: int, counts: Sequence[int]) -> List[TopKTokens]:
     ends = np.cumsum(counts)
     return [TopKTokens(ids=ids[e - c:e], logprobs=lps[e - c:e], log_tail=tails[e - c:e])
             for c, e in zip(counts, ends)]
+
+
+@contextlib.contextmanager
+def _projected_rows(loaded: LoadedTeacher, flat) -> Iterator[List[bool]]:
+    """Within it, the eager model's output embeddings project only the hidden rows `flat` (indices
+    into the batch's [B * W] positions); yields a list that holds True once the hook ran (the
+    logits are then [len(flat), V])."""
+    fired: List[bool] = []
+    model = loaded.backend.model if loaded.backend.name == "eager" else None
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        yield fired
+        return
+
+    def at_rows(module, args):
+        fired.append(True)
+        hidden = args[0]
+        return (hidden.reshape(-1, hidden.shape[-1])[flat.to(hidden.device)],) + tuple(args[1:])
+
+    handle = head.register_forward_pre_hook(at_rows)
+    try:
+        yield fired
+    finally:
+        handle.remove()
 
 
 def run_token_batch(loaded: LoadedTeacher, ids_list: Sequence[np.ndarray],
@@ -58,10 +87,12 @@ def run_token_batch(loaded: LoadedTeacher, ids_list: Sequence[np.ndarray],
     counts = [len(p) for p in positions]
     flat = np.concatenate([b * width + np.asarray(p, dtype=np.int64)
                            for b, p in enumerate(positions)] + [np.zeros(0, np.int64)])
+    index = torch.from_numpy(flat).to(device)
     with torch.inference_mode():
-        with autocast(loaded):   # the forward only: the extraction below runs in float32
+        with autocast(loaded), _projected_rows(loaded, index) as fired:
+            # the forward only: the extraction below runs in float32
             logits, states, attn = loaded.backend.forward(kwargs, layers, attn_layers)
-        rows = logits.reshape(-1, logits.shape[-1])[torch.from_numpy(flat).to(logits.device)]
+        rows = logits if fired else logits.reshape(-1, logits.shape[-1])[index.to(logits.device)]
         del logits
         if spec.kind == "topk":
             tokens = _topk_split(rows, spec.k, counts)

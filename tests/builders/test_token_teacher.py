@@ -116,6 +116,23 @@ def test_masked_lm_distributions_are_those_at_the_masked_input(tiny_mlm_dir, tex
                        atol=5e-3)
 
 
+def test_the_vocabulary_projection_sees_only_the_masked_positions(tiny_mlm_dir, texts):
+    """The LM head's output embeddings project the scored rows alone, not every position of the
+    padded batch; the distributions are those at the masked input (test above)."""
+    t = teacher(tiny_mlm_dir, "masked_lm", tokens="topk:4")
+    seen = []
+    handle = t.model.get_output_embeddings().register_forward_hook(
+        lambda module, args, out: seen.append(tuple(args[0].shape)))
+    try:
+        outs = t.score(texts[:6])
+    finally:
+        handle.remove()
+    scored = sum(len(o["positions"]) for o in outs)
+    assert seen and sum(shape[0] for shape in seen) == scored
+    assert all(len(shape) == 2 for shape in seen)      # [rows, hidden], no [B, W, hidden]
+    assert scored < sum(len(o["input_ids"]) for o in outs) / 3
+
+
 def score(capsys, *args):
     rc = main(["score", "--devices", "cpu", "--max-length", "48", *args])
     out = capsys.readouterr().out
