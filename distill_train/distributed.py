@@ -209,10 +209,15 @@ class RankBatches:
         if not self.use_loader:
             yield from self._threaded(chunks)
             return
+        # its own generator: a DataLoader draws its workers' base seed from the global RNG
+        # otherwise, which would shift dropout and break an exact resume (the iterator is
+        # made at a different step after one)
         loader = torch.utils.data.DataLoader(
             _Fetched(chunks, self.batches.fetch), batch_size=None, shuffle=False,
             num_workers=self.workers, pin_memory=self.device.type == "cuda",
-            multiprocessing_context=_fork_context() if self.workers else None)
+            multiprocessing_context=_fork_context() if self.workers else None,
+            generator=torch.Generator().manual_seed(derive_seed(self.batches.seed, "loader",
+                                                                epoch)))
         for (rows, weight), batch in zip(chunks, loader):
             yield rows, batch, weight
 

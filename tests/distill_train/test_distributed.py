@@ -138,6 +138,23 @@ def test_rank_slices_cover_each_global_batch_once_with_weights_that_average_to_i
         assert mean == pytest.approx(sum(per_example) / n)
 
 
+def test_loader_workers_leave_the_global_rng_alone():
+    """A DataLoader draws its workers' seed from the global RNG unless given a generator: with
+    loader workers (a GPU's default) dropout would shift and a resumed run differ."""
+    import torch
+
+    from distiller.distill_train.data import Batches
+    from distiller.distill_train.distributed import DistContext, RankBatches
+
+    batches = Batches([{"i": i} for i in range(20)], lambda rows: [r["i"] for r in rows],
+                      batch_size=4, shuffle=True, seed=1)
+    for workers in (0, 2):
+        state = torch.get_rng_state()
+        got = list(RankBatches(batches, DistContext(), torch.device("cpu"),
+                               workers=workers).epoch(0, skip=1))
+        assert len(got) == 4 and torch.equal(torch.get_rng_state(), state), workers
+
+
 def test_loader_workers_give_the_batches_of_the_prefetch_path(cache_f32, tmp_path):
     """The DataLoader path (worker processes forked with the cache reader; pinned memory on a
     GPU) yields the same padded batches, in the same order, as the trainer's own path."""
