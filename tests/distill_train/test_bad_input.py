@@ -144,7 +144,9 @@ def test_a_student_with_another_vocabulary_is_refused_before_training(
 
 
 def test_unknown_vocabulary_checks_the_ids_of_every_batch(tmp_path, caches, students, capsys):
-    code, _, err = run(capsys, "train", "--cache", caches("gone"), "--student",
+    cache = caches("gone")
+    capsys.readouterr()   # what building the cache printed (its teacher's load) is not the run's
+    code, _, err = run(capsys, "train", "--cache", cache, "--student",
                        students["smaller"], "--run-dir", str(tmp_path / "r"), *BASE)
     line = one_line(err)
     assert code == 2 and line.startswith("distiller train: error: cache row ") and \
@@ -153,8 +155,10 @@ def test_unknown_vocabulary_checks_the_ids_of_every_batch(tmp_path, caches, stud
 
 
 def test_evaluate_refuses_a_model_with_another_vocabulary(caches, students, capsys):
+    cache = caches("recorded")
+    capsys.readouterr()
     code, _, err = run(capsys, "evaluate", "--model", students["swapped"], "--task", "sst2",
-                       "--cache", caches("recorded"), "--corpus", "sst2-dev")
+                       "--cache", cache, "--corpus", "sst2-dev")
     assert code == 2 and "2 of the ids both have differ" in one_line(err)
 
 
