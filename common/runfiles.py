@@ -9,7 +9,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Collection, Dict
+from typing import Any, Collection, Dict, Optional
 
 from .errors import UsageError
 from .files import atomic_write
@@ -50,17 +50,21 @@ def write_json(path: str, data: Dict[str, Any], *, indent: int = 1) -> None:
 
 
 def check_resumable(path: str, config: Dict[str, Any], *, free: Collection[str], what: str,
-                    fix: str) -> None:
+                    fix: str, omitted: Optional[Dict[str, Any]] = None) -> None:
     """UsageError unless the config saved at `path` (JSON; absent: nothing to check) equals
     `config` in every key but `free` (those a resumed run may change); the message lists the
     keys that differ, (saved, now), then `fix`; `what` names the directory (e.g. "run_dir
-    'runs/a'")."""
+    'runs/a'"). omitted: keys either side may leave out, meaning the value given here."""
     if not os.path.exists(path):
         return
     with open(path, encoding="utf-8") as fh:
         old = json.load(fh)
-    diff = {k: (old.get(k), config[k]) for k in config
-            if k not in free and old.get(k) != config[k]}
+    omitted = omitted or {}
+    diff = {}
+    for k in list(config) + [k for k in omitted if k not in config]:
+        saved, now = old.get(k, omitted.get(k)), config.get(k, omitted.get(k))
+        if k not in free and saved != now:
+            diff[k] = (saved, now)
     if diff:
         raise UsageError(f"{what} holds a checkpoint of a different config "
                          f"(key: (saved, now): {diff}); {fix}")

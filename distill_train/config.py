@@ -31,6 +31,9 @@ from .choices import OPTIONS
 __all__ = ["TrainConfig", "RULES"]
 
 WORDING = Wording(field="config key {key!r}", whole="config")
+# keys added after configs were first serialised, with the default that leaves them out of
+# to_dict (and so out of config.json and the resume check)
+ADDED_KEYS = {"batching": "random"}
 
 
 def _table(key: str) -> Any:
@@ -252,10 +255,16 @@ class TrainConfig:
         return cls.from_dict(data, **overrides).read_task_file()
 
     def to_dict(self) -> Dict[str, Any]:
+        """Every key (lists for tuples), but a key added after run directories were first
+        written (`ADDED_KEYS`) only when it differs from its default: a config.json, sweep or
+        ledger row written before reads as the same config, so such a run still resumes."""
         out = dataclasses.asdict(self)
         for key in ("student_layers", "mapping_pairs", "dev_corpus", "dev_file", "task"):
             if out[key] is not None:
                 out[key] = json.loads(json.dumps(out[key]))  # tuples -> lists
+        for key, default in ADDED_KEYS.items():
+            if out[key] == default:
+                del out[key]
         return out
 
     def replace(self, **changes: Any) -> "TrainConfig":

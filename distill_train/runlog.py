@@ -17,6 +17,8 @@ from distiller.common.errors import UsageError
 from distiller.common.runfiles import append_event, json_safe
 from distiller.taskdata.resolve import save_task
 
+from .config import ADDED_KEYS
+
 __all__ = ["RunLog", "save_checkpoint", "load_checkpoint", "check_resumable", "save_model",
            "json_safe"]
 
@@ -108,7 +110,8 @@ def check_resumable(run_dir: str, config: Dict[str, Any]) -> None:
     """UsageError unless the config saved in `run_dir` (if any) equals `config` (a
     TrainConfig.to_dict()) in every key but those a resumed run may change (RESUME_FREE)."""
     runfiles.check_resumable(os.path.join(run_dir, "config.json"), config, free=RESUME_FREE,
-                             what=f"run_dir {run_dir!r}", fix="use a new run_dir or resume=false")
+                             what=f"run_dir {run_dir!r}", fix="use a new run_dir or resume=false",
+                             omitted=ADDED_KEYS)
 
 
 def save_model(model, tokenizer, path: str, task) -> None:

@@ -128,3 +128,25 @@ def test_each_rank_reads_one_length_grouped_batch_per_global_batch():
             assert rows0 == single[16 * g:16 * g + 8] and rows1 == single[16 * g + 8:16 * g + 16]
             for rows in (rows0, rows1):                    # one sorted window's slice
                 assert max(lens[i] for i in rows) - min(lens[i] for i in rows) < 20
+
+
+def test_the_key_is_left_out_at_its_default_and_a_changed_batching_is_not_resumed(tmp_path):
+    """config.json written before `batching` existed reads as batching=random (such runs still
+    resume); a run's batching cannot change on resume, either way."""
+    import json
+
+    from distiller.common.errors import UsageError as Refused
+    from distiller.distill_train.runlog import check_resumable
+
+    base = dict(task="sst2", cache="c", train_corpus="t", student="s")
+    plain, grouped = TrainConfig(**base), TrainConfig(**base, batching="length")
+    assert "batching" not in plain.to_dict() and grouped.to_dict()["batching"] == "length"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(plain.to_dict()))   # as written before the key
+    check_resumable(str(run), plain.to_dict())
+    with pytest.raises(Refused, match="batching"):
+        check_resumable(str(run), grouped.to_dict())
+    (run / "config.json").write_text(json.dumps(grouped.to_dict()))
+    with pytest.raises(Refused, match="batching"):
+        check_resumable(str(run), plain.to_dict())
