@@ -45,7 +45,7 @@ docs: install
 # minutes there. TEST_WORKERS=0 runs it in this process.
 TEST_WORKERS ?= 2
 test: install lint docs
-	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=15 tests
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=30 tests
 	bash .ci/wheel-check $(PY)
 
 # The built wheel in a fresh virtual environment, outside the repository (.ci/wheel-check).

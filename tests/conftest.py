@@ -1,6 +1,7 @@
-"""Suite-wide hooks: the test run is an entry point like `distiller`'s main, so it makes MKL's
-results thread-count independent before any torch math (MKL reads the setting at its first
-call: a later call, such as loading a teacher after other tests ran, is too late); and a test
+"""Suite-wide hooks: the end-to-end tests run first (the workers then finish together); the test
+run is an entry point like `distiller`'s main, so it makes MKL's results thread-count independent
+before any torch math (MKL reads the setting at its first call: a later call, such as loading a
+teacher after other tests ran, is too late); and a test
 that needs the shared real data (taskdata.paths.shared_data) skips with a reason when that data
 is not on this machine (a lent GPU machine gets the tree only), instead of failing in its
 set-up."""
@@ -57,3 +58,10 @@ def pytest_runtest_setup(item):
 def pytest_runtest_call(item):
     outcome = yield
     _skip_if_data_missing(outcome)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The end-to-end tests (marked slow, a minute or more each) first, the rest in their order
+    after: with `-n 2` both workers start on the long ones and the short ones fill the end, so
+    neither waits alone on a long test at the finish."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -1,6 +1,5 @@
 """The seven-task ledger: its plan, and the resumable runner end to end on a tiny plan (tiny
 random BERT teacher and students, a few rows of SST-2 and SUBJ copied into a shared-data folder)."""
-import dataclasses
 import json
 import math
 import os
@@ -73,7 +72,8 @@ def tiny_plan(teacher_dir):
 
 
 @pytest.mark.slow
-def test_runner_runs_every_cell_once_and_reruns_a_killed_one(tmp_path, mini_data, teacher_dir):
+def test_runner_runs_every_cell_once_two_at_a_time_alike_and_reruns_a_killed_one(
+        tmp_path, mini_data, teacher_dir):
     from distiller.autodistiller.features import HashingEncoder
 
     out = str(tmp_path / "ledger")
@@ -104,16 +104,32 @@ def test_runner_runs_every_cell_once_and_reruns_a_killed_one(tmp_path, mini_data
     # nothing left: a restart runs nothing
     assert ledger_run.run_ledger(out, None, data_root=mini_data,
                                  encoder=HashingEncoder())["complete"] == 0
-    # a cell killed mid-way left no row (or half a line): the restart runs exactly that cell
+    # two cells at a time (worker processes, one thread each) give the rows of one at a time:
+    # the SST-2 cells of pred-t2 (two seeds) dropped and run again side by side
     path = os.path.join(out, "ledger.jsonl")
+    first = {r["cell"]: r for r in rows}
+    again = [c.key for c in plan.cells() if c.task == "sst2" and c.config == "pred-t2"]
     lines = open(path, encoding="utf-8").read().splitlines(keepends=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.writelines(line for line in lines if json.loads(line)["cell"] not in again)
+    assert ledger_run.run_ledger(out, None, data_root=mini_data, encoder=HashingEncoder(),
+                                 parallel=2) == {"complete": 2, "failed": 0, "skipped": 0}
+    rerun = {r["cell"]: r for r in ledger_run.read_rows(out)[-2:]}
+    assert sorted(rerun) == sorted(again)
+    for key, row in rerun.items():
+        assert row["machine"]["threads"] >= 1
+        assert row["dev_metric"] == pytest.approx(first[key]["dev_metric"], abs=1e-6), key
+
+    # a cell killed mid-way left no row (or half a line): the restart runs exactly that cell
+    lines = open(path, encoding="utf-8").read().splitlines(keepends=True)
+    cut = json.loads(lines[-1])["cell"]
     with open(path, "w", encoding="utf-8") as fh:
         fh.writelines(lines[:-1])
         fh.write(lines[-1][:40])
     assert "7/8 cells done" in ledger_run.status_text(out)
     assert ledger_run.run_ledger(out, None, data_root=mini_data,
                                  encoder=HashingEncoder())["complete"] == 1
-    assert ledger_run.read_rows(out)[-1]["cell"] == plan.cells()[-1].key
+    assert ledger_run.read_rows(out)[-1]["cell"] == cut
 
 
 def test_a_ledger_refuses_another_plan(tmp_path, teacher_dir):
@@ -128,27 +144,6 @@ def test_a_ledger_refuses_another_plan(tmp_path, teacher_dir):
 def test_status_without_a_ledger(tmp_path, capsys):
     assert ledger_run.main(["status", "--out", str(tmp_path / "none")]) == 0
     assert "no ledger" in capsys.readouterr().out
-
-
-@pytest.mark.slow
-def test_two_cells_at_a_time_give_the_rows_of_one_at_a_time(tmp_path, mini_data, teacher_dir):
-    from distiller.autodistiller.features import HashingEncoder
-
-    base = tiny_plan(teacher_dir)   # one task, one configuration, two seeds: two cells
-    plan = dataclasses.replace(base, tasks=("sst2",), second_seed=("pred-t2",),
-                               configs=tuple(c for c in base.configs if c["name"] == "pred-t2"))
-    out = str(tmp_path / "ledger")
-    rows = {}
-    for parallel in (1, 2):   # the second pass reuses the task's preparation (task.json)
-        counts = ledger_run.run_ledger(out, plan, data_root=mini_data, encoder=HashingEncoder(),
-                                       workers=1, parallel=parallel)
-        assert counts == {"complete": 2, "failed": 0, "skipped": 0}
-        rows[parallel] = {r["cell"]: r for r in ledger_run.read_rows(out)}
-        os.remove(os.path.join(out, "ledger.jsonl"))
-    assert set(rows[1]) == set(rows[2]) == {c.key for c in plan.cells()}
-    for key, row in rows[2].items():
-        assert row["machine"]["threads"] >= 1
-        assert row["dev_metric"] == pytest.approx(rows[1][key]["dev_metric"], abs=1e-6), key
 
 
 def test_machine_time_per_cell_divides_by_the_cells_run_beside_it(tmp_path):

@@ -261,6 +261,7 @@ def test_python_m_distiller_reaches_the_sweep_commands(tmp_path, task_data):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_sweep_builds_the_corpus_variants_its_space_needs(tmp_path, task_data, teacher_dir):
     """augmentation x mixup choices the cache lacks are built through the pipeline, scoring
     only new texts; a second call finds nothing missing."""

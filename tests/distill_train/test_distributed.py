@@ -78,6 +78,7 @@ def _argv(cfg, cache, student):
     return argv
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_follow_one_process_and_resume(tmp_path, cache_f32, no_dropout_student,
                                                       one_process, capsys):
     from distiller.distill_train.distributed import RankFailed, run_ranks
@@ -106,6 +107,7 @@ def test_two_gloo_ranks_follow_one_process_and_resume(tmp_path, cache_f32, no_dr
         assert os.path.exists(os.path.join(two_cfg.run_dir, name)), name
 
 
+@pytest.mark.slow
 def test_torchrun_starts_the_same_run(tmp_path, cache_f32, no_dropout_student, one_process):
     """The real torchrun (every process a rank already): the same curve, one result printed."""
     one, curve_one = one_process
