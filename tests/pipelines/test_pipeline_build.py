@@ -39,14 +39,14 @@ def content_by_key(cache_path):
 
 
 def test_build_twice_then_a_second_policy_shares_the_originals(tmp_path, tiny_teacher, capsys):
-    data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 300)
+    data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 120)
     cache = str(tmp_path / "cache")
     common = ["--input", data, "--task", "sst2", "--teacher", tiny_teacher, "--cache", cache,
               "--max-length", "64"]
     first = build(capsys, *common, "--augment", SWAP, "--workers", "2")
-    assert first["records_read"] == 300 and first["dead_letters"] == 0
-    assert 300 < first["augmented_copies"] <= 600
-    assert first["newly_scored"] == first["unique_keys"] > 300 and first["cache_hits"] == 0
+    assert first["records_read"] == 120 and first["dead_letters"] == 0
+    assert 120 < first["augmented_copies"] <= 240
+    assert first["newly_scored"] == first["unique_keys"] > 120 and first["cache_hits"] == 0
     assert first["bytes_written"] > 0 and first["beam_counters"]["newly_scored"] == \
         first["newly_scored"]
     opened = TeacherCache.open(cache)
@@ -54,10 +54,10 @@ def test_build_twice_then_a_second_policy_shares_the_originals(tmp_path, tiny_te
     names = opened.corpora()
     assert names[0] == "sst2-train" and names[1].startswith("sst2-train+eda_swap-p0.3-n2-")
     originals = opened.read_corpus("sst2-train")
-    assert [r["id"] for r in originals] == sorted(f"train.tsv:{i}" for i in range(300))
+    assert [r["id"] for r in originals] == sorted(f"train.tsv:{i}" for i in range(120))
     assert {r["chain"] for r in originals} == {"original"}
     augmented = opened.read_corpus(names[1])
-    assert len(augmented) == 300 + first["augmented_copies"]
+    assert len(augmented) == 120 + first["augmented_copies"]
     assert {r["parent_id"] for r in augmented if r["chain"] != "original"} <= {
         r["id"] for r in originals}
 
@@ -80,11 +80,11 @@ def test_build_twice_then_a_second_policy_shares_the_originals(tmp_path, tiny_te
     assert TeacherCache.open(cache).verify() == []
 
     # the same split from a smaller file: the originals' corpus is replaced, and the build says so
-    fewer = head_tsv(glue_path("SST-2"), str(tmp_path / "fewer.tsv"), 100)
+    fewer = head_tsv(glue_path("SST-2"), str(tmp_path / "fewer.tsv"), 50)
     rc = main(["build", "--no-progress", "--input", fewer, *common[2:], "--workers", "1"])
     out = capsys.readouterr().out
-    assert rc == 0 and "warning: corpus sst2-train replaced: it held 300 rows" in out
-    assert len(TeacherCache.open(cache).read_corpus("sst2-train")) == 100
+    assert rc == 0 and "warning: corpus sst2-train replaced: it held 120 rows" in out
+    assert len(TeacherCache.open(cache).read_corpus("sst2-train")) == 50
     assert set(content_by_key(cache)) >= {r["key"] for r in syn} | {r["key"] for r in augmented}
 
 
@@ -112,11 +112,11 @@ def _builds_by_runner(tmp_path, tiny_teacher, capsys, data, attempt):
         cache = str(tmp_path / f"{name}-{attempt}")
         s = build(capsys, "--input", data, "--task", "sst2", "--teacher", tiny_teacher,
                   "--cache", cache, "--augment", SWAP, "--unit-size", "64", *extra)
-        assert s["records_read"] == 150, name
+        assert s["records_read"] == 100, name
         contents.append(content_by_key(cache))
         opened = TeacherCache.open(cache)
         corpora.append({n: opened.read_corpus(n) for n in opened.corpora()})
-    assert len(contents[0]) == s["unique_keys"] > 150
+    assert len(contents[0]) == s["unique_keys"] > 100
     assert corpora[0] == corpora[1] == corpora[2]
     return contents
 
@@ -130,7 +130,7 @@ def _byte_differences(contents):
 
 
 def test_same_bytes_with_one_and_two_workers_and_on_dask(tmp_path, tiny_teacher, capsys):
-    data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 150)
+    data = head_tsv(glue_path("SST-2"), str(tmp_path / "train.tsv"), 100)
     # 1 worker scores with 2 torch threads, 2 workers with 1 each: the same bytes need
     # thread-count-independent math (distiller.common.seeding.THREAD_INDEPENDENT_MKL; without it a
     # few logits differed in their last bit, in some runs, depending on the random tiny teacher).
